@@ -1,0 +1,624 @@
+defmodule Mure do
+  @moduledoc """
+  Elixir client of mure, a compute node that keeps tensors resident and runs ops on
+  them (matrix multiply on BLIS, elementwise ops on OpenCL).
+
+  The node (`mure_node`) is a hidden Erlang C-node. A connection is a process that
+  either launches a node itself (port mode, `start_link/1`) or attaches to a node that
+  runs elsewhere (`connect/2`). The local BEAM must be distributed: start it with
+  `elixir --name client@127.0.0.1 ...` or call `Node.start/2` first.
+
+      {:ok, conn} = Mure.start_link([])
+      {:ok, a} = Mure.upload(conn, a_bin, {:f, 32}, {512, 512})
+      {:ok, b} = Mure.upload(conn, b_bin, {:f, 32}, {512, 512})
+      {:ok, c} = Mure.matmul(a, b)
+      {:ok, c_bin} = Mure.download(c)
+
+  ## Types and shapes
+
+  Types are Nx's tuples: `{:u, 8 | 16 | 32 | 64}`, `{:s, 8 | 16 | 32 | 64}`,
+  `{:f, 16 | 32 | 64}` and `{:bf, 16}`. Shapes are tuples of non-negative integers
+  (`{}` is a scalar, at most 16 dimensions). Data is native little-endian, row-major:
+  `<<x::float-32-native>>` per element for `{:f, 32}`.
+
+  Arguments are checked eagerly, like Nx does: a wrong type, shape or size raises
+  `ArgumentError` before anything is sent.
+
+  ## Errors and timeouts
+
+  Every call returns `{:ok, value}` or `{:error, exception}`:
+
+    * `Mure.Error` - the node refused the request (`kind` says why: `:out_of_memory`,
+      `:unknown_handle`, `:overloaded`, ...)
+    * `Mure.ConnectionError` - the transport failed (`reason`: `:timeout`,
+      `:node_down`, `:node_exited`, `:disconnected`, `:closed`, ...)
+
+  The `!` variants return the value or raise the exception.
+
+  Every call accepts `timeout:` (milliseconds or `:infinity`); the default is the
+  connection's `:timeout` option (5000 ms). A call that times out returns
+  `{:error, %Mure.ConnectionError{reason: :timeout}}` and its late reply is dropped,
+  never delivered to the caller's mailbox.
+
+  ## Ownership
+
+  A tensor is owned by the process that created it: when that process exits the node
+  frees its tensors. All tensors of a connection are freed when the connection to the
+  node closes; using such a tensor afterwards gives an `:unknown_handle` error.
+  """
+
+  alias Mure.{Connection, ConnectionError, Error, Tensor, Types}
+
+  @typedoc "A connection: its pid or registered name."
+  @type conn :: GenServer.server()
+
+  @typedoc "An Nx-style element type."
+  @type type ::
+          {:u, 8 | 16 | 32 | 64}
+          | {:s, 8 | 16 | 32 | 64}
+          | {:f, 16 | 32 | 64}
+          | {:bf, 16}
+
+  @typedoc "A tuple of non-negative integers; `{}` is a scalar."
+  @type shape :: tuple()
+
+  @typedoc "What a failed call returns."
+  @type error :: Error.t() | ConnectionError.t()
+
+  @typedoc "Options of every call: `timeout:` in milliseconds or `:infinity`."
+  @type call_opts :: [timeout: timeout()]
+
+  ## Connections
+
+  @doc """
+  Starts a connection that launches a `mure_node` and connects to it (port mode).
+
+  The node runs as a child OS process of this BEAM: the cookie is written to its stdin,
+  the call waits for its `MURE_READY` line, connects the distribution, monitors the
+  node and asks it `:hello`. When the node process exits, every call in flight gets
+  `{:error, %Mure.ConnectionError{reason: :node_exited}}` and the connection stops with
+  `{:shutdown, {:node_exited, status}}`, so that a supervisor starts a fresh node. When
+  the connection (or the whole BEAM) goes, the node's stdin closes and it exits.
+
+  With `node: node` it attaches to a running node instead, like `connect/2`.
+
+  ## Options
+
+    * `:name` - register the connection under this local name
+    * `:node_name` - the node's name (default: a unique `:"mure_<pid>_<n>@<host>"` on the
+      local node's host)
+    * `:executable` - path of `mure_node` (default: `$MURE_NODE_BIN`, else
+      `../build/mure_node` next to this client's source)
+    * `:cookie` - the cookie to hand the node (default: `Node.get_cookie/0`); it is
+      wrapped so that `inspect/1` never shows it
+    * `:config` - a node config file (`--config`)
+    * `:listen` - the node's listen address (`--listen`, node default 127.0.0.1)
+    * `:memory_limit` - bytes of tensor memory (`--memory-limit`)
+    * `:max_message` - the largest request the node accepts, in bytes (`--max-message`)
+    * `:queue_depth` - bounded queue depth per device (`--queue-depth`)
+    * `:blis_threads`, `:blis_arch` - BLIS threads and sub-configuration
+      (`:auto | :skx | :zen3 | :haswell | :generic`)
+    * `:devices` - e.g. `[:blis, :opencl]` (`--devices`)
+    * `:test_ops` - enable test-only ops such as `busy/3` (default `false`)
+    * `:log_level` - `:debug | :info | :warn | :error`; the node logs to stderr
+    * `:extra_args` - more command-line arguments (strings)
+    * `:ready_timeout` - ms to wait for `MURE_READY` (default 15000)
+    * `:connect_timeout` - ms to wait for the `:hello` reply (default 5000)
+    * `:timeout` - the default call timeout in ms (default 5000)
+    * `:backoff_initial`, `:backoff_max` - reconnection backoff in ms (500, 30000)
+    * `:sync_connect` - with `:node`, fail at start when the node is unreachable
+      (default `true`); `false` starts disconnected and keeps retrying
+
+  Returns `{:error, %Mure.ConnectionError{reason: :not_alive}}` when the local BEAM is
+  not distributed.
+
+  ## Examples
+
+      iex> {:ok, conn} = Mure.start_link(memory_limit: 256 * 1024 * 1024)
+      iex> {:ok, %{protocol: 1}} = Mure.hello(conn)
+
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []), do: Connection.start_link(opts)
+
+  @doc """
+  Connects to a node that already runs elsewhere (not launched by this BEAM).
+
+  The connection is monitored: when the node goes down, calls in flight get
+  `{:error, %Mure.ConnectionError{reason: :node_down}}`, later calls get `:disconnected`
+  errors at once, and the connection is retried with exponential backoff. Tensors
+  created before a reconnection are gone (the node frees a connection's tensors when
+  it closes).
+
+  Takes the options of `start_link/1` that make sense for a remote node (`:name`,
+  `:cookie`, `:timeout`, `:connect_timeout`, `:sync_connect`, `:backoff_initial`,
+  `:backoff_max`).
+
+  ## Examples
+
+      iex> {:ok, conn} = Mure.connect(:"mure@127.0.0.1")
+      iex> Mure.devices!(conn) |> Enum.map(& &1.id)
+      [:blis, :opencl]
+
+  """
+  @spec connect(node(), keyword()) :: GenServer.on_start()
+  def connect(node, opts \\ []) when is_atom(node) and is_list(opts),
+    do: start_link(Keyword.put(opts, :node, node))
+
+  @doc """
+  A child specification that starts a connection with `start_link/1`.
+
+  The child is `:permanent`: when the node exits, the supervisor starts a new connection
+  and a new node. Give a `:name` to reach the restarted connection under the same name.
+
+  ## Examples
+
+      children = [{Mure, name: MyApp.Mure, memory_limit: 1 <<< 30}]
+      Supervisor.start_link(children, strategy: :one_for_one)
+
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    # Validated (and the cookie wrapped) here already, so the supervisor's copy of the
+    # start arguments never holds a bare cookie.
+    opts = Connection.validate_opts!(opts)
+
+    %{
+      id: opts[:name] || __MODULE__,
+      start: {__MODULE__, :start_link, [opts]},
+      restart: :permanent,
+      shutdown: 10_000,
+      type: :worker
+    }
+  end
+
+  @doc """
+  Stops a connection. In port mode the node exits too.
+
+  ## Examples
+
+      iex> Mure.stop(conn)
+      :ok
+
+  """
+  @spec stop(conn(), term(), timeout()) :: :ok
+  def stop(conn, reason \\ :normal, timeout \\ :infinity),
+    do: :gen_statem.stop(conn, reason, timeout)
+
+  @doc """
+  Local information about a connection: the node's name, mode (`:port` or `:remote`),
+  state (`:connected` or `:disconnected`), the node's OS pid (port mode), its last
+  `:hello` answer and the number of requests in flight. Does not talk to the node.
+
+  ## Examples
+
+      iex> %{state: :connected, node: node} = Mure.info(conn)
+
+  """
+  @spec info(conn()) :: map()
+  def info(conn), do: :gen_statem.call(conn, :info)
+
+  ## Node information
+
+  @doc """
+  Asks the node who it is: protocol version, node name, software version, OS pid,
+  devices, limits and ops.
+
+  ## Examples
+
+      iex> {:ok, hello} = Mure.hello(conn)
+      iex> hello.protocol
+      1
+      iex> hello.limits.max_message_bytes > 0
+      true
+
+  """
+  @spec hello(conn(), call_opts()) :: {:ok, map()} | {:error, error()}
+  def hello(conn, opts \\ []), do: simple_call(conn, :hello, opts, &is_map/1)
+
+  @doc """
+  Lists the node's devices: maps with `id` (`:blis`, `:opencl`), `kind` and `name`,
+  plus `arch`, `arch_reason` and `threads` for BLIS, `platform`, `device_type`,
+  `compute_units` and `fp64` for OpenCL.
+
+  ## Examples
+
+      iex> {:ok, devices} = Mure.devices(conn)
+      iex> Enum.map(devices, & &1.id)
+      [:blis, :opencl]
+
+  """
+  @spec devices(conn(), call_opts()) :: {:ok, [map()]} | {:error, error()}
+  def devices(conn, opts \\ []), do: simple_call(conn, :devices, opts, &is_list/1)
+
+  @doc """
+  The node's counters: `tensors`, `memory_used_bytes`, `memory_limit_bytes`,
+  `connections`, `connection_tensors` (this connection's), `requests`, `errors` and
+  `queued`.
+
+  ## Examples
+
+      iex> {:ok, %{tensors: 0, memory_used_bytes: 0}} = Mure.stats(conn)
+
+  """
+  @spec stats(conn(), call_opts()) :: {:ok, map()} | {:error, error()}
+  def stats(conn, opts \\ []), do: simple_call(conn, :stats, opts, &is_map/1)
+
+  @doc """
+  Occupies the node's BLIS executor for `ms` milliseconds and returns `{:ok, ms}`.
+
+  A test op: the node must run with `test_ops: true`. Useful to test long operations,
+  queueing and calls in flight.
+
+  ## Examples
+
+      iex> Mure.busy(conn, 100)
+      {:ok, 100}
+
+  """
+  @spec busy(conn(), non_neg_integer(), call_opts()) ::
+          {:ok, non_neg_integer()} | {:error, error()}
+  def busy(conn, ms, opts \\ []) do
+    unless is_integer(ms) and ms >= 0 and ms <= 600_000 do
+      raise ArgumentError, "busy: expected milliseconds in 0..600000, got: #{inspect(ms)}"
+    end
+
+    simple_call(conn, {:busy, ms}, opts, &is_integer/1)
+  end
+
+  ## Tensors
+
+  @doc """
+  Uploads `data` as a tensor of `type` and `shape` and returns the resident tensor.
+
+  `byte_size(data)` must be `product(shape) * byte_size(type)`; otherwise, or for an
+  invalid type or shape, `ArgumentError` is raised before anything is sent. Data larger
+  than the node accepts (its `max_message_bytes`, and never 2 GiB or more, which would
+  abort the BEAM) is refused with `{:error, %Mure.Error{kind: :message_too_large}}`
+  without being sent.
+
+  The calling process owns the tensor: it is freed when that process exits.
+
+  ## Examples
+
+      iex> data = <<1.0::float-32-native, 2.0::float-32-native, 3.0::float-32-native, 4.0::float-32-native>>
+      iex> {:ok, t} = Mure.upload(conn, data, {:f, 32}, {2, 2})
+      iex> t
+      #Mure.Tensor<f32[2][2]>
+      iex> Mure.upload(conn, <<1, 2, 3>>, {:f, 32}, {1})
+      ** (ArgumentError) upload: expected 4 bytes for a f32[1] tensor (1 elements of 4 bytes), got 3 bytes
+      iex> Mure.upload(conn, <<>>, {:f, 33}, {0})
+      ** (ArgumentError) upload: expected a type {:u, 8|16|32|64}, {:s, 8|16|32|64}, {:f, 16|32|64} or {:bf, 16}, got: {:f, 33}
+
+  """
+  @spec upload(conn(), binary(), type(), shape(), call_opts()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def upload(conn, data, type, shape, opts \\ []) do
+    unless is_binary(data) do
+      raise ArgumentError,
+            "upload: expected the data to be a binary, got: #{inspect(data, limit: 5)}"
+    end
+
+    Types.check_type!(type, "upload")
+    Types.check_shape!(shape, "upload")
+    itemsize = Types.itemsize(type)
+    count = Types.size(shape)
+
+    if byte_size(data) != count * itemsize do
+      raise ArgumentError,
+            "upload: expected #{count * itemsize} bytes for a " <>
+              "#{Types.type_to_string(type)}#{Types.shape_to_string(shape)} tensor " <>
+              "(#{count} elements of #{itemsize} bytes), got #{byte_size(data)} bytes"
+    end
+
+    case call(conn, {:upload, type, shape, data}, [], opts) do
+      {:ok, handle, node, session} when is_integer(handle) and handle > 0 ->
+        {:ok,
+         %Tensor{conn: conn, node: node, id: handle, type: type, shape: shape, session: session}}
+
+      {:ok, other, _node, _session} ->
+        {:error, unexpected(:upload, other)}
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  @doc """
+  Downloads a tensor's data as a binary (native little-endian, row-major).
+
+  ## Examples
+
+      iex> {:ok, t} = Mure.upload(conn, <<7::32-native>>, {:s, 32}, {})
+      iex> Mure.download(t)
+      {:ok, <<7, 0, 0, 0>>}
+
+  """
+  @spec download(Tensor.t(), call_opts()) :: {:ok, binary()} | {:error, error()}
+  def download(tensor, opts \\ []) do
+    check_tensor!(tensor, "download")
+
+    case call(tensor.conn, {:download, tensor.id}, [tensor.session], opts) do
+      {:ok, data, _node, _session} when is_binary(data) ->
+        expected = Tensor.byte_size(tensor)
+
+        if byte_size(data) == expected do
+          {:ok, data}
+        else
+          {:error,
+           %Error{
+             kind: :internal,
+             message:
+               "download: the node returned #{byte_size(data)} bytes for #{inspect(tensor)} (expected #{expected})"
+           }}
+        end
+
+      {:ok, other, _node, _session} ->
+        {:error, unexpected(:download, other)}
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  @doc """
+  Frees a tensor on the node. Using it afterwards gives an `:unknown_handle` error.
+
+  ## Examples
+
+      iex> Mure.free(t)
+      :ok
+      iex> Mure.download(t)
+      {:error, %Mure.Error{kind: :unknown_handle, message: "..."}}
+
+  """
+  @spec free(Tensor.t(), call_opts()) :: :ok | {:error, error()}
+  def free(tensor, opts \\ []) do
+    check_tensor!(tensor, "free")
+
+    case call(tensor.conn, {:free, tensor.id}, [tensor.session], opts) do
+      {:ok, :freed, _node, _session} -> :ok
+      {:ok, other, _node, _session} -> {:error, unexpected(:free, other)}
+      {:error, error} -> {:error, error}
+    end
+  end
+
+  @doc """
+  Multiplies matrices on the node's BLIS device: `a` of shape `{m, k}` times `b` of
+  shape `{k, n}` gives a resident `{m, n}` tensor. Both must be `{:f, 32}` or both
+  `{:f, 64}`, and belong to the same connection.
+
+  ## Examples
+
+      iex> {:ok, c} = Mure.matmul(a, b)
+      iex> c
+      #Mure.Tensor<f32[512][256]>
+      iex> Mure.matmul(a, a)
+      ** (ArgumentError) matmul: cannot multiply f32[512][128] by f32[512][128]: the first tensor's axis 1 (128) must equal the second tensor's axis 0 (512)
+
+  """
+  @spec matmul(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def matmul(a, b, opts \\ []) do
+    check_pair!(a, b, "matmul")
+
+    case {a.shape, b.shape} do
+      {{_m, k}, {k, _n}} ->
+        :ok
+
+      {{_m, k1}, {k2, _n}} ->
+        raise ArgumentError,
+              "matmul: cannot multiply #{describe(a)} by #{describe(b)}: the first tensor's " <>
+                "axis 1 (#{k1}) must equal the second tensor's axis 0 (#{k2})"
+
+      _ ->
+        raise ArgumentError,
+              "matmul: expected two rank-2 tensors {m, k} and {k, n}, got #{describe(a)} and #{describe(b)}"
+    end
+
+    unless a.type == b.type and a.type in [{:f, 32}, {:f, 64}] do
+      raise ArgumentError,
+            "matmul: expected both tensors to be {:f, 32} or both {:f, 64}, " <>
+              "got #{inspect(a.type)} and #{inspect(b.type)}"
+    end
+
+    compute(a, b, {:matmul, a.id, b.id}, opts)
+  end
+
+  @doc """
+  Adds two `{:f, 32}` tensors of the same shape elementwise on the node's OpenCL device.
+
+  ## Examples
+
+      iex> {:ok, c} = Mure.add(a, b)
+      iex> Mure.add(a, Mure.upload!(conn, <<0::64>>, {:f, 64}, {1}))
+      ** (ArgumentError) add: expected both tensors to be {:f, 32}, got {:f, 32} and {:f, 64}
+
+  """
+  @spec add(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def add(a, b, opts \\ []), do: elementwise(:add, a, b, opts)
+
+  @doc """
+  Multiplies two `{:f, 32}` tensors of the same shape elementwise on the node's OpenCL
+  device.
+
+  ## Examples
+
+      iex> {:ok, c} = Mure.multiply(a, b)
+      iex> Mure.download!(c)
+
+  """
+  @spec multiply(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def multiply(a, b, opts \\ []), do: elementwise(:multiply, a, b, opts)
+
+  ## Bang variants
+
+  @doc "Like `hello/2`, but returns the map or raises."
+  @spec hello!(conn(), call_opts()) :: map()
+  def hello!(conn, opts \\ []), do: unwrap!(hello(conn, opts))
+
+  @doc "Like `devices/2`, but returns the list or raises."
+  @spec devices!(conn(), call_opts()) :: [map()]
+  def devices!(conn, opts \\ []), do: unwrap!(devices(conn, opts))
+
+  @doc "Like `stats/2`, but returns the map or raises."
+  @spec stats!(conn(), call_opts()) :: map()
+  def stats!(conn, opts \\ []), do: unwrap!(stats(conn, opts))
+
+  @doc "Like `busy/3`, but returns `ms` or raises."
+  @spec busy!(conn(), non_neg_integer(), call_opts()) :: non_neg_integer()
+  def busy!(conn, ms, opts \\ []), do: unwrap!(busy(conn, ms, opts))
+
+  @doc "Like `upload/5`, but returns the tensor or raises."
+  @spec upload!(conn(), binary(), type(), shape(), call_opts()) :: Tensor.t()
+  def upload!(conn, data, type, shape, opts \\ []),
+    do: unwrap!(upload(conn, data, type, shape, opts))
+
+  @doc "Like `download/2`, but returns the binary or raises."
+  @spec download!(Tensor.t(), call_opts()) :: binary()
+  def download!(tensor, opts \\ []), do: unwrap!(download(tensor, opts))
+
+  @doc "Like `free/2`, but raises on error."
+  @spec free!(Tensor.t(), call_opts()) :: :ok
+  def free!(tensor, opts \\ []) do
+    case free(tensor, opts) do
+      :ok -> :ok
+      {:error, error} -> raise error
+    end
+  end
+
+  @doc "Like `matmul/3`, but returns the tensor or raises."
+  @spec matmul!(Tensor.t(), Tensor.t(), call_opts()) :: Tensor.t()
+  def matmul!(a, b, opts \\ []), do: unwrap!(matmul(a, b, opts))
+
+  @doc "Like `add/3`, but returns the tensor or raises."
+  @spec add!(Tensor.t(), Tensor.t(), call_opts()) :: Tensor.t()
+  def add!(a, b, opts \\ []), do: unwrap!(add(a, b, opts))
+
+  @doc "Like `multiply/3`, but returns the tensor or raises."
+  @spec multiply!(Tensor.t(), Tensor.t(), call_opts()) :: Tensor.t()
+  def multiply!(a, b, opts \\ []), do: unwrap!(multiply(a, b, opts))
+
+  ## Internals
+
+  defp unwrap!({:ok, value}), do: value
+  defp unwrap!({:error, error}), do: raise(error)
+
+  defp elementwise(op, a, b, opts) do
+    check_pair!(a, b, Atom.to_string(op))
+
+    unless a.shape == b.shape do
+      raise ArgumentError,
+            "#{op}: expected tensors of the same shape, got #{describe(a)} and #{describe(b)}"
+    end
+
+    unless a.type == {:f, 32} and b.type == {:f, 32} do
+      raise ArgumentError,
+            "#{op}: expected both tensors to be {:f, 32}, got #{inspect(a.type)} and #{inspect(b.type)}"
+    end
+
+    compute(a, b, {op, a.id, b.id}, opts)
+  end
+
+  defp compute(a, b, request, opts) do
+    case call(a.conn, request, [a.session, b.session], opts) do
+      {:ok, {handle, type, shape}, node, session} when is_integer(handle) and is_tuple(shape) ->
+        {:ok,
+         %Tensor{conn: a.conn, node: node, id: handle, type: type, shape: shape, session: session}}
+
+      {:ok, other, _node, _session} ->
+        {:error, unexpected(elem(request, 0), other)}
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  defp check_tensor!(%Tensor{}, _what), do: :ok
+
+  defp check_tensor!(other, what),
+    do:
+      raise(ArgumentError, "#{what}: expected a %Mure.Tensor{}, got: #{inspect(other, limit: 5)}")
+
+  defp check_pair!(a, b, what) do
+    check_tensor!(a, what)
+    check_tensor!(b, what)
+
+    unless a.conn == b.conn and a.node == b.node do
+      raise ArgumentError,
+            "#{what}: the tensors belong to different connections " <>
+              "(#{inspect(a.conn)} on #{a.node} and #{inspect(b.conn)} on #{b.node})"
+    end
+  end
+
+  defp describe(%Tensor{type: type, shape: shape}),
+    do: Types.type_to_string(type) <> Types.shape_to_string(shape)
+
+  defp unexpected(op, value),
+    do: %Error{
+      kind: :internal,
+      message: "#{op}: unexpected reply from the node: #{inspect(value, limit: 10)}"
+    }
+
+  defp simple_call(conn, request, opts, check) do
+    case call(conn, request, [], opts) do
+      {:ok, value, _node, _session} ->
+        if check.(value), do: {:ok, value}, else: {:error, unexpected(request, value)}
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  # The caller owns its timeout (Redix style): it monitors the connection process with
+  # an alias, and on timeout demonitors it, which deactivates the alias so that the
+  # runtime drops a late reply. The connection also times every request (with this
+  # timeout or its default) so that its table of requests in flight stays bounded.
+  defp call(conn, request, sessions, opts) do
+    opts = Keyword.validate!(opts, [:timeout])
+    timeout = opts[:timeout]
+
+    unless is_nil(timeout) or Connection.valid_timeout?(timeout) do
+      raise ArgumentError,
+            "expected :timeout to be a non-negative integer or :infinity, got: #{inspect(timeout)}"
+    end
+
+    case GenServer.whereis(conn) do
+      pid when is_pid(pid) ->
+        alias = :erlang.monitor(:process, pid, alias: :demonitor)
+        send(pid, {:"$mure_call", alias, self(), request, sessions, timeout})
+
+        receive do
+          {^alias, {:ok, value}, node, session} ->
+            Process.demonitor(alias, [:flush])
+            {:ok, value, node, session}
+
+          {^alias, {:error, %struct{} = error}, _node, _session}
+          when struct in [Error, ConnectionError] ->
+            Process.demonitor(alias, [:flush])
+            {:error, error}
+
+          {^alias, {:error, reason}, _node, _session} ->
+            Process.demonitor(alias, [:flush])
+            {:error, Error.from_reason(reason)}
+
+          {:DOWN, ^alias, _, _, reason} ->
+            {:error,
+             %ConnectionError{
+               reason: down_reason(reason),
+               details: "connection process exited: #{inspect(reason)}"
+             }}
+        after
+          timeout || :infinity ->
+            Process.demonitor(alias, [:flush])
+            {:error, %ConnectionError{reason: :timeout}}
+        end
+
+      _ ->
+        {:error,
+         %ConnectionError{reason: :closed, details: "no connection process #{inspect(conn)}"}}
+    end
+  end
+
+  defp down_reason({:shutdown, {:node_exited, _}}), do: :node_exited
+  defp down_reason(_), do: :closed
+end

@@ -1,0 +1,724 @@
+defmodule Mure.Connection do
+  @moduledoc false
+  # One process per mure node: a :gen_statem with two states.
+  #
+  #   :connected     - requests are sent to {:mure, node}; replies are routed back
+  #   :disconnected  - requests fail at once with ConnectionError{reason: :disconnected};
+  #                    a state timeout retries the connection with exponential backoff
+  #
+  # Reply routing. ei has no process aliases, so a reply that arrives after a caller gave
+  # up would land in the caller's mailbox. Therefore every request goes through this
+  # process: the caller monitors it with `alias: :demonitor` and sends
+  # {:"$mure_call", alias, owner, request, sessions, timeout}; this process sends the
+  # protocol envelope {:"$mure", 1, self(), node_ref, owner, request} to the node, keeps
+  # node_ref -> alias, and forwards the node's reply to the alias. A caller that timed out
+  # has demonitored (and so deactivated) its alias, and the runtime drops the late reply.
+  #
+  # Every in-flight request also has a timer here (the call's timeout, or the connection's
+  # default when the caller gave none), so entries never pile up behind a hung node.
+  #
+  # Port mode: the process launches mure_node itself (Port, cookie on the first stdin line,
+  # MURE_READY on stdout) and stops with {:shutdown, {:node_exited, status}} when the node
+  # exits, so that a supervisor restarts it. The port is linked to this process: when it
+  # goes (or the whole BEAM does), the node's stdin closes and the node exits.
+  #
+  # Connect mode: the node runs elsewhere; on nodedown the in-flight callers get an error
+  # and the connection is retried with backoff (Redix style).
+
+  @behaviour :gen_statem
+
+  require Logger
+
+  alias Mure.{ConnectionError, Cookie, Error}
+
+  @client_dir Path.expand("../..", __DIR__)
+  @default_executable Path.expand("../build/mure_node", @client_dir)
+
+  # The BEAM aborts when it has to send a distribution message of 2 GiB or more to a
+  # node that does not support fragments (every ei node): refuse well before that.
+  @max_dist_message 2 * 1024 * 1024 * 1024 - 1
+
+  @start_opts [
+    name: nil,
+    node: nil,
+    node_name: nil,
+    executable: nil,
+    config: nil,
+    listen: nil,
+    memory_limit: nil,
+    max_message: nil,
+    queue_depth: nil,
+    blis_threads: nil,
+    blis_arch: nil,
+    devices: nil,
+    test_ops: false,
+    log_level: nil,
+    extra_args: [],
+    cookie: nil,
+    ready_timeout: 15_000,
+    connect_timeout: 5_000,
+    timeout: 5_000,
+    sync_connect: true,
+    backoff_initial: 500,
+    backoff_max: 30_000
+  ]
+
+  defstruct [
+    :mode,
+    :node,
+    :port,
+    :os_pid,
+    :cookie,
+    :opts,
+    :hello,
+    :max_message,
+    :session,
+    :default_timeout,
+    :backoff,
+    inflight: %{}
+  ]
+
+  ## Start-up
+
+  @doc false
+  @spec default_executable() :: Path.t()
+  def default_executable, do: System.get_env("MURE_NODE_BIN") || @default_executable
+
+  @doc false
+  @spec compiled_default_executable() :: Path.t()
+  def compiled_default_executable, do: @default_executable
+
+  @doc false
+  @spec validate_opts!(keyword()) :: keyword()
+  def validate_opts!(opts) when is_list(opts) do
+    opts = Keyword.validate!(opts, @start_opts)
+
+    check!(opts, :name, &(is_nil(&1) or is_atom(&1)), "an atom (a locally registered name)")
+    check!(opts, :node, &(is_nil(&1) or is_atom(&1)), "a node name atom")
+
+    check!(
+      opts,
+      :node_name,
+      &(is_nil(&1) or valid_node_name?(&1)),
+      "an atom such as :\"mure@127.0.0.1\""
+    )
+
+    check!(opts, :executable, &(is_nil(&1) or is_binary(&1)), "a path (string)")
+    check!(opts, :config, &(is_nil(&1) or is_binary(&1)), "a path (string)")
+    check!(opts, :listen, &(is_nil(&1) or is_binary(&1)), "an address (string)")
+
+    for key <- [:memory_limit, :max_message, :queue_depth, :blis_threads] do
+      check!(opts, key, &(is_nil(&1) or (is_integer(&1) and &1 > 0)), "a positive integer")
+    end
+
+    check!(
+      opts,
+      :blis_arch,
+      &(is_nil(&1) or &1 in [:auto, :skx, :zen3, :haswell, :generic]),
+      "one of :auto, :skx, :zen3, :haswell, :generic"
+    )
+
+    check!(
+      opts,
+      :devices,
+      &(is_nil(&1) or
+          (is_list(&1) and &1 != [] and Enum.all?(&1, fn d -> d in [:blis, :opencl] end))),
+      "a non-empty list of :blis and :opencl"
+    )
+
+    check!(opts, :test_ops, &is_boolean/1, "a boolean")
+    check!(opts, :sync_connect, &is_boolean/1, "a boolean")
+
+    check!(
+      opts,
+      :log_level,
+      &(is_nil(&1) or &1 in [:debug, :info, :warn, :error]),
+      "one of :debug, :info, :warn, :error"
+    )
+
+    check!(
+      opts,
+      :extra_args,
+      &(is_list(&1) and Enum.all?(&1, fn a -> is_binary(a) end)),
+      "a list of strings"
+    )
+
+    for key <- [:ready_timeout, :connect_timeout, :backoff_initial, :backoff_max] do
+      check!(opts, key, &(is_integer(&1) and &1 > 0), "a positive integer (milliseconds)")
+    end
+
+    check!(opts, :timeout, &valid_timeout?/1, "a non-negative integer or :infinity")
+
+    opts
+    |> Keyword.update!(:cookie, &Cookie.wrap/1)
+  end
+
+  def validate_opts!(other),
+    do: raise(ArgumentError, "expected options to be a keyword list, got: #{inspect(other)}")
+
+  @doc false
+  @spec valid_timeout?(term()) :: boolean()
+  def valid_timeout?(:infinity), do: true
+  def valid_timeout?(t), do: is_integer(t) and t >= 0
+
+  defp check!(opts, key, fun, expected) do
+    value = Keyword.fetch!(opts, key)
+
+    unless fun.(value) do
+      raise ArgumentError, "expected #{inspect(key)} to be #{expected}, got: #{inspect(value)}"
+    end
+  end
+
+  defp valid_node_name?(name) when is_atom(name) and name != nil,
+    do: match?([_, _], String.split(Atom.to_string(name), "@"))
+
+  defp valid_node_name?(_), do: false
+
+  @doc false
+  @spec start_link(keyword()) :: :gen_statem.start_ret()
+  def start_link(opts) do
+    opts = validate_opts!(opts)
+
+    cond do
+      not Node.alive?() ->
+        {:error, %ConnectionError{reason: :not_alive}}
+
+      is_nil(opts[:node]) and not File.regular?(executable(opts)) ->
+        {:error, %ConnectionError{reason: :executable_not_found, details: executable(opts)}}
+
+      true ->
+        :proc_lib.start_link(__MODULE__, :init_it, [self(), opts], :infinity)
+    end
+  end
+
+  defp executable(opts), do: opts[:executable] || default_executable()
+
+  @doc false
+  # proc_lib entry point. Set-up failures are acknowledged as {:error, reason} and the
+  # process then exits :normal, so a linked caller gets its error tuple instead of an
+  # exit signal (init/1 returning {:stop, reason} would kill a non-trapping caller).
+  def init_it(starter, opts) do
+    case register(opts[:name]) do
+      :ok ->
+        case setup(opts) do
+          {:ok, state, data, actions} ->
+            :proc_lib.init_ack(starter, {:ok, self()})
+            server = if opts[:name], do: {:local, opts[:name]}, else: self()
+            :gen_statem.enter_loop(__MODULE__, [], state, data, server, actions)
+
+          {:error, reason} ->
+            :proc_lib.init_ack(starter, {:error, reason})
+            exit(:normal)
+        end
+
+      {:error, reason} ->
+        :proc_lib.init_ack(starter, {:error, reason})
+        exit(:normal)
+    end
+  end
+
+  defp register(nil), do: :ok
+
+  defp register(name) do
+    Process.register(self(), name)
+    :ok
+  rescue
+    ArgumentError -> {:error, {:already_started, Process.whereis(name)}}
+  end
+
+  @impl :gen_statem
+  def callback_mode, do: :handle_event_function
+
+  @impl :gen_statem
+  def init(_opts), do: {:stop, :use_start_link}
+
+  defp setup(opts) do
+    data = %__MODULE__{
+      opts: opts,
+      cookie: opts[:cookie],
+      default_timeout: opts[:timeout],
+      backoff: opts[:backoff_initial]
+    }
+
+    if opts[:node], do: setup_remote(opts[:node], data), else: setup_port(data)
+  end
+
+  defp setup_remote(node, data) do
+    data = %{data | mode: :remote, node: node}
+
+    case connect(data) do
+      {:ok, data} ->
+        {:ok, :connected, data, []}
+
+      {:error, reason} ->
+        if data.opts[:sync_connect] do
+          {:error, reason}
+        else
+          Logger.warning("mure: cannot connect to #{node}: #{Exception.message(reason)}")
+          {:ok, :disconnected, data, [{:state_timeout, data.backoff, :reconnect}]}
+        end
+    end
+  end
+
+  defp setup_port(data) do
+    Process.flag(:trap_exit, true)
+    opts = data.opts
+    exe = executable(opts)
+    node_name = opts[:node_name] || unique_node_name()
+    cookie = data.cookie || Cookie.wrap(Node.get_cookie())
+
+    port =
+      Port.open({:spawn_executable, exe}, [
+        :binary,
+        {:line, 4096},
+        :exit_status,
+        :use_stdio,
+        :hide,
+        args: node_args(node_name, opts)
+      ])
+
+    os_pid =
+      case Port.info(port, :os_pid) do
+        {:os_pid, pid} -> pid
+        nil -> nil
+      end
+
+    data = %{data | mode: :port, port: port, os_pid: os_pid, node: node_name, cookie: cookie}
+
+    with :ok <- write_cookie(port, cookie),
+         {:ok, reported_node, reported_pid} <- await_ready(data),
+         data = %{data | node: reported_node, os_pid: reported_pid || os_pid},
+         {:ok, data} <- connect(data) do
+      {:ok, :connected, data, []}
+    else
+      {:error, reason} ->
+        stop_node(data)
+        {:error, reason}
+    end
+  rescue
+    error in ErlangError ->
+      {:error, %ConnectionError{reason: :executable_not_found, details: Exception.message(error)}}
+  end
+
+  defp unique_node_name do
+    host =
+      case String.split(Atom.to_string(node()), "@") do
+        [_, host] -> host
+        _ -> "127.0.0.1"
+      end
+
+    :"mure_#{System.pid()}_#{System.unique_integer([:positive])}@#{host}"
+  end
+
+  defp node_args(node_name, opts) do
+    flag = fn
+      nil, _name -> []
+      false, _name -> []
+      true, name -> [name]
+      value, name when is_atom(value) -> [name, Atom.to_string(value)]
+      value, name when is_integer(value) -> [name, Integer.to_string(value)]
+      value, name when is_binary(value) -> [name, value]
+    end
+
+    devices = opts[:devices] && Enum.map_join(opts[:devices], ",", &Atom.to_string/1)
+
+    ["--name", Atom.to_string(node_name), "--port-mode"] ++
+      flag.(opts[:config], "--config") ++
+      flag.(opts[:listen], "--listen") ++
+      flag.(opts[:memory_limit], "--memory-limit") ++
+      flag.(opts[:max_message], "--max-message") ++
+      flag.(opts[:queue_depth], "--queue-depth") ++
+      flag.(opts[:blis_threads], "--blis-threads") ++
+      flag.(opts[:blis_arch], "--blis-arch") ++
+      flag.(devices, "--devices") ++
+      flag.(opts[:test_ops], "--test-ops") ++
+      flag.(opts[:log_level], "--log-level") ++
+      opts[:extra_args]
+  end
+
+  # The cookie travels on stdin, never on argv (argv is visible in `ps`).
+  defp write_cookie(port, cookie) do
+    Port.command(port, [Atom.to_string(Cookie.value(cookie)), ?\n])
+    :ok
+  rescue
+    ArgumentError ->
+      {:error, %ConnectionError{reason: :node_exited, details: "before reading the cookie"}}
+  end
+
+  defp await_ready(data) do
+    deadline = System.monotonic_time(:millisecond) + data.opts[:ready_timeout]
+    await_ready(data, deadline)
+  end
+
+  defp await_ready(%{port: port} = data, deadline) do
+    remaining = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    receive do
+      {^port, {:data, {:eol, "MURE_READY " <> rest}}} ->
+        case String.split(rest, " ", trim: true) do
+          [node, os_pid] ->
+            {:ok, String.to_atom(node), parse_int(os_pid)}
+
+          _ ->
+            {:error,
+             %ConnectionError{
+               reason: :ready_timeout,
+               details: "malformed ready line: #{inspect(rest)}"
+             }}
+        end
+
+      {^port, {:data, {_eol, line}}} ->
+        Logger.debug("mure node #{data.node}: ignored a #{byte_size(line)}-byte stdout line")
+        await_ready(data, deadline)
+
+      {^port, {:exit_status, status}} ->
+        {:error,
+         %ConnectionError{
+           reason: :node_exited,
+           details:
+             "#{executable(data.opts)} exited with status #{status} before MURE_READY (see its stderr)"
+         }}
+    after
+      remaining ->
+        {:error,
+         %ConnectionError{
+           reason: :ready_timeout,
+           details: "no MURE_READY from #{data.node} within #{data.opts[:ready_timeout]} ms"
+         }}
+    end
+  end
+
+  defp parse_int(string) do
+    case Integer.parse(string) do
+      {int, ""} -> int
+      _ -> nil
+    end
+  end
+
+  # Connects the distribution, monitors the node and asks it :hello. A new session
+  # reference marks the tensors created over this connection: the node frees a
+  # connection's tensors when it closes, so older handles must never be sent again.
+  defp connect(%{node: node} = data) do
+    if data.cookie, do: :erlang.set_cookie(node, Cookie.value(data.cookie))
+
+    case Node.connect(node) do
+      true ->
+        Node.monitor(node, true)
+
+        case hello(data) do
+          {:ok, hello} ->
+            max_message =
+              case hello do
+                %{limits: %{max_message_bytes: max}} when is_integer(max) -> max
+                _ -> nil
+              end
+
+            {:ok,
+             %{
+               data
+               | hello: hello,
+                 max_message: max_message,
+                 session: make_ref(),
+                 backoff: data.opts[:backoff_initial]
+             }}
+
+          {:error, reason} ->
+            Node.monitor(node, false)
+            {:error, reason}
+        end
+
+      other ->
+        {:error,
+         %ConnectionError{
+           reason: :connect_failed,
+           details: "Node.connect(#{inspect(node)}) returned #{inspect(other)}"
+         }}
+    end
+  end
+
+  defp hello(%{node: node} = data) do
+    ref = make_ref()
+    timeout = data.opts[:connect_timeout]
+
+    case :erlang.send({:mure, node}, envelope(ref, self(), :hello), [:noconnect]) do
+      :ok ->
+        receive do
+          {:"$mure_reply", ^ref, {:ok, %{} = hello}} ->
+            {:ok, hello}
+
+          {:"$mure_reply", ^ref, other} ->
+            {:error,
+             %ConnectionError{
+               reason: :handshake_failed,
+               details: "hello replied #{inspect(other)}"
+             }}
+
+          {:nodedown, ^node} ->
+            {:error,
+             %ConnectionError{reason: :handshake_failed, details: "nodedown during hello"}}
+        after
+          timeout ->
+            {:error,
+             %ConnectionError{
+               reason: :handshake_failed,
+               details: "no reply to hello within #{timeout} ms"
+             }}
+        end
+
+      :noconnect ->
+        {:error, %ConnectionError{reason: :connect_failed, details: "not connected to #{node}"}}
+    end
+  end
+
+  defp envelope(ref, owner, request), do: {:"$mure", 1, self(), ref, owner, request}
+
+  ## Events
+
+  @impl :gen_statem
+  def handle_event(
+        :info,
+        {:"$mure_call", alias, owner, request, sessions, timeout},
+        :connected,
+        data
+      ) do
+    cond do
+      Enum.any?(sessions, &(&1 != data.session)) ->
+        reply(alias, {:error, stale_handle_error(request, data)}, data)
+        :keep_state_and_data
+
+      error = too_large(request, owner, data) ->
+        reply(alias, {:error, error}, data)
+        :keep_state_and_data
+
+      true ->
+        node_ref = make_ref()
+
+        case :erlang.send({:mure, data.node}, envelope(node_ref, owner, request), [:noconnect]) do
+          :ok ->
+            timer =
+              case timeout || data.default_timeout do
+                :infinity -> nil
+                ms -> :erlang.start_timer(ms, self(), {:call_timeout, node_ref})
+              end
+
+            {:keep_state, put_in(data.inflight[node_ref], {alias, timer})}
+
+          :noconnect ->
+            reply(alias, {:error, %ConnectionError{reason: :disconnected}}, data)
+            :keep_state_and_data
+        end
+    end
+  end
+
+  def handle_event(
+        :info,
+        {:"$mure_call", alias, _owner, _request, _sessions, _timeout},
+        :disconnected,
+        data
+      ) do
+    reply(
+      alias,
+      {:error,
+       %ConnectionError{reason: :disconnected, details: "connection to #{data.node} is down"}},
+      data
+    )
+
+    :keep_state_and_data
+  end
+
+  def handle_event(:info, {:"$mure_reply", node_ref, result}, _state, data) do
+    case Map.pop(data.inflight, node_ref) do
+      {{alias, timer}, inflight} ->
+        if timer, do: :erlang.cancel_timer(timer, async: true, info: false)
+        reply(alias, result, data)
+        {:keep_state, %{data | inflight: inflight}}
+
+      {nil, _} ->
+        # A reply to a request that already timed out: drop it.
+        :keep_state_and_data
+    end
+  end
+
+  def handle_event(:info, {:timeout, _timer, {:call_timeout, node_ref}}, _state, data) do
+    case Map.pop(data.inflight, node_ref) do
+      {{alias, _timer}, inflight} ->
+        reply(alias, {:error, %ConnectionError{reason: :timeout}}, data)
+        {:keep_state, %{data | inflight: inflight}}
+
+      {nil, _} ->
+        :keep_state_and_data
+    end
+  end
+
+  def handle_event(:info, {:nodedown, node}, :connected, %{node: node} = data) do
+    Logger.warning("mure: connection to #{node} lost; reconnecting")
+    data = fail_inflight(data, %ConnectionError{reason: :node_down, details: "#{node} went down"})
+    {:next_state, :disconnected, data, [{:state_timeout, data.backoff, :reconnect}]}
+  end
+
+  def handle_event(:info, {:nodedown, _node}, _state, _data), do: :keep_state_and_data
+
+  def handle_event(:state_timeout, :reconnect, :disconnected, data) do
+    case connect(data) do
+      {:ok, data} ->
+        Logger.info("mure: reconnected to #{data.node}")
+        {:next_state, :connected, data}
+
+      {:error, reason} ->
+        backoff = min(data.backoff * 2, data.opts[:backoff_max])
+        Logger.debug("mure: reconnecting to #{data.node} failed: #{Exception.message(reason)}")
+        {:keep_state, %{data | backoff: backoff}, [{:state_timeout, data.backoff, :reconnect}]}
+    end
+  end
+
+  def handle_event(:info, {port, {:exit_status, status}}, _state, %{port: port} = data) do
+    Logger.warning("mure: node #{data.node} (os pid #{data.os_pid}) exited with status #{status}")
+
+    data =
+      fail_inflight(data, %ConnectionError{
+        reason: :node_exited,
+        details: "#{data.node} exited with status #{status}"
+      })
+
+    {:stop, {:shutdown, {:node_exited, status}}, %{data | port: nil}}
+  end
+
+  def handle_event(:info, {port, {:data, {_eol, line}}}, _state, %{port: port} = data) do
+    Logger.debug("mure node #{data.node}: ignored a #{byte_size(line)}-byte stdout line")
+    :keep_state_and_data
+  end
+
+  def handle_event(:info, {:EXIT, port, _reason}, _state, %{port: port}), do: :keep_state_and_data
+
+  def handle_event({:call, from}, :info, state, data) do
+    info = %{
+      node: data.node,
+      mode: data.mode,
+      state: state,
+      os_pid: data.os_pid,
+      hello: data.hello,
+      inflight: map_size(data.inflight),
+      default_timeout: data.default_timeout
+    }
+
+    {:keep_state_and_data, [{:reply, from, info}]}
+  end
+
+  def handle_event(:info, msg, _state, data) do
+    Logger.debug("mure connection to #{data.node} ignored #{inspect(msg, limit: 10)}")
+    :keep_state_and_data
+  end
+
+  @impl :gen_statem
+  def terminate(reason, _state, data) do
+    fail_inflight(data, %ConnectionError{
+      reason: :closed,
+      details: "connection stopped: #{inspect(reason)}"
+    })
+
+    stop_node(data)
+    :ok
+  end
+
+  ## Helpers
+
+  defp reply(alias, result, data), do: send(alias, {alias, result, data.node, data.session})
+
+  defp fail_inflight(data, error) do
+    for {_ref, {alias, timer}} <- data.inflight do
+      if timer, do: :erlang.cancel_timer(timer, async: true, info: false)
+      send(alias, {alias, {:error, error}, data.node, data.session})
+    end
+
+    %{data | inflight: %{}}
+  end
+
+  defp stale_handle_error(request, data) do
+    %Error{
+      kind: :unknown_handle,
+      message:
+        "#{inspect(elem(request, 0))}: a tensor was created over an earlier connection to #{data.node}; " <>
+          "the node freed it when that connection closed"
+    }
+  end
+
+  # Uploads are the only requests that can be large. The node caps a frame at
+  # max_message_bytes (the 4-byte length covers the pass-through byte, the control
+  # message and the payload), and the BEAM itself aborts on frames of 2 GiB or more.
+  defp too_large({:upload, _type, _shape, bin} = request, owner, data) when is_binary(bin) do
+    limit = min(data.max_message || @max_dist_message, @max_dist_message)
+
+    frame =
+      1 + :erlang.external_size({6, self(), :"", :mure}) +
+        :erlang.external_size(envelope(make_ref(), owner, request))
+
+    if frame > limit do
+      why =
+        if limit == @max_dist_message,
+          do: "distribution messages must stay below 2 GiB",
+          else: "the node's max_message_bytes is #{limit}"
+
+      %Error{
+        kind: :message_too_large,
+        message:
+          "upload of #{byte_size(bin)} bytes (a #{frame}-byte message) refused before sending: " <>
+            why
+      }
+    end
+  end
+
+  defp too_large(_request, _owner, _data), do: nil
+
+  defp stop_node(%{port: nil}), do: :ok
+
+  defp stop_node(%{port: port, os_pid: os_pid}) do
+    # Closing the port closes the node's stdin: it exits on EOF.
+    try do
+      Port.close(port)
+    rescue
+      ArgumentError -> :ok
+    end
+
+    if os_pid, do: await_os_exit(os_pid, 50)
+    :ok
+  end
+
+  # Waits up to ~2.5 s for the node's OS process to go, then kills it.
+  defp await_os_exit(os_pid, 0) do
+    Logger.warning("mure: node os pid #{os_pid} did not exit on stdin EOF; sending SIGKILL")
+    System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
+    :ok
+  end
+
+  defp await_os_exit(os_pid, tries) do
+    if os_process_alive?(os_pid) do
+      Process.sleep(50)
+      await_os_exit(os_pid, tries - 1)
+    else
+      :ok
+    end
+  end
+
+  @doc false
+  @spec os_process_alive?(non_neg_integer()) :: boolean()
+  def os_process_alive?(os_pid) do
+    case File.read("/proc/#{os_pid}/stat") do
+      {:ok, stat} ->
+        # The state letter follows the last ")" (the command name may contain one).
+        case Regex.run(~r/^.*\)\s+(\S)/s, stat) do
+          [_, state] -> state not in ["Z", "X"]
+          _ -> true
+        end
+
+      {:error, _} ->
+        if File.dir?("/proc/self") do
+          false
+        else
+          match?(
+            {_, 0},
+            System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true)
+          )
+        end
+    end
+  end
+end

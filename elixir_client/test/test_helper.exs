@@ -1,0 +1,35 @@
+# The suite runs against the real mure_node binary, a real epmd and real BEAM nodes.
+
+exe = Mure.Connection.default_executable()
+
+unless File.regular?(exe) do
+  raise """
+
+  mure_node not found at #{exe}
+
+  The Elixir client's tests run against the real node binary. Build it first:
+
+      cmake -S .. -B ../build && cmake --build ../build -j
+
+  or point MURE_NODE_BIN at a built mure_node.
+  """
+end
+
+case System.cmd("epmd", ["-daemon"], stderr_to_stdout: true) do
+  {_, 0} -> :ok
+  {out, status} -> raise "could not start epmd (exit status #{status}): #{out}"
+end
+
+unless Node.alive?() do
+  name = :"mure_test_#{System.unique_integer([:positive])}_#{System.pid()}@127.0.0.1"
+
+  case Node.start(name, :longnames) do
+    {:ok, _} ->
+      :ok
+
+    {:error, reason} ->
+      raise "could not make the test BEAM a distributed node #{name}: #{inspect(reason)}"
+  end
+end
+
+ExUnit.start(timeout: 120_000)

@@ -1,0 +1,55 @@
+// mure — the node's configuration: defaults, the config file, then command-line flags.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mure/status.h"
+
+namespace mure {
+
+/// Log severities, most verbose first.
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+/// Everything the node can be told. Defaults here equal config/mure.conf.
+struct Config {
+  std::string name;                         ///< node name, e.g. "mure@127.0.0.1" (required)
+  std::string listen = "127.0.0.1";         ///< listen address; anything else is logged as a warning
+  uint16_t port = 0;                        ///< listen port; 0 = any free port (epmd tells clients)
+  std::string cookie_file;                  ///< cookie file; empty = $MURE_COOKIE, then ~/.erlang.cookie
+  bool port_mode = false;                   ///< launched as an Erlang Port: cookie on stdin, exit on EOF
+  uint64_t memory_limit = 4ull << 30;       ///< bytes of resident tensors the node may hold
+  uint64_t max_message = 1ull << 30;        ///< largest request frame accepted, in bytes
+  uint32_t queue_depth = 1024;              ///< requests waiting per executor before :overloaded
+  uint32_t blis_threads = 0;                ///< BLIS threads; 0 = one per online CPU
+  std::string blis_arch = "auto";           ///< BLIS kernel set: auto (calibrate) | skx | zen3 | haswell | generic
+  bool use_blis = true;                     ///< devices: BLIS executor enabled
+  bool use_opencl = true;                   ///< devices: OpenCL executor enabled
+  std::string opencl_device;                ///< substring of the OpenCL device name to pick; empty = first
+  uint32_t handshake_timeout_ms = 5000;     ///< deadline of each distribution handshake
+  uint32_t peer_timeout_s = 300;            ///< close a connection silent for this long (ticks count)
+  bool test_ops = false;                    ///< enable test-only ops ({:busy, ms})
+  LogLevel log_level = LogLevel::kInfo;     ///< stderr log level
+  std::string config_path;                  ///< the file that was read, if any (for logs)
+};
+
+/// Parse "4G", "512M", "1024", "64K" into bytes (binary units).
+Result<uint64_t> ParseBytes(const std::string& text);
+
+/// Apply one `key = value` setting (shared by the file and the flags).
+Status ApplySetting(Config& cfg, const std::string& key, const std::string& value);
+
+/// Read a config file: `key = value` lines, `#` comments, blank lines. Unknown keys are errors.
+Status LoadConfigFile(Config& cfg, const std::string& path);
+
+/// Build the configuration from argv: --config (or $MURE_CONFIG, or ../config/mure.conf beside
+/// the executable) first, then every flag over it. Fails on unknown flags, on a cookie given
+/// on the command line, and on missing --name.
+Result<Config> ConfigFromArgs(int argc, char** argv);
+
+/// Usage text for --help.
+std::string UsageText();
+
+}  // namespace mure

@@ -1,0 +1,194 @@
+# mure demo: launch a node, multiply matrices on BLIS, run elementwise ops on OpenCL,
+# check everything against references computed here, and print timings.
+#
+#   cd elixir_client && elixir --name demo_$$@127.0.0.1 -S mix run ../scripts/demo.exs
+#
+# Environment: MURE_DEMO_N (matrix size, default 512), MURE_DEMO_ELEMS (elementwise
+# element count, default 1_048_576), MURE_NODE_BIN (the node binary).
+# Exits non-zero on any mismatch or error.
+
+defmodule MureDemo do
+  @f32 {:f, 32}
+
+  def main do
+    n = env_int("MURE_DEMO_N", 512)
+    elems = env_int("MURE_DEMO_ELEMS", 1_048_576)
+
+    unless Node.alive?() do
+      fail("this BEAM is not distributed: run with `elixir --name demo_$$@127.0.0.1 -S mix run ../scripts/demo.exs`")
+    end
+
+    {launch_us, conn} =
+      :timer.tc(fn ->
+        case Mure.start_link(timeout: 60_000) do
+          {:ok, conn} -> conn
+          {:error, error} -> fail("could not launch the node: #{Exception.message(error)}")
+        end
+      end)
+
+    hello = Mure.hello!(conn)
+    IO.puts("node #{hello.node} (mure #{hello.version}, os pid #{hello.os_pid}) ready in #{ms(launch_us)}")
+
+    IO.puts(
+      "limits: max message #{mib(hello.limits.max_message_bytes)}, " <>
+        "memory #{mib(hello.limits.memory_limit_bytes)}, queue depth #{hello.limits.queue_depth}"
+    )
+
+    devices = Mure.devices!(conn)
+
+    for device <- devices do
+      case device.id do
+        :blis ->
+          IO.puts(
+            "device blis: #{device.name}, arch #{device.arch} (#{device.arch_reason}), " <>
+              "#{device.threads} thread(s)"
+          )
+
+        :opencl ->
+          IO.puts(
+            "device opencl: #{device.name} on #{device.platform} (#{device.device_type}, " <>
+              "#{device.compute_units} compute units, fp64: #{device.fp64})"
+          )
+
+        other ->
+          IO.puts("device #{other}: #{inspect(device)}")
+      end
+    end
+
+    unless Enum.any?(devices, &(&1.id == :opencl)), do: fail("the node has no OpenCL device")
+
+    matmul(conn, n)
+    elementwise(conn, elems)
+
+    stats = Mure.stats!(conn)
+    IO.puts("node stats: #{stats.requests} requests, #{stats.errors} errors, #{stats.tensors} tensors resident")
+    Mure.stop(conn)
+    IO.puts("demo: OK")
+  end
+
+  defp matmul(conn, n) do
+    IO.puts("\n== matmul #{n}x#{n} f32 on BLIS ==")
+    a = random_f32(n * n)
+    b = random_f32(n * n)
+    bytes = byte_size(a) * 2
+
+    {up_us, {ta, tb}} =
+      :timer.tc(fn -> {Mure.upload!(conn, a, @f32, {n, n}), Mure.upload!(conn, b, @f32, {n, n})} end)
+
+    IO.puts("upload:   #{ms(up_us)} (#{mib(bytes)}, #{rate(bytes, up_us)})")
+
+    # The first product warms the node up (buffers, BLIS threads); time the next ones.
+    Mure.free!(Mure.matmul!(ta, tb))
+    runs = 5
+
+    times =
+      for _ <- 1..runs do
+        {us, tc} = :timer.tc(fn -> Mure.matmul!(ta, tb) end)
+        Mure.free!(tc)
+        us
+      end
+
+    best = Enum.min(times)
+    flops = 2 * n * n * n
+
+    IO.puts(
+      "matmul:   best #{ms(best)}, median #{ms(Enum.at(Enum.sort(times), div(runs, 2)))} of #{runs} " <>
+        "(#{Float.round(flops / best / 1.0e3, 1)} GFLOP/s incl. round trip)"
+    )
+
+    tc = Mure.matmul!(ta, tb)
+    {down_us, c} = :timer.tc(fn -> Mure.download!(tc) end)
+    IO.puts("download: #{ms(down_us)} (#{mib(byte_size(c))}, #{rate(byte_size(c), down_us)})")
+
+    # Check sampled entries (all of them for small n) against a reference in f64.
+    a_t = :erlang.list_to_tuple(unpack(a))
+    b_t = :erlang.list_to_tuple(unpack(b))
+    c_t = :erlang.list_to_tuple(unpack(c))
+
+    samples =
+      if n <= 64,
+        do: for(i <- 0..(n - 1), j <- 0..(n - 1), do: {i, j}),
+        else: [{0, 0}, {n - 1, n - 1}, {0, n - 1}, {n - 1, 0}] ++ for(_ <- 1..60, do: {:rand.uniform(n) - 1, :rand.uniform(n) - 1})
+
+    bad =
+      Enum.reject(samples, fn {i, j} ->
+        expected = Enum.reduce(0..(n - 1), 0.0, fn p, acc -> acc + elem(a_t, i * n + p) * elem(b_t, p * n + j) end)
+        got = elem(c_t, i * n + j)
+        abs(got - expected) <= 1.0e-3 + 1.0e-4 * abs(expected)
+      end)
+
+    if bad != [], do: fail("matmul mismatch at #{length(bad)} of #{length(samples)} sampled entries: #{inspect(Enum.take(bad, 5))}")
+    IO.puts("check:    #{length(samples)} sampled entries match the reference")
+    Enum.each([ta, tb, tc], &Mure.free!/1)
+  end
+
+  defp elementwise(conn, elems) do
+    IO.puts("\n== elementwise add and multiply, #{elems} f32 on OpenCL ==")
+    a = random_f32(elems)
+    b = random_f32(elems)
+    ta = Mure.upload!(conn, a, @f32, {elems})
+    tb = Mure.upload!(conn, b, @f32, {elems})
+
+    # Warm up (kernel compilation happens on first use).
+    Mure.free!(Mure.add!(ta, tb))
+    Mure.free!(Mure.multiply!(ta, tb))
+
+    {add_us, tsum} = :timer.tc(fn -> Mure.add!(ta, tb) end)
+    {mul_us, tprod} = :timer.tc(fn -> Mure.multiply!(ta, tb) end)
+    IO.puts("add:      #{ms(add_us)} (#{Float.round(elems / add_us / 1.0e3, 2)} GFLOP/s incl. round trip)")
+    IO.puts("multiply: #{ms(mul_us)} (#{Float.round(elems / mul_us / 1.0e3, 2)} GFLOP/s incl. round trip)")
+
+    {down_us, {sum, prod}} = :timer.tc(fn -> {Mure.download!(tsum), Mure.download!(tprod)} end)
+    IO.puts("download: #{ms(down_us)} (#{mib(byte_size(sum) * 2)})")
+
+    check(:add, a, b, sum, &+/2)
+    check(:multiply, a, b, prod, &*/2)
+    IO.puts("check:    all #{elems} sums and products match the reference")
+    Enum.each([ta, tb, tsum, tprod], &Mure.free!/1)
+  end
+
+  # f32 add and multiply are correctly rounded: the reference is the f64 result rounded
+  # to f32; allow one ulp of slack.
+  defp check(op, a, b, got, fun) do
+    mismatches =
+      Enum.zip([unpack(a), unpack(b), unpack(got)])
+      |> Enum.with_index()
+      |> Enum.reject(fn {{x, y, z}, _i} ->
+        <<expected::float-32-native>> = <<fun.(x, y)::float-32-native>>
+        abs(z - expected) <= 1.2e-7 * abs(expected) + 1.0e-30
+      end)
+
+    if mismatches != [],
+      do: fail("#{op} mismatch at #{length(mismatches)} elements, e.g. #{inspect(Enum.take(mismatches, 3))}")
+  end
+
+  defp random_f32(count) do
+    for _ <- 1..count, into: <<>>, do: <<:rand.uniform() * 2.0 - 1.0::float-32-native>>
+  end
+
+  defp unpack(bin), do: for(<<x::float-32-native <- bin>>, do: x)
+
+  defp env_int(name, default) do
+    case System.get_env(name) do
+      nil -> default
+      value -> String.to_integer(value)
+    end
+  end
+
+  defp ms(us), do: "#{Float.round(us / 1000, 2)} ms"
+  defp mib(bytes), do: "#{Float.round(bytes / 1_048_576, 2)} MiB"
+  defp rate(bytes, us), do: "#{Float.round(bytes / us, 1)} MB/s"
+
+  defp fail(message) do
+    IO.puts(:stderr, "demo: FAILED: #{message}")
+    System.halt(1)
+  end
+end
+
+try do
+  MureDemo.main()
+rescue
+  error ->
+    IO.puts(:stderr, "demo: FAILED: " <> Exception.format(:error, error, __STACKTRACE__))
+    System.halt(1)
+end

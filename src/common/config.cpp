@@ -1,0 +1,247 @@
+#include "mure/config.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace mure {
+namespace {
+
+std::string Trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+
+Result<uint64_t> ParseUint(const std::string& key, const std::string& text, uint64_t max) {
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) {
+    return Status::BadArg(key + ": expected a non-negative integer, got \"" + text + "\"");
+  }
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v > max) {
+    return Status::BadArg(key + ": \"" + text + "\" is not an integer in 0.." + std::to_string(max));
+  }
+  return static_cast<uint64_t>(v);
+}
+
+Result<bool> ParseBool(const std::string& key, const std::string& text) {
+  if (text == "true" || text == "yes" || text == "on" || text == "1") return true;
+  if (text == "false" || text == "no" || text == "off" || text == "0") return false;
+  return Status::BadArg(key + ": expected true or false, got \"" + text + "\"");
+}
+
+std::string ExecutableDir() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return {};
+  std::string path(buf, static_cast<size_t>(n));
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? std::string{} : path.substr(0, slash);
+}
+
+}  // namespace
+
+Result<uint64_t> ParseBytes(const std::string& text) {
+  std::string t = Trim(text);
+  uint64_t mult = 1;
+  if (!t.empty()) {
+    char last = static_cast<char>(std::toupper(static_cast<unsigned char>(t.back())));
+    if (last == 'K') mult = 1ull << 10;
+    if (last == 'M') mult = 1ull << 20;
+    if (last == 'G') mult = 1ull << 30;
+    if (last == 'T') mult = 1ull << 40;
+    if (mult != 1) t.pop_back();
+  }
+  auto v = ParseUint("size", t, UINT64_MAX);
+  if (!v.ok()) return Status::BadArg("\"" + text + "\" is not a size (e.g. 4G, 512M, 65536)");
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(*v, mult, &bytes)) return Status::BadArg("\"" + text + "\" is too large");
+  return bytes;
+}
+
+Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw) {
+  const std::string value = Trim(raw);
+  auto set_u32 = [&](uint32_t& field, uint64_t max) -> Status {
+    auto v = ParseUint(key, value, max);
+    if (!v.ok()) return v.status();
+    field = static_cast<uint32_t>(*v);
+    return Status::Ok();
+  };
+  auto set_bytes = [&](uint64_t& field) -> Status {
+    auto v = ParseBytes(value);
+    if (!v.ok()) return Status::BadArg(key + ": " + v.status().message());
+    field = *v;
+    return Status::Ok();
+  };
+  auto set_bool = [&](bool& field) -> Status {
+    auto v = ParseBool(key, value);
+    if (!v.ok()) return v.status();
+    field = *v;
+    return Status::Ok();
+  };
+
+  if (key == "cookie") {
+    return Status::BadArg("a cookie is never taken from the command line or the config file; use cookie_file, "
+                          "$MURE_COOKIE, or stdin in Port mode");
+  }
+  if (key == "name") { cfg.name = value; return Status::Ok(); }
+  if (key == "listen") { cfg.listen = value; return Status::Ok(); }
+  if (key == "port") {
+    auto v = ParseUint(key, value, 65535);
+    if (!v.ok()) return v.status();
+    cfg.port = static_cast<uint16_t>(*v);
+    return Status::Ok();
+  }
+  if (key == "cookie_file") { cfg.cookie_file = value; return Status::Ok(); }
+  if (key == "port_mode") return set_bool(cfg.port_mode);
+  if (key == "memory_limit") return set_bytes(cfg.memory_limit);
+  if (key == "max_message") {
+    MURE_RETURN_IF_ERROR(set_bytes(cfg.max_message));
+    // The BEAM aborts when it encodes a distribution message of 2 GiB or more.
+    if (cfg.max_message < 1024 || cfg.max_message >= (2ull << 30)) {
+      return Status::BadArg("max_message must be between 1K and 2G-1 (the BEAM cannot send 2 GiB messages)");
+    }
+    return Status::Ok();
+  }
+  if (key == "queue_depth") {
+    MURE_RETURN_IF_ERROR(set_u32(cfg.queue_depth, 1u << 20));
+    if (cfg.queue_depth == 0) return Status::BadArg("queue_depth must be at least 1");
+    return Status::Ok();
+  }
+  if (key == "blis_threads") return set_u32(cfg.blis_threads, 1024);
+  if (key == "blis_arch") {
+    if (value != "auto" && value != "skx" && value != "zen3" && value != "haswell" && value != "generic") {
+      return Status::BadArg("blis_arch: expected auto, skx, zen3, haswell or generic, got \"" + value + "\"");
+    }
+    cfg.blis_arch = value;
+    return Status::Ok();
+  }
+  if (key == "devices") {
+    cfg.use_blis = cfg.use_opencl = false;
+    std::stringstream ss(value);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      item = Trim(item);
+      if (item == "blis") cfg.use_blis = true;
+      else if (item == "opencl") cfg.use_opencl = true;
+      else if (!item.empty()) return Status::BadArg("devices: unknown device \"" + item + "\" (blis, opencl)");
+    }
+    return Status::Ok();
+  }
+  if (key == "opencl_device") { cfg.opencl_device = value; return Status::Ok(); }
+  if (key == "handshake_timeout_ms") return set_u32(cfg.handshake_timeout_ms, 600000);
+  if (key == "peer_timeout_s") return set_u32(cfg.peer_timeout_s, 86400);
+  if (key == "test_ops") return set_bool(cfg.test_ops);
+  if (key == "log_level") {
+    if (value == "debug") cfg.log_level = LogLevel::kDebug;
+    else if (value == "info") cfg.log_level = LogLevel::kInfo;
+    else if (value == "warn") cfg.log_level = LogLevel::kWarn;
+    else if (value == "error") cfg.log_level = LogLevel::kError;
+    else return Status::BadArg("log_level: expected debug, info, warn or error, got \"" + value + "\"");
+    return Status::Ok();
+  }
+  return Status::BadArg("unknown setting \"" + key + "\"");
+}
+
+Status LoadConfigFile(Config& cfg, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::BadArg("cannot read config file " + path);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.erase(hash);
+    line = Trim(line);
+    if (line.empty()) continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos) {
+      return Status::BadArg(path + ":" + std::to_string(lineno) + ": expected `key = value`");
+    }
+    Status s = ApplySetting(cfg, Trim(line.substr(0, eq)), line.substr(eq + 1));
+    if (!s.ok()) return Status::BadArg(path + ":" + std::to_string(lineno) + ": " + s.message());
+  }
+  cfg.config_path = path;
+  return Status::Ok();
+}
+
+std::string UsageText() {
+  return "usage: mure_node --name NAME [options]\n"
+         "  --name NAME             node name, e.g. mure@127.0.0.1\n"
+         "  --config FILE           config file (default: $MURE_CONFIG, else ../config/mure.conf beside the binary)\n"
+         "  --listen ADDR           listen address (default 127.0.0.1; anything else logs a warning)\n"
+         "  --port N                listen port (default 0 = any)\n"
+         "  --cookie-file FILE      cookie file (else $MURE_COOKIE, else ~/.erlang.cookie)\n"
+         "  --port-mode             launched as an Erlang Port: cookie is stdin's first line; exit on stdin EOF\n"
+         "  --memory-limit BYTES    resident tensor memory limit (e.g. 4G)\n"
+         "  --max-message BYTES     largest request frame (e.g. 1G)\n"
+         "  --queue-depth N         queued requests per executor before {:error, :overloaded}\n"
+         "  --blis-threads N        BLIS threads (0 = all CPUs)\n"
+         "  --blis-arch A           auto | skx | zen3 | haswell | generic\n"
+         "  --devices LIST          blis,opencl\n"
+         "  --opencl-device S       pick the OpenCL device whose name contains S\n"
+         "  --test-ops              enable test-only ops ({:busy, ms})\n"
+         "  --log-level L           debug | info | warn | error\n"
+         "The cookie is never accepted on the command line.\n";
+}
+
+Result<Config> ConfigFromArgs(int argc, char** argv) {
+  Config cfg;
+  std::vector<std::pair<std::string, std::string>> settings;
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) return Status::BadArg("unexpected argument \"" + arg + "\"");
+    std::string key = arg.substr(2);
+    std::string value;
+    auto eq = key.find('=');
+    if (eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    }
+    for (auto& c : key) if (c == '-') c = '_';
+    if (key == "cookie" || key == "setcookie") {
+      return Status::BadArg("--" + key + " is refused: a cookie on the command line is visible to every user "
+                            "(ps). Use --cookie-file, $MURE_COOKIE, or stdin with --port-mode");
+    }
+    if (key == "port_mode" || key == "test_ops") {
+      if (eq == std::string::npos) value = "true";
+    } else if (eq == std::string::npos) {
+      if (i + 1 >= argc) return Status::BadArg("--" + arg.substr(2) + " needs a value");
+      value = argv[++i];
+    }
+    if (key == "config") {
+      config_path = value;
+    } else {
+      settings.emplace_back(key, value);
+    }
+  }
+  if (config_path.empty()) {
+    if (const char* env = std::getenv("MURE_CONFIG"); env && *env) {
+      config_path = env;
+    } else {
+      std::string beside = ExecutableDir() + "/../config/mure.conf";
+      if (::access(beside.c_str(), R_OK) == 0) config_path = beside;
+    }
+  }
+  if (!config_path.empty()) MURE_RETURN_IF_ERROR(LoadConfigFile(cfg, config_path));
+  for (auto& [k, v] : settings) {
+    Status s = ApplySetting(cfg, k, v);
+    if (!s.ok()) return Status::BadArg("--" + k + ": " + s.message());
+  }
+  if (cfg.name.empty()) return Status::BadArg("--name is required (e.g. --name mure@127.0.0.1)");
+  if (cfg.name.find('@') == std::string::npos) {
+    return Status::BadArg("--name must be alive@host, e.g. mure@127.0.0.1; got \"" + cfg.name + "\"");
+  }
+  return cfg;
+}
+
+}  // namespace mure

@@ -1,0 +1,412 @@
+#include "dist/connection.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "proto/request.h"
+
+namespace mure {
+
+using proto::TermKind;
+using proto::TermTree;
+
+namespace {
+
+// Control message operations (the distribution protocol's numbers).
+constexpr int64_t kSend = 2, kRegSend = 6, kSendTT = 12, kRegSendTT = 16, kMonitorPExit = 21, kSendSender = 22,
+                  kSendSenderTT = 23, kPayloadMonitorPExit = 28;
+constexpr size_t kOversizePrefix = 64 * 1024;
+constexpr size_t kReadBudget = 8u << 20;  // bytes read per wake-up before writes get a turn
+
+RateLimitedLog g_protocol_log{std::chrono::milliseconds(1000)};
+RateLimitedLog g_drop_log{std::chrono::milliseconds(1000)};
+
+proto::Limits ControlLimits() {
+  proto::Limits l;
+  l.max_depth = 8;
+  l.max_terms = 256;
+  return l;
+}
+
+}  // namespace
+
+Connection::Connection(int fd, std::string peer, Service& service, TensorStore& store, const Config& cfg,
+                       NodeIdentity& self)
+    : fd_(fd), peer_(std::move(peer)), service_(service), store_(store), cfg_(cfg), self_(self) {
+  conn_id_ = store_.OpenConnection();
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  int flags = ::fcntl(fd_, F_GETFL, 0);
+  ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+  ::fcntl(fd_, F_SETFD, FD_CLOEXEC);
+  last_recv_ = std::chrono::steady_clock::now();
+}
+
+Connection::~Connection() {
+  if (thread_.joinable()) {
+    RequestStop();
+    thread_.join();
+  }
+  if (fd_ >= 0) ::close(fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Connection::Start() {
+  thread_ = std::thread([self = shared_from_this()] { self->Run(); });
+}
+
+void Connection::RequestStop() {
+  stop_.store(true);
+  Wake();
+}
+
+void Connection::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Connection::Wake() {
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void Connection::Send(OutFrame frame) {
+  if (closed_.load()) return;
+  if (std::this_thread::get_id() == io_thread_id_) {
+    out_.push_back(std::move(frame));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(out_mu_);
+    pending_.push_back(std::move(frame));
+  }
+  Wake();
+}
+
+void Connection::Close(const std::string& why) {
+  if (closed_.exchange(true)) return;
+  ::shutdown(fd_, SHUT_RDWR);
+  size_t freed = store_.CloseConnection(conn_id_);
+  LogInfo("connection from " + peer_ + " closed (" + why + "); freed " + std::to_string(freed) + " tensors");
+}
+
+void Connection::Run() {
+  io_thread_id_ = std::this_thread::get_id();
+  LogInfo("connection from " + peer_ + " accepted");
+  while (!stop_.load()) {
+    {
+      std::lock_guard<std::mutex> lock(out_mu_);
+      while (!pending_.empty()) {
+        out_.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+    }
+    if (!out_.empty() && !Flush()) break;
+    pollfd fds[2] = {{fd_, static_cast<short>(POLLIN | (out_.empty() ? 0 : POLLOUT)), 0},
+                     {wake_fd_, POLLIN, 0}};
+    int n = ::poll(fds, 2, 1000);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Close(std::string("poll: ") + std::strerror(errno));
+      break;
+    }
+    if (fds[1].revents & POLLIN) {
+      uint64_t v;
+      ssize_t ignored = ::read(wake_fd_, &v, sizeof v);
+      (void)ignored;
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      if (!OnReadable()) break;
+    }
+    if (fds[0].revents & POLLOUT) {
+      if (!Flush()) break;
+    }
+    auto silent = std::chrono::steady_clock::now() - last_recv_;
+    if (silent > std::chrono::seconds(cfg_.peer_timeout_s)) {
+      Close("silent for " + std::to_string(cfg_.peer_timeout_s) + " s");
+      break;
+    }
+  }
+  Close(stop_.load() ? "node shutting down" : "peer gone");
+  {
+    std::lock_guard<std::mutex> lock(out_mu_);
+    pending_.clear();
+  }
+  out_.clear();
+  finished_.store(true);
+}
+
+bool Connection::Flush() {
+  while (!out_.empty()) {
+    iovec iov[64];
+    int cnt = 0;
+    uint64_t skip = out_off_;
+    for (auto it = out_.begin(); it != out_.end() && cnt < 62; ++it) {
+      uint64_t head = it->head.size();
+      if (skip < head) {
+        iov[cnt++] = {const_cast<char*>(it->head.data()) + skip, head - skip};
+        skip = 0;
+      } else {
+        skip -= head;
+      }
+      if (it->tail_len > skip) {
+        iov[cnt++] = {const_cast<uint8_t*>(it->tail) + skip, it->tail_len - skip};
+      }
+      skip = 0;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(cnt);
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+      Close(std::string("write: ") + std::strerror(errno));
+      return false;
+    }
+    uint64_t sent = static_cast<uint64_t>(n) + out_off_;
+    while (!out_.empty()) {
+      uint64_t total = out_.front().head.size() + out_.front().tail_len;
+      if (sent < total) break;
+      sent -= total;
+      out_.pop_front();
+    }
+    out_off_ = sent;
+  }
+  return true;
+}
+
+bool Connection::OnReadable() {
+  size_t budget = kReadBudget;
+  while (budget > 0) {
+    ssize_t n;
+    if (state_ == ReadState::kHeader) {
+      n = ::recv(fd_, hdr_ + hdr_got_, 4 - hdr_got_, 0);
+    } else if (state_ == ReadState::kBody) {
+      n = ::recv(fd_, buf_.get() + got_, want_ - got_, 0);
+    } else {
+      static thread_local uint8_t scratch[64 * 1024];
+      n = ::recv(fd_, scratch, static_cast<size_t>(std::min<uint64_t>(sizeof scratch, discard_left_)), 0);
+    }
+    if (n == 0) {
+      Close("peer closed the connection");
+      return false;
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+      Close(std::string("read: ") + std::strerror(errno));
+      return false;
+    }
+    budget -= std::min(budget, static_cast<size_t>(n));
+    last_recv_ = std::chrono::steady_clock::now();
+    if (state_ == ReadState::kHeader) {
+      hdr_got_ += static_cast<size_t>(n);
+      if (hdr_got_ < 4) continue;
+      hdr_got_ = 0;
+      frame_len_ = static_cast<uint64_t>(hdr_[0]) << 24 | static_cast<uint64_t>(hdr_[1]) << 16 |
+                   static_cast<uint64_t>(hdr_[2]) << 8 | hdr_[3];
+      if (frame_len_ == 0) {  // a tick: answer with one
+        out_.push_back(OutFrame{TickFrame()});
+        continue;
+      }
+      oversized_ = frame_len_ > cfg_.max_message;
+      want_ = oversized_ ? std::min<uint64_t>(frame_len_, kOversizePrefix) : frame_len_;
+      got_ = 0;
+      if (buf_cap_ < want_) {
+        buf_.reset(new uint8_t[want_]);  // uninitialised on purpose: every byte is read into
+        buf_cap_ = want_;
+      }
+      state_ = ReadState::kBody;
+    } else if (state_ == ReadState::kBody) {
+      got_ += static_cast<size_t>(n);
+      if (got_ < want_) continue;
+      std::string_view frame(reinterpret_cast<const char*>(buf_.get()), want_);
+      state_ = ReadState::kHeader;
+      if (oversized_) {
+        OnOversized(frame, frame_len_);
+        discard_left_ = frame_len_ - want_;
+        if (discard_left_ > 0) state_ = ReadState::kDiscard;
+      } else if (!OnFrame(frame)) {
+        return false;
+      }
+      return true;  // let the loop flush replies before reading on
+    } else {
+      discard_left_ -= static_cast<uint64_t>(n);
+      if (discard_left_ == 0) state_ = ReadState::kHeader;
+    }
+  }
+  return true;
+}
+
+bool Connection::OnFrame(std::string_view payload) {
+  if (payload.empty() || static_cast<uint8_t>(payload[0]) != 112) {
+    g_protocol_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": frame without the pass-through byte");
+    Close("protocol violation: frame without the pass-through byte");
+    return false;
+  }
+  ctrl_tree_.Clear();
+  auto pos = proto::ParseExternal(payload, 1, ctrl_tree_, ControlLimits());
+  if (!pos.ok() || ctrl_tree_[0].kind != TermKind::kTuple || ctrl_tree_[0].count < 1 ||
+      ctrl_tree_[1].kind != TermKind::kInteger) {
+    std::string why = pos.ok() ? "control message is not {op, ...}" : pos.status().message();
+    g_protocol_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": bad control message: " + why);
+    Close("protocol violation: bad control message");
+    return false;
+  }
+  const int64_t op = ctrl_tree_[1].integer;
+  const uint32_t arity = ctrl_tree_[0].count;
+  const size_t msg_offset = *pos;
+  const bool has_msg = msg_offset < payload.size();
+  switch (op) {
+    case kSend:
+    case kSendTT:
+    case kSendSender:
+    case kSendSenderTT:
+      if (has_msg) OnMessage(payload, msg_offset);
+      return true;
+    case kRegSend:
+    case kRegSendTT: {
+      if (arity < 4 || !has_msg) return true;
+      uint32_t to = ctrl_tree_.Child(0, 3);
+      if (ctrl_tree_.IsAtom(to, "mure")) {
+        OnMessage(payload, msg_offset);
+      } else if (ctrl_tree_.IsAtom(to, "net_kernel")) {
+        OnNetKernel(payload, msg_offset);
+      } else {
+        g_drop_log.Log(LogLevel::kDebug, "message from " + peer_ + " to an unknown name dropped");
+      }
+      return true;
+    }
+    case kMonitorPExit:
+    case kPayloadMonitorPExit:
+      if (arity >= 4) OnOwnerDown(ctrl_tree_, ctrl_tree_.Child(0, 1));
+      return true;
+    default:
+      // Links, exits, monitors of our names, spawn requests: nothing of the node's to act on.
+      LogDebug("connection from " + peer_ + ": control op " + std::to_string(op) + " ignored");
+      return true;
+  }
+}
+
+void Connection::OnOversized(std::string_view prefix, uint64_t total) {
+  // Only a SEND/REG_SEND to mure can be answered; read what the prefix holds.
+  service_.CountError();
+  std::string why = "a request of " + std::to_string(total) + " bytes exceeds this node's max_message of " +
+                    std::to_string(cfg_.max_message) + " bytes; send it in smaller pieces";
+  if (prefix.empty() || static_cast<uint8_t>(prefix[0]) != 112) {
+    Close("protocol violation: oversized frame without the pass-through byte");
+    return;
+  }
+  TermTree ctrl;
+  auto pos = proto::ParseExternal(prefix, 1, ctrl, ControlLimits());
+  if (pos.ok()) {
+    if (auto env = proto::PeekEnvelope(prefix, *pos)) {
+      Reply(shared_from_this(), env->reply_to, env->ref).Error(Status(ErrorKind::kMessageTooLarge, why));
+      return;
+    }
+  }
+  g_drop_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": " + why + " (no envelope to answer; dropped)");
+}
+
+void Connection::OnMessage(std::string_view payload, size_t msg_offset) {
+  msg_tree_.Clear();
+  auto end = proto::ParseExternal(payload, msg_offset, msg_tree_);
+  Status parse = end.ok() ? Status::Ok() : end.status();
+  if (end.ok() && *end != payload.size()) {
+    parse = Status::BadArg("the frame has " + std::to_string(payload.size() - *end) + " bytes after the message");
+  }
+  if (!parse.ok()) {
+    service_.CountError();
+    if (auto env = proto::PeekEnvelope(payload, msg_offset)) {
+      Reply(shared_from_this(), env->reply_to, env->ref).Error(parse);
+    } else {
+      g_drop_log.Log(LogLevel::kWarn, "message from " + peer_ + " dropped: " + parse.message());
+    }
+    return;
+  }
+  auto env = proto::ReadEnvelope(msg_tree_, 0);
+  if (!env) {
+    service_.CountError();
+    // A GenServer.call to {:mure, node} can still be told what went wrong.
+    const auto& t = msg_tree_;
+    if (t[0].kind == TermKind::kTuple && t[0].count == 3 && t.IsAtom(1, "$gen_call")) {
+      uint32_t from = t.Child(0, 1);
+      if (t[from].kind == TermKind::kTuple && t[from].count == 2 && t[t.Child(from, 0)].kind == TermKind::kPid) {
+        OutFrame f;
+        BeginSendFrame(f.head, t[t.Child(from, 0)].raw);
+        proto::TermWriter(f.head).Tuple(2).Raw(t[t.Child(from, 1)].raw).Tuple(2).Atom("error").Tuple(2).Atom(
+            "badarg").Binary("mure answers protocol v1 envelopes {:\"$mure\", 1, reply_to, ref, owner, request}, "
+                             "not GenServer calls; see docs/protocol.md");
+        FinishFrame(f.head);
+        Send(std::move(f));
+        return;
+      }
+    }
+    g_drop_log.Log(LogLevel::kInfo, "message from " + peer_ + " is not a mure request (no envelope); dropped");
+    return;
+  }
+  auto reply = std::make_shared<Reply>(shared_from_this(), env->reply_to, env->ref);
+  Status s = proto::CheckEnvelope(msg_tree_, 0, *env, peer_);
+  if (!s.ok()) {
+    service_.CountRequest();
+    service_.CountError();
+    reply->Error(s);
+    return;
+  }
+  auto req = proto::DecodeRequest(msg_tree_, env->request, cfg_.test_ops);
+  if (!req.ok()) {
+    service_.CountRequest();
+    service_.CountError();
+    reply->Error(req.status());
+    return;
+  }
+  RequestContext ctx;
+  ctx.conn = conn_id_;
+  ctx.owner = proto::PidKey(env->owner, env->owner_node);
+  ctx.owner_pid = env->owner;
+  std::weak_ptr<Connection> weak = weak_from_this();
+  ctx.monitor_owner = [weak](const std::string& pid) {
+    if (auto self = weak.lock()) {
+      self->Send(OutFrame{MonitorFrame(self->self_.self_pid(), pid, self->self_.MakeRef())});
+    }
+  };
+  service_.Handle(ctx, *req, std::move(reply));
+}
+
+void Connection::OnNetKernel(std::string_view payload, size_t msg_offset) {
+  // Node.ping sends {'$gen_call', {Pid, Tag}, {is_auth, Node}}; answer {Tag, yes}. On OTP 25 Tag
+  // is [alias | Ref]: its bytes are echoed back unchanged.
+  TermTree t;
+  proto::Limits limits;
+  limits.max_depth = 8;
+  limits.max_terms = 64;
+  auto end = proto::ParseExternal(payload, msg_offset, t, limits);
+  if (!end.ok()) return;
+  if (t[0].kind != TermKind::kTuple || t[0].count != 3 || !t.IsAtom(1, "$gen_call")) return;
+  uint32_t from = t.Child(0, 1), req = t.Child(0, 2);
+  if (t[from].kind != TermKind::kTuple || t[from].count != 2) return;
+  uint32_t pid = t.Child(from, 0), tag = t.Child(from, 1);
+  if (t[pid].kind != TermKind::kPid) return;
+  if (t[req].kind == TermKind::kTuple && t[req].count >= 1 && t.IsAtom(t.Child(req, 0), "is_auth")) {
+    OutFrame f;
+    BeginSendFrame(f.head, t[pid].raw);
+    proto::TermWriter(f.head).Tuple(2).Raw(t[tag].raw).Atom("yes");
+    FinishFrame(f.head);
+    Send(std::move(f));
+  }
+}
+
+void Connection::OnOwnerDown(const TermTree& ctrl, uint32_t pid_index) {
+  if (ctrl[pid_index].kind != TermKind::kPid) return;
+  size_t freed = store_.FreeOwner(conn_id_, proto::PidKey(ctrl[pid_index].raw, ctrl[pid_index].node));
+  if (freed) LogDebug("owner on " + peer_ + " exited; freed " + std::to_string(freed) + " tensors");
+}
+
+}  // namespace mure

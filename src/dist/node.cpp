@@ -1,0 +1,132 @@
+#include "dist/node.h"
+
+#include <arpa/inet.h>
+#include <ei.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "common/log.h"
+
+namespace mure {
+
+struct Node::EiState {
+  ei_cnode ec{};
+};
+
+namespace {
+RateLimitedLog g_refused_log{std::chrono::milliseconds(2000)};
+}  // namespace
+
+Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& cookie, Service& service,
+                                          TensorStore& store) {
+  std::unique_ptr<Node> node(new Node(cfg, service, store));
+  node->ei_ = std::make_unique<EiState>();
+  ei_init();
+  auto at = cfg.name.find('@');
+  std::string alive = cfg.name.substr(0, at), host = cfg.name.substr(at + 1);
+  in_addr addr{};
+  if (::inet_pton(AF_INET, cfg.listen.c_str(), &addr) != 1) {
+    return Status::BadArg("listen address \"" + cfg.listen + "\" is not an IPv4 address");
+  }
+  if (cfg.listen != "127.0.0.1") {
+    LogWarn("listening on " + cfg.listen + ", not loopback: Erlang distribution is not encrypted and the cookie is "
+            "the only lock. Use a private network or VPN (see the README's security section)");
+  }
+  // A fresh creation per run (>= 4: smaller values are remapped by ei).
+  std::random_device rd;
+  uint32_t creation = 4 + (rd() % 0x3ffffff0u);
+  if (ei_connect_xinit(&node->ei_->ec, host.c_str(), alive.c_str(), cfg.name.c_str(), &addr, cookie.c_str(),
+                       creation) < 0) {
+    return Status::Internal("ei_connect_xinit failed for " + cfg.name + " (erl_errno " + std::to_string(erl_errno) + ")");
+  }
+  int port = cfg.port;
+  node->listen_fd_ = ei_xlisten(&node->ei_->ec, &addr, &port, 128);
+  if (node->listen_fd_ < 0) {
+    return Status::Internal("cannot listen on " + cfg.listen + ":" + std::to_string(cfg.port) + ": " +
+                            std::strerror(erl_errno));
+  }
+  node->port_ = port;
+  node->publish_fd_ = ei_publish(&node->ei_->ec, port);
+  if (node->publish_fd_ < 0) {
+    ::close(node->listen_fd_);
+    node->listen_fd_ = -1;
+    return Status::Internal("cannot register " + cfg.name + " with epmd (is epmd running, and is the name free?): " +
+                            std::strerror(erl_errno));
+  }
+  // The node's own pid, the sender of its monitors.
+  char pidbuf[512];
+  int index = 0;
+  ei_encode_pid(pidbuf, &index, ei_self(&node->ei_->ec));
+  node->identity_ = std::make_unique<NodeIdentity>(cfg.name, creation, std::string(pidbuf, static_cast<size_t>(index)));
+  node->acceptor_ = std::thread([n = node.get()] { n->AcceptLoop(); });
+  LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
+          ", registered with epmd as a hidden node");
+  return node;
+}
+
+Node::Node(const Config& cfg, Service& service, TensorStore& store) : cfg_(cfg), service_(service), store_(store) {}
+
+Node::~Node() {
+  Shutdown();
+  if (acceptor_.joinable()) acceptor_.join();
+  std::vector<std::shared_ptr<Connection>> conns;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conns.swap(conns_);
+  }
+  for (auto& c : conns) c->Join();
+}
+
+void Node::Shutdown() {
+  if (stop_.exchange(true)) return;
+  if (publish_fd_ >= 0) ::close(publish_fd_);  // closing the epmd socket removes the name
+  publish_fd_ = -1;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& c : conns_) c->RequestStop();
+}
+
+void Node::Reap() {
+  std::vector<std::shared_ptr<Connection>> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      if ((*it)->finished()) {
+        done.push_back(std::move(*it));
+        it = conns_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& c : done) c->Join();
+}
+
+void Node::AcceptLoop() {
+  while (!stop_.load()) {
+    pollfd pfd{listen_fd_, POLLIN, 0};
+    int n = ::poll(&pfd, 1, 250);
+    if (n <= 0) continue;
+    ErlConnect info{};
+    int fd = ei_accept_tmo(&ei_->ec, listen_fd_, &info, cfg_.handshake_timeout_ms);
+    if (fd < 0) {
+      g_refused_log.Log(LogLevel::kWarn, "refused a connection: handshake failed (wrong cookie, timeout or not a "
+                                         "distribution peer; erl_errno " + std::to_string(erl_errno) + ")");
+      continue;
+    }
+    if (stop_.load()) {
+      ::close(fd);
+      break;
+    }
+    auto conn = std::make_shared<Connection>(fd, std::string(info.nodename), service_, store_, cfg_, *identity_);
+    conn->Start();
+    std::lock_guard<std::mutex> lock(mu_);
+    conns_.push_back(std::move(conn));
+  }
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+  listen_fd_ = -1;
+}
+
+}  // namespace mure

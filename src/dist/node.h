@@ -1,0 +1,56 @@
+// mure — the node's presence in the cluster: erl_interface set-up, the listening socket, the epmd
+// registration (a hidden node), and the acceptor that hands each handshaken socket to a
+// Connection.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dist/connection.h"
+#include "dist/wire.h"
+#include "mure/config.h"
+#include "mure/status.h"
+#include "sched/service.h"
+#include "store/tensor_store.h"
+
+namespace mure {
+
+class Node {
+ public:
+  /// Listen, register with epmd, start accepting. The cookie is used for the handshakes only.
+  static Result<std::unique_ptr<Node>> Start(const Config& cfg, const std::string& cookie, Service& service,
+                                             TensorStore& store);
+  ~Node();
+
+  /// Unregister from epmd, stop accepting, close every connection. Safe to call twice.
+  void Shutdown();
+  /// Join the threads of connections that have ended (call now and then).
+  void Reap();
+
+  int port() const { return port_; }
+  const std::string& name() const { return cfg_.name; }
+
+ private:
+  Node(const Config& cfg, Service& service, TensorStore& store);
+  void AcceptLoop();
+
+  const Config& cfg_;
+  Service& service_;
+  TensorStore& store_;
+  std::unique_ptr<NodeIdentity> identity_;
+  struct EiState;
+  std::unique_ptr<EiState> ei_;
+  int listen_fd_ = -1;
+  int publish_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<std::shared_ptr<Connection>> conns_;  // guarded by mu_
+};
+
+}  // namespace mure

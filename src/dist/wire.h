@@ -1,0 +1,53 @@
+// mure — distribution frames the node sends: SEND to a pid, MONITOR_P of an owner, ticks.
+//
+// A frame is a 4-byte big-endian length, the pass-through byte 'p', the control message and the
+// payload, each in external term format. A frame may end in a "tail" of raw bytes that are sent
+// straight from a tensor's memory (a download's binary payload), so replies are never copied.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "store/tensor_store.h"
+
+namespace mure {
+
+/// One frame queued for a connection's socket.
+struct OutFrame {
+  std::string head;                    ///< length prefix, control, payload (or all of a small frame)
+  std::shared_ptr<const Tensor> keep;  ///< keeps `tail` alive
+  const uint8_t* tail = nullptr;       ///< bytes sent after `head`
+  uint64_t tail_len = 0;
+};
+
+/// Start a SEND frame to `to_pid` (an encoded pid): length placeholder, 'p', {2, '', To}, 131.
+/// The caller then writes the message term and calls FinishFrame.
+void BeginSendFrame(std::string& out, std::string_view to_pid);
+/// Patch the length prefix, counting `tail_len` bytes that follow `out`.
+void FinishFrame(std::string& out, uint64_t tail_len = 0);
+/// A whole MONITOR_P frame: {19, FromPid, ToPid, Ref}, no payload.
+std::string MonitorFrame(std::string_view from_pid, std::string_view to_pid, std::string_view ref);
+/// The tick: a zero length.
+inline std::string TickFrame() { return std::string(4, '\0'); }
+
+/// The node's own identity on the wire: its pid (the sender of monitors) and fresh references.
+class NodeIdentity {
+ public:
+  NodeIdentity(std::string node_name, uint32_t creation, std::string self_pid)
+      : node_(std::move(node_name)), creation_(creation), self_pid_(std::move(self_pid)) {}
+  const std::string& node() const { return node_; }
+  const std::string& self_pid() const { return self_pid_; }
+  /// A new reference of this node (NEWER_REFERENCE_EXT), unique for the node's life.
+  std::string MakeRef();
+
+ private:
+  std::string node_;
+  uint32_t creation_;
+  std::string self_pid_;
+  std::atomic<uint64_t> counter_{1};
+};
+
+}  // namespace mure

@@ -1,0 +1,54 @@
+// mure — matrix products on BLIS, with the kernel set chosen on purpose.
+//
+// Debian's BLIS is a fat build that picks its kernels from the CPU at start-up, and picks the
+// slow generic ones on CPUs it does not know (Zen 5). The node instead calibrates the candidate
+// kernel sets this CPU can run (a few milliseconds at start) and uses the fastest through BLIS's
+// expert API, or uses the one the config names. The choice and the reason are reported.
+//
+// Thread-safety: Gemm may be called from several threads; each call uses its own runtime object.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "exec/cpu_info.h"
+#include "mure/config.h"
+#include "mure/status.h"
+#include "store/tensor_store.h"
+
+namespace mure {
+
+struct BlisInfo {
+  std::string arch;          ///< kernel set in use: "skx", "zen3", "haswell", "generic"
+  std::string reason;        ///< why: calibration figures or "forced by config"
+  std::string blis_default;  ///< what BLIS itself would have picked
+  std::string version;       ///< BLIS version string
+  unsigned threads = 1;      ///< threads per call
+  CpuInfo cpu;
+  std::vector<std::pair<std::string, double>> calibration;  ///< arch -> sgemm GFLOP/s, 1 thread
+};
+
+class BlisExecutor {
+ public:
+  /// Initialise BLIS and choose the kernel set (cfg.blis_arch: auto calibrates).
+  static Result<std::unique_ptr<BlisExecutor>> Create(const Config& cfg);
+  ~BlisExecutor();
+
+  /// c = a x b for row-major a {m, k}, b {k, n}, c {m, n}; all f32 or all f64. Validates every
+  /// dimension and type before BLIS sees them (BLIS aborts on argument errors).
+  Status Gemm(const Tensor& a, const Tensor& b, Tensor& c) const;
+
+  /// The result shape and type of a x b, or the reason there is none.
+  static Status CheckGemm(const Tensor& a, const Tensor& b);
+
+  const BlisInfo& info() const { return info_; }
+
+ private:
+  BlisExecutor() = default;
+  void* cntx_ = nullptr;  ///< cntx_t* of the chosen kernel set
+  BlisInfo info_;
+};
+
+}  // namespace mure

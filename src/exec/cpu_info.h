@@ -1,0 +1,21 @@
+// mure — what the CPU says about itself (cpuid), so kernels are chosen, never assumed.
+#pragma once
+
+#include <string>
+
+namespace mure {
+
+struct CpuInfo {
+  std::string vendor;   ///< "AuthenticAMD", "GenuineIntel", ...
+  std::string brand;    ///< the model string
+  unsigned family = 0;  ///< display family (base + extended), e.g. 25 = Zen 3/4, 26 = Zen 5
+  unsigned model = 0;   ///< display model
+  bool avx2 = false, fma = false, avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false;
+  unsigned online_cpus = 1;
+  /// "AuthenticAMD family 25 model 17 (avx2 fma avx512f ...)".
+  std::string Describe() const;
+};
+
+CpuInfo DetectCpu();
+
+}  // namespace mure

@@ -1,0 +1,258 @@
+#include "proto/request.h"
+
+namespace mure::proto {
+namespace {
+
+std::string KindName(TermKind k) {
+  switch (k) {
+    case TermKind::kInteger: case TermKind::kBigInteger: return "an integer";
+    case TermKind::kFloat: return "a float";
+    case TermKind::kAtom: return "an atom";
+    case TermKind::kTuple: return "a tuple";
+    case TermKind::kList: case TermKind::kNil: case TermKind::kString: return "a list";
+    case TermKind::kBinary: return "a binary";
+    case TermKind::kBitBinary: return "a bitstring";
+    case TermKind::kPid: return "a pid";
+    case TermKind::kRef: return "a reference";
+    case TermKind::kPort: return "a port";
+    case TermKind::kMap: return "a map";
+    case TermKind::kFun: case TermKind::kExport: return "a fun";
+  }
+  return "a term";
+}
+
+Result<DType> DecodeType(const TermTree& t, uint32_t n) {
+  const Term& term = t[n];
+  if (term.kind == TermKind::kTuple && term.count == 2) {
+    uint32_t cls = t.Child(n, 0), bits = t.Child(n, 1);
+    if (t[cls].kind == TermKind::kAtom && t[bits].kind == TermKind::kInteger) {
+      if (auto d = DTypeFromNx(t[cls].data, t[bits].integer)) return *d;
+      return Status(ErrorKind::kBadType, "type {:" + std::string(t[cls].data) + ", " +
+                                             std::to_string(t[bits].integer) +
+                                             "} is not supported; use {:u|:s, 8|16|32|64}, {:f, 16|32|64} or {:bf, 16}");
+    }
+  }
+  return Status(ErrorKind::kBadType, "type must be a tuple like {:f, 32}, got " + KindName(term.kind));
+}
+
+Result<Shape> DecodeShape(const TermTree& t, uint32_t n) {
+  const Term& term = t[n];
+  if (term.kind != TermKind::kTuple) {
+    return Status(ErrorKind::kBadShape, "shape must be a tuple of non-negative integers, got " + KindName(term.kind));
+  }
+  if (term.count > kMaxDims) {
+    return Status(ErrorKind::kBadShape, "shape has " + std::to_string(term.count) + " dimensions; at most " +
+                                            std::to_string(kMaxDims) + " are allowed");
+  }
+  Shape shape;
+  shape.reserve(term.count);
+  uint32_t c = n + 1;
+  for (uint32_t i = 0; i < term.count; ++i, c = t[c].end) {
+    if (t[c].kind == TermKind::kBigInteger) {
+      return Status(ErrorKind::kBadShape, "dimension " + std::to_string(i) + " does not fit in 63 bits");
+    }
+    if (t[c].kind != TermKind::kInteger || t[c].integer < 0) {
+      return Status(ErrorKind::kBadShape, "dimension " + std::to_string(i) + " must be a non-negative integer");
+    }
+    shape.push_back(static_cast<uint64_t>(t[c].integer));
+  }
+  return shape;
+}
+
+Result<uint64_t> DecodeHandle(const TermTree& t, uint32_t n, const char* what) {
+  if (t[n].kind != TermKind::kInteger || t[n].integer <= 0) {
+    return Status::BadArg(std::string(what) + " must be a tensor handle (a positive integer), got " +
+                          KindName(t[n].kind));
+  }
+  return static_cast<uint64_t>(t[n].integer);
+}
+
+Status Arity(const Term& term, uint32_t want, std::string_view op, const char* form) {
+  if (term.count != want) {
+    return Status::BadArg(std::string(op) + " takes " + form + "; got a tuple of " + std::to_string(term.count) +
+                          " elements");
+  }
+  return Status::Ok();
+}
+
+struct OpEntry {
+  std::string_view name;
+  Op op;
+};
+constexpr OpEntry kOps[] = {
+    {"hello", Op::kHello},   {"devices", Op::kDevices}, {"stats", Op::kStats},
+    {"upload", Op::kUpload}, {"download", Op::kDownload}, {"free", Op::kFree},
+    {"matmul", Op::kMatmul}, {"add", Op::kAdd},         {"multiply", Op::kMultiply},
+    {"busy", Op::kBusy},
+};
+
+}  // namespace
+
+std::string_view OpName(Op op) {
+  for (const auto& e : kOps) if (e.op == op) return e.name;
+  return "?";
+}
+
+std::string_view AllOpNames() { return "hello devices stats upload download free matmul add multiply"; }
+
+std::optional<Envelope> ReadEnvelope(const TermTree& t, uint32_t root) {
+  if (root >= t.size() || t[root].kind != TermKind::kTuple || t[root].count != 6) return std::nullopt;
+  if (!t.IsAtom(t.Child(root, 0), "$mure")) return std::nullopt;
+  uint32_t reply_to = t.Child(root, 2), ref = t.Child(root, 3);
+  if (t[reply_to].kind != TermKind::kPid || t[ref].kind != TermKind::kRef) return std::nullopt;
+  Envelope env;
+  env.reply_to.assign(t[reply_to].raw);
+  env.ref.assign(t[ref].raw);
+  uint32_t version = t.Child(root, 1);
+  env.version = t[version].kind == TermKind::kInteger ? t[version].integer : -1;
+  uint32_t owner = t.Child(root, 4);
+  if (t[owner].kind == TermKind::kPid) {
+    env.owner.assign(t[owner].raw);
+    env.owner_node.assign(t[owner].node);
+  }
+  env.request = t.Child(root, 5);
+  return env;
+}
+
+std::string PidKey(std::string_view raw, std::string_view node) {
+  size_t words = !raw.empty() && static_cast<uint8_t>(raw[0]) == 88 ? 12 : 9;  // NEW_PID_EXT : PID_EXT
+  std::string key(node);
+  key.push_back('/');
+  if (raw.size() >= words) key.append(raw.substr(raw.size() - words));
+  return key;
+}
+
+std::optional<Envelope> PeekEnvelope(std::string_view buf, size_t offset) {
+  // 131, then SMALL_TUPLE_EXT of arity 6.
+  if (buf.size() < offset + 3 || static_cast<uint8_t>(buf[offset]) != 131 ||
+      static_cast<uint8_t>(buf[offset + 1]) != 104 || static_cast<uint8_t>(buf[offset + 2]) != 6) {
+    return std::nullopt;
+  }
+  TermTree tree;
+  Limits limits;
+  limits.max_depth = 4;
+  limits.max_terms = 64;
+  uint32_t roots[5];
+  size_t pos = offset + 3;
+  for (int i = 0; i < 5; ++i) {
+    roots[i] = tree.size();
+    auto next = ParseTerm(buf, pos, tree, limits);
+    if (!next.ok()) return std::nullopt;
+    pos = *next;
+  }
+  if (!tree.IsAtom(roots[0], "$mure") || tree[roots[2]].kind != TermKind::kPid ||
+      tree[roots[3]].kind != TermKind::kRef) {
+    return std::nullopt;
+  }
+  Envelope env;
+  env.version = tree[roots[1]].kind == TermKind::kInteger ? tree[roots[1]].integer : -1;
+  env.reply_to.assign(tree[roots[2]].raw);
+  env.ref.assign(tree[roots[3]].raw);
+  if (tree[roots[4]].kind == TermKind::kPid) {
+    env.owner.assign(tree[roots[4]].raw);
+    env.owner_node.assign(tree[roots[4]].node);
+  }
+  return env;
+}
+
+Status CheckEnvelope(const TermTree&, uint32_t, const Envelope& env, std::string_view peer_node) {
+  if (env.version != kProtocolVersion) {
+    return Status(ErrorKind::kBadVersion, "this node speaks protocol version " + std::to_string(kProtocolVersion) +
+                                              "; the request says " + std::to_string(env.version));
+  }
+  if (env.owner.empty()) return Status::BadArg("the owner (5th element of the envelope) must be a pid");
+  if (env.owner_node != peer_node) {
+    return Status::BadArg("the owner pid must live on the requesting node " + std::string(peer_node) + ", not " +
+                          env.owner_node);
+  }
+  return Status::Ok();
+}
+
+Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
+  const Term& term = t[n];
+  std::string_view name;
+  if (term.kind == TermKind::kAtom) {
+    name = term.data;
+  } else if (term.kind == TermKind::kTuple && term.count > 0 && t[n + 1].kind == TermKind::kAtom) {
+    name = t[n + 1].data;
+  } else {
+    return Status::BadArg("a request must be an atom or a tuple starting with an op atom, got " + KindName(term.kind));
+  }
+  const OpEntry* entry = nullptr;
+  for (const auto& e : kOps) if (e.name == name) entry = &e;
+  if (!entry || (entry->op == Op::kBusy && !test_ops)) {
+    return Status(ErrorKind::kUnknownOp, "unknown op :" + std::string(name.substr(0, 64)) +
+                                             "; this node knows " + std::string(AllOpNames()));
+  }
+  Request r;
+  r.op = entry->op;
+  const bool bare = term.kind == TermKind::kAtom;
+  switch (r.op) {
+    case Op::kHello:
+    case Op::kDevices:
+    case Op::kStats:
+      if (!bare && term.count != 1) {
+        return Status::BadArg(":" + std::string(name) + " takes no arguments");
+      }
+      return r;
+    case Op::kUpload: {
+      if (bare) return Status::BadArg("upload takes {:upload, type, shape, binary}");
+      MURE_RETURN_IF_ERROR(Arity(term, 4, name, "{:upload, type, shape, binary}"));
+      auto type = DecodeType(t, t.Child(n, 1));
+      if (!type.ok()) return type.status();
+      auto shape = DecodeShape(t, t.Child(n, 2));
+      if (!shape.ok()) return shape.status();
+      uint32_t data = t.Child(n, 3);
+      if (t[data].kind != TermKind::kBinary) {
+        return Status::BadArg("upload data must be a binary, got " + KindName(t[data].kind));
+      }
+      auto bytes = ByteSize(*type, *shape);
+      if (!bytes.ok()) return bytes.status();
+      if (*bytes != t[data].data.size()) {
+        return Status(ErrorKind::kSizeMismatch,
+                      "a " + DTypeToString(*type) + " tensor of shape " + ShapeToString(*shape) + " needs " +
+                          std::to_string(*bytes) + " bytes; the binary has " + std::to_string(t[data].data.size()));
+      }
+      r.type = *type;
+      r.shape = std::move(*shape);
+      r.bytes = *bytes;
+      r.data = t[data].data;
+      return r;
+    }
+    case Op::kDownload:
+    case Op::kFree: {
+      if (bare) return Status::BadArg(std::string(name) + " takes {:" + std::string(name) + ", handle}");
+      MURE_RETURN_IF_ERROR(Arity(term, 2, name, "{op, handle}"));
+      auto h = DecodeHandle(t, t.Child(n, 1), "the handle");
+      if (!h.ok()) return h.status();
+      r.a = *h;
+      return r;
+    }
+    case Op::kMatmul:
+    case Op::kAdd:
+    case Op::kMultiply: {
+      if (bare) return Status::BadArg(std::string(name) + " takes {:" + std::string(name) + ", a, b}");
+      MURE_RETURN_IF_ERROR(Arity(term, 3, name, "{op, a, b}"));
+      auto a = DecodeHandle(t, t.Child(n, 1), "the first operand");
+      if (!a.ok()) return a.status();
+      auto b = DecodeHandle(t, t.Child(n, 2), "the second operand");
+      if (!b.ok()) return b.status();
+      r.a = *a;
+      r.b = *b;
+      return r;
+    }
+    case Op::kBusy: {
+      if (bare) return Status::BadArg("busy takes {:busy, milliseconds}");
+      MURE_RETURN_IF_ERROR(Arity(term, 2, name, "{:busy, milliseconds}"));
+      uint32_t ms = t.Child(n, 1);
+      if (t[ms].kind != TermKind::kInteger || t[ms].integer < 0 || t[ms].integer > 600000) {
+        return Status::BadArg("busy takes milliseconds in 0..600000");
+      }
+      r.ms = static_cast<uint64_t>(t[ms].integer);
+      return r;
+    }
+  }
+  return Status::Internal("unhandled op");
+}
+
+}  // namespace mure::proto

@@ -1,0 +1,68 @@
+// mure — protocol v1 requests: the envelope and the closed set of ops (docs/protocol.md).
+//
+// Decoding turns a bounded term tree into a typed Request or a Status naming the bad argument.
+// Nothing here allocates from a client-supplied length: sizes come from checked arithmetic.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "mure/status.h"
+#include "mure/types.h"
+#include "proto/term.h"
+
+namespace mure::proto {
+
+inline constexpr int64_t kProtocolVersion = 1;
+
+/// Who asked and how to answer: `{:"$mure", 1, reply_to, ref, owner, request}`.
+struct Envelope {
+  std::string reply_to;   ///< the pid's encoding, echoed as the SEND destination
+  std::string ref;        ///< the ref's encoding, echoed in the reply
+  std::string owner;      ///< the owner pid's encoding (empty when the envelope is bad)
+  std::string owner_node; ///< node name of the owner pid
+  int64_t version = 0;
+  uint32_t request = 0;   ///< index of the request term in the tree
+};
+
+/// The envelope of a message, if it has one: a 6-tuple tagged `$mure` with a pid and a ref in
+/// the reply slots. Anything else cannot be answered and yields nullopt.
+std::optional<Envelope> ReadEnvelope(const TermTree& tree, uint32_t root);
+
+/// The envelope of a message whose whole term could not be read (too deep, too large, truncated):
+/// reads only the first five elements of the envelope tuple starting at `offset` (the version
+/// byte). Lets the node answer such a request with an error instead of dropping it.
+std::optional<Envelope> PeekEnvelope(std::string_view buf, size_t offset);
+
+/// A pid's identity as a map key: its node and its id/serial/creation words (two encodings of the
+/// same pid give the same key).
+std::string PidKey(std::string_view pid_raw, std::string_view node);
+
+/// Version and owner checks of an envelope that can be answered.
+Status CheckEnvelope(const TermTree& tree, uint32_t root, const Envelope& env, std::string_view peer_node);
+
+enum class Op { kHello, kDevices, kStats, kUpload, kDownload, kFree, kMatmul, kAdd, kMultiply, kBusy };
+
+/// The atom naming an op on the wire.
+std::string_view OpName(Op op);
+
+/// A decoded request. Views point into the frame it came from.
+struct Request {
+  Op op = Op::kHello;
+  DType type = DType::kF32;   ///< upload
+  Shape shape;                ///< upload
+  uint64_t bytes = 0;         ///< upload: checked byte size of type x shape
+  std::string_view data;      ///< upload payload
+  uint64_t a = 0, b = 0;      ///< handles: download/free use a; binary ops use a and b
+  uint64_t ms = 0;            ///< busy
+};
+
+/// Decode the request term. `test_ops` enables the test-only ops.
+Result<Request> DecodeRequest(const TermTree& tree, uint32_t req, bool test_ops);
+
+/// The list of ops this node answers (for hello).
+std::string_view AllOpNames();
+
+}  // namespace mure::proto

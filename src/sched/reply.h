@@ -1,0 +1,54 @@
+// mure — exactly one reply per request.
+//
+// A Reply is made when a request's envelope is read and travels with the request wherever it
+// goes (inline handling, a work queue, an executor). Ok() or Error() sends the one reply; if the
+// Reply is destroyed without either (a job that threw, a queue torn down), its destructor sends
+// {:error, {:internal, ...}}: no request is ever left unanswered.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "dist/wire.h"
+#include "mure/status.h"
+#include "proto/term.h"
+
+namespace mure {
+
+/// Where replies go: a connection's outgoing queue. Send is thread-safe.
+class ReplySink {
+ public:
+  virtual ~ReplySink() = default;
+  virtual void Send(OutFrame frame) = 0;
+};
+
+class Reply {
+ public:
+  Reply(std::shared_ptr<ReplySink> sink, std::string reply_to, std::string ref)
+      : sink_(std::move(sink)), reply_to_(std::move(reply_to)), ref_(std::move(ref)) {}
+  ~Reply();
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+
+  /// Send {:ok, value}; `value` writes the value term.
+  void Ok(const std::function<void(proto::TermWriter&)>& value);
+  /// Send {:ok, <<tensor bytes>>}, the bytes sent straight from the tensor.
+  void OkTensorBytes(std::shared_ptr<const Tensor> tensor);
+  /// Send {:error, reason}: `:overloaded` or {kind, message}.
+  void Error(const Status& status);
+  bool sent() const { return sent_.load(); }
+
+ private:
+  /// Begin `{:"$mure_reply", Ref, ` in `out`; the caller writes the result and finishes.
+  void Begin(std::string& out);
+  bool Claim() { return !sent_.exchange(true); }
+
+  std::shared_ptr<ReplySink> sink_;
+  std::string reply_to_;
+  std::string ref_;
+  std::atomic<bool> sent_{false};
+};
+
+}  // namespace mure

@@ -1,0 +1,74 @@
+// mure — what the node does with a decoded request: validate it against the store, answer the
+// cheap ones on the spot, and hand compute to an executor's bounded queue.
+//
+// Cheap requests (hello, devices, stats, upload, download, free) run on the calling connection's
+// I/O thread: they are bounded memory copies. Compute (matmul on BLIS, elementwise on OpenCL,
+// busy) runs on work queues; a full queue answers {:error, :overloaded} at once. BLIS and an
+// OpenCL device that is itself the CPU never compute at the same time (they would fight for the
+// same cores).
+//
+// Thread-safety: Handle may be called from any connection thread concurrently.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "exec/blis_executor.h"
+#include "exec/opencl_executor.h"
+#include "mure/config.h"
+#include "proto/request.h"
+#include "sched/reply.h"
+#include "sched/work_queue.h"
+#include "store/tensor_store.h"
+
+namespace mure {
+
+/// What a request knows of the connection it came on.
+struct RequestContext {
+  uint64_t conn = 0;                 ///< the store's connection id
+  std::string owner;                 ///< owner key (see Connection::OwnerKey)
+  std::string owner_pid;             ///< owner pid's encoding, for monitoring
+  /// Ask the connection to monitor an owner pid (called once per new owner, any thread).
+  std::function<void(const std::string& owner_pid)> monitor_owner;
+};
+
+class Service {
+ public:
+  Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, OpenClExecutor* opencl);
+  ~Service();
+
+  /// Answer `req` through `reply`, now or from an executor.
+  void Handle(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+
+  /// Count a request that failed before it reached Handle (bad envelope, bad op...).
+  void CountError() { errors_.fetch_add(1); }
+  void CountRequest() { requests_.fetch_add(1); }
+
+ private:
+  void Hello(Reply& reply) const;
+  void WriteDevices(proto::TermWriter& w) const;
+  void Stats(const RequestContext& ctx, Reply& reply) const;
+  void Upload(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  /// Publish a computed tensor and answer {:ok, {handle, type, shape}}.
+  void Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply);
+  void Matmul(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  void Elementwise(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  void Busy(const proto::Request& req, std::shared_ptr<Reply> reply);
+  /// Post to a queue or answer :overloaded.
+  void Post(WorkQueue& q, std::shared_ptr<Reply> reply, std::function<void()> job);
+
+  const Config& cfg_;
+  TensorStore& store_;
+  BlisExecutor* blis_;
+  OpenClExecutor* opencl_;
+  std::unique_ptr<WorkQueue> blis_queue_;
+  std::unique_ptr<WorkQueue> opencl_queue_;
+  std::mutex cpu_gate_;  ///< held by BLIS jobs and by OpenCL jobs on a CPU device
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> errors_{0};
+};
+
+}  // namespace mure

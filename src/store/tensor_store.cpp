@@ -1,0 +1,151 @@
+#include "store/tensor_store.h"
+
+#include <cstdlib>
+#include <vector>
+
+namespace mure {
+
+bool MemoryBudget::Reserve(uint64_t bytes) {
+  uint64_t cur = used_.load();
+  do {
+    if (bytes > limit_ || cur > limit_ - bytes) return false;
+  } while (!used_.compare_exchange_weak(cur, cur + bytes));
+  return true;
+}
+
+Tensor::~Tensor() {
+  std::free(data_);
+  budget_->Release(bytes_);
+}
+
+Result<std::shared_ptr<Tensor>> TensorStore::Allocate(DType type, const Shape& shape) {
+  auto elements = ElementCount(shape);
+  if (!elements.ok()) return elements.status();
+  auto bytes = ByteSize(type, shape);
+  if (!bytes.ok()) return bytes.status();
+  if (!budget_->Reserve(*bytes)) {
+    return Status(ErrorKind::kOutOfMemory, "a " + DTypeToString(type) + " tensor of shape " + ShapeToString(shape) +
+                                               " needs " + std::to_string(*bytes) + " bytes; the node holds " +
+                                               std::to_string(budget_->used()) + " of its " +
+                                               std::to_string(budget_->limit()) + "-byte limit");
+  }
+  void* data = nullptr;
+  if (*bytes > 0) {
+    uint64_t rounded = (*bytes + Tensor::kAlignment - 1) / Tensor::kAlignment * Tensor::kAlignment;
+    data = std::aligned_alloc(Tensor::kAlignment, rounded);
+    if (!data) {
+      budget_->Release(*bytes);
+      return Status(ErrorKind::kOutOfMemory, "the system refused " + std::to_string(*bytes) + " bytes");
+    }
+  }
+  return std::make_shared<Tensor>(type, shape, *elements, *bytes, data, budget_);
+}
+
+uint64_t TensorStore::OpenConnection() {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t id = next_conn_++;
+  conns_.emplace(id, Conn{});
+  return id;
+}
+
+size_t TensorStore::CloseConnection(uint64_t conn) {
+  Conn dead;  // destroyed outside the lock: freeing big buffers takes time
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return 0;
+    dead = std::move(it->second);
+    conns_.erase(it);
+    tensors_ -= dead.handles.size();
+  }
+  return dead.handles.size();
+}
+
+Result<uint64_t> TensorStore::Insert(uint64_t conn, const std::string& owner, std::shared_ptr<Tensor> tensor,
+                                     bool* new_owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = conns_.find(conn);
+  if (it == conns_.end()) return Status(ErrorKind::kUnknownHandle, "the connection is closed");
+  uint64_t handle = next_handle_++;
+  it->second.handles.emplace(handle, Entry{std::move(tensor), owner});
+  auto& owned = it->second.by_owner[owner];
+  if (new_owner) *new_owner = owned.empty();
+  owned.insert(handle);
+  ++tensors_;
+  return handle;
+}
+
+Result<std::shared_ptr<Tensor>> TensorStore::Get(uint64_t conn, uint64_t handle) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = conns_.find(conn);
+  if (it != conns_.end()) {
+    auto h = it->second.handles.find(handle);
+    if (h != it->second.handles.end()) return h->second.tensor;
+  }
+  return Status(ErrorKind::kUnknownHandle,
+                "handle " + std::to_string(handle) + " is not a resident tensor of this connection (never "
+                "uploaded here, freed, or its owner exited)");
+}
+
+Status TensorStore::Free(uint64_t conn, uint64_t handle) {
+  std::shared_ptr<Tensor> doomed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conns_.find(conn);
+    if (it != conns_.end()) {
+      auto h = it->second.handles.find(handle);
+      if (h != it->second.handles.end()) {
+        doomed = std::move(h->second.tensor);
+        auto o = it->second.by_owner.find(h->second.owner);
+        if (o != it->second.by_owner.end()) {
+          o->second.erase(handle);
+          if (o->second.empty()) it->second.by_owner.erase(o);
+        }
+        it->second.handles.erase(h);
+        --tensors_;
+        return Status::Ok();
+      }
+    }
+  }
+  return Status(ErrorKind::kUnknownHandle, "handle " + std::to_string(handle) +
+                                               " is not a resident tensor of this connection (already freed?)");
+}
+
+size_t TensorStore::FreeOwner(uint64_t conn, const std::string& owner) {
+  std::vector<std::shared_ptr<Tensor>> doomed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return 0;
+    auto o = it->second.by_owner.find(owner);
+    if (o == it->second.by_owner.end()) return 0;
+    for (uint64_t h : o->second) {
+      auto e = it->second.handles.find(h);
+      if (e != it->second.handles.end()) {
+        doomed.push_back(std::move(e->second.tensor));
+        it->second.handles.erase(e);
+        --tensors_;
+      }
+    }
+    it->second.by_owner.erase(o);
+  }
+  return doomed.size();
+}
+
+uint64_t TensorStore::tensors() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tensors_;
+}
+
+uint64_t TensorStore::connection_tensors(uint64_t conn) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = conns_.find(conn);
+  return it == conns_.end() ? 0 : it->second.handles.size();
+}
+
+uint64_t TensorStore::connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return conns_.size();
+}
+
+}  // namespace mure

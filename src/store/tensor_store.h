@@ -1,0 +1,116 @@
+// mure — resident tensors by opaque handle, owned per connection and per owner pid, with the
+// node's memory budget checked before any allocation.
+//
+// Thread-safety: every TensorStore method may be called from any thread. A Tensor's bytes are
+// written once by the thread that allocated it, before it is published with Insert(); after that
+// they are only read. Executors hold shared_ptrs, so a tensor freed while an op reads it lives
+// until the op ends, and its bytes stay accounted until then.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "mure/status.h"
+#include "mure/types.h"
+
+namespace mure {
+
+/// Bytes the node may hold in tensors. Reserve fails instead of over-committing.
+class MemoryBudget {
+ public:
+  explicit MemoryBudget(uint64_t limit) : limit_(limit) {}
+  bool Reserve(uint64_t bytes);
+  void Release(uint64_t bytes) { used_.fetch_sub(bytes); }
+  uint64_t used() const { return used_.load(); }
+  uint64_t limit() const { return limit_; }
+
+ private:
+  const uint64_t limit_;
+  std::atomic<uint64_t> used_{0};
+};
+
+/// One tensor's bytes (aligned for SIMD and OpenCL host pointers), type and shape.
+class Tensor {
+ public:
+  Tensor(DType type, Shape shape, uint64_t elements, uint64_t bytes, void* data, std::shared_ptr<MemoryBudget> budget)
+      : type_(type), shape_(std::move(shape)), elements_(elements), bytes_(bytes), data_(data), budget_(std::move(budget)) {}
+  ~Tensor();
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+
+  DType type() const { return type_; }
+  const Shape& shape() const { return shape_; }
+  uint64_t elements() const { return elements_; }
+  uint64_t bytes() const { return bytes_; }
+  uint8_t* data() { return static_cast<uint8_t*>(data_); }
+  const uint8_t* data() const { return static_cast<const uint8_t*>(data_); }
+  template <typename T> T* as() { return static_cast<T*>(data_); }
+  template <typename T> const T* as() const { return static_cast<const T*>(data_); }
+
+  /// Alignment of every tensor's data, in bytes.
+  static constexpr size_t kAlignment = 128;
+
+ private:
+  DType type_;
+  Shape shape_;
+  uint64_t elements_;
+  uint64_t bytes_;
+  void* data_;
+  std::shared_ptr<MemoryBudget> budget_;
+};
+
+/// The table of resident tensors.
+class TensorStore {
+ public:
+  explicit TensorStore(uint64_t memory_limit) : budget_(std::make_shared<MemoryBudget>(memory_limit)) {}
+
+  /// An uninitialised tensor whose bytes are reserved against the budget. kBadShape when the size
+  /// overflows, kOutOfMemory when the budget (or the system) cannot hold it: nothing is allocated.
+  Result<std::shared_ptr<Tensor>> Allocate(DType type, const Shape& shape);
+
+  /// A new connection's id; its tensors live until CloseConnection.
+  uint64_t OpenConnection();
+  /// Free every tensor of a connection; later Inserts for it fail. Returns how many were freed.
+  size_t CloseConnection(uint64_t conn);
+
+  /// Publish a tensor under a fresh handle owned by (conn, owner). `new_owner` is set when this
+  /// owner had no tensors on the connection before (the caller then monitors it).
+  Result<uint64_t> Insert(uint64_t conn, const std::string& owner, std::shared_ptr<Tensor> tensor, bool* new_owner);
+  /// The tensor behind a handle of this connection; kUnknownHandle otherwise.
+  Result<std::shared_ptr<Tensor>> Get(uint64_t conn, uint64_t handle) const;
+  /// Drop a handle of this connection; kUnknownHandle when it is not one.
+  Status Free(uint64_t conn, uint64_t handle);
+  /// Drop every handle an owner holds on a connection (the owner died). Returns how many.
+  size_t FreeOwner(uint64_t conn, const std::string& owner);
+
+  uint64_t tensors() const;
+  uint64_t connection_tensors(uint64_t conn) const;
+  uint64_t connections() const;
+  uint64_t memory_used() const { return budget_->used(); }
+  uint64_t memory_limit() const { return budget_->limit(); }
+
+ private:
+  struct Entry {
+    std::shared_ptr<Tensor> tensor;
+    std::string owner;
+  };
+  struct Conn {
+    std::unordered_map<uint64_t, Entry> handles;
+    std::map<std::string, std::set<uint64_t>> by_owner;
+  };
+
+  std::shared_ptr<MemoryBudget> budget_;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Conn> conns_;  // guarded by mu_
+  uint64_t next_conn_ = 1;                    // guarded by mu_
+  uint64_t next_handle_ = 1;                  // guarded by mu_
+  uint64_t tensors_ = 0;                      // guarded by mu_
+};
+
+}  // namespace mure

@@ -1,1 +1,72 @@
+// The tensor store: the memory budget, ownership, and freeing by handle, owner and connection.
 #include <catch2/catch.hpp>
+
+#include "store/tensor_store.h"
+
+using namespace mure;
+
+TEST_CASE("the memory limit is checked before allocating", "[store][security]") {
+  TensorStore store(1000);
+  auto a = store.Allocate(DType::kF32, {100});  // 400 bytes
+  REQUIRE(a.ok());
+  CHECK(store.memory_used() == 400);
+  auto b = store.Allocate(DType::kF32, {200});  // 800 more: over
+  REQUIRE_FALSE(b.ok());
+  CHECK(b.status().kind() == ErrorKind::kOutOfMemory);
+  CHECK(store.memory_used() == 400);
+  auto huge = store.Allocate(DType::kU8, {1ull << 62});
+  CHECK(huge.status().kind() == ErrorKind::kOutOfMemory);
+  auto overflow = store.Allocate(DType::kF64, {1ull << 62});
+  CHECK(overflow.status().kind() == ErrorKind::kBadShape);
+  a = Status::Internal("drop");  // releasing the tensor releases its bytes
+  CHECK(store.memory_used() == 0);
+}
+
+TEST_CASE("tensor data is aligned and empty tensors are legal", "[store]") {
+  TensorStore store(1 << 20);
+  auto t = store.Allocate(DType::kF64, {3, 5});
+  REQUIRE(t.ok());
+  CHECK(reinterpret_cast<uintptr_t>((*t)->data()) % Tensor::kAlignment == 0);
+  auto e = store.Allocate(DType::kF32, {0, 7});
+  REQUIRE(e.ok());
+  CHECK((*e)->bytes() == 0);
+  CHECK((*e)->elements() == 0);
+}
+
+TEST_CASE("handles belong to one connection and are freed with their owner", "[store][security]") {
+  TensorStore store(1 << 20);
+  uint64_t c1 = store.OpenConnection(), c2 = store.OpenConnection();
+  bool fresh = false;
+  auto h1 = store.Insert(c1, "ownerA", *store.Allocate(DType::kU8, {10}), &fresh);
+  REQUIRE(h1.ok());
+  CHECK(fresh);
+  auto h2 = store.Insert(c1, "ownerA", *store.Allocate(DType::kU8, {10}), &fresh);
+  CHECK_FALSE(fresh);
+  auto h3 = store.Insert(c1, "ownerB", *store.Allocate(DType::kU8, {10}), &fresh);
+  CHECK(fresh);
+  CHECK(store.tensors() == 3);
+  CHECK(store.Get(c2, *h1).status().kind() == ErrorKind::kUnknownHandle);  // another connection's handle
+  CHECK(store.Get(c1, 999999).status().kind() == ErrorKind::kUnknownHandle);
+  CHECK(store.FreeOwner(c1, "ownerA") == 2);
+  CHECK(store.Get(c1, *h2).status().kind() == ErrorKind::kUnknownHandle);
+  CHECK(store.Get(c1, *h3).ok());
+  CHECK(store.Free(c1, *h3).ok());
+  CHECK(store.Free(c1, *h3).kind() == ErrorKind::kUnknownHandle);
+  CHECK(store.memory_used() == 0);
+  CHECK(store.tensors() == 0);
+}
+
+TEST_CASE("closing a connection frees its tensors and refuses later inserts", "[store]") {
+  TensorStore store(1 << 20);
+  uint64_t c = store.OpenConnection();
+  for (int i = 0; i < 5; ++i) REQUIRE(store.Insert(c, "o", *store.Allocate(DType::kS32, {4}), nullptr).ok());
+  auto held = store.Get(c, 1);  // an executor still reading it
+  REQUIRE(held.ok());
+  CHECK(store.CloseConnection(c) == 5);
+  CHECK(store.tensors() == 0);
+  CHECK(store.memory_used() == 16);  // the held one stays accounted until released
+  held = Status::Internal("released");
+  CHECK(store.memory_used() == 0);
+  CHECK_FALSE(store.Insert(c, "o", *store.Allocate(DType::kS32, {4}), nullptr).ok());
+  CHECK(store.connections() == 0);
+}

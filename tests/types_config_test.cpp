@@ -1,1 +1,143 @@
+// Checked sizes, the config file and flags, and where a cookie may (not) come from.
 #include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "common/cookie.h"
+#include "mure/config.h"
+#include "mure/types.h"
+
+using namespace mure;
+
+TEST_CASE("byte sizes are checked products", "[types][security]") {
+  CHECK(*ByteSize(DType::kF32, {2, 3}) == 24);
+  CHECK(*ByteSize(DType::kBF16, {}) == 2);
+  CHECK(*ByteSize(DType::kF64, {0, 1ull << 62}) == 0);  // empty tensors are legal
+  CHECK(ByteSize(DType::kU8, {1ull << 32, 1ull << 32}).status().kind() == ErrorKind::kBadShape);
+  CHECK(ByteSize(DType::kF64, {1ull << 62}).status().kind() == ErrorKind::kBadShape);
+  CHECK(ByteSize(DType::kU8, Shape(17, 1)).status().kind() == ErrorKind::kBadShape);
+}
+
+TEST_CASE("Nx type tuples map to dtypes and back", "[types]") {
+  for (auto [cls, bits] : std::vector<std::pair<std::string, int>>{
+           {"u", 8}, {"u", 64}, {"s", 16}, {"f", 16}, {"f", 32}, {"f", 64}, {"bf", 16}}) {
+    auto t = DTypeFromNx(cls, bits);
+    REQUIRE(t);
+    CHECK(DTypeClass(*t) == cls);
+    CHECK(DTypeBits(*t) == static_cast<unsigned>(bits));
+  }
+  CHECK_FALSE(DTypeFromNx("f", 8));
+  CHECK_FALSE(DTypeFromNx("bf", 32));
+  CHECK_FALSE(DTypeFromNx("c", 64));
+}
+
+TEST_CASE("sizes with suffixes", "[config]") {
+  CHECK(*ParseBytes("4G") == (4ull << 30));
+  CHECK(*ParseBytes("512m") == (512ull << 20));
+  CHECK(*ParseBytes("1024") == 1024);
+  CHECK_FALSE(ParseBytes("lots").ok());
+  CHECK_FALSE(ParseBytes("-1").ok());
+  CHECK_FALSE(ParseBytes("99999999999999999999T").ok());
+}
+
+namespace {
+Result<Config> Args(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  static std::string prog = "mure_node";
+  argv.push_back(prog.data());
+  for (auto& a : args) argv.push_back(a.data());
+  return ConfigFromArgs(static_cast<int>(argv.size()), argv.data());
+}
+}  // namespace
+
+TEST_CASE("the shipped config file parses and equals the built-in defaults", "[config]") {
+  Config defaults;
+  Config cfg;
+  REQUIRE(LoadConfigFile(cfg, MURE_SOURCE_DIR "/config/mure.conf").ok());
+  CHECK(cfg.listen == defaults.listen);
+  CHECK(cfg.memory_limit == defaults.memory_limit);
+  CHECK(cfg.max_message == defaults.max_message);
+  CHECK(cfg.queue_depth == defaults.queue_depth);
+  CHECK(cfg.blis_arch == defaults.blis_arch);
+  CHECK(cfg.use_blis == defaults.use_blis);
+  CHECK(cfg.use_opencl == defaults.use_opencl);
+  CHECK(cfg.test_ops == defaults.test_ops);
+  CHECK(cfg.peer_timeout_s == defaults.peer_timeout_s);
+}
+
+TEST_CASE("flags override the file; bad flags and cookies on argv are refused", "[config][security]") {
+  auto cfg = Args({"--config", MURE_SOURCE_DIR "/config/mure.conf", "--name", "m@127.0.0.1", "--memory-limit", "1G",
+                   "--devices=blis", "--test-ops", "--listen", "0.0.0.0"});
+  REQUIRE(cfg.ok());
+  CHECK(cfg->memory_limit == (1ull << 30));
+  CHECK(cfg->use_blis);
+  CHECK_FALSE(cfg->use_opencl);
+  CHECK(cfg->test_ops);
+  CHECK(cfg->listen == "0.0.0.0");
+  CHECK_THAT(Args({"--name", "m@h", "--cookie", "secret"}).status().message(), Catch::Contains("refused"));
+  CHECK_THAT(Args({"--name", "m@h", "--setcookie=secret"}).status().message(), Catch::Contains("refused"));
+  CHECK_FALSE(Args({"--name", "m@h", "--frobnicate", "1"}).ok());
+  CHECK_FALSE(Args({"--memory-limit", "1G"}).ok());  // no name
+  CHECK_FALSE(Args({"--name", "nohost"}).ok());
+  CHECK_FALSE(Args({"--name", "m@h", "--max-message", "3G"}).ok());
+  CHECK_FALSE(Args({"--name", "m@h", "--queue-depth", "0"}).ok());
+}
+
+TEST_CASE("a config file cannot carry a cookie", "[config][security]") {
+  char path[] = "/tmp/mure_conf_XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::ofstream(path) << "# comment\nname = a@b\ncookie = secret\n";
+  Config cfg;
+  Status s = LoadConfigFile(cfg, path);
+  CHECK_FALSE(s.ok());
+  CHECK_THAT(s.message(), Catch::Contains(":3:"));
+  unlink(path);
+}
+
+TEST_CASE("cookies: validated, read from a file or the environment, refused when absent", "[cookie][security]") {
+  CHECK(ValidateCookie("ABCDEF", "x").ok());
+  CHECK_FALSE(ValidateCookie("", "x").ok());
+  CHECK_FALSE(ValidateCookie("has space", "x").ok());
+  CHECK_FALSE(ValidateCookie(std::string(300, 'a'), "x").ok());
+
+  char path[] = "/tmp/mure_cookie_XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, "FILECOOKIE\n", 11) == 11);
+  close(fd);
+  chmod(path, 0600);
+  Config cfg;
+  cfg.cookie_file = path;
+  CHECK(*LoadCookie(cfg) == "FILECOOKIE");
+  unlink(path);
+
+  Config env_cfg;
+  setenv("MURE_COOKIE", "ENVCOOKIE", 1);
+  CHECK(*LoadCookie(env_cfg) == "ENVCOOKIE");
+  unsetenv("MURE_COOKIE");
+
+  const char* home = getenv("HOME");
+  std::string saved = home ? home : "";
+  setenv("HOME", "/nonexistent-mure-home", 1);
+  auto none = LoadCookie(env_cfg);
+  CHECK_FALSE(none.ok());
+  CHECK_THAT(none.status().message(), Catch::Contains("refusing to start"));
+  if (home) setenv("HOME", saved.c_str(), 1);
+}
+
+TEST_CASE("the stdin cookie line reader stops at the newline", "[cookie]") {
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  REQUIRE(write(fds[1], "PORTCOOKIE\nrest", 15) == 15);
+  close(fds[1]);
+  CHECK(*ReadLineFromFd(fds[0], 1024) == "PORTCOOKIE");
+  char rest[8] = {};
+  CHECK(read(fds[0], rest, sizeof rest) == 4);
+  close(fds[0]);
+}

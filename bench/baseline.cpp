@@ -194,7 +194,11 @@ __attribute__((target("avx512f"))) double Fma512F32(long iters) {
   __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
                            _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
   s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-  return _mm512_reduce_add_ps(s);
+  alignas(64) float out[16];
+  _mm512_store_ps(out, s);
+  double t = 0;
+  for (float x : out) t += x;
+  return t;
 }
 
 __attribute__((target("avx512f"))) double Fma512F64(long iters) {
@@ -205,7 +209,11 @@ __attribute__((target("avx512f"))) double Fma512F64(long iters) {
   __m512d s = _mm512_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)),
                             _mm512_add_pd(_mm512_add_pd(a4, a5), _mm512_add_pd(a6, a7)));
   s = _mm512_add_pd(s, _mm512_add_pd(_mm512_add_pd(a8, a9), _mm512_add_pd(a10, a11)));
-  return _mm512_reduce_add_pd(s);
+  alignas(64) double out[8];
+  _mm512_store_pd(out, s);
+  double t = 0;
+  for (double x : out) t += x;
+  return t;
 }
 
 __attribute__((target("avx2,fma"))) double Fma256F32(long iters) {
@@ -398,23 +406,25 @@ struct Gemm {
   }
 };
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t k = v.size();
-  return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
-}
 
-// GFLOP/s of each candidate kernel set: median of `reps` calls after one warm-up, n x n x n.
-std::vector<std::pair<Arch, double>> Calibrate(const Cpu& cpu, bool f64, dim_t n, unsigned threads, long reps) {
+// GFLOP/s of each candidate kernel set, n x n x n: rounds interleave the candidates (so that a
+// burst of load from elsewhere hits all of them), and each keeps its best round.
+std::vector<std::pair<Arch, double>> Calibrate(const Cpu& cpu, bool f64, dim_t n, unsigned threads, long rounds) {
   std::vector<std::pair<Arch, double>> out;
-  Gemm g(f64, n);
+  std::vector<cntx_t*> cntxs;
   for (const Arch& arch : Candidates(cpu)) {
     cntx_t* cntx = bli_gks_lookup_nat_cntx(arch.id);
     if (!cntx) continue;
-    g.Run(cntx, threads, false);
-    std::vector<double> s;
-    for (long r = 0; r < reps; ++r) s.push_back(g.Run(cntx, threads, false));
-    out.push_back({arch, 2.0 * n * n * n / Median(s) / 1e9});
+    out.push_back({arch, 0.0});
+    cntxs.push_back(cntx);
+  }
+  Gemm g(f64, n);
+  for (cntx_t* cntx : cntxs) g.Run(cntx, threads, false);  // warm-up
+  for (long r = 0; r < rounds; ++r) {
+    for (size_t i = 0; i < cntxs.size(); ++i) {
+      double gf = 2.0 * n * n * n / g.Run(cntxs[i], threads, false) / 1e9;
+      out[i].second = std::max(out[i].second, gf);
+    }
   }
   return out;
 }

@@ -15,7 +15,9 @@ defmodule MureDemo do
     elems = env_int("MURE_DEMO_ELEMS", 1_048_576)
 
     unless Node.alive?() do
-      fail("this BEAM is not distributed: run with `elixir --name demo_$$@127.0.0.1 -S mix run ../scripts/demo.exs`")
+      fail(
+        "this BEAM is not distributed: run with `elixir --name demo_$$@127.0.0.1 -S mix run ../scripts/demo.exs`"
+      )
     end
 
     {launch_us, conn} =
@@ -27,7 +29,10 @@ defmodule MureDemo do
       end)
 
     hello = Mure.hello!(conn)
-    IO.puts("node #{hello.node} (mure #{hello.version}, os pid #{hello.os_pid}) ready in #{ms(launch_us)}")
+
+    IO.puts(
+      "node #{hello.node} (mure #{hello.version}, os pid #{hello.os_pid}) ready in #{ms(launch_us)}"
+    )
 
     IO.puts(
       "limits: max message #{mib(hello.limits.max_message_bytes)}, " <>
@@ -61,7 +66,11 @@ defmodule MureDemo do
     elementwise(conn, elems)
 
     stats = Mure.stats!(conn)
-    IO.puts("node stats: #{stats.requests} requests, #{stats.errors} errors, #{stats.tensors} tensors resident")
+
+    IO.puts(
+      "node stats: #{stats.requests} requests, #{stats.errors} errors, #{stats.tensors} tensors resident"
+    )
+
     Mure.stop(conn)
     IO.puts("demo: OK")
   end
@@ -73,7 +82,9 @@ defmodule MureDemo do
     bytes = byte_size(a) * 2
 
     {up_us, {ta, tb}} =
-      :timer.tc(fn -> {Mure.upload!(conn, a, @f32, {n, n}), Mure.upload!(conn, b, @f32, {n, n})} end)
+      :timer.tc(fn ->
+        {Mure.upload!(conn, a, @f32, {n, n}), Mure.upload!(conn, b, @f32, {n, n})}
+      end)
 
     IO.puts("upload:   #{ms(up_us)} (#{mib(bytes)}, #{rate(bytes, up_us)})")
 
@@ -108,16 +119,27 @@ defmodule MureDemo do
     samples =
       if n <= 64,
         do: for(i <- 0..(n - 1), j <- 0..(n - 1), do: {i, j}),
-        else: [{0, 0}, {n - 1, n - 1}, {0, n - 1}, {n - 1, 0}] ++ for(_ <- 1..60, do: {:rand.uniform(n) - 1, :rand.uniform(n) - 1})
+        else:
+          [{0, 0}, {n - 1, n - 1}, {0, n - 1}, {n - 1, 0}] ++
+            for(_ <- 1..60, do: {:rand.uniform(n) - 1, :rand.uniform(n) - 1})
 
     bad =
       Enum.reject(samples, fn {i, j} ->
-        expected = Enum.reduce(0..(n - 1), 0.0, fn p, acc -> acc + elem(a_t, i * n + p) * elem(b_t, p * n + j) end)
+        expected =
+          Enum.reduce(0..(n - 1), 0.0, fn p, acc ->
+            acc + elem(a_t, i * n + p) * elem(b_t, p * n + j)
+          end)
+
         got = elem(c_t, i * n + j)
         abs(got - expected) <= 1.0e-3 + 1.0e-4 * abs(expected)
       end)
 
-    if bad != [], do: fail("matmul mismatch at #{length(bad)} of #{length(samples)} sampled entries: #{inspect(Enum.take(bad, 5))}")
+    if bad != [],
+      do:
+        fail(
+          "matmul mismatch at #{length(bad)} of #{length(samples)} sampled entries: #{inspect(Enum.take(bad, 5))}"
+        )
+
     IO.puts("check:    #{length(samples)} sampled entries match the reference")
     Enum.each([ta, tb, tc], &Mure.free!/1)
   end
@@ -135,8 +157,14 @@ defmodule MureDemo do
 
     {add_us, tsum} = :timer.tc(fn -> Mure.add!(ta, tb) end)
     {mul_us, tprod} = :timer.tc(fn -> Mure.multiply!(ta, tb) end)
-    IO.puts("add:      #{ms(add_us)} (#{Float.round(elems / add_us / 1.0e3, 2)} GFLOP/s incl. round trip)")
-    IO.puts("multiply: #{ms(mul_us)} (#{Float.round(elems / mul_us / 1.0e3, 2)} GFLOP/s incl. round trip)")
+
+    IO.puts(
+      "add:      #{ms(add_us)} (#{Float.round(elems / add_us / 1.0e3, 2)} GFLOP/s incl. round trip)"
+    )
+
+    IO.puts(
+      "multiply: #{ms(mul_us)} (#{Float.round(elems / mul_us / 1.0e3, 2)} GFLOP/s incl. round trip)"
+    )
 
     {down_us, {sum, prod}} = :timer.tc(fn -> {Mure.download!(tsum), Mure.download!(tprod)} end)
     IO.puts("download: #{ms(down_us)} (#{mib(byte_size(sum) * 2)})")
@@ -159,7 +187,10 @@ defmodule MureDemo do
       end)
 
     if mismatches != [],
-      do: fail("#{op} mismatch at #{length(mismatches)} elements, e.g. #{inspect(Enum.take(mismatches, 3))}")
+      do:
+        fail(
+          "#{op} mismatch at #{length(mismatches)} elements, e.g. #{inspect(Enum.take(mismatches, 3))}"
+        )
   end
 
   defp random_f32(count) do

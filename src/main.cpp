@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   if (!cookie.ok()) return Fail(cookie.status().message(), 2);
   if (cfg.port_mode) ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // belt and braces beside the stdin watch
 
-  TensorStore store(cfg.memory_limit);
+  TensorStore store(cfg.memory_limit, cfg.buffer_cache);
   std::unique_ptr<BlisExecutor> blis;
   if (cfg.use_blis) {
     auto b = BlisExecutor::Create(cfg);

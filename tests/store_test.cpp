@@ -70,3 +70,28 @@ TEST_CASE("closing a connection frees its tensors and refuses later inserts", "[
   CHECK_FALSE(store.Insert(c, "o", *store.Allocate(DType::kS32, {4}), nullptr).ok());
   CHECK(store.connections() == 0);
 }
+
+TEST_CASE("freed large buffers are reused, within the cache limit", "[store]") {
+  TensorStore store(1ull << 30, 8ull << 20);
+  const void* first = nullptr;
+  {
+    auto t = store.Allocate(DType::kF32, {1 << 20});  // 4 MiB
+    REQUIRE(t.ok());
+    first = (*t)->data();
+    CHECK(reinterpret_cast<uintptr_t>(first) % (2u << 20) == 0);
+  }
+  CHECK(store.memory_used() == 0);
+  CHECK(store.memory_cached() == (4u << 20));
+  {
+    auto again = store.Allocate(DType::kU8, {(4u << 20) - 100});  // same 2 MiB-rounded class
+    REQUIRE(again.ok());
+    CHECK((*again)->data() == first);
+    CHECK(store.memory_cached() == 0);
+    CHECK(store.memory_used() == (4u << 20) - 100);
+  }
+  {
+    auto big = store.Allocate(DType::kU8, {16u << 20});  // over the 8 MiB cache: freed, not kept
+    REQUIRE(big.ok());
+  }
+  CHECK(store.memory_cached() == (4u << 20));
+}

@@ -101,6 +101,8 @@ defmodule Mure do
     * `:devices` - e.g. `[:blis, :opencl]` (`--devices`)
     * `:test_ops` - enable test-only ops such as `busy/3` (default `false`)
     * `:log_level` - `:debug | :info | :warn | :error`; the node logs to stderr
+      (default: the application environment's `:node_log_level` of `:mure`, else the
+      node's own default)
     * `:extra_args` - more command-line arguments (strings)
     * `:ready_timeout` - ms to wait for `MURE_READY` (default 15000)
     * `:connect_timeout` - ms to wait for the `:hello` reply (default 5000)

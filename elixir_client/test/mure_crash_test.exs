@@ -13,10 +13,14 @@ defmodule Mure.CrashTest do
   setup do
     name = :"mure_crash_#{System.unique_integer([:positive])}"
 
+    children = [{Mure, name: name, test_ops: true}]
+
     sup =
-      start_supervised!(
-        {Supervisor, [[{Mure, name: name, test_ops: true}], [strategy: :one_for_one]]}
-      )
+      start_supervised!(%{
+        id: :mure_sup,
+        start: {Supervisor, :start_link, [children, [strategy: :one_for_one]]},
+        type: :supervisor
+      })
 
     %{name: name, sup: sup}
   end

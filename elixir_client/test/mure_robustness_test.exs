@@ -128,8 +128,15 @@ defmodule Mure.RobustnessTest do
 
         assert_error(
           node,
-          {:upload, {:u, 8}, List.to_tuple(List.duplicate(1, 100_000)), <<1>>},
+          {:upload, {:u, 8}, List.to_tuple(List.duplicate(1, 1000)), <<1>>},
           :bad_shape
+        )
+
+        # Past the reader's bound on terms per message: refused as a whole.
+        assert_error(
+          node,
+          {:upload, {:u, 8}, List.to_tuple(List.duplicate(1, 100_000)), <<1>>},
+          [:bad_shape, :badarg]
         )
 
         assert_error(node, Enum.to_list(1..100_000), :badarg)

@@ -97,7 +97,7 @@ defmodule Mure.ValidationTest do
                    end
 
       assert_raise ArgumentError,
-                   ~r/both \{:f, 32\} or both \{:f, 64\}, got \{:f, 32\} and \{:f, 64\}/,
+                   ~r/to be \{:f, 32\} or both \{:f, 64\}, got \{:f, 32\} and \{:f, 64\}/,
                    fn ->
                      Mure.matmul(a23, d34)
                    end

@@ -32,4 +32,7 @@ unless Node.alive?() do
   end
 end
 
+# Nodes launched by the suite log warnings and errors only (to stderr).
+Application.put_env(:mure, :node_log_level, :warn)
+
 ExUnit.start(timeout: 120_000)

@@ -21,6 +21,7 @@ struct Config {
   std::string cookie_file;                  ///< cookie file; empty = $MURE_COOKIE, then ~/.erlang.cookie
   bool port_mode = false;                   ///< launched as an Erlang Port: cookie on stdin, exit on EOF
   uint64_t memory_limit = 4ull << 30;       ///< bytes of resident tensors the node may hold
+  uint64_t buffer_cache = 1ull << 30;       ///< bytes of freed large tensor buffers kept for reuse
   uint64_t max_message = 1ull << 30;        ///< largest request frame accepted, in bytes
   uint32_t queue_depth = 1024;              ///< requests waiting per executor before :overloaded
   uint32_t blis_threads = 0;                ///< BLIS threads; 0 = one per online CPU

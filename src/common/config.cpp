@@ -103,6 +103,7 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
   if (key == "cookie_file") { cfg.cookie_file = value; return Status::Ok(); }
   if (key == "port_mode") return set_bool(cfg.port_mode);
   if (key == "memory_limit") return set_bytes(cfg.memory_limit);
+  if (key == "buffer_cache") return set_bytes(cfg.buffer_cache);
   if (key == "max_message") {
     MURE_RETURN_IF_ERROR(set_bytes(cfg.max_message));
     // The BEAM aborts when it encodes a distribution message of 2 GiB or more.
@@ -182,6 +183,7 @@ std::string UsageText() {
          "  --cookie-file FILE      cookie file (else $MURE_COOKIE, else ~/.erlang.cookie)\n"
          "  --port-mode             launched as an Erlang Port: cookie is stdin's first line; exit on stdin EOF\n"
          "  --memory-limit BYTES    resident tensor memory limit (e.g. 4G)\n"
+         "  --buffer-cache BYTES    freed large buffers kept faulted in for reuse (e.g. 1G; 0 = none)\n"
          "  --max-message BYTES     largest request frame (e.g. 1G)\n"
          "  --queue-depth N         queued requests per executor before {:error, :overloaded}\n"
          "  --blis-threads N        BLIS threads (0 = all CPUs)\n"

@@ -135,8 +135,9 @@ void Service::WriteDevices(TermWriter& w) const {
 
 void Service::Stats(const RequestContext& ctx, Reply& reply) const {
   reply.Ok([&](TermWriter& w) {
-    w.Map(8);
+    w.Map(9);
     w.Atom("tensors").UInt(store_.tensors());
+    w.Atom("memory_cached_bytes").UInt(store_.memory_cached());
     w.Atom("memory_used_bytes").UInt(store_.memory_used());
     w.Atom("memory_limit_bytes").UInt(store_.memory_limit());
     w.Atom("connections").UInt(store_.connections());

@@ -1,5 +1,7 @@
 #include "store/tensor_store.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <vector>
 
@@ -13,8 +15,54 @@ bool MemoryBudget::Reserve(uint64_t bytes) {
   return true;
 }
 
+MemoryBudget::~MemoryBudget() {
+  for (auto& [cap, p] : cache_) std::free(p);
+}
+
+void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity) {
+  if (bytes < kLargeBuffer) {
+    *capacity = (bytes + Tensor::kAlignment - 1) / Tensor::kAlignment * Tensor::kAlignment;
+    return std::aligned_alloc(Tensor::kAlignment, *capacity);
+  }
+  constexpr uint64_t kHuge = 2u << 20;
+  const uint64_t cap = (bytes + kHuge - 1) / kHuge * kHuge;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = cache_.find(cap);
+    if (it != cache_.end()) {
+      void* p = it->second;
+      cache_.erase(it);
+      cached_ -= cap;
+      *capacity = cap;
+      return p;
+    }
+  }
+  void* p = std::aligned_alloc(kHuge, cap);
+  if (p) ::madvise(p, cap, MADV_HUGEPAGE);  // fewer faults and TLB misses where THP is on
+  *capacity = cap;
+  return p;
+}
+
+void MemoryBudget::Recycle(void* data, uint64_t capacity) {
+  if (!data) return;
+  if (capacity >= kLargeBuffer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cached_ + capacity <= cache_limit_) {
+      cache_.emplace(capacity, data);
+      cached_ += capacity;
+      return;
+    }
+  }
+  std::free(data);
+}
+
+uint64_t MemoryBudget::cached() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cached_;
+}
+
 Tensor::~Tensor() {
-  std::free(data_);
+  budget_->Recycle(data_, capacity_);
   budget_->Release(bytes_);
 }
 
@@ -30,15 +78,15 @@ Result<std::shared_ptr<Tensor>> TensorStore::Allocate(DType type, const Shape& s
                                                std::to_string(budget_->limit()) + "-byte limit");
   }
   void* data = nullptr;
+  uint64_t capacity = 0;
   if (*bytes > 0) {
-    uint64_t rounded = (*bytes + Tensor::kAlignment - 1) / Tensor::kAlignment * Tensor::kAlignment;
-    data = std::aligned_alloc(Tensor::kAlignment, rounded);
+    data = budget_->Acquire(*bytes, &capacity);
     if (!data) {
       budget_->Release(*bytes);
       return Status(ErrorKind::kOutOfMemory, "the system refused " + std::to_string(*bytes) + " bytes");
     }
   }
-  return std::make_shared<Tensor>(type, shape, *elements, *bytes, data, budget_);
+  return std::make_shared<Tensor>(type, shape, *elements, *bytes, data, capacity, budget_);
 }
 
 uint64_t TensorStore::OpenConnection() {

@@ -21,25 +21,46 @@
 
 namespace mure {
 
-/// Bytes the node may hold in tensors. Reserve fails instead of over-committing.
+/// The memory tensors live in: a budget of bytes the node may hold (Reserve fails instead of
+/// over-committing) and a cache of large buffers that are already faulted in. Fresh pages cost
+/// ~0.35 ms/MiB in page faults on these VMs, so a freed 64 MiB buffer is kept and handed to the
+/// next tensor of the same size class instead of going back to the kernel.
 class MemoryBudget {
  public:
-  explicit MemoryBudget(uint64_t limit) : limit_(limit) {}
+  /// `cache_limit`: bytes of freed buffers kept for reuse (not counted as used).
+  explicit MemoryBudget(uint64_t limit, uint64_t cache_limit = 0) : limit_(limit), cache_limit_(cache_limit) {}
+  ~MemoryBudget();
   bool Reserve(uint64_t bytes);
   void Release(uint64_t bytes) { used_.fetch_sub(bytes); }
   uint64_t used() const { return used_.load(); }
   uint64_t limit() const { return limit_; }
 
+  /// A buffer of at least `bytes` (aligned to Tensor::kAlignment, 2 MiB for large ones), from the
+  /// cache when one of its size class is there. Sets `*capacity`. nullptr when the system refuses.
+  void* Acquire(uint64_t bytes, uint64_t* capacity);
+  /// Give a buffer back: cached while the cache has room, freed otherwise.
+  void Recycle(void* data, uint64_t capacity);
+  uint64_t cached() const;
+
+  /// Buffers of at least this size are rounded to whole 2 MiB units and cached.
+  static constexpr uint64_t kLargeBuffer = 1u << 20;
+
  private:
   const uint64_t limit_;
+  const uint64_t cache_limit_;
   std::atomic<uint64_t> used_{0};
+  mutable std::mutex mu_;
+  std::multimap<uint64_t, void*> cache_;  // guarded by mu_: capacity -> buffer
+  uint64_t cached_ = 0;                   // guarded by mu_
 };
 
 /// One tensor's bytes (aligned for SIMD and OpenCL host pointers), type and shape.
 class Tensor {
  public:
-  Tensor(DType type, Shape shape, uint64_t elements, uint64_t bytes, void* data, std::shared_ptr<MemoryBudget> budget)
-      : type_(type), shape_(std::move(shape)), elements_(elements), bytes_(bytes), data_(data), budget_(std::move(budget)) {}
+  Tensor(DType type, Shape shape, uint64_t elements, uint64_t bytes, void* data, uint64_t capacity,
+         std::shared_ptr<MemoryBudget> budget)
+      : type_(type), shape_(std::move(shape)), elements_(elements), bytes_(bytes), data_(data), capacity_(capacity),
+        budget_(std::move(budget)) {}
   ~Tensor();
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;
@@ -62,13 +83,16 @@ class Tensor {
   uint64_t elements_;
   uint64_t bytes_;
   void* data_;
+  uint64_t capacity_;
   std::shared_ptr<MemoryBudget> budget_;
 };
 
 /// The table of resident tensors.
 class TensorStore {
  public:
-  explicit TensorStore(uint64_t memory_limit) : budget_(std::make_shared<MemoryBudget>(memory_limit)) {}
+  /// `cache_limit`: bytes of freed large buffers kept faulted in for reuse.
+  explicit TensorStore(uint64_t memory_limit, uint64_t cache_limit = 0)
+      : budget_(std::make_shared<MemoryBudget>(memory_limit, cache_limit)) {}
 
   /// An uninitialised tensor whose bytes are reserved against the budget. kBadShape when the size
   /// overflows, kOutOfMemory when the budget (or the system) cannot hold it: nothing is allocated.
@@ -94,6 +118,7 @@ class TensorStore {
   uint64_t connections() const;
   uint64_t memory_used() const { return budget_->used(); }
   uint64_t memory_limit() const { return budget_->limit(); }
+  uint64_t memory_cached() const { return budget_->cached(); }
 
  private:
   struct Entry {

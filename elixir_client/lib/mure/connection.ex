@@ -332,7 +332,7 @@ defmodule Mure.Connection do
       flag.(opts[:blis_arch], "--blis-arch") ++
       flag.(devices, "--devices") ++
       flag.(opts[:test_ops], "--test-ops") ++
-      flag.(opts[:log_level], "--log-level") ++
+      flag.(opts[:log_level] || Application.get_env(:mure, :node_log_level), "--log-level") ++
       opts[:extra_args]
   end
 

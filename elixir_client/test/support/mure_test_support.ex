@@ -14,17 +14,12 @@ defmodule Mure.TestSupport do
     paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
     extra = Keyword.get(opts, :args, [])
 
-    peer_opts = %{
-      host: ~c"127.0.0.1",
-      longnames: true,
-      connection: :standard_io,
-      args: paths ++ extra,
-      wait_boot: 30_000
-    }
+    peer_opts = %{connection: :standard_io, args: paths ++ extra, wait_boot: 30_000}
 
+    # Without :name (and :host) the peer is not distributed.
     peer_opts =
       if Keyword.get(opts, :distributed, true),
-        do: Map.put(peer_opts, :name, name),
+        do: Map.merge(peer_opts, %{name: name, host: ~c"127.0.0.1", longnames: true}),
         else: peer_opts
 
     {:ok, peer, node} = :peer.start(peer_opts)

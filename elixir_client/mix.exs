@@ -8,8 +8,7 @@ defmodule Mure.MixProject do
       elixir: "~> 1.14",
       start_permanent: Mix.env() == :prod,
       elixirc_paths: elixirc_paths(Mix.env()),
-      deps: [],
-      docs: [main: "Mure"]
+      deps: []
     ]
   end
 

@@ -90,20 +90,12 @@ defmodule MureDemo do
 
     # The first product warms the node up (buffers, BLIS threads); time the next ones.
     Mure.free!(Mure.matmul!(ta, tb))
-    runs = 5
-
-    times =
-      for _ <- 1..runs do
-        {us, tc} = :timer.tc(fn -> Mure.matmul!(ta, tb) end)
-        Mure.free!(tc)
-        us
-      end
-
+    times = time_runs(5, fn -> Mure.matmul!(ta, tb) end)
     best = Enum.min(times)
     flops = 2 * n * n * n
 
     IO.puts(
-      "matmul:   best #{ms(best)}, median #{ms(Enum.at(Enum.sort(times), div(runs, 2)))} of #{runs} " <>
+      "matmul:   best #{ms(best)}, median #{ms(median(times))} of 5 " <>
         "(#{Float.round(flops / best / 1.0e3, 1)} GFLOP/s incl. round trip)"
     )
 
@@ -151,20 +143,23 @@ defmodule MureDemo do
     ta = Mure.upload!(conn, a, @f32, {elems})
     tb = Mure.upload!(conn, b, @f32, {elems})
 
-    # Warm up (kernel compilation happens on first use).
+    # Warm up (buffers, first kernel launches), then time a few runs of each.
     Mure.free!(Mure.add!(ta, tb))
     Mure.free!(Mure.multiply!(ta, tb))
 
-    {add_us, tsum} = :timer.tc(fn -> Mure.add!(ta, tb) end)
-    {mul_us, tprod} = :timer.tc(fn -> Mure.multiply!(ta, tb) end)
+    for {name, fun} <- [{"add:     ", &Mure.add!/2}, {"multiply:", &Mure.multiply!/2}] do
+      times = time_runs(5, fn -> fun.(ta, tb) end)
+      best = Enum.min(times)
 
-    IO.puts(
-      "add:      #{ms(add_us)} (#{Float.round(elems / add_us / 1.0e3, 2)} GFLOP/s incl. round trip)"
-    )
+      IO.puts(
+        "#{name} best #{ms(best)}, median #{ms(median(times))} of 5 " <>
+          "(#{Float.round(elems / best / 1.0e3, 2)} GFLOP/s, " <>
+          "#{Float.round(3 * 4 * elems / best, 1)} MB/s of operands and result; incl. round trip)"
+      )
+    end
 
-    IO.puts(
-      "multiply: #{ms(mul_us)} (#{Float.round(elems / mul_us / 1.0e3, 2)} GFLOP/s incl. round trip)"
-    )
+    tsum = Mure.add!(ta, tb)
+    tprod = Mure.multiply!(ta, tb)
 
     {down_us, {sum, prod}} = :timer.tc(fn -> {Mure.download!(tsum), Mure.download!(tprod)} end)
     IO.puts("download: #{ms(down_us)} (#{mib(byte_size(sum) * 2)})")
@@ -192,6 +187,17 @@ defmodule MureDemo do
           "#{op} mismatch at #{length(mismatches)} elements, e.g. #{inspect(Enum.take(mismatches, 3))}"
         )
   end
+
+  # Runs `fun` (which returns a resident tensor) `runs` times; the times in µs.
+  defp time_runs(runs, fun) do
+    for _ <- 1..runs do
+      {us, tensor} = :timer.tc(fun)
+      Mure.free!(tensor)
+      us
+    end
+  end
+
+  defp median(times), do: Enum.at(Enum.sort(times), div(length(times), 2))
 
   defp random_f32(count) do
     for _ <- 1..count, into: <<>>, do: <<:rand.uniform() * 2.0 - 1.0::float-32-native>>

@@ -611,7 +611,16 @@ defmodule Mure do
              }}
         after
           timeout || :infinity ->
+            # Deactivates the alias: replies sent from now on are dropped by the runtime.
             Process.demonitor(alias, [:flush])
+
+            # A reply that slipped in just before that must not stay in the mailbox.
+            receive do
+              {^alias, _result, _node, _session} -> :ok
+            after
+              0 -> :ok
+            end
+
             {:error, %ConnectionError{reason: :timeout}}
         end
 

@@ -2,6 +2,8 @@ defmodule Mure.ConnectionTest do
   # Launching, stopping and reconnecting; the node's life follows its launcher's.
   use ExUnit.Case, async: true
 
+  @moduletag :capture_log
+
   import Mure.TestSupport
 
   alias Mure.{ConnectionError, Error}

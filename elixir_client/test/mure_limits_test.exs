@@ -2,6 +2,8 @@ defmodule Mure.LimitsTest do
   # Memory limit, tensor ownership, bounded queues, and caller-owned timeouts.
   use ExUnit.Case, async: true
 
+  @moduletag :capture_log
+
   import Mure.TestSupport
 
   alias Mure.{ConnectionError, Error}

@@ -4,6 +4,8 @@ defmodule Mure.RobustnessTest do
   # up, and a second client on another BEAM completes all its requests meanwhile.
   use ExUnit.Case, async: true
 
+  @moduletag :capture_log
+
   import Bitwise
   import Mure.TestSupport
 

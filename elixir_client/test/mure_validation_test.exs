@@ -77,7 +77,6 @@ defmodule Mure.ValidationTest do
 
   test "matmul checks shapes, types and connections", %{conn: conn, other: other} do
     a23 = f32(conn, {2, 3})
-    a34 = f32(conn, {3, 4})
     v3 = f32(conn, {3})
     d34 = Mure.upload!(conn, :binary.copy(<<0::64>>, 12), {:f, 64}, {3, 4})
     s23 = Mure.upload!(conn, :binary.copy(<<0::32>>, 6), {:s, 32}, {2, 3})

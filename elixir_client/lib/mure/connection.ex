@@ -197,6 +197,7 @@ defmodule Mure.Connection do
   # proc_lib entry point. Set-up failures are acknowledged as {:error, reason} and the
   # process then exits :normal, so a linked caller gets its error tuple instead of an
   # exit signal (init/1 returning {:stop, reason} would kill a non-trapping caller).
+  @spec init_it(pid(), keyword()) :: no_return()
   def init_it(starter, opts) do
     case register(opts[:name]) do
       :ok ->
@@ -341,8 +342,8 @@ defmodule Mure.Connection do
     Port.command(port, [Atom.to_string(Cookie.value(cookie)), ?\n])
     :ok
   rescue
-    ArgumentError ->
-      {:error, %ConnectionError{reason: :node_exited, details: "before reading the cookie"}}
+    # The node exited already (e.g. bad flags): await_ready/1 reports its exit status.
+    ArgumentError -> :ok
   end
 
   defp await_ready(data) do
@@ -482,7 +483,9 @@ defmodule Mure.Connection do
         data
       ) do
     cond do
-      Enum.any?(sessions, &(&1 != data.session)) ->
+      # A tensor of an earlier connection: the node freed it, and its handle may now name
+      # another tensor. (A hand-built tensor without a session is left to the node.)
+      Enum.any?(sessions, &(&1 != nil and &1 != data.session)) ->
         reply(alias, {:error, stale_handle_error(request, data)}, data)
         :keep_state_and_data
 

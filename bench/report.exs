@@ -1,0 +1,611 @@
+# scripts/bench, report step: turns the raw samples of the measuring passes (bench/measure.exs)
+# into markdown tables (printed and written to <dir>/bench-<stamp>.md) and gnuplot PNGs.
+#
+#   elixir bench/report.exs --dir bench-results --stamp 20261125-133000 --wall 95.2 \
+#     [--cmd "scripts/bench --quick"] default.bin [tuned.bin]
+#
+# The first file is the pass with default BEAM flags (every section); later files are passes with
+# other flags (their messaging and spot-check rows are added to the same tables).
+# Goals are reported as met / not met; they never change the exit status.
+
+defmodule Report.Stats do
+  @moduledoc false
+
+  def median(list) do
+    s = Enum.sort(list)
+    n = length(s)
+    if rem(n, 2) == 1, do: Enum.at(s, div(n, 2)), else: (Enum.at(s, div(n, 2) - 1) + Enum.at(s, div(n, 2))) / 2
+  end
+
+  @doc "{median, min, max} of `f` applied to each sample."
+  def summary(samples, f \\ & &1) do
+    v = Enum.map(samples, f)
+    {median(v), Enum.min(v), Enum.max(v)}
+  end
+
+  def fmt(x, digits \\ nil)
+  def fmt(nil, _), do: "—"
+  def fmt(x, nil) when is_number(x) do
+    a = abs(x)
+
+    cond do
+      a == 0 -> "0"
+      a >= 1000 -> :erlang.float_to_binary(x / 1, decimals: 0)
+      a >= 100 -> :erlang.float_to_binary(x / 1, decimals: 0)
+      a >= 10 -> :erlang.float_to_binary(x / 1, decimals: 1)
+      a >= 1 -> :erlang.float_to_binary(x / 1, decimals: 2)
+      true -> :erlang.float_to_binary(x / 1, decimals: 3)
+    end
+  end
+
+  def fmt(x, d), do: :erlang.float_to_binary(x / 1, decimals: d)
+
+  def mmm({med, mn, mx}, d \\ nil), do: "#{fmt(med, d)} | #{fmt(mn, d)} | #{fmt(mx, d)}"
+end
+
+defmodule Report do
+  @moduledoc false
+  import Report.Stats
+
+  def main(argv) do
+    {opts, files, _} = OptionParser.parse(argv, strict: [dir: :string, stamp: :string, wall: :float, cmd: :string])
+    if files == [], do: raise("no result files given")
+    dir = opts[:dir] || "bench-results"
+    stamp = opts[:stamp] || "now"
+    File.mkdir_p!(dir)
+    passes = Enum.map(files, &(&1 |> File.read!() |> :erlang.binary_to_term()))
+    [main | others] = passes
+    plots = plots(main, dir, stamp)
+    md = render(main, others, opts, plots) |> IO.iodata_to_binary()
+    path = Path.join(dir, "bench-#{stamp}.md")
+    File.write!(path, md)
+    IO.puts(md)
+    IO.puts("results: #{path}")
+    for p <- plots, do: IO.puts("plot:    #{Path.join(dir, p)}")
+  end
+
+  ## Markdown ---------------------------------------------------------------------------------
+
+  defp render(main, others, opts, plots) do
+    s = main.sections
+    goals = []
+
+    {limits_md, peaks, triad} = limits(main)
+    {msg_md, goals} = messaging([main | others], goals)
+    {xfer_md, goals} = transfer(s[:transfer], goals)
+    {mm_md, goals} = compute(s[:compute], peaks, goals)
+    mem_md = memory(s[:memory], triad)
+    user_md = user(s[:user])
+    ocl_md = opencl(s[:opencl], s[:memory], s[:messaging])
+    spot_md = spot([main | others])
+
+    [
+      header(main, others, opts),
+      limits_md,
+      msg_md,
+      xfer_md,
+      mm_md,
+      mem_md,
+      user_md,
+      ocl_md,
+      spot_md,
+      goals_md(Enum.reverse(goals)),
+      if(plots != [], do: ["\n## Plots\n\n", Enum.map(plots, &"- `#{&1}`\n")], else: [])
+    ]
+  end
+
+  defp flags_label(""), do: "none (defaults)"
+  defp flags_label(f), do: "`#{f}`"
+
+  defp header(main, others, opts) do
+    cpu = main.cpu
+    node = main.node
+    blis = Enum.find(node.devices, &(&1.id == :blis))
+    ocl = Enum.find(node.devices, &(&1.id == :opencl))
+    np = get_in(main.sections, [:user, :numpy])
+    avx512 = if String.contains?(cpu.features, "avx512f"), do: "", else: " (no AVX-512 exposed)"
+
+    [
+      "# mure benchmark — #{main.date}\n\n",
+      "- Command: `#{opts[:cmd] || "scripts/bench"}` (#{if main.quick, do: "quick mode: fewer sizes and repetitions", else: "full mode"})",
+      if(opts[:wall], do: "; wall time #{fmt(opts[:wall], 0)} s\n", else: "\n"),
+      "- CPU: #{cpu.model_name} — #{cpu.vendor} family #{cpu.family} model #{cpu.model} stepping #{cpu.stepping}, ",
+      "#{cpu.cpus} online CPUs; vector flags: #{cpu.vector_flags}#{avx512}\n",
+      "- BEAM: OTP #{main.otp} (erts #{main.erts}), Elixir #{main.elixir}, #{main.schedulers} schedulers. ",
+      "Pass `#{main.label}`: flags #{flags_label(main.beam_flags)}",
+      Enum.map(others, &"; pass `#{&1.label}`: flags #{flags_label(&1.beam_flags)}"),
+      ". The baseline BEAM (`:peer`) runs with the same flags as the bench BEAM in each pass.\n",
+      "- Node: mure #{node.hello.version}, launched in #{fmt(node.launch_s * 1000)} ms; ",
+      if(blis, do: "BLIS #{blis.name}, #{blis.threads} threads, #{blis.arch_reason}; ", else: "no BLIS; "),
+      if(ocl,
+        do: "OpenCL #{ocl.name} on #{ocl.platform} (#{ocl.device_type}, #{ocl.compute_units} compute units)\n",
+        else: "no OpenCL device\n"
+      ),
+      if(np,
+        do: "- NumPy #{np.info.version} (#{np.python}) with #{np.info.blas}; OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for that command only\n",
+        else: "- NumPy: not installed, not compared\n"
+      ),
+      "- Figures: median over repeated runs, with min and max; ratios are median / median. ",
+      "Every baseline was measured in this same run.\n"
+    ]
+  end
+
+  defp limits(main) do
+    peak = get_in(main.sections, [:limits, :peak]) || []
+    stream = get_in(main.sections, [:memory, :stream]) || []
+    cpus = String.to_integer(main.cpu.cpus)
+
+    peaks =
+      for type <- ["f32", "f64"], into: %{} do
+        one = Enum.find(peak, &(&1.type == type and &1.threads == "1"))
+        all = Enum.find(peak, &(&1.type == type and &1.threads == "#{cpus}"))
+
+        if one do
+          {per_core, _, _} = summary(one.gflops)
+          {type, %{per_core: per_core, peak: per_core * cpus, measured_all: all && elem(summary(all.gflops), 0), isa: one.isa, lanes: one.lanes}}
+        else
+          {type, nil}
+        end
+      end
+
+    triads =
+      for line <- stream, line.kernel == "triad", line.fresh == "0" do
+        n = String.to_integer(line.n)
+        {String.to_integer(line.threads), median(Enum.map(line.secs, &(12 * n / &1 / 1.0e9)))}
+      end
+
+    triad = if triads == [], do: nil, else: Enum.max_by(triads, &elem(&1, 1))
+
+    rows =
+      for {type, p} <- peaks, p do
+        "| #{type} FMA peak | #{cpus} cores × #{fmt(p.per_core)} GFLOP/s per core (1 thread: #{p.isa}, #{p.lanes} lanes × 2 flops × 12 accumulators) = **#{fmt(p.peak)} GFLOP/s**; all #{cpus} threads together measured #{fmt(p.measured_all)} |\n"
+      end
+
+    triad_row =
+      if triads != [] do
+        "| STREAM-like triad `a = b + s·c`, 16 Mi f32 (3 × 4 B × n per pass) | " <>
+          Enum.map_join(triads, "; ", fn {t, g} -> "#{t} thread#{if t > 1, do: "s"}: #{fmt(g)} GB/s" end) <>
+          " → limit used: **#{fmt(elem(triad, 1))} GB/s** |\n"
+      else
+        ""
+      end
+
+    arch_row =
+      case get_in(main.sections, [:compute]) do
+        %{arches: arches, best: best, node_arch: node_arch} ->
+          per =
+            for type <- ["f32", "f64"] do
+              list = arches |> Enum.filter(&(&1.type == type)) |> Enum.map_join(", ", &"#{&1.name} #{fmt(hd(&1.gflops))}")
+              "#{type}: #{list} (best #{best[type]})"
+            end
+
+          "| BLIS kernel sets, gemm n=1024, #{cpus} threads, best round, GFLOP/s | #{Enum.join(per, "; ")}; the node chose **#{node_arch}** |\n"
+
+        _ ->
+          ""
+      end
+
+    md =
+      if rows == [] and triad_row == "" do
+        []
+      else
+        ["\n## Machine limits (measured in this run)\n\n| limit | value |\n|---|---|\n", rows, triad_row, arch_row]
+      end
+
+    {md, peaks, triad}
+  end
+
+  defp messaging(passes, goals) do
+    rows =
+      for pass <- passes, m = pass.sections[:messaging], m do
+        base = median(m.beam_genserver)
+
+        for {key, what} <- [
+              mure_raw: "mure `:stats`, raw envelope (1 message each way)",
+              mure_client: "mure `:stats` via `Mure.stats/1` (client process in between)",
+              beam_genserver: "**baseline**: `GenServer.call` `:ping` to a BEAM node",
+              beam_raw: "BEAM node, raw send/receive `:ping`"
+            ] do
+          sm = summary(m[key], &(&1 * 1.0e6))
+          ratio = median(m[key]) / base
+
+          goal =
+            case key do
+              :mure_raw -> if ratio <= 1.0, do: "met", else: "**not met**"
+              :mure_client -> if ratio <= 1.0, do: "met", else: "**not met**"
+              _ -> "—"
+            end
+
+          {pass, key, ratio, "| #{what} | #{flags_label(pass.beam_flags)} | #{mmm(sm)} | #{fmt(ratio, 2)} | #{goal} |\n"}
+        end
+      end
+      |> List.flatten()
+
+    if rows == [] do
+      {[], goals}
+    else
+      calls = hd(passes).sections.messaging.calls_per_run
+
+      goals =
+        Enum.reduce(rows, goals, fn
+          {pass, :mure_raw, ratio, _}, g -> [{"Messaging: tiny round trip ≤ 1.0 × BEAM GenServer call (#{flags_label(pass.beam_flags)})", "#{fmt(ratio, 2)}×", ratio <= 1.0} | g]
+          _, g -> g
+        end)
+
+      {[
+         "\n## 1. Messaging: tiny request round trip\n\n",
+         "Each run times #{calls} sequential calls one by one and keeps their median; the table gives the median, min and max of those run medians, in µs. ",
+         "The four kinds are interleaved run by run. Goal: ratio ≤ 1.0 against the GenServer call.\n\n",
+         "| round trip | BEAM flags | median µs | min | max | ratio vs GenServer | goal ≤ 1.0 |\n|---|---|---|---|---|---|---|\n",
+         Enum.map(rows, &elem(&1, 3))
+       ], goals}
+    end
+  end
+
+  defp transfer(nil, goals), do: {[], goals}
+
+  defp transfer(t, goals) do
+    mib = 1024 * 1024
+
+    {rows, goals} =
+      for {bytes, s} <- Enum.sort(t),
+          {dir, mk, bk, factor} <- [
+            {"upload", :mure_up, :beam_push, 1},
+            {"download", :mure_down, :beam_pull, 1},
+            {"round trip (up + down vs echo)", :mure_rt, :beam_echo, 2}
+          ],
+          reduce: {[], goals} do
+        {rows, goals} ->
+          tput = fn secs -> factor * bytes / secs / mib end
+          m = summary(s[mk], tput)
+          b = summary(s[bk], tput)
+          ratio = elem(m, 0) / elem(b, 0)
+          big = bytes >= 16 * mib
+          goal = cond do not big -> "(info: < 16 MiB)"; ratio >= 1.5 -> "met"; true -> "**not met**" end
+          row = "| #{div(bytes, mib)} MiB | #{dir} | #{mmm(m, 0)} | #{mmm(b, 0)} | #{fmt(ratio, 2)} | #{goal} |\n"
+          goals = if big, do: [{"Transfer #{div(bytes, mib)} MiB #{dir}: ≥ 1.5 × BEAM-to-BEAM", "#{fmt(ratio, 2)}×", ratio >= 1.5} | goals], else: goals
+          {[row | rows], goals}
+      end
+
+    {[
+       "\n## 2. Transfer: tensors to and from the node vs the same bytes through a BEAM node\n\n",
+       "MiB/s (bytes carried / time; round trip carries the bytes twice). mure: `Mure.upload/4`, `Mure.download/1` through the client. ",
+       "Baseline: `GenServer.call` to a `:peer` BEAM on the same host that takes the binary (push), returns a binary it holds (pull), or returns what it got (echo). ",
+       "Goal: ≥ 1.5 × BEAM-to-BEAM at ≥ 16 MiB. Upload and download are separate requests, so the round trip includes one extra request latency.\n\n",
+       "| size | direction | mure MiB/s median | min | max | BEAM MiB/s median | min | max | ratio | goal ≥ 1.5 |\n",
+       "|---|---|---|---|---|---|---|---|---|---|\n",
+       Enum.reverse(rows)
+     ], goals}
+  end
+
+  defp compute(nil, _peaks, goals), do: {[], goals}
+
+  defp compute(c, peaks, goals) do
+    {rows, diag, goals} =
+      for {{type, n}, e} <- Enum.sort(c.matmul), reduce: {[], [], goals} do
+        {rows, diag, goals} ->
+          gf = fn secs -> 2.0 * n * n * n / secs / 1.0e9 end
+          m = summary(e.mure, gf)
+          b = summary(e.blis, gf)
+          ratio = elem(m, 0) / elem(b, 0)
+          peak = peaks[type] && peaks[type].peak
+          of_peak = peak && elem(m, 0) / peak
+          blis_peak = peak && elem(b, 0) / peak
+          big = n >= 1024
+          goal = cond do not big -> "(info: n < 1024)"; ratio >= 0.95 -> "met"; true -> "**not met**" end
+
+          row =
+            "| #{type} | #{n} | #{mmm(m)} | #{mmm(b)} (#{e.blis_arch}) | #{fmt(ratio, 3)} | #{fmt(of_peak, 2)} / #{fmt(blis_peak, 2)} | #{goal} |\n"
+
+          over_ms = (median(e.mure) - median(e.blis)) * 1000
+          fresh = e[:blis_fresh] && median(Enum.map(e.blis_fresh, gf))
+          node_arch = e[:blis_node_arch] && median(Enum.map(e.blis_node_arch, gf))
+
+          d =
+            "| #{type} | #{n} | #{fmt(over_ms)} | #{fmt(fresh)} | #{if node_arch, do: "#{fmt(node_arch)} (#{e.node_arch})", else: "same set (#{e.node_arch})"} |\n"
+
+          goals = if big, do: [{"Compute: #{type} matmul n=#{n} ≥ 0.95 × in-process BLIS", "#{fmt(ratio, 3)}×", ratio >= 0.95} | goals], else: goals
+          {[row | rows], [d | diag], goals}
+      end
+
+    {[
+       "\n## 3. Compute: matmul through the node vs BLIS in-process vs the FMA peak\n\n",
+       "GFLOP/s = 2n³ / time. mure: data resident on the node, only the `matmul` request's round trip is timed (result freed untimed). ",
+       "Baseline: `bench/baseline.cpp` calls `bli_sgemm_ex`/`bli_dgemm_ex` in-process with the same threads and the kernel set that measured best here ",
+       "(candidates chosen from cpuid as the node does), C reused. Goal: ≥ 0.95 × in-process BLIS at n ≥ 1024.\n\n",
+       "| type | n | mure GFLOP/s median | min | max | BLIS in-process median | min | max (kernels) | ratio | of peak: mure / BLIS | goal ≥ 0.95 |\n",
+       "|---|---|---|---|---|---|---|---|---|---|---|\n",
+       Enum.reverse(rows),
+       "\nWhere the time goes (medians): the node's extra time per request over in-process BLIS; in-process BLIS with a fresh output buffer ",
+       "per call (as the node allocates each result: page faults); in-process BLIS with the node's kernel set when it differs.\n\n",
+       "| type | n | node overhead ms | BLIS fresh-C GFLOP/s | BLIS with node's kernels GFLOP/s |\n|---|---|---|---|---|\n",
+       Enum.reverse(diag)
+     ], goals}
+  end
+
+  defp memory(nil, _), do: []
+
+  defp memory(m, triad) do
+    n = m.n
+    gbs = fn secs -> 12 * n / secs / 1.0e9 end
+    stream = m.stream
+
+    cxx = fn kernel, threads, fresh ->
+      line = Enum.find(stream, &(&1.kernel == kernel and &1.threads == "#{threads}" and &1.fresh == fresh))
+      line && summary(line.secs, gbs)
+    end
+
+    threads = stream |> Enum.map(&String.to_integer(&1.threads)) |> Enum.max()
+    {tthreads, tgb} = triad || {threads, nil}
+
+    node_rows =
+      for {op, kernel} <- [add: "add", multiply: "multiply"], secs = m.node[op], secs do
+        s = summary(secs, gbs)
+        loop = cxx.(kernel, threads, "0")
+
+        "| mure `#{op}` (OpenCL) | #{mmm(s)} | #{fmt(elem(s, 0) / tgb, 2)} | #{fmt(loop && elem(s, 0) / elem(loop, 0), 2)} |\n"
+      end
+
+    cxx_rows =
+      for {kernel, t, fresh, what} <- [
+            {"triad", tthreads, "0", "C++ triad (the limit), #{tthreads} thread(s)"},
+            {"add", 1, "0", "C++ plain add loop, 1 thread"},
+            {"add", threads, "0", "C++ plain add loop, #{threads} threads"},
+            {"multiply", threads, "0", "C++ plain multiply loop, #{threads} threads"},
+            {"add", threads, "1", "C++ add, fresh output array per call (malloc + page faults), #{threads} threads"}
+          ],
+          s = cxx.(kernel, t, fresh),
+          s do
+        "| #{what} | #{mmm(s)} | #{fmt(elem(s, 0) / tgb, 2)} | — |\n"
+      end
+
+    [
+      "\n## 4. Memory-bound: elementwise over #{div(n, 1024 * 1024)} Mi f32 vs a STREAM-like triad\n\n",
+      "Effective GB/s = 3 arrays × 4 B × n / time (the request round trip for mure; result freed untimed). ",
+      "No numeric goal is set; the ratio says how close the node gets to the machine's memory bandwidth.\n\n",
+      "| what | GB/s median | min | max | ratio vs triad | ratio vs same C++ loop |\n|---|---|---|---|---|---|\n",
+      node_rows,
+      cxx_rows
+    ]
+  end
+
+  defp user(nil), do: []
+
+  defp user(u) do
+    np = u.numpy
+    ms = fn list -> list && median(list) * 1000 end
+
+    row = fn what, key, n, e ->
+      mure = ms.(e.mure)
+      elixir = ms.(e.elixir)
+      npd = np && np.default[{key, "f32", n}]
+      npt = np && np.threaded[{key, "f32", n}]
+      npd_ms = npd && ms.(npd.e2e)
+      npt_ms = npt && ms.(npt.e2e)
+      npc_ms = npd && ms.(npd.compute)
+
+      "| #{what} | #{fmt(mure)} | #{fmt(elixir)} | #{if elixir, do: "#{fmt(elixir / mure)}×", else: "—"} | " <>
+        "#{fmt(npd_ms)} (compute #{fmt(npc_ms)}) | #{if npd_ms, do: "#{fmt(npd_ms / mure, 2)}×", else: "—"} | " <>
+        "#{fmt(npt_ms)} | #{if npt_ms, do: "#{fmt(npt_ms / mure, 2)}×", else: "—"} |\n"
+    end
+
+    threads = np && np.threads
+
+    [
+      "\n## 5. What a user would pick instead (end to end)\n\n",
+      "Milliseconds, medians. End to end from input bytes to result bytes: mure = upload both operands, compute, download, free; ",
+      "plain Elixir = decode the binaries, compute with lists/binaries, encode (checked equal to mure's result); ",
+      "NumPy = `frombuffer`, compute, `tobytes`, timed inside Python (start-up excluded). ",
+      "\"vs\" columns: other time / mure time (> 1: mure is faster). NumPy runs once as a user has it (its BLAS's default threads) ",
+      "and once with #{threads || "all"} BLAS threads.\n\n",
+      "| work (f32) | mure ms | plain Elixir ms | mure speedup vs Elixir | NumPy ms (default) | vs mure | NumPy ms (#{threads} threads) | vs mure |\n",
+      "|---|---|---|---|---|---|---|---|\n",
+      for({n, e} <- Enum.sort(u.matmul), do: row.("matmul #{n}×#{n}", "matmul", n, e)),
+      for({n, e} <- Enum.sort(u.add), do: row.("add #{fmt_count(n)} elements", "add", n, e))
+    ]
+  end
+
+  defp fmt_count(n) when rem(n, 1024 * 1024) == 0, do: "#{div(n, 1024 * 1024)} Mi"
+  defp fmt_count(n), do: "#{n}"
+
+  defp opencl(nil, _, _), do: []
+  defp opencl(%{unavailable: true}, _, _), do: ["\n## 6. The OpenCL path\n\nThe node has no OpenCL device: nothing measured.\n"]
+
+  defp opencl(o, mem, msg) do
+    us = fn list -> median(list) * 1.0e6 end
+    small = o.small
+    cold = o[:cold]
+    stats_us = us.(small.stats)
+    add_us = us.(small.add_1k)
+    mm_us = us.(small.matmul_16)
+
+    bw =
+      if mem && mem.node[:add] do
+        n = mem.n
+        gbs = fn secs -> 12 * n / secs / 1.0e9 end
+        add = median(Enum.map(mem.node.add, gbs))
+        threads = mem.stream |> Enum.map(&String.to_integer(&1.threads)) |> Enum.max()
+        loop = Enum.find(mem.stream, &(&1.kernel == "add" and &1.threads == "#{threads}" and &1.fresh == "0"))
+        loop1 = Enum.find(mem.stream, &(&1.kernel == "add" and &1.threads == "1" and &1.fresh == "0"))
+        l = median(Enum.map(loop.secs, gbs))
+        l1 = loop1 && median(Enum.map(loop1.secs, gbs))
+        "| OpenCL `add`, #{div(n, 1024 * 1024)} Mi f32, through the node | #{fmt(add)} GB/s = #{fmt(add / l, 2)} × the C++ loop on #{threads} threads (#{fmt(l)} GB/s)#{if l1, do: ", #{fmt(add / l1, 2)} × on 1 thread (#{fmt(l1)} GB/s)"} |\n"
+      else
+        ""
+      end
+
+    _ = msg
+
+    [
+      "\n## 6. The OpenCL path\n\n",
+      "In this slice elementwise ops run only on OpenCL (PoCL here) and matmul only on BLIS, so the same op cannot be timed on both paths.\n\n",
+      "| figure | value |\n|---|---|\n",
+      "| kernel build, cold (`clBuildProgram` at node start-up, `:devices` → `kernel_build_ms`) | #{fmt(o.kernel_build_ms)} ms (on the node's start-up path, not on any request) |\n",
+      if(cold,
+        do: "| first `add` after start (#{fmt_count(cold.n)} f32, includes PoCL's first launch) | #{fmt(cold.first * 1000)} ms vs #{fmt(median(cold.warm) * 1000)} ms warm (median of #{length(cold.warm)}) |\n",
+        else: ""
+      ),
+      bw,
+      "| per-request cost, `add` of 1 Ki f32 (raw envelope) | #{fmt(add_us)} µs round trip vs #{fmt(stats_us)} µs for `:stats` → ~#{fmt(add_us - stats_us)} µs for the OpenCL op (buffers, launch, wait) |\n",
+      "| per-request cost, BLIS `matmul` 16×16 (raw envelope) | #{fmt(mm_us)} µs round trip → ~#{fmt(mm_us - stats_us)} µs for the BLIS op |\n",
+      "\nNot measurable yet: elementwise on BLIS/C++ inside the node and matmul on OpenCL (no such ops), f64 elementwise, ",
+      "a warm per-request kernel build (kernels are built once at start-up), fused kernels, and OpenCL on a GPU (PoCL's CPU device only).\n"
+    ]
+  end
+
+  defp spot(passes) do
+    rows =
+      for pass <- passes, s = pass.sections[:spot], s do
+        mm = summary(s.matmul_f32_1024, &(2.0 * 1024 * 1024 * 1024 / &1 / 1.0e9))
+        add = s.add_16m && summary(s.add_16m, &(12 * 16 * 1024 * 1024 / &1 / 1.0e9))
+        "| #{flags_label(pass.beam_flags)} | #{mmm(mm)} | #{if add, do: mmm(add), else: "— | — | —"} |\n"
+      end
+
+    if length(rows) < 2 do
+      []
+    else
+      [
+        "\n## 7. BEAM flags and compute (spot check)\n\n",
+        "The same requests under each pass's BEAM flags: schedulers that spin while waiting compete with BLIS and PoCL threads for the 2 cores.\n\n",
+        "| BEAM flags | matmul f32 1024 GFLOP/s median | min | max | add 16 Mi f32 GB/s median | min | max |\n|---|---|---|---|---|---|---|\n",
+        rows
+      ]
+    end
+  end
+
+  defp goals_md([]), do: []
+
+  defp goals_md(goals) do
+    met = Enum.count(goals, &elem(&1, 2))
+
+    [
+      "\n## Goals: #{met} of #{length(goals)} met\n\n| goal | achieved | |\n|---|---|---|\n",
+      Enum.map(goals, fn {what, got, ok} -> "| #{what} | #{got} | #{if ok, do: "met", else: "**not met**"} |\n" end)
+    ]
+  end
+
+  ## Plots --------------------------------------------------------------------------------------
+
+  defp plots(main, dir, stamp) do
+    gnuplot = System.find_executable("gnuplot")
+    s = main.sections
+
+    cond do
+      is_nil(gnuplot) ->
+        IO.puts(:stderr, "report: gnuplot not found (apt-get install gnuplot-nox); no plots")
+        []
+
+      true ->
+        terminal = if terminal?(gnuplot, "pngcairo"), do: "pngcairo size 900,560", else: "png size 900,560"
+        xfer = s[:transfer] && transfer_plot(s.transfer, dir, stamp, terminal, gnuplot)
+        comp = s[:compute] && compute_plot(s.compute, main, dir, stamp, terminal, gnuplot)
+        Enum.reject([xfer, comp], &is_nil/1)
+    end
+  end
+
+  defp terminal?(gnuplot, name) do
+    case System.cmd(gnuplot, ["-e", "set terminal"], stderr_to_stdout: true) do
+      {out, _} -> String.contains?(out, name)
+    end
+  end
+
+  defp run_gnuplot(gnuplot, script_path, png) do
+    case System.cmd(gnuplot, [script_path], stderr_to_stdout: true) do
+      {_, 0} -> Path.basename(png)
+      {out, st} ->
+        IO.puts(:stderr, "report: gnuplot failed (#{st}) for #{png}:\n#{out}")
+        nil
+    end
+  end
+
+  defp transfer_plot(t, dir, stamp, terminal, gnuplot) do
+    mib = 1024 * 1024
+    dat = Path.join(dir, "bench-#{stamp}-transfer.dat")
+    png = Path.join(dir, "bench-#{stamp}-transfer.png")
+
+    lines =
+      for {bytes, s} <- Enum.sort(t) do
+        cols =
+          for {k, f} <- [mure_up: 1, mure_down: 1, mure_rt: 2, beam_push: 1, beam_pull: 1, beam_echo: 2] do
+            fmt(median(Enum.map(s[k], &(f * bytes / &1 / mib))), 1)
+          end
+
+        "#{div(bytes, mib)} #{Enum.join(cols, " ")}\n"
+      end
+
+    File.write!(dat, ["# MiB mure_up mure_down mure_rt beam_push beam_pull beam_echo (MiB/s, medians)\n" | lines])
+
+    script = """
+    set terminal #{terminal}
+    set output '#{png}'
+    set title 'Transfer throughput vs size (medians)'
+    set xlabel 'tensor size (MiB)'
+    set ylabel 'MiB/s'
+    set logscale x 2
+    set key outside right
+    set grid
+    plot '#{dat}' using 1:2 with linespoints lw 2 title 'mure upload', \\
+         '' using 1:3 with linespoints lw 2 title 'mure download', \\
+         '' using 1:4 with linespoints lw 2 title 'mure up+down', \\
+         '' using 1:5 with linespoints dt 2 title 'BEAM push', \\
+         '' using 1:6 with linespoints dt 2 title 'BEAM pull', \\
+         '' using 1:7 with linespoints dt 2 title 'BEAM echo'
+    """
+
+    gp = Path.join(dir, "bench-#{stamp}-transfer.gp")
+    File.write!(gp, script)
+    run_gnuplot(gnuplot, gp, png)
+  end
+
+  defp compute_plot(c, main, dir, stamp, terminal, gnuplot) do
+    dat = Path.join(dir, "bench-#{stamp}-compute.dat")
+    png = Path.join(dir, "bench-#{stamp}-compute.png")
+    {_, peaks, _} = limits(main)
+    sizes = c.matmul |> Map.keys() |> Enum.map(&elem(&1, 1)) |> Enum.uniq() |> Enum.sort()
+
+    lines =
+      for n <- sizes do
+        gf = fn secs -> 2.0 * n * n * n / secs / 1.0e9 end
+
+        cols =
+          for type <- ["f32", "f64"], k <- [:mure, :blis] do
+            case c.matmul[{type, n}] do
+              nil -> "NaN"
+              e -> fmt(median(Enum.map(e[k], gf)), 2)
+            end
+          end
+
+        "#{n} #{Enum.join(cols, " ")}\n"
+      end
+
+    File.write!(dat, ["# n mure_f32 blis_f32 mure_f64 blis_f64 (GFLOP/s, medians)\n" | lines])
+    p32 = peaks["f32"] && peaks["f32"].peak
+    p64 = peaks["f64"] && peaks["f64"].peak
+
+    peak_lines =
+      [p32 && "#{fmt(p32, 2)} with lines dt 3 lc rgb 'black' title 'f32 FMA peak'", p64 && "#{fmt(p64, 2)} with lines dt 3 lc rgb 'gray40' title 'f64 FMA peak'"]
+      |> Enum.reject(&is_nil/1)
+
+    script = """
+    set terminal #{terminal}
+    set output '#{png}'
+    set title 'Matmul throughput vs size (medians; data resident on the node)'
+    set xlabel 'n (n x n times n x n)'
+    set ylabel 'GFLOP/s'
+    set logscale x 2
+    set yrange [0:*]
+    set key outside right
+    set grid
+    plot '#{dat}' using 1:2 with linespoints lw 2 lc rgb 'blue' title 'mure f32', \\
+         '' using 1:3 with linespoints dt 2 lc rgb 'blue' title 'BLIS in-process f32', \\
+         '' using 1:4 with linespoints lw 2 lc rgb 'red' title 'mure f64', \\
+         '' using 1:5 with linespoints dt 2 lc rgb 'red' title 'BLIS in-process f64'#{Enum.map(peak_lines, &", \\\n     #{&1}")}
+    """
+
+    gp = Path.join(dir, "bench-#{stamp}-compute.gp")
+    File.write!(gp, script)
+    run_gnuplot(gnuplot, gp, png)
+  end
+end
+
+Report.main(System.argv())

@@ -19,6 +19,7 @@
 
 #include "common/cookie.h"
 #include "common/log.h"
+#include "common/signals.h"
 #include "dist/node.h"
 #include "exec/blis_executor.h"
 #include "exec/opencl_executor.h"
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
       LogWarn("OpenCL unavailable, elementwise ops will answer {:error, {:unsupported, ...}}: " + o.status().message());
     }
   }
+  RestoreFatalSignals();  // a crash must be a crash: see common/signals.h
   Service service(cfg, store, blis.get(), opencl.get());
   auto node = Node::Start(cfg, *cookie, service, store);
   if (!node.ok()) return Fail(node.status().message(), 1);

@@ -1,6 +1,8 @@
 // Elementwise kernels on the real OpenCL device (PoCL here) against the reference.
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
 #include <cstring>
 
 #include "exec/opencl_executor.h"
@@ -67,4 +69,11 @@ TEST_CASE("elementwise ops check types and shapes", "[opencl][security]") {
 
 TEST_CASE("OpenCL errors name the failing call", "[opencl]") {
   CHECK(ClErrorText("clFinish", CL_OUT_OF_RESOURCES) == "clFinish failed: CL_OUT_OF_RESOURCES (-5)");
+}
+
+TEST_CASE("after OpenCL set-up, fatal signals are fatal again", "[opencl]") {
+  auto dev = Device();
+  struct sigaction cur {};
+  REQUIRE(sigaction(SIGSEGV, nullptr, &cur) == 0);
+  CHECK(cur.sa_handler == SIG_DFL);  // PoCL's LLVM installs a handler that swallows kill -SEGV
 }

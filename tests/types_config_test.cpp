@@ -82,6 +82,7 @@ TEST_CASE("flags override the file; bad flags and cookies on argv are refused", 
   CHECK_THAT(Args({"--name", "m@h", "--cookie", "secret"}).status().message(), Catch::Contains("refused"));
   CHECK_THAT(Args({"--name", "m@h", "--setcookie=secret"}).status().message(), Catch::Contains("refused"));
   CHECK_FALSE(Args({"--name", "m@h", "--frobnicate", "1"}).ok());
+  CHECK_THAT(Args({"--name", "m@h", "--no-such-flag"}).status().message(), Catch::Contains("unknown flag"));
   CHECK_FALSE(Args({"--memory-limit", "1G"}).ok());  // no name
   CHECK_FALSE(Args({"--name", "nohost"}).ok());
   CHECK_FALSE(Args({"--name", "m@h", "--max-message", "3G"}).ok());

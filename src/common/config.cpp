@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -213,6 +214,13 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
     if (key == "cookie" || key == "setcookie") {
       return Status::BadArg("--" + key + " is refused: a cookie on the command line is visible to every user "
                             "(ps). Use --cookie-file, $MURE_COOKIE, or stdin with --port-mode");
+    }
+    static const char* const kKnown[] = {"name", "listen", "port", "cookie_file", "port_mode", "memory_limit",
+                                         "buffer_cache", "max_message", "queue_depth", "blis_threads", "blis_arch",
+                                         "devices", "opencl_device", "handshake_timeout_ms", "peer_timeout_s",
+                                         "test_ops", "log_level", "config"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
+      return Status::BadArg("unknown flag \"" + arg + "\" (see --help)");
     }
     if (key == "port_mode" || key == "test_ops") {
       if (eq == std::string::npos) value = "true";

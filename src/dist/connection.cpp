@@ -29,6 +29,7 @@ constexpr size_t kReadBudget = 8u << 20;  // bytes read per wake-up before write
 
 RateLimitedLog g_protocol_log{std::chrono::milliseconds(1000)};
 RateLimitedLog g_drop_log{std::chrono::milliseconds(1000)};
+RateLimitedLog g_refused_log{std::chrono::milliseconds(2000)};
 
 proto::Limits ControlLimits() {
   proto::Limits l;
@@ -39,10 +40,9 @@ proto::Limits ControlLimits() {
 
 }  // namespace
 
-Connection::Connection(int fd, std::string peer, Service& service, TensorStore& store, const Config& cfg,
-                       NodeIdentity& self)
-    : fd_(fd), peer_(std::move(peer)), service_(service), store_(store), cfg_(cfg), self_(self) {
-  conn_id_ = store_.OpenConnection();
+Connection::Connection(int fd, Service& service, TensorStore& store, const Config& cfg, NodeIdentity& self,
+                       const HandshakeParams& handshake)
+    : fd_(fd), service_(service), store_(store), cfg_(cfg), self_(self), handshake_(handshake) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   int flags = ::fcntl(fd_, F_GETFL, 0);
   ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
@@ -94,12 +94,25 @@ void Connection::Send(OutFrame frame) {
 void Connection::Close(const std::string& why) {
   if (closed_.exchange(true)) return;
   ::shutdown(fd_, SHUT_RDWR);
-  size_t freed = store_.CloseConnection(conn_id_);
+  size_t freed = conn_id_ ? store_.CloseConnection(conn_id_) : 0;
   LogInfo("connection from " + peer_ + " closed (" + why + "); freed " + std::to_string(freed) + " tensors");
 }
 
 void Connection::Run() {
   io_thread_id_ = std::this_thread::get_id();
+  auto hs = AcceptHandshake(fd_, handshake_, std::chrono::milliseconds(cfg_.handshake_timeout_ms));
+  if (!hs.ok()) {
+    closed_.store(true);
+    service_.CountRefused();
+    g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + hs.status().message());
+    handshaking_.store(false);
+    finished_.store(true);
+    return;
+  }
+  peer_ = hs->peer;
+  conn_id_ = store_.OpenConnection();
+  last_recv_ = std::chrono::steady_clock::now();
+  handshaking_.store(false);
   LogInfo("connection from " + peer_ + " accepted");
   while (!stop_.load()) {
     {

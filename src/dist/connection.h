@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "dist/handshake.h"
 #include "dist/wire.h"
 #include "mure/config.h"
 #include "proto/term.h"
@@ -28,8 +29,10 @@ namespace mure {
 
 class Connection : public ReplySink, public std::enable_shared_from_this<Connection> {
  public:
-  /// Takes ownership of `fd`, a socket that has completed the handshake with node `peer`.
-  Connection(int fd, std::string peer, Service& service, TensorStore& store, const Config& cfg, NodeIdentity& self);
+  /// Takes ownership of `fd`, a socket just accepted: the handshake runs on the connection's own
+  /// thread, under cfg.handshake_timeout_ms.
+  Connection(int fd, Service& service, TensorStore& store, const Config& cfg, NodeIdentity& self,
+             const HandshakeParams& handshake);
   ~Connection() override;
 
   /// Start the I/O thread.
@@ -39,6 +42,8 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   /// Wait for the I/O thread to end.
   void Join();
   bool finished() const { return finished_.load(); }
+  /// True until the handshake has succeeded or failed.
+  bool handshaking() const { return handshaking_.load(); }
   const std::string& peer() const { return peer_; }
 
   /// Queue a frame for the socket (any thread). Dropped once the connection is closed.
@@ -66,12 +71,14 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   TensorStore& store_;
   const Config& cfg_;
   NodeIdentity& self_;
-  uint64_t conn_id_;
+  const HandshakeParams& handshake_;
+  uint64_t conn_id_ = 0;  // the store's id, once the handshake succeeded
   std::thread thread_;
   std::thread::id io_thread_id_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> finished_{false};
+  std::atomic<bool> handshaking_{true};
 
   std::mutex out_mu_;
   std::deque<OutFrame> pending_;  // guarded by out_mu_: frames from other threads

@@ -1,6 +1,9 @@
 #include "dist/node.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <ei.h>
 #include <poll.h>
 #include <unistd.h>
@@ -18,6 +21,7 @@ struct Node::EiState {
 
 namespace {
 RateLimitedLog g_refused_log{std::chrono::milliseconds(2000)};
+constexpr size_t kMaxPendingHandshakes = 256;
 }  // namespace
 
 Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& cookie, Service& service,
@@ -61,6 +65,7 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   int index = 0;
   ei_encode_pid(pidbuf, &index, ei_self(&node->ei_->ec));
   node->identity_ = std::make_unique<NodeIdentity>(cfg.name, creation, std::string(pidbuf, static_cast<size_t>(index)));
+  node->handshake_ = HandshakeParams{cfg.name, creation, cookie};
   node->acceptor_ = std::thread([n = node.get()] { n->AcceptLoop(); });
   LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
           ", registered with epmd as a hidden node");
@@ -109,20 +114,27 @@ void Node::AcceptLoop() {
     pollfd pfd{listen_fd_, POLLIN, 0};
     int n = ::poll(&pfd, 1, 250);
     if (n <= 0) continue;
-    ErlConnect info{};
-    int fd = ei_accept_tmo(&ei_->ec, listen_fd_, &info, cfg_.handshake_timeout_ms);
-    if (fd < 0) {
-      g_refused_log.Log(LogLevel::kWarn, "refused a connection: handshake failed (wrong cookie, timeout or not a "
-                                         "distribution peer; erl_errno " + std::to_string(erl_errno) + ")");
-      continue;
-    }
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
     if (stop_.load()) {
       ::close(fd);
       break;
     }
-    auto conn = std::make_shared<Connection>(fd, std::string(info.nodename), service_, store_, cfg_, *identity_);
-    conn->Start();
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::lock_guard<std::mutex> lock(mu_);
+    size_t pending = 0;
+    for (auto& c : conns_) pending += c->handshaking() ? 1 : 0;
+    if (pending >= kMaxPendingHandshakes) {
+      ::close(fd);
+      g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + std::to_string(pending) +
+                                             " handshakes already pending");
+      continue;
+    }
+    // The handshake runs on the connection's own thread, under a deadline: a silent peer
+    // holds up no one.
+    auto conn = std::make_shared<Connection>(fd, service_, store_, cfg_, *identity_, handshake_);
+    conn->Start();
     conns_.push_back(std::move(conn));
   }
   if (listen_fd_ >= 0) ::close(listen_fd_);

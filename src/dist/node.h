@@ -1,6 +1,7 @@
-// mure — the node's presence in the cluster: erl_interface set-up, the listening socket, the epmd
-// registration (a hidden node), and the acceptor that hands each handshaken socket to a
-// Connection.
+// mure — the node's presence in the cluster: the listening socket and the epmd registration (a
+// hidden node), both through erl_interface, and the acceptor, which hands each new socket to a
+// Connection that runs the handshake (dist/handshake.h) on its own thread. At most 256
+// handshakes may be pending; each has a deadline.
 #pragma once
 
 #include <atomic>
@@ -42,6 +43,7 @@ class Node {
   Service& service_;
   TensorStore& store_;
   std::unique_ptr<NodeIdentity> identity_;
+  HandshakeParams handshake_;
   struct EiState;
   std::unique_ptr<EiState> ei_;
   int listen_fd_ = -1;

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <vector>
 
 #include "common/log.h"
+#include "common/signals.h"
 
 namespace mure {
 namespace {
@@ -143,7 +145,21 @@ Result<std::unique_ptr<OpenClExecutor>> OpenClExecutor::Create(const Config& cfg
   size_t wg = 1;
   clGetKernelWorkGroupInfo(ex->add_f32_.get(), ex->device_, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, nullptr);
   ex->local_size_ = std::max<size_t>(1, std::min<size_t>(wg, 256));
+  // Launch each kernel once: the device compiler may finish its work on first use, and that
+  // belongs at start-up, not on the first request.
+  {
+    TensorStore scratch(1 << 20);
+    auto a = scratch.Allocate(DType::kF32, {64});
+    auto o = scratch.Allocate(DType::kF32, {64});
+    if (!a.ok() || !o.ok()) return Status::Internal("cannot allocate the warm-up tensors");
+    std::memset((*a)->data(), 0, (*a)->bytes());
+    for (auto op : {ElementwiseOp::kAdd, ElementwiseOp::kMultiply}) {
+      Status s = ex->Elementwise(op, **a, **a, **o);
+      if (!s.ok()) return Status::Internal("warm-up launch failed: " + s.message());
+    }
+  }
   info.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  RestoreFatalSignals();
   LogInfo("OpenCL: " + info.platform + " / " + info.name + " (" + info.device_type + ", " +
           std::to_string(info.compute_units) + " compute units, " + info.version + "); kernels built in " +
           std::to_string(static_cast<int>(info.build_ms)) + " ms");
@@ -195,6 +211,7 @@ Status OpenClExecutor::Elementwise(ElementwiseOp op, const Tensor& a, const Tens
   err = clEnqueueUnmapMemObject(queue_.get(), mo.get(), mapped, 0, nullptr, nullptr);
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueUnmapMemObject", err));
   err = clFinish(queue_.get());
+  RestoreFatalSignals();
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clFinish", err));
   return Status::Ok();
 }

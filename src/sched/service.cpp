@@ -135,7 +135,8 @@ void Service::WriteDevices(TermWriter& w) const {
 
 void Service::Stats(const RequestContext& ctx, Reply& reply) const {
   reply.Ok([&](TermWriter& w) {
-    w.Map(9);
+    w.Map(10);
+    w.Atom("refused_handshakes").UInt(refused_.load());
     w.Atom("tensors").UInt(store_.tensors());
     w.Atom("memory_cached_bytes").UInt(store_.memory_cached());
     w.Atom("memory_used_bytes").UInt(store_.memory_used());

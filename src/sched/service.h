@@ -46,6 +46,8 @@ class Service {
   /// Count a request that failed before it reached Handle (bad envelope, bad op...).
   void CountError() { errors_.fetch_add(1); }
   void CountRequest() { requests_.fetch_add(1); }
+  /// Count a connection refused at the handshake (wrong cookie, timeout, not a peer).
+  void CountRefused() { refused_.fetch_add(1); }
 
  private:
   void Hello(Reply& reply) const;
@@ -69,6 +71,7 @@ class Service {
   std::mutex cpu_gate_;  ///< held by BLIS jobs and by OpenCL jobs on a CPU device
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
+  std::atomic<uint64_t> refused_{0};
 };
 
 }  // namespace mure

@@ -1,0 +1,154 @@
+// The accepting side of the distribution handshake, driven by a scripted initiator over a socket
+// pair: the happy path, a wrong cookie, a silent peer, an old peer.
+#include <catch2/catch.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <string>
+
+#include "dist/handshake.h"
+#include "dist/md5.h"
+
+using namespace mure;
+
+namespace {
+
+std::string Hex(const std::array<uint8_t, 16>& d) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (uint8_t b : d) { s.push_back(digits[b >> 4]); s.push_back(digits[b & 15]); }
+  return s;
+}
+
+void PutBe(std::string& s, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+void SendMsg(int fd, const std::string& body) {
+  std::string out;
+  PutBe(out, body.size(), 2);
+  out += body;
+  REQUIRE(write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()));
+}
+
+std::string RecvMsg(int fd) {
+  uint8_t len[2];
+  REQUIRE(read(fd, len, 2) == 2);
+  std::string body(static_cast<size_t>(len[0] << 8 | len[1]), '\0');
+  size_t got = 0;
+  while (got < body.size()) {
+    ssize_t n = read(fd, body.data() + got, body.size() - got);
+    REQUIRE(n > 0);
+    got += static_cast<size_t>(n);
+  }
+  return body;
+}
+
+uint64_t Be(const std::string& s, size_t off, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = v << 8 | static_cast<uint8_t>(s[off + static_cast<size_t>(i)]);
+  return v;
+}
+
+struct Pair {
+  int node = -1, peer = -1;
+  Pair() {
+    int fds[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    node = fds[0];
+    peer = fds[1];
+  }
+  ~Pair() { close(node); close(peer); }
+};
+
+const HandshakeParams kNode{"mure@127.0.0.1", 77, "SECRET"};
+
+/// Plays an OTP 25 initiator with `cookie`; returns what the acceptor answered.
+Result<HandshakeResult> Run(Pair& p, const std::string& cookie, bool* acked) {
+  auto node = std::async(std::launch::async, [&] {
+    return AcceptHandshake(p.node, kNode, std::chrono::milliseconds(2000));
+  });
+  std::string name = "N";
+  PutBe(name, dflag::kRequired | dflag::kDistMonitor | dflag::kPublished, 8);
+  PutBe(name, 9, 4);
+  PutBe(name, 13, 2);
+  name += "app@127.0.0.1";
+  SendMsg(p.peer, name);
+  CHECK(RecvMsg(p.peer) == "sok");
+  std::string ch = RecvMsg(p.peer);
+  REQUIRE(ch[0] == 'N');
+  uint64_t flags = Be(ch, 1, 8);
+  CHECK((flags & dflag::kDistMonitorName) != 0);  // what ei's own handshake leaves out
+  CHECK((flags & dflag::kPublished) == 0);        // a hidden node
+  CHECK(Be(ch, 13, 4) == 77);
+  CHECK(ch.substr(19) == "mure@127.0.0.1");
+  uint32_t challenge = static_cast<uint32_t>(Be(ch, 9, 4));
+  std::string reply = "r";
+  PutBe(reply, 4242, 4);
+  reply += ChallengeDigest(cookie, challenge);
+  SendMsg(p.peer, reply);
+  auto result = node.get();
+  if (result.ok()) {
+    std::string ack = RecvMsg(p.peer);
+    *acked = ack == "a" + ChallengeDigest(cookie, 4242);
+  }
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("MD5 matches the RFC 1321 test vectors", "[handshake]") {
+  CHECK(Hex(Md5("")) == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(Hex(Md5("abc")) == "900150983cd24fb0d6963f7d28e17f72");
+  CHECK(Hex(Md5("12345678901234567890123456789012345678901234567890123456789012345678901234567890")) ==
+        "57edf4a22be3c955ac49da2e2107b67a");
+}
+
+TEST_CASE("an OTP 25 peer with the cookie is admitted and acknowledged", "[handshake]") {
+  Pair p;
+  bool acked = false;
+  auto r = Run(p, "SECRET", &acked);
+  REQUIRE(r.ok());
+  CHECK(r->peer == "app@127.0.0.1");
+  CHECK(acked);
+}
+
+TEST_CASE("a peer with the wrong cookie is refused", "[handshake][security]") {
+  Pair p;
+  bool acked = false;
+  auto r = Run(p, "GUESS", &acked);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("wrong cookie"));
+}
+
+TEST_CASE("a silent peer is dropped at the deadline", "[handshake][security]") {
+  Pair p;
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = AcceptHandshake(p.node, kNode, std::chrono::milliseconds(200));
+  auto took = std::chrono::steady_clock::now() - t0;
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.status().message(), Catch::Contains("deadline"));
+  CHECK(took < std::chrono::seconds(2));
+}
+
+TEST_CASE("garbage and peers without the required capabilities are refused", "[handshake][security]") {
+  {
+    Pair p;
+    SendMsg(p.peer, "GET / HTTP/1.1");
+    CHECK_FALSE(AcceptHandshake(p.node, kNode, std::chrono::milliseconds(500)).ok());
+  }
+  {
+    Pair p;
+    std::string name = "N";
+    PutBe(name, dflag::kExtendedReferences, 8);  // an ancient peer
+    PutBe(name, 1, 4);
+    PutBe(name, 3, 2);
+    name += "x@y";
+    SendMsg(p.peer, name);
+    auto r = AcceptHandshake(p.node, kNode, std::chrono::milliseconds(500));
+    REQUIRE_FALSE(r.ok());
+    CHECK(RecvMsg(p.peer) == "snot_allowed");
+  }
+}

@@ -47,13 +47,18 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
+  // In Port mode the launcher writes the cookie first thing: read it before anything can fail,
+  // so that a bad flag ends in exit status 2, never in a broken pipe on the launcher's side.
+  bool port_mode = false;
+  for (int i = 1; i < argc; ++i) port_mode |= std::strcmp(argv[i], "--port-mode") == 0;
+  Result<std::string> stdin_line = port_mode ? ReadLineFromFd(STDIN_FILENO, 1024) : Result<std::string>(std::string());
   auto cfg_or = ConfigFromArgs(argc, argv);
   if (!cfg_or.ok()) return Fail(cfg_or.status().message() + "\n" + UsageText(), 2);
   const Config cfg = std::move(cfg_or.value());
   SetLogLevel(cfg.log_level);
   if (!cfg.config_path.empty()) LogInfo("config read from " + cfg.config_path);
 
-  auto cookie = LoadCookie(cfg);
+  auto cookie = LoadCookie(cfg, &stdin_line);
   if (!cookie.ok()) return Fail(cookie.status().message(), 2);
   if (cfg.port_mode) ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // belt and braces beside the stdin watch
 

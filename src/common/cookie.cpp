@@ -60,12 +60,12 @@ Result<std::string> FromFile(const std::string& path) {
 
 }  // namespace
 
-Result<std::string> LoadCookie(const Config& cfg) {
+Result<std::string> LoadCookie(const Config& cfg, const Result<std::string>* stdin_line) {
   if (cfg.port_mode) {
-    auto line = ReadLineFromFd(0, 1024);
-    if (!line.ok()) return line.status();
-    MURE_RETURN_IF_ERROR(ValidateCookie(*line, "stdin"));
-    return *line;
+    if (!stdin_line) return Status::BadArg("Port mode needs the cookie line from stdin");
+    if (!stdin_line->ok()) return stdin_line->status();
+    MURE_RETURN_IF_ERROR(ValidateCookie(stdin_line->value(), "stdin"));
+    return stdin_line->value();
   }
   if (!cfg.cookie_file.empty()) return FromFile(cfg.cookie_file);
   if (const char* env = std::getenv("MURE_COOKIE"); env && *env) {

@@ -373,12 +373,16 @@ defmodule Mure.Connection do
         await_ready(data, deadline)
 
       {^port, {:exit_status, status}} ->
-        {:error,
-         %ConnectionError{
-           reason: :node_exited,
-           details:
-             "#{executable(data.opts)} exited with status #{status} before MURE_READY (see its stderr)"
-         }}
+        exited_before_ready(data, "with status #{status}")
+
+      # The node died before it read the cookie: the write failed (EPIPE) and the port
+      # closed with that reason. Its exit status, when it comes, is the better report.
+      {:EXIT, ^port, reason} ->
+        receive do
+          {^port, {:exit_status, status}} -> exited_before_ready(data, "with status #{status}")
+        after
+          1_000 -> exited_before_ready(data, "(port closed: #{inspect(reason)})")
+        end
     after
       remaining ->
         {:error,
@@ -387,6 +391,14 @@ defmodule Mure.Connection do
            details: "no MURE_READY from #{data.node} within #{data.opts[:ready_timeout]} ms"
          }}
     end
+  end
+
+  defp exited_before_ready(data, how) do
+    {:error,
+     %ConnectionError{
+       reason: :node_exited,
+       details: "#{executable(data.opts)} exited #{how} before MURE_READY (see its stderr)"
+     }}
   end
 
   defp parse_int(string) do

@@ -483,8 +483,7 @@ int CmdGemm(const Args& args) {
     dim_t n = sizes[i];
     long r = reps.size() == 1 ? reps[0] : reps[i];
     Gemm g(f64, n);
-    g.Run(cntx, threads, fresh);  // warm-up: pack buffers, thread pool, caches
-    g.Run(cntx, threads, fresh);
+    for (int w = 0; w < (n < 2048 ? 2 : 1); ++w) g.Run(cntx, threads, fresh);  // warm-up: pack buffers, threads
     std::vector<double> s;
     for (long k = 0; k < r; ++k) s.push_back(g.Run(cntx, threads, fresh));
     std::printf("gemm type=%s n=%ld arch=%s choice=%s threads=%u fresh=%d secs=%s\n", type.c_str(),

@@ -314,6 +314,7 @@ defmodule Bench.Main do
     beam_flags = System.get_env("MURE_BENCH_BEAM_FLAGS", "")
 
     t_start = now_ns()
+    load_start = loadavg()
     log("pass #{label}: sections #{Enum.join(sections, ",")}#{if quick, do: " (quick)"}, BEAM flags: #{if beam_flags == "", do: "none (defaults)", else: beam_flags}")
 
     {launch_s, conn} =
@@ -377,11 +378,19 @@ defmodule Bench.Main do
       node: %{hello: Map.drop(hello, [:devices]), devices: devices, launch_s: launch_s, requests: stats.requests, errors: stats.errors},
       cpu: cpu_info(baseline),
       elapsed_s: (now_ns() - t_start) / 1.0e9,
+      loadavg: %{start: load_start, end: loadavg()},
       sections: data
     }
 
     File.write!(out, :erlang.term_to_binary(result))
     log("pass #{label} done in #{Float.round(result.elapsed_s, 1)} s (node: #{stats.requests} requests, #{stats.errors} errors)")
+  end
+
+  defp loadavg do
+    case File.read("/proc/loadavg") do
+      {:ok, text} -> text |> String.split() |> Enum.take(3) |> Enum.join(" ")
+      _ -> "unknown"
+    end
   end
 
   defp opencl?(ctx), do: Enum.any?(ctx.devices, &(&1.id == :opencl))
@@ -429,7 +438,7 @@ defmodule Bench.Main do
   # Round trip of a tiny request. Each run times `calls` sequential calls one by one and keeps their
   # median; the four kinds are interleaved run by run so that load from elsewhere hits all of them.
   defp run_section("messaging", ctx) do
-    {runs, calls} = if ctx.quick, do: {5, 400}, else: {15, 2000}
+    {runs, calls} = if ctx.quick, do: {7, 1000}, else: {15, 2000}
     node = ctx.node
     peer = ctx.peer_node
 
@@ -456,7 +465,7 @@ defmodule Bench.Main do
   # Upload/download of 1 MiB .. 256 MiB vs the same bytes through a GenServer on a BEAM node.
   defp run_section("transfer", ctx) do
     sizes_mib = if ctx.quick, do: [1, 16], else: [1, 4, 16, 64, 256]
-    reps_for = fn mib -> if ctx.quick, do: 5, else: (cond do mib <= 4 -> 15; mib <= 16 -> 10; mib <= 64 -> 7; true -> 5 end) end
+    reps_for = fn mib -> if ctx.quick, do: 7, else: (cond do mib <= 4 -> 15; mib <= 16 -> 10; mib <= 64 -> 7; true -> 5 end) end
     peer = ctx.peer_node
 
     for mib <- sizes_mib, into: %{} do
@@ -501,7 +510,7 @@ defmodule Bench.Main do
   # BLIS in-process with the best kernel set it measures (and the node's, when they differ).
   defp run_section("compute", ctx) do
     sizes = if ctx.quick, do: [256, 1024], else: [256, 512, 1024, 2048, 4096]
-    reps_for = fn n -> if ctx.quick, do: (if n <= 256, do: 10, else: 5), else: (cond do n <= 512 -> 20; n <= 1024 -> 10; n <= 2048 -> 7; true -> 4 end) end
+    reps_for = fn n -> if ctx.quick, do: (if n <= 256, do: 20, else: 7), else: (cond do n <= 512 -> 20; n <= 1024 -> 10; n <= 2048 -> 7; true -> 4 end) end
     node_arch = Enum.find_value(ctx.devices, fn d -> d.id == :blis && d.arch end)
     arches = Bench.Baseline.run(ctx.baseline, ["arches", "--n", "1024", "--reps", if(ctx.quick, do: "2", else: "4")])
 
@@ -520,27 +529,35 @@ defmodule Bench.Main do
         tb = Mure.upload!(ctx.conn, random_floats(n * n, bits, 2), {:f, bits}, {n, n})
         for _ <- 1..2, do: Mure.free!(Mure.matmul!(ta, tb))
 
-        mure =
-          for _ <- 1..reps do
-            {s, tc_} = tc(fn -> Mure.matmul!(ta, tb) end)
-            Mure.free!(tc_)
-            s
-          end
+        gemm = fn arch, r, extra ->
+          [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", type, "--sizes", "#{n}", "--reps", "#{r}", "--arch", arch | extra])
+          line.secs
+        end
+
+        # Two rounds of (node, in-process BLIS), so that a change of load from elsewhere during the
+        # size's measurement hits both sides.
+        per_round = div(reps + 1, 2)
+
+        {mure, blis} =
+          Enum.reduce(1..2, {[], []}, fn _, {mure, blis} ->
+            m =
+              for _ <- 1..per_round do
+                {s, tc_} = tc(fn -> Mure.matmul!(ta, tb) end)
+                Mure.free!(tc_)
+                s
+              end
+
+            {mure ++ m, blis ++ gemm.(best[type], per_round, [])}
+          end)
 
         Mure.free!(ta)
         Mure.free!(tb)
         :erlang.garbage_collect()
 
-        gemm = fn arch, extra ->
-          [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", type, "--sizes", "#{n}", "--reps", "#{reps}", "--arch", arch | extra])
-          line.secs
-        end
-
-        blis = gemm.(best[type], [])
         entry = %{mure: mure, blis: blis, blis_arch: best[type], node_arch: node_arch}
-        entry = if ctx.quick and n > 1024, do: entry, else: Map.put(entry, :blis_fresh, gemm.(best[type], ["--fresh"]))
-        entry = if node_arch != best[type] and node_arch, do: Map.put(entry, :blis_node_arch, gemm.(node_arch, [])), else: entry
-        log("matmul #{type} #{n}: #{reps} reps")
+        entry = if ctx.quick and n > 1024, do: entry, else: Map.put(entry, :blis_fresh, gemm.(best[type], per_round, ["--fresh"]))
+        entry = if node_arch != best[type] and node_arch, do: Map.put(entry, :blis_node_arch, gemm.(node_arch, per_round, [])), else: entry
+        log("matmul #{type} #{n}: #{length(mure)} reps")
         {{type, n}, entry}
       end
 

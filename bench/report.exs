@@ -116,7 +116,7 @@ defmodule Report do
       Enum.map(others, &"; pass `#{&1.label}`: flags #{flags_label(&1.beam_flags)}"),
       ". The baseline BEAM (`:peer`) runs with the same flags as the bench BEAM in each pass.\n",
       "- Node: mure #{node.hello.version}, launched in #{fmt(node.launch_s * 1000)} ms; ",
-      if(blis, do: "BLIS #{blis.name}, #{blis.threads} threads, #{blis.arch_reason}; ", else: "no BLIS; "),
+      if(blis, do: "#{blis.name}, #{blis.threads} threads, #{blis.arch_reason}; ", else: "no BLIS; "),
       if(ocl,
         do: "OpenCL #{ocl.name} on #{ocl.platform} (#{ocl.device_type}, #{ocl.compute_units} compute units)\n",
         else: "no OpenCL device\n"
@@ -125,6 +125,9 @@ defmodule Report do
         do: "- NumPy #{np.info.version} (#{np.python}) with #{np.info.blas}; OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for that command only\n",
         else: "- NumPy: not installed, not compared\n"
       ),
+      "- Load average (1/5/15 min) at start → end of each pass: ",
+      Enum.map_join([main | others], "; ", &"#{&1.label} #{&1[:loadavg][:start]} → #{&1[:loadavg][:end]}"),
+      " (other work on the machine shows up as noise: compare min and max)\n",
       "- Figures: median over repeated runs, with min and max; ratios are median / median. ",
       "Every baseline was measured in this same run.\n"
     ]
@@ -504,9 +507,7 @@ defmodule Report do
   end
 
   defp terminal?(gnuplot, name) do
-    case System.cmd(gnuplot, ["-e", "set terminal"], stderr_to_stdout: true) do
-      {out, _} -> String.contains?(out, name)
-    end
+    match?({_, 0}, System.cmd(gnuplot, ["-e", "set terminal #{name}; exit"], stderr_to_stdout: true))
   end
 
   defp run_gnuplot(gnuplot, script_path, png) do
@@ -541,15 +542,16 @@ defmodule Report do
     set title 'Transfer throughput vs size (medians)'
     set xlabel 'tensor size (MiB)'
     set ylabel 'MiB/s'
+    set yrange [0:*]
     set logscale x 2
     set key outside right
     set grid
-    plot '#{dat}' using 1:2 with linespoints lw 2 title 'mure upload', \\
-         '' using 1:3 with linespoints lw 2 title 'mure download', \\
-         '' using 1:4 with linespoints lw 2 title 'mure up+down', \\
-         '' using 1:5 with linespoints dt 2 title 'BEAM push', \\
-         '' using 1:6 with linespoints dt 2 title 'BEAM pull', \\
-         '' using 1:7 with linespoints dt 2 title 'BEAM echo'
+    plot '#{dat}' using 1:2 with linespoints lw 2 lc rgb 'dark-violet' title 'mure upload', \\
+         '' using 1:5 with linespoints dt 2 lc rgb 'dark-violet' title 'BEAM push', \\
+         '' using 1:3 with linespoints lw 2 lc rgb 'forest-green' title 'mure download', \\
+         '' using 1:6 with linespoints dt 2 lc rgb 'forest-green' title 'BEAM pull', \\
+         '' using 1:4 with linespoints lw 2 lc rgb 'blue' title 'mure up+down', \\
+         '' using 1:7 with linespoints dt 2 lc rgb 'blue' title 'BEAM echo'
     """
 
     gp = Path.join(dir, "bench-#{stamp}-transfer.gp")

@@ -23,6 +23,7 @@ enum class ErrorKind {
   kShapeMismatch,
   kTypeMismatch,
   kUnknownHandle,
+  kOutOfRange,
   kOutOfMemory,
   kMessageTooLarge,
   kUnsupported,

@@ -13,6 +13,7 @@ std::string_view ErrorKindName(ErrorKind kind) {
     case ErrorKind::kShapeMismatch: return "shape_mismatch";
     case ErrorKind::kTypeMismatch: return "type_mismatch";
     case ErrorKind::kUnknownHandle: return "unknown_handle";
+    case ErrorKind::kOutOfRange: return "out_of_range";
     case ErrorKind::kOutOfMemory: return "out_of_memory";
     case ErrorKind::kMessageTooLarge: return "message_too_large";
     case ErrorKind::kUnsupported: return "unsupported";

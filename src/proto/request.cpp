@@ -83,8 +83,32 @@ constexpr OpEntry kOps[] = {
     {"hello", Op::kHello},   {"devices", Op::kDevices}, {"stats", Op::kStats},
     {"upload", Op::kUpload}, {"download", Op::kDownload}, {"free", Op::kFree},
     {"matmul", Op::kMatmul}, {"add", Op::kAdd},         {"multiply", Op::kMultiply},
-    {"busy", Op::kBusy},
+    {"busy", Op::kBusy},     {"unary", Op::kUnary},       {"binary", Op::kBinary},
+    {"reduce", Op::kReduce}, {"as_type", Op::kAsType},    {"bitcast", Op::kBitcast},
+    {"reshape", Op::kReshape}, {"transpose", Op::kTranspose}, {"slice", Op::kSlice},
+    {"take", Op::kTake},
 };
+
+Result<std::vector<int64_t>> DecodeInts(const TermTree& t, uint32_t n, const char* what) {
+  const Term& term = t[n];
+  if (term.kind != TermKind::kTuple && term.kind != TermKind::kList && term.kind != TermKind::kNil) {
+    return Status::BadArg(std::string(what) + " must be a tuple or list of integers, got " + KindName(term.kind));
+  }
+  if (term.improper) return Status::BadArg(std::string(what) + " must be a proper list");
+  if (term.count > kMaxDims) return Status::BadArg(std::string(what) + " has more than 16 entries");
+  std::vector<int64_t> out;
+  uint32_t c = n + 1;
+  for (uint32_t i = 0; i < term.count; ++i, c = t[c].end) {
+    if (t[c].kind != TermKind::kInteger) return Status::BadArg(std::string(what) + " must hold integers only");
+    out.push_back(t[c].integer);
+  }
+  return out;
+}
+
+Result<std::string_view> DecodeName(const TermTree& t, uint32_t n, const char* family) {
+  if (t[n].kind != TermKind::kAtom) return Status::BadArg(std::string(family) + " op name must be an atom");
+  return t[n].data;
+}
 
 }  // namespace
 
@@ -93,7 +117,10 @@ std::string_view OpName(Op op) {
   return "?";
 }
 
-std::string_view AllOpNames() { return "hello devices stats upload download free matmul add multiply"; }
+std::string_view AllOpNames() {
+  return "hello devices stats upload download free matmul add multiply unary binary reduce as_type bitcast reshape "
+         "transpose slice take";
+}
 
 std::optional<Envelope> ReadEnvelope(const TermTree& t, uint32_t root) {
   if (root >= t.size() || t[root].kind != TermKind::kTuple || t[root].count != 6) return std::nullopt;
@@ -239,6 +266,112 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
       if (!b.ok()) return b.status();
       r.a = *a;
       r.b = *b;
+      return r;
+    }
+    case Op::kUnary: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("unary takes {:unary, name, h}") : Arity(term, 3, name, "{:unary, name, h}"));
+      auto op = DecodeName(t, t.Child(n, 1), "unary");
+      if (!op.ok()) return op.status();
+      auto a = DecodeHandle(t, t.Child(n, 2), "the operand");
+      if (!a.ok()) return a.status();
+      r.name = *op;
+      r.a = *a;
+      return r;
+    }
+    case Op::kBinary: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("binary takes {:binary, name, a, b}")
+                                : Arity(term, 4, name, "{:binary, name, a, b}"));
+      auto op = DecodeName(t, t.Child(n, 1), "binary");
+      if (!op.ok()) return op.status();
+      auto a = DecodeHandle(t, t.Child(n, 2), "the first operand");
+      if (!a.ok()) return a.status();
+      auto b = DecodeHandle(t, t.Child(n, 3), "the second operand");
+      if (!b.ok()) return b.status();
+      r.name = *op;
+      r.a = *a;
+      r.b = *b;
+      return r;
+    }
+    case Op::kReduce: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("reduce takes {:reduce, name, h, axes | :all, keep_axes}")
+                                : Arity(term, 5, name, "{:reduce, name, h, axes | :all, keep_axes}"));
+      auto op = DecodeName(t, t.Child(n, 1), "reduce");
+      if (!op.ok()) return op.status();
+      auto a = DecodeHandle(t, t.Child(n, 2), "the operand");
+      if (!a.ok()) return a.status();
+      uint32_t axes = t.Child(n, 3), keep = t.Child(n, 4);
+      if (t.IsAtom(axes, "all")) {
+        r.all_axes = true;
+      } else {
+        auto v = DecodeInts(t, axes, "reduce axes");
+        if (!v.ok()) return v.status();
+        r.v1 = std::move(*v);
+      }
+      if (!t.IsAtom(keep, "true") && !t.IsAtom(keep, "false")) return Status::BadArg("keep_axes must be true or false");
+      r.keep_axes = t.IsAtom(keep, "true");
+      r.name = *op;
+      r.a = *a;
+      return r;
+    }
+    case Op::kAsType:
+    case Op::kBitcast: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg(std::string(name) + " takes {op, h, type}") : Arity(term, 3, name, "{op, h, type}"));
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto type = DecodeType(t, t.Child(n, 2));
+      if (!type.ok()) return type.status();
+      r.a = *a;
+      r.type = *type;
+      return r;
+    }
+    case Op::kReshape: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("reshape takes {:reshape, h, shape}") : Arity(term, 3, name, "{:reshape, h, shape}"));
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto shape = DecodeShape(t, t.Child(n, 2));
+      if (!shape.ok()) return shape.status();
+      r.a = *a;
+      r.shape = std::move(*shape);
+      return r;
+    }
+    case Op::kTranspose: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("transpose takes {:transpose, h, axes}") : Arity(term, 3, name, "{:transpose, h, axes}"));
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto v = DecodeInts(t, t.Child(n, 2), "transpose axes");
+      if (!v.ok()) return v.status();
+      r.a = *a;
+      r.v1 = std::move(*v);
+      return r;
+    }
+    case Op::kSlice: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("slice takes {:slice, h, starts, lengths, strides}")
+                                : Arity(term, 5, name, "{:slice, h, starts, lengths, strides}"));
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto s = DecodeInts(t, t.Child(n, 2), "slice starts");
+      if (!s.ok()) return s.status();
+      auto l = DecodeInts(t, t.Child(n, 3), "slice lengths");
+      if (!l.ok()) return l.status();
+      auto st = DecodeInts(t, t.Child(n, 4), "slice strides");
+      if (!st.ok()) return st.status();
+      r.a = *a;
+      r.v1 = std::move(*s);
+      r.v2 = std::move(*l);
+      r.v3 = std::move(*st);
+      return r;
+    }
+    case Op::kTake: {
+      MURE_RETURN_IF_ERROR(bare ? Status::BadArg("take takes {:take, h, indices, axis}") : Arity(term, 4, name, "{:take, h, indices, axis}"));
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto b = DecodeHandle(t, t.Child(n, 2), "the indices");
+      if (!b.ok()) return b.status();
+      uint32_t axis = t.Child(n, 3);
+      if (t[axis].kind != TermKind::kInteger) return Status::BadArg("take's axis must be an integer");
+      r.a = *a;
+      r.b = *b;
+      r.axis = t[axis].integer;
       return r;
     }
     case Op::kBusy: {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "mure/status.h"
 #include "mure/types.h"
@@ -43,7 +44,11 @@ std::string PidKey(std::string_view pid_raw, std::string_view node);
 /// Version and owner checks of an envelope that can be answered.
 Status CheckEnvelope(const TermTree& tree, uint32_t root, const Envelope& env, std::string_view peer_node);
 
-enum class Op { kHello, kDevices, kStats, kUpload, kDownload, kFree, kMatmul, kAdd, kMultiply, kBusy };
+enum class Op {
+  kHello, kDevices, kStats, kUpload, kDownload, kFree, kMatmul, kAdd, kMultiply, kBusy,
+  // The op set on the CPU executor (ir/ops.h):
+  kUnary, kBinary, kReduce, kAsType, kBitcast, kReshape, kTranspose, kSlice, kTake,
+};
 
 /// The atom naming an op on the wire.
 std::string_view OpName(Op op);
@@ -57,6 +62,13 @@ struct Request {
   std::string_view data;      ///< upload payload
   uint64_t a = 0, b = 0;      ///< handles: download/free use a; binary ops use a and b
   uint64_t ms = 0;            ///< busy
+  std::string_view name;      ///< unary/binary/reduce: the op's name
+  std::vector<int64_t> v1;    ///< reduce axes, transpose axes, slice starts
+  std::vector<int64_t> v2;    ///< slice lengths
+  std::vector<int64_t> v3;    ///< slice strides
+  bool all_axes = false;      ///< reduce over every axis
+  bool keep_axes = false;     ///< reduce keeps reduced axes as size 1
+  int64_t axis = 0;           ///< take
 };
 
 /// Decode the request term. `test_ops` enables the test-only ops.

@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "exec/cpu_ops.h"
+#include "ir/ops.h"
 
 #ifndef MURE_VERSION
 #define MURE_VERSION "0.0.0"
@@ -73,6 +75,9 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
     case Op::kAdd:
     case Op::kMultiply: return Elementwise(ctx, req, std::move(reply));
     case Op::kBusy: return Busy(req, std::move(reply));
+    case Op::kUnary: case Op::kBinary: case Op::kReduce: case Op::kAsType: case Op::kBitcast:
+    case Op::kReshape: case Op::kTranspose: case Op::kSlice: case Op::kTake:
+      return CpuOp(ctx, req, std::move(reply));
   }
 }
 
@@ -240,6 +245,124 @@ void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
     }
     reply->Ok([&](TermWriter& w) { w.UInt(ms); });
   });
+}
+
+void Service::CpuOp(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
+  auto fail = [&](const Status& s) { errors_.fetch_add(1); reply->Error(s); };
+  auto a = store_.Get(ctx.conn, req.a);
+  if (!a.ok()) return fail(a.status());
+  const Tensor& in = **a;
+  std::shared_ptr<Tensor> b;  // second operand (binary, take)
+  if (req.op == Op::kBinary || req.op == Op::kTake) {
+    auto bb = store_.Get(ctx.conn, req.b);
+    if (!bb.ok()) return fail(bb.status());
+    b = std::move(*bb);
+  }
+  // Validate and plan: every check happens here, before anything is allocated.
+  DType out_type = in.type();
+  Shape out_shape = in.shape();
+  std::function<Status(const Tensor&, Tensor&)> kernel;
+  switch (req.op) {
+    case Op::kUnary: {
+      auto op = ir::UnaryFromName(req.name);
+      if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown unary op :" + std::string(req.name.substr(0, 64)) +
+                                                             "; unary ops: " + ir::UnaryNames()));
+      auto t = ir::UnaryResultType(*op, in.type());
+      if (!t.ok()) return fail(t.status());
+      out_type = *t;
+      kernel = [op = *op](const Tensor& x, Tensor& out) { return cpu::Unary(op, x, out); };
+      break;
+    }
+    case Op::kBinary: {
+      auto op = ir::BinaryFromName(req.name);
+      if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown binary op :" + std::string(req.name.substr(0, 64)) +
+                                                             "; binary ops: " + ir::BinaryNames()));
+      auto types = ir::BinaryResultTypes(*op, in.type(), b->type());
+      if (!types.ok()) return fail(types.status());
+      auto shape = ir::BroadcastShapes(in.shape(), b->shape());
+      if (!shape.ok()) return fail(shape.status());
+      out_type = types->result;
+      out_shape = std::move(*shape);
+      kernel = [op = *op, b, compute = types->compute](const Tensor& x, Tensor& out) {
+        return cpu::Binary(op, x, *b, compute, out);
+      };
+      break;
+    }
+    case Op::kReduce: {
+      auto op = ir::ReduceFromName(req.name);
+      if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown reduction :" + std::string(req.name.substr(0, 64)) +
+                                                             "; reductions: " + ir::ReduceNames()));
+      std::vector<int64_t> axes = req.v1;
+      if (req.all_axes) {
+        axes.clear();
+        for (size_t i = 0; i < in.shape().size(); ++i) axes.push_back(static_cast<int64_t>(i));
+      }
+      auto plan = ir::PlanReduce(*op, in.type(), in.shape(), axes, req.keep_axes);
+      if (!plan.ok()) return fail(plan.status());
+      out_type = plan->out_type;
+      out_shape = plan->out_shape;
+      kernel = [op = *op, plan = std::move(*plan)](const Tensor& x, Tensor& out) {
+        return cpu::Reduce(op, x, plan, out);
+      };
+      break;
+    }
+    case Op::kAsType:
+      out_type = req.type;
+      kernel = [](const Tensor& x, Tensor& out) { return cpu::AsType(x, out); };
+      break;
+    case Op::kBitcast:
+      if (DTypeBits(req.type) != DTypeBits(in.type())) {
+        return fail(Status(ErrorKind::kTypeMismatch, "bitcast needs types of the same width, got " +
+                                                         DTypeToString(in.type()) + " to " + DTypeToString(req.type)));
+      }
+      out_type = req.type;
+      kernel = [](const Tensor& x, Tensor& out) { return cpu::Bitcast(x, out); };
+      break;
+    case Op::kReshape: {
+      Status s = ir::CheckReshape(in.shape(), req.shape);
+      if (!s.ok()) return fail(s);
+      out_shape = req.shape;
+      kernel = [](const Tensor& x, Tensor& out) { return cpu::Bitcast(x, out); };
+      break;
+    }
+    case Op::kTranspose: {
+      auto shape = ir::TransposeShape(in.shape(), req.v1);
+      if (!shape.ok()) return fail(shape.status());
+      out_shape = std::move(*shape);
+      kernel = [perm = req.v1](const Tensor& x, Tensor& out) { return cpu::Transpose(x, perm, out); };
+      break;
+    }
+    case Op::kSlice: {
+      auto shape = ir::SliceShape(in.shape(), req.v1, req.v2, req.v3);
+      if (!shape.ok()) return fail(shape.status());
+      out_shape = std::move(*shape);
+      kernel = [starts = req.v1, strides = req.v3](const Tensor& x, Tensor& out) {
+        return cpu::Slice(x, starts, strides, out);
+      };
+      break;
+    }
+    case Op::kTake: {
+      auto shape = ir::TakeShape(in.shape(), b->type(), b->shape(), req.axis);
+      if (!shape.ok()) return fail(shape.status());
+      out_shape = std::move(*shape);
+      kernel = [b, axis = req.axis](const Tensor& x, Tensor& out) { return cpu::Take(x, *b, axis, out); };
+      break;
+    }
+    default:
+      return fail(Status::Internal("not a CPU op"));
+  }
+  auto out = store_.Allocate(out_type, out_shape);
+  if (!out.ok()) return fail(out.status());
+  Post(*blis_queue_, reply,
+       [this, ctx, reply, a = std::move(*a), out = std::move(*out), kernel = std::move(kernel)]() mutable {
+         Status s;
+         {
+           std::lock_guard<std::mutex> gate(cpu_gate_);
+           s = kernel(*a, *out);
+         }
+         if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
+         Publish(ctx, std::move(out), *reply);
+       });
 }
 
 }  // namespace mure

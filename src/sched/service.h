@@ -59,6 +59,8 @@ class Service {
   void Matmul(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
   void Elementwise(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
   void Busy(const proto::Request& req, std::shared_ptr<Reply> reply);
+  /// The op set on the CPU executor: validate (ir/ops.h), allocate the result, post the kernel.
+  void CpuOp(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
   /// Post to a queue or answer :overloaded.
   void Post(WorkQueue& q, std::shared_ptr<Reply> reply, std::function<void()> job);
 

@@ -1,0 +1,588 @@
+#include "exec/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace mure::cpu {
+
+using ir::BinaryOp;
+using ir::IsFloat;
+using ir::IsSigned;
+using ir::ReduceOp;
+using ir::UnaryOp;
+
+// ---- element conversions ------------------------------------------------------------------
+
+float HalfToFloat(uint16_t h) {
+  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      int e = -1;
+      do { ++e; man <<= 1; } while (!(man & 0x400));
+      bits = sign | static_cast<uint32_t>(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | man << 13;
+  } else {
+    bits = sign | (exp + 127 - 15) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t FloatToHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  uint32_t abs = x & 0x7fffffff;
+  if (abs > 0x7f800000) return static_cast<uint16_t>(sign | 0x7e00);  // NaN
+  if (abs >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);  // rounds to infinity
+  if (abs < 0x38800000) {  // subnormal half (or zero)
+    if (abs < 0x33000000) return sign;
+    uint32_t man = (abs & 0x7fffff) | 0x800000;
+    // value = man * 2^(e - 150); in units of the half's 2^-24: man >> (126 - e), rounded to even
+    int shift = 126 - static_cast<int>(abs >> 23);
+    uint32_t rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+    uint32_t v = man >> shift;
+    if (rem > half || (rem == half && (v & 1))) ++v;
+    return static_cast<uint16_t>(sign | v);
+  }
+  uint32_t v = abs - 0x38000000;  // rebias exponent by (127 - 15) << 23
+  uint32_t rem = v & 0x1fff;
+  v >>= 13;
+  if (rem > 0x1000 || (rem == 0x1000 && (v & 1))) ++v;
+  return static_cast<uint16_t>(sign | v);
+}
+
+float BF16ToFloat(uint16_t b) {
+  uint32_t bits = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t FloatToBF16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
+  x += 0x7fff + ((x >> 16) & 1);  // round to nearest even
+  return static_cast<uint16_t>(x >> 16);
+}
+
+namespace {
+
+template <typename T>
+T Get(const uint8_t* p, uint64_t i) {
+  T v;
+  std::memcpy(&v, p + i * sizeof(T), sizeof(T));
+  return v;
+}
+template <typename T>
+void Put(uint8_t* p, uint64_t i, T v) {
+  std::memcpy(p + i * sizeof(T), &v, sizeof(T));
+}
+
+/// Element i as a double (exact for every type but 64-bit integers beyond 2^53).
+double LoadF(DType t, const uint8_t* p, uint64_t i) {
+  switch (t) {
+    case DType::kU8: return Get<uint8_t>(p, i);
+    case DType::kU16: return Get<uint16_t>(p, i);
+    case DType::kU32: return Get<uint32_t>(p, i);
+    case DType::kU64: return static_cast<double>(Get<uint64_t>(p, i));
+    case DType::kS8: return Get<int8_t>(p, i);
+    case DType::kS16: return Get<int16_t>(p, i);
+    case DType::kS32: return Get<int32_t>(p, i);
+    case DType::kS64: return static_cast<double>(Get<int64_t>(p, i));
+    case DType::kF16: return HalfToFloat(Get<uint16_t>(p, i));
+    case DType::kBF16: return BF16ToFloat(Get<uint16_t>(p, i));
+    case DType::kF32: return Get<float>(p, i);
+    case DType::kF64: return Get<double>(p, i);
+  }
+  return 0;
+}
+
+/// Element i of an integer tensor as its 64-bit two's-complement pattern (sign- or zero-extended).
+uint64_t LoadI(DType t, const uint8_t* p, uint64_t i) {
+  switch (t) {
+    case DType::kU8: return Get<uint8_t>(p, i);
+    case DType::kU16: return Get<uint16_t>(p, i);
+    case DType::kU32: return Get<uint32_t>(p, i);
+    case DType::kU64: return Get<uint64_t>(p, i);
+    case DType::kS8: return static_cast<uint64_t>(static_cast<int64_t>(Get<int8_t>(p, i)));
+    case DType::kS16: return static_cast<uint64_t>(static_cast<int64_t>(Get<int16_t>(p, i)));
+    case DType::kS32: return static_cast<uint64_t>(static_cast<int64_t>(Get<int32_t>(p, i)));
+    case DType::kS64: return static_cast<uint64_t>(Get<int64_t>(p, i));
+    default: return static_cast<uint64_t>(static_cast<int64_t>(LoadF(t, p, i)));
+  }
+}
+
+/// Saturating float -> integer of `bits` (NaN -> 0), as a bit pattern.
+template <typename I>
+uint64_t Saturate(double v) {
+  if (std::isnan(v)) return 0;
+  constexpr double lo = static_cast<double>(std::numeric_limits<I>::min());
+  constexpr double hi = static_cast<double>(std::numeric_limits<I>::max());
+  if (v <= lo) return static_cast<uint64_t>(std::numeric_limits<I>::min());
+  if (v >= hi) return static_cast<uint64_t>(std::numeric_limits<I>::max());
+  return static_cast<uint64_t>(static_cast<I>(v));
+}
+
+/// Store an integer bit pattern (wrapping to the type's width).
+void StoreI(DType t, uint8_t* p, uint64_t i, uint64_t v) {
+  switch (t) {
+    case DType::kU8: case DType::kS8: Put<uint8_t>(p, i, static_cast<uint8_t>(v)); return;
+    case DType::kU16: case DType::kS16: Put<uint16_t>(p, i, static_cast<uint16_t>(v)); return;
+    case DType::kU32: case DType::kS32: Put<uint32_t>(p, i, static_cast<uint32_t>(v)); return;
+    case DType::kU64: case DType::kS64: Put<uint64_t>(p, i, v); return;
+    case DType::kF16: Put<uint16_t>(p, i, FloatToHalf(static_cast<float>(static_cast<int64_t>(v)))); return;
+    case DType::kBF16: Put<uint16_t>(p, i, FloatToBF16(static_cast<float>(static_cast<int64_t>(v)))); return;
+    case DType::kF32: Put<float>(p, i, static_cast<float>(static_cast<int64_t>(v))); return;
+    case DType::kF64: Put<double>(p, i, static_cast<double>(static_cast<int64_t>(v))); return;
+  }
+}
+
+/// Store a double: floats round to the type, integers saturate (NaN -> 0).
+void StoreF(DType t, uint8_t* p, uint64_t i, double v) {
+  switch (t) {
+    case DType::kF16: Put<uint16_t>(p, i, FloatToHalf(static_cast<float>(v))); return;
+    case DType::kBF16: Put<uint16_t>(p, i, FloatToBF16(static_cast<float>(v))); return;
+    case DType::kF32: Put<float>(p, i, static_cast<float>(v)); return;
+    case DType::kF64: Put<double>(p, i, v); return;
+    case DType::kU8: StoreI(t, p, i, Saturate<uint8_t>(v)); return;
+    case DType::kU16: StoreI(t, p, i, Saturate<uint16_t>(v)); return;
+    case DType::kU32: StoreI(t, p, i, Saturate<uint32_t>(v)); return;
+    case DType::kU64: StoreI(t, p, i, Saturate<uint64_t>(v)); return;
+    case DType::kS8: StoreI(t, p, i, Saturate<int8_t>(v)); return;
+    case DType::kS16: StoreI(t, p, i, Saturate<int16_t>(v)); return;
+    case DType::kS32: StoreI(t, p, i, Saturate<int32_t>(v)); return;
+    case DType::kS64: StoreI(t, p, i, Saturate<int64_t>(v)); return;
+  }
+}
+
+/// A double rounded to a float type's precision (what converting an operand to it does).
+double RoundTo(DType t, double v) {
+  switch (t) {
+    case DType::kF16: return HalfToFloat(FloatToHalf(static_cast<float>(v)));
+    case DType::kBF16: return BF16ToFloat(FloatToBF16(static_cast<float>(v)));
+    case DType::kF32: return static_cast<float>(v);
+    default: return v;
+  }
+}
+
+/// Sign-extend (signed types) or mask (unsigned types) a pattern to the type's width.
+uint64_t Normalize(DType t, uint64_t v) {
+  unsigned bits = DTypeBits(t);
+  if (bits == 64) return v;
+  uint64_t mask = (uint64_t{1} << bits) - 1;
+  v &= mask;
+  if (IsSigned(t) && (v >> (bits - 1))) v |= ~mask;
+  return v;
+}
+
+std::vector<uint64_t> RowMajorStrides(const Shape& s) {
+  std::vector<uint64_t> st(s.size(), 1);
+  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+  return st;
+}
+
+/// Strides of `in` seen through a broadcast to `out` (0 where `in` has size 1 or is missing).
+std::vector<uint64_t> BroadcastStrides(const Shape& in, const Shape& out) {
+  std::vector<uint64_t> st(out.size(), 0);
+  auto own = RowMajorStrides(in);
+  size_t lead = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) st[lead + i] = in[i] == 1 ? 0 : own[i];
+  return st;
+}
+
+/// Calls f(linear, offset_a, offset_b) for every index of `shape` in row-major order.
+template <typename F>
+void ForEachIndex(const Shape& shape, const std::vector<uint64_t>& sa, const std::vector<uint64_t>& sb, F&& f) {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  if (n == 0) return;
+  const size_t rank = shape.size();
+  std::vector<uint64_t> idx(rank, 0);
+  uint64_t oa = 0, ob = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    f(i, oa, ob);
+    for (size_t d = rank; d-- > 0;) {
+      ++idx[d];
+      oa += sa[d];
+      ob += sb[d];
+      if (idx[d] < shape[d]) break;
+      oa -= sa[d] * shape[d];
+      ob -= sb[d] * shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+double UnaryFloat(UnaryOp op, double x) {
+  switch (op) {
+    case UnaryOp::kNegate: return -x;
+    case UnaryOp::kAbs: return std::fabs(x);
+    case UnaryOp::kSign: return std::isnan(x) ? x : (x > 0) - (x < 0);
+    case UnaryOp::kFloor: return std::floor(x);
+    case UnaryOp::kCeil: return std::ceil(x);
+    case UnaryOp::kRound: return std::round(x);
+    case UnaryOp::kExp: return std::exp(x);
+    case UnaryOp::kExpm1: return std::expm1(x);
+    case UnaryOp::kLog: return std::log(x);
+    case UnaryOp::kLog1p: return std::log1p(x);
+    case UnaryOp::kSqrt: return std::sqrt(x);
+    case UnaryOp::kRsqrt: return 1.0 / std::sqrt(x);
+    case UnaryOp::kCbrt: return std::cbrt(x);
+    case UnaryOp::kSin: return std::sin(x);
+    case UnaryOp::kCos: return std::cos(x);
+    case UnaryOp::kTan: return std::tan(x);
+    case UnaryOp::kAsin: return std::asin(x);
+    case UnaryOp::kAcos: return std::acos(x);
+    case UnaryOp::kAtan: return std::atan(x);
+    case UnaryOp::kSinh: return std::sinh(x);
+    case UnaryOp::kCosh: return std::cosh(x);
+    case UnaryOp::kTanh: return std::tanh(x);
+    case UnaryOp::kAsinh: return std::asinh(x);
+    case UnaryOp::kAcosh: return std::acosh(x);
+    case UnaryOp::kAtanh: return std::atanh(x);
+    case UnaryOp::kSigmoid: return 1.0 / (1.0 + std::exp(-x));
+    case UnaryOp::kErf: return std::erf(x);
+    case UnaryOp::kErfc: return std::erfc(x);
+    case UnaryOp::kIsNan: return std::isnan(x) ? 1 : 0;
+    case UnaryOp::kIsInfinity: return std::isinf(x) ? 1 : 0;
+    case UnaryOp::kLogicalNot: return x == 0 ? 1 : 0;
+    default: return 0;  // integer-only ops never reach here (validated)
+  }
+}
+
+uint64_t UnaryInt(UnaryOp op, DType t, uint64_t v) {
+  const bool s = IsSigned(t);
+  const unsigned bits = DTypeBits(t);
+  const int64_t sv = static_cast<int64_t>(v);
+  switch (op) {
+    case UnaryOp::kNegate: return 0 - v;
+    case UnaryOp::kAbs: return s && sv < 0 ? 0 - v : v;
+    case UnaryOp::kSign: return s ? static_cast<uint64_t>(static_cast<int64_t>((sv > 0) - (sv < 0))) : (v != 0);
+    case UnaryOp::kFloor: case UnaryOp::kCeil: case UnaryOp::kRound: return v;
+    case UnaryOp::kIsNan: case UnaryOp::kIsInfinity: return 0;
+    case UnaryOp::kLogicalNot: return v == 0;
+    case UnaryOp::kBitwiseNot: return ~v;
+    case UnaryOp::kCountLeadingZeros: {
+      uint64_t m = bits == 64 ? v : v & ((uint64_t{1} << bits) - 1);
+      return m == 0 ? bits : static_cast<uint64_t>(__builtin_clzll(m) - (64 - static_cast<int>(bits)));
+    }
+    case UnaryOp::kPopulationCount: {
+      uint64_t m = bits == 64 ? v : v & ((uint64_t{1} << bits) - 1);
+      return static_cast<uint64_t>(__builtin_popcountll(m));
+    }
+    default: return 0;
+  }
+}
+
+double BinaryFloat(BinaryOp op, double a, double b) {
+  switch (op) {
+    case BinaryOp::kAdd: return a + b;
+    case BinaryOp::kSubtract: return a - b;
+    case BinaryOp::kMultiply: return a * b;
+    case BinaryOp::kDivide: return a / b;
+    case BinaryOp::kPow: return std::pow(a, b);
+    case BinaryOp::kRemainder: return std::fmod(a, b);
+    case BinaryOp::kAtan2: return std::atan2(a, b);
+    case BinaryOp::kMin: return std::isnan(a) || std::isnan(b) ? NAN : std::min(a, b);
+    case BinaryOp::kMax: return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b);
+    case BinaryOp::kEqual: return a == b;
+    case BinaryOp::kNotEqual: return a != b;
+    case BinaryOp::kLess: return a < b;
+    case BinaryOp::kLessEqual: return a <= b;
+    case BinaryOp::kGreater: return a > b;
+    case BinaryOp::kGreaterEqual: return a >= b;
+    case BinaryOp::kLogicalAnd: return (a != 0) && (b != 0);
+    case BinaryOp::kLogicalOr: return (a != 0) || (b != 0);
+    case BinaryOp::kLogicalXor: return (a != 0) != (b != 0);
+    default: return 0;
+  }
+}
+
+/// Integer binary ops on 64-bit patterns of the compute type `t` (wrapping, XLA's edge rules:
+/// x / 0 = -1 (all ones), x rem 0 = x, MIN / -1 = MIN, MIN rem -1 = 0).
+uint64_t BinaryInt(BinaryOp op, DType t, uint64_t a, uint64_t b) {
+  const bool s = IsSigned(t);
+  const unsigned bits = DTypeBits(t);
+  const int64_t sa = static_cast<int64_t>(a), sb = static_cast<int64_t>(b);
+  const int64_t tmin = s ? static_cast<int64_t>(Normalize(t, uint64_t{1} << (bits - 1))) : 0;
+  auto lt = [&](uint64_t x, uint64_t y) { return s ? static_cast<int64_t>(x) < static_cast<int64_t>(y) : x < y; };
+  switch (op) {
+    case BinaryOp::kAdd: return a + b;
+    case BinaryOp::kSubtract: return a - b;
+    case BinaryOp::kMultiply: return a * b;
+    case BinaryOp::kQuotient:
+      if (b == 0) return ~uint64_t{0};
+      if (s) return sb == -1 ? (sa == tmin ? a : 0 - a) : static_cast<uint64_t>(sa / sb);
+      return a / b;
+    case BinaryOp::kRemainder:
+      if (b == 0) return a;
+      if (s) return sb == -1 ? 0 : static_cast<uint64_t>(sa % sb);
+      return a % b;
+    case BinaryOp::kPow: {
+      if (s && sb < 0) return sa == 1 ? 1 : sa == -1 ? ((sb & 1) ? a : 1) : 0;
+      uint64_t result = 1, base = a, e = b;
+      while (e) {
+        if (e & 1) result *= base;
+        base *= base;
+        e >>= 1;
+      }
+      return result;
+    }
+    case BinaryOp::kMin: return lt(a, b) ? a : b;
+    case BinaryOp::kMax: return lt(a, b) ? b : a;
+    case BinaryOp::kEqual: return a == b;
+    case BinaryOp::kNotEqual: return a != b;
+    case BinaryOp::kLess: return lt(a, b);
+    case BinaryOp::kLessEqual: return !lt(b, a);
+    case BinaryOp::kGreater: return lt(b, a);
+    case BinaryOp::kGreaterEqual: return !lt(a, b);
+    case BinaryOp::kLogicalAnd: return a != 0 && b != 0;
+    case BinaryOp::kLogicalOr: return a != 0 || b != 0;
+    case BinaryOp::kLogicalXor: return (a != 0) != (b != 0);
+    case BinaryOp::kBitwiseAnd: return a & b;
+    case BinaryOp::kBitwiseOr: return a | b;
+    case BinaryOp::kBitwiseXor: return a ^ b;
+    case BinaryOp::kLeftShift:
+      return (b >= bits) ? 0 : a << b;
+    case BinaryOp::kRightShift:
+      if (s) return static_cast<uint64_t>(sa >> std::min<uint64_t>(b, 63));
+      return b >= bits ? 0 : a >> b;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+Status Unary(UnaryOp op, const Tensor& in, Tensor& out) {
+  const DType it = in.type(), ot = out.type();
+  const uint8_t* src = in.data();
+  uint8_t* dst = out.data();
+  const uint64_t n = in.elements();
+  if (IsFloat(it) || IsFloat(ot)) {
+    // Float ops (integers are converted to the float result type first).
+    for (uint64_t i = 0; i < n; ++i) {
+      double x = IsFloat(ot) ? RoundTo(ot, LoadF(it, src, i)) : LoadF(it, src, i);
+      StoreF(ot, dst, i, UnaryFloat(op, x));
+    }
+  } else {
+    for (uint64_t i = 0; i < n; ++i) StoreI(ot, dst, i, UnaryInt(op, it, LoadI(it, src, i)));
+  }
+  return Status::Ok();
+}
+
+Status Binary(BinaryOp op, const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
+  const auto sa = BroadcastStrides(a.shape(), out.shape());
+  const auto sb = BroadcastStrides(b.shape(), out.shape());
+  const DType at = a.type(), bt = b.type(), ot = out.type();
+  const uint8_t* pa = a.data();
+  const uint8_t* pb = b.data();
+  uint8_t* po = out.data();
+  if (IsFloat(compute)) {
+    ForEachIndex(out.shape(), sa, sb, [&](uint64_t i, uint64_t ia, uint64_t ib) {
+      double x = RoundTo(compute, LoadF(at, pa, ia)), y = RoundTo(compute, LoadF(bt, pb, ib));
+      StoreF(ot, po, i, BinaryFloat(op, x, y));
+    });
+  } else {
+    ForEachIndex(out.shape(), sa, sb, [&](uint64_t i, uint64_t ia, uint64_t ib) {
+      uint64_t x = Normalize(compute, LoadI(at, pa, ia)), y = Normalize(compute, LoadI(bt, pb, ib));
+      StoreI(ot, po, i, BinaryInt(op, compute, x, y));
+    });
+  }
+  return Status::Ok();
+}
+
+Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor& out) {
+  const Shape& shape = in.shape();
+  const size_t rank = shape.size();
+  // Strides into the output (0 along reduced axes) and into the reduced sub-space.
+  std::vector<bool> reduced(rank, false);
+  for (uint64_t ax : plan.axes) reduced[ax] = true;
+  Shape kept, red;
+  for (size_t d = 0; d < rank; ++d) (reduced[d] ? red : kept).push_back(shape[d]);
+  auto kept_st = RowMajorStrides(kept), red_st = RowMajorStrides(red);
+  std::vector<uint64_t> so(rank, 0), sr(rank, 0);
+  for (size_t d = 0, k = 0, r = 0; d < rank; ++d) {
+    if (reduced[d]) sr[d] = red_st[r++]; else so[d] = kept_st[k++];
+  }
+  const uint64_t outs = out.elements();
+  const DType it = in.type(), ot = out.type();
+  const uint8_t* src = in.data();
+  uint8_t* dst = out.data();
+  const bool fl = IsFloat(it);
+  const bool sgn = IsSigned(it);
+
+  if (op == ReduceOp::kArgmax || op == ReduceOp::kArgmin) {
+    const bool want_max = op == ReduceOp::kArgmax;
+    std::vector<uint64_t> best_idx(outs, 0);
+    std::vector<double> bf(outs, 0);
+    std::vector<uint64_t> bi(outs, 0);
+    std::vector<bool> seen(outs, false);
+    ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t r) {
+      if (fl) {
+        double v = LoadF(it, src, lin);
+        bool take = !seen[o];
+        if (!take && !std::isnan(bf[o])) {
+          take = std::isnan(v) || (want_max ? v > bf[o] : v < bf[o]);  // NaN wins, first occurrence kept
+        }
+        if (take) { bf[o] = v; best_idx[o] = r; }
+      } else {
+        uint64_t v = LoadI(it, src, lin);
+        bool take = !seen[o];
+        if (!take) {
+          bool gt = sgn ? static_cast<int64_t>(v) > static_cast<int64_t>(bi[o]) : v > bi[o];
+          bool lt = sgn ? static_cast<int64_t>(v) < static_cast<int64_t>(bi[o]) : v < bi[o];
+          take = want_max ? gt : lt;
+        }
+        if (take) { bi[o] = v; best_idx[o] = r; }
+      }
+      seen[o] = true;
+    });
+    for (uint64_t o = 0; o < outs; ++o) StoreI(ot, dst, o, best_idx[o]);
+    return Status::Ok();
+  }
+
+  if (fl) {
+    double init = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
+                  : op == ReduceOp::kReduceMax ? -INFINITY
+                  : op == ReduceOp::kReduceMin ? INFINITY : 0;
+    std::vector<double> acc(outs, init);
+    ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t) {
+      double v = LoadF(it, src, lin);
+      double& a = acc[o];
+      switch (op) {
+        case ReduceOp::kSum: a += v; break;
+        case ReduceOp::kProduct: a *= v; break;
+        case ReduceOp::kReduceMax: a = (std::isnan(a) || std::isnan(v)) ? NAN : std::max(a, v); break;
+        case ReduceOp::kReduceMin: a = (std::isnan(a) || std::isnan(v)) ? NAN : std::min(a, v); break;
+        case ReduceOp::kAll: a = (a != 0 && v != 0); break;
+        case ReduceOp::kAny: a = (a != 0 || v != 0); break;
+        default: break;
+      }
+    });
+    for (uint64_t o = 0; o < outs; ++o) StoreF(ot, dst, o, acc[o]);
+    return Status::Ok();
+  }
+  const unsigned bits = DTypeBits(it);
+  const uint64_t umax = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+  const uint64_t smax = umax >> 1, smin = Normalize(it, smax + 1);
+  uint64_t init = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
+                  : op == ReduceOp::kReduceMax ? (sgn ? smin : 0)
+                  : op == ReduceOp::kReduceMin ? (sgn ? smax : umax) : 0;
+  std::vector<uint64_t> acc(outs, init);
+  ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t) {
+    uint64_t v = LoadI(it, src, lin);
+    uint64_t& a = acc[o];
+    auto lt = [&](uint64_t x, uint64_t y) { return sgn ? static_cast<int64_t>(x) < static_cast<int64_t>(y) : x < y; };
+    switch (op) {
+      case ReduceOp::kSum: a += v; break;
+      case ReduceOp::kProduct: a *= v; break;
+      case ReduceOp::kReduceMax: if (lt(a, v)) a = v; break;
+      case ReduceOp::kReduceMin: if (lt(v, a)) a = v; break;
+      case ReduceOp::kAll: a = (a != 0 && v != 0); break;
+      case ReduceOp::kAny: a = (a != 0 || v != 0); break;
+      default: break;
+    }
+  });
+  for (uint64_t o = 0; o < outs; ++o) StoreI(ot, dst, o, acc[o]);
+  return Status::Ok();
+}
+
+Status AsType(const Tensor& in, Tensor& out) {
+  const DType it = in.type(), ot = out.type();
+  const uint64_t n = in.elements();
+  if (IsFloat(it) || IsFloat(ot)) {
+    if (!IsFloat(it)) {  // integer -> float: through the exact signed/unsigned value
+      for (uint64_t i = 0; i < n; ++i) {
+        uint64_t v = LoadI(it, in.data(), i);
+        StoreF(ot, out.data(), i, IsSigned(it) ? static_cast<double>(static_cast<int64_t>(v)) : static_cast<double>(v));
+      }
+    } else {
+      for (uint64_t i = 0; i < n; ++i) StoreF(ot, out.data(), i, LoadF(it, in.data(), i));
+    }
+  } else {
+    for (uint64_t i = 0; i < n; ++i) StoreI(ot, out.data(), i, LoadI(it, in.data(), i));
+  }
+  return Status::Ok();
+}
+
+Status Bitcast(const Tensor& in, Tensor& out) {
+  if (in.bytes() != out.bytes()) return Status::Internal("bitcast size mismatch");
+  if (in.bytes()) std::memcpy(out.data(), in.data(), in.bytes());
+  return Status::Ok();
+}
+
+Status Transpose(const Tensor& in, const std::vector<int64_t>& perm, Tensor& out) {
+  const size_t rank = in.shape().size(), item = DTypeSize(in.type());
+  auto st = RowMajorStrides(in.shape());
+  std::vector<uint64_t> sa(rank), zero(rank, 0);
+  for (size_t d = 0; d < rank; ++d) {
+    int64_t p = perm[d] < 0 ? perm[d] + static_cast<int64_t>(rank) : perm[d];
+    sa[d] = st[static_cast<size_t>(p)];
+  }
+  const uint8_t* src = in.data();
+  uint8_t* dst = out.data();
+  ForEachIndex(out.shape(), sa, zero, [&](uint64_t i, uint64_t o, uint64_t) {
+    std::memcpy(dst + i * item, src + o * item, item);
+  });
+  return Status::Ok();
+}
+
+Status Slice(const Tensor& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& strides, Tensor& out) {
+  const size_t rank = in.shape().size(), item = DTypeSize(in.type());
+  auto st = RowMajorStrides(in.shape());
+  std::vector<uint64_t> sa(rank), zero(rank, 0);
+  uint64_t base = 0;
+  for (size_t d = 0; d < rank; ++d) {
+    sa[d] = st[d] * static_cast<uint64_t>(strides[d]);
+    base += st[d] * static_cast<uint64_t>(starts[d]);
+  }
+  const uint8_t* src = in.data();
+  uint8_t* dst = out.data();
+  ForEachIndex(out.shape(), sa, zero, [&](uint64_t i, uint64_t o, uint64_t) {
+    std::memcpy(dst + i * item, src + (base + o) * item, item);
+  });
+  return Status::Ok();
+}
+
+Status Take(const Tensor& in, const Tensor& indices, int64_t axis, Tensor& out) {
+  const Shape& s = in.shape();
+  const size_t ax = static_cast<size_t>(axis < 0 ? axis + static_cast<int64_t>(s.size()) : axis);
+  const uint64_t dim = s[ax];
+  const uint64_t count = indices.elements();
+  const DType xt = indices.type();
+  // Every index is checked before anything is written.
+  std::vector<uint64_t> idx(count);
+  for (uint64_t j = 0; j < count; ++j) {
+    uint64_t v = LoadI(xt, indices.data(), j);
+    bool negative = IsSigned(xt) && static_cast<int64_t>(v) < 0;
+    if (negative || v >= dim) {
+      return Status(ErrorKind::kOutOfRange,
+                    "take: index " + std::to_string(IsSigned(xt) ? static_cast<int64_t>(v) : static_cast<int64_t>(v)) +
+                        " (element " + std::to_string(j) + " of the indices) is outside axis " + std::to_string(ax) +
+                        " of size " + std::to_string(dim));
+    }
+    idx[j] = v;
+  }
+  uint64_t pre = 1, post = DTypeSize(in.type());
+  for (size_t d = 0; d < ax; ++d) pre *= s[d];
+  for (size_t d = ax + 1; d < s.size(); ++d) post *= s[d];
+  const uint8_t* src = in.data();
+  uint8_t* dst = out.data();
+  for (uint64_t p = 0; p < pre; ++p) {
+    for (uint64_t j = 0; j < count; ++j) {
+      std::memcpy(dst + (p * count + j) * post, src + (p * dim + idx[j]) * post, post);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace mure::cpu

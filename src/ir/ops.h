@@ -1,0 +1,83 @@
+// mure — the op set's rules: which ops exist, which types they take and give, and the shapes they
+// produce (Nx's names, type tuples and broadcasting). This is the IR's validation layer: every
+// check happens here, before any allocation or kernel runs, and every rejection names the
+// argument and the reason.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mure/status.h"
+#include "mure/types.h"
+
+namespace mure::ir {
+
+enum class UnaryOp {
+  kNegate, kAbs, kSign, kFloor, kCeil, kRound, kExp, kExpm1, kLog, kLog1p, kSqrt, kRsqrt, kCbrt, kSin, kCos,
+  kTan, kAsin, kAcos, kAtan, kSinh, kCosh, kTanh, kAsinh, kAcosh, kAtanh, kSigmoid, kErf, kErfc, kIsNan,
+  kIsInfinity, kLogicalNot, kBitwiseNot, kCountLeadingZeros, kPopulationCount,
+};
+
+enum class BinaryOp {
+  kAdd, kSubtract, kMultiply, kDivide, kPow, kRemainder, kQuotient, kAtan2, kMin, kMax, kEqual, kNotEqual,
+  kLess, kLessEqual, kGreater, kGreaterEqual, kLogicalAnd, kLogicalOr, kLogicalXor, kBitwiseAnd, kBitwiseOr,
+  kBitwiseXor, kLeftShift, kRightShift,
+};
+
+enum class ReduceOp { kSum, kProduct, kReduceMax, kReduceMin, kAll, kAny, kArgmax, kArgmin };
+
+std::optional<UnaryOp> UnaryFromName(std::string_view name);
+std::optional<BinaryOp> BinaryFromName(std::string_view name);
+std::optional<ReduceOp> ReduceFromName(std::string_view name);
+std::string_view Name(UnaryOp op);
+std::string_view Name(BinaryOp op);
+std::string_view Name(ReduceOp op);
+/// Space-separated names of each family (for hello and error messages).
+std::string UnaryNames();
+std::string BinaryNames();
+std::string ReduceNames();
+
+inline bool IsFloat(DType t) { return t == DType::kF16 || t == DType::kBF16 || t == DType::kF32 || t == DType::kF64; }
+inline bool IsSigned(DType t) { return t == DType::kS8 || t == DType::kS16 || t == DType::kS32 || t == DType::kS64; }
+inline bool IsUnsigned(DType t) { return t == DType::kU8 || t == DType::kU16 || t == DType::kU32 || t == DType::kU64; }
+inline bool IsInteger(DType t) { return !IsFloat(t); }
+
+/// Nx.Type.merge: the type two operands are promoted to ({:s, 32} + {:f, 32} -> {:f, 32}).
+DType MergeTypes(DType a, DType b);
+/// Nx.Type.to_floating: floats stay, integers become {:f, 32}.
+DType ToFloating(DType t);
+
+/// The result type of a unary op on `in`, or the reason it does not apply.
+Result<DType> UnaryResultType(UnaryOp op, DType in);
+/// The type the operands are promoted to before a binary op (`compute`) and the result type.
+struct BinaryTypes {
+  DType compute;
+  DType result;
+};
+Result<BinaryTypes> BinaryResultTypes(BinaryOp op, DType a, DType b);
+/// Nx's broadcasting: align from the right; each pair of dims equal, or one of them 1.
+Result<Shape> BroadcastShapes(const Shape& a, const Shape& b);
+
+/// Validated reduction: sorted unique axes and the output shape (with or without kept axes).
+struct ReducePlan {
+  std::vector<uint64_t> axes;
+  Shape out_shape;
+  DType out_type = DType::kF32;
+};
+Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const std::vector<int64_t>& axes,
+                              bool keep_axes);
+
+/// A slice: start, length and stride per dim; every selected index must be inside the tensor.
+Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& lengths,
+                         const std::vector<int64_t>& strides);
+/// take(t, indices, axis): t.shape[:axis] ++ indices.shape ++ t.shape[axis+1:]; indices integer.
+Result<Shape> TakeShape(const Shape& in, DType index_type, const Shape& indices, int64_t axis);
+/// A reshape keeps the element count.
+Status CheckReshape(const Shape& in, const Shape& out);
+/// A transpose's axes are a permutation of 0..rank-1. Returns the output shape.
+Result<Shape> TransposeShape(const Shape& in, const std::vector<int64_t>& perm);
+
+}  // namespace mure::ir

@@ -1,0 +1,270 @@
+// The op set on the CPU executor: Nx's type rules and shapes, and values checked against plain
+// expectations on every type class, with the edges (empty, size-1, broadcasting, NaN/Inf,
+// integer wrap, division by zero, ties).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "exec/cpu_ops.h"
+#include "ir/ops.h"
+
+using namespace mure;
+using namespace mure::ir;
+
+namespace {
+
+TensorStore& Store() {
+  static TensorStore store(1ull << 30);
+  return store;
+}
+
+template <typename T>
+std::shared_ptr<Tensor> Make(DType t, Shape s, std::vector<T> values) {
+  auto x = *Store().Allocate(t, s);
+  REQUIRE(values.size() * sizeof(T) == x->bytes());
+  if (x->bytes()) std::memcpy(x->data(), values.data(), x->bytes());
+  return x;
+}
+
+template <typename T>
+std::vector<T> Values(const Tensor& t) {
+  std::vector<T> v(t.elements());
+  if (t.bytes()) std::memcpy(v.data(), t.data(), t.bytes());
+  return v;
+}
+
+std::shared_ptr<Tensor> RunBinary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  auto types = BinaryResultTypes(op, a.type(), b.type());
+  REQUIRE(types.ok());
+  auto shape = BroadcastShapes(a.shape(), b.shape());
+  REQUIRE(shape.ok());
+  auto out = *Store().Allocate(types->result, *shape);
+  REQUIRE(cpu::Binary(op, a, b, types->compute, *out).ok());
+  return out;
+}
+
+std::shared_ptr<Tensor> RunUnary(UnaryOp op, const Tensor& a) {
+  auto t = UnaryResultType(op, a.type());
+  REQUIRE(t.ok());
+  auto out = *Store().Allocate(*t, a.shape());
+  REQUIRE(cpu::Unary(op, a, *out).ok());
+  return out;
+}
+
+std::shared_ptr<Tensor> RunReduce(ReduceOp op, const Tensor& a, std::vector<int64_t> axes, bool keep = false) {
+  auto plan = PlanReduce(op, a.type(), a.shape(), axes, keep);
+  REQUIRE(plan.ok());
+  auto out = *Store().Allocate(plan->out_type, plan->out_shape);
+  REQUIRE(cpu::Reduce(op, a, *plan, *out).ok());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("type promotion follows Nx", "[ops][types]") {
+  CHECK(MergeTypes(DType::kS32, DType::kF32) == DType::kF32);
+  CHECK(MergeTypes(DType::kU8, DType::kS8) == DType::kS16);
+  CHECK(MergeTypes(DType::kU64, DType::kS32) == DType::kS64);
+  CHECK(MergeTypes(DType::kBF16, DType::kF16) == DType::kF32);
+  CHECK(MergeTypes(DType::kBF16, DType::kF64) == DType::kF64);
+  CHECK(MergeTypes(DType::kU8, DType::kU32) == DType::kU32);
+  CHECK(MergeTypes(DType::kS64, DType::kF16) == DType::kF16);
+  CHECK(BinaryResultTypes(BinaryOp::kDivide, DType::kS32, DType::kS32)->result == DType::kF32);
+  CHECK(BinaryResultTypes(BinaryOp::kLess, DType::kF64, DType::kS8)->result == DType::kU8);
+  CHECK(BinaryResultTypes(BinaryOp::kBitwiseAnd, DType::kF32, DType::kS8).status().kind() == ErrorKind::kTypeMismatch);
+  CHECK(*UnaryResultType(UnaryOp::kExp, DType::kS64) == DType::kF32);
+  CHECK(*UnaryResultType(UnaryOp::kAbs, DType::kS8) == DType::kS8);
+  CHECK(UnaryResultType(UnaryOp::kPopulationCount, DType::kF32).status().kind() == ErrorKind::kTypeMismatch);
+}
+
+TEST_CASE("broadcasting aligns from the right", "[ops][shapes]") {
+  CHECK(*BroadcastShapes({2, 3}, {3}) == Shape{2, 3});
+  CHECK(*BroadcastShapes({4, 1, 3}, {5, 1}) == Shape{4, 5, 3});
+  CHECK(*BroadcastShapes({}, {2, 2}) == Shape{2, 2});
+  CHECK(*BroadcastShapes({0, 3}, {1, 3}) == Shape{0, 3});
+  CHECK(BroadcastShapes({2, 3}, {2}).status().kind() == ErrorKind::kShapeMismatch);
+}
+
+TEST_CASE("binary ops with broadcasting and mixed types", "[ops]") {
+  auto a = Make<int32_t>(DType::kS32, {2, 3}, {1, 2, 3, 4, 5, 6});
+  auto b = Make<float>(DType::kF32, {3}, {0.5f, 1.5f, -1.0f});
+  auto sum = RunBinary(BinaryOp::kAdd, *a, *b);
+  CHECK(sum->type() == DType::kF32);
+  CHECK(Values<float>(*sum) == std::vector<float>{1.5f, 3.5f, 2.0f, 4.5f, 6.5f, 5.0f});
+  auto scalar = Make<int32_t>(DType::kS32, {}, {2});
+  CHECK(Values<int32_t>(*RunBinary(BinaryOp::kMultiply, *a, *scalar)) == std::vector<int32_t>{2, 4, 6, 8, 10, 12});
+  auto lt = RunBinary(BinaryOp::kLess, *a, *scalar);
+  CHECK(lt->type() == DType::kU8);
+  CHECK(Values<uint8_t>(*lt) == std::vector<uint8_t>{1, 0, 0, 0, 0, 0});
+}
+
+TEST_CASE("integer edges: wrap, division by zero, MIN / -1, shifts", "[ops]") {
+  auto a = Make<int8_t>(DType::kS8, {4}, {127, -128, 7, -7});
+  auto one = Make<int8_t>(DType::kS8, {}, {1});
+  CHECK(Values<int8_t>(*RunBinary(BinaryOp::kAdd, *a, *one)) == std::vector<int8_t>{-128, -127, 8, -6});
+  auto zero = Make<int8_t>(DType::kS8, {}, {0});
+  CHECK(Values<int8_t>(*RunBinary(BinaryOp::kQuotient, *a, *zero)) == std::vector<int8_t>{-1, -1, -1, -1});
+  CHECK(Values<int8_t>(*RunBinary(BinaryOp::kRemainder, *a, *zero)) == std::vector<int8_t>{127, -128, 7, -7});
+  auto minus1 = Make<int8_t>(DType::kS8, {}, {-1});
+  CHECK(Values<int8_t>(*RunBinary(BinaryOp::kQuotient, *a, *minus1)) == std::vector<int8_t>{-127, -128, -7, 7});
+  auto two = Make<int8_t>(DType::kS8, {}, {2});
+  CHECK(Values<int8_t>(*RunBinary(BinaryOp::kRemainder, *a, *two)) == std::vector<int8_t>{1, 0, 1, -1});
+  auto u = Make<uint8_t>(DType::kU8, {3}, {1, 128, 255});
+  auto s9 = Make<uint8_t>(DType::kU8, {}, {9});
+  CHECK(Values<uint8_t>(*RunBinary(BinaryOp::kLeftShift, *u, *s9)) == std::vector<uint8_t>{0, 0, 0});
+  auto s1 = Make<uint8_t>(DType::kU8, {}, {1});
+  CHECK(Values<uint8_t>(*RunBinary(BinaryOp::kRightShift, *u, *s1)) == std::vector<uint8_t>{0, 64, 127});
+  CHECK(Values<int8_t>(*RunBinary(BinaryOp::kRightShift, *a, *two)) == std::vector<int8_t>{31, -32, 1, -2});
+  CHECK(Values<int8_t>(*RunUnary(UnaryOp::kAbs, *a)) == std::vector<int8_t>{127, -128, 7, 7});
+  CHECK(Values<uint8_t>(*RunUnary(UnaryOp::kCountLeadingZeros, *u)) == std::vector<uint8_t>{7, 0, 0});
+  CHECK(Values<uint8_t>(*RunUnary(UnaryOp::kPopulationCount, *u)) == std::vector<uint8_t>{1, 1, 8});
+  auto small = Make<int8_t>(DType::kS8, {3}, {1, -1, 0});
+  auto mixed = RunBinary(BinaryOp::kSubtract, *u, *small);
+  CHECK(mixed->type() == DType::kS16);
+  CHECK(Values<int16_t>(*mixed) == std::vector<int16_t>{0, 129, 255});
+}
+
+TEST_CASE("float edges: NaN and infinities", "[ops]") {
+  auto a = Make<float>(DType::kF32, {4}, {NAN, INFINITY, -INFINITY, 1.0f});
+  auto isnan = RunUnary(UnaryOp::kIsNan, *a);
+  CHECK(Values<uint8_t>(*isnan) == std::vector<uint8_t>{1, 0, 0, 0});
+  CHECK(Values<uint8_t>(*RunUnary(UnaryOp::kIsInfinity, *a)) == std::vector<uint8_t>{0, 1, 1, 0});
+  auto zero = Make<float>(DType::kF32, {}, {0.0f});
+  auto q = Values<float>(*RunBinary(BinaryOp::kDivide, *a, *zero));
+  CHECK(std::isnan(q[0]));
+  CHECK(q[1] == INFINITY);
+  CHECK(q[3] == INFINITY);
+  auto eq = Values<uint8_t>(*RunBinary(BinaryOp::kEqual, *a, *a));
+  CHECK(eq == std::vector<uint8_t>{0, 1, 1, 1});
+  auto mx = Values<float>(*RunBinary(BinaryOp::kMax, *a, *zero));
+  CHECK(std::isnan(mx[0]));
+  CHECK(mx[2] == 0.0f);
+}
+
+TEST_CASE("unary float ops agree with libm on every float type and on integers", "[ops]") {
+  std::vector<float> xs{0.1f, 0.5f, 0.9f, -0.3f};
+  for (UnaryOp op : {UnaryOp::kExp, UnaryOp::kLog1p, UnaryOp::kSin, UnaryOp::kTanh, UnaryOp::kSigmoid, UnaryOp::kErf,
+                     UnaryOp::kAtanh, UnaryOp::kCbrt}) {
+    auto f64 = Make<double>(DType::kF64, {4}, {0.1, 0.5, 0.9, -0.3});
+    auto f32 = Make<float>(DType::kF32, {4}, xs);
+    auto r64 = Values<double>(*RunUnary(op, *f64));
+    auto r32 = Values<float>(*RunUnary(op, *f32));
+    for (size_t i = 0; i < 4; ++i) {
+      INFO(Name(op) << " at " << xs[i]);
+      CHECK(r32[i] == Approx(r64[i]).epsilon(1e-6));
+    }
+    std::vector<uint16_t> halves, bhalves;
+    for (float x : xs) { halves.push_back(cpu::FloatToHalf(x)); bhalves.push_back(cpu::FloatToBF16(x)); }
+    auto f16 = RunUnary(op, *Make<uint16_t>(DType::kF16, {4}, halves));
+    auto bf16 = RunUnary(op, *Make<uint16_t>(DType::kBF16, {4}, bhalves));
+    CHECK(f16->type() == DType::kF16);
+    for (size_t i = 0; i < 4; ++i) {
+      CHECK(cpu::HalfToFloat(Values<uint16_t>(*f16)[i]) == Approx(r64[i]).epsilon(2e-3).margin(1e-3));
+      CHECK(cpu::BF16ToFloat(Values<uint16_t>(*bf16)[i]) == Approx(r64[i]).epsilon(2e-2).margin(1e-2));
+    }
+  }
+  auto ints = Make<int32_t>(DType::kS32, {2}, {0, 1});
+  auto e = RunUnary(UnaryOp::kExp, *ints);
+  CHECK(e->type() == DType::kF32);
+  CHECK(Values<float>(*e)[1] == Approx(2.7182817f));
+}
+
+TEST_CASE("half and bfloat16 conversions round to nearest even", "[ops][types]") {
+  CHECK(cpu::FloatToHalf(1.0f) == 0x3c00);
+  CHECK(cpu::FloatToHalf(65504.0f) == 0x7bff);
+  CHECK(cpu::FloatToHalf(65520.0f) == 0x7c00);  // rounds to infinity
+  CHECK(cpu::FloatToHalf(5.9604645e-08f) == 0x0001);  // smallest subnormal
+  CHECK(cpu::HalfToFloat(0x0001) == 5.9604645e-08f);
+  CHECK(std::isnan(cpu::HalfToFloat(cpu::FloatToHalf(NAN))));
+  for (uint32_t h = 0; h < 0x7c00; ++h) {  // every finite positive half round-trips
+    REQUIRE(cpu::FloatToHalf(cpu::HalfToFloat(static_cast<uint16_t>(h))) == h);
+  }
+  CHECK(cpu::FloatToBF16(1.0f) == 0x3f80);
+  CHECK(cpu::BF16ToFloat(cpu::FloatToBF16(3.140625f)) == 3.140625f);
+  CHECK(std::isnan(cpu::BF16ToFloat(cpu::FloatToBF16(NAN))));
+}
+
+TEST_CASE("reductions over axes, keep_axes, empty tensors and ties", "[ops]") {
+  auto a = Make<int32_t>(DType::kS32, {2, 3}, {1, 5, 5, -2, 0, 7});
+  auto sum0 = RunReduce(ReduceOp::kSum, *a, {0});
+  CHECK(sum0->type() == DType::kS64);
+  CHECK(Values<int64_t>(*sum0) == std::vector<int64_t>{-1, 5, 12});
+  auto sum_keep = RunReduce(ReduceOp::kSum, *a, {1}, true);
+  CHECK(sum_keep->shape() == Shape{2, 1});
+  CHECK(Values<int64_t>(*sum_keep) == std::vector<int64_t>{11, 5});
+  CHECK(Values<int64_t>(*RunReduce(ReduceOp::kSum, *a, {0, 1})) == std::vector<int64_t>{16});
+  CHECK(Values<int64_t>(*RunReduce(ReduceOp::kArgmax, *a, {1})) == std::vector<int64_t>{1, 2});  // first of the tie
+  CHECK(Values<int64_t>(*RunReduce(ReduceOp::kArgmin, *a, {0, 1})) == std::vector<int64_t>{3});
+  CHECK(Values<int32_t>(*RunReduce(ReduceOp::kReduceMax, *a, {-1})) == std::vector<int32_t>{5, 7});
+  CHECK(Values<uint8_t>(*RunReduce(ReduceOp::kAll, *a, {})) == std::vector<uint8_t>{1, 1, 1, 1, 0, 1});
+  CHECK(Values<uint8_t>(*RunReduce(ReduceOp::kAny, *a, {0, 1})) == std::vector<uint8_t>{1});
+  auto empty = Make<float>(DType::kF32, {0, 2}, {});
+  CHECK(Values<float>(*RunReduce(ReduceOp::kSum, *empty, {0})) == std::vector<float>{0, 0});
+  CHECK(Values<float>(*RunReduce(ReduceOp::kProduct, *empty, {0})) == std::vector<float>{1, 1});
+  CHECK(Values<float>(*RunReduce(ReduceOp::kReduceMax, *empty, {0}))[0] == -INFINITY);
+  CHECK(PlanReduce(ReduceOp::kArgmax, DType::kF32, {0, 2}, {0}, false).status().kind() == ErrorKind::kShapeMismatch);
+  CHECK_FALSE(PlanReduce(ReduceOp::kSum, DType::kF32, {2}, {1}, false).ok());
+  CHECK_FALSE(PlanReduce(ReduceOp::kSum, DType::kF32, {2, 2}, {0, 0}, false).ok());
+  auto nan = Make<float>(DType::kF32, {3}, {1.0f, NAN, 3.0f});
+  CHECK(Values<int64_t>(*RunReduce(ReduceOp::kArgmax, *nan, {0})) == std::vector<int64_t>{1});
+  CHECK(std::isnan(Values<float>(*RunReduce(ReduceOp::kReduceMax, *nan, {0}))[0]));
+}
+
+TEST_CASE("as_type saturates floats into integers and wraps integers", "[ops][types]") {
+  auto f = Make<float>(DType::kF32, {5}, {1.9f, -1.9f, 300.0f, NAN, -1e10f});
+  auto out = *Store().Allocate(DType::kS8, {5});
+  REQUIRE(cpu::AsType(*f, *out).ok());
+  CHECK(Values<int8_t>(*out) == std::vector<int8_t>{1, -1, 127, 0, -128});
+  auto i = Make<int32_t>(DType::kS32, {2}, {257, -1});
+  auto u8 = *Store().Allocate(DType::kU8, {2});
+  REQUIRE(cpu::AsType(*i, *u8).ok());
+  CHECK(Values<uint8_t>(*u8) == std::vector<uint8_t>{1, 255});
+  auto big = Make<uint64_t>(DType::kU64, {1}, {~uint64_t{0}});
+  auto d = *Store().Allocate(DType::kF64, {1});
+  REQUIRE(cpu::AsType(*big, *d).ok());
+  CHECK(Values<double>(*d)[0] == Approx(1.8446744073709552e19));
+}
+
+TEST_CASE("shape ops: transpose, slice and take, with every index checked", "[ops][security]") {
+  auto a = Make<int16_t>(DType::kS16, {2, 3}, {0, 1, 2, 3, 4, 5});
+  auto tshape = TransposeShape(a->shape(), {1, 0});
+  REQUIRE(tshape.ok());
+  auto t = *Store().Allocate(DType::kS16, *tshape);
+  REQUIRE(cpu::Transpose(*a, {1, 0}, *t).ok());
+  CHECK(Values<int16_t>(*t) == std::vector<int16_t>{0, 3, 1, 4, 2, 5});
+  CHECK_FALSE(TransposeShape({2, 3}, {0, 0}).ok());
+
+  auto sshape = SliceShape(a->shape(), {0, 1}, {2, 2}, {1, 1});
+  REQUIRE(sshape.ok());
+  auto s = *Store().Allocate(DType::kS16, *sshape);
+  REQUIRE(cpu::Slice(*a, {0, 1}, {1, 1}, *s).ok());
+  CHECK(Values<int16_t>(*s) == std::vector<int16_t>{1, 2, 4, 5});
+  CHECK(*SliceShape({10}, {1}, {3}, {3}) == Shape{3});
+  CHECK(SliceShape({10}, {1}, {4}, {3}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {-1}, {1}, {1}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {0}, {1ll << 62}, {4}).status().kind() == ErrorKind::kOutOfRange);  // overflow caught
+  CHECK(SliceShape({10}, {0}, {1}, {0}).status().kind() == ErrorKind::kBadArg);
+  CHECK(SliceShape({10}, {10}, {0}, {1}).ok());  // an empty slice at the end
+
+  auto idx = Make<int32_t>(DType::kS32, {3}, {2, 0, 2});
+  auto kshape = TakeShape(a->shape(), DType::kS32, idx->shape(), 1);
+  REQUIRE(kshape.ok());
+  auto k = *Store().Allocate(DType::kS16, *kshape);
+  REQUIRE(cpu::Take(*a, *idx, 1, *k).ok());
+  CHECK(Values<int16_t>(*k) == std::vector<int16_t>{2, 0, 2, 5, 3, 5});
+  auto bad = Make<int32_t>(DType::kS32, {2}, {1, 3});
+  auto k2 = *Store().Allocate(DType::kS16, {2, 2});
+  std::memset(k2->data(), 0x55, k2->bytes());
+  Status st = cpu::Take(*a, *bad, 1, *k2);
+  CHECK(st.kind() == ErrorKind::kOutOfRange);
+  CHECK_THAT(st.message(), Catch::Contains("index 3"));
+  CHECK(Values<int16_t>(*k2) == std::vector<int16_t>{0x5555, 0x5555, 0x5555, 0x5555});  // nothing written
+  auto neg = Make<int8_t>(DType::kS8, {1}, {-1});
+  CHECK(cpu::Take(*a, *neg, 0, *k2).kind() == ErrorKind::kOutOfRange);
+  CHECK(TakeShape({2}, DType::kF32, {1}, 0).status().kind() == ErrorKind::kTypeMismatch);
+  CHECK_FALSE(TakeShape({2}, DType::kS32, {1}, 1).ok());
+  CHECK(ir::CheckReshape({2, 3}, {3, 2}).ok());
+  CHECK(ir::CheckReshape({2, 3}, {4}).kind() == ErrorKind::kShapeMismatch);
+}

@@ -6,8 +6,9 @@
 //   mure_bench_baseline arches [--n N] [--threads T] [--reps R]
 //                                                sgemm/dgemm GFLOP/s per BLIS kernel set this CPU can run
 //   mure_bench_baseline gemm --type f32|f64 --sizes 256,512 --reps 30,20 [--arch best|skx|zen3|haswell|generic]
-//                            [--threads T] [--fresh]
-//                                                BLIS gemm seconds per call (C reused, or fresh per call)
+//                            [--threads T] [--fresh] [--gap-us U]
+//                                                BLIS gemm seconds per call (C reused, or fresh per call;
+//                                                with U us idle before each call, as between requests)
 //   mure_bench_baseline stream [--n N] [--reps R] [--threads 1,2]
 //                                                STREAM-like triad and plain add/multiply loops, seconds per pass
 //
@@ -454,6 +455,7 @@ int CmdGemm(const Args& args) {
   if (reps.size() != 1 && reps.size() != sizes.size()) Die("--reps: one count, or one per size");
   unsigned threads = static_cast<unsigned>(args.Int("--threads", cpu.cpus));
   bool fresh = args.Has("--fresh");
+  long gap_us = args.Int("--gap-us", 0);  // idle time between calls, as between requests
   std::string want = args.Get("--arch", "best");
   bli_init();
 
@@ -485,9 +487,12 @@ int CmdGemm(const Args& args) {
     Gemm g(f64, n);
     for (int w = 0; w < (n < 2048 ? 2 : 1); ++w) g.Run(cntx, threads, fresh);  // warm-up: pack buffers, threads
     std::vector<double> s;
-    for (long k = 0; k < r; ++k) s.push_back(g.Run(cntx, threads, fresh));
-    std::printf("gemm type=%s n=%ld arch=%s choice=%s threads=%u fresh=%d secs=%s\n", type.c_str(),
-                static_cast<long>(n), arch.name, how.c_str(), threads, fresh ? 1 : 0, Join(s).c_str());
+    for (long k = 0; k < r; ++k) {
+      if (gap_us) ::usleep(static_cast<useconds_t>(gap_us));
+      s.push_back(g.Run(cntx, threads, fresh));
+    }
+    std::printf("gemm type=%s n=%ld arch=%s choice=%s threads=%u fresh=%d gap_us=%ld secs=%s\n", type.c_str(),
+                static_cast<long>(n), arch.name, how.c_str(), threads, fresh ? 1 : 0, gap_us, Join(s).c_str());
     std::fflush(stdout);
   }
   return 0;

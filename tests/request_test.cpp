@@ -146,3 +146,16 @@ TEST_CASE("pid keys ignore the atom encoding of the node", "[request]") {
   CHECK(PidKey(a, "n@h") == PidKey(b, "n@h"));
   CHECK(PidKey(a, "n@h") != PidKey(mure::testing::Pid("n@h", 6), "n@h"));
 }
+
+TEST_CASE("integer lists arrive as STRING_EXT from the BEAM and are read as integers", "[request]") {
+  std::string out;
+  TermWriter w(out);
+  w.Version().Tuple(6).Atom("$mure").Int(1).Raw(mure::testing::Pid("client@127.0.0.1", 1))
+      .Raw(mure::testing::Ref("client@127.0.0.1", 2)).Raw(mure::testing::Pid("client@127.0.0.1", 3));
+  w.Tuple(5).Atom("reduce").Atom("sum").Int(7);
+  out += std::string("\x6b\x00\x02\x00\x01", 5);  // STRING_EXT [0, 1]
+  w.Atom("false");
+  auto d = Decode(out);
+  REQUIRE(d.req);
+  CHECK(d.req->v1 == std::vector<int64_t>{0, 1});
+}

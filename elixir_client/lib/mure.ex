@@ -452,6 +452,284 @@ defmodule Mure do
   @spec multiply(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
   def multiply(a, b, opts \\ []), do: elementwise(:multiply, a, b, opts)
 
+  ## The op set (CPU executor)
+
+  @unary_ops ~w(negate abs sign floor ceil round exp expm1 log log1p sqrt rsqrt cbrt sin cos tan
+                asin acos atan sinh cosh tanh asinh acosh atanh sigmoid erf erfc is_nan is_infinity
+                logical_not bitwise_not count_leading_zeros population_count)a
+  @binary_ops ~w(add subtract multiply divide pow remainder quotient atan2 min max equal not_equal
+                 less less_equal greater greater_equal logical_and logical_or logical_xor
+                 bitwise_and bitwise_or bitwise_xor left_shift right_shift)a
+  @reductions ~w(sum product reduce_max reduce_min all any argmax argmin)a
+
+  @doc "The unary ops `unary/3` takes (Nx's names)."
+  @spec unary_ops() :: [atom()]
+  def unary_ops, do: @unary_ops
+
+  @doc "The binary ops `binary/4` takes (Nx's names)."
+  @spec binary_ops() :: [atom()]
+  def binary_ops, do: @binary_ops
+
+  @doc "The reductions `reduce/3` takes (Nx's names)."
+  @spec reductions() :: [atom()]
+  def reductions, do: @reductions
+
+  @doc """
+  Applies an elementwise unary op (Nx's name, see `unary_ops/0`) on the node's CPU executor.
+
+  The result type follows Nx: float functions (`:exp`, `:sin`, ...) turn integers into
+  `{:f, 32}`; `:is_nan`, `:is_infinity` and `:logical_not` give `{:u, 8}`; the bitwise ops
+  take integers only.
+
+  ## Examples
+
+      iex> {:ok, y} = Mure.unary(:exp, x)
+      iex> Mure.unary(:population_count, x_f32)
+      {:error, %Mure.Error{kind: :type_mismatch, message: "population_count takes integer tensors, got {:f, 32}"}}
+
+  """
+  @spec unary(atom(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def unary(op, %Tensor{} = t, opts \\ []) do
+    check_op!(op, @unary_ops, "unary")
+    compute(t, t, {:unary, op, t.id}, opts)
+  end
+
+  @doc """
+  Applies an elementwise binary op (Nx's name, see `binary_ops/0`) with Nx's broadcasting
+  and type promotion on the node's CPU executor: `{:s, 32}` with `{:f, 32}` gives
+  `{:f, 32}`; comparisons and logical ops give `{:u, 8}`; `:divide` always gives a float.
+  Integer division by zero gives -1 (quotient) and the dividend (remainder), as XLA does.
+
+  ## Examples
+
+      iex> {:ok, c} = Mure.binary(:add, matrix, row)      # {2, 3} + {3}
+      iex> c.shape
+      {2, 3}
+      iex> Mure.binary(:add, Mure.upload!(conn, <<0::64>>, {:s, 32}, {2}), row)
+      {:error, %Mure.Error{kind: :shape_mismatch, message: "shapes {2} and {3} cannot be broadcast together (dimension 0: 2 vs 3)"}}
+
+  """
+  @spec binary(atom(), Tensor.t(), Tensor.t(), call_opts()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def binary(op, a, b, opts \\ []) do
+    check_op!(op, @binary_ops, "binary")
+    check_pair!(a, b, Atom.to_string(op))
+    compute(a, b, {:binary, op, a.id, b.id}, opts)
+  end
+
+  @doc """
+  Reduces a tensor (see `reductions/0`) over `axes:` (a list, negative counts from the
+  end; default: all axes), keeping them as size 1 with `keep_axes: true`. Integer sums
+  and products are 64-bit; `:argmax`/`:argmin` give `{:s, 64}` indices (first occurrence
+  on ties, NaN counts as the largest) over one axis or all of them.
+
+  ## Examples
+
+      iex> {:ok, s} = Mure.reduce(:sum, t, axes: [0])
+      iex> {:ok, i} = Mure.reduce(:argmax, t, axes: [1], keep_axes: true)
+
+  """
+  @spec reduce(atom(), Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def reduce(op, %Tensor{} = t, opts \\ []) do
+    check_op!(op, @reductions, "reduce")
+    {ro, opts} = Keyword.split(opts, [:axes, :keep_axes])
+    ro = Keyword.validate!(ro, axes: :all, keep_axes: false)
+
+    axes =
+      case ro[:axes] do
+        :all ->
+          :all
+
+        list when is_list(list) ->
+          Enum.map(list, &check_int!(&1, "reduce axes"))
+
+        other ->
+          raise ArgumentError, "reduce: :axes must be a list of integers, got: #{inspect(other)}"
+      end
+
+    unless is_boolean(ro[:keep_axes]),
+      do: raise(ArgumentError, "reduce: :keep_axes must be a boolean")
+
+    compute(t, t, {:reduce, op, t.id, axes, ro[:keep_axes]}, opts)
+  end
+
+  @doc """
+  Converts a tensor to another type, as `Nx.as_type/2`: floats to integers truncate and
+  saturate (NaN becomes 0), integers wrap.
+
+  ## Examples
+
+      iex> {:ok, i} = Mure.as_type(t, {:s, 32})
+
+  """
+  @spec as_type(Tensor.t(), type(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def as_type(%Tensor{} = t, type, opts \\ []) do
+    Types.check_type!(type, "as_type")
+    compute(t, t, {:as_type, t.id, type}, opts)
+  end
+
+  @doc """
+  Reinterprets a tensor's bytes as another type of the same width, as `Nx.bitcast/2`.
+
+  ## Examples
+
+      iex> {:ok, bits} = Mure.bitcast(t_f32, {:u, 32})
+
+  """
+  @spec bitcast(Tensor.t(), type(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def bitcast(%Tensor{} = t, type, opts \\ []) do
+    Types.check_type!(type, "bitcast")
+
+    unless elem(type, 1) == elem(t.type, 1) do
+      raise ArgumentError,
+            "bitcast: #{inspect(t.type)} and #{inspect(type)} differ in width"
+    end
+
+    compute(t, t, {:bitcast, t.id, type}, opts)
+  end
+
+  @doc """
+  Gives a tensor a new shape with the same number of elements.
+
+  ## Examples
+
+      iex> {:ok, r} = Mure.reshape(t, {3, 2})
+
+  """
+  @spec reshape(Tensor.t(), shape(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def reshape(%Tensor{} = t, shape, opts \\ []) do
+    Types.check_shape!(shape, "reshape")
+
+    unless Types.size(shape) == Types.size(t.shape) do
+      raise ArgumentError,
+            "reshape: cannot reshape #{describe(t)} (#{Types.size(t.shape)} elements) " <>
+              "to #{inspect(shape)} (#{Types.size(shape)} elements)"
+    end
+
+    compute(t, t, {:reshape, t.id, shape}, opts)
+  end
+
+  @doc """
+  Permutes a tensor's axes (`axes:` a permutation; default: reversed), as
+  `Nx.transpose/2`.
+
+  ## Examples
+
+      iex> {:ok, tt} = Mure.transpose(t)
+      iex> {:ok, p} = Mure.transpose(t3, axes: [0, 2, 1])
+
+  """
+  @spec transpose(Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def transpose(%Tensor{} = t, opts \\ []) do
+    {to, opts} = Keyword.split(opts, [:axes])
+    rank = tuple_size(t.shape)
+    axes = Keyword.get(to, :axes, Enum.reverse(Enum.to_list(0..(rank - 1)//1)))
+    Enum.each(axes, &check_int!(&1, "transpose axes"))
+    compute(t, t, {:transpose, t.id, List.to_tuple(axes)}, opts)
+  end
+
+  @doc """
+  Slices a tensor: per axis a start, a length and (optionally, `strides:`) a stride, as
+  `Nx.slice/4`. Every selected element must lie inside the tensor: a slice that runs past
+  an edge is refused with `:out_of_range` (it is not clamped).
+
+  ## Examples
+
+      iex> {:ok, s} = Mure.slice(t, [0, 1], [2, 2])
+      iex> Mure.slice(t, [0, 2], [2, 2])
+      {:error, %Mure.Error{kind: :out_of_range, message: "slice of dimension 1 (size 3) from 2, 2 elements with stride 1 runs past its end"}}
+
+  """
+  @spec slice(Tensor.t(), [integer()], [integer()], keyword()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def slice(%Tensor{} = t, starts, lengths, opts \\ []) do
+    {so, opts} = Keyword.split(opts, [:strides])
+    rank = tuple_size(t.shape)
+    strides = Keyword.get(so, :strides, List.duplicate(1, rank))
+
+    for {list, what} <- [{starts, "starts"}, {lengths, "lengths"}, {strides, "strides"}] do
+      unless is_list(list) and length(list) == rank do
+        raise ArgumentError,
+              "slice: #{what} must be a list of #{rank} integers, got: #{inspect(list)}"
+      end
+
+      Enum.each(list, &check_int!(&1, "slice #{what}"))
+    end
+
+    compute(
+      t,
+      t,
+      {:slice, t.id, List.to_tuple(starts), List.to_tuple(lengths), List.to_tuple(strides)},
+      opts
+    )
+  end
+
+  @doc """
+  Gathers entries of `t` along `axis:` (default 0) at the integer `indices` tensor's
+  values, as `Nx.take/3`. Every index is range-checked on the node before anything is
+  written: one outside the axis is refused with `:out_of_range`.
+
+  ## Examples
+
+      iex> {:ok, rows} = Mure.take(t, Mure.upload!(conn, <<2::32-native, 0::32-native>>, {:s, 32}, {2}))
+
+  """
+  @spec take(Tensor.t(), Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def take(t, indices, opts \\ []) do
+    check_pair!(t, indices, "take")
+    {to, opts} = Keyword.split(opts, [:axis])
+    axis = check_int!(Keyword.get(to, :axis, 0), "take axis")
+    compute(t, indices, {:take, t.id, indices.id, axis}, opts)
+  end
+
+  @doc "Like `unary/3`, but returns the tensor or raises."
+  @spec unary!(atom(), Tensor.t(), call_opts()) :: Tensor.t()
+  def unary!(op, t, opts \\ []), do: unwrap!(unary(op, t, opts))
+
+  @doc "Like `binary/4`, but returns the tensor or raises."
+  @spec binary!(atom(), Tensor.t(), Tensor.t(), call_opts()) :: Tensor.t()
+  def binary!(op, a, b, opts \\ []), do: unwrap!(binary(op, a, b, opts))
+
+  @doc "Like `reduce/3`, but returns the tensor or raises."
+  @spec reduce!(atom(), Tensor.t(), keyword()) :: Tensor.t()
+  def reduce!(op, t, opts \\ []), do: unwrap!(reduce(op, t, opts))
+
+  @doc "Like `as_type/3`, but returns the tensor or raises."
+  @spec as_type!(Tensor.t(), type(), call_opts()) :: Tensor.t()
+  def as_type!(t, type, opts \\ []), do: unwrap!(as_type(t, type, opts))
+
+  @doc "Like `bitcast/3`, but returns the tensor or raises."
+  @spec bitcast!(Tensor.t(), type(), call_opts()) :: Tensor.t()
+  def bitcast!(t, type, opts \\ []), do: unwrap!(bitcast(t, type, opts))
+
+  @doc "Like `reshape/3`, but returns the tensor or raises."
+  @spec reshape!(Tensor.t(), shape(), call_opts()) :: Tensor.t()
+  def reshape!(t, shape, opts \\ []), do: unwrap!(reshape(t, shape, opts))
+
+  @doc "Like `transpose/2`, but returns the tensor or raises."
+  @spec transpose!(Tensor.t(), keyword()) :: Tensor.t()
+  def transpose!(t, opts \\ []), do: unwrap!(transpose(t, opts))
+
+  @doc "Like `slice/4`, but returns the tensor or raises."
+  @spec slice!(Tensor.t(), [integer()], [integer()], keyword()) :: Tensor.t()
+  def slice!(t, starts, lengths, opts \\ []), do: unwrap!(slice(t, starts, lengths, opts))
+
+  @doc "Like `take/3`, but returns the tensor or raises."
+  @spec take!(Tensor.t(), Tensor.t(), keyword()) :: Tensor.t()
+  def take!(t, indices, opts \\ []), do: unwrap!(take(t, indices, opts))
+
+  defp check_op!(op, known, family) do
+    unless op in known do
+      raise ArgumentError,
+            "#{family}: unknown op #{inspect(op)}; expected one of #{Enum.map_join(known, ", ", &inspect/1)}"
+    end
+  end
+
+  defp check_int!(v, _what) when is_integer(v), do: v
+
+  defp check_int!(v, what),
+    do: raise(ArgumentError, "#{what}: expected an integer, got: #{inspect(v)}")
+
   ## Bang variants
 
   @doc "Like `hello/2`, but returns the map or raises."

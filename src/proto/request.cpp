@@ -91,6 +91,12 @@ constexpr OpEntry kOps[] = {
 
 Result<std::vector<int64_t>> DecodeInts(const TermTree& t, uint32_t n, const char* what) {
   const Term& term = t[n];
+  if (term.kind == TermKind::kString) {  // the BEAM sends a list of small integers as STRING_EXT
+    if (term.data.size() > kMaxDims) return Status::BadArg(std::string(what) + " has more than 16 entries");
+    std::vector<int64_t> out;
+    for (char c : term.data) out.push_back(static_cast<uint8_t>(c));
+    return out;
+  }
   if (term.kind != TermKind::kTuple && term.kind != TermKind::kList && term.kind != TermKind::kNil) {
     return Status::BadArg(std::string(what) + " must be a tuple or list of integers, got " + KindName(term.kind));
   }

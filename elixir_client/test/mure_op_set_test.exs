@@ -1,0 +1,135 @@
+defmodule Mure.OpSetTest do
+  # The op set on the node's CPU executor, end to end through the client, one family at a
+  # time, each checked against a reference computed here in Elixir.
+  use ExUnit.Case, async: true
+
+  import Mure.TestSupport
+
+  alias Mure.Error
+
+  setup_all do
+    %{conn: start_supervised!({Mure, []})}
+  end
+
+  defp f32(conn, list, shape), do: Mure.upload!(conn, pack(list, 32), {:f, 32}, shape)
+
+  defp s32(conn, list, shape),
+    do:
+      Mure.upload!(conn, for(x <- list, into: <<>>, do: <<x::signed-32-native>>), {:s, 32}, shape)
+
+  defp floats(t, bits \\ 32), do: unpack(Mure.download!(t), bits)
+  defp ints(t, bits, sign \\ :signed)
+
+  defp ints(t, bits, :signed),
+    do: for(<<x::signed-size(bits)-native <- Mure.download!(t)>>, do: x)
+
+  defp ints(t, bits, :unsigned),
+    do: for(<<x::unsigned-size(bits)-native <- Mure.download!(t)>>, do: x)
+
+  test "unary float ops match :math, integers become f32", %{conn: conn} do
+    xs = [0.1, 0.5, 0.9, -0.3]
+    t = f32(conn, xs, {4})
+
+    for {op, fun} <- [
+          exp: &:math.exp/1,
+          sin: &:math.sin/1,
+          tanh: &:math.tanh/1,
+          atan: &:math.atan/1,
+          sigmoid: &(1 / (1 + :math.exp(-&1))),
+          erf: &:math.erf/1,
+          cbrt: &(:math.pow(abs(&1), 1 / 3) * if(&1 < 0, do: -1, else: 1))
+        ] do
+      y = Mure.unary!(op, t)
+      assert y.type == {:f, 32}
+      assert_close(floats(y), Enum.map(xs, fun), 1.0e-6)
+    end
+
+    e = Mure.unary!(:exp, s32(conn, [0, 1, 2], {3}))
+    assert e.type == {:f, 32}
+    assert_close(floats(e), [1.0, :math.exp(1), :math.exp(2)], 1.0e-6)
+    assert {:error, %Error{kind: :type_mismatch}} = Mure.unary(:population_count, t)
+    assert ints(Mure.unary!(:population_count, s32(conn, [0, 7, -1], {3})), 32) == [0, 3, 32]
+    assert_raise ArgumentError, ~r/unknown op :frobnicate/, fn -> Mure.unary(:frobnicate, t) end
+  end
+
+  test "binary ops broadcast and promote like Nx", %{conn: conn} do
+    m = s32(conn, [1, 2, 3, 4, 5, 6], {2, 3})
+    row = f32(conn, [0.5, 1.5, -1.0], {3})
+    sum = Mure.binary!(:add, m, row)
+    assert sum.type == {:f, 32} and sum.shape == {2, 3}
+    assert floats(sum) == [1.5, 3.5, 2.0, 4.5, 6.5, 5.0]
+
+    lt = Mure.binary!(:less, m, s32(conn, [3], {}))
+    assert lt.type == {:u, 8}
+    assert ints(lt, 8, :unsigned) == [1, 1, 0, 0, 0, 0]
+
+    q = Mure.binary!(:quotient, m, s32(conn, [0, 2, -4], {3}))
+    assert ints(q, 32) == [-1, 1, 0, -1, 2, -1]
+
+    d = Mure.binary!(:divide, m, s32(conn, [2], {}))
+    assert d.type == {:f, 32}
+    assert floats(d) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+
+    assert {:error, %Error{kind: :shape_mismatch, message: msg}} =
+             Mure.binary(:add, m, s32(conn, [1, 2], {2}))
+
+    assert msg =~ "cannot be broadcast"
+    assert {:error, %Error{kind: :type_mismatch}} = Mure.binary(:bitwise_and, m, row)
+  end
+
+  test "reductions over axes, with keep_axes, ties and all axes", %{conn: conn} do
+    t = s32(conn, [1, 5, 5, -2, 0, 7], {2, 3})
+    s0 = Mure.reduce!(:sum, t, axes: [0])
+    assert s0.type == {:s, 64} and s0.shape == {3}
+    assert ints(s0, 64) == [-1, 5, 12]
+    assert ints(Mure.reduce!(:sum, t), 64) == [16]
+    k = Mure.reduce!(:sum, t, axes: [-1], keep_axes: true)
+    assert k.shape == {2, 1}
+    assert ints(Mure.reduce!(:argmax, t, axes: [1]), 64) == [1, 2]
+    assert ints(Mure.reduce!(:reduce_min, t, axes: [1]), 32) == [1, -2]
+    assert {:error, %Error{kind: :badarg}} = Mure.reduce(:sum, t, axes: [2])
+  end
+
+  test "as_type, bitcast, reshape and transpose", %{conn: conn} do
+    t = f32(conn, [1.9, -1.9, 300.0, -1.0e10], {4})
+    assert ints(Mure.as_type!(t, {:s, 8}), 8) == [1, -1, 127, -128]
+    bits = Mure.bitcast!(f32(conn, [1.0], {1}), {:u, 32})
+    assert ints(bits, 32, :unsigned) == [0x3F800000]
+    m = s32(conn, [0, 1, 2, 3, 4, 5], {2, 3})
+    assert Mure.reshape!(m, {3, 2}).shape == {3, 2}
+    tt = Mure.transpose!(m)
+    assert tt.shape == {3, 2}
+    assert ints(tt, 32) == [0, 3, 1, 4, 2, 5]
+    assert_raise ArgumentError, ~r/cannot reshape/, fn -> Mure.reshape(m, {4}) end
+  end
+
+  test "slice and take check every index", %{conn: conn} do
+    m = s32(conn, [0, 1, 2, 3, 4, 5], {2, 3})
+    s = Mure.slice!(m, [0, 1], [2, 2])
+    assert s.shape == {2, 2}
+    assert ints(s, 32) == [1, 2, 4, 5]
+    assert ints(Mure.slice!(m, [0, 0], [1, 2], strides: [1, 2]), 32) == [0, 2]
+    assert {:error, %Error{kind: :out_of_range}} = Mure.slice(m, [0, 2], [2, 2])
+    assert {:error, %Error{kind: :out_of_range}} = Mure.slice(m, [0, -1], [1, 1])
+
+    idx = s32(conn, [2, 0, 2], {3})
+    k = Mure.take!(m, idx, axis: 1)
+    assert k.shape == {2, 3}
+    assert ints(k, 32) == [2, 0, 2, 5, 3, 5]
+
+    assert {:error, %Error{kind: :out_of_range, message: msg}} =
+             Mure.take(m, s32(conn, [1, 3], {2}), axis: 1)
+
+    assert msg =~ "index 3"
+    assert {:error, %Error{kind: :out_of_range}} = Mure.take(m, s32(conn, [-1], {1}))
+  end
+
+  test "empty tensors and size-1 dims flow through every family", %{conn: conn} do
+    e = f32(conn, [], {0, 3})
+    assert Mure.unary!(:exp, e).shape == {0, 3}
+    assert Mure.binary!(:add, e, f32(conn, [1.0, 2.0, 3.0], {1, 3})).shape == {0, 3}
+    assert floats(Mure.reduce!(:sum, e, axes: [0])) == [0.0, 0.0, 0.0]
+    one = f32(conn, [2.0], {1, 1})
+    assert floats(Mure.binary!(:multiply, one, f32(conn, [1.0, 2.0], {2}))) == [2.0, 4.0]
+  end
+end

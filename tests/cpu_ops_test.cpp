@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "exec/blis_executor.h"
 #include "exec/cpu_ops.h"
 #include "ir/ops.h"
 
@@ -267,4 +268,182 @@ TEST_CASE("shape ops: transpose, slice and take, with every index checked", "[op
   CHECK_FALSE(TakeShape({2}, DType::kS32, {1}, 1).ok());
   CHECK(ir::CheckReshape({2, 3}, {3, 2}).ok());
   CHECK(ir::CheckReshape({2, 3}, {4}).kind() == ErrorKind::kShapeMismatch);
+}
+
+TEST_CASE("creation: iota, eye, full, and seeded random numbers", "[ops]") {
+  auto io = *Store().Allocate(DType::kS32, {2, 3});
+  REQUIRE(cpu::Iota(*io, 1).ok());
+  CHECK(Values<int32_t>(*io) == std::vector<int32_t>{0, 1, 2, 0, 1, 2});
+  REQUIRE(cpu::Iota(*io, -1).ok());
+  CHECK(Values<int32_t>(*io) == std::vector<int32_t>{0, 1, 2, 3, 4, 5});
+  auto eye = *Store().Allocate(DType::kF32, {2, 3});
+  REQUIRE(cpu::Eye(*eye).ok());
+  CHECK(Values<float>(*eye) == std::vector<float>{1, 0, 0, 0, 1, 0});
+  auto full = *Store().Allocate(DType::kU8, {3});
+  ir::Scalar v;
+  v.i = 300;  // wraps like Nx's integer conversion
+  REQUIRE(cpu::Fill(*full, v).ok());
+  CHECK(Values<uint8_t>(*full) == std::vector<uint8_t>{44, 44, 44});
+
+  auto u1 = *Store().Allocate(DType::kF32, {10000});
+  auto u2 = *Store().Allocate(DType::kF32, {10000});
+  REQUIRE(cpu::RandomUniform(*u1, 42, -1.0, 3.0).ok());
+  REQUIRE(cpu::RandomUniform(*u2, 42, -1.0, 3.0).ok());
+  auto x1 = Values<float>(*u1);
+  CHECK(x1 == Values<float>(*u2));  // same seed, same numbers
+  double mean = 0;
+  for (float x : x1) {
+    REQUIRE(x >= -1.0f);
+    REQUIRE(x < 3.0f);
+    mean += x;
+  }
+  CHECK(mean / x1.size() == Approx(1.0).margin(0.05));
+  REQUIRE(cpu::RandomUniform(*u2, 43, -1.0, 3.0).ok());
+  CHECK(x1 != Values<float>(*u2));
+  auto nrm = *Store().Allocate(DType::kF64, {20000});
+  REQUIRE(cpu::RandomNormal(*nrm, 7, 2.0, 0.5).ok());
+  double m = 0, sq = 0;
+  for (double x : Values<double>(*nrm)) { m += x; sq += x * x; }
+  m /= 20000;
+  CHECK(m == Approx(2.0).margin(0.02));
+  CHECK(std::sqrt(sq / 20000 - m * m) == Approx(0.5).margin(0.02));
+}
+
+TEST_CASE("select and clip broadcast and promote", "[ops]") {
+  auto pred = Make<uint8_t>(DType::kU8, {3}, {1, 0, 2});
+  auto a = Make<int32_t>(DType::kS32, {2, 3}, {1, 2, 3, 4, 5, 6});
+  auto b = Make<float>(DType::kF32, {}, {-1.5f});
+  auto out = *Store().Allocate(DType::kF32, {2, 3});
+  REQUIRE(cpu::Select(*pred, *a, *b, DType::kF32, *out).ok());
+  CHECK(Values<float>(*out) == std::vector<float>{1, -1.5f, 3, 4, -1.5f, 6});
+  auto lo = Make<int32_t>(DType::kS32, {}, {2});
+  auto hi = Make<int32_t>(DType::kS32, {3}, {3, 4, 5});
+  auto c = *Store().Allocate(DType::kS32, {2, 3});
+  REQUIRE(cpu::Clip(*a, *lo, *hi, DType::kS32, *c).ok());
+  CHECK(Values<int32_t>(*c) == std::vector<int32_t>{2, 2, 3, 3, 4, 5});
+}
+
+TEST_CASE("broadcast, reverse, pad (negative and interior), concatenate, stack, put_slice", "[ops]") {
+  auto row = Make<int16_t>(DType::kS16, {3}, {1, 2, 3});
+  REQUIRE(ir::CheckBroadcastTo({3}, {2, 3}, {1}).ok());
+  CHECK_FALSE(ir::CheckBroadcastTo({3}, {3, 2}, {1}).ok());
+  auto bc = *Store().Allocate(DType::kS16, {2, 3});
+  REQUIRE(cpu::BroadcastTo(*row, {1}, *bc).ok());
+  CHECK(Values<int16_t>(*bc) == std::vector<int16_t>{1, 2, 3, 1, 2, 3});
+  auto col = *Store().Allocate(DType::kS16, {3, 2});
+  REQUIRE(cpu::BroadcastTo(*row, {0}, *col).ok());
+  CHECK(Values<int16_t>(*col) == std::vector<int16_t>{1, 1, 2, 2, 3, 3});
+
+  auto m = Make<int16_t>(DType::kS16, {2, 3}, {0, 1, 2, 3, 4, 5});
+  auto rv = *Store().Allocate(DType::kS16, {2, 3});
+  REQUIRE(cpu::Reverse(*m, {1}, *rv).ok());
+  CHECK(Values<int16_t>(*rv) == std::vector<int16_t>{2, 1, 0, 5, 4, 3});
+  REQUIRE(cpu::Reverse(*m, {0, 1}, *rv).ok());
+  CHECK(Values<int16_t>(*rv) == std::vector<int16_t>{5, 4, 3, 2, 1, 0});
+
+  std::vector<ir::PadDim> cfg{{1, -1, 1}};
+  auto ps = ir::PadShape({3}, cfg);
+  REQUIRE(ps.ok());
+  CHECK(*ps == Shape{5});  // 1 + 3 + 2 interior - 1
+  auto padded = *Store().Allocate(DType::kS16, *ps);
+  ir::Scalar nine;
+  nine.i = 9;
+  REQUIRE(cpu::Pad(*row, nine, cfg, *padded).ok());
+  CHECK(Values<int16_t>(*padded) == std::vector<int16_t>{9, 1, 9, 2, 9});
+  CHECK(ir::PadShape({3}, {{-4, 0, 0}}).status().kind() == ErrorKind::kOutOfRange);
+
+  auto f = Make<float>(DType::kF32, {1, 3}, {0.5f, 1.5f, 2.5f});
+  auto cs = ir::ConcatShape({{2, 3}, {1, 3}}, 0);
+  REQUIRE(cs.ok());
+  auto cat = *Store().Allocate(DType::kF32, *cs);
+  REQUIRE(cpu::Concatenate({m.get(), f.get()}, {{2, 3}, {1, 3}}, 0, *cat).ok());
+  CHECK(Values<float>(*cat) == std::vector<float>{0, 1, 2, 3, 4, 5, 0.5f, 1.5f, 2.5f});
+  auto cat1 = *Store().Allocate(DType::kS16, {2, 6});
+  REQUIRE(cpu::Concatenate({m.get(), m.get()}, {{2, 3}, {2, 3}}, 1, *cat1).ok());
+  CHECK(Values<int16_t>(*cat1) == std::vector<int16_t>{0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5});
+  CHECK(ir::ConcatShape({{2, 3}, {2, 4}}, 0).status().kind() == ErrorKind::kShapeMismatch);
+  // stack = concatenate along a new axis
+  auto st = *Store().Allocate(DType::kS16, {3, 2});
+  REQUIRE(cpu::Concatenate({row.get(), row.get()}, {{3, 1}, {3, 1}}, 1, *st).ok());
+  CHECK(Values<int16_t>(*st) == std::vector<int16_t>{1, 1, 2, 2, 3, 3});
+
+  auto upd = Make<int16_t>(DType::kS16, {1, 2}, {7, 8});
+  REQUIRE(ir::CheckPutSlice({2, 3}, {1, 1}, {1, 2}).ok());
+  CHECK(ir::CheckPutSlice({2, 3}, {1, 2}, {1, 2}).kind() == ErrorKind::kOutOfRange);
+  auto put = *Store().Allocate(DType::kS16, {2, 3});
+  REQUIRE(cpu::PutSlice(*m, {1, 1}, *upd, *put).ok());
+  CHECK(Values<int16_t>(*put) == std::vector<int16_t>{0, 1, 2, 3, 7, 8});
+}
+
+TEST_CASE("gather checks every coordinate; sort and argsort are stable, NaN last", "[ops][security]") {
+  auto m = Make<int16_t>(DType::kS16, {2, 3}, {0, 1, 2, 3, 4, 5});
+  auto idx = Make<int64_t>(DType::kS64, {2, 2}, {1, 2, 0, 0});
+  auto gs = ir::GatherShape(m->shape(), DType::kS64, idx->shape());
+  REQUIRE(gs.ok());
+  CHECK(*gs == Shape{2});
+  auto g = *Store().Allocate(DType::kS16, *gs);
+  REQUIRE(cpu::Gather(*m, *idx, *g).ok());
+  CHECK(Values<int16_t>(*g) == std::vector<int16_t>{5, 0});
+  auto bad = Make<int64_t>(DType::kS64, {1, 2}, {2, 0});
+  auto g1 = *Store().Allocate(DType::kS16, {1});
+  CHECK(cpu::Gather(*m, *bad, *g1).kind() == ErrorKind::kOutOfRange);
+  CHECK(ir::GatherShape({2, 3}, DType::kS64, {4, 3}).status().kind() == ErrorKind::kShapeMismatch);
+
+  auto v = Make<float>(DType::kF32, {6}, {3.0f, NAN, 1.0f, 3.0f, -2.0f, 1.0f});
+  auto sorted = *Store().Allocate(DType::kF32, {6});
+  REQUIRE(cpu::Sort(*v, 0, false, false, *sorted).ok());
+  auto sv = Values<float>(*sorted);
+  CHECK(std::vector<float>(sv.begin(), sv.end() - 1) == std::vector<float>{-2, 1, 1, 3, 3});
+  CHECK(std::isnan(sv[5]));
+  auto args = *Store().Allocate(DType::kS64, {6});
+  REQUIRE(cpu::Sort(*v, 0, false, true, *args).ok());
+  CHECK(Values<int64_t>(*args) == std::vector<int64_t>{4, 2, 5, 0, 3, 1});  // ties keep their order
+  REQUIRE(cpu::Sort(*v, 0, true, true, *args).ok());
+  CHECK(Values<int64_t>(*args) == std::vector<int64_t>{1, 0, 3, 2, 5, 4});
+  auto cols = Make<int32_t>(DType::kS32, {2, 2}, {4, 1, 2, 3});
+  auto cs = *Store().Allocate(DType::kS32, {2, 2});
+  REQUIRE(cpu::Sort(*cols, 0, false, false, *cs).ok());
+  CHECK(Values<int32_t>(*cs) == std::vector<int32_t>{2, 1, 4, 3});
+}
+
+TEST_CASE("dot with contraction and batch axes, through BLIS and plain loops, matches the reference", "[ops]") {
+  // a {2(batch), 3, 4}, b {2(batch), 4, 5}: batched matmul; then integers and a transposed layout.
+  std::vector<float> av(24), bv(40);
+  for (size_t i = 0; i < av.size(); ++i) av[i] = static_cast<float>(i % 7) - 3;
+  for (size_t i = 0; i < bv.size(); ++i) bv[i] = static_cast<float>(i % 5) - 2;
+  auto a = Make<float>(DType::kF32, {2, 3, 4}, av);
+  auto b = Make<float>(DType::kF32, {2, 4, 5}, bv);
+  auto plan = ir::PlanDot(a->shape(), {2}, {0}, b->shape(), {1}, {0});
+  REQUIRE(plan.ok());
+  CHECK(plan->out_shape == Shape{2, 3, 5});
+  Config cfg;
+  auto blis = BlisExecutor::Create(cfg);
+  REQUIRE(blis.ok());
+  cpu::GemmFn gemm = [&](DType t, uint64_t m, uint64_t n, uint64_t k, const void* x, const void* y, void* z) {
+    return (*blis)->GemmRaw(t, m, n, k, x, y, z);
+  };
+  auto with_blis = *Store().Allocate(DType::kF32, plan->out_shape);
+  auto plain = *Store().Allocate(DType::kF32, plan->out_shape);
+  REQUIRE(cpu::Dot(*a, *b, *plan, DType::kF32, gemm, *with_blis).ok());
+  REQUIRE(cpu::Dot(*a, *b, *plan, DType::kF32, nullptr, *plain).ok());
+  std::vector<float> want(30, 0);
+  for (int bt = 0; bt < 2; ++bt)
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 5; ++j)
+        for (int q = 0; q < 4; ++q) want[bt * 15 + i * 5 + j] += av[bt * 12 + i * 4 + q] * bv[bt * 20 + q * 5 + j];
+  CHECK(Values<float>(*with_blis) == want);
+  CHECK(Values<float>(*plain) == want);
+  // Contract a's axis 0 with b's axis 0 (a transposed operand), in s8 with wrap.
+  auto ia = Make<int8_t>(DType::kS8, {2, 2}, {100, 1, 100, 2});
+  auto ib = Make<int8_t>(DType::kS8, {2, 1}, {1, 1});
+  auto p2 = ir::PlanDot(ia->shape(), {0}, {}, ib->shape(), {0}, {});
+  REQUIRE(p2.ok());
+  auto io = *Store().Allocate(DType::kS8, p2->out_shape);
+  REQUIRE(cpu::Dot(*ia, *ib, *p2, DType::kS8, gemm, *io).ok());
+  CHECK(Values<int8_t>(*io) == std::vector<int8_t>{static_cast<int8_t>(200), 3});
+  CHECK(ir::PlanDot({2, 3}, {1}, {}, {4, 2}, {0}, {}).status().kind() == ErrorKind::kShapeMismatch);
+  auto outer = *Store().Allocate(DType::kS16, {2, 3});
+  REQUIRE(cpu::Outer(*Make<int16_t>(DType::kS16, {2}, {1, 2}), *Make<int16_t>(DType::kS16, {3}, {3, 4, 5}),
+                     DType::kS16, *outer).ok());
+  CHECK(Values<int16_t>(*outer) == std::vector<int16_t>{3, 4, 5, 6, 8, 10});
 }

@@ -128,9 +128,15 @@ Status BlisExecutor::Gemm(const Tensor& a, const Tensor& b, Tensor& c) const {
   if (c.type() != a.type() || c.shape().size() != 2 || c.shape()[0] != m || c.shape()[1] != n) {
     return Status::Internal("gemm output tensor has the wrong type or shape");
   }
+  return GemmRaw(a.type(), m, n, k, a.data(), b.data(), c.data());
+}
+
+Status BlisExecutor::GemmRaw(DType type, uint64_t m, uint64_t n, uint64_t k, const void* a, const void* b,
+                             void* c) const {
+  if (type != DType::kF32 && type != DType::kF64) return Status::Internal("GemmRaw takes f32 or f64");
   if (m == 0 || n == 0) return Status::Ok();
   if (k == 0) {
-    std::memset(c.data(), 0, c.bytes());
+    std::memset(c, 0, m * n * DTypeSize(type));
     return Status::Ok();
   }
   // Sizes derive from checked byte counts, so each fits in dim_t (int64).
@@ -138,14 +144,14 @@ Status BlisExecutor::Gemm(const Tensor& a, const Tensor& b, Tensor& c) const {
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
   bli_rntm_set_num_threads(static_cast<dim_t>(info_.threads), &rntm);
   auto* cntx = static_cast<cntx_t*>(cntx_);
-  if (a.type() == DType::kF32) {
+  if (type == DType::kF32) {
     float one = 1.0f, zero = 0.0f;
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, const_cast<float*>(a.as<float>()), K, 1,
-                 const_cast<float*>(b.as<float>()), N, 1, &zero, c.as<float>(), N, 1, cntx, &rntm);
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, static_cast<float*>(const_cast<void*>(a)), K, 1,
+                 static_cast<float*>(const_cast<void*>(b)), N, 1, &zero, static_cast<float*>(c), N, 1, cntx, &rntm);
   } else {
     double one = 1.0, zero = 0.0;
-    bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, const_cast<double*>(a.as<double>()), K, 1,
-                 const_cast<double*>(b.as<double>()), N, 1, &zero, c.as<double>(), N, 1, cntx, &rntm);
+    bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, static_cast<double*>(const_cast<void*>(a)), K,
+                 1, static_cast<double*>(const_cast<void*>(b)), N, 1, &zero, static_cast<double*>(c), N, 1, cntx, &rntm);
   }
   return Status::Ok();
 }

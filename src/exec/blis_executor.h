@@ -40,6 +40,9 @@ class BlisExecutor {
   /// dimension and type before BLIS sees them (BLIS aborts on argument errors).
   Status Gemm(const Tensor& a, const Tensor& b, Tensor& c) const;
 
+  /// c{m,n} = a{m,k} b{k,n}, row-major contiguous f32 or f64 buffers (sizes already validated).
+  Status GemmRaw(DType type, uint64_t m, uint64_t n, uint64_t k, const void* a, const void* b, void* c) const;
+
   /// The result shape and type of a x b, or the reason there is none.
   static Status CheckGemm(const Tensor& a, const Tensor& b);
 

@@ -1,5 +1,7 @@
 #include "exec/cpu_ops.h"
 
+#include "exec/cpu_elements.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -7,6 +9,7 @@
 
 namespace mure::cpu {
 
+using namespace detail;
 using ir::BinaryOp;
 using ir::IsFloat;
 using ir::IsSigned;
@@ -75,152 +78,6 @@ uint16_t FloatToBF16(float f) {
 }
 
 namespace {
-
-template <typename T>
-T Get(const uint8_t* p, uint64_t i) {
-  T v;
-  std::memcpy(&v, p + i * sizeof(T), sizeof(T));
-  return v;
-}
-template <typename T>
-void Put(uint8_t* p, uint64_t i, T v) {
-  std::memcpy(p + i * sizeof(T), &v, sizeof(T));
-}
-
-/// Element i as a double (exact for every type but 64-bit integers beyond 2^53).
-double LoadF(DType t, const uint8_t* p, uint64_t i) {
-  switch (t) {
-    case DType::kU8: return Get<uint8_t>(p, i);
-    case DType::kU16: return Get<uint16_t>(p, i);
-    case DType::kU32: return Get<uint32_t>(p, i);
-    case DType::kU64: return static_cast<double>(Get<uint64_t>(p, i));
-    case DType::kS8: return Get<int8_t>(p, i);
-    case DType::kS16: return Get<int16_t>(p, i);
-    case DType::kS32: return Get<int32_t>(p, i);
-    case DType::kS64: return static_cast<double>(Get<int64_t>(p, i));
-    case DType::kF16: return HalfToFloat(Get<uint16_t>(p, i));
-    case DType::kBF16: return BF16ToFloat(Get<uint16_t>(p, i));
-    case DType::kF32: return Get<float>(p, i);
-    case DType::kF64: return Get<double>(p, i);
-  }
-  return 0;
-}
-
-/// Element i of an integer tensor as its 64-bit two's-complement pattern (sign- or zero-extended).
-uint64_t LoadI(DType t, const uint8_t* p, uint64_t i) {
-  switch (t) {
-    case DType::kU8: return Get<uint8_t>(p, i);
-    case DType::kU16: return Get<uint16_t>(p, i);
-    case DType::kU32: return Get<uint32_t>(p, i);
-    case DType::kU64: return Get<uint64_t>(p, i);
-    case DType::kS8: return static_cast<uint64_t>(static_cast<int64_t>(Get<int8_t>(p, i)));
-    case DType::kS16: return static_cast<uint64_t>(static_cast<int64_t>(Get<int16_t>(p, i)));
-    case DType::kS32: return static_cast<uint64_t>(static_cast<int64_t>(Get<int32_t>(p, i)));
-    case DType::kS64: return static_cast<uint64_t>(Get<int64_t>(p, i));
-    default: return static_cast<uint64_t>(static_cast<int64_t>(LoadF(t, p, i)));
-  }
-}
-
-/// Saturating float -> integer of `bits` (NaN -> 0), as a bit pattern.
-template <typename I>
-uint64_t Saturate(double v) {
-  if (std::isnan(v)) return 0;
-  constexpr double lo = static_cast<double>(std::numeric_limits<I>::min());
-  constexpr double hi = static_cast<double>(std::numeric_limits<I>::max());
-  if (v <= lo) return static_cast<uint64_t>(std::numeric_limits<I>::min());
-  if (v >= hi) return static_cast<uint64_t>(std::numeric_limits<I>::max());
-  return static_cast<uint64_t>(static_cast<I>(v));
-}
-
-/// Store an integer bit pattern (wrapping to the type's width).
-void StoreI(DType t, uint8_t* p, uint64_t i, uint64_t v) {
-  switch (t) {
-    case DType::kU8: case DType::kS8: Put<uint8_t>(p, i, static_cast<uint8_t>(v)); return;
-    case DType::kU16: case DType::kS16: Put<uint16_t>(p, i, static_cast<uint16_t>(v)); return;
-    case DType::kU32: case DType::kS32: Put<uint32_t>(p, i, static_cast<uint32_t>(v)); return;
-    case DType::kU64: case DType::kS64: Put<uint64_t>(p, i, v); return;
-    case DType::kF16: Put<uint16_t>(p, i, FloatToHalf(static_cast<float>(static_cast<int64_t>(v)))); return;
-    case DType::kBF16: Put<uint16_t>(p, i, FloatToBF16(static_cast<float>(static_cast<int64_t>(v)))); return;
-    case DType::kF32: Put<float>(p, i, static_cast<float>(static_cast<int64_t>(v))); return;
-    case DType::kF64: Put<double>(p, i, static_cast<double>(static_cast<int64_t>(v))); return;
-  }
-}
-
-/// Store a double: floats round to the type, integers saturate (NaN -> 0).
-void StoreF(DType t, uint8_t* p, uint64_t i, double v) {
-  switch (t) {
-    case DType::kF16: Put<uint16_t>(p, i, FloatToHalf(static_cast<float>(v))); return;
-    case DType::kBF16: Put<uint16_t>(p, i, FloatToBF16(static_cast<float>(v))); return;
-    case DType::kF32: Put<float>(p, i, static_cast<float>(v)); return;
-    case DType::kF64: Put<double>(p, i, v); return;
-    case DType::kU8: StoreI(t, p, i, Saturate<uint8_t>(v)); return;
-    case DType::kU16: StoreI(t, p, i, Saturate<uint16_t>(v)); return;
-    case DType::kU32: StoreI(t, p, i, Saturate<uint32_t>(v)); return;
-    case DType::kU64: StoreI(t, p, i, Saturate<uint64_t>(v)); return;
-    case DType::kS8: StoreI(t, p, i, Saturate<int8_t>(v)); return;
-    case DType::kS16: StoreI(t, p, i, Saturate<int16_t>(v)); return;
-    case DType::kS32: StoreI(t, p, i, Saturate<int32_t>(v)); return;
-    case DType::kS64: StoreI(t, p, i, Saturate<int64_t>(v)); return;
-  }
-}
-
-/// A double rounded to a float type's precision (what converting an operand to it does).
-double RoundTo(DType t, double v) {
-  switch (t) {
-    case DType::kF16: return HalfToFloat(FloatToHalf(static_cast<float>(v)));
-    case DType::kBF16: return BF16ToFloat(FloatToBF16(static_cast<float>(v)));
-    case DType::kF32: return static_cast<float>(v);
-    default: return v;
-  }
-}
-
-/// Sign-extend (signed types) or mask (unsigned types) a pattern to the type's width.
-uint64_t Normalize(DType t, uint64_t v) {
-  unsigned bits = DTypeBits(t);
-  if (bits == 64) return v;
-  uint64_t mask = (uint64_t{1} << bits) - 1;
-  v &= mask;
-  if (IsSigned(t) && (v >> (bits - 1))) v |= ~mask;
-  return v;
-}
-
-std::vector<uint64_t> RowMajorStrides(const Shape& s) {
-  std::vector<uint64_t> st(s.size(), 1);
-  for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
-  return st;
-}
-
-/// Strides of `in` seen through a broadcast to `out` (0 where `in` has size 1 or is missing).
-std::vector<uint64_t> BroadcastStrides(const Shape& in, const Shape& out) {
-  std::vector<uint64_t> st(out.size(), 0);
-  auto own = RowMajorStrides(in);
-  size_t lead = out.size() - in.size();
-  for (size_t i = 0; i < in.size(); ++i) st[lead + i] = in[i] == 1 ? 0 : own[i];
-  return st;
-}
-
-/// Calls f(linear, offset_a, offset_b) for every index of `shape` in row-major order.
-template <typename F>
-void ForEachIndex(const Shape& shape, const std::vector<uint64_t>& sa, const std::vector<uint64_t>& sb, F&& f) {
-  uint64_t n = 1;
-  for (uint64_t d : shape) n *= d;
-  if (n == 0) return;
-  const size_t rank = shape.size();
-  std::vector<uint64_t> idx(rank, 0);
-  uint64_t oa = 0, ob = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    f(i, oa, ob);
-    for (size_t d = rank; d-- > 0;) {
-      ++idx[d];
-      oa += sa[d];
-      ob += sb[d];
-      if (idx[d] < shape[d]) break;
-      oa -= sa[d] * shape[d];
-      ob -= sb[d] * shape[d];
-      idx[d] = 0;
-    }
-  }
-}
 
 double UnaryFloat(UnaryOp op, double x) {
   switch (op) {

@@ -4,6 +4,7 @@
 // (take's indices). Matrix products go to BLIS (exec/blis_executor.h), not here.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "ir/ops.h"
@@ -28,6 +29,55 @@ Status Transpose(const Tensor& in, const std::vector<int64_t>& perm, Tensor& out
 Status Slice(const Tensor& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& strides, Tensor& out);
 /// out = take(in, indices, axis); every index is range-checked before anything is written.
 Status Take(const Tensor& in, const Tensor& indices, int64_t axis, Tensor& out);
+
+// ---- creation -----------------------------------------------------------------------------
+/// out = the index along `axis` (or the flat index when axis < 0).
+Status Iota(Tensor& out, int64_t axis);
+/// out = 1 on the diagonal of the last two axes, else 0.
+Status Eye(Tensor& out);
+/// out = value everywhere (converted to out's type).
+Status Fill(Tensor& out, const ir::Scalar& value);
+/// Counter-based random numbers: element i depends only on (seed, i), so the same seed gives
+/// the same numbers on every executor. Uniform in [lo, hi); normal(mean, std) by Box-Muller.
+Status RandomUniform(Tensor& out, uint64_t seed, double lo, double hi);
+Status RandomNormal(Tensor& out, uint64_t seed, double mean, double std);
+/// The generator behind both: 64 random bits for (seed, counter).
+uint64_t RandomBits(uint64_t seed, uint64_t counter);
+
+// ---- selection ------------------------------------------------------------------------------
+/// out = pred != 0 ? a : b, all three broadcast to out's shape, a and b promoted to `compute`.
+Status Select(const Tensor& pred, const Tensor& a, const Tensor& b, DType compute, Tensor& out);
+/// out = min(max(x, lo), hi), broadcast, promoted to `compute`.
+Status Clip(const Tensor& x, const Tensor& lo, const Tensor& hi, DType compute, Tensor& out);
+
+// ---- shape ------------------------------------------------------------------------------------
+/// out = in broadcast to out's shape; in's dim i goes to out's axis axes[i].
+Status BroadcastTo(const Tensor& in, const std::vector<int64_t>& axes, Tensor& out);
+/// out = in reversed along `axes`.
+Status Reverse(const Tensor& in, const std::vector<int64_t>& axes, Tensor& out);
+/// out = in padded (or cropped, for negative low/high) with `value`, interior padding too.
+Status Pad(const Tensor& in, const ir::Scalar& value, const std::vector<ir::PadDim>& config, Tensor& out);
+/// out = the inputs joined along `axis`, each converted to out's type. `shapes` are the inputs'
+/// shapes as joined (stack passes them with a new size-1 axis).
+Status Concatenate(const std::vector<const Tensor*>& ins, const std::vector<Shape>& shapes, uint64_t axis,
+                   Tensor& out);
+/// out = in with `update` written at `starts` (both converted to out's type).
+Status PutSlice(const Tensor& in, const std::vector<int64_t>& starts, const Tensor& update, Tensor& out);
+/// out = the elements of in at the coordinates in `indices` (last dim = rank of in); every
+/// coordinate is range-checked before anything is written.
+Status Gather(const Tensor& in, const Tensor& indices, Tensor& out);
+/// Stable sort (or argsort, giving {:s, 64} indices) along `axis`; NaN sorts as the largest.
+Status Sort(const Tensor& in, uint64_t axis, bool descending, bool arg, Tensor& out);
+
+// ---- linear algebra ------------------------------------------------------------------------------
+/// A gemm for f32/f64 row-major c{m,n} = a{m,k} b{k,n} (BLIS), or empty to use plain loops.
+using GemmFn = std::function<Status(DType type, uint64_t m, uint64_t n, uint64_t k, const void* a, const void* b,
+                                    void* c)>;
+/// out = dot(a, b) per plan, operands promoted to `compute` (out's type); f32/f64 through `gemm`
+/// one batch at a time, other types with plain loops (integers wrap).
+Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& plan, DType compute, const GemmFn& gemm, Tensor& out);
+/// out = outer product: a's elements times b's, shape a.shape ++ b.shape.
+Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out);
 
 /// Element conversions, exposed for the tests' reference.
 float HalfToFloat(uint16_t h);

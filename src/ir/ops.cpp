@@ -65,7 +65,6 @@ Status NeedsIntegers(std::string_view op, DType t) {
   return Status(ErrorKind::kTypeMismatch, std::string(op) + " takes integer tensors, got " + DTypeToString(t));
 }
 
-/// Normalise an axis (negative counts from the end) or say why it is not one.
 Result<uint64_t> Axis(int64_t axis, size_t rank, const char* what) {
   int64_t r = static_cast<int64_t>(rank);
   if (axis < -r || axis >= r) {
@@ -278,6 +277,168 @@ Result<Shape> TransposeShape(const Shape& in, const std::vector<int64_t>& perm) 
     out[i] = in[*ax];
   }
   return out;
+}
+
+Result<uint64_t> NormalizeAxis(int64_t axis, size_t rank, const char* what) { return Axis(axis, rank, what); }
+
+Status CheckBroadcastTo(const Shape& in, const Shape& out, const std::vector<int64_t>& axes) {
+  if (axes.size() != in.size()) {
+    return Status::BadArg("broadcast of a rank-" + std::to_string(in.size()) + " tensor needs " +
+                          std::to_string(in.size()) + " axes, got " + std::to_string(axes.size()));
+  }
+  int64_t prev = -1;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    auto ax = Axis(axes[i], out.size(), "broadcast axis");
+    if (!ax.ok()) return ax.status();
+    if (static_cast<int64_t>(*ax) <= prev) return Status::BadArg("broadcast axes must be strictly increasing");
+    prev = static_cast<int64_t>(*ax);
+    if (in[i] != 1 && in[i] != out[*ax]) {
+      return Status(ErrorKind::kShapeMismatch, "cannot broadcast " + ShapeToString(in) + " to " + ShapeToString(out) +
+                                                   ": dimension " + std::to_string(i) + " (" + std::to_string(in[i]) +
+                                                   ") is neither 1 nor " + std::to_string(out[*ax]));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Shape> PadShape(const Shape& in, const std::vector<PadDim>& config) {
+  if (config.size() != in.size()) {
+    return Status::BadArg("pad of a rank-" + std::to_string(in.size()) + " tensor needs " +
+                          std::to_string(in.size()) + " {low, high, interior} entries, got " +
+                          std::to_string(config.size()));
+  }
+  Shape out(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const PadDim& p = config[i];
+    const int64_t limit = int64_t{1} << 48;  // keeps every sum below in range
+    if (p.interior < 0) return Status::BadArg("pad interior of dimension " + std::to_string(i) + " must be >= 0");
+    if (p.lo < -limit || p.lo > limit || p.hi < -limit || p.hi > limit || p.interior > limit ||
+        in[i] > static_cast<uint64_t>(limit)) {
+      return Status(ErrorKind::kBadShape, "pad sizes of dimension " + std::to_string(i) + " are too large");
+    }
+    int64_t d = static_cast<int64_t>(in[i]);
+    int64_t size = p.lo + p.hi + d + (d > 0 ? (d - 1) * p.interior : 0);
+    if (size < 0) {
+      return Status(ErrorKind::kOutOfRange, "pad of dimension " + std::to_string(i) + " crops more than its " +
+                                                std::to_string(d) + " elements");
+    }
+    out[i] = static_cast<uint64_t>(size);
+  }
+  auto bytes = ElementCount(out);
+  if (!bytes.ok()) return bytes.status();
+  return out;
+}
+
+Result<Shape> ConcatShape(const std::vector<Shape>& ins, uint64_t axis) {
+  if (ins.empty()) return Status::BadArg("concatenate needs at least one tensor");
+  Shape out = ins[0];
+  if (axis >= out.size()) return Status::BadArg("concatenate axis " + std::to_string(axis) + " is out of range");
+  out[axis] = 0;
+  for (size_t t = 0; t < ins.size(); ++t) {
+    const Shape& s = ins[t];
+    if (s.size() != out.size()) {
+      return Status(ErrorKind::kShapeMismatch, "concatenate: tensor " + std::to_string(t) + " has rank " +
+                                                   std::to_string(s.size()) + ", the first has " +
+                                                   std::to_string(out.size()));
+    }
+    for (size_t d = 0; d < s.size(); ++d) {
+      if (d != axis && s[d] != ins[0][d]) {
+        return Status(ErrorKind::kShapeMismatch, "concatenate: tensor " + std::to_string(t) + " has shape " +
+                                                     ShapeToString(s) + ", which differs from " +
+                                                     ShapeToString(ins[0]) + " outside axis " + std::to_string(axis));
+      }
+    }
+    if (__builtin_add_overflow(out[axis], s[axis], &out[axis])) return Status(ErrorKind::kBadShape, "too large");
+  }
+  auto n = ElementCount(out);
+  if (!n.ok()) return n.status();
+  return out;
+}
+
+Status CheckPutSlice(const Shape& in, const std::vector<int64_t>& starts, const Shape& update) {
+  if (starts.size() != in.size() || update.size() != in.size()) {
+    return Status::BadArg("put_slice of a rank-" + std::to_string(in.size()) + " tensor needs " +
+                          std::to_string(in.size()) + " starts and an update of the same rank");
+  }
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (starts[i] < 0 || update[i] > in[i] || static_cast<uint64_t>(starts[i]) > in[i] - update[i]) {
+      return Status(ErrorKind::kOutOfRange, "put_slice: an update of " + std::to_string(update[i]) +
+                                                " elements at " + std::to_string(starts[i]) + " does not fit in dimension " +
+                                                std::to_string(i) + " (size " + std::to_string(in[i]) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Shape> GatherShape(const Shape& in, DType index_type, const Shape& indices) {
+  if (IsFloat(index_type)) {
+    return Status(ErrorKind::kTypeMismatch, "gather's indices must be integers, got " + DTypeToString(index_type));
+  }
+  if (indices.empty() || indices.back() != in.size()) {
+    return Status(ErrorKind::kShapeMismatch, "gather's indices " + ShapeToString(indices) +
+                                                 " must end in a dimension of " + std::to_string(in.size()) +
+                                                 " (one coordinate per axis of the tensor)");
+  }
+  return Shape(indices.begin(), indices.end() - 1);
+}
+
+Result<DotPlan> PlanDot(const Shape& a, const std::vector<int64_t>& ca, const std::vector<int64_t>& ba, const Shape& b,
+                        const std::vector<int64_t>& cb, const std::vector<int64_t>& bb) {
+  DotPlan p;
+  auto norm = [](const std::vector<int64_t>& axes, const Shape& s, std::vector<uint64_t>& out, const char* what) -> Status {
+    std::vector<bool> seen(s.size(), false);
+    for (int64_t a : axes) {
+      auto ax = Axis(a, s.size(), what);
+      if (!ax.ok()) return ax.status();
+      if (seen[*ax]) return Status::BadArg(std::string(what) + " " + std::to_string(*ax) + " is given twice");
+      seen[*ax] = true;
+      out.push_back(*ax);
+    }
+    return Status::Ok();
+  };
+  MURE_RETURN_IF_ERROR(norm(ca, a, p.ca, "contraction axis of a"));
+  MURE_RETURN_IF_ERROR(norm(ba, a, p.ba, "batch axis of a"));
+  MURE_RETURN_IF_ERROR(norm(cb, b, p.cb, "contraction axis of b"));
+  MURE_RETURN_IF_ERROR(norm(bb, b, p.bb, "batch axis of b"));
+  if (p.ca.size() != p.cb.size() || p.ba.size() != p.bb.size()) {
+    return Status::BadArg("dot needs as many contraction (and batch) axes on a as on b");
+  }
+  for (size_t i = 0; i < p.ca.size(); ++i) {
+    if (a[p.ca[i]] != b[p.cb[i]]) {
+      return Status(ErrorKind::kShapeMismatch, "dot: contraction axis " + std::to_string(p.ca[i]) + " of " +
+                                                   ShapeToString(a) + " and axis " + std::to_string(p.cb[i]) +
+                                                   " of " + ShapeToString(b) + " differ");
+    }
+    p.k *= a[p.ca[i]];
+  }
+  for (size_t i = 0; i < p.ba.size(); ++i) {
+    if (a[p.ba[i]] != b[p.bb[i]]) {
+      return Status(ErrorKind::kShapeMismatch, "dot: batch axis " + std::to_string(p.ba[i]) + " of " +
+                                                   ShapeToString(a) + " and axis " + std::to_string(p.bb[i]) +
+                                                   " of " + ShapeToString(b) + " differ");
+    }
+    p.batch *= a[p.ba[i]];
+    p.out_shape.push_back(a[p.ba[i]]);
+  }
+  auto free_axes = [&](const std::vector<uint64_t>& contract, const std::vector<uint64_t>& batch, const Shape& shape,
+                       std::vector<uint64_t>& free, uint64_t& size) {
+    for (uint64_t d = 0; d < shape.size(); ++d) {
+      bool used = std::find(contract.begin(), contract.end(), d) != contract.end() ||
+                  std::find(batch.begin(), batch.end(), d) != batch.end();
+      if (used) continue;
+      free.push_back(d);
+      size *= shape[d];
+      p.out_shape.push_back(shape[d]);
+    }
+  };
+  free_axes(p.ca, p.ba, a, p.fa, p.m);
+  free_axes(p.cb, p.bb, b, p.fb, p.n);
+  for (uint64_t d : p.ca) if (std::find(p.ba.begin(), p.ba.end(), d) != p.ba.end())
+    return Status::BadArg("an axis of a is both a contraction and a batch axis");
+  for (uint64_t d : p.cb) if (std::find(p.bb.begin(), p.bb.end(), d) != p.bb.end())
+    return Status::BadArg("an axis of b is both a contraction and a batch axis");
+  if (p.out_shape.size() > kMaxDims) return Status(ErrorKind::kBadShape, "dot's result would have more than 16 dims");
+  return p;
 }
 
 }  // namespace mure::ir

@@ -75,6 +75,42 @@ Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, co
                          const std::vector<int64_t>& strides);
 /// take(t, indices, axis): t.shape[:axis] ++ indices.shape ++ t.shape[axis+1:]; indices integer.
 Result<Shape> TakeShape(const Shape& in, DType index_type, const Shape& indices, int64_t axis);
+/// A number sent with a request (a fill or pad value, a random range): integer or float.
+struct Scalar {
+  bool integer = true;
+  int64_t i = 0;
+  double f = 0;
+  double AsDouble() const { return integer ? static_cast<double>(i) : f; }
+};
+
+/// Normalise an axis (negative counts from the end), or kBadArg naming `what`.
+Result<uint64_t> NormalizeAxis(int64_t axis, size_t rank, const char* what);
+
+/// broadcast(t, shape, axes): axes[i] is where t's dim i goes; each dim is 1 or equal to it.
+Status CheckBroadcastTo(const Shape& in, const Shape& out, const std::vector<int64_t>& axes);
+/// pad: per dim {low, high, interior}; low/high may be negative (cropping), interior >= 0.
+struct PadDim {
+  int64_t lo = 0, hi = 0, interior = 0;
+};
+Result<Shape> PadShape(const Shape& in, const std::vector<PadDim>& config);
+/// concatenate along `axis`: all ranks equal, all dims equal but the axis.
+Result<Shape> ConcatShape(const std::vector<Shape>& ins, uint64_t axis);
+/// put_slice: the update fits inside the tensor at `starts` (no clamping: outside is an error).
+Status CheckPutSlice(const Shape& in, const std::vector<int64_t>& starts, const Shape& update);
+/// gather(t, indices): indices' last dim has rank(t) entries (full coordinates); result shape is
+/// indices.shape without its last dim.
+Result<Shape> GatherShape(const Shape& in, DType index_type, const Shape& indices);
+/// dot with contraction and batch axes (Nx.dot/6): the normalised axes and the result shape
+/// (batch dims, then a's free dims, then b's free dims).
+struct DotPlan {
+  std::vector<uint64_t> ca, ba, cb, bb;  ///< contraction and batch axes of a and b
+  std::vector<uint64_t> fa, fb;          ///< free axes of a and b
+  uint64_t batch = 1, m = 1, k = 1, n = 1;
+  Shape out_shape;
+};
+Result<DotPlan> PlanDot(const Shape& a, const std::vector<int64_t>& ca, const std::vector<int64_t>& ba, const Shape& b,
+                        const std::vector<int64_t>& cb, const std::vector<int64_t>& bb);
+
 /// A reshape keeps the element count.
 Status CheckReshape(const Shape& in, const Shape& out);
 /// A transpose's axes are a permutation of 0..rank-1. Returns the output shape.

@@ -1,5 +1,7 @@
 #include "proto/request.h"
 
+#include <cmath>
+
 namespace mure::proto {
 namespace {
 
@@ -86,8 +88,60 @@ constexpr OpEntry kOps[] = {
     {"busy", Op::kBusy},     {"unary", Op::kUnary},       {"binary", Op::kBinary},
     {"reduce", Op::kReduce}, {"as_type", Op::kAsType},    {"bitcast", Op::kBitcast},
     {"reshape", Op::kReshape}, {"transpose", Op::kTranspose}, {"slice", Op::kSlice},
-    {"take", Op::kTake},
+    {"take", Op::kTake},     {"iota", Op::kIota},         {"eye", Op::kEye},
+    {"full", Op::kFull},     {"random_uniform", Op::kRandomUniform}, {"random_normal", Op::kRandomNormal},
+    {"select", Op::kSelect}, {"clip", Op::kClip},         {"broadcast", Op::kBroadcast},
+    {"reverse", Op::kReverse}, {"pad", Op::kPad},         {"concatenate", Op::kConcatenate},
+    {"stack", Op::kStack},   {"put_slice", Op::kPutSlice}, {"gather", Op::kGather},
+    {"sort", Op::kSort},     {"argsort", Op::kArgsort},   {"dot", Op::kDot},
+    {"outer", Op::kOuter},
 };
+
+/// A number: an integer, a float, or Nx's :infinity / :neg_infinity / :nan.
+Result<ir::Scalar> DecodeScalar(const TermTree& t, uint32_t n, const char* what) {
+  ir::Scalar s;
+  if (t[n].kind == TermKind::kInteger) {
+    s.i = t[n].integer;
+    return s;
+  }
+  s.integer = false;
+  if (t[n].kind == TermKind::kFloat) s.f = t[n].real;
+  else if (t.IsAtom(n, "infinity")) s.f = INFINITY;
+  else if (t.IsAtom(n, "neg_infinity")) s.f = -INFINITY;
+  else if (t.IsAtom(n, "nan")) s.f = NAN;
+  else return Status::BadArg(std::string(what) + " must be a number (or :infinity, :neg_infinity, :nan)");
+  return s;
+}
+
+Result<std::vector<uint64_t>> DecodeHandleList(const TermTree& t, uint32_t n, const char* what) {
+  const Term& term = t[n];
+  if (term.kind == TermKind::kString) {  // small handles arrive as a byte string
+    std::vector<uint64_t> out;
+    for (char c : term.data) {
+      if (static_cast<uint8_t>(c) == 0) return Status::BadArg(std::string(what) + " must hold tensor handles");
+      out.push_back(static_cast<uint8_t>(c));
+    }
+    return out;
+  }
+  if (term.kind != TermKind::kList || term.improper) {
+    return Status::BadArg(std::string(what) + " must be a list of tensor handles");
+  }
+  if (term.count > 1024) return Status::BadArg(std::string(what) + " holds more than 1024 tensors");
+  std::vector<uint64_t> out;
+  uint32_t c = n + 1;
+  for (uint32_t i = 0; i < term.count; ++i, c = t[c].end) {
+    if (t[c].kind != TermKind::kInteger || t[c].integer <= 0) {
+      return Status::BadArg(std::string(what) + " must hold tensor handles (positive integers)");
+    }
+    out.push_back(static_cast<uint64_t>(t[c].integer));
+  }
+  return out;
+}
+
+Result<int64_t> DecodeInt(const TermTree& t, uint32_t n, const char* what) {
+  if (t[n].kind != TermKind::kInteger) return Status::BadArg(std::string(what) + " must be an integer");
+  return t[n].integer;
+}
 
 Result<std::vector<int64_t>> DecodeInts(const TermTree& t, uint32_t n, const char* what) {
   const Term& term = t[n];
@@ -125,7 +179,8 @@ std::string_view OpName(Op op) {
 
 std::string_view AllOpNames() {
   return "hello devices stats upload download free matmul add multiply unary binary reduce as_type bitcast reshape "
-         "transpose slice take";
+         "transpose slice take iota eye full random_uniform random_normal select clip broadcast reverse pad "
+         "concatenate stack put_slice gather sort argsort dot outer";
 }
 
 std::optional<Envelope> ReadEnvelope(const TermTree& t, uint32_t root) {
@@ -378,6 +433,181 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
       r.a = *a;
       r.b = *b;
       r.axis = t[axis].integer;
+      return r;
+    }
+    case Op::kIota: case Op::kEye: case Op::kFull: case Op::kRandomUniform: case Op::kRandomNormal: {
+      const uint32_t want = r.op == Op::kEye ? 3 : r.op == Op::kIota || r.op == Op::kFull ? 4 : 6;
+      if (bare || term.count != want) {
+        return Status::BadArg(std::string(name) + " takes " +
+                              (r.op == Op::kEye ? "{:eye, type, shape}"
+                               : r.op == Op::kIota ? "{:iota, type, shape, axis | nil}"
+                               : r.op == Op::kFull ? "{:full, type, shape, value}"
+                               : r.op == Op::kRandomUniform ? "{:random_uniform, type, shape, seed, min, max}"
+                                                            : "{:random_normal, type, shape, seed, mean, std}"));
+      }
+      auto type = DecodeType(t, t.Child(n, 1));
+      if (!type.ok()) return type.status();
+      auto shape = DecodeShape(t, t.Child(n, 2));
+      if (!shape.ok()) return shape.status();
+      r.type = *type;
+      r.shape = std::move(*shape);
+      if (r.op == Op::kIota) {
+        uint32_t ax = t.Child(n, 3);
+        if (t.IsAtom(ax, "nil")) {
+          r.axis = -1;
+        } else {
+          auto a = DecodeInt(t, ax, "iota's axis");
+          if (!a.ok()) return a.status();
+          auto norm = ir::NormalizeAxis(*a, r.shape.size(), "iota axis");
+          if (!norm.ok()) return norm.status();
+          r.axis = static_cast<int64_t>(*norm);
+        }
+      } else if (r.op == Op::kFull) {
+        auto v = DecodeScalar(t, t.Child(n, 3), "full's value");
+        if (!v.ok()) return v.status();
+        r.s1 = *v;
+      } else if (r.op != Op::kEye) {
+        uint32_t seed = t.Child(n, 3);
+        if (t[seed].kind != TermKind::kInteger && t[seed].kind != TermKind::kBigInteger) {
+          return Status::BadArg("the seed must be an integer");
+        }
+        r.seed = static_cast<uint64_t>(t[seed].integer);
+        auto lo = DecodeScalar(t, t.Child(n, 4), "the first parameter");
+        if (!lo.ok()) return lo.status();
+        auto hi = DecodeScalar(t, t.Child(n, 5), "the second parameter");
+        if (!hi.ok()) return hi.status();
+        r.s1 = *lo;
+        r.s2 = *hi;
+      }
+      return r;
+    }
+    case Op::kSelect: case Op::kClip: {
+      if (bare || term.count != 4) return Status::BadArg(std::string(name) + " takes three tensors");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the first operand");
+      if (!a.ok()) return a.status();
+      auto b = DecodeHandle(t, t.Child(n, 2), "the second operand");
+      if (!b.ok()) return b.status();
+      auto c = DecodeHandle(t, t.Child(n, 3), "the third operand");
+      if (!c.ok()) return c.status();
+      r.a = *a;
+      r.b = *b;
+      r.c = *c;
+      return r;
+    }
+    case Op::kBroadcast: {
+      if (bare || term.count != 4) return Status::BadArg("broadcast takes {:broadcast, h, shape, axes}");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto shape = DecodeShape(t, t.Child(n, 2));
+      if (!shape.ok()) return shape.status();
+      auto axes = DecodeInts(t, t.Child(n, 3), "broadcast axes");
+      if (!axes.ok()) return axes.status();
+      r.a = *a;
+      r.shape = std::move(*shape);
+      r.v1 = std::move(*axes);
+      return r;
+    }
+    case Op::kReverse: {
+      if (bare || term.count != 3) return Status::BadArg("reverse takes {:reverse, h, axes}");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto axes = DecodeInts(t, t.Child(n, 2), "reverse axes");
+      if (!axes.ok()) return axes.status();
+      r.a = *a;
+      r.v1 = std::move(*axes);
+      return r;
+    }
+    case Op::kPad: {
+      if (bare || term.count != 4) return Status::BadArg("pad takes {:pad, h, value, [{low, high, interior}, ...]}");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto v = DecodeScalar(t, t.Child(n, 2), "pad's value");
+      if (!v.ok()) return v.status();
+      uint32_t cfg = t.Child(n, 3);
+      if ((t[cfg].kind != TermKind::kList && t[cfg].kind != TermKind::kNil) || t[cfg].improper || t[cfg].count > kMaxDims) {
+        return Status::BadArg("pad's config must be a list of {low, high, interior} tuples");
+      }
+      uint32_t c = cfg + 1;
+      for (uint32_t i = 0; i < t[cfg].count; ++i, c = t[c].end) {
+        auto trip = DecodeInts(t, c, "a pad entry");
+        if (!trip.ok() || trip->size() != 3 || t[c].kind != TermKind::kTuple) {
+          return Status::BadArg("pad's config must be a list of {low, high, interior} tuples");
+        }
+        r.pad.push_back(ir::PadDim{(*trip)[0], (*trip)[1], (*trip)[2]});
+      }
+      r.a = *a;
+      r.s1 = *v;
+      return r;
+    }
+    case Op::kConcatenate: case Op::kStack: {
+      if (bare || term.count != 3) return Status::BadArg(std::string(name) + " takes {op, [tensors], axis}");
+      auto hs = DecodeHandleList(t, t.Child(n, 1), "the tensors");
+      if (!hs.ok()) return hs.status();
+      if (hs->empty()) return Status::BadArg(std::string(name) + " needs at least one tensor");
+      auto ax = DecodeInt(t, t.Child(n, 2), "the axis");
+      if (!ax.ok()) return ax.status();
+      r.handles = std::move(*hs);
+      r.axis = *ax;
+      return r;
+    }
+    case Op::kPutSlice: {
+      if (bare || term.count != 4) return Status::BadArg("put_slice takes {:put_slice, h, starts, update}");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto s = DecodeInts(t, t.Child(n, 2), "put_slice starts");
+      if (!s.ok()) return s.status();
+      auto b = DecodeHandle(t, t.Child(n, 3), "the update");
+      if (!b.ok()) return b.status();
+      r.a = *a;
+      r.v1 = std::move(*s);
+      r.b = *b;
+      return r;
+    }
+    case Op::kGather: case Op::kOuter: {
+      if (bare || term.count != 3) return Status::BadArg(std::string(name) + " takes two tensors");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the first operand");
+      if (!a.ok()) return a.status();
+      auto b = DecodeHandle(t, t.Child(n, 2), "the second operand");
+      if (!b.ok()) return b.status();
+      r.a = *a;
+      r.b = *b;
+      return r;
+    }
+    case Op::kSort: case Op::kArgsort: {
+      if (bare || term.count != 4) return Status::BadArg(std::string(name) + " takes {op, h, axis, :asc | :desc}");
+      auto a = DecodeHandle(t, t.Child(n, 1), "the operand");
+      if (!a.ok()) return a.status();
+      auto ax = DecodeInt(t, t.Child(n, 2), "the axis");
+      if (!ax.ok()) return ax.status();
+      uint32_t dir = t.Child(n, 3);
+      if (!t.IsAtom(dir, "asc") && !t.IsAtom(dir, "desc")) return Status::BadArg("direction must be :asc or :desc");
+      r.a = *a;
+      r.axis = *ax;
+      r.descending = t.IsAtom(dir, "desc");
+      return r;
+    }
+    case Op::kDot: {
+      if (bare || term.count != 7) {
+        return Status::BadArg("dot takes {:dot, a, contract_a, batch_a, b, contract_b, batch_b}");
+      }
+      auto a = DecodeHandle(t, t.Child(n, 1), "a");
+      if (!a.ok()) return a.status();
+      auto ca = DecodeInts(t, t.Child(n, 2), "contraction axes of a");
+      if (!ca.ok()) return ca.status();
+      auto ba = DecodeInts(t, t.Child(n, 3), "batch axes of a");
+      if (!ba.ok()) return ba.status();
+      auto b = DecodeHandle(t, t.Child(n, 4), "b");
+      if (!b.ok()) return b.status();
+      auto cb = DecodeInts(t, t.Child(n, 5), "contraction axes of b");
+      if (!cb.ok()) return cb.status();
+      auto bb = DecodeInts(t, t.Child(n, 6), "batch axes of b");
+      if (!bb.ok()) return bb.status();
+      r.a = *a;
+      r.b = *b;
+      r.v1 = std::move(*ca);
+      r.v2 = std::move(*ba);
+      r.v3 = std::move(*cb);
+      r.v4 = std::move(*bb);
       return r;
     }
     case Op::kBusy: {

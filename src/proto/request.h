@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mure/status.h"
+#include "ir/ops.h"
 #include "mure/types.h"
 #include "proto/term.h"
 
@@ -48,6 +49,8 @@ enum class Op {
   kHello, kDevices, kStats, kUpload, kDownload, kFree, kMatmul, kAdd, kMultiply, kBusy,
   // The op set on the CPU executor (ir/ops.h):
   kUnary, kBinary, kReduce, kAsType, kBitcast, kReshape, kTranspose, kSlice, kTake,
+  kIota, kEye, kFull, kRandomUniform, kRandomNormal, kSelect, kClip, kBroadcast, kReverse, kPad, kConcatenate,
+  kStack, kPutSlice, kGather, kSort, kArgsort, kDot, kOuter,
 };
 
 /// The atom naming an op on the wire.
@@ -68,7 +71,14 @@ struct Request {
   std::vector<int64_t> v3;    ///< slice strides
   bool all_axes = false;      ///< reduce over every axis
   bool keep_axes = false;     ///< reduce keeps reduced axes as size 1
-  int64_t axis = 0;           ///< take
+  int64_t axis = 0;           ///< take, iota (-1: none), concatenate, stack, sort
+  uint64_t c = 0;             ///< third handle: select's b, clip's hi
+  std::vector<int64_t> v4;    ///< dot: batch axes of b (v1/v2/v3: a's contraction, a's batch, b's contraction)
+  std::vector<uint64_t> handles;  ///< concatenate, stack
+  ir::Scalar s1, s2;          ///< full/pad value; random lo/hi or mean/std
+  uint64_t seed = 0;          ///< random
+  std::vector<ir::PadDim> pad;  ///< pad config
+  bool descending = false;    ///< sort, argsort
 };
 
 /// Decode the request term. `test_ops` enables the test-only ops.

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
@@ -75,8 +77,7 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
     case Op::kAdd:
     case Op::kMultiply: return Elementwise(ctx, req, std::move(reply));
     case Op::kBusy: return Busy(req, std::move(reply));
-    case Op::kUnary: case Op::kBinary: case Op::kReduce: case Op::kAsType: case Op::kBitcast:
-    case Op::kReshape: case Op::kTranspose: case Op::kSlice: case Op::kTake:
+    default:  // the op set
       return CpuOp(ctx, req, std::move(reply));
   }
 }
@@ -248,44 +249,54 @@ void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
 }
 
 void Service::CpuOp(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
-  auto fail = [&](const Status& s) { errors_.fetch_add(1); reply->Error(s); };
-  auto a = store_.Get(ctx.conn, req.a);
-  if (!a.ok()) return fail(a.status());
-  const Tensor& in = **a;
-  std::shared_ptr<Tensor> b;  // second operand (binary, take)
-  if (req.op == Op::kBinary || req.op == Op::kTake) {
-    auto bb = store_.Get(ctx.conn, req.b);
-    if (!bb.ok()) return fail(bb.status());
-    b = std::move(*bb);
+  auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
+  auto get = [&](uint64_t h) { return store_.Get(ctx.conn, h); };
+  // Operands, by the request's handles.
+  std::shared_ptr<Tensor> a, b, c;
+  const bool creation = req.op == Op::kIota || req.op == Op::kEye || req.op == Op::kFull ||
+                        req.op == Op::kRandomUniform || req.op == Op::kRandomNormal;
+  const bool multi = req.op == Op::kConcatenate || req.op == Op::kStack;
+  if (!creation && !multi) {
+    auto x = get(req.a);
+    if (!x.ok()) return fail(x.status());
+    a = std::move(*x);
+  }
+  if (req.b) {
+    auto x = get(req.b);
+    if (!x.ok()) return fail(x.status());
+    b = std::move(*x);
+  }
+  if (req.c) {
+    auto x = get(req.c);
+    if (!x.ok()) return fail(x.status());
+    c = std::move(*x);
   }
   // Validate and plan: every check happens here, before anything is allocated.
-  DType out_type = in.type();
-  Shape out_shape = in.shape();
-  std::function<Status(const Tensor&, Tensor&)> kernel;
+  DType out_type = a ? a->type() : req.type;
+  Shape out_shape = a ? a->shape() : req.shape;
+  std::function<Status(Tensor&)> kernel;
   switch (req.op) {
     case Op::kUnary: {
       auto op = ir::UnaryFromName(req.name);
       if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown unary op :" + std::string(req.name.substr(0, 64)) +
                                                              "; unary ops: " + ir::UnaryNames()));
-      auto t = ir::UnaryResultType(*op, in.type());
+      auto t = ir::UnaryResultType(*op, a->type());
       if (!t.ok()) return fail(t.status());
       out_type = *t;
-      kernel = [op = *op](const Tensor& x, Tensor& out) { return cpu::Unary(op, x, out); };
+      kernel = [op = *op, a](Tensor& out) { return cpu::Unary(op, *a, out); };
       break;
     }
     case Op::kBinary: {
       auto op = ir::BinaryFromName(req.name);
       if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown binary op :" + std::string(req.name.substr(0, 64)) +
                                                              "; binary ops: " + ir::BinaryNames()));
-      auto types = ir::BinaryResultTypes(*op, in.type(), b->type());
+      auto types = ir::BinaryResultTypes(*op, a->type(), b->type());
       if (!types.ok()) return fail(types.status());
-      auto shape = ir::BroadcastShapes(in.shape(), b->shape());
+      auto shape = ir::BroadcastShapes(a->shape(), b->shape());
       if (!shape.ok()) return fail(shape.status());
       out_type = types->result;
       out_shape = std::move(*shape);
-      kernel = [op = *op, b, compute = types->compute](const Tensor& x, Tensor& out) {
-        return cpu::Binary(op, x, *b, compute, out);
-      };
+      kernel = [op = *op, a, b, compute = types->compute](Tensor& out) { return cpu::Binary(op, *a, *b, compute, out); };
       break;
     }
     case Op::kReduce: {
@@ -295,57 +306,209 @@ void Service::CpuOp(const RequestContext& ctx, const proto::Request& req, std::s
       std::vector<int64_t> axes = req.v1;
       if (req.all_axes) {
         axes.clear();
-        for (size_t i = 0; i < in.shape().size(); ++i) axes.push_back(static_cast<int64_t>(i));
+        for (size_t i = 0; i < a->shape().size(); ++i) axes.push_back(static_cast<int64_t>(i));
       }
-      auto plan = ir::PlanReduce(*op, in.type(), in.shape(), axes, req.keep_axes);
+      auto plan = ir::PlanReduce(*op, a->type(), a->shape(), axes, req.keep_axes);
       if (!plan.ok()) return fail(plan.status());
       out_type = plan->out_type;
       out_shape = plan->out_shape;
-      kernel = [op = *op, plan = std::move(*plan)](const Tensor& x, Tensor& out) {
-        return cpu::Reduce(op, x, plan, out);
-      };
+      kernel = [op = *op, a, plan = std::move(*plan)](Tensor& out) { return cpu::Reduce(op, *a, plan, out); };
       break;
     }
     case Op::kAsType:
       out_type = req.type;
-      kernel = [](const Tensor& x, Tensor& out) { return cpu::AsType(x, out); };
+      kernel = [a](Tensor& out) { return cpu::AsType(*a, out); };
       break;
     case Op::kBitcast:
-      if (DTypeBits(req.type) != DTypeBits(in.type())) {
+      if (DTypeBits(req.type) != DTypeBits(a->type())) {
         return fail(Status(ErrorKind::kTypeMismatch, "bitcast needs types of the same width, got " +
-                                                         DTypeToString(in.type()) + " to " + DTypeToString(req.type)));
+                                                         DTypeToString(a->type()) + " to " + DTypeToString(req.type)));
       }
       out_type = req.type;
-      kernel = [](const Tensor& x, Tensor& out) { return cpu::Bitcast(x, out); };
+      kernel = [a](Tensor& out) { return cpu::Bitcast(*a, out); };
       break;
     case Op::kReshape: {
-      Status s = ir::CheckReshape(in.shape(), req.shape);
-      if (!s.ok()) return fail(s);
+      Status st = ir::CheckReshape(a->shape(), req.shape);
+      if (!st.ok()) return fail(st);
       out_shape = req.shape;
-      kernel = [](const Tensor& x, Tensor& out) { return cpu::Bitcast(x, out); };
+      kernel = [a](Tensor& out) { return cpu::Bitcast(*a, out); };
       break;
     }
     case Op::kTranspose: {
-      auto shape = ir::TransposeShape(in.shape(), req.v1);
+      auto shape = ir::TransposeShape(a->shape(), req.v1);
       if (!shape.ok()) return fail(shape.status());
       out_shape = std::move(*shape);
-      kernel = [perm = req.v1](const Tensor& x, Tensor& out) { return cpu::Transpose(x, perm, out); };
+      kernel = [a, perm = req.v1](Tensor& out) { return cpu::Transpose(*a, perm, out); };
       break;
     }
     case Op::kSlice: {
-      auto shape = ir::SliceShape(in.shape(), req.v1, req.v2, req.v3);
+      auto shape = ir::SliceShape(a->shape(), req.v1, req.v2, req.v3);
       if (!shape.ok()) return fail(shape.status());
       out_shape = std::move(*shape);
-      kernel = [starts = req.v1, strides = req.v3](const Tensor& x, Tensor& out) {
-        return cpu::Slice(x, starts, strides, out);
-      };
+      kernel = [a, starts = req.v1, strides = req.v3](Tensor& out) { return cpu::Slice(*a, starts, strides, out); };
       break;
     }
     case Op::kTake: {
-      auto shape = ir::TakeShape(in.shape(), b->type(), b->shape(), req.axis);
+      auto shape = ir::TakeShape(a->shape(), b->type(), b->shape(), req.axis);
       if (!shape.ok()) return fail(shape.status());
       out_shape = std::move(*shape);
-      kernel = [b, axis = req.axis](const Tensor& x, Tensor& out) { return cpu::Take(x, *b, axis, out); };
+      kernel = [a, b, axis = req.axis](Tensor& out) { return cpu::Take(*a, *b, axis, out); };
+      break;
+    }
+    case Op::kIota:
+      kernel = [axis = req.axis](Tensor& out) { return cpu::Iota(out, axis); };
+      break;
+    case Op::kEye:
+      if (req.shape.size() < 2) return fail(Status(ErrorKind::kBadShape, "eye needs a shape of rank 2 or more"));
+      kernel = [](Tensor& out) { return cpu::Eye(out); };
+      break;
+    case Op::kFull:
+      kernel = [v = req.s1](Tensor& out) { return cpu::Fill(out, v); };
+      break;
+    case Op::kRandomUniform:
+    case Op::kRandomNormal: {
+      if (!ir::IsFloat(req.type)) {
+        return fail(Status(ErrorKind::kTypeMismatch, std::string(proto::OpName(req.op)) + " makes floats; got " +
+                                                         DTypeToString(req.type)));
+      }
+      double p1 = req.s1.AsDouble(), p2 = req.s2.AsDouble();
+      if (!std::isfinite(p1) || !std::isfinite(p2) || (req.op == Op::kRandomUniform ? p2 < p1 : p2 < 0)) {
+        return fail(Status::BadArg(req.op == Op::kRandomUniform ? "random_uniform needs finite min <= max"
+                                                                : "random_normal needs a finite mean and std >= 0"));
+      }
+      bool uniform = req.op == Op::kRandomUniform;
+      kernel = [uniform, seed = req.seed, p1, p2](Tensor& out) {
+        return uniform ? cpu::RandomUniform(out, seed, p1, p2) : cpu::RandomNormal(out, seed, p1, p2);
+      };
+      break;
+    }
+    case Op::kSelect: {
+      auto ab = ir::BroadcastShapes(b->shape(), c->shape());
+      if (!ab.ok()) return fail(ab.status());
+      auto shape = ir::BroadcastShapes(a->shape(), *ab);
+      if (!shape.ok()) return fail(shape.status());
+      out_type = ir::MergeTypes(b->type(), c->type());
+      out_shape = std::move(*shape);
+      kernel = [a, b, c, t = out_type](Tensor& out) { return cpu::Select(*a, *b, *c, t, out); };
+      break;
+    }
+    case Op::kClip: {
+      auto lh = ir::BroadcastShapes(b->shape(), c->shape());
+      if (!lh.ok()) return fail(lh.status());
+      auto shape = ir::BroadcastShapes(a->shape(), *lh);
+      if (!shape.ok()) return fail(shape.status());
+      out_type = ir::MergeTypes(a->type(), ir::MergeTypes(b->type(), c->type()));
+      out_shape = std::move(*shape);
+      kernel = [a, b, c, t = out_type](Tensor& out) { return cpu::Clip(*a, *b, *c, t, out); };
+      break;
+    }
+    case Op::kBroadcast: {
+      Status st = ir::CheckBroadcastTo(a->shape(), req.shape, req.v1);
+      if (!st.ok()) return fail(st);
+      out_shape = req.shape;
+      kernel = [a, axes = req.v1](Tensor& out) { return cpu::BroadcastTo(*a, axes, out); };
+      break;
+    }
+    case Op::kReverse: {
+      std::vector<int64_t> axes;
+      for (int64_t ax : req.v1) {
+        auto n = ir::NormalizeAxis(ax, a->shape().size(), "reverse axis");
+        if (!n.ok()) return fail(n.status());
+        if (std::find(axes.begin(), axes.end(), static_cast<int64_t>(*n)) != axes.end()) {
+          return fail(Status::BadArg("reverse axis " + std::to_string(*n) + " is given twice"));
+        }
+        axes.push_back(static_cast<int64_t>(*n));
+      }
+      kernel = [a, axes](Tensor& out) { return cpu::Reverse(*a, axes, out); };
+      break;
+    }
+    case Op::kPad: {
+      auto shape = ir::PadShape(a->shape(), req.pad);
+      if (!shape.ok()) return fail(shape.status());
+      out_shape = std::move(*shape);
+      kernel = [a, v = req.s1, cfg = req.pad](Tensor& out) { return cpu::Pad(*a, v, cfg, out); };
+      break;
+    }
+    case Op::kConcatenate:
+    case Op::kStack: {
+      std::vector<std::shared_ptr<Tensor>> ins;
+      std::vector<Shape> shapes;
+      for (uint64_t h : req.handles) {
+        auto x = get(h);
+        if (!x.ok()) return fail(x.status());
+        shapes.push_back((*x)->shape());
+        ins.push_back(std::move(*x));
+      }
+      const size_t rank = shapes[0].size() + (req.op == Op::kStack ? 1 : 0);
+      auto axis = ir::NormalizeAxis(req.axis, rank, "axis");
+      if (!axis.ok()) return fail(axis.status());
+      if (req.op == Op::kStack) {
+        for (auto& s : shapes) {
+          if (s.size() + 1 != rank) {
+            return fail(Status(ErrorKind::kShapeMismatch, "stack needs tensors of one shape; got ranks " +
+                                                              std::to_string(s.size()) + " and " +
+                                                              std::to_string(rank - 1)));
+          }
+          s.insert(s.begin() + static_cast<std::ptrdiff_t>(*axis), 1);
+        }
+      }
+      auto shape = ir::ConcatShape(shapes, *axis);
+      if (!shape.ok()) return fail(shape.status());
+      out_type = ins[0]->type();
+      for (auto& x : ins) out_type = ir::MergeTypes(out_type, x->type());
+      out_shape = std::move(*shape);
+      kernel = [ins, shapes, ax = *axis](Tensor& out) {
+        std::vector<const Tensor*> raw;
+        for (auto& x : ins) raw.push_back(x.get());
+        return cpu::Concatenate(raw, shapes, ax, out);
+      };
+      break;
+    }
+    case Op::kPutSlice: {
+      Status st = ir::CheckPutSlice(a->shape(), req.v1, b->shape());
+      if (!st.ok()) return fail(st);
+      out_type = ir::MergeTypes(a->type(), b->type());
+      kernel = [a, b, starts = req.v1](Tensor& out) { return cpu::PutSlice(*a, starts, *b, out); };
+      break;
+    }
+    case Op::kGather: {
+      auto shape = ir::GatherShape(a->shape(), b->type(), b->shape());
+      if (!shape.ok()) return fail(shape.status());
+      out_shape = std::move(*shape);
+      kernel = [a, b](Tensor& out) { return cpu::Gather(*a, *b, out); };
+      break;
+    }
+    case Op::kSort:
+    case Op::kArgsort: {
+      auto axis = ir::NormalizeAxis(req.axis, a->shape().size(), "sort axis");
+      if (!axis.ok()) return fail(axis.status());
+      bool arg = req.op == Op::kArgsort;
+      if (arg) out_type = DType::kS64;
+      kernel = [a, ax = *axis, desc = req.descending, arg](Tensor& out) { return cpu::Sort(*a, ax, desc, arg, out); };
+      break;
+    }
+    case Op::kDot: {
+      auto plan = ir::PlanDot(a->shape(), req.v1, req.v2, b->shape(), req.v3, req.v4);
+      if (!plan.ok()) return fail(plan.status());
+      out_type = ir::MergeTypes(a->type(), b->type());
+      out_shape = plan->out_shape;
+      cpu::GemmFn gemm;
+      if (blis_) {
+        gemm = [blis = blis_](DType t, uint64_t m, uint64_t n, uint64_t k, const void* x, const void* y, void* z) {
+          return blis->GemmRaw(t, m, n, k, x, y, z);
+        };
+      }
+      kernel = [a, b, plan = std::move(*plan), t = out_type, gemm](Tensor& out) {
+        return cpu::Dot(*a, *b, plan, t, gemm, out);
+      };
+      break;
+    }
+    case Op::kOuter: {
+      out_type = ir::MergeTypes(a->type(), b->type());
+      out_shape = a->shape();
+      out_shape.insert(out_shape.end(), b->shape().begin(), b->shape().end());
+      if (out_shape.size() > kMaxDims) return fail(Status(ErrorKind::kBadShape, "outer's result would have more than 16 dims"));
+      kernel = [a, b, t = out_type](Tensor& out) { return cpu::Outer(*a, *b, t, out); };
       break;
     }
     default:
@@ -353,16 +516,15 @@ void Service::CpuOp(const RequestContext& ctx, const proto::Request& req, std::s
   }
   auto out = store_.Allocate(out_type, out_shape);
   if (!out.ok()) return fail(out.status());
-  Post(*blis_queue_, reply,
-       [this, ctx, reply, a = std::move(*a), out = std::move(*out), kernel = std::move(kernel)]() mutable {
-         Status s;
-         {
-           std::lock_guard<std::mutex> gate(cpu_gate_);
-           s = kernel(*a, *out);
-         }
-         if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
-         Publish(ctx, std::move(out), *reply);
-       });
+  Post(*blis_queue_, reply, [this, ctx, reply, out = std::move(*out), kernel = std::move(kernel)]() mutable {
+    Status st;
+    {
+      std::lock_guard<std::mutex> gate(cpu_gate_);
+      st = kernel(*out);
+    }
+    if (!st.ok()) { errors_.fetch_add(1); return reply->Error(st); }
+    Publish(ctx, std::move(out), *reply);
+  });
 }
 
 }  // namespace mure

@@ -1,0 +1,321 @@
+defmodule Mure.Reliability.RegressionTest do
+  # One test per attack class that hit a tensor server elsewhere (docs: notes/security.md):
+  # sizes that overflow, empty and size-1 dimensions, handles that are unknown, foreign or
+  # freed, absurd element counts, messages over the cap, slices and gather indices out of
+  # range. Requests go RAW (Mure.TestSupport.raw_call/3: send/2 over real distribution),
+  # bypassing the client's own checks; every answer must be the documented one, nothing may
+  # be allocated for a refused request, and the node must stay up.
+  use ExUnit.Case, async: true
+
+  @moduletag :capture_log
+
+  import Bitwise
+  import Mure.TestSupport
+
+  alias Mure.RawDist
+
+  setup_all do
+    conn = start_supervised!({Mure, test_ops: true})
+    %{node: node, os_pid: os_pid} = Mure.info(conn)
+    %{conn: conn, node: node, os_pid: os_pid}
+  end
+
+  setup %{conn: conn, node: node, os_pid: os_pid} do
+    on_exit(fn ->
+      # Whatever a case did, the node is still up and answering.
+      assert os_alive?(os_pid), "the node died"
+    end)
+
+    %{conn: conn, node: node, used_before: Mure.stats!(conn).memory_used_bytes}
+  end
+
+  defp error!(node, request, kinds, opts \\ []) do
+    kinds = List.wrap(kinds)
+
+    case raw_call(node, request, opts) do
+      {:error, {kind, message}} when is_binary(message) and message != "" ->
+        assert kind in kinds,
+               "#{inspect(request, limit: 8)}: expected #{inspect(kinds)}, got #{inspect(kind)}: #{message}"
+
+        message
+
+      other ->
+        flunk("#{inspect(request, limit: 8)}: expected {:error, {#{inspect(kinds)}, msg}}, got #{inspect(other, limit: 12)}")
+    end
+  end
+
+  defp ok!(node, request) do
+    case raw_call(node, request) do
+      {:ok, value} -> value
+      other -> flunk("#{inspect(request, limit: 8)}: expected {:ok, _}, got #{inspect(other, limit: 12)}")
+    end
+  end
+
+  defp upload!(node, type, shape, data), do: ok!(node, {:upload, type, shape, data})
+
+  defp f32(list), do: pack(Enum.map(list, &(&1 * 1.0)), 32)
+
+  defp assert_nothing_allocated(conn, before) do
+    assert Mure.stats!(conn).memory_used_bytes == before, "a refused request left bytes allocated"
+  end
+
+  test "shape products that overflow 64 bits are refused before any allocation", %{conn: conn, node: node, used_before: used} do
+    for shape <- [
+          {1 <<< 32, 1 <<< 32},
+          {1 <<< 63 - 1, 2},
+          {1 <<< 21, 1 <<< 21, 1 <<< 21, 1 <<< 21},
+          List.to_tuple(List.duplicate(16, 16)),
+          {3, 1 <<< 62, 5}
+        ] do
+      error!(node, {:upload, {:u, 8}, shape, <<>>}, :bad_shape)
+    end
+
+    # The product is zero, but an intermediate product overflows: refused or empty, never more.
+    case raw_call(node, {:upload, {:u, 8}, {1 <<< 32, 1 <<< 32, 0}, <<>>}) do
+      {:error, {:bad_shape, _}} -> :ok
+      {:ok, h} -> assert {:ok, <<>>} = raw_call(node, {:download, h})
+    end
+
+    # A result shape that overflows: {2^32, 0} x {0, 2^32} of f32 (both operands are empty).
+    a = upload!(node, {:f, 32}, {1 <<< 32, 0}, <<>>)
+    b = upload!(node, {:f, 32}, {0, 1 <<< 32}, <<>>)
+    error!(node, {:matmul, a, b}, [:bad_shape, :out_of_memory])
+    assert_nothing_allocated(conn, used)
+  end
+
+  test "size x itemsize that overflows is refused", %{conn: conn, node: node, used_before: used} do
+    error!(node, {:upload, {:f, 64}, {1 <<< 61}, <<>>}, :bad_shape)
+    error!(node, {:upload, {:f, 32}, {1 <<< 62}, <<>>}, :bad_shape)
+    error!(node, {:upload, {:s, 16}, {1 <<< 62, 2}, <<>>}, :bad_shape)
+    error!(node, {:upload, {:u, 64}, {1 <<< 30, 1 <<< 31}, <<>>}, :bad_shape)
+    # Just below: fits in 64 bits, so it is a size mismatch (the binary is empty).
+    error!(node, {:upload, {:f, 64}, {(1 <<< 60) - 1}, <<>>}, [:size_mismatch, :bad_shape])
+    assert_nothing_allocated(conn, used)
+  end
+
+  test "zero-sized and size-1 dimensions are legal, and computed on correctly", %{node: node} do
+    for {type, shape} <- [{{:u, 8}, {0}}, {{:f, 32}, {0, 5}}, {{:f, 64}, {5, 0, 3}}, {{:s, 32}, {1, 0}}] do
+      h = upload!(node, type, shape, <<>>)
+      assert ok!(node, {:download, h}) == <<>>
+      assert ok!(node, {:free, h}) == :freed
+    end
+
+    one = upload!(node, {:f, 32}, {1, 1}, f32([3]))
+    assert {_, {:f, 32}, {1, 1}} = c = ok!(node, {:matmul, one, one})
+    assert unpack(ok!(node, {:download, elem(c, 0)}), 32) == [9.0]
+
+    ones = upload!(node, {:f, 32}, {1, 1, 1}, f32([2]))
+    {s, {:f, 32}, {1, 1, 1}} = ok!(node, {:add, ones, ones})
+    assert unpack(ok!(node, {:download, s}), 32) == [4.0]
+
+    scalar = upload!(node, {:f, 32}, {}, f32([5]))
+    {p, {:f, 32}, {}} = ok!(node, {:multiply, scalar, scalar})
+    assert unpack(ok!(node, {:download, p}), 32) == [25.0]
+
+    # k = 0: the product of {3, 0} and {0, 4} is a {3, 4} matrix of zeros (not garbage).
+    a = upload!(node, {:f, 32}, {3, 0}, <<>>)
+    b = upload!(node, {:f, 32}, {0, 4}, <<>>)
+    {z, {:f, 32}, {3, 4}} = ok!(node, {:matmul, a, b})
+    assert ok!(node, {:download, z}) == :binary.copy(<<0.0::float-32-native>>, 12)
+
+    # m = n = 0 and m = 0.
+    {e, {:f, 32}, {0, 0}} = ok!(node, {:matmul, b |> then(fn _ -> upload!(node, {:f, 32}, {0, 3}, <<>>) end), upload!(node, {:f, 32}, {3, 0}, <<>>)})
+    assert ok!(node, {:download, e}) == <<>>
+
+    # Elementwise on empty tensors.
+    empty = upload!(node, {:f, 32}, {0, 7}, <<>>)
+
+    for op <- [:add, :multiply] do
+      case raw_call(node, {op, empty, empty}) do
+        {:ok, {h, {:f, 32}, {0, 7}}} -> assert ok!(node, {:download, h}) == <<>>
+        {:error, {kind, _}} -> flunk("#{op} of empty tensors failed with #{kind}")
+      end
+    end
+  end
+
+  test "unknown handles are refused for every op", %{node: node} do
+    real = upload!(node, {:f, 32}, {2, 2}, f32([1, 2, 3, 4]))
+
+    for h <- [999_999_999, (1 <<< 63) - 1, 1 <<< 40] do
+      error!(node, {:download, h}, :unknown_handle)
+      error!(node, {:free, h}, :unknown_handle)
+      error!(node, {:matmul, real, h}, :unknown_handle)
+      error!(node, {:matmul, h, real}, :unknown_handle)
+      error!(node, {:add, h, real}, :unknown_handle)
+      error!(node, {:multiply, real, h}, :unknown_handle)
+    end
+
+    # Not a handle at all (0, negative, beyond 64 bits).
+    for h <- [0, -1, -(1 <<< 63), 1 <<< 64, 1 <<< 100] do
+      error!(node, {:download, h}, [:badarg, :unknown_handle])
+    end
+
+    assert unpack(ok!(node, {:download, real}), 32) == [1.0, 2.0, 3.0, 4.0]
+  end
+
+  test "a handle of another connection (another BEAM) is unknown here, and its tensor unharmed", %{node: node} do
+    {peer, _} = start_peer(:mure_foreign)
+    on_exit(fn -> stop_peer(peer) end)
+
+    {{:ok, foreign}, _holder} =
+      :peer.call(peer, Mure.Reliability, :peer_hold, [node, {:upload, {:u, 8}, {4}, <<9, 8, 7, 6>>}])
+
+    assert is_integer(foreign)
+    mine = upload!(node, {:u, 8}, {4}, <<1, 2, 3, 4>>)
+
+    error!(node, {:download, foreign}, :unknown_handle)
+    error!(node, {:free, foreign}, :unknown_handle)
+    error!(node, {:add, foreign, foreign}, :unknown_handle)
+    error!(node, {:matmul, mine, foreign}, [:unknown_handle, :type_mismatch, :shape_mismatch])
+
+    # A raw distribution client is a third connection: same answer.
+    {:ok, raw} = RawDist.connect(node)
+    assert {:error, {:unknown_handle, _}} = RawDist.call(raw, {:download, foreign})
+    assert {:error, {:unknown_handle, _}} = RawDist.call(raw, {:download, mine})
+    RawDist.close(raw)
+
+    # Its connection still has it (handles are per connection; any process of it may use them).
+    assert {:ok, <<9, 8, 7, 6>>} = :peer.call(peer, Mure.Reliability, :peer_raw_call, [node, {:download, foreign}])
+    assert ok!(node, {:download, mine}) == <<1, 2, 3, 4>>
+  end
+
+  test "ops on freed tensors, and frees while an op that reads them waits in the queue", %{conn: conn, node: node} do
+    a = upload!(node, {:f, 32}, {2, 2}, f32([1, 2, 3, 4]))
+    b = upload!(node, {:f, 32}, {2, 2}, f32([1, 0, 0, 1]))
+    assert ok!(node, {:free, a}) == :freed
+
+    error!(node, {:download, a}, :unknown_handle)
+    error!(node, {:free, a}, :unknown_handle)
+    error!(node, {:matmul, a, b}, :unknown_handle)
+    error!(node, {:add, b, a}, :unknown_handle)
+
+    # Queue a matmul behind a busy op, then free its operands before it runs.
+    c = upload!(node, {:f, 32}, {2, 2}, f32([1, 2, 3, 4]))
+    busy = Task.async(fn -> Mure.busy(conn, 500) end)
+    Process.sleep(50)
+    ref = make_ref()
+    send({:mure, node}, {:"$mure", 1, self(), ref, self(), {:matmul, c, b}})
+    Process.sleep(20)
+    assert ok!(node, {:free, c}) == :freed
+    assert ok!(node, {:free, b}) == :freed
+    assert {:ok, 500} = Task.await(busy)
+
+    assert_receive {:"$mure_reply", ^ref, result}, 5_000
+
+    case result do
+      # The op holds its operands: it computes on them and the result is correct.
+      {:ok, {h, {:f, 32}, {2, 2}}} -> assert unpack(ok!(node, {:download, h}), 32) == [1.0, 2.0, 3.0, 4.0]
+      {:error, {:unknown_handle, _}} -> :ok
+    end
+  end
+
+  test "requests for 2^62 elements are refused without allocating", %{conn: conn, node: node, used_before: used} do
+    error!(node, {:upload, {:u, 8}, {1 <<< 62}, <<>>}, [:size_mismatch, :bad_shape, :out_of_memory])
+    error!(node, {:upload, {:u, 8}, {1 <<< 31, 1 <<< 31}, <<>>}, [:size_mismatch, :bad_shape, :out_of_memory])
+    error!(node, {:upload, {:u, 8}, {1 <<< 62}, <<1, 2, 3>>}, [:size_mismatch, :bad_shape, :out_of_memory])
+
+    # A matmul whose result has 2^62 (f32: 2^64 bytes) or 2^61 elements (2^63 bytes).
+    a = upload!(node, {:f, 32}, {1 <<< 31, 0}, <<>>)
+    b = upload!(node, {:f, 32}, {0, 1 <<< 31}, <<>>)
+    error!(node, {:matmul, a, b}, [:bad_shape, :out_of_memory])
+    b2 = upload!(node, {:f, 32}, {0, 1 <<< 30}, <<>>)
+    error!(node, {:matmul, a, b2}, [:out_of_memory, :bad_shape])
+    assert_nothing_allocated(conn, used)
+    assert {:ok, %{protocol: 1}} = raw_call(node, :hello)
+  end
+
+  test "a message over the node's size cap is answered :message_too_large, and the connection serves on" do
+    small = start_supervised!({Mure, max_message: 64 * 1024}, id: :small_cap)
+    node = Mure.info(small).node
+
+    for size <- [64 * 1024 + 1, 4 * 1024 * 1024] do
+      error!(node, {:upload, {:u, 8}, {size}, :binary.copy(<<1>>, size)}, :message_too_large, timeout: 30_000)
+      assert {:ok, %{protocol: 1}} = raw_call(node, :hello)
+    end
+
+    # Over a raw connection too, with a frame length the node must not believe.
+    {:ok, raw} = RawDist.connect(node)
+    ref = make_ref()
+    env = :erlang.term_to_binary(RawDist.envelope(raw, {:upload, {:u, 8}, {100_000}, :binary.copy(<<2>>, 100_000)}, ref))
+    :ok = RawDist.send_message(raw, env)
+    assert {:ok, {:error, {:message_too_large, _}}, _} = RawDist.await_reply(raw, ref, 10_000)
+    assert {:ok, %{protocol: 1}} = RawDist.call(raw, :hello)
+    RawDist.close(raw)
+
+    # The client refuses before sending.
+    assert {:error, %Mure.Error{kind: :message_too_large}} =
+             Mure.upload(small, :binary.copy(<<1>>, 128 * 1024), {:u, 8}, {128 * 1024})
+
+    assert Mure.stats!(small).memory_used_bytes == 0
+  end
+
+  @tag :lead_ops
+  test "slices out of range are refused with :out_of_range", %{node: node} do
+    h = upload!(node, {:f, 32}, {4, 6}, f32(Enum.to_list(0..23)))
+
+    # In range: rows 1..2, every other column from 1.
+    {s, {:f, 32}, {2, 3}} = ok!(node, {:slice, h, {1, 1}, {2, 3}, {1, 2}})
+    assert unpack(ok!(node, {:download, s}), 32) == Enum.map([7, 9, 11, 13, 15, 17], &(&1 * 1.0))
+
+    for {starts, lengths, strides} <- [
+          {{4, 0}, {1, 1}, {1, 1}},
+          {{0, 0}, {5, 1}, {1, 1}},
+          {{3, 0}, {2, 1}, {1, 1}},
+          {{0, 5}, {1, 2}, {1, 1}},
+          {{0, 0}, {3, 1}, {2, 1}},
+          {{0, 0}, {1, 2}, {1, 1 <<< 62}},
+          {{(1 <<< 63) - 1, 0}, {2, 1}, {1, 1}},
+          {{1, 0}, {(1 <<< 63) - 1, 1}, {1, 1}},
+          {{0, 0}, {2, 1}, {(1 <<< 63) - 1, 1}},
+          {{5, 0}, {0, 1}, {1, 1}},
+          {{-1, 0}, {1, 1}, {1, 1}}
+        ] do
+      error!(node, {:slice, h, starts, lengths, strides}, :out_of_range)
+    end
+
+    for bad <- [{{0}, {1}, {1}}, {{0, 0}, {1, 1}, {0, 1}}, {{0, 0}, {1, 1}, {1, -1}}, {:a, {1, 1}, {1, 1}}] do
+      {starts, lengths, strides} = bad
+      error!(node, {:slice, h, starts, lengths, strides}, [:badarg, :bad_shape, :out_of_range])
+    end
+
+    # Empty slices at the very end are legal.
+    {e, {:f, 32}, {0, 6}} = ok!(node, {:slice, h, {4, 0}, {0, 6}, {1, 1}})
+    assert ok!(node, {:download, e}) == <<>>
+  end
+
+  @tag :lead_ops
+  test "gather indices out of range are refused with :out_of_range", %{node: node} do
+    h = upload!(node, {:f, 32}, {3, 2}, f32([0, 1, 10, 11, 20, 21]))
+    idx = upload!(node, {:s, 64}, {2}, <<2::64-signed-native, 0::64-signed-native>>)
+    {t, {:f, 32}, {2, 2}} = ok!(node, {:take, h, idx, 0})
+    assert unpack(ok!(node, {:download, t}), 32) == [20.0, 21.0, 0.0, 1.0]
+
+    for {type, bytes} <- [
+          {{:s, 64}, <<3::64-signed-native>>},
+          {{:s, 64}, <<-1::64-signed-native>>},
+          {{:s, 64}, <<(1 <<< 63) - 1::64-signed-native>>},
+          {{:s, 64}, <<-(1 <<< 63)::64-signed-native>>},
+          {{:u, 64}, <<(1 <<< 64) - 1::64-native>>},
+          {{:s, 32}, <<0::32-native, 1::32-native, 3::32-native>>},
+          {{:u, 8}, <<255>>},
+          {{:s, 8}, <<-128::8-signed>>}
+        ] do
+      n = div(byte_size(bytes), div(elem(type, 1), 8))
+      bad = upload!(node, type, {n}, bytes)
+      error!(node, {:take, h, bad, 0}, :out_of_range)
+    end
+
+    # An index in range for axis 0 (3) but not axis 1 (2).
+    two = upload!(node, {:s, 64}, {1}, <<2::64-signed-native>>)
+    error!(node, {:take, h, two, 1}, :out_of_range)
+
+    # Axes that do not exist.
+    for axis <- [2, 3, -3, 1 <<< 40] do
+      error!(node, {:take, h, idx, axis}, [:out_of_range, :badarg])
+    end
+
+    # Float indices are a type error, not an address.
+    fidx = upload!(node, {:f, 32}, {1}, f32([1]))
+    error!(node, {:take, h, fidx, 0}, [:type_mismatch, :badarg])
+  end
+end

@@ -682,6 +682,471 @@ defmodule Mure do
     compute(t, indices, {:take, t.id, indices.id, axis}, opts)
   end
 
+  ## Creation
+
+  @doc """
+  Creates a tensor of `shape` counting along `axis:` (or over all elements when `axis: nil`,
+  the default), as `Nx.iota/2`. `type:` defaults to `{:s, 32}`.
+
+  ## Examples
+
+      iex> t = Mure.iota!(conn, {2, 3}, axis: 1)
+      iex> Mure.download!(t)
+      <<0::32-native, 1::32-native, 2::32-native, 0::32-native, 1::32-native, 2::32-native>>
+
+  """
+  @spec iota(conn(), shape(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def iota(conn, shape, opts \\ []) do
+    {co, opts} = Keyword.split(opts, [:type, :axis])
+    co = Keyword.validate!(co, type: {:s, 32}, axis: nil)
+    Types.check_type!(co[:type], "iota")
+    Types.check_shape!(shape, "iota")
+    axis = if is_nil(co[:axis]), do: nil, else: check_int!(co[:axis], "iota axis")
+    create(conn, {:iota, co[:type], shape, axis}, opts)
+  end
+
+  @doc """
+  Creates an identity matrix (ones on the diagonal of the last two axes), as `Nx.eye/2`.
+  `type:` defaults to `{:s, 32}`.
+
+  ## Examples
+
+      iex> {:ok, i} = Mure.eye(conn, {3, 3}, type: {:f, 32})
+
+  """
+  @spec eye(conn(), shape(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def eye(conn, shape, opts \\ []) do
+    {co, opts} = Keyword.split(opts, [:type])
+    type = Keyword.get(co, :type, {:s, 32})
+    Types.check_type!(type, "eye")
+    Types.check_shape!(shape, "eye")
+    create(conn, {:eye, type, shape}, opts)
+  end
+
+  @doc """
+  Creates a tensor of `shape` filled with `value` (a number, or `:infinity`,
+  `:neg_infinity`, `:nan`), as `Nx.broadcast/2` of a scalar. `type:` defaults to
+  `{:f, 32}` for floats and `{:s, 32}` for integers.
+
+  ## Examples
+
+      iex> {:ok, zeros} = Mure.full(conn, 0.0, {1024, 1024})
+
+  """
+  @spec full(conn(), number() | :infinity | :neg_infinity | :nan, shape(), keyword()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def full(conn, value, shape, opts \\ []) do
+    {co, opts} = Keyword.split(opts, [:type])
+    type = Keyword.get(co, :type, if(is_integer(value), do: {:s, 32}, else: {:f, 32}))
+    check_scalar!(value, "full")
+    Types.check_type!(type, "full")
+    Types.check_shape!(shape, "full")
+    create(conn, {:full, type, shape, value}, opts)
+  end
+
+  @doc """
+  Creates uniformly distributed random floats in `[min, max)` (`min:` 0.0, `max:` 1.0,
+  `type:` `{:f, 32}`). Element i depends only on `seed:` (required) and i: the same seed
+  gives the same numbers, on every executor.
+
+  ## Examples
+
+      iex> {:ok, r} = Mure.random_uniform(conn, {1000}, seed: 42, min: -1.0, max: 1.0)
+
+  """
+  @spec random_uniform(conn(), shape(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def random_uniform(conn, shape, opts) do
+    {co, opts} = Keyword.split(opts, [:seed, :min, :max, :type])
+    co = Keyword.validate!(co, [:seed, min: 0.0, max: 1.0, type: {:f, 32}])
+    random(conn, :random_uniform, shape, co[:seed], co[:min], co[:max], co[:type], opts)
+  end
+
+  @doc """
+  Creates normally distributed random floats (`mean:` 0.0, `std:` 1.0, `type:` `{:f, 32}`)
+  from `seed:` (required), by Box-Muller over the same counter-based generator as
+  `random_uniform/3`.
+
+  ## Examples
+
+      iex> {:ok, w} = Mure.random_normal(conn, {784, 128}, seed: 1, std: 0.05)
+
+  """
+  @spec random_normal(conn(), shape(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def random_normal(conn, shape, opts) do
+    {co, opts} = Keyword.split(opts, [:seed, :mean, :std, :type])
+    co = Keyword.validate!(co, [:seed, mean: 0.0, std: 1.0, type: {:f, 32}])
+    random(conn, :random_normal, shape, co[:seed], co[:mean], co[:std], co[:type], opts)
+  end
+
+  ## Selection and shapes
+
+  @doc """
+  Picks `on_true` where `pred` is non-zero and `on_false` elsewhere, broadcasting all
+  three, as `Nx.select/3`.
+
+  ## Examples
+
+      iex> {:ok, relu} = Mure.select(Mure.binary!(:greater, x, zero), x, zero)
+
+  """
+  @spec select(Tensor.t(), Tensor.t(), Tensor.t(), call_opts()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def select(pred, on_true, on_false, opts \\ []) do
+    check_pair!(pred, on_true, "select")
+    check_pair!(pred, on_false, "select")
+    compute(pred, on_true, {:select, pred.id, on_true.id, on_false.id}, opts, [on_false])
+  end
+
+  @doc """
+  Limits `t` to `[min, max]` (tensors, broadcast), as `Nx.clip/3`.
+
+  ## Examples
+
+      iex> {:ok, c} = Mure.clip(t, lo, hi)
+
+  """
+  @spec clip(Tensor.t(), Tensor.t(), Tensor.t(), call_opts()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def clip(t, min, max, opts \\ []) do
+    check_pair!(t, min, "clip")
+    check_pair!(t, max, "clip")
+    compute(t, min, {:clip, t.id, min.id, max.id}, opts, [max])
+  end
+
+  @doc """
+  Broadcasts `t` to `shape`; `axes:` says where each of `t`'s axes goes (default: aligned
+  to the right), as `Nx.broadcast/3`.
+
+  ## Examples
+
+      iex> {:ok, m} = Mure.broadcast(row, {4, 3})
+      iex> {:ok, m} = Mure.broadcast(col, {3, 4}, axes: [0])
+
+  """
+  @spec broadcast(Tensor.t(), shape(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def broadcast(%Tensor{} = t, shape, opts \\ []) do
+    Types.check_shape!(shape, "broadcast")
+    {bo, opts} = Keyword.split(opts, [:axes])
+    rank = tuple_size(t.shape)
+    out_rank = tuple_size(shape)
+    axes = Keyword.get(bo, :axes, Enum.to_list((out_rank - rank)..(out_rank - 1)//1))
+    Enum.each(axes, &check_int!(&1, "broadcast axes"))
+    compute(t, t, {:broadcast, t.id, shape, axes}, opts)
+  end
+
+  @doc """
+  Reverses `t` along `axes:` (default: all), as `Nx.reverse/2`.
+
+  ## Examples
+
+      iex> {:ok, r} = Mure.reverse(t, axes: [0])
+
+  """
+  @spec reverse(Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def reverse(%Tensor{} = t, opts \\ []) do
+    {ro, opts} = Keyword.split(opts, [:axes])
+    axes = Keyword.get(ro, :axes, Enum.to_list(0..(tuple_size(t.shape) - 1)//1))
+    Enum.each(axes, &check_int!(&1, "reverse axes"))
+    compute(t, t, {:reverse, t.id, axes}, opts)
+  end
+
+  @doc """
+  Pads `t` with `value`: `config` has one `{low, high, interior}` per axis; negative
+  `low`/`high` crop, as `Nx.pad/3`.
+
+  ## Examples
+
+      iex> {:ok, p} = Mure.pad(t, 0.0, [{1, 1, 0}, {0, 0, 1}])
+
+  """
+  @spec pad(Tensor.t(), number(), [{integer(), integer(), non_neg_integer()}], call_opts()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def pad(%Tensor{} = t, value, config, opts \\ []) do
+    check_scalar!(value, "pad")
+
+    unless is_list(config) and length(config) == tuple_size(t.shape) and
+             Enum.all?(
+               config,
+               &match?({lo, hi, i} when is_integer(lo) and is_integer(hi) and is_integer(i), &1)
+             ) do
+      raise ArgumentError,
+            "pad: expected one {low, high, interior} tuple of integers per axis (#{tuple_size(t.shape)}), " <>
+              "got: #{inspect(config)}"
+    end
+
+    compute(t, t, {:pad, t.id, value, config}, opts)
+  end
+
+  @doc """
+  Joins tensors along `axis:` (default 0), promoting their types, as `Nx.concatenate/2`.
+
+  ## Examples
+
+      iex> {:ok, ab} = Mure.concatenate([a, b], axis: 1)
+
+  """
+  @spec concatenate([Tensor.t()], keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def concatenate(tensors, opts \\ []), do: join(:concatenate, tensors, opts)
+
+  @doc """
+  Stacks tensors of one shape along a new axis `axis:` (default 0), as `Nx.stack/2`.
+
+  ## Examples
+
+      iex> {:ok, s} = Mure.stack([a, b, c])
+
+  """
+  @spec stack([Tensor.t()], keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def stack(tensors, opts \\ []), do: join(:stack, tensors, opts)
+
+  @doc """
+  Writes `update` into `t` at `starts` (the update must fit: no clamping), as
+  `Nx.put_slice/3`.
+
+  ## Examples
+
+      iex> {:ok, t2} = Mure.put_slice(t, [0, 1], patch)
+
+  """
+  @spec put_slice(Tensor.t(), [integer()], Tensor.t(), call_opts()) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def put_slice(t, starts, update, opts \\ []) do
+    check_pair!(t, update, "put_slice")
+    Enum.each(List.wrap(starts), &check_int!(&1, "put_slice starts"))
+    compute(t, update, {:put_slice, t.id, starts, update.id}, opts)
+  end
+
+  @doc """
+  Reads the elements of `t` at full coordinates: `indices` has shape `{..., rank(t)}`, as
+  `Nx.gather/2`. Every coordinate is range-checked first.
+
+  ## Examples
+
+      iex> {:ok, g} = Mure.gather(t, coords)
+
+  """
+  @spec gather(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def gather(t, indices, opts \\ []) do
+    check_pair!(t, indices, "gather")
+    compute(t, indices, {:gather, t.id, indices.id}, opts)
+  end
+
+  @doc """
+  Sorts along `axis:` (default 0), `direction:` `:asc` (default) or `:desc`; stable, NaN
+  sorts as the largest value, as `Nx.sort/2`.
+
+  ## Examples
+
+      iex> {:ok, s} = Mure.sort(t, axis: 1, direction: :desc)
+
+  """
+  @spec sort(Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def sort(t, opts \\ []), do: sort_op(:sort, t, opts)
+
+  @doc """
+  Like `sort/2`, but gives the `{:s, 64}` indices that sort `t`, as `Nx.argsort/2`.
+
+  ## Examples
+
+      iex> {:ok, order} = Mure.argsort(t)
+
+  """
+  @spec argsort(Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def argsort(t, opts \\ []), do: sort_op(:argsort, t, opts)
+
+  @doc """
+  Removes size-1 axes (`axes:` default: all of them), as `Nx.squeeze/2`.
+
+  ## Examples
+
+      iex> {:ok, v} = Mure.squeeze(t)   # {1, 3, 1} -> {3}
+
+  """
+  @spec squeeze(Tensor.t(), keyword()) :: {:ok, Tensor.t()} | {:error, error()}
+  def squeeze(%Tensor{} = t, opts \\ []) do
+    {so, opts} = Keyword.split(opts, [:axes])
+    dims = Tuple.to_list(t.shape)
+    rank = length(dims)
+    axes = Keyword.get(so, :axes, for({1, i} <- Enum.with_index(dims), do: i))
+    axes = Enum.map(axes, fn a -> if a < 0, do: a + rank, else: a end)
+
+    for a <- axes, a < 0 or a >= rank or elem(t.shape, a) != 1 do
+      raise ArgumentError, "squeeze: axis #{a} of #{describe(t)} is not of size 1"
+    end
+
+    shape = for({d, i} <- Enum.with_index(dims), i not in axes, do: d) |> List.to_tuple()
+    reshape(t, shape, opts)
+  end
+
+  @doc """
+  Adds a size-1 axis at `axis`, as `Nx.new_axis/2`.
+
+  ## Examples
+
+      iex> {:ok, col} = Mure.new_axis(v, 1)   # {3} -> {3, 1}
+
+  """
+  @spec new_axis(Tensor.t(), integer(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def new_axis(%Tensor{} = t, axis, opts \\ []) do
+    rank = tuple_size(t.shape)
+    axis = if axis < 0, do: axis + rank + 1, else: axis
+
+    unless axis in 0..rank do
+      raise ArgumentError, "new_axis: axis out of range for #{describe(t)}"
+    end
+
+    reshape(t, Tuple.insert_at(t.shape, axis, 1), opts)
+  end
+
+  ## Linear algebra
+
+  @doc """
+  `dot/2` contracts the last axis of `a` with the first of `b` (a matrix product for
+  matrices, an inner product for vectors); `dot/6` takes contraction and batch axes as
+  `Nx.dot/6`. `{:f, 32}` and `{:f, 64}` go through BLIS gemm one batch at a time; other
+  types are computed with plain loops (integers wrap).
+
+  ## Examples
+
+      iex> {:ok, c} = Mure.dot(a, b)
+      iex> {:ok, bmm} = Mure.dot(x, [2], [0], y, [1], [0])   # batched matmul
+
+  """
+  @spec dot(Tensor.t(), Tensor.t()) :: {:ok, Tensor.t()} | {:error, error()}
+  def dot(a, b) do
+    check_pair!(a, b, "dot")
+    ra = tuple_size(a.shape)
+    contract_a = if ra == 0, do: [], else: [ra - 1]
+    contract_b = if tuple_size(b.shape) == 0, do: [], else: [0]
+    dot(a, contract_a, [], b, contract_b, [])
+  end
+
+  @spec dot(
+          Tensor.t(),
+          [integer()],
+          [integer()],
+          Tensor.t(),
+          [integer()],
+          [integer()],
+          call_opts()
+        ) ::
+          {:ok, Tensor.t()} | {:error, error()}
+  def dot(a, contract_a, batch_a, b, contract_b, batch_b, opts \\ []) do
+    check_pair!(a, b, "dot")
+
+    for list <- [contract_a, batch_a, contract_b, batch_b] do
+      unless is_list(list), do: raise(ArgumentError, "dot: axes must be lists of integers")
+      Enum.each(list, &check_int!(&1, "dot axes"))
+    end
+
+    compute(a, b, {:dot, a.id, contract_a, batch_a, b.id, contract_b, batch_b}, opts)
+  end
+
+  @doc """
+  The outer product: every element of `a` times every element of `b`, shape
+  `a.shape ++ b.shape`.
+
+  ## Examples
+
+      iex> {:ok, o} = Mure.outer(u, v)
+
+  """
+  @spec outer(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
+  def outer(a, b, opts \\ []) do
+    check_pair!(a, b, "outer")
+    compute(a, b, {:outer, a.id, b.id}, opts)
+  end
+
+  for {name, arity, args} <- [
+        {:iota, 3, quote(do: [conn, shape, opts])},
+        {:eye, 3, quote(do: [conn, shape, opts])},
+        {:full, 4, quote(do: [conn, value, shape, opts])},
+        {:select, 4, quote(do: [p, a, b, opts])},
+        {:clip, 4, quote(do: [t, lo, hi, opts])},
+        {:broadcast, 3, quote(do: [t, shape, opts])},
+        {:reverse, 2, quote(do: [t, opts])},
+        {:pad, 4, quote(do: [t, value, config, opts])},
+        {:concatenate, 2, quote(do: [ts, opts])},
+        {:stack, 2, quote(do: [ts, opts])},
+        {:put_slice, 4, quote(do: [t, starts, update, opts])},
+        {:gather, 3, quote(do: [t, indices, opts])},
+        {:sort, 2, quote(do: [t, opts])},
+        {:argsort, 2, quote(do: [t, opts])},
+        {:squeeze, 2, quote(do: [t, opts])},
+        {:new_axis, 3, quote(do: [t, axis, opts])},
+        {:outer, 3, quote(do: [a, b, opts])}
+      ] do
+    bang = :"#{name}!"
+    {leading, [last]} = Enum.split(args, length(args) - 1)
+    @doc "Like `#{name}/#{arity}`, but returns the tensor or raises."
+    def unquote(bang)(unquote_splicing(leading), unquote(last) \\ []),
+      do: unwrap!(unquote(name)(unquote_splicing(leading), unquote(last)))
+  end
+
+  @doc "Like `random_uniform/3`, but returns the tensor or raises."
+  @spec random_uniform!(conn(), shape(), keyword()) :: Tensor.t()
+  def random_uniform!(conn, shape, opts), do: unwrap!(random_uniform(conn, shape, opts))
+
+  @doc "Like `random_normal/3`, but returns the tensor or raises."
+  @spec random_normal!(conn(), shape(), keyword()) :: Tensor.t()
+  def random_normal!(conn, shape, opts), do: unwrap!(random_normal(conn, shape, opts))
+
+  @doc "Like `dot/2`, but returns the tensor or raises."
+  @spec dot!(Tensor.t(), Tensor.t()) :: Tensor.t()
+  def dot!(a, b), do: unwrap!(dot(a, b))
+
+  @doc "Like `dot/7`, but returns the tensor or raises."
+  @spec dot!(
+          Tensor.t(),
+          [integer()],
+          [integer()],
+          Tensor.t(),
+          [integer()],
+          [integer()],
+          call_opts()
+        ) ::
+          Tensor.t()
+  def dot!(a, ca, ba, b, cb, bb, opts \\ []), do: unwrap!(dot(a, ca, ba, b, cb, bb, opts))
+
+  defp random(conn, op, shape, seed, p1, p2, type, opts) do
+    unless is_integer(seed), do: raise(ArgumentError, "#{op}: :seed must be an integer")
+    Types.check_type!(type, Atom.to_string(op))
+    Types.check_shape!(shape, Atom.to_string(op))
+
+    unless match?({:f, _}, type) or type == {:bf, 16},
+      do: raise(ArgumentError, "#{op}: makes floats, got #{inspect(type)}")
+
+    check_scalar!(p1, Atom.to_string(op))
+    check_scalar!(p2, Atom.to_string(op))
+    create(conn, {op, type, shape, seed, p1, p2}, opts)
+  end
+
+  defp join(op, tensors, opts) do
+    unless is_list(tensors) and tensors != [],
+      do: raise(ArgumentError, "#{op}: expected a non-empty list of tensors")
+
+    [first | _] = tensors
+    Enum.each(tensors, &check_pair!(first, &1, Atom.to_string(op)))
+    {jo, opts} = Keyword.split(opts, [:axis])
+    axis = check_int!(Keyword.get(jo, :axis, 0), "#{op} axis")
+    compute(first, first, {op, Enum.map(tensors, & &1.id), axis}, opts, tensors)
+  end
+
+  defp sort_op(op, %Tensor{} = t, opts) do
+    {so, opts} = Keyword.split(opts, [:axis, :direction])
+    so = Keyword.validate!(so, axis: 0, direction: :asc)
+
+    unless so[:direction] in [:asc, :desc],
+      do: raise(ArgumentError, "#{op}: :direction must be :asc or :desc")
+
+    compute(t, t, {op, t.id, check_int!(so[:axis], "#{op} axis"), so[:direction]}, opts)
+  end
+
+  defp check_scalar!(v, _what) when is_number(v) or v in [:infinity, :neg_infinity, :nan], do: :ok
+
+  defp check_scalar!(v, what),
+    do: raise(ArgumentError, "#{what}: expected a number, got: #{inspect(v)}")
+
   @doc "Like `unary/3`, but returns the tensor or raises."
   @spec unary!(atom(), Tensor.t(), call_opts()) :: Tensor.t()
   def unary!(op, t, opts \\ []), do: unwrap!(unary(op, t, opts))
@@ -799,11 +1264,30 @@ defmodule Mure do
     compute(a, b, {op, a.id, b.id}, opts)
   end
 
-  defp compute(a, b, request, opts) do
-    case call(a.conn, request, [a.session, b.session], opts) do
+  defp compute(a, b, request, opts, more \\ []) do
+    case call(
+           a.conn,
+           request,
+           Enum.uniq([a.session, b.session | Enum.map(more, & &1.session)]),
+           opts
+         ) do
       {:ok, {handle, type, shape}, node, session} when is_integer(handle) and is_tuple(shape) ->
         {:ok,
          %Tensor{conn: a.conn, node: node, id: handle, type: type, shape: shape, session: session}}
+
+      {:ok, other, _node, _session} ->
+        {:error, unexpected(elem(request, 0), other)}
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  defp create(conn, request, opts) do
+    case call(conn, request, [], opts) do
+      {:ok, {handle, type, shape}, node, session} when is_integer(handle) and is_tuple(shape) ->
+        {:ok,
+         %Tensor{conn: conn, node: node, id: handle, type: type, shape: shape, session: session}}
 
       {:ok, other, _node, _session} ->
         {:error, unexpected(elem(request, 0), other)}

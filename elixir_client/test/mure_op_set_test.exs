@@ -132,4 +132,101 @@ defmodule Mure.OpSetTest do
     one = f32(conn, [2.0], {1, 1})
     assert floats(Mure.binary!(:multiply, one, f32(conn, [1.0, 2.0], {2}))) == [2.0, 4.0]
   end
+
+  test "creation: iota, eye, full, seeded random", %{conn: conn} do
+    assert ints(Mure.iota!(conn, {2, 3}, axis: 1), 32) == [0, 1, 2, 0, 1, 2]
+    assert ints(Mure.iota!(conn, {4}), 32) == [0, 1, 2, 3]
+    assert floats(Mure.eye!(conn, {2, 2}, type: {:f, 32})) == [1.0, 0.0, 0.0, 1.0]
+    assert floats(Mure.full!(conn, 2.5, {3})) == [2.5, 2.5, 2.5]
+    r1 = floats(Mure.random_uniform!(conn, {1000}, seed: 7, min: -2.0, max: 2.0))
+    r2 = floats(Mure.random_uniform!(conn, {1000}, seed: 7, min: -2.0, max: 2.0))
+    assert r1 == r2
+    assert Enum.all?(r1, &(&1 >= -2.0 and &1 < 2.0))
+    refute r1 == floats(Mure.random_uniform!(conn, {1000}, seed: 8, min: -2.0, max: 2.0))
+    n = floats(Mure.random_normal!(conn, {20_000}, seed: 1, mean: 3.0, std: 2.0))
+    mean = Enum.sum(n) / length(n)
+    assert abs(mean - 3.0) < 0.1
+
+    assert_raise ArgumentError, ~r/makes floats/, fn ->
+      Mure.random_uniform(conn, {2}, seed: 1, type: {:s, 32})
+    end
+
+    assert {:error, {:type_mismatch, _}} =
+             raw_call(Mure.info(conn).node, {:random_uniform, {:s, 32}, {2}, 1, 0, 1})
+  end
+
+  test "select, clip, broadcast, reverse, pad", %{conn: conn} do
+    x = f32(conn, [-1.0, 2.0, -3.0, 4.0], {4})
+    zero = f32(conn, [0.0], {})
+    relu = Mure.select!(Mure.binary!(:greater, x, zero), x, zero)
+    assert floats(relu) == [0.0, 2.0, 0.0, 4.0]
+
+    assert floats(Mure.clip!(x, f32(conn, [-2.0], {}), f32(conn, [3.0], {}))) == [
+             -1.0,
+             2.0,
+             -2.0,
+             3.0
+           ]
+
+    row = s32(conn, [1, 2, 3], {3})
+    assert ints(Mure.broadcast!(row, {2, 3}), 32) == [1, 2, 3, 1, 2, 3]
+    assert ints(Mure.broadcast!(row, {3, 2}, axes: [0]), 32) == [1, 1, 2, 2, 3, 3]
+    assert ints(Mure.reverse!(row), 32) == [3, 2, 1]
+    assert ints(Mure.pad!(row, 0, [{1, -1, 1}]), 32) == [0, 1, 0, 2, 0]
+    assert {:error, %Error{kind: :out_of_range}} = Mure.pad(row, 0, [{-4, 0, 0}])
+  end
+
+  test "concatenate, stack, put_slice, gather, sort, argsort, squeeze, new_axis", %{conn: conn} do
+    a = s32(conn, [0, 1, 2, 3, 4, 5], {2, 3})
+    b = f32(conn, [0.5, 1.5, 2.5], {1, 3})
+    cat = Mure.concatenate!([a, b])
+    assert cat.type == {:f, 32} and cat.shape == {3, 3}
+    assert floats(cat) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.5, 1.5, 2.5]
+    v = s32(conn, [1, 2, 3], {3})
+    st = Mure.stack!([v, v], axis: 1)
+    assert st.shape == {3, 2}
+    assert ints(st, 32) == [1, 1, 2, 2, 3, 3]
+    assert ints(Mure.put_slice!(a, [1, 1], s32(conn, [7, 8], {1, 2})), 32) == [0, 1, 2, 3, 7, 8]
+
+    assert {:error, %Error{kind: :out_of_range}} =
+             Mure.put_slice(a, [1, 2], s32(conn, [7, 8], {1, 2}))
+
+    coords = s32(conn, [1, 2, 0, 0], {2, 2})
+    assert ints(Mure.gather!(a, coords), 32) == [5, 0]
+    assert {:error, %Error{kind: :out_of_range}} = Mure.gather(a, s32(conn, [2, 0], {1, 2}))
+    u = f32(conn, [3.0, 1.0, 3.0, -2.0], {4})
+    assert floats(Mure.sort!(u)) == [-2.0, 1.0, 3.0, 3.0]
+    assert ints(Mure.argsort!(u), 64) == [3, 1, 0, 2]
+    assert ints(Mure.argsort!(u, direction: :desc), 64) == [0, 2, 1, 3]
+    assert Mure.squeeze!(Mure.reshape!(v, {1, 3, 1})).shape == {3}
+    assert Mure.new_axis!(v, 1).shape == {3, 1}
+  end
+
+  test "dot: matrix product, inner product, batched, integers; outer", %{conn: conn} do
+    a = f32(conn, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], {2, 3})
+    b = f32(conn, [1.0, 0.0, 0.0, 1.0, 1.0, 1.0], {3, 2})
+    c = Mure.dot!(a, b)
+    assert c.shape == {2, 2}
+    assert floats(c) == [4.0, 5.0, 10.0, 11.0]
+    v = f32(conn, [1.0, 2.0, 3.0], {3})
+    assert floats(Mure.dot!(v, v)) == [14.0]
+    x = Mure.iota!(conn, {2, 2, 3}, type: {:f, 32})
+    y = Mure.iota!(conn, {2, 3, 1}, type: {:f, 32})
+    bmm = Mure.dot!(x, [2], [0], y, [1], [0])
+    assert bmm.shape == {2, 2, 1}
+    # x[b] = [[0,1,2],[3,4,5]] + 6b; y[b] = [0,1,2] + 3b (columns)
+    ref =
+      for bt <- 0..1, i <- 0..1 do
+        Enum.sum(for q <- 0..2, do: (6 * bt + 3 * i + q) * (3 * bt + q))
+      end
+
+    assert floats(bmm) == Enum.map(ref, &(&1 * 1.0))
+    i8 = Mure.upload!(conn, <<100::signed-8, 100::signed-8>>, {:s, 8}, {2})
+    # 100 * 100 + 100 * 100 = 20_000 wraps to 32 in {:s, 8}
+    assert ints(Mure.dot!(i8, i8), 8) == [32]
+    assert {:error, %Error{kind: :shape_mismatch}} = Mure.dot(a, a)
+    o = Mure.outer!(v, f32(conn, [1.0, 10.0], {2}))
+    assert o.shape == {3, 2}
+    assert floats(o) == [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
+  end
 end

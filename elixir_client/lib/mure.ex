@@ -14,6 +14,38 @@ defmodule Mure do
       {:ok, c} = Mure.matmul(a, b)
       {:ok, c_bin} = Mure.download(c)
 
+  ## A tour of the op set (run as a doctest)
+
+  Every family of ops, on a node launched for the occasion. `f/1` reads an `{:f, 32}`
+  tensor back as a list.
+
+      iex> {:ok, conn} = Mure.start_link([])
+      iex> f = fn t -> for <<x::float-32-native <- Mure.download!(t)>>, do: x end
+      iex> x = Mure.iota!(conn, {2, 3}, type: {:f, 32})
+      iex> f.(x)
+      [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+      iex> f.(Mure.unary!(:sqrt, Mure.full!(conn, 4.0, {2})))
+      [2.0, 2.0]
+      iex> f.(Mure.binary!(:multiply, x, Mure.full!(conn, 2.0, {3})))
+      [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+      iex> Mure.reduce!(:sum, x, axes: [1]) |> f.()
+      [3.0, 12.0]
+      iex> Mure.reduce!(:argmax, x, axes: [1]).type
+      {:s, 64}
+      iex> f.(Mure.transpose!(x))
+      [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+      iex> f.(Mure.slice!(x, [0, 1], [2, 2]))
+      [1.0, 2.0, 4.0, 5.0]
+      iex> f.(Mure.dot!(x, Mure.transpose!(x)))
+      [5.0, 14.0, 14.0, 50.0]
+      iex> f.(Mure.sort!(Mure.reverse!(x), axis: 1))
+      [3.0, 4.0, 5.0, 0.0, 1.0, 2.0]
+      iex> Mure.as_type!(x, {:u, 8}).type
+      {:u, 8}
+      iex> {:error, %Mure.Error{kind: :out_of_range}} = Mure.slice(x, [0, 2], [2, 2])
+      iex> Mure.stop(conn)
+      :ok
+
   ## Types and shapes
 
   Types are Nx's tuples: `{:u, 8 | 16 | 32 | 64}`, `{:s, 8 | 16 | 32 | 64}`,

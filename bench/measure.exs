@@ -534,12 +534,13 @@ defmodule Bench.Main do
           line.secs
         end
 
-        # Two rounds of (node, in-process BLIS), so that a change of load from elsewhere during the
+        # Rounds of (node, in-process BLIS), so that a change of load from elsewhere during the
         # size's measurement hits both sides.
-        per_round = div(reps + 1, 2)
+        rounds = if n >= 4096, do: 2, else: 4
+        per_round = max(div(reps + rounds - 1, rounds), 2)
 
         {mure, blis} =
-          Enum.reduce(1..2, {[], []}, fn _, {mure, blis} ->
+          Enum.reduce(1..rounds, {[], []}, fn _, {mure, blis} ->
             m =
               for _ <- 1..per_round do
                 {s, tc_} = tc(fn -> Mure.matmul!(ta, tb) end)
@@ -758,6 +759,8 @@ defmodule Bench.Main do
 
     mm = time.(fn -> Mure.matmul!(ta, tb) end)
     Enum.each([ta, tb], &Mure.free!/1)
+    arch = Enum.find_value(ctx.devices, "generic", fn d -> d.id == :blis && d.arch end)
+    [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", "f32", "--sizes", "#{n}", "--reps", "#{reps}", "--arch", arch])
     e = 16 * 1024 * 1024
 
     add =
@@ -770,7 +773,7 @@ defmodule Bench.Main do
         r
       end
 
-    %{matmul_f32_1024: mm, add_16m: add}
+    %{matmul_f32_1024: mm, blis_f32_1024: line.secs, add_16m: add}
   end
 
   # Right after start-up: the first add on the OpenCL device, then warm ones (1 Mi f32).

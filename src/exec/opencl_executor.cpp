@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "exec/opencl_ops.h"
 
 namespace mure {
 namespace {
@@ -69,6 +70,7 @@ std::string ClErrorText(const char* call, cl_int err) {
 
 OpenClExecutor::~OpenClExecutor() {
   if (queue_) clFinish(queue_.get());
+  ops_.reset();
 }
 
 Result<std::unique_ptr<OpenClExecutor>> OpenClExecutor::Create(const Config& cfg) {
@@ -158,6 +160,9 @@ Result<std::unique_ptr<OpenClExecutor>> OpenClExecutor::Create(const Config& cfg
       if (!s.ok()) return Status::Internal("warm-up launch failed: " + s.message());
     }
   }
+  auto ops = ocl::OpenClOps::Create(ex->context_.get(), ex->device_, ex->queue_.get(), info.fp64);
+  if (!ops.ok()) return ops.status();
+  ex->ops_ = std::move(*ops);
   info.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   RestoreFatalSignals();
   LogInfo("OpenCL: " + info.platform + " / " + info.name + " (" + info.device_type + ", " +

@@ -19,6 +19,10 @@
 
 namespace mure {
 
+namespace ocl {
+class OpenClOps;
+}
+
 /// Move-only owner of one OpenCL object; releases it with `Release`.
 template <typename T, cl_int (*Release)(T)>
 class ClHandle {
@@ -81,6 +85,12 @@ class OpenClExecutor {
   const OpenClInfo& info() const { return info_; }
   bool is_cpu() const { return info_.device_type == "cpu"; }
 
+  /// The op set on this device (exec/opencl_ops.h): kernels generated and compiled on first use.
+  ocl::OpenClOps& ops() { return *ops_; }
+  cl_context context() const { return context_.get(); }
+  cl_command_queue queue() const { return queue_.get(); }
+  cl_device_id device() const { return device_; }
+
  private:
   OpenClExecutor() = default;
   cl_device_id device_ = nullptr;
@@ -91,6 +101,7 @@ class OpenClExecutor {
   ClKernel mul_f32_;
   size_t local_size_ = 1;
   OpenClInfo info_;
+  std::unique_ptr<ocl::OpenClOps> ops_;  // declared after context_ and queue_: released first
 };
 
 }  // namespace mure

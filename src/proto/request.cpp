@@ -94,8 +94,12 @@ constexpr OpEntry kOps[] = {
     {"reverse", Op::kReverse}, {"pad", Op::kPad},         {"concatenate", Op::kConcatenate},
     {"stack", Op::kStack},   {"put_slice", Op::kPutSlice}, {"gather", Op::kGather},
     {"sort", Op::kSort},     {"argsort", Op::kArgsort},   {"dot", Op::kDot},
-    {"outer", Op::kOuter},
+    {"outer", Op::kOuter},   {"program", Op::kProgram},   {"alloc", Op::kAlloc},
+    {"write", Op::kWrite},   {"read", Op::kRead},
 };
+
+constexpr uint32_t kMaxProgramNodes = 10000;
+constexpr uint32_t kMaxProgramInputs = 1024;
 
 /// A number: an integer, a float, or Nx's :infinity / :neg_infinity / :nan.
 Result<ir::Scalar> DecodeScalar(const TermTree& t, uint32_t n, const char* what) {
@@ -180,7 +184,7 @@ std::string_view OpName(Op op) {
 std::string_view AllOpNames() {
   return "hello devices stats upload download free matmul add multiply unary binary reduce as_type bitcast reshape "
          "transpose slice take iota eye full random_uniform random_normal select clip broadcast reverse pad "
-         "concatenate stack put_slice gather sort argsort dot outer";
+         "concatenate stack put_slice gather sort argsort dot outer program alloc write read";
 }
 
 std::optional<Envelope> ReadEnvelope(const TermTree& t, uint32_t root) {
@@ -608,6 +612,130 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
       r.v2 = std::move(*ba);
       r.v3 = std::move(*cb);
       r.v4 = std::move(*bb);
+      return r;
+    }
+    case Op::kAlloc: {
+      if (bare || term.count != 3) return Status::BadArg("alloc takes {:alloc, type, shape}");
+      auto type = DecodeType(t, t.Child(n, 1));
+      if (!type.ok()) return type.status();
+      auto shape = DecodeShape(t, t.Child(n, 2));
+      if (!shape.ok()) return shape.status();
+      r.type = *type;
+      r.shape = std::move(*shape);
+      return r;
+    }
+    case Op::kWrite:
+    case Op::kRead: {
+      if (bare || term.count != 4) {
+        return Status::BadArg(r.op == Op::kWrite ? "write takes {:write, h, byte_offset, binary}"
+                                                 : "read takes {:read, h, byte_offset, byte_length}");
+      }
+      auto h = DecodeHandle(t, t.Child(n, 1), "the handle");
+      if (!h.ok()) return h.status();
+      auto off = DecodeInt(t, t.Child(n, 2), "the byte offset");
+      if (!off.ok()) return off.status();
+      if (*off < 0) return Status(ErrorKind::kOutOfRange, "the byte offset must be >= 0");
+      r.a = *h;
+      r.offset = static_cast<uint64_t>(*off);
+      uint32_t last = t.Child(n, 3);
+      if (r.op == Op::kWrite) {
+        if (t[last].kind != TermKind::kBinary) return Status::BadArg("write's data must be a binary");
+        r.data = t[last].data;
+      } else {
+        auto len = DecodeInt(t, last, "the byte length");
+        if (!len.ok()) return len.status();
+        if (*len < 0) return Status(ErrorKind::kOutOfRange, "the byte length must be >= 0");
+        r.length = static_cast<uint64_t>(*len);
+      }
+      return r;
+    }
+    case Op::kProgram: {
+      if (bare || (term.count != 4 && term.count != 5)) {
+        return Status::BadArg("program takes {:program, inputs, nodes, outputs} or {:program, inputs, nodes, outputs, opts}");
+      }
+      auto prog = std::make_shared<Program>();
+      uint32_t ins = t.Child(n, 1), nodes = t.Child(n, 2), outs = t.Child(n, 3);
+      auto is_list = [&](uint32_t x) { return (t[x].kind == TermKind::kList && !t[x].improper) || t[x].kind == TermKind::kNil; };
+      if (!is_list(ins) || !is_list(nodes) || !is_list(outs)) {
+        return Status::BadArg("a program's inputs, nodes and outputs must be lists");
+      }
+      if (t[ins].count > kMaxProgramInputs) return Status::BadArg("a program takes at most 1024 inputs");
+      if (t[nodes].count > kMaxProgramNodes) return Status::BadArg("a program holds at most 10000 nodes");
+      if (t[outs].count > kMaxProgramInputs) return Status::BadArg("a program gives at most 1024 outputs");
+      uint32_t c = ins + 1;
+      for (uint32_t i = 0; i < t[ins].count; ++i, c = t[c].end) {
+        const std::string where = "input " + std::to_string(i + 1) + ": ";
+        ProgramInput in;
+        if (t[c].kind == TermKind::kTuple && t[c].count == 2 && t.IsAtom(t.Child(c, 0), "handle")) {
+          auto h = DecodeHandle(t, t.Child(c, 1), "the handle");
+          if (!h.ok()) return Status(h.status().kind(), where + h.status().message());
+          in.handle = *h;
+        } else if (t[c].kind == TermKind::kTuple && t[c].count == 4 && t.IsAtom(t.Child(c, 0), "data")) {
+          in.is_handle = false;
+          auto type = DecodeType(t, t.Child(c, 1));
+          if (!type.ok()) return Status(type.status().kind(), where + type.status().message());
+          auto shape = DecodeShape(t, t.Child(c, 2));
+          if (!shape.ok()) return Status(shape.status().kind(), where + shape.status().message());
+          uint32_t data = t.Child(c, 3);
+          if (t[data].kind != TermKind::kBinary) return Status::BadArg(where + "data must be a binary");
+          auto bytes = ByteSize(*type, *shape);
+          if (!bytes.ok()) return Status(bytes.status().kind(), where + bytes.status().message());
+          if (*bytes != t[data].data.size()) {
+            return Status(ErrorKind::kSizeMismatch, where + "needs " + std::to_string(*bytes) + " bytes; the binary has " +
+                                                        std::to_string(t[data].data.size()));
+          }
+          in.type = *type;
+          in.shape = std::move(*shape);
+          in.bytes = *bytes;
+          in.data = t[data].data;
+        } else {
+          return Status::BadArg(where + "must be {:handle, h} or {:data, type, shape, binary}");
+        }
+        prog->inputs.push_back(std::move(in));
+      }
+      c = nodes + 1;
+      for (uint32_t i = 0; i < t[nodes].count; ++i, c = t[c].end) {
+        auto node = DecodeRequest(t, c, false);
+        const std::string where = "node " + std::to_string(i + 1) + ": ";
+        if (!node.ok()) return Status(node.status().kind(), where + node.status().message());
+        switch (node->op) {
+          case Op::kHello: case Op::kDevices: case Op::kStats: case Op::kUpload: case Op::kDownload: case Op::kFree:
+          case Op::kBusy: case Op::kProgram: case Op::kAlloc: case Op::kWrite: case Op::kRead:
+            return Status::BadArg(where + ":" + std::string(OpName(node->op)) + " cannot be part of a program");
+          default:
+            break;
+        }
+        prog->nodes.push_back(std::move(*node));
+      }
+      c = outs + 1;
+      for (uint32_t i = 0; i < t[outs].count; ++i, c = t[c].end) {
+        if (t[c].kind != TermKind::kTuple || t[c].count != 2 || t[t.Child(c, 0)].kind != TermKind::kInteger ||
+            (!t.IsAtom(t.Child(c, 1), "keep") && !t.IsAtom(t.Child(c, 1), "return"))) {
+          return Status::BadArg("output " + std::to_string(i + 1) + " must be {value_id, :keep | :return}");
+        }
+        int64_t id = t[t.Child(c, 0)].integer;
+        if (id < 1) return Status::BadArg("output " + std::to_string(i + 1) + ": value ids start at 1");
+        prog->outputs.emplace_back(static_cast<uint64_t>(id), t.IsAtom(t.Child(c, 1), "keep"));
+      }
+      if (term.count == 5) {
+        uint32_t opts = t.Child(n, 4);
+        if (t[opts].kind != TermKind::kMap) return Status::BadArg("a program's opts must be a map");
+        uint32_t k = opts + 1;
+        for (uint32_t i = 0; i < t[opts].count; i += 2) {
+          uint32_t v = t[k].end;
+          if (t.IsAtom(k, "device")) {
+            if (t.IsAtom(v, "auto") || t.IsAtom(v, "cpu") || t.IsAtom(v, "opencl")) {
+              prog->device = std::string(t[v].data);
+            } else {
+              return Status::BadArg("device must be :auto, :cpu or :opencl");
+            }
+          } else {
+            return Status::BadArg("unknown program option");
+          }
+          k = t[v].end;
+        }
+      }
+      r.program = std::move(prog);
       return r;
     }
     case Op::kBusy: {

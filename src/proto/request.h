@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -51,7 +52,11 @@ enum class Op {
   kUnary, kBinary, kReduce, kAsType, kBitcast, kReshape, kTranspose, kSlice, kTake,
   kIota, kEye, kFull, kRandomUniform, kRandomNormal, kSelect, kClip, kBroadcast, kReverse, kPad, kConcatenate,
   kStack, kPutSlice, kGather, kSort, kArgsort, kDot, kOuter,
+  // Programs and transfers in pieces:
+  kProgram, kAlloc, kWrite, kRead,
 };
+
+struct Program;
 
 /// The atom naming an op on the wire.
 std::string_view OpName(Op op);
@@ -79,6 +84,27 @@ struct Request {
   uint64_t seed = 0;          ///< random
   std::vector<ir::PadDim> pad;  ///< pad config
   bool descending = false;    ///< sort, argsort
+  uint64_t offset = 0;        ///< write/read: byte offset
+  uint64_t length = 0;        ///< read: byte length
+  std::shared_ptr<Program> program;  ///< program
+};
+
+/// An input of a program: a resident handle, or data sent with it.
+struct ProgramInput {
+  bool is_handle = true;
+  uint64_t handle = 0;
+  DType type = DType::kF32;
+  Shape shape;
+  uint64_t bytes = 0;
+  std::string_view data;
+};
+
+/// {:program, inputs, nodes, outputs[, opts]}: nodes' tensor arguments are 1-based value ids.
+struct Program {
+  std::vector<ProgramInput> inputs;
+  std::vector<Request> nodes;
+  std::vector<std::pair<uint64_t, bool>> outputs;  ///< value id, keep (true) or return (false)
+  std::string device = "auto";                     ///< opts device: auto | cpu | opencl
 };
 
 /// Decode the request term. `test_ops` enables the test-only ops.

@@ -25,12 +25,17 @@ void Reply::Ok(const std::function<void(proto::TermWriter&)>& value) {
 }
 
 void Reply::OkTensorBytes(std::shared_ptr<const Tensor> tensor) {
+  uint64_t n = tensor->bytes();
+  OkTensorBytes(std::move(tensor), 0, n);
+}
+
+void Reply::OkTensorBytes(std::shared_ptr<const Tensor> tensor, uint64_t offset, uint64_t length) {
   if (!Claim()) return;
   OutFrame f;
   Begin(f.head);
-  proto::TermWriter(f.head).Tuple(2).Atom("ok").BinaryHeader(tensor->bytes());
-  f.tail = tensor->data();
-  f.tail_len = tensor->bytes();
+  proto::TermWriter(f.head).Tuple(2).Atom("ok").BinaryHeader(length);
+  f.tail = tensor->data() + offset;
+  f.tail_len = length;
   FinishFrame(f.head, f.tail_len);
   f.keep = std::move(tensor);
   sink_->Send(std::move(f));

@@ -36,6 +36,8 @@ class Reply {
   void Ok(const std::function<void(proto::TermWriter&)>& value);
   /// Send {:ok, <<tensor bytes>>}, the bytes sent straight from the tensor.
   void OkTensorBytes(std::shared_ptr<const Tensor> tensor);
+  /// Send {:ok, <<bytes offset .. offset + length of the tensor>>}, sent straight from it.
+  void OkTensorBytes(std::shared_ptr<const Tensor> tensor, uint64_t offset, uint64_t length);
   /// Send {:error, reason}: `:overloaded` or {kind, message}.
   void Error(const Status& status);
   bool sent() const { return sent_.load(); }

@@ -73,12 +73,13 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
       if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
       return reply->Ok([](TermWriter& w) { w.Atom("freed"); });
     }
-    case Op::kMatmul: return Matmul(ctx, req, std::move(reply));
-    case Op::kAdd:
-    case Op::kMultiply: return Elementwise(ctx, req, std::move(reply));
     case Op::kBusy: return Busy(req, std::move(reply));
-    default:  // the op set
-      return CpuOp(ctx, req, std::move(reply));
+    case Op::kProgram: return RunProgram(ctx, req, std::move(reply));
+    case Op::kAlloc: return Alloc(ctx, req, *reply);
+    case Op::kWrite: return Write(ctx, req, *reply);
+    case Op::kRead: return Read(ctx, req, *reply);
+    default:  // the op set, matmul, add, multiply
+      return Compute(ctx, req, std::move(reply));
   }
 }
 
@@ -182,57 +183,7 @@ void Service::Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Re
   });
 }
 
-void Service::Matmul(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
-  auto fail = [&](const Status& s) { errors_.fetch_add(1); reply->Error(s); };
-  if (!blis_) return fail(Status(ErrorKind::kUnsupported, "matmul needs the BLIS device, which is disabled on this node"));
-  auto a = store_.Get(ctx.conn, req.a);
-  if (!a.ok()) return fail(a.status());
-  auto b = store_.Get(ctx.conn, req.b);
-  if (!b.ok()) return fail(b.status());
-  Status check = BlisExecutor::CheckGemm(**a, **b);
-  if (!check.ok()) return fail(check);
-  auto out = store_.Allocate((*a)->type(), Shape{(*a)->shape()[0], (*b)->shape()[1]});
-  if (!out.ok()) return fail(out.status());
-  Post(*blis_queue_, reply, [this, ctx, reply, a = std::move(*a), b = std::move(*b), out = std::move(*out)]() mutable {
-    Status s;
-    {
-      std::lock_guard<std::mutex> gate(cpu_gate_);
-      s = blis_->Gemm(*a, *b, *out);
-    }
-    if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
-    Publish(ctx, std::move(out), *reply);
-  });
-}
 
-void Service::Elementwise(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
-  auto fail = [&](const Status& s) { errors_.fetch_add(1); reply->Error(s); };
-  const char* name = req.op == Op::kAdd ? "add" : "multiply";
-  if (!opencl_) {
-    return fail(Status(ErrorKind::kUnsupported, std::string(name) + " runs on the OpenCL device, and this node has "
-                                                                    "none (see the node's log for why)"));
-  }
-  auto a = store_.Get(ctx.conn, req.a);
-  if (!a.ok()) return fail(a.status());
-  auto b = store_.Get(ctx.conn, req.b);
-  if (!b.ok()) return fail(b.status());
-  ElementwiseOp op = req.op == Op::kAdd ? ElementwiseOp::kAdd : ElementwiseOp::kMultiply;
-  Status check = OpenClExecutor::CheckElementwise(op, **a, **b);
-  if (!check.ok()) return fail(check);
-  auto out = store_.Allocate((*a)->type(), (*a)->shape());
-  if (!out.ok()) return fail(out.status());
-  Post(*opencl_queue_, reply,
-       [this, ctx, reply, op, a = std::move(*a), b = std::move(*b), out = std::move(*out)]() mutable {
-         Status s;
-         if (opencl_->is_cpu()) {
-           std::lock_guard<std::mutex> gate(cpu_gate_);
-           s = opencl_->Elementwise(op, *a, *b, *out);
-         } else {
-           s = opencl_->Elementwise(op, *a, *b, *out);
-         }
-         if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
-         Publish(ctx, std::move(out), *reply);
-       });
-}
 
 void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
   uint64_t ms = req.ms;
@@ -248,282 +199,219 @@ void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
   });
 }
 
-void Service::CpuOp(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
-  auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
-  auto get = [&](uint64_t h) { return store_.Get(ctx.conn, h); };
-  // Operands, by the request's handles.
-  std::shared_ptr<Tensor> a, b, c;
-  const bool creation = req.op == Op::kIota || req.op == Op::kEye || req.op == Op::kFull ||
-                        req.op == Op::kRandomUniform || req.op == Op::kRandomNormal;
-  const bool multi = req.op == Op::kConcatenate || req.op == Op::kStack;
-  if (!creation && !multi) {
-    auto x = get(req.a);
-    if (!x.ok()) return fail(x.status());
-    a = std::move(*x);
-  }
-  if (req.b) {
-    auto x = get(req.b);
-    if (!x.ok()) return fail(x.status());
-    b = std::move(*x);
-  }
-  if (req.c) {
-    auto x = get(req.c);
-    if (!x.ok()) return fail(x.status());
-    c = std::move(*x);
-  }
-  // Validate and plan: every check happens here, before anything is allocated.
-  DType out_type = a ? a->type() : req.type;
-  Shape out_shape = a ? a->shape() : req.shape;
-  std::function<Status(Tensor&)> kernel;
-  switch (req.op) {
-    case Op::kUnary: {
-      auto op = ir::UnaryFromName(req.name);
-      if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown unary op :" + std::string(req.name.substr(0, 64)) +
-                                                             "; unary ops: " + ir::UnaryNames()));
-      auto t = ir::UnaryResultType(*op, a->type());
-      if (!t.ok()) return fail(t.status());
-      out_type = *t;
-      kernel = [op = *op, a](Tensor& out) { return cpu::Unary(op, *a, out); };
-      break;
-    }
-    case Op::kBinary: {
-      auto op = ir::BinaryFromName(req.name);
-      if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown binary op :" + std::string(req.name.substr(0, 64)) +
-                                                             "; binary ops: " + ir::BinaryNames()));
-      auto types = ir::BinaryResultTypes(*op, a->type(), b->type());
-      if (!types.ok()) return fail(types.status());
-      auto shape = ir::BroadcastShapes(a->shape(), b->shape());
-      if (!shape.ok()) return fail(shape.status());
-      out_type = types->result;
-      out_shape = std::move(*shape);
-      kernel = [op = *op, a, b, compute = types->compute](Tensor& out) { return cpu::Binary(op, *a, *b, compute, out); };
-      break;
-    }
-    case Op::kReduce: {
-      auto op = ir::ReduceFromName(req.name);
-      if (!op) return fail(Status(ErrorKind::kUnknownOp, "unknown reduction :" + std::string(req.name.substr(0, 64)) +
-                                                             "; reductions: " + ir::ReduceNames()));
-      std::vector<int64_t> axes = req.v1;
-      if (req.all_axes) {
-        axes.clear();
-        for (size_t i = 0; i < a->shape().size(); ++i) axes.push_back(static_cast<int64_t>(i));
-      }
-      auto plan = ir::PlanReduce(*op, a->type(), a->shape(), axes, req.keep_axes);
-      if (!plan.ok()) return fail(plan.status());
-      out_type = plan->out_type;
-      out_shape = plan->out_shape;
-      kernel = [op = *op, a, plan = std::move(*plan)](Tensor& out) { return cpu::Reduce(op, *a, plan, out); };
-      break;
-    }
-    case Op::kAsType:
-      out_type = req.type;
-      kernel = [a](Tensor& out) { return cpu::AsType(*a, out); };
-      break;
-    case Op::kBitcast:
-      if (DTypeBits(req.type) != DTypeBits(a->type())) {
-        return fail(Status(ErrorKind::kTypeMismatch, "bitcast needs types of the same width, got " +
-                                                         DTypeToString(a->type()) + " to " + DTypeToString(req.type)));
-      }
-      out_type = req.type;
-      kernel = [a](Tensor& out) { return cpu::Bitcast(*a, out); };
-      break;
-    case Op::kReshape: {
-      Status st = ir::CheckReshape(a->shape(), req.shape);
-      if (!st.ok()) return fail(st);
-      out_shape = req.shape;
-      kernel = [a](Tensor& out) { return cpu::Bitcast(*a, out); };
-      break;
-    }
-    case Op::kTranspose: {
-      auto shape = ir::TransposeShape(a->shape(), req.v1);
-      if (!shape.ok()) return fail(shape.status());
-      out_shape = std::move(*shape);
-      kernel = [a, perm = req.v1](Tensor& out) { return cpu::Transpose(*a, perm, out); };
-      break;
-    }
-    case Op::kSlice: {
-      auto shape = ir::SliceShape(a->shape(), req.v1, req.v2, req.v3);
-      if (!shape.ok()) return fail(shape.status());
-      out_shape = std::move(*shape);
-      kernel = [a, starts = req.v1, strides = req.v3](Tensor& out) { return cpu::Slice(*a, starts, strides, out); };
-      break;
-    }
-    case Op::kTake: {
-      auto shape = ir::TakeShape(a->shape(), b->type(), b->shape(), req.axis);
-      if (!shape.ok()) return fail(shape.status());
-      out_shape = std::move(*shape);
-      kernel = [a, b, axis = req.axis](Tensor& out) { return cpu::Take(*a, *b, axis, out); };
-      break;
-    }
-    case Op::kIota:
-      kernel = [axis = req.axis](Tensor& out) { return cpu::Iota(out, axis); };
-      break;
-    case Op::kEye:
-      if (req.shape.size() < 2) return fail(Status(ErrorKind::kBadShape, "eye needs a shape of rank 2 or more"));
-      kernel = [](Tensor& out) { return cpu::Eye(out); };
-      break;
-    case Op::kFull:
-      kernel = [v = req.s1](Tensor& out) { return cpu::Fill(out, v); };
-      break;
-    case Op::kRandomUniform:
-    case Op::kRandomNormal: {
-      if (!ir::IsFloat(req.type)) {
-        return fail(Status(ErrorKind::kTypeMismatch, std::string(proto::OpName(req.op)) + " makes floats; got " +
-                                                         DTypeToString(req.type)));
-      }
-      double p1 = req.s1.AsDouble(), p2 = req.s2.AsDouble();
-      if (!std::isfinite(p1) || !std::isfinite(p2) || (req.op == Op::kRandomUniform ? p2 < p1 : p2 < 0)) {
-        return fail(Status::BadArg(req.op == Op::kRandomUniform ? "random_uniform needs finite min <= max"
-                                                                : "random_normal needs a finite mean and std >= 0"));
-      }
-      bool uniform = req.op == Op::kRandomUniform;
-      kernel = [uniform, seed = req.seed, p1, p2](Tensor& out) {
-        return uniform ? cpu::RandomUniform(out, seed, p1, p2) : cpu::RandomNormal(out, seed, p1, p2);
-      };
-      break;
-    }
-    case Op::kSelect: {
-      auto ab = ir::BroadcastShapes(b->shape(), c->shape());
-      if (!ab.ok()) return fail(ab.status());
-      auto shape = ir::BroadcastShapes(a->shape(), *ab);
-      if (!shape.ok()) return fail(shape.status());
-      out_type = ir::MergeTypes(b->type(), c->type());
-      out_shape = std::move(*shape);
-      kernel = [a, b, c, t = out_type](Tensor& out) { return cpu::Select(*a, *b, *c, t, out); };
-      break;
-    }
-    case Op::kClip: {
-      auto lh = ir::BroadcastShapes(b->shape(), c->shape());
-      if (!lh.ok()) return fail(lh.status());
-      auto shape = ir::BroadcastShapes(a->shape(), *lh);
-      if (!shape.ok()) return fail(shape.status());
-      out_type = ir::MergeTypes(a->type(), ir::MergeTypes(b->type(), c->type()));
-      out_shape = std::move(*shape);
-      kernel = [a, b, c, t = out_type](Tensor& out) { return cpu::Clip(*a, *b, *c, t, out); };
-      break;
-    }
-    case Op::kBroadcast: {
-      Status st = ir::CheckBroadcastTo(a->shape(), req.shape, req.v1);
-      if (!st.ok()) return fail(st);
-      out_shape = req.shape;
-      kernel = [a, axes = req.v1](Tensor& out) { return cpu::BroadcastTo(*a, axes, out); };
-      break;
-    }
-    case Op::kReverse: {
-      std::vector<int64_t> axes;
-      for (int64_t ax : req.v1) {
-        auto n = ir::NormalizeAxis(ax, a->shape().size(), "reverse axis");
-        if (!n.ok()) return fail(n.status());
-        if (std::find(axes.begin(), axes.end(), static_cast<int64_t>(*n)) != axes.end()) {
-          return fail(Status::BadArg("reverse axis " + std::to_string(*n) + " is given twice"));
-        }
-        axes.push_back(static_cast<int64_t>(*n));
-      }
-      kernel = [a, axes](Tensor& out) { return cpu::Reverse(*a, axes, out); };
-      break;
-    }
-    case Op::kPad: {
-      auto shape = ir::PadShape(a->shape(), req.pad);
-      if (!shape.ok()) return fail(shape.status());
-      out_shape = std::move(*shape);
-      kernel = [a, v = req.s1, cfg = req.pad](Tensor& out) { return cpu::Pad(*a, v, cfg, out); };
-      break;
-    }
-    case Op::kConcatenate:
-    case Op::kStack: {
-      std::vector<std::shared_ptr<Tensor>> ins;
-      std::vector<Shape> shapes;
-      for (uint64_t h : req.handles) {
-        auto x = get(h);
-        if (!x.ok()) return fail(x.status());
-        shapes.push_back((*x)->shape());
-        ins.push_back(std::move(*x));
-      }
-      const size_t rank = shapes[0].size() + (req.op == Op::kStack ? 1 : 0);
-      auto axis = ir::NormalizeAxis(req.axis, rank, "axis");
-      if (!axis.ok()) return fail(axis.status());
-      if (req.op == Op::kStack) {
-        for (auto& s : shapes) {
-          if (s.size() + 1 != rank) {
-            return fail(Status(ErrorKind::kShapeMismatch, "stack needs tensors of one shape; got ranks " +
-                                                              std::to_string(s.size()) + " and " +
-                                                              std::to_string(rank - 1)));
-          }
-          s.insert(s.begin() + static_cast<std::ptrdiff_t>(*axis), 1);
-        }
-      }
-      auto shape = ir::ConcatShape(shapes, *axis);
-      if (!shape.ok()) return fail(shape.status());
-      out_type = ins[0]->type();
-      for (auto& x : ins) out_type = ir::MergeTypes(out_type, x->type());
-      out_shape = std::move(*shape);
-      kernel = [ins, shapes, ax = *axis](Tensor& out) {
-        std::vector<const Tensor*> raw;
-        for (auto& x : ins) raw.push_back(x.get());
-        return cpu::Concatenate(raw, shapes, ax, out);
-      };
-      break;
-    }
-    case Op::kPutSlice: {
-      Status st = ir::CheckPutSlice(a->shape(), req.v1, b->shape());
-      if (!st.ok()) return fail(st);
-      out_type = ir::MergeTypes(a->type(), b->type());
-      kernel = [a, b, starts = req.v1](Tensor& out) { return cpu::PutSlice(*a, starts, *b, out); };
-      break;
-    }
-    case Op::kGather: {
-      auto shape = ir::GatherShape(a->shape(), b->type(), b->shape());
-      if (!shape.ok()) return fail(shape.status());
-      out_shape = std::move(*shape);
-      kernel = [a, b](Tensor& out) { return cpu::Gather(*a, *b, out); };
-      break;
-    }
-    case Op::kSort:
-    case Op::kArgsort: {
-      auto axis = ir::NormalizeAxis(req.axis, a->shape().size(), "sort axis");
-      if (!axis.ok()) return fail(axis.status());
-      bool arg = req.op == Op::kArgsort;
-      if (arg) out_type = DType::kS64;
-      kernel = [a, ax = *axis, desc = req.descending, arg](Tensor& out) { return cpu::Sort(*a, ax, desc, arg, out); };
-      break;
-    }
-    case Op::kDot: {
-      auto plan = ir::PlanDot(a->shape(), req.v1, req.v2, b->shape(), req.v3, req.v4);
-      if (!plan.ok()) return fail(plan.status());
-      out_type = ir::MergeTypes(a->type(), b->type());
-      out_shape = plan->out_shape;
-      cpu::GemmFn gemm;
-      if (blis_) {
-        gemm = [blis = blis_](DType t, uint64_t m, uint64_t n, uint64_t k, const void* x, const void* y, void* z) {
-          return blis->GemmRaw(t, m, n, k, x, y, z);
-        };
-      }
-      kernel = [a, b, plan = std::move(*plan), t = out_type, gemm](Tensor& out) {
-        return cpu::Dot(*a, *b, plan, t, gemm, out);
-      };
-      break;
-    }
-    case Op::kOuter: {
-      out_type = ir::MergeTypes(a->type(), b->type());
-      out_shape = a->shape();
-      out_shape.insert(out_shape.end(), b->shape().begin(), b->shape().end());
-      if (out_shape.size() > kMaxDims) return fail(Status(ErrorKind::kBadShape, "outer's result would have more than 16 dims"));
-      kernel = [a, b, t = out_type](Tensor& out) { return cpu::Outer(*a, *b, t, out); };
-      break;
-    }
-    default:
-      return fail(Status::Internal("not a CPU op"));
-  }
-  auto out = store_.Allocate(out_type, out_shape);
-  if (!out.ok()) return fail(out.status());
-  Post(*blis_queue_, reply, [this, ctx, reply, out = std::move(*out), kernel = std::move(kernel)]() mutable {
-    Status st;
-    {
+
+Status Service::RunKernel(const PlannedOp& op, const std::vector<const Tensor*>& ins, Tensor& out) {
+  if (op.device == Device::kOpenCl) {
+    std::lock_guard<std::mutex> device(opencl_mu_);  // one thread at a time on the OpenCL queue
+    if (opencl_->is_cpu()) {
       std::lock_guard<std::mutex> gate(cpu_gate_);
-      st = kernel(*out);
+      return op.kernel(ins, out);
     }
+    return op.kernel(ins, out);
+  }
+  std::lock_guard<std::mutex> gate(cpu_gate_);
+  return op.kernel(ins, out);
+}
+
+void Service::Compute(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
+  auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
+  std::vector<std::shared_ptr<Tensor>> held;  // the operands, resolved once
+  std::vector<uint64_t> ids;
+  OperandLookup lookup = [&](uint64_t h) -> Result<ValueInfo> {
+    auto t = store_.Get(ctx.conn, h);
+    if (!t.ok()) return t.status();
+    ids.push_back(h);
+    held.push_back(*t);
+    return ValueInfo{(*t)->type(), (*t)->shape()};
+  };
+  auto plan = PlanOp(req, lookup, blis_, opencl_);
+  if (!plan.ok()) return fail(plan.status());
+  auto out = store_.Allocate(plan->type, plan->shape);
+  if (!out.ok()) return fail(out.status());
+  WorkQueue& q = plan->device == Device::kOpenCl ? *opencl_queue_ : *blis_queue_;
+  Post(q, reply, [this, ctx, reply, held = std::move(held), plan = std::move(*plan), out = std::move(*out)]() mutable {
+    std::vector<const Tensor*> ins;
+    for (auto& t : held) ins.push_back(t.get());
+    Status st = RunKernel(plan, ins, *out);
     if (!st.ok()) { errors_.fetch_add(1); return reply->Error(st); }
     Publish(ctx, std::move(out), *reply);
+  });
+}
+
+void Service::Alloc(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
+  auto t = store_.Allocate(req.type, req.shape);
+  if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
+  if ((*t)->bytes()) std::memset((*t)->data(), 0, (*t)->bytes());  // never hand out another tensor's bytes
+  Publish(ctx, std::move(*t), reply);
+}
+
+Result<std::shared_ptr<Tensor>> Service::Range(const RequestContext& ctx, uint64_t handle, uint64_t offset,
+                                               uint64_t length) const {
+  auto t = store_.Get(ctx.conn, handle);
+  if (!t.ok()) return t.status();
+  uint64_t end = 0;
+  if (__builtin_add_overflow(offset, length, &end) || end > (*t)->bytes()) {
+    return Status(ErrorKind::kOutOfRange, "bytes " + std::to_string(offset) + " .. " + std::to_string(offset) + "+" +
+                                              std::to_string(length) + " are outside tensor " +
+                                              std::to_string(handle) + " of " + std::to_string((*t)->bytes()) +
+                                              " bytes");
+  }
+  return t;
+}
+
+void Service::Write(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
+  auto t = Range(ctx, req.a, req.offset, req.data.size());
+  if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
+  if (!req.data.empty()) std::memcpy((*t)->data() + req.offset, req.data.data(), req.data.size());
+  uint64_t n = req.data.size();
+  reply.Ok([&](TermWriter& w) { w.UInt(n); });
+}
+
+void Service::Read(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
+  auto t = Range(ctx, req.a, req.offset, req.length);
+  if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
+  if (req.length + 1024 > cfg_.max_message) {
+    errors_.fetch_add(1);
+    return reply.Error(Status(ErrorKind::kMessageTooLarge, "a read of " + std::to_string(req.length) +
+                                                               " bytes exceeds max_message; read smaller pieces"));
+  }
+  reply.OkTensorBytes(std::move(*t), req.offset, req.length);
+}
+
+void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
+  auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
+  const proto::Program& prog = *req.program;
+  // Values 1..n: inputs first (resident or copied in now, while the frame is alive), then nodes.
+  std::vector<std::shared_ptr<Tensor>> inputs;
+  std::vector<ValueInfo> values;
+  for (size_t i = 0; i < prog.inputs.size(); ++i) {
+    const proto::ProgramInput& in = prog.inputs[i];
+    if (in.is_handle) {
+      auto t = store_.Get(ctx.conn, in.handle);
+      if (!t.ok()) return fail(Status(t.status().kind(), "input " + std::to_string(i + 1) + ": " + t.status().message()));
+      inputs.push_back(*t);
+    } else {
+      auto t = store_.Allocate(in.type, in.shape);
+      if (!t.ok()) return fail(Status(t.status().kind(), "input " + std::to_string(i + 1) + ": " + t.status().message()));
+      if (in.bytes) std::memcpy((*t)->data(), in.data.data(), in.bytes);
+      inputs.push_back(*t);
+    }
+    values.push_back(ValueInfo{inputs.back()->type(), inputs.back()->shape()});
+  }
+  // Validate and plan every node before running any.
+  std::vector<PlannedOp> plans;
+  for (size_t i = 0; i < prog.nodes.size(); ++i) {
+    const uint64_t limit = values.size();
+    OperandLookup lookup = [&](uint64_t id) -> Result<ValueInfo> {
+      if (id < 1 || id > limit) {
+        return Status::BadArg("value " + std::to_string(id) + " is not an earlier value (1.." + std::to_string(limit) + ")");
+      }
+      return values[id - 1];
+    };
+    auto plan = PlanOp(prog.nodes[i], lookup, blis_, opencl_);
+    if (!plan.ok()) {
+      return fail(Status(plan.status().kind(), "node " + std::to_string(i + 1) + " (:" +
+                                                   std::string(proto::OpName(prog.nodes[i].op)) +
+                                                   (prog.nodes[i].name.empty() ? "" : " :" + std::string(prog.nodes[i].name)) +
+                                                   "): " + plan.status().message()));
+    }
+    values.push_back(ValueInfo{plan->type, plan->shape});
+    plans.push_back(std::move(*plan));
+  }
+  std::vector<uint64_t> last_use(values.size() + 1, 0);  // by value id; 0 = unused
+  for (size_t i = 0; i < plans.size(); ++i) {
+    for (uint64_t id : plans[i].operands) last_use[id] = prog.inputs.size() + i + 1;
+  }
+  for (size_t i = 0; i < prog.outputs.size(); ++i) {
+    uint64_t id = prog.outputs[i].first;
+    if (id > values.size()) {
+      return fail(Status::BadArg("output " + std::to_string(i + 1) + ": value " + std::to_string(id) +
+                                 " does not exist (the program has " + std::to_string(values.size()) + ")"));
+    }
+    last_use[id] = UINT64_MAX;  // outputs live to the end
+  }
+  // The memory the program needs at its peak, with intermediates freed after their last use.
+  uint64_t live = 0, peak = 0;
+  std::vector<uint64_t> sizes(values.size() + 1, 0);
+  for (size_t id = 1; id <= values.size(); ++id) {
+    auto b = ByteSize(values[id - 1].type, values[id - 1].shape);
+    sizes[id] = b.ok() ? *b : 0;
+  }
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const uint64_t id = prog.inputs.size() + i + 1;
+    live += sizes[id];
+    peak = std::max(peak, live);
+    for (uint64_t in : plans[i].operands) {
+      if (in > prog.inputs.size() && last_use[in] == id) live -= sizes[in];
+    }
+    if (last_use[id] == 0) live -= sizes[id];  // computed but unused: freed at once
+  }
+  if (peak > store_.memory_limit() - std::min(store_.memory_limit(), store_.memory_used())) {
+    return fail(Status(ErrorKind::kOutOfMemory, "the program needs " + std::to_string(peak) +
+                                                    " bytes at its peak; the node has " +
+                                                    std::to_string(store_.memory_limit() - store_.memory_used()) +
+                                                    " of its limit left"));
+  }
+  auto outputs = prog.outputs;
+  const size_t n_inputs = prog.inputs.size();
+  Post(*blis_queue_, reply, [this, ctx, reply, inputs = std::move(inputs), plans = std::move(plans), last_use,
+                             outputs, n_inputs]() mutable {
+    std::vector<std::shared_ptr<Tensor>> vals(n_inputs + plans.size() + 1);
+    for (size_t i = 0; i < inputs.size(); ++i) vals[i + 1] = std::move(inputs[i]);
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const uint64_t id = n_inputs + i + 1;
+      auto out = store_.Allocate(plans[i].type, plans[i].shape);
+      if (!out.ok()) {
+        errors_.fetch_add(1);
+        return reply->Error(Status(out.status().kind(), "node " + std::to_string(i + 1) + ": " + out.status().message()));
+      }
+      std::vector<const Tensor*> ins;
+      for (uint64_t v : plans[i].operands) ins.push_back(vals[v].get());
+      Status st = RunKernel(plans[i], ins, **out);
+      if (!st.ok()) {
+        errors_.fetch_add(1);
+        return reply->Error(Status(st.kind(), "node " + std::to_string(i + 1) + ": " + st.message()));
+      }
+      vals[id] = std::move(*out);
+      for (uint64_t v : plans[i].operands) {
+        if (last_use[v] == id) vals[v].reset();  // an intermediate (or input) past its last use
+      }
+      if (last_use[id] == 0) vals[id].reset();
+    }
+    // Keep or return each output; the reply carries them in order.
+    struct Result1 {
+      bool keep;
+      uint64_t handle;
+      std::shared_ptr<Tensor> t;
+    };
+    std::vector<Result1> results;
+    for (auto& [id, keep] : outputs) {
+      Result1 r{keep, 0, vals[id]};
+      if (keep) {
+        bool new_owner = false;
+        auto h = store_.Insert(ctx.conn, ctx.owner, vals[id], &new_owner);
+        if (!h.ok()) { errors_.fetch_add(1); return reply->Error(h.status()); }
+        if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
+        r.handle = *h;
+      }
+      results.push_back(std::move(r));
+    }
+    reply->Ok([&](TermWriter& w) {
+      w.List(static_cast<uint32_t>(results.size()));
+      for (auto& r : results) {
+        if (r.keep) {
+          w.Tuple(3).UInt(r.handle);
+          WriteType(w, r.t->type());
+          WriteShape(w, r.t->shape());
+        } else {
+          w.Tuple(3);
+          WriteType(w, r.t->type());
+          WriteShape(w, r.t->shape());
+          w.Binary(std::string_view(reinterpret_cast<const char*>(r.t->data()), r.t->bytes()));
+        }
+      }
+      w.Nil();
+    });
   });
 }
 

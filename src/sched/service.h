@@ -20,6 +20,7 @@
 #include "exec/opencl_executor.h"
 #include "mure/config.h"
 #include "proto/request.h"
+#include "sched/planner.h"
 #include "sched/reply.h"
 #include "sched/work_queue.h"
 #include "store/tensor_store.h"
@@ -56,11 +57,20 @@ class Service {
   void Upload(const RequestContext& ctx, const proto::Request& req, Reply& reply);
   /// Publish a computed tensor and answer {:ok, {handle, type, shape}}.
   void Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply);
-  void Matmul(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
-  void Elementwise(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
   void Busy(const proto::Request& req, std::shared_ptr<Reply> reply);
-  /// The op set on the CPU executor: validate (ir/ops.h), allocate the result, post the kernel.
-  void CpuOp(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  /// A compute op: plan it (sched/planner.h), allocate the result, post the kernel to its device.
+  void Compute(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  /// A whole program: inputs copied in, every node planned, the peak memory checked, then run in
+  /// order on the CPU queue with intermediates freed after their last use.
+  void RunProgram(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  void Alloc(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  void Write(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  void Read(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  /// The tensor behind a handle when bytes [offset, offset + length) lie inside it.
+  Result<std::shared_ptr<Tensor>> Range(const RequestContext& ctx, uint64_t handle, uint64_t offset,
+                                        uint64_t length) const;
+  /// Run a planned kernel on its device, under the locks that device needs.
+  Status RunKernel(const PlannedOp& op, const std::vector<const Tensor*>& ins, Tensor& out);
   /// Post to a queue or answer :overloaded.
   void Post(WorkQueue& q, std::shared_ptr<Reply> reply, std::function<void()> job);
 
@@ -70,7 +80,8 @@ class Service {
   OpenClExecutor* opencl_;
   std::unique_ptr<WorkQueue> blis_queue_;
   std::unique_ptr<WorkQueue> opencl_queue_;
-  std::mutex cpu_gate_;  ///< held by BLIS jobs and by OpenCL jobs on a CPU device
+  std::mutex cpu_gate_;    ///< held by BLIS jobs and by OpenCL jobs on a CPU device
+  std::mutex opencl_mu_;   ///< one thread at a time on the OpenCL executor
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> refused_{0};

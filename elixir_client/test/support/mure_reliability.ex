@@ -182,6 +182,57 @@ defmodule Mure.Reliability do
     :ok
   end
 
+  @doc """
+  Launches mure_node NOT in Port mode (its cookie from a file or the environment), stderr
+  to a file. Returns `%{port:, os_pid:, stderr:}` once the node logs that it listens.
+  Stop it with stop_plain/1 (SIGTERM).
+  """
+  def launch_plain(args, env \\ []) do
+    exe = Mure.Connection.default_executable()
+    stderr = Path.join(tmp_dir("plain"), "node.stderr")
+    env = Enum.map(env, fn {k, v} -> {String.to_charlist(k), v && String.to_charlist(v)} end)
+
+    port =
+      Port.open({:spawn_executable, "/bin/sh"}, [
+        :binary,
+        {:line, 4096},
+        :exit_status,
+        {:env, Enum.map(env, fn {k, v} -> {k, v || false} end)},
+        args: ["-c", ~s(echo "PID $$"; exec "$0" "$@" 2>"#{stderr}" </dev/null), exe | args]
+      ])
+
+    os_pid =
+      receive do
+        {^port, {:data, {:eol, "PID " <> pid}}} -> String.to_integer(pid)
+      after
+        5_000 -> flunk("the shell did not start")
+      end
+
+    listening =
+      Mure.TestSupport.wait_until(
+        fn -> File.exists?(stderr) and File.read!(stderr) =~ "listening on" end,
+        20_000
+      )
+
+    unless listening do
+      System.cmd("kill", ["-9", Integer.to_string(os_pid)])
+      flunk("mure_node did not start: #{File.read!(stderr)}")
+    end
+
+    %{port: port, os_pid: os_pid, stderr: stderr}
+  end
+
+  @doc "Stops a node from launch_plain/2 with SIGTERM and waits for it to go."
+  def stop_plain(%{os_pid: os_pid}) do
+    System.cmd("kill", ["-TERM", Integer.to_string(os_pid)])
+
+    unless Mure.TestSupport.wait_until(fn -> not Mure.TestSupport.os_alive?(os_pid) end, 5_000) do
+      System.cmd("kill", ["-9", Integer.to_string(os_pid)])
+    end
+
+    :ok
+  end
+
   @doc "Runs mure_node to completion (for start-up refusals): `{exit_status, stderr}`."
   def run_node(args, env \\ [], stdin \\ nil) do
     exe = Mure.Connection.default_executable()

@@ -1,0 +1,795 @@
+// The op set on the OpenCL device (exec/opencl_ops.h), cross-checked against the plain CPU
+// implementation (exec/cpu_ops.h) on every op and every type it accepts: seeded random inputs
+// salted with the edges (NaN, infinities, signed zeros, subnormals, integer MIN/MAX, shift
+// counts around the width, zero divisors), shapes with empty tensors, size-1 axes, scalars and
+// broadcasting edges. Integer results, comparisons, conversions, shape ops, min/max and the four
+// float arithmetic ops must match bit for bit (any NaN matches any NaN); transcendental float
+// functions within a few ULP of the result type. There is no skipping: without an OpenCL device
+// these tests fail.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "exec/cpu_ops.h"
+#include "exec/opencl_executor.h"
+#include "exec/opencl_ops.h"
+#include "ir/ops.h"
+
+using namespace mure;
+using namespace mure::ir;
+using ocl::KernelRequest;
+
+namespace {
+
+constexpr DType kAllTypes[] = {DType::kU8,  DType::kU16, DType::kU32,  DType::kU64, DType::kS8,  DType::kS16,
+                               DType::kS32, DType::kS64, DType::kF16, DType::kBF16, DType::kF32, DType::kF64};
+constexpr DType kIntTypes[] = {DType::kU8, DType::kU16, DType::kU32, DType::kU64,
+                               DType::kS8, DType::kS16, DType::kS32, DType::kS64};
+
+OpenClExecutor& Device() {
+  static std::unique_ptr<OpenClExecutor> dev;
+  if (!dev) {
+    Config cfg;
+    auto ex = OpenClExecutor::Create(cfg);
+    if (!ex.ok()) {
+      FAIL("no OpenCL device: " << ex.status().message()
+                                << " — install pocl-opencl-icd (scripts/bootstrap does); this test does not skip");
+    }
+    dev = std::move(ex.value());
+  }
+  return *dev;
+}
+
+ocl::OpenClOps& Ops() { return Device().ops(); }
+
+TensorStore& Store() {
+  static TensorStore store(1ull << 30);
+  return store;
+}
+
+std::shared_ptr<Tensor> Alloc(DType t, const Shape& s) {
+  auto x = Store().Allocate(t, s);
+  REQUIRE(x.ok());
+  return std::move(*x);
+}
+
+/// Garbage, so an element a kernel forgot to write shows.
+std::shared_ptr<Tensor> AllocDirty(DType t, const Shape& s) {
+  auto x = Alloc(t, s);
+  if (x->bytes()) std::memset(x->data(), 0xa5, x->bytes());
+  return x;
+}
+
+// ---- values ------------------------------------------------------------------------------------------
+
+void PutF(DType t, uint8_t* p, uint64_t i, double v) {
+  switch (t) {
+    case DType::kF16: { uint16_t h = cpu::FloatToHalf(static_cast<float>(v)); std::memcpy(p + 2 * i, &h, 2); break; }
+    case DType::kBF16: { uint16_t h = cpu::FloatToBF16(static_cast<float>(v)); std::memcpy(p + 2 * i, &h, 2); break; }
+    case DType::kF32: { float f = static_cast<float>(v); std::memcpy(p + 4 * i, &f, 4); break; }
+    default: std::memcpy(p + 8 * i, &v, 8); break;
+  }
+}
+
+double GetF(DType t, const uint8_t* p, uint64_t i) {
+  switch (t) {
+    case DType::kF16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return cpu::HalfToFloat(h); }
+    case DType::kBF16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return cpu::BF16ToFloat(h); }
+    case DType::kF32: { float f; std::memcpy(&f, p + 4 * i, 4); return f; }
+    default: { double d; std::memcpy(&d, p + 8 * i, 8); return d; }
+  }
+}
+
+uint64_t Bits(DType t, const uint8_t* p, uint64_t i) {
+  uint64_t v = 0;
+  std::memcpy(&v, p + DTypeSize(t) * i, DTypeSize(t));
+  return v;
+}
+
+/// Random values of type t, salted with the edges of its class.
+void FillRandom(Tensor& x, std::mt19937_64& rng) {
+  const DType t = x.type();
+  const uint64_t n = x.elements();
+  uint8_t* p = x.data();
+  std::uniform_int_distribution<int> pick(0, 99);
+  if (IsFloat(t)) {
+    static const double specials[] = {0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1.5, -2.5, 2.5, 3.5,
+                                      INFINITY, -INFINITY, NAN, -NAN, 1e-40, -3e-39, 1e-310, 5e-324,
+                                      3.4028234663852886e38, -3.4028234663852886e38, 1.7976931348623157e308,
+                                      65504, 65520, -65536, 1e30, -1e30, 3e9, -3e9, 4294967295.0, 4294967296.0,
+                                      2147483647.0, -2147483648.0, 9.2233720368547758e18, -9.3e18, 1.9e19, 2e19,
+                                      255.5, 255.49, 127.9, -128.7, -129.0, 32767.5, 65535.9, 0.9999999,
+                                      1e-8, 1.5707963267948966, 3.141592653589793, 88.8, -88.8, -100, 100, 710,
+                                      -745, 1e-20, 6.1e-5, 5.96e-8, 1e-45};
+    const size_t ns = sizeof specials / sizeof specials[0];
+    for (uint64_t i = 0; i < n; ++i) {
+      int k = pick(rng);
+      double v;
+      if (k < 25) {
+        v = specials[rng() % ns];
+      } else if (k < 60) {
+        v = std::uniform_real_distribution<double>(-4, 4)(rng);
+      } else if (k < 75) {
+        v = std::uniform_real_distribution<double>(-1, 1)(rng);
+      } else if (k < 90) {
+        v = std::pow(10.0, std::uniform_real_distribution<double>(-30, 30)(rng)) * ((rng() & 1) ? 1 : -1);
+      } else if (t == DType::kF16 || t == DType::kBF16) {  // any pattern at all, NaN payloads included
+        uint16_t h = static_cast<uint16_t>(rng());
+        std::memcpy(p + 2 * i, &h, 2);
+        continue;
+      } else {
+        v = std::round(std::uniform_real_distribution<double>(-300, 300)(rng)) + ((rng() & 1) ? 0.5 : 0);
+      }
+      PutF(t, p, i, v);
+    }
+    return;
+  }
+  const unsigned bits = DTypeBits(t);
+  const uint64_t mask = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
+  const uint64_t top = uint64_t{1} << (bits - 1);
+  const uint64_t specials[] = {0, 1, ~uint64_t{0}, 2, ~uint64_t{1}, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65,
+                               top, top - 1, top + 1, mask, mask - 1, 100, 127, 128, 255, 256};
+  const size_t ns = sizeof specials / sizeof specials[0];
+  for (uint64_t i = 0; i < n; ++i) {
+    int k = pick(rng);
+    uint64_t v;
+    if (k < 30) v = specials[rng() % ns];
+    else if (k < 65) v = static_cast<uint64_t>(std::uniform_int_distribution<int64_t>(-20, 20)(rng));
+    else v = rng();
+    std::memcpy(p + DTypeSize(t) * i, &v, DTypeSize(t));  // little-endian: the low bytes
+  }
+}
+
+std::shared_ptr<Tensor> RandomTensor(DType t, const Shape& s, uint64_t seed) {
+  auto x = Alloc(t, s);
+  std::mt19937_64 rng(seed);
+  FillRandom(*x, rng);
+  return x;
+}
+
+// ---- comparison ----------------------------------------------------------------------------------------
+
+struct Tol {
+  uint64_t ulps = 0;    ///< allowed distance in units in the last place of the result type
+  double abs = 0;       ///< or this much absolute difference (results near underflow)
+};
+
+/// Distance between two floats of type t in representable steps (ordered bit patterns).
+uint64_t UlpDistance(DType t, uint64_t a, uint64_t b) {
+  const unsigned bits = DTypeBits(t);
+  auto ordered = [&](uint64_t x) -> int64_t {
+    const uint64_t sign = uint64_t{1} << (bits - 1);
+    const int64_t mag = static_cast<int64_t>(x & (sign - 1));
+    return (x & sign) ? -mag : mag;
+  };
+  const int64_t d = ordered(a) - ordered(b);
+  return static_cast<uint64_t>(d < 0 ? -d : d);
+}
+
+double SmallestNormal(DType t) {
+  switch (t) {
+    case DType::kF16: return 6.103515625e-05;
+    case DType::kBF16: case DType::kF32: return std::numeric_limits<float>::min();
+    default: return std::numeric_limits<double>::min();
+  }
+}
+
+std::string Describe(DType t, const uint8_t* p, uint64_t i) {
+  std::ostringstream os;
+  if (IsFloat(t)) {
+    os.precision(17);
+    os << GetF(t, p, i) << " (0x" << std::hex << Bits(t, p, i) << ")";
+  } else if (IsSigned(t)) {
+    uint64_t v = Bits(t, p, i);
+    unsigned b = DTypeBits(t);
+    int64_t s = b == 64 ? static_cast<int64_t>(v) : static_cast<int64_t>(v << (64 - b)) >> (64 - b);
+    os << s;
+  } else {
+    os << Bits(t, p, i);
+  }
+  return os.str();
+}
+
+/// Element-by-element comparison; `input` describes element i's operands for the message.
+void Compare(const Tensor& want, const Tensor& got, Tol tol, const std::string& what,
+             const std::function<std::string(uint64_t)>& input = nullptr) {
+  REQUIRE(want.type() == got.type());
+  REQUIRE(want.shape() == got.shape());
+  const DType t = want.type();
+  uint64_t bad = 0;
+  std::string first;
+  for (uint64_t i = 0; i < want.elements(); ++i) {
+    const uint64_t wb = Bits(t, want.data(), i), gb = Bits(t, got.data(), i);
+    if (wb == gb) continue;
+    if (IsFloat(t)) {
+      const double w = GetF(t, want.data(), i), g = GetF(t, got.data(), i);
+      if (std::isnan(w) && std::isnan(g)) continue;
+      if (!std::isnan(w) && !std::isnan(g)) {
+        if (tol.ulps && UlpDistance(t, wb, gb) <= tol.ulps) continue;
+        if (tol.abs > 0 && std::fabs(w - g) <= tol.abs) continue;
+      }
+    }
+    if (bad++ < 3) {
+      first += "\n  element " + std::to_string(i) + ": cpu " + Describe(t, want.data(), i) + ", opencl " +
+               Describe(t, got.data(), i) + (input ? " from " + input(i) : "");
+    }
+  }
+  INFO(what << ": " << bad << " of " << want.elements() << " elements differ" << first);
+  CHECK(bad == 0);
+}
+
+bool Approximate(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::kNegate: case UnaryOp::kAbs: case UnaryOp::kSign: case UnaryOp::kFloor: case UnaryOp::kCeil:
+    case UnaryOp::kRound: case UnaryOp::kSqrt: case UnaryOp::kIsNan: case UnaryOp::kIsInfinity:
+    case UnaryOp::kLogicalNot: case UnaryOp::kBitwiseNot: case UnaryOp::kCountLeadingZeros:
+    case UnaryOp::kPopulationCount:
+      return false;
+    default:
+      return true;
+  }
+}
+
+/// Tolerance for a transcendental function's result of type t: a few ULP in f32/f64 (the device
+/// computes f16/bf16/f32 in float, the reference in double), one step of the narrow types.
+Tol Transcendental(DType t) {
+  switch (t) {
+    case DType::kF16: case DType::kBF16: return {1, SmallestNormal(t)};
+    case DType::kF32: return {4, SmallestNormal(t)};
+    default: return {2, SmallestNormal(t)};
+  }
+}
+
+std::string ShapeName(const Shape& s) { return ShapeToString(s); }
+
+constexpr UnaryOp kUnaryOps[] = {
+    UnaryOp::kNegate, UnaryOp::kAbs, UnaryOp::kSign, UnaryOp::kFloor, UnaryOp::kCeil, UnaryOp::kRound,
+    UnaryOp::kExp, UnaryOp::kExpm1, UnaryOp::kLog, UnaryOp::kLog1p, UnaryOp::kSqrt, UnaryOp::kRsqrt,
+    UnaryOp::kCbrt, UnaryOp::kSin, UnaryOp::kCos, UnaryOp::kTan, UnaryOp::kAsin, UnaryOp::kAcos,
+    UnaryOp::kAtan, UnaryOp::kSinh, UnaryOp::kCosh, UnaryOp::kTanh, UnaryOp::kAsinh, UnaryOp::kAcosh,
+    UnaryOp::kAtanh, UnaryOp::kSigmoid, UnaryOp::kErf, UnaryOp::kErfc, UnaryOp::kIsNan, UnaryOp::kIsInfinity,
+    UnaryOp::kLogicalNot, UnaryOp::kBitwiseNot, UnaryOp::kCountLeadingZeros, UnaryOp::kPopulationCount,
+};
+constexpr BinaryOp kBinaryOps[] = {
+    BinaryOp::kAdd, BinaryOp::kSubtract, BinaryOp::kMultiply, BinaryOp::kDivide, BinaryOp::kPow,
+    BinaryOp::kRemainder, BinaryOp::kQuotient, BinaryOp::kAtan2, BinaryOp::kMin, BinaryOp::kMax,
+    BinaryOp::kEqual, BinaryOp::kNotEqual, BinaryOp::kLess, BinaryOp::kLessEqual, BinaryOp::kGreater,
+    BinaryOp::kGreaterEqual, BinaryOp::kLogicalAnd, BinaryOp::kLogicalOr, BinaryOp::kLogicalXor,
+    BinaryOp::kBitwiseAnd, BinaryOp::kBitwiseOr, BinaryOp::kBitwiseXor, BinaryOp::kLeftShift,
+    BinaryOp::kRightShift,
+};
+constexpr ReduceOp kReduceOps[] = {ReduceOp::kSum,  ReduceOp::kProduct, ReduceOp::kReduceMax, ReduceOp::kReduceMin,
+                                   ReduceOp::kAll,  ReduceOp::kAny,     ReduceOp::kArgmax,    ReduceOp::kArgmin};
+
+uint64_t Seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
+  return ((a * 1000003 + b) * 1000003 + c) * 1000003 + d + 12345;
+}
+
+// ---- runners --------------------------------------------------------------------------------------------
+
+void CheckUnary(UnaryOp op, const Tensor& in) {
+  auto t = UnaryResultType(op, in.type());
+  REQUIRE(t.ok());
+  auto want = AllocDirty(*t, in.shape()), got = AllocDirty(*t, in.shape());
+  REQUIRE(cpu::Unary(op, in, *want).ok());
+  Status s = Ops().Unary(op, in, *got);
+  std::string what = std::string(Name(op)) + " " + DTypeToString(in.type()) + " " + ShapeName(in.shape());
+  INFO(what << ": " << s.message());
+  REQUIRE(s.ok());
+  Compare(*want, *got, Approximate(op) && IsFloat(*t) ? Transcendental(*t) : Tol{}, what,
+          [&](uint64_t i) { return Describe(in.type(), in.data(), i); });
+}
+
+void CheckBinary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  auto types = BinaryResultTypes(op, a.type(), b.type());
+  REQUIRE(types.ok());
+  auto shape = BroadcastShapes(a.shape(), b.shape());
+  REQUIRE(shape.ok());
+  auto want = AllocDirty(types->result, *shape), got = AllocDirty(types->result, *shape);
+  REQUIRE(cpu::Binary(op, a, b, types->compute, *want).ok());
+  Status s = Ops().Binary(op, a, b, types->compute, *got);
+  std::string what = std::string(Name(op)) + " " + DTypeToString(a.type()) + ShapeName(a.shape()) + " " +
+                     DTypeToString(b.type()) + ShapeName(b.shape());
+  INFO(what << ": " << s.message());
+  REQUIRE(s.ok());
+  const bool approx = op == BinaryOp::kPow || op == BinaryOp::kAtan2;
+  // Operands of element i (for the message): recompute the broadcast.
+  auto operands = [&](uint64_t i) {
+    const Shape& os = *shape;
+    auto offset = [&](const Shape& in) {
+      uint64_t rem = i, off = 0, stride = 1;
+      for (size_t d = os.size(); d-- > 0;) {
+        uint64_t k = rem % os[d];
+        rem /= os[d];
+        size_t lead = os.size() - in.size();
+        if (d >= lead) {
+          uint64_t dim = in[d - lead];
+          if (dim != 1) off += k * stride;
+          stride *= dim;
+        }
+      }
+      return off;
+    };
+    return Describe(a.type(), a.data(), offset(a.shape())) + ", " + Describe(b.type(), b.data(), offset(b.shape()));
+  };
+  Compare(*want, *got, approx && IsFloat(types->result) ? Transcendental(types->result) : Tol{}, what, operands);
+}
+
+void CheckReduce(ReduceOp op, const Tensor& in, const std::vector<int64_t>& axes, bool keep, Tol tol = {}) {
+  auto plan = PlanReduce(op, in.type(), in.shape(), axes, keep);
+  if (!plan.ok()) return;  // argmax of an empty axis, several axes but not all: ir/ says no
+  auto want = AllocDirty(plan->out_type, plan->out_shape), got = AllocDirty(plan->out_type, plan->out_shape);
+  REQUIRE(cpu::Reduce(op, in, *plan, *want).ok());
+  Status s = Ops().Reduce(op, in, *plan, *got);
+  std::ostringstream what;
+  what << Name(op) << " " << DTypeToString(in.type()) << " " << ShapeName(in.shape()) << " axes {";
+  for (int64_t a : axes) what << a << " ";
+  what << "} keep " << keep;
+  INFO(what.str() << ": " << s.message());
+  REQUIRE(s.ok());
+  Compare(*want, *got, tol, what.str());
+}
+
+void CheckAsType(const Tensor& in, DType to) {
+  auto want = AllocDirty(to, in.shape()), got = AllocDirty(to, in.shape());
+  REQUIRE(cpu::AsType(in, *want).ok());
+  Status s = Ops().AsType(in, *got);
+  std::string what = "as_type " + DTypeToString(in.type()) + " -> " + DTypeToString(to) + " " + ShapeName(in.shape());
+  INFO(what << ": " << s.message());
+  REQUIRE(s.ok());
+  Compare(*want, *got, {}, what, [&](uint64_t i) { return Describe(in.type(), in.data(), i); });
+}
+
+const std::vector<Shape> kUnaryShapes = {{}, {0}, {1}, {300}, {3, 1, 5}, {2, 0, 3}};
+const std::vector<std::pair<Shape, Shape>> kBroadcastPairs = {
+    {{}, {}},         {{300}, {300}},      {{2, 3}, {3}},   {{4, 1, 3}, {5, 1}}, {{}, {2, 2}},
+    {{2, 2}, {}},     {{0, 3}, {1, 3}},    {{1}, {7}},      {{2, 1}, {1, 2}},    {{3, 1}, {0}},
+    {{1, 1, 1}, {1}}, {{65, 3}, {65, 1}},
+};
+
+}  // namespace
+
+TEST_CASE("unary ops on the OpenCL device match the CPU on every type", "[opencl][ops]") {
+  std::vector<KernelRequest> want;
+  for (DType t : kAllTypes) {
+    for (UnaryOp op : kUnaryOps) {
+      if (UnaryResultType(op, t).ok()) want.push_back(KernelRequest::Unary(op, t));
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = Ops().Prebuild(want);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const auto built = Ops().stats().kernels_built;
+  std::printf("[opencl_ops] prebuilt %zu unary variants in %.0f ms\n", want.size(), ms);
+  for (DType t : kAllTypes) {
+    for (UnaryOp op : kUnaryOps) {
+      if (!UnaryResultType(op, t).ok()) {
+        // ir/ rejects it first; the generator refuses it too.
+        CHECK_FALSE(ocl::UnaryKernel(op, t, t, true).ok());
+        continue;
+      }
+      for (size_t si = 0; si < kUnaryShapes.size(); ++si) {
+        auto in = RandomTensor(t, kUnaryShapes[si], Seed(static_cast<uint64_t>(op), static_cast<uint64_t>(t), si));
+        CheckUnary(op, *in);
+      }
+    }
+  }
+  CHECK(Ops().stats().kernels_built == built);  // Prebuild built exactly what the ops asked for
+}
+
+TEST_CASE("f16 and bf16 round trips through every pattern", "[opencl][ops][types]") {
+  // Every half and bfloat16 pattern to f32 and back, and f32 patterns near the rounding edges.
+  for (DType t : {DType::kF16, DType::kBF16}) {
+    auto all = Alloc(t, {65536});
+    for (uint32_t h = 0; h < 65536; ++h) std::memcpy(all->data() + 2 * h, &h, 2);
+    CheckAsType(*all, DType::kF32);
+    CheckAsType(*all, DType::kF64);
+    CheckUnary(UnaryOp::kNegate, *all);
+    auto f = Alloc(DType::kF32, {65536 * 4});
+    std::mt19937_64 rng(7);
+    for (uint32_t i = 0; i < 65536 * 4; ++i) {
+      // A half or bf16 value with random low bits: every rounding case, ties included.
+      uint32_t bits;
+      if (t == DType::kF16) {
+        float base = cpu::HalfToFloat(static_cast<uint16_t>(i >> 2));
+        std::memcpy(&bits, &base, 4);
+        bits += (i & 3) == 0 ? 0 : (i & 3) == 1 ? 0x1000 : static_cast<uint32_t>(rng() & 0x1fff);
+      } else {
+        bits = (i >> 2) << 16 | ((i & 3) == 0 ? 0 : (i & 3) == 1 ? 0x8000 : static_cast<uint32_t>(rng() & 0xffff));
+      }
+      std::memcpy(f->data() + 4 * i, &bits, 4);
+    }
+    CheckAsType(*f, t);
+    auto d = Alloc(DType::kF64, {65536 * 4});
+    for (uint64_t i = 0; i < 65536 * 4; ++i) PutF(DType::kF64, d->data(), i, GetF(DType::kF32, f->data(), i));
+    CheckAsType(*d, t);
+  }
+}
+
+TEST_CASE("binary ops on the OpenCL device match the CPU on every type and broadcast", "[opencl][ops]") {
+  // Every op on every same-type pair; every pair of types on add (promotion and conversion of
+  // each operand); every op on a set of mixed pairs that exercise promotion rules.
+  const std::vector<std::pair<DType, DType>> mixed = {
+      {DType::kU8, DType::kS8},   {DType::kU64, DType::kS64}, {DType::kS32, DType::kF32}, {DType::kS64, DType::kF16},
+      {DType::kU64, DType::kBF16}, {DType::kF16, DType::kBF16}, {DType::kBF16, DType::kF64}, {DType::kU32, DType::kF64},
+      {DType::kS8, DType::kU64},  {DType::kU16, DType::kS32}};
+  std::vector<std::pair<DType, DType>> every_op;
+  for (DType t : kAllTypes) every_op.push_back({t, t});
+  every_op.insert(every_op.end(), mixed.begin(), mixed.end());
+  std::vector<KernelRequest> want;
+  for (auto [ta, tb] : every_op) {
+    for (BinaryOp op : kBinaryOps) {
+      if (BinaryResultTypes(op, ta, tb).ok()) want.push_back(KernelRequest::Binary(op, ta, tb));
+    }
+  }
+  for (DType ta : kAllTypes) {
+    for (DType tb : kAllTypes) want.push_back(KernelRequest::Binary(BinaryOp::kAdd, ta, tb));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = Ops().Prebuild(want);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[opencl_ops] prebuilt %zu binary variants in %.0f ms\n", want.size(), ms);
+  const auto built = Ops().stats().kernels_built;
+
+  for (auto [ta, tb] : every_op) {
+    for (BinaryOp op : kBinaryOps) {
+      if (!BinaryResultTypes(op, ta, tb).ok()) continue;
+      for (size_t pi = 0; pi < kBroadcastPairs.size(); ++pi) {
+        const uint64_t seed = Seed(static_cast<uint64_t>(op), static_cast<uint64_t>(ta), static_cast<uint64_t>(tb), pi);
+        auto a = RandomTensor(ta, kBroadcastPairs[pi].first, seed);
+        auto b = RandomTensor(tb, kBroadcastPairs[pi].second, seed + 1);
+        CheckBinary(op, *a, *b);
+      }
+      // The same tensor on both sides.
+      auto x = RandomTensor(ta, {33}, Seed(static_cast<uint64_t>(op), 99, static_cast<uint64_t>(ta)));
+      if (ta == tb) CheckBinary(op, *x, *x);
+    }
+  }
+  for (DType ta : kAllTypes) {
+    for (DType tb : kAllTypes) {
+      auto a = RandomTensor(ta, {4, 50}, Seed(1, static_cast<uint64_t>(ta), static_cast<uint64_t>(tb)));
+      auto b = RandomTensor(tb, {50}, Seed(2, static_cast<uint64_t>(ta), static_cast<uint64_t>(tb)));
+      CheckBinary(BinaryOp::kAdd, *a, *b);
+    }
+  }
+  CHECK(Ops().stats().kernels_built == built);
+}
+
+TEST_CASE("integer and float edge rules hold on the OpenCL device", "[opencl][ops]") {
+  // Exhaustive s8/u8 pairs for the ops with edge rules (wrap, x / 0, MIN / -1, shifts, pow).
+  for (DType t : {DType::kS8, DType::kU8}) {
+    auto a = Alloc(t, {256, 1}), b = Alloc(t, {1, 256});
+    for (uint32_t i = 0; i < 256; ++i) {
+      a->data()[i] = static_cast<uint8_t>(i);
+      b->data()[i] = static_cast<uint8_t>(i);
+    }
+    for (BinaryOp op : {BinaryOp::kAdd, BinaryOp::kMultiply, BinaryOp::kQuotient, BinaryOp::kRemainder,
+                        BinaryOp::kPow, BinaryOp::kLeftShift, BinaryOp::kRightShift, BinaryOp::kMin,
+                        BinaryOp::kLess, BinaryOp::kDivide}) {
+      CheckBinary(op, *a, *b);
+    }
+  }
+  // 64-bit MIN / -1, MIN rem -1, x / 0, shifts by 63, 64 and negative counts.
+  const int64_t mn = std::numeric_limits<int64_t>::min(), mx = std::numeric_limits<int64_t>::max();
+  std::vector<int64_t> xs{mn, mn, 7, -7, mx, 1, -1, 5, -5, 1, -1, 3};
+  std::vector<int64_t> ys{-1, 0, 0, -1, -1, 63, 64, -1, 65, -3, -3, 40};
+  for (DType t : {DType::kS64, DType::kU64}) {
+    auto a = Alloc(t, {12}), b = Alloc(t, {12});
+    std::memcpy(a->data(), xs.data(), 96);
+    std::memcpy(b->data(), ys.data(), 96);
+    for (BinaryOp op : kBinaryOps) {
+      if (BinaryResultTypes(op, t, t).ok()) CheckBinary(op, *a, *b);
+    }
+  }
+  // Float NaN, infinities, signed zeros and division by zero on every float type.
+  std::vector<double> fx{NAN, INFINITY, -INFINITY, 0.0, -0.0, 1.0, -1.0, 0.0, NAN, 2.0};
+  std::vector<double> fy{1.0, INFINITY, 0.0, -0.0, 0.0, 0.0, -0.0, 0.0, NAN, NAN};
+  for (DType t : {DType::kF16, DType::kBF16, DType::kF32, DType::kF64}) {
+    auto a = Alloc(t, {10}), b = Alloc(t, {10});
+    for (uint64_t i = 0; i < 10; ++i) {
+      PutF(t, a->data(), i, fx[i]);
+      PutF(t, b->data(), i, fy[i]);
+    }
+    for (BinaryOp op : kBinaryOps) {
+      if (BinaryResultTypes(op, t, t).ok()) CheckBinary(op, *a, *b);
+    }
+    for (UnaryOp op : kUnaryOps) {
+      if (UnaryResultType(op, t).ok()) CheckUnary(op, *a);
+    }
+  }
+}
+
+TEST_CASE("reductions on the OpenCL device match the CPU on every type", "[opencl][ops]") {
+  std::vector<KernelRequest> want;
+  for (DType t : kAllTypes) {
+    for (ReduceOp op : kReduceOps) want.push_back(KernelRequest::Reduce(op, t));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = Ops().Prebuild(want);
+  INFO(s.message());
+  REQUIRE(s.ok());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[opencl_ops] prebuilt %zu reduction variants in %.0f ms\n", want.size(), ms);
+  const auto built = Ops().stats().kernels_built;
+  struct Case {
+    Shape shape;
+    std::vector<int64_t> axes;
+    bool keep;
+  };
+  const std::vector<Case> cases = {
+      {{}, {}, false},          {{0}, {0}, false},          {{5}, {0}, false},         {{1}, {0}, true},
+      {{3, 4}, {0}, false},     {{3, 4}, {1}, true},        {{3, 4}, {0, 1}, false},   {{3, 4}, {}, false},
+      {{2, 3, 4}, {0, 2}, false}, {{2, 3, 4}, {1, 2}, true}, {{2, 3, 4}, {0, 1, 2}, true}, {{2, 3, 4}, {-2}, false},
+      {{2, 0, 3}, {1}, false},  {{2, 0, 3}, {0, 2}, false}, {{4, 1, 3}, {1}, false},   {{300}, {0}, false},
+      {{2, 3, 1, 4, 2}, {0, 2, 4}, false},
+  };
+  // With double on the device, float sums and products accumulate as the reference does: exact.
+  REQUIRE(Ops().fp64());
+  for (DType t : kAllTypes) {
+    for (ReduceOp op : kReduceOps) {
+      for (size_t ci = 0; ci < cases.size(); ++ci) {
+        auto in = RandomTensor(t, cases[ci].shape, Seed(static_cast<uint64_t>(op), static_cast<uint64_t>(t), ci));
+        CheckReduce(op, *in, cases[ci].axes, cases[ci].keep);
+      }
+    }
+  }
+  // Ties and NaN: first occurrence wins, NaN wins.
+  auto ties = Alloc(DType::kF32, {2, 4});
+  std::vector<float> tv{1, 3, 3, -1, NAN, 2, NAN, 2};
+  std::memcpy(ties->data(), tv.data(), 32);
+  for (ReduceOp op : kReduceOps) {
+    CheckReduce(op, *ties, {1}, false);
+    CheckReduce(op, *ties, {0}, false);
+    CheckReduce(op, *ties, {0, 1}, false);
+  }
+  CHECK(Ops().stats().kernels_built == built);
+}
+
+TEST_CASE("as_type on the OpenCL device matches the CPU for every pair of types", "[opencl][ops][types]") {
+  std::vector<KernelRequest> want;
+  for (DType a : kAllTypes) {
+    for (DType b : kAllTypes) want.push_back(KernelRequest::AsType(a, b));
+  }
+  REQUIRE(Ops().Prebuild(want).ok());
+  for (DType a : kAllTypes) {
+    auto in = RandomTensor(a, {400}, Seed(static_cast<uint64_t>(a), 77));
+    auto empty = Alloc(a, {0, 2});
+    for (DType b : kAllTypes) {
+      CheckAsType(*in, b);
+      CheckAsType(*empty, b);
+    }
+  }
+  // Integers beyond 2^53 go through double first, as the reference does (a double rounding).
+  std::vector<uint64_t> big{(uint64_t{1} << 53) + 1, (uint64_t{1} << 63) + (uint64_t{1} << 39) + 1,
+                            ~uint64_t{0}, (uint64_t{1} << 54) + 3, 0x8000008000000000ull, 0x7fffffbfffffffffull,
+                            0xffffff7fffffffffull, 0xffffff8000000000ull};
+  for (DType from : {DType::kU64, DType::kS64}) {
+    auto in = Alloc(from, {8});
+    std::memcpy(in->data(), big.data(), 64);
+    for (DType to : {DType::kF16, DType::kBF16, DType::kF32, DType::kF64}) CheckAsType(*in, to);
+  }
+}
+
+TEST_CASE("shape ops on the OpenCL device match the CPU", "[opencl][ops][security]") {
+  std::vector<KernelRequest> want;
+  for (DType t : kAllTypes) want.push_back(KernelRequest::Transpose(t));
+  for (DType t : {DType::kU8, DType::kS16, DType::kF32, DType::kF64}) {
+    for (DType x : kIntTypes) want.push_back(KernelRequest::Take(t, x));
+  }
+  REQUIRE(Ops().Prebuild(want).ok());
+  const auto built = Ops().stats().kernels_built;
+
+  for (DType t : kAllTypes) {
+    // transpose
+    struct TCase { Shape shape; std::vector<int64_t> perm; };
+    for (const TCase& c : std::vector<TCase>{{{}, {}}, {{5}, {0}}, {{2, 3}, {1, 0}}, {{2, 3, 4}, {2, 0, 1}},
+                                              {{2, 3, 4}, {-1, -3, 1}}, {{1, 0, 3}, {2, 1, 0}}, {{3, 1, 2, 2}, {3, 1, 0, 2}}}) {
+      auto in = RandomTensor(t, c.shape, Seed(static_cast<uint64_t>(t), c.shape.size()));
+      auto shape = TransposeShape(in->shape(), c.perm);
+      REQUIRE(shape.ok());
+      auto want_t = AllocDirty(t, *shape), got = AllocDirty(t, *shape);
+      REQUIRE(cpu::Transpose(*in, c.perm, *want_t).ok());
+      REQUIRE(Ops().Transpose(*in, c.perm, *got).ok());
+      Compare(*want_t, *got, {}, "transpose " + DTypeToString(t) + " " + ShapeName(c.shape));
+    }
+    // slice
+    struct SCase { Shape shape; std::vector<int64_t> starts, lengths, strides; };
+    for (const SCase& c : std::vector<SCase>{{{10}, {1}, {3}, {3}}, {{10}, {10}, {0}, {1}}, {{}, {}, {}, {}},
+                                              {{4, 5}, {1, 0}, {2, 5}, {2, 1}}, {{4, 5}, {0, 4}, {4, 1}, {1, 1}},
+                                              {{3, 4, 5}, {1, 1, 1}, {2, 0, 2}, {1, 1, 3}},
+                                              {{3, 4, 5}, {2, 3, 0}, {1, 1, 5}, {5, 5, 1}}}) {
+      auto in = RandomTensor(t, c.shape, Seed(static_cast<uint64_t>(t), 5, c.shape.size()));
+      auto shape = SliceShape(in->shape(), c.starts, c.lengths, c.strides);
+      REQUIRE(shape.ok());
+      auto want_s = AllocDirty(t, *shape), got = AllocDirty(t, *shape);
+      REQUIRE(cpu::Slice(*in, c.starts, c.strides, *want_s).ok());
+      REQUIRE(Ops().Slice(*in, c.starts, c.strides, *got).ok());
+      Compare(*want_s, *got, {}, "slice " + DTypeToString(t) + " " + ShapeName(c.shape));
+    }
+    // bitcast to every type of the same width
+    auto in = RandomTensor(t, {3, 7}, Seed(static_cast<uint64_t>(t), 9));
+    for (DType to : kAllTypes) {
+      if (DTypeBits(to) != DTypeBits(t)) continue;
+      auto want_b = AllocDirty(to, in->shape()), got = AllocDirty(to, in->shape());
+      REQUIRE(cpu::Bitcast(*in, *want_b).ok());
+      REQUIRE(Ops().Bitcast(*in, *got).ok());
+      CHECK(std::memcmp(want_b->data(), got->data(), got->bytes()) == 0);
+    }
+    auto empty = Alloc(t, {0});
+    auto empty_out = Alloc(t, {0});
+    CHECK(Ops().Bitcast(*empty, *empty_out).ok());
+  }
+
+  // take: every index type, several axes and index shapes; every element type width.
+  for (DType t : {DType::kU8, DType::kS16, DType::kF32, DType::kF64}) {
+    auto in = RandomTensor(t, {3, 4, 5}, Seed(static_cast<uint64_t>(t), 11));
+    for (DType x : kIntTypes) {
+      for (int64_t axis : {0, 1, 2, -1}) {
+        const uint64_t dim = in->shape()[static_cast<size_t>(axis < 0 ? axis + 3 : axis)];
+        for (const Shape& is : std::vector<Shape>{{}, {0}, {4}, {2, 3}}) {
+          auto idx = Alloc(x, is);
+          std::mt19937_64 rng(Seed(static_cast<uint64_t>(x), static_cast<uint64_t>(axis), is.size()));
+          for (uint64_t j = 0; j < idx->elements(); ++j) {
+            uint64_t v = rng() % dim;
+            std::memcpy(idx->data() + j * DTypeSize(x), &v, DTypeSize(x));
+          }
+          auto shape = TakeShape(in->shape(), x, is, axis);
+          REQUIRE(shape.ok());
+          auto want_k = AllocDirty(t, *shape), got = AllocDirty(t, *shape);
+          REQUIRE(cpu::Take(*in, *idx, axis, *want_k).ok());
+          Status s = Ops().Take(*in, *idx, axis, *got);
+          INFO(s.message());
+          REQUIRE(s.ok());
+          Compare(*want_k, *got, {}, "take " + DTypeToString(t) + " indices " + DTypeToString(x));
+        }
+      }
+      // Out of range (too big, negative, huge unsigned): refused before anything is written,
+      // with the reference's message.
+      auto idx = Alloc(x, {6});
+      std::vector<uint64_t> bad{1, 0, 2, IsSigned(x) ? ~uint64_t{0} : uint64_t{4}, 7, ~uint64_t{0}};
+      for (uint64_t j = 0; j < 6; ++j) std::memcpy(idx->data() + j * DTypeSize(x), &bad[j], DTypeSize(x));
+      auto shape = TakeShape(in->shape(), x, {6}, 1);
+      REQUIRE(shape.ok());
+      auto want_k = AllocDirty(t, *shape), got = AllocDirty(t, *shape);
+      Status ws = cpu::Take(*in, *idx, 1, *want_k);
+      Status gs = Ops().Take(*in, *idx, 1, *got);
+      CHECK(ws.kind() == ErrorKind::kOutOfRange);
+      CHECK(gs.kind() == ErrorKind::kOutOfRange);
+      CHECK(gs.message() == ws.message());
+      std::vector<uint8_t> dirty(got->bytes(), 0xa5);
+      CHECK(std::memcmp(got->data(), dirty.data(), got->bytes()) == 0);  // nothing written
+    }
+  }
+  // Indices into an empty axis, and a bad index among many (its chunk found, then the first one).
+  auto in = Alloc(DType::kF32, {2, 0});
+  auto idx = Alloc(DType::kS32, {1});
+  int32_t zero = 0;
+  std::memcpy(idx->data(), &zero, 4);
+  auto out = Alloc(DType::kF32, {2, 1});
+  CHECK(Ops().Take(*in, *idx, 1, *out).kind() == ErrorKind::kOutOfRange);
+  CHECK(Ops().Take(*in, *idx, 1, *out).message() == cpu::Take(*in, *idx, 1, *out).message());
+  auto src = RandomTensor(DType::kF32, {10}, 3);
+  auto many = Alloc(DType::kU16, {100000});
+  for (uint64_t j = 0; j < 100000; ++j) {
+    uint16_t v = j == 77777 ? 10 : j == 99999 ? 11 : static_cast<uint16_t>(j % 10);
+    std::memcpy(many->data() + 2 * j, &v, 2);
+  }
+  auto many_out = Alloc(DType::kF32, {100000});
+  Status gs = Ops().Take(*src, *many, 0, *many_out);
+  CHECK(gs.kind() == ErrorKind::kOutOfRange);
+  CHECK(gs.message() == cpu::Take(*src, *many, 0, *many_out).message());
+  CHECK_THAT(gs.message(), Catch::Contains("element 77777"));
+  CHECK(Ops().stats().kernels_built == built + 1);  // the u16 take check kernel only
+}
+
+TEST_CASE("the kernel cache compiles each variant once", "[opencl][ops]") {
+  auto& ops = Ops();
+  auto a = RandomTensor(DType::kF32, {1000}, 1), b = RandomTensor(DType::kF32, {1000}, 2);
+  auto c = RandomTensor(DType::kF32, {10, 100}, 3), d = RandomTensor(DType::kF32, {100}, 4);
+  auto out1 = Alloc(DType::kF32, {1000}), out2 = Alloc(DType::kF32, {10, 100});
+  const auto before = ops.stats();
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(ops.Binary(BinaryOp::kAtan2, *a, *b, DType::kF32, *out1).ok());
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto after_first = ops.stats();
+  CHECK(after_first.kernels_built <= before.kernels_built + 1);  // built now (or by an earlier test case)
+  REQUIRE(ops.Binary(BinaryOp::kAtan2, *c, *d, DType::kF32, *out2).ok());  // another shape: same kernel
+  const auto t2 = std::chrono::steady_clock::now();
+  const auto after = ops.stats();
+  CHECK(after.kernels_built == after_first.kernels_built);
+  CHECK(after.cache_hits == after_first.cache_hits + 1);
+  CHECK(after.launches == after_first.launches + 1);
+  auto ms = [](auto x, auto y) { return std::chrono::duration<double, std::milli>(y - x).count(); };
+  std::printf("[opencl_ops] atan2 f32: first call %.1f ms (build + first launch), cached call %.2f ms; "
+              "%llu programs, %llu kernels built so far in %.0f ms, first launches %.0f ms\n",
+              ms(t0, t1), ms(t1, t2), static_cast<unsigned long long>(after.programs_built),
+              static_cast<unsigned long long>(after.kernels_built), after.build_ms, after.first_launch_ms);
+  CHECK(ops.cached_kernels() >= 1);
+  // A failing generator builds nothing.
+  CHECK_FALSE(ocl::BinaryKernel(BinaryOp::kBitwiseAnd, DType::kF32, DType::kF32, DType::kF32, DType::kF32, true).ok());
+}
+
+TEST_CASE("without double precision, f64 is unsupported and nothing is built", "[opencl][ops][types]") {
+  auto& dev = Device();
+  auto made = ocl::OpenClOps::Create(dev.context(), dev.device(), dev.queue(), /*fp64=*/false);
+  REQUIRE(made.ok());
+  auto& ops = **made;
+  auto d = RandomTensor(DType::kF64, {4}, 1), f = RandomTensor(DType::kF32, {4}, 2);
+  auto i = RandomTensor(DType::kS32, {4}, 3);
+  auto dout = Alloc(DType::kF64, {4}), fout = Alloc(DType::kF32, {4}), u8 = Alloc(DType::kU8, {4});
+  auto empty = Alloc(DType::kF64, {0}), empty_out = Alloc(DType::kF64, {0});
+  std::vector<Status> refused = {
+      ops.Unary(UnaryOp::kExp, *d, *dout),
+      ops.Unary(UnaryOp::kIsNan, *d, *u8),
+      ops.Unary(UnaryOp::kNegate, *empty, *empty_out),  // even with nothing to compute
+      ops.Binary(BinaryOp::kAdd, *d, *i, DType::kF64, *dout),
+      ops.Binary(BinaryOp::kLess, *f, *d, DType::kF64, *u8),
+      ops.AsType(*f, *dout),
+      ops.AsType(*d, *fout),
+  };
+  auto plan = PlanReduce(ReduceOp::kSum, DType::kF64, {4}, {0}, false);
+  auto rout = Alloc(DType::kF64, {});
+  refused.push_back(ops.Reduce(ReduceOp::kSum, *d, *plan, *rout));
+  for (const Status& s : refused) {
+    INFO(s.message());
+    CHECK(s.kind() == ErrorKind::kUnsupported);
+    CHECK_THAT(s.message(), Catch::Contains("{:f, 64}"));
+  }
+  CHECK_THAT(refused[0].message(), Catch::Contains("exp"));
+  CHECK(ops.Prebuild({KernelRequest::Unary(UnaryOp::kSin, DType::kF64)}).kind() == ErrorKind::kUnsupported);
+  CHECK(ops.stats().programs_built == 0);
+  CHECK(ops.cached_kernels() == 0);
+
+  // f32 still works, and float sums accumulate in float: close to the reference, not exact.
+  auto x = Alloc(DType::kF32, {64, 100});
+  std::mt19937_64 rng(5);
+  for (uint64_t k = 0; k < x->elements(); ++k) {
+    float v = std::uniform_real_distribution<float>(0.5f, 2.0f)(rng);
+    std::memcpy(x->data() + 4 * k, &v, 4);
+  }
+  CHECK(ops.Unary(UnaryOp::kExp, *f, *fout).ok());
+  for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kReduceMax, ReduceOp::kArgmin}) {
+    auto p = PlanReduce(op, DType::kF32, x->shape(), {1}, false);
+    REQUIRE(p.ok());
+    auto want = Alloc(p->out_type, p->out_shape), got = Alloc(p->out_type, p->out_shape);
+    REQUIRE(cpu::Reduce(op, *x, *p, *want).ok());
+    REQUIRE(ops.Reduce(op, *x, *p, *got).ok());
+    Compare(*want, *got, op == ReduceOp::kSum ? Tol{64, 0} : Tol{}, std::string(Name(op)) + " in float");
+  }
+}
+
+TEST_CASE("generated sources, and a kernel that fails to build reports its log", "[opencl][ops]") {
+  auto& dev = Device();
+  auto made = ocl::OpenClOps::Create(dev.context(), dev.device(), dev.queue(), true);
+  REQUIRE(made.ok());
+  auto k = ocl::UnaryKernel(UnaryOp::kExp, DType::kF32, DType::kF32, true);
+  REQUIRE(k.ok());
+  CHECK_THAT(ocl::ProgramSource(*k), Catch::Contains("__kernel void mure_k("));
+  CHECK_THAT(ocl::ProgramSource(*k), !Catch::Contains("cl_khr_fp64"));
+  auto k64 = ocl::UnaryKernel(UnaryOp::kExp, DType::kF64, DType::kF64, true);
+  REQUIRE(k64.ok());
+  CHECK_THAT(ocl::ProgramSource(*k64), Catch::Contains("cl_khr_fp64"));
+  ocl::KernelSource broken = *k;
+  broken.text += "__kernel void oops(__global float* p) { p[0] = undefined_thing; }\n";
+  Status s = (*made)->Compile({broken});
+  CHECK(s.kind() == ErrorKind::kInternal);
+  CHECK_THAT(s.message(), Catch::Contains("clBuildProgram"));
+  CHECK_THAT(s.message(), Catch::Contains("undefined_thing"));  // the build log
+  CHECK((*made)->cached_kernels() == 0);
+  CHECK((*made)->Compile({*k}).ok());
+  CHECK((*made)->cached_kernels() == 1);
+  CHECK((*made)->Compile({*k}).ok());  // cached: nothing built
+  CHECK((*made)->stats().programs_built == 1);
+}

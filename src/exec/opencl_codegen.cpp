@@ -330,7 +330,7 @@ std::string BinaryIntStmts(BinaryOp op, DType t) {
     case BinaryOp::kQuotient:
       if (s) {
         return sdiv + r("y == 0UL ? ~0UL : sy == -1 ? (x == " + Hex(SignedMin(bits)) +
-                        " ? x : 0UL - x) : as_ulong(as_long(x) / dv)");
+                        " ? 0UL - x : 0UL - x) : as_ulong(as_long(x) / dv)");
       }
       return r("y == 0UL ? ~0UL : x / (y == 0UL ? 1UL : y)");
     case BinaryOp::kRemainder:

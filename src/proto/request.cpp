@@ -262,6 +262,20 @@ Status CheckEnvelope(const TermTree&, uint32_t, const Envelope& env, std::string
 
 Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
   const Term& term = t[n];
+  if (term.kind == TermKind::kTuple && term.count == 3 && t.IsAtom(n + 1, "on")) {
+    uint32_t dev = t.Child(n, 1), inner = t.Child(n, 2);
+    if (!t.IsAtom(dev, "cpu") && !t.IsAtom(dev, "opencl") && !t.IsAtom(dev, "auto")) {
+      return Status::BadArg("{:on, device, request}: device must be :cpu, :opencl or :auto");
+    }
+    if (t[inner].kind == TermKind::kTuple && t[inner].count > 0 && t.IsAtom(inner + 1, "on")) {
+      return Status::BadArg("{:on, device, request} cannot be nested");
+    }
+    auto r = DecodeRequest(t, inner, test_ops);
+    if (!r.ok()) return r;
+    r->placement = t.IsAtom(dev, "cpu") ? Placement::kCpu : t.IsAtom(dev, "opencl") ? Placement::kOpenCl
+                                                                                      : Placement::kAuto;
+    return r;
+  }
   std::string_view name;
   if (term.kind == TermKind::kAtom) {
     name = term.data;
@@ -725,7 +739,8 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
           uint32_t v = t[k].end;
           if (t.IsAtom(k, "device")) {
             if (t.IsAtom(v, "auto") || t.IsAtom(v, "cpu") || t.IsAtom(v, "opencl")) {
-              prog->device = std::string(t[v].data);
+              prog->placement = t.IsAtom(v, "cpu") ? Placement::kCpu
+                                : t.IsAtom(v, "opencl") ? Placement::kOpenCl : Placement::kAuto;
             } else {
               return Status::BadArg("device must be :auto, :cpu or :opencl");
             }

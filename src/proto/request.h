@@ -58,6 +58,9 @@ enum class Op {
 
 struct Program;
 
+/// Where a compute op should run: the node's choice, or the caller's.
+enum class Placement { kAuto, kCpu, kOpenCl };
+
 /// The atom naming an op on the wire.
 std::string_view OpName(Op op);
 
@@ -87,6 +90,7 @@ struct Request {
   uint64_t offset = 0;        ///< write/read: byte offset
   uint64_t length = 0;        ///< read: byte length
   std::shared_ptr<Program> program;  ///< program
+  Placement placement = Placement::kAuto;  ///< {:on, device, request}
 };
 
 /// An input of a program: a resident handle, or data sent with it.
@@ -104,7 +108,7 @@ struct Program {
   std::vector<ProgramInput> inputs;
   std::vector<Request> nodes;
   std::vector<std::pair<uint64_t, bool>> outputs;  ///< value id, keep (true) or return (false)
-  std::string device = "auto";                     ///< opts device: auto | cpu | opencl
+  Placement placement = Placement::kAuto;          ///< opts device: auto | cpu | opencl
 };
 
 /// Decode the request term. `test_ops` enables the test-only ops.

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "exec/cpu_ops.h"
+#include "exec/opencl_ops.h"
 #include "ir/ops.h"
 
 namespace mure {
@@ -21,8 +22,27 @@ bool IsComputeOp(Op op) {
 }
 
 Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
-                         OpenClExecutor* opencl) {
+                         OpenClExecutor* opencl, proto::Placement placement) {
   PlannedOp p;
+  const bool on_opencl = placement == proto::Placement::kOpenCl;
+  if (on_opencl && !opencl) {
+    return Status(ErrorKind::kUnsupported, "this node has no OpenCL device (see its log for why); run the op with "
+                                           "device :cpu or :auto");
+  }
+  // Ops the OpenCL device runs; the others say so instead of silently running elsewhere.
+  if (on_opencl) {
+    switch (req.op) {
+      case Op::kUnary: case Op::kBinary: case Op::kReduce: case Op::kAsType: case Op::kBitcast: case Op::kReshape:
+      case Op::kTranspose: case Op::kSlice: case Op::kTake: case Op::kAdd: case Op::kMultiply:
+        p.device = Device::kOpenCl;
+        break;
+      default:
+        return Status(ErrorKind::kUnsupported, std::string(proto::OpName(req.op)) +
+                                                   " is not available on the OpenCL device yet; run it with device "
+                                                   ":cpu or :auto");
+    }
+  }
+  ocl::OpenClOps* ops = on_opencl ? &opencl->ops() : nullptr;
   // Operands in kernel order: the first operand (most ops), then b, then c; joins list theirs.
   const bool creation = req.op == Op::kIota || req.op == Op::kEye || req.op == Op::kFull ||
                         req.op == Op::kRandomUniform || req.op == Op::kRandomNormal;
@@ -66,6 +86,19 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
     case Op::kAdd:
     case Op::kMultiply: {
       const char* name = req.op == Op::kAdd ? "add" : "multiply";
+      if (placement == proto::Placement::kCpu) {  // the same op on the CPU executor
+        ir::BinaryOp bop = req.op == Op::kAdd ? ir::BinaryOp::kAdd : ir::BinaryOp::kMultiply;
+        auto types = ir::BinaryResultTypes(bop, in[0].type, in[1].type);
+        if (!types.ok()) return types.status();
+        auto shape = ir::BroadcastShapes(in[0].shape, in[1].shape);
+        if (!shape.ok()) return shape.status();
+        p.type = types->result;
+        p.shape = std::move(*shape);
+        p.kernel = [bop, compute = types->compute](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Binary(bop, *x[0], *x[1], compute, out);
+        };
+        return p;
+      }
       if (!opencl) {
         return Status(ErrorKind::kUnsupported, std::string(name) + " runs on the OpenCL device, and this node has none "
                                                                    "(see the node's log for why)");
@@ -91,7 +124,11 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       auto t = ir::UnaryResultType(*op, in[0].type);
       if (!t.ok()) return t.status();
       p.type = *t;
-      p.kernel = [op = *op](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Unary(op, *x[0], out); };
+      if (ops) {
+        p.kernel = [ops, op = *op](const std::vector<const Tensor*>& x, Tensor& out) { return ops->Unary(op, *x[0], out); };
+      } else {
+        p.kernel = [op = *op](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Unary(op, *x[0], out); };
+      }
       return p;
     }
     case Op::kBinary: {
@@ -103,9 +140,15 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       if (!shape.ok()) return shape.status();
       p.type = types->result;
       p.shape = std::move(*shape);
-      p.kernel = [op = *op, compute = types->compute](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Binary(op, *x[0], *x[1], compute, out);
-      };
+      if (ops) {
+        p.kernel = [ops, op = *op, compute = types->compute](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Binary(op, *x[0], *x[1], compute, out);
+        };
+      } else {
+        p.kernel = [op = *op, compute = types->compute](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Binary(op, *x[0], *x[1], compute, out);
+        };
+      }
       return p;
     }
     case Op::kReduce: {
@@ -120,14 +163,24 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       if (!plan.ok()) return plan.status();
       p.type = plan->out_type;
       p.shape = plan->out_shape;
-      p.kernel = [op = *op, plan = std::move(*plan)](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Reduce(op, *x[0], plan, out);
-      };
+      if (ops) {
+        p.kernel = [ops, op = *op, plan = std::move(*plan)](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Reduce(op, *x[0], plan, out);
+        };
+      } else {
+        p.kernel = [op = *op, plan = std::move(*plan)](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Reduce(op, *x[0], plan, out);
+        };
+      }
       return p;
     }
     case Op::kAsType:
       p.type = req.type;
-      p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::AsType(*x[0], out); };
+      if (ops) {
+        p.kernel = [ops](const std::vector<const Tensor*>& x, Tensor& out) { return ops->AsType(*x[0], out); };
+      } else {
+        p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::AsType(*x[0], out); };
+      }
       return p;
     case Op::kBitcast:
       if (DTypeBits(req.type) != DTypeBits(in[0].type)) {
@@ -135,39 +188,65 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
                                                     DTypeToString(in[0].type) + " to " + DTypeToString(req.type));
       }
       p.type = req.type;
-      p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Bitcast(*x[0], out); };
+      if (ops) {
+        p.kernel = [ops](const std::vector<const Tensor*>& x, Tensor& out) { return ops->Bitcast(*x[0], out); };
+      } else {
+        p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Bitcast(*x[0], out); };
+      }
       return p;
     case Op::kReshape: {
       MURE_RETURN_IF_ERROR(ir::CheckReshape(in[0].shape, req.shape));
       p.shape = req.shape;
-      p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Bitcast(*x[0], out); };
+      if (ops) {
+        p.kernel = [ops](const std::vector<const Tensor*>& x, Tensor& out) { return ops->Bitcast(*x[0], out); };
+      } else {
+        p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Bitcast(*x[0], out); };
+      }
       return p;
     }
     case Op::kTranspose: {
       auto shape = ir::TransposeShape(in[0].shape, req.v1);
       if (!shape.ok()) return shape.status();
       p.shape = std::move(*shape);
-      p.kernel = [perm = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Transpose(*x[0], perm, out);
-      };
+      if (ops) {
+        p.kernel = [ops, perm = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Transpose(*x[0], perm, out);
+        };
+      } else {
+        p.kernel = [perm = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Transpose(*x[0], perm, out);
+        };
+      }
       return p;
     }
     case Op::kSlice: {
       auto shape = ir::SliceShape(in[0].shape, req.v1, req.v2, req.v3);
       if (!shape.ok()) return shape.status();
       p.shape = std::move(*shape);
-      p.kernel = [starts = req.v1, strides = req.v3](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Slice(*x[0], starts, strides, out);
-      };
+      if (ops) {
+        p.kernel = [ops, starts = req.v1, strides = req.v3](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Slice(*x[0], starts, strides, out);
+        };
+      } else {
+        p.kernel = [starts = req.v1, strides = req.v3](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Slice(*x[0], starts, strides, out);
+        };
+      }
       return p;
     }
     case Op::kTake: {
       auto shape = ir::TakeShape(in[0].shape, in[1].type, in[1].shape, req.axis);
       if (!shape.ok()) return shape.status();
       p.shape = std::move(*shape);
-      p.kernel = [axis = req.axis](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Take(*x[0], *x[1], axis, out);
-      };
+      if (ops) {
+        p.kernel = [ops, axis = req.axis](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Take(*x[0], *x[1], axis, out);
+        };
+      } else {
+        p.kernel = [axis = req.axis](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Take(*x[0], *x[1], axis, out);
+        };
+      }
       return p;
     }
     case Op::kIota:

@@ -41,8 +41,10 @@ using OperandLookup = std::function<Result<ValueInfo>(uint64_t id)>;
 
 /// Plan a compute op (the op set, matmul, add, multiply). `blis`/`opencl` may be null when that
 /// device is disabled; ops that need it are then kUnsupported.
+/// `placement` kOpenCl runs the op on the OpenCL device (kUnsupported for ops it lacks); kCpu
+/// and kAuto run the op set on the CPU executor (add/multiply keep the OpenCL device under kAuto).
 Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
-                         OpenClExecutor* opencl);
+                         OpenClExecutor* opencl, proto::Placement placement);
 
 /// True for requests PlanOp takes (compute ops; not hello, upload, programs...).
 bool IsComputeOp(proto::Op op);

@@ -224,7 +224,7 @@ void Service::Compute(const RequestContext& ctx, const proto::Request& req, std:
     held.push_back(*t);
     return ValueInfo{(*t)->type(), (*t)->shape()};
   };
-  auto plan = PlanOp(req, lookup, blis_, opencl_);
+  auto plan = PlanOp(req, lookup, blis_, opencl_, req.placement);
   if (!plan.ok()) return fail(plan.status());
   auto out = store_.Allocate(plan->type, plan->shape);
   if (!out.ok()) return fail(out.status());
@@ -308,7 +308,9 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
       }
       return values[id - 1];
     };
-    auto plan = PlanOp(prog.nodes[i], lookup, blis_, opencl_);
+    const proto::Placement where =
+        prog.nodes[i].placement != proto::Placement::kAuto ? prog.nodes[i].placement : prog.placement;
+    auto plan = PlanOp(prog.nodes[i], lookup, blis_, opencl_, where);
     if (!plan.ok()) {
       return fail(Status(plan.status().kind(), "node " + std::to_string(i + 1) + " (:" +
                                                    std::string(proto::OpName(prog.nodes[i].op)) +

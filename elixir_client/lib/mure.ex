@@ -97,8 +97,11 @@ defmodule Mure do
   @typedoc "What a failed call returns."
   @type error :: Error.t() | ConnectionError.t()
 
-  @typedoc "Options of every call: `timeout:` in milliseconds or `:infinity`."
-  @type call_opts :: [timeout: timeout()]
+  @typedoc """
+  Options of every call: `timeout:` in milliseconds or `:infinity`. Compute ops also take
+  `device: :cpu | :opencl | :auto` (default `:auto`: the node's choice).
+  """
+  @type call_opts :: [timeout: timeout(), device: :cpu | :opencl | :auto]
 
   ## Connections
 
@@ -1297,6 +1300,8 @@ defmodule Mure do
   end
 
   defp compute(a, b, request, opts, more \\ []) do
+    {request, opts} = placed(request, opts)
+
     case call(
            a.conn,
            request,
@@ -1316,6 +1321,8 @@ defmodule Mure do
   end
 
   defp create(conn, request, opts) do
+    {request, opts} = placed(request, opts)
+
     case call(conn, request, [], opts) do
       {:ok, {handle, type, shape}, node, session} when is_integer(handle) and is_tuple(shape) ->
         {:ok,
@@ -1326,6 +1333,21 @@ defmodule Mure do
 
       {:error, error} ->
         {:error, error}
+    end
+  end
+
+  # `device: :cpu | :opencl | :auto` places a compute op ({:on, device, request}).
+  defp placed(request, opts) do
+    case Keyword.pop(opts, :device) do
+      {nil, opts} ->
+        {request, opts}
+
+      {device, opts} when device in [:cpu, :opencl, :auto] ->
+        {{:on, device, request}, opts}
+
+      {other, _} ->
+        raise ArgumentError,
+              "expected :device to be :cpu, :opencl or :auto, got: #{inspect(other)}"
     end
   end
 

@@ -229,4 +229,33 @@ defmodule Mure.OpSetTest do
     assert o.shape == {3, 2}
     assert floats(o) == [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
   end
+
+  test "device: :opencl runs the op set on the OpenCL device with the CPU's results", %{
+    conn: conn
+  } do
+    x = f32(conn, [0.1, -0.5, 2.0, 3.5], {2, 2})
+    i = s32(conn, [7, -3, 0, 1000], {2, 2})
+
+    for {fun, what} <- [
+          {&Mure.unary!(:exp, x, &1), "exp"},
+          {&Mure.binary!(:multiply, x, x, &1), "multiply"},
+          {&Mure.binary!(:quotient, i, s32(conn, [0, 2], {2}), &1), "quotient"},
+          {&Mure.reduce!(:sum, x, [axes: [1]] ++ &1), "sum"},
+          {&Mure.transpose!(x, &1), "transpose"},
+          {&Mure.as_type!(x, {:s, 8}, &1), "as_type"}
+        ] do
+      cpu = Mure.download!(fun.(device: :cpu))
+      ocl = Mure.download!(fun.(device: :opencl))
+      assert byte_size(cpu) == byte_size(ocl)
+
+      if what in ["exp"] do
+        assert_close(unpack(ocl, 32), unpack(cpu, 32), 1.0e-6)
+      else
+        assert ocl == cpu, "#{what} differs between the CPU and the OpenCL device"
+      end
+    end
+
+    assert {:error, %Error{kind: :unsupported, message: msg}} = Mure.sort(x, device: :opencl)
+    assert msg =~ "OpenCL"
+  end
 end

@@ -410,4 +410,14 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
   }
 }
 
+Result<PlannedOp> PlanPlaced(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
+                             OpenClExecutor* opencl, proto::Placement placement, const CostModel& cost) {
+  auto plan = PlanOp(req, lookup, blis, opencl, placement);
+  if (placement != proto::Placement::kAuto || !plan.ok() || !opencl || plan->device == Device::kOpenCl) return plan;
+  auto elements = ElementCount(plan->shape);
+  if (!elements.ok() || *elements < cost.opencl_min_elements || cost.opencl_gbps <= 1.2 * cost.cpu_gbps) return plan;
+  auto there = PlanOp(req, lookup, blis, opencl, proto::Placement::kOpenCl);
+  return there.ok() ? there : plan;
+}
+
 }  // namespace mure

@@ -46,6 +46,21 @@ using OperandLookup = std::function<Result<ValueInfo>(uint64_t id)>;
 Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
                          OpenClExecutor* opencl, proto::Placement placement);
 
+/// What the node measured of its devices at start-up, for placing ops the caller left to it.
+struct CostModel {
+  double cpu_gbps = 0;      ///< CPU executor, f32 add, GB/s moved
+  double opencl_gbps = 0;   ///< OpenCL device, the same add
+  double gemm_gflops = 0;   ///< BLIS sgemm, all threads
+  /// Smallest result (elements) worth a trip to the OpenCL device: below it, launch and first-use
+  /// compile costs outweigh a faster device.
+  uint64_t opencl_min_elements = 1u << 20;
+};
+
+/// PlanOp with the placement decided: the caller's, or under kAuto the CPU unless the OpenCL
+/// device measured faster for memory-bound work, has the op, and the result is large enough.
+Result<PlannedOp> PlanPlaced(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
+                             OpenClExecutor* opencl, proto::Placement placement, const CostModel& cost);
+
 /// True for requests PlanOp takes (compute ops; not hello, upload, programs...).
 bool IsComputeOp(proto::Op op);
 

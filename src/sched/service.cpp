@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <cmath>
 #include <cstring>
 #include <sstream>
 
 #include "common/log.h"
 #include "exec/cpu_ops.h"
+#include "exec/opencl_ops.h"
 #include "ir/ops.h"
 
 #ifndef MURE_VERSION
@@ -38,6 +40,56 @@ Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, Open
     : cfg_(cfg), store_(store), blis_(blis), opencl_(opencl) {
   blis_queue_ = std::make_unique<WorkQueue>("blis", 1, cfg.queue_depth);
   if (opencl_) opencl_queue_ = std::make_unique<WorkQueue>("opencl", 1, cfg.queue_depth);
+  Calibrate();
+}
+
+void Service::Calibrate() {
+  // Best of three, on data that fits neither in cache nor in doubt: 2 M f32 per operand.
+  constexpr uint64_t kN = 2u << 20;
+  TensorStore scratch(64u << 20);
+  auto a = scratch.Allocate(DType::kF32, {kN});
+  auto b = scratch.Allocate(DType::kF32, {kN});
+  auto c = scratch.Allocate(DType::kF32, {kN});
+  if (!a.ok() || !b.ok() || !c.ok()) return;
+  for (uint64_t i = 0; i < kN; ++i) {
+    (*a)->as<float>()[i] = 1.0f;
+    (*b)->as<float>()[i] = 2.0f;
+  }
+  auto best_gbps = [&](const std::function<Status()>& run) {
+    double best = 0;
+    for (int rep = 0; rep < 4; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (!run().ok()) return 0.0;
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (rep > 0) best = std::max(best, 3.0 * 4 * kN / s / 1e9);  // the first run warms up
+    }
+    return best;
+  };
+  cost_.cpu_gbps = best_gbps([&] { return cpu::Binary(ir::BinaryOp::kAdd, **a, **b, DType::kF32, **c); });
+  if (opencl_) {
+    cost_.opencl_gbps = best_gbps([&] { return opencl_->ops().Binary(ir::BinaryOp::kAdd, **a, **b, DType::kF32, **c); });
+  }
+  if (blis_) {
+    constexpr uint64_t kM = 512;
+    auto x = scratch.Allocate(DType::kF32, {kM, kM});
+    auto y = scratch.Allocate(DType::kF32, {kM, kM});
+    auto z = scratch.Allocate(DType::kF32, {kM, kM});
+    if (x.ok() && y.ok() && z.ok()) {
+      std::memset((*x)->data(), 0, (*x)->bytes());
+      std::memset((*y)->data(), 0, (*y)->bytes());
+      double best = 0;
+      for (int rep = 0; rep < 3; ++rep) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (!blis_->Gemm(**x, **y, **z).ok()) break;
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (rep > 0) best = std::max(best, 2.0 * kM * kM * kM / s / 1e9);
+      }
+      cost_.gemm_gflops = best;
+    }
+  }
+  LogInfo("cost model: CPU elementwise " + std::to_string(static_cast<int>(cost_.cpu_gbps)) + " GB/s, OpenCL " +
+          std::to_string(static_cast<int>(cost_.opencl_gbps)) + " GB/s, BLIS sgemm " +
+          std::to_string(static_cast<int>(cost_.gemm_gflops)) + " GFLOP/s");
 }
 
 Service::~Service() = default;
@@ -112,7 +164,7 @@ void Service::WriteDevices(TermWriter& w) const {
   if (n) w.List(n);
   if (blis_) {
     const BlisInfo& b = blis_->info();
-    w.Map(9);
+    w.Map(10);
     w.Atom("id").Atom("blis");
     w.Atom("kind").Atom("blas");
     w.Atom("name").Binary("BLIS " + b.version + " (" + b.arch + ")");
@@ -122,10 +174,13 @@ void Service::WriteDevices(TermWriter& w) const {
     w.Atom("cpu").Binary(b.cpu.brand.empty() ? b.cpu.vendor : b.cpu.brand);
     w.Atom("cpu_features").Binary(b.cpu.Describe());
     w.Atom("queued").UInt(blis_queue_->pending());
+    w.Atom("measured").Map(2);
+    w.Atom("gemm_gflops").Double(cost_.gemm_gflops);
+    w.Atom("elementwise_gbps").Double(cost_.cpu_gbps);
   }
   if (opencl_) {
     const OpenClInfo& o = opencl_->info();
-    w.Map(10);
+    w.Map(11);
     w.Atom("id").Atom("opencl");
     w.Atom("kind").Atom("opencl");
     w.Atom("name").Binary(o.name);
@@ -136,6 +191,8 @@ void Service::WriteDevices(TermWriter& w) const {
     w.Atom("global_mem_bytes").UInt(o.global_mem_bytes);
     w.Atom("kernel_build_ms").Double(o.build_ms);
     w.Atom("queued").UInt(opencl_queue_->pending());
+    w.Atom("measured").Map(1);
+    w.Atom("elementwise_gbps").Double(cost_.opencl_gbps);
   }
   w.Nil();
 }
@@ -215,17 +272,20 @@ Status Service::RunKernel(const PlannedOp& op, const std::vector<const Tensor*>&
 
 void Service::Compute(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
   auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
-  std::vector<std::shared_ptr<Tensor>> held;  // the operands, resolved once
-  std::vector<uint64_t> ids;
+  std::map<uint64_t, std::shared_ptr<Tensor>> seen;  // the operands, resolved once
   OperandLookup lookup = [&](uint64_t h) -> Result<ValueInfo> {
-    auto t = store_.Get(ctx.conn, h);
-    if (!t.ok()) return t.status();
-    ids.push_back(h);
-    held.push_back(*t);
-    return ValueInfo{(*t)->type(), (*t)->shape()};
+    auto it = seen.find(h);
+    if (it == seen.end()) {
+      auto t = store_.Get(ctx.conn, h);
+      if (!t.ok()) return t.status();
+      it = seen.emplace(h, std::move(*t)).first;
+    }
+    return ValueInfo{it->second->type(), it->second->shape()};
   };
-  auto plan = PlanOp(req, lookup, blis_, opencl_, req.placement);
+  auto plan = PlanPlaced(req, lookup, blis_, opencl_, req.placement, cost_);
   if (!plan.ok()) return fail(plan.status());
+  std::vector<std::shared_ptr<Tensor>> held;
+  for (uint64_t id : plan->operands) held.push_back(seen.at(id));
   auto out = store_.Allocate(plan->type, plan->shape);
   if (!out.ok()) return fail(out.status());
   WorkQueue& q = plan->device == Device::kOpenCl ? *opencl_queue_ : *blis_queue_;
@@ -310,7 +370,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
     };
     const proto::Placement where =
         prog.nodes[i].placement != proto::Placement::kAuto ? prog.nodes[i].placement : prog.placement;
-    auto plan = PlanOp(prog.nodes[i], lookup, blis_, opencl_, where);
+    auto plan = PlanPlaced(prog.nodes[i], lookup, blis_, opencl_, where, cost_);
     if (!plan.ok()) {
       return fail(Status(plan.status().kind(), "node " + std::to_string(i + 1) + " (:" +
                                                    std::string(proto::OpName(prog.nodes[i].op)) +

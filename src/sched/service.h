@@ -69,6 +69,8 @@ class Service {
   /// The tensor behind a handle when bytes [offset, offset + length) lie inside it.
   Result<std::shared_ptr<Tensor>> Range(const RequestContext& ctx, uint64_t handle, uint64_t offset,
                                         uint64_t length) const;
+  /// Measure the devices for the cost model (at start-up, ~0.1 s).
+  void Calibrate();
   /// Run a planned kernel on its device, under the locks that device needs.
   Status RunKernel(const PlannedOp& op, const std::vector<const Tensor*>& ins, Tensor& out);
   /// Post to a queue or answer :overloaded.
@@ -82,6 +84,7 @@ class Service {
   std::unique_ptr<WorkQueue> opencl_queue_;
   std::mutex cpu_gate_;    ///< held by BLIS jobs and by OpenCL jobs on a CPU device
   std::mutex opencl_mu_;   ///< one thread at a time on the OpenCL executor
+  CostModel cost_;
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> refused_{0};

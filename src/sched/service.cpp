@@ -199,7 +199,14 @@ void Service::WriteDevices(TermWriter& w) const {
 
 void Service::Stats(const RequestContext& ctx, Reply& reply) const {
   reply.Ok([&](TermWriter& w) {
-    w.Map(10);
+    w.Map(11);
+    w.Atom("kernels").Map(5);
+    ocl::CompileStats ks = opencl_ ? opencl_->ops().stats() : ocl::CompileStats{};
+    w.Atom("compiled").UInt(ks.kernels_built);
+    w.Atom("programs_built").UInt(ks.programs_built);
+    w.Atom("cache_hits").UInt(ks.cache_hits);
+    w.Atom("compile_ms").Double(ks.build_ms + ks.first_launch_ms);
+    w.Atom("launches").UInt(ks.launches);
     w.Atom("refused_handshakes").UInt(refused_.load());
     w.Atom("tensors").UInt(store_.tensors());
     w.Atom("memory_cached_bytes").UInt(store_.memory_cached());

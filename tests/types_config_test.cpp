@@ -62,6 +62,7 @@ TEST_CASE("the shipped config file parses and equals the built-in defaults", "[c
   CHECK(cfg.memory_limit == defaults.memory_limit);
   CHECK(cfg.max_message == defaults.max_message);
   CHECK(cfg.buffer_cache == defaults.buffer_cache);
+  CHECK(cfg.kernel_cache_dir == defaults.kernel_cache_dir);
   CHECK(cfg.queue_depth == defaults.queue_depth);
   CHECK(cfg.blis_arch == defaults.blis_arch);
   CHECK(cfg.use_blis == defaults.use_blis);

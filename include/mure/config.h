@@ -32,6 +32,7 @@ struct Config {
   uint32_t handshake_timeout_ms = 5000;     ///< deadline of each distribution handshake
   uint32_t peer_timeout_s = 300;            ///< close a connection silent for this long (ticks count)
   bool test_ops = false;                    ///< enable test-only ops ({:busy, ms})
+  std::string kernel_cache_dir = "~/.cache/mure/kernels";  ///< compiled JIT kernels on disk; "none" = off
   LogLevel log_level = LogLevel::kInfo;     ///< stderr log level
   std::string config_path;                  ///< the file that was read, if any (for logs)
 };

@@ -139,6 +139,7 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
     return Status::Ok();
   }
   if (key == "opencl_device") { cfg.opencl_device = value; return Status::Ok(); }
+  if (key == "kernel_cache_dir") { cfg.kernel_cache_dir = value; return Status::Ok(); }
   if (key == "handshake_timeout_ms") return set_u32(cfg.handshake_timeout_ms, 600000);
   if (key == "peer_timeout_s") return set_u32(cfg.peer_timeout_s, 86400);
   if (key == "test_ops") return set_bool(cfg.test_ops);
@@ -192,6 +193,7 @@ std::string UsageText() {
          "  --devices LIST          blis,opencl\n"
          "  --opencl-device S       pick the OpenCL device whose name contains S\n"
          "  --test-ops              enable test-only ops ({:busy, ms})\n"
+         "  --kernel-cache-dir D    where compiled JIT kernels are kept (none = nowhere)\n"
          "  --log-level L           debug | info | warn | error\n"
          "The cookie is never accepted on the command line.\n";
 }
@@ -218,7 +220,7 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
     static const char* const kKnown[] = {"name", "listen", "port", "cookie_file", "port_mode", "memory_limit",
                                          "buffer_cache", "max_message", "queue_depth", "blis_threads", "blis_arch",
                                          "devices", "opencl_device", "handshake_timeout_ms", "peer_timeout_s",
-                                         "test_ops", "log_level", "config"};
+                                         "test_ops", "log_level", "config", "kernel_cache_dir"};
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
       return Status::BadArg("unknown flag \"" + arg + "\" (see --help)");
     }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <cmath>
 #include <cstring>
@@ -40,6 +41,15 @@ Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, Open
     : cfg_(cfg), store_(store), blis_(blis), opencl_(opencl) {
   blis_queue_ = std::make_unique<WorkQueue>("blis", 1, cfg.queue_depth);
   if (opencl_) opencl_queue_ = std::make_unique<WorkQueue>("opencl", 1, cfg.queue_depth);
+  if (opencl_) {
+    std::string dir = cfg.kernel_cache_dir;
+    if (dir == "none") dir.clear();
+    if (dir.rfind("~/", 0) == 0) {
+      const char* home = std::getenv("HOME");
+      dir = home && *home ? std::string(home) + dir.substr(1) : std::string();
+    }
+    fused_ = std::make_unique<ocl::FusedKernels>(*opencl_, dir);
+  }
   Calibrate();
 }
 
@@ -200,7 +210,11 @@ void Service::WriteDevices(TermWriter& w) const {
 void Service::Stats(const RequestContext& ctx, Reply& reply) const {
   reply.Ok([&](TermWriter& w) {
     w.Map(11);
-    w.Atom("kernels").Map(5);
+    w.Atom("kernels").Map(8);
+    ocl::FusedStats fs = fused_ ? fused_->stats() : ocl::FusedStats{};
+    w.Atom("fused_compiled").UInt(fs.compiled);
+    w.Atom("fused_disk_hits").UInt(fs.disk_hits);
+    w.Atom("fused_compile_ms").Double(fs.compile_ms);
     ocl::CompileStats ks = opencl_ ? opencl_->ops().stats() : ocl::CompileStats{};
     w.Atom("compiled").UInt(ks.kernels_built);
     w.Atom("programs_built").UInt(ks.programs_built);
@@ -387,9 +401,15 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
     values.push_back(ValueInfo{plan->type, plan->shape});
     plans.push_back(std::move(*plan));
   }
+  // Fuse chains of elementwise ops (and a reduction on top) into generated kernels.
+  FusionPlan fusion;
+  if (fused_) fusion = PlanFusion(prog, plans, values, opencl_->info().fp64);
+  fusion.root.resize(plans.size(), -1);
   std::vector<uint64_t> last_use(values.size() + 1, 0);  // by value id; 0 = unused
   for (size_t i = 0; i < plans.size(); ++i) {
-    for (uint64_t id : plans[i].operands) last_use[id] = prog.inputs.size() + i + 1;
+    // A fused node's operands are read when its group's root runs.
+    const uint64_t at = prog.inputs.size() + (fusion.root[i] >= 0 ? static_cast<size_t>(fusion.root[i]) : i) + 1;
+    for (uint64_t id : plans[i].operands) last_use[id] = std::max(last_use[id], at);
   }
   for (size_t i = 0; i < prog.outputs.size(); ++i) {
     uint64_t id = prog.outputs[i].first;
@@ -424,25 +444,37 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
   auto outputs = prog.outputs;
   const size_t n_inputs = prog.inputs.size();
   Post(*blis_queue_, reply, [this, ctx, reply, inputs = std::move(inputs), plans = std::move(plans), last_use,
-                             outputs, n_inputs]() mutable {
+                             outputs, n_inputs, fusion = std::move(fusion)]() mutable {
     std::vector<std::shared_ptr<Tensor>> vals(n_inputs + plans.size() + 1);
     for (size_t i = 0; i < inputs.size(); ++i) vals[i + 1] = std::move(inputs[i]);
     for (size_t i = 0; i < plans.size(); ++i) {
       const uint64_t id = n_inputs + i + 1;
+      if (fusion.root[i] >= 0 && static_cast<size_t>(fusion.root[i]) != i) continue;  // inside a fused kernel
       auto out = store_.Allocate(plans[i].type, plans[i].shape);
       if (!out.ok()) {
         errors_.fetch_add(1);
         return reply->Error(Status(out.status().kind(), "node " + std::to_string(i + 1) + ": " + out.status().message()));
       }
       std::vector<const Tensor*> ins;
-      for (uint64_t v : plans[i].operands) ins.push_back(vals[v].get());
-      Status st = RunKernel(plans[i], ins, **out);
+      Status st;
+      if (fusion.root[i] >= 0) {
+        const Fusion& f = fusion.groups.at(i);
+        for (uint64_t v : f.inputs) ins.push_back(vals[v].get());
+        std::lock_guard<std::mutex> device(opencl_mu_);
+        std::unique_lock<std::mutex> gate(cpu_gate_, std::defer_lock);
+        if (opencl_->is_cpu()) gate.lock();
+        st = fused_->Run(f.graph, ins, f.elements, f.row_length, **out);
+      } else {
+        for (uint64_t v : plans[i].operands) ins.push_back(vals[v].get());
+        st = RunKernel(plans[i], ins, **out);
+      }
       if (!st.ok()) {
         errors_.fetch_add(1);
         return reply->Error(Status(st.kind(), "node " + std::to_string(i + 1) + ": " + st.message()));
       }
       vals[id] = std::move(*out);
-      for (uint64_t v : plans[i].operands) {
+      const std::vector<uint64_t>& used = fusion.root[i] >= 0 ? fusion.groups.at(i).inputs : plans[i].operands;
+      for (uint64_t v : used) {
         if (last_use[v] == id) vals[v].reset();  // an intermediate (or input) past its last use
       }
       if (last_use[id] == 0) vals[id].reset();

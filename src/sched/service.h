@@ -20,6 +20,8 @@
 #include "exec/opencl_executor.h"
 #include "mure/config.h"
 #include "proto/request.h"
+#include "exec/opencl_fused.h"
+#include "sched/fusion.h"
 #include "sched/planner.h"
 #include "sched/reply.h"
 #include "sched/work_queue.h"
@@ -85,6 +87,7 @@ class Service {
   std::mutex cpu_gate_;    ///< held by BLIS jobs and by OpenCL jobs on a CPU device
   std::mutex opencl_mu_;   ///< one thread at a time on the OpenCL executor
   CostModel cost_;
+  std::unique_ptr<ocl::FusedKernels> fused_;  ///< the JIT's fused kernels (with an OpenCL device)
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> refused_{0};

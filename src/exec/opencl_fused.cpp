@@ -1,0 +1,348 @@
+#include "exec/opencl_fused.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "common/log.h"
+#include "common/signals.h"
+
+namespace mure::ocl {
+
+using ir::BinaryOp;
+using ir::ReduceOp;
+using ir::UnaryOp;
+
+namespace {
+
+const char* UnaryExpr(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::kNegate: return "(-%s)";
+    case UnaryOp::kAbs: return "fabs(%s)";
+    case UnaryOp::kSign: return "(isnan(%1$s) ? %1$s : (float)((%1$s > 0.0f) - (%1$s < 0.0f)))";
+    case UnaryOp::kFloor: return "floor(%s)";
+    case UnaryOp::kCeil: return "ceil(%s)";
+    case UnaryOp::kRound: return "round(%s)";
+    case UnaryOp::kExp: return "exp(%s)";
+    case UnaryOp::kExpm1: return "expm1(%s)";
+    case UnaryOp::kLog: return "log(%s)";
+    case UnaryOp::kLog1p: return "log1p(%s)";
+    case UnaryOp::kSqrt: return "sqrt(%s)";
+    case UnaryOp::kRsqrt: return "(1.0f / sqrt(%s))";
+    case UnaryOp::kCbrt: return "cbrt(%s)";
+    case UnaryOp::kSin: return "sin(%s)";
+    case UnaryOp::kCos: return "cos(%s)";
+    case UnaryOp::kTan: return "tan(%s)";
+    case UnaryOp::kAsin: return "asin(%s)";
+    case UnaryOp::kAcos: return "acos(%s)";
+    case UnaryOp::kAtan: return "atan(%s)";
+    case UnaryOp::kSinh: return "sinh(%s)";
+    case UnaryOp::kCosh: return "cosh(%s)";
+    case UnaryOp::kTanh: return "tanh(%s)";
+    case UnaryOp::kAsinh: return "asinh(%s)";
+    case UnaryOp::kAcosh: return "acosh(%s)";
+    case UnaryOp::kAtanh: return "atanh(%s)";
+    case UnaryOp::kSigmoid: return "(1.0f / (1.0f + exp(-%s)))";
+    case UnaryOp::kErf: return "erf(%s)";
+    case UnaryOp::kErfc: return "erfc(%s)";
+    default: return nullptr;
+  }
+}
+
+const char* BinaryExpr(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::kAdd: return "(%s + %s)";
+    case BinaryOp::kSubtract: return "(%s - %s)";
+    case BinaryOp::kMultiply: return "(%s * %s)";
+    case BinaryOp::kDivide: return "(%s / %s)";
+    case BinaryOp::kPow: return "pow(%s, %s)";
+    case BinaryOp::kRemainder: return "fmod(%s, %s)";
+    case BinaryOp::kAtan2: return "atan2(%s, %s)";
+    case BinaryOp::kMin: return "mure_min(%s, %s)";
+    case BinaryOp::kMax: return "mure_max(%s, %s)";
+    default: return nullptr;
+  }
+}
+
+std::string Format(const char* pattern, const std::string& x, const std::string& y = "") {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, pattern, x.c_str(), y.c_str());
+  return buf;
+}
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string DeviceString(cl_device_id d, cl_device_info what) {
+  size_t n = 0;
+  if (clGetDeviceInfo(d, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
+  std::string s(n, '\0');
+  clGetDeviceInfo(d, what, n, s.data(), nullptr);
+  while (!s.empty() && s.back() == '\0') s.pop_back();
+  return s;
+}
+
+void MakeDirs(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    ::mkdir(cur.c_str(), 0700);
+  }
+}
+
+}  // namespace
+
+bool Fusible(UnaryOp op) { return UnaryExpr(op) != nullptr; }
+bool Fusible(BinaryOp op) { return BinaryExpr(op) != nullptr; }
+bool FusibleReduce(ReduceOp op) {
+  return op == ReduceOp::kSum || op == ReduceOp::kProduct || op == ReduceOp::kReduceMax || op == ReduceOp::kReduceMin;
+}
+
+std::string FusedGraph::Source() const {
+  std::string s =
+      "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
+      "float mure_min(float x, float y) { return (isnan(x) || isnan(y)) ? NAN : fmin(x, y); }\n"
+      "float mure_max(float x, float y) { return (isnan(x) || isnan(y)) ? NAN : fmax(x, y); }\n"
+      "__kernel void mure_fused(";
+  size_t inputs = scalar_input.size();
+  for (size_t i = 0; i < inputs; ++i) s += "__global const float* restrict in" + std::to_string(i) + ", ";
+  if (!reduce) {
+    // A grid-stride loop: neighbouring work-items touch neighbouring elements (the device
+    // compiler vectorises across them), and a few thousand work-groups cover any size.
+    s += "__global float* restrict out, const ulong n) {\n"
+         "  const ulong stride = get_global_size(0);\n"
+         "  for (ulong i = get_global_id(0); i < n; i += stride) {\n";
+  } else {
+    s += "__global double* restrict partial, const ulong rows, const ulong len, const ulong chunks, const ulong chunk) {\n"
+         "  const ulong g = get_global_id(0);\n  if (g >= rows * chunks) return;\n"
+         "  const ulong r = g / chunks, c = g % chunks;\n"
+         "  const ulong j0 = c * chunk, j1 = min(j0 + chunk, len);\n";
+    const char* init = reduce_op == ReduceOp::kSum ? "0.0" : reduce_op == ReduceOp::kProduct ? "1.0"
+                       : reduce_op == ReduceOp::kReduceMax ? "-INFINITY" : "INFINITY";
+    s += std::string("  double acc = ") + init + ";\n  for (ulong j = j0; j < j1; ++j) {\n  const ulong i = r * len + j;\n";
+  }
+  for (size_t k = 0; k < steps.size(); ++k) {
+    const FusedStep& st = steps[k];
+    std::string v = "v" + std::to_string(k);
+    std::string rhs;
+    if (st.kind == FusedStep::Kind::kInput) {
+      rhs = "in" + std::to_string(k) + (scalar_input[k] ? "[0]" : "[i]");
+    } else if (st.kind == FusedStep::Kind::kUnary) {
+      rhs = Format(UnaryExpr(st.unary), "v" + std::to_string(st.a));
+    } else {
+      rhs = Format(BinaryExpr(st.binary), "v" + std::to_string(st.a), "v" + std::to_string(st.b));
+    }
+    s += "  const float " + v + " = " + rhs + ";\n";
+  }
+  std::string last = "v" + std::to_string(steps.size() - 1);
+  if (!reduce) {
+    s += "  out[i] = " + last + ";\n  }\n}\n";
+  } else {
+    const std::string x = "(double)" + last;
+    switch (reduce_op) {
+      case ReduceOp::kSum: s += "  acc += " + x + ";\n"; break;
+      case ReduceOp::kProduct: s += "  acc *= " + x + ";\n"; break;
+      case ReduceOp::kReduceMax: s += "  acc = (isnan(acc) || isnan(" + x + ")) ? (double)NAN : fmax(acc, " + x + ");\n"; break;
+      default: s += "  acc = (isnan(acc) || isnan(" + x + ")) ? (double)NAN : fmin(acc, " + x + ");\n"; break;
+    }
+    s += "  }\n  partial[g] = acc;\n}\n";
+  }
+  return s;
+}
+
+struct FusedKernels::Entry {
+  ClProgram program;
+  ClKernel kernel;
+  size_t local = 64;
+};
+
+FusedKernels::FusedKernels(OpenClExecutor& device, std::string cache_dir)
+    : device_(device), cache_dir_(std::move(cache_dir)) {
+  device_key_ = DeviceString(device.device(), CL_DEVICE_NAME) + "|" + DeviceString(device.device(), CL_DRIVER_VERSION) +
+                "|" + DeviceString(device.device(), CL_DEVICE_VERSION);
+  if (!cache_dir_.empty()) MakeDirs(cache_dir_);
+}
+
+FusedKernels::~FusedKernels() = default;
+
+FusedStats FusedKernels::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
+  auto it = cache_.find(source);
+  if (it != cache_.end()) {
+    ++stats_.memory_hits;
+    return it->second.get();
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  cl_device_id dev = device_.device();
+  cl_context ctx = device_.context();
+  cl_int err = CL_SUCCESS;
+  auto entry = std::make_unique<Entry>();
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(Fnv1a(device_key_ + "\n" + source)));
+  const std::string path = cache_dir_.empty() ? "" : cache_dir_ + "/" + name + ".bin";
+  bool from_disk = false;
+  if (!path.empty()) {
+    std::ifstream in(path, std::ios::binary);
+    if (in) {
+      std::string bin((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      const unsigned char* ptr = reinterpret_cast<const unsigned char*>(bin.data());
+      size_t len = bin.size();
+      cl_int status = CL_SUCCESS;
+      ClProgram p(clCreateProgramWithBinary(ctx, 1, &dev, &len, &ptr, &status, &err));
+      if (err == CL_SUCCESS && status == CL_SUCCESS && clBuildProgram(p.get(), 1, &dev, "", nullptr, nullptr) == CL_SUCCESS) {
+        entry->program = std::move(p);
+        from_disk = true;
+      }
+    }
+  }
+  if (!from_disk) {
+    const char* src = source.c_str();
+    entry->program = ClProgram(clCreateProgramWithSource(ctx, 1, &src, nullptr, &err));
+    if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateProgramWithSource", err));
+    err = clBuildProgram(entry->program.get(), 1, &dev, "-cl-mad-enable", nullptr, nullptr);
+    if (err != CL_SUCCESS) {
+      size_t n = 0;
+      clGetProgramBuildInfo(entry->program.get(), dev, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n);
+      std::string log(n, '\0');
+      clGetProgramBuildInfo(entry->program.get(), dev, CL_PROGRAM_BUILD_LOG, n, log.data(), nullptr);
+      RestoreFatalSignals();
+      return Status::Internal(ClErrorText("clBuildProgram (fused kernel)", err) + "; build log: " + log);
+    }
+    if (!path.empty()) {  // keep the binary for the next start
+      size_t size = 0;
+      if (clGetProgramInfo(entry->program.get(), CL_PROGRAM_BINARY_SIZES, sizeof size, &size, nullptr) == CL_SUCCESS &&
+          size > 0) {
+        std::string bin(size, '\0');
+        unsigned char* ptr = reinterpret_cast<unsigned char*>(bin.data());
+        if (clGetProgramInfo(entry->program.get(), CL_PROGRAM_BINARIES, sizeof ptr, &ptr, nullptr) == CL_SUCCESS) {
+          std::string tmp = path + ".tmp" + std::to_string(::getpid());
+          std::ofstream out(tmp, std::ios::binary);
+          out.write(bin.data(), static_cast<std::streamsize>(bin.size()));
+          out.close();
+          if (out) std::rename(tmp.c_str(), path.c_str());
+          else std::remove(tmp.c_str());
+        }
+      }
+    }
+  }
+  entry->kernel = ClKernel(clCreateKernel(entry->program.get(), "mure_fused", &err));
+  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateKernel (fused kernel)", err));
+  size_t wg = 256;
+  clGetKernelWorkGroupInfo(entry->kernel.get(), dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, nullptr);
+  entry->local = std::max<size_t>(1, std::min<size_t>(wg, 256));
+  RestoreFatalSignals();
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  stats_.compile_ms += ms;
+  if (from_disk) ++stats_.disk_hits; else ++stats_.compiled;
+  LogDebug("fused kernel " + std::string(name) + (from_disk ? " loaded from the disk cache" : " compiled") + " in " +
+           std::to_string(static_cast<int>(ms)) + " ms");
+  Entry* raw = entry.get();
+  cache_.emplace(source, std::move(entry));
+  return raw;
+}
+
+Status FusedKernels::Run(const FusedGraph& graph, const std::vector<const Tensor*>& inputs, uint64_t elements,
+                         uint64_t row_length, Tensor& out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (inputs.size() != graph.scalar_input.size()) return Status::Internal("fused kernel: input count mismatch");
+  const uint64_t rows = graph.reduce ? out.elements() : 0;
+  if (!graph.reduce && elements == 0) return Status::Ok();
+  if (graph.reduce && (rows == 0 || row_length == 0)) {
+    double init = graph.reduce_op == ReduceOp::kSum ? 0.0 : graph.reduce_op == ReduceOp::kProduct ? 1.0
+                  : graph.reduce_op == ReduceOp::kReduceMax ? -INFINITY : INFINITY;
+    for (uint64_t r = 0; r < rows; ++r) out.as<float>()[r] = static_cast<float>(init);
+    return Status::Ok();
+  }
+  auto entry = Kernel(graph.Source());
+  if (!entry.ok()) return entry.status();
+  Entry& e = **entry;
+  cl_context ctx = device_.context();
+  cl_int err = CL_SUCCESS;
+  std::vector<ClMem> bufs;
+  for (const Tensor* t : inputs) {
+    bufs.emplace_back(clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, t->bytes(),
+                                     const_cast<uint8_t*>(t->data()), &err));
+    if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer (fused input)", err));
+  }
+  cl_uint arg = 0;
+  for (auto& b : bufs) {
+    cl_mem m = b.get();
+    clSetKernelArg(e.kernel.get(), arg++, sizeof m, &m);
+  }
+  ClMem result;
+  uint64_t items = elements, chunks = 1, chunk = row_length;
+  uint64_t result_bytes = out.bytes();
+  if (!graph.reduce) {
+    result = ClMem(clCreateBuffer(ctx, CL_MEM_WRITE_ONLY | CL_MEM_USE_HOST_PTR, out.bytes(), out.data(), &err));
+    if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer (fused output)", err));
+    cl_mem m = result.get();
+    cl_ulong n = elements;
+    clSetKernelArg(e.kernel.get(), arg++, sizeof m, &m);
+    clSetKernelArg(e.kernel.get(), arg++, sizeof n, &n);
+  } else {
+    // Enough work-items to fill the device: split long rows into chunks, combined on the host.
+    chunks = std::max<uint64_t>(1, std::min<uint64_t>(row_length, (1024 + rows - 1) / rows));
+    chunk = (row_length + chunks - 1) / chunks;
+    items = rows * chunks;
+    result_bytes = items * sizeof(double);
+    result = ClMem(clCreateBuffer(ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, result_bytes, nullptr, &err));
+    if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer (fused partials)", err));
+    cl_mem m = result.get();
+    cl_ulong r = rows, len = row_length, c = chunks, ch = chunk;
+    clSetKernelArg(e.kernel.get(), arg++, sizeof m, &m);
+    clSetKernelArg(e.kernel.get(), arg++, sizeof r, &r);
+    clSetKernelArg(e.kernel.get(), arg++, sizeof len, &len);
+    clSetKernelArg(e.kernel.get(), arg++, sizeof c, &c);
+    clSetKernelArg(e.kernel.get(), arg++, sizeof ch, &ch);
+  }
+  size_t global = (items + e.local - 1) / e.local * e.local;
+  if (!graph.reduce) global = std::min<size_t>(global, e.local * 1024);  // the kernel loops over the rest
+  err = clEnqueueNDRangeKernel(device_.queue(), e.kernel.get(), 1, nullptr, &global, &e.local, 0, nullptr, nullptr);
+  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueNDRangeKernel (fused)", err));
+  void* mapped = clEnqueueMapBuffer(device_.queue(), result.get(), CL_TRUE, CL_MAP_READ, 0, result_bytes, 0, nullptr,
+                                    nullptr, &err);
+  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueMapBuffer (fused)", err));
+  if (graph.reduce) {
+    const double* partial = static_cast<const double*>(mapped);
+    for (uint64_t r = 0; r < rows; ++r) {
+      double acc = partial[r * chunks];
+      for (uint64_t c = 1; c < chunks; ++c) {
+        double v = partial[r * chunks + c];
+        switch (graph.reduce_op) {
+          case ReduceOp::kSum: acc += v; break;
+          case ReduceOp::kProduct: acc *= v; break;
+          case ReduceOp::kReduceMax: acc = (std::isnan(acc) || std::isnan(v)) ? NAN : std::max(acc, v); break;
+          default: acc = (std::isnan(acc) || std::isnan(v)) ? NAN : std::min(acc, v); break;
+        }
+      }
+      out.as<float>()[r] = static_cast<float>(acc);
+    }
+  }
+  clEnqueueUnmapMemObject(device_.queue(), result.get(), mapped, 0, nullptr, nullptr);
+  err = clFinish(device_.queue());
+  RestoreFatalSignals();
+  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clFinish (fused)", err));
+  return Status::Ok();
+}
+
+}  // namespace mure::ocl

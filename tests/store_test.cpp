@@ -78,7 +78,9 @@ TEST_CASE("freed large buffers are reused, within the cache limit", "[store]") {
     auto t = store.Allocate(DType::kF32, {1 << 20});  // 4 MiB
     REQUIRE(t.ok());
     first = (*t)->data();
-    CHECK(reinterpret_cast<uintptr_t>(first) % (2u << 20) == 0);
+    CHECK(reinterpret_cast<uintptr_t>(first) % 4096 == 0);  // whole pages
+    CHECK((*t)->zeroed());                                    // fresh pages are zero
+    (*t)->data()[7] = 1;
   }
   CHECK(store.memory_used() == 0);
   CHECK(store.memory_cached() == (4u << 20));
@@ -86,6 +88,7 @@ TEST_CASE("freed large buffers are reused, within the cache limit", "[store]") {
     auto again = store.Allocate(DType::kU8, {(4u << 20) - 100});  // same 2 MiB-rounded class
     REQUIRE(again.ok());
     CHECK((*again)->data() == first);
+    CHECK_FALSE((*again)->zeroed());  // a reused buffer holds old bytes: the caller must clear it
     CHECK(store.memory_cached() == 0);
     CHECK(store.memory_used() == (4u << 20) - 100);
   }

@@ -137,7 +137,7 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
     }
     case Op::kBusy: return Busy(req, std::move(reply));
     case Op::kProgram: return RunProgram(ctx, req, std::move(reply));
-    case Op::kAlloc: return Alloc(ctx, req, *reply);
+    case Op::kAlloc: return Alloc(ctx, req, std::move(reply));
     case Op::kWrite: return Write(ctx, req, *reply);
     case Op::kRead: return Read(ctx, req, *reply);
     default:  // the op set, matmul, add, multiply
@@ -319,11 +319,20 @@ void Service::Compute(const RequestContext& ctx, const proto::Request& req, std:
   });
 }
 
-void Service::Alloc(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
+void Service::Alloc(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
   auto t = store_.Allocate(req.type, req.shape);
-  if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
-  if ((*t)->bytes()) std::memset((*t)->data(), 0, (*t)->bytes());  // never hand out another tensor's bytes
-  Publish(ctx, std::move(*t), reply);
+  if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
+  // Never hand out another tensor's bytes. Fresh pages are zero already; a reused buffer is
+  // cleared, on a worker when it is large, so this connection's thread keeps reading and ticking
+  // (the client sends no write before it has the handle this reply carries).
+  if ((*t)->zeroed() || (*t)->bytes() < MemoryBudget::kLargeBuffer) {
+    if (!(*t)->zeroed() && (*t)->bytes()) std::memset((*t)->data(), 0, (*t)->bytes());
+    return Publish(ctx, std::move(*t), *reply);
+  }
+  Post(*blis_queue_, reply, [this, ctx, reply, t = std::move(*t)]() mutable {
+    std::memset(t->data(), 0, t->bytes());
+    Publish(ctx, std::move(t), *reply);
+  });
 }
 
 Result<std::shared_ptr<Tensor>> Service::Range(const RequestContext& ctx, uint64_t handle, uint64_t offset,

@@ -65,7 +65,7 @@ class Service {
   /// A whole program: inputs copied in, every node planned, the peak memory checked, then run in
   /// order on the CPU queue with intermediates freed after their last use.
   void RunProgram(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
-  void Alloc(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  void Alloc(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
   void Write(const RequestContext& ctx, const proto::Request& req, Reply& reply);
   void Read(const RequestContext& ctx, const proto::Request& req, Reply& reply);
   /// The tensor behind a handle when bytes [offset, offset + length) lie inside it.

@@ -16,10 +16,11 @@ bool MemoryBudget::Reserve(uint64_t bytes) {
 }
 
 MemoryBudget::~MemoryBudget() {
-  for (auto& [cap, p] : cache_) std::free(p);
+  for (auto& [cap, p] : cache_) ::munmap(p, cap);
 }
 
-void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity) {
+void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity, bool* zeroed) {
+  *zeroed = false;
   if (bytes < kLargeBuffer) {
     *capacity = (bytes + Tensor::kAlignment - 1) / Tensor::kAlignment * Tensor::kAlignment;
     return std::aligned_alloc(Tensor::kAlignment, *capacity);
@@ -37,21 +38,28 @@ void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity) {
       return p;
     }
   }
-  void* p = std::aligned_alloc(kHuge, cap);
-  if (p) ::madvise(p, cap, MADV_HUGEPAGE);  // fewer faults and TLB misses where THP is on
+  // Fresh pages straight from the kernel: page-aligned and already zero. (No MADV_HUGEPAGE: with
+  // THP defrag on madvise, faulting such a region compacts memory, measured at ~7 ms/MiB here.)
+  void* p = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
   *capacity = cap;
+  *zeroed = true;
   return p;
 }
 
 void MemoryBudget::Recycle(void* data, uint64_t capacity) {
   if (!data) return;
   if (capacity >= kLargeBuffer) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (cached_ + capacity <= cache_limit_) {
-      cache_.emplace(capacity, data);
-      cached_ += capacity;
-      return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + capacity <= cache_limit_) {
+        cache_.emplace(capacity, data);
+        cached_ += capacity;
+        return;
+      }
     }
+    ::munmap(data, capacity);
+    return;
   }
   std::free(data);
 }
@@ -79,14 +87,17 @@ Result<std::shared_ptr<Tensor>> TensorStore::Allocate(DType type, const Shape& s
   }
   void* data = nullptr;
   uint64_t capacity = 0;
+  bool zeroed = *bytes == 0;
   if (*bytes > 0) {
-    data = budget_->Acquire(*bytes, &capacity);
+    data = budget_->Acquire(*bytes, &capacity, &zeroed);
     if (!data) {
       budget_->Release(*bytes);
       return Status(ErrorKind::kOutOfMemory, "the system refused " + std::to_string(*bytes) + " bytes");
     }
   }
-  return std::make_shared<Tensor>(type, shape, *elements, *bytes, data, capacity, budget_);
+  auto t = std::make_shared<Tensor>(type, shape, *elements, *bytes, data, capacity, budget_);
+  t->set_zeroed(zeroed);
+  return t;
 }
 
 uint64_t TensorStore::OpenConnection() {

@@ -35,9 +35,10 @@ class MemoryBudget {
   uint64_t used() const { return used_.load(); }
   uint64_t limit() const { return limit_; }
 
-  /// A buffer of at least `bytes` (aligned to Tensor::kAlignment, 2 MiB for large ones), from the
-  /// cache when one of its size class is there. Sets `*capacity`. nullptr when the system refuses.
-  void* Acquire(uint64_t bytes, uint64_t* capacity);
+  /// A buffer of at least `bytes` (aligned to Tensor::kAlignment; large ones are whole pages
+  /// from mmap), from the cache when one of its size class is there. Sets `*capacity`, and
+  /// `*zeroed` when the bytes are known to be zero (fresh pages). nullptr when the system refuses.
+  void* Acquire(uint64_t bytes, uint64_t* capacity, bool* zeroed);
   /// Give a buffer back: cached while the cache has room, freed otherwise.
   void Recycle(void* data, uint64_t capacity);
   uint64_t cached() const;
@@ -72,6 +73,9 @@ class Tensor {
   uint8_t* data() { return static_cast<uint8_t*>(data_); }
   const uint8_t* data() const { return static_cast<const uint8_t*>(data_); }
   template <typename T> T* as() { return static_cast<T*>(data_); }
+  /// True while the bytes are known to be all zero (fresh pages, nothing written yet).
+  bool zeroed() const { return zeroed_; }
+  void set_zeroed(bool z) { zeroed_ = z; }
   template <typename T> const T* as() const { return static_cast<const T*>(data_); }
 
   /// Alignment of every tensor's data, in bytes.
@@ -85,6 +89,7 @@ class Tensor {
   void* data_;
   uint64_t capacity_;
   std::shared_ptr<MemoryBudget> budget_;
+  bool zeroed_ = false;
 };
 
 /// The table of resident tensors.

@@ -72,6 +72,20 @@ defmodule Mure do
   `{:error, %Mure.ConnectionError{reason: :timeout}}` and its late reply is dropped,
   never delivered to the caller's mailbox.
 
+  ## Programs, the JIT and requests in flight
+
+  A function of tensors written with `Mure.Expr`'s ops runs as one program per call,
+  traced once per argument signature and cached (`jit/2`, `run/3`):
+
+      predict = Mure.jit(fn x, w, b ->
+        x |> Mure.Expr.dot(w) |> Mure.Expr.add(b) |> Mure.Expr.sigmoid()
+      end)
+      {:ok, y} = Mure.run(predict, [x, w, {b_bin, {:f, 32}, {128}}])
+
+  `async_run/3`, `async_upload/5` and `async_download/2` return at once; `await/2` and
+  `await_many/2` collect the results, so that transfers overlap computation. Tensors
+  larger than the connection's `:chunk_size` move in pieces, several in flight.
+
   ## Ownership
 
   A tensor is owned by the process that created it: when that process exits the node
@@ -79,7 +93,7 @@ defmodule Mure do
   node closes; using such a tensor afterwards gives an `:unknown_handle` error.
   """
 
-  alias Mure.{Connection, ConnectionError, Error, Tensor, Types}
+  alias Mure.{Connection, ConnectionError, Error, Request, Tensor, Transfer, Types}
 
   @typedoc "A connection: its pid or registered name."
   @type conn :: GenServer.server()
@@ -145,6 +159,9 @@ defmodule Mure do
     * `:backoff_initial`, `:backoff_max` - reconnection backoff in ms (500, 30000)
     * `:sync_connect` - with `:node`, fail at start when the node is unreachable
       (default `true`); `false` starts disconnected and keeps retrying
+    * `:chunk_size` - uploads and downloads larger than this many bytes move in pieces of
+      at most this size, several in flight (default 8 MiB; 64 KiB to 1 GiB); see
+      `upload/5`
 
   Returns `{:error, %Mure.ConnectionError{reason: :not_alive}}` when the local BEAM is
   not distributed.
@@ -314,6 +331,13 @@ defmodule Mure do
   abort the BEAM) is refused with `{:error, %Mure.Error{kind: :message_too_large}}`
   without being sent.
 
+  Data larger than the connection's `:chunk_size` (8 MiB by default, see `start_link/1`)
+  goes in pieces: `{:alloc, type, shape}`, then `{:write, h, offset, piece}` messages with
+  several in flight, so that requests of other processes interleave with it and no message
+  nears the 2 GiB limit. `timeout:` then bounds the whole upload; without it each piece
+  gets the connection's default timeout. A piece that fails fails the upload with its error
+  and frees the tensor.
+
   The calling process owns the tensor: it is freed when that process exits.
 
   ## Examples
@@ -348,21 +372,31 @@ defmodule Mure do
               "(#{count} elements of #{itemsize} bytes), got #{byte_size(data)} bytes"
     end
 
-    case call(conn, {:upload, type, shape, data}, [], opts) do
-      {:ok, handle, node, session} when is_integer(handle) and handle > 0 ->
-        {:ok,
-         %Tensor{conn: conn, node: node, id: handle, type: type, shape: shape, session: session}}
+    if pieces = in_pieces(conn, byte_size(data), opts) do
+      {limits, budget} = pieces
+      Transfer.upload(conn, data, type, shape, self(), budget, limits)
+    else
+      case call(conn, {:upload, type, shape, data}, [], opts) do
+        {:ok, handle, node, session} when is_integer(handle) and handle > 0 ->
+          {:ok,
+           %Tensor{conn: conn, node: node, id: handle, type: type, shape: shape, session: session}}
 
-      {:ok, other, _node, _session} ->
-        {:error, unexpected(:upload, other)}
+        {:ok, other, _node, _session} ->
+          {:error, unexpected(:upload, other)}
 
-      {:error, error} ->
-        {:error, error}
+        {:error, error} ->
+          {:error, error}
+      end
     end
   end
 
   @doc """
   Downloads a tensor's data as a binary (native little-endian, row-major).
+
+  A tensor larger than the connection's `:chunk_size` comes in pieces
+  (`{:read, h, offset, length}`, several in flight), joined in order into one binary;
+  `timeout:` then bounds the whole download (without it, each piece gets the connection's
+  default timeout).
 
   ## Examples
 
@@ -375,6 +409,15 @@ defmodule Mure do
   def download(tensor, opts \\ []) do
     check_tensor!(tensor, "download")
 
+    if pieces = in_pieces(tensor.conn, Tensor.byte_size(tensor), opts) do
+      {limits, budget} = pieces
+      Transfer.download(tensor, budget, limits)
+    else
+      download_whole(tensor, opts)
+    end
+  end
+
+  defp download_whole(tensor, opts) do
     case call(tensor.conn, {:download, tensor.id}, [tensor.session], opts) do
       {:ok, data, _node, _session} when is_binary(data) ->
         expected = Tensor.byte_size(tensor)
@@ -1229,6 +1272,291 @@ defmodule Mure do
 
   defp check_int!(v, what),
     do: raise(ArgumentError, "#{what}: expected an integer, got: #{inspect(v)}")
+
+  ## Programs and the JIT
+
+  @doc """
+  Makes a function of tensors run on the node as one program per call.
+
+  `fun` is written with `Mure.Expr`'s ops (the names and argument conventions of this
+  module's eager functions). `run/3` calls it once per distinct *signature* — the types and
+  shapes of the arguments — with one symbolic `%Mure.Expr{}` per argument; the expressions it
+  returns (one, or a tuple or list of them) and everything they depend on make a program
+  (docs/protocol.md, "Programs"), which the node validates as a whole and runs in one
+  message, freeing intermediates after their last use. Nodes no output depends on are not
+  sent. Types and shapes are checked while tracing, with the node's rules: a mistake raises
+  `ArgumentError` naming the op, before anything is sent.
+
+  Traced programs are cached per `{fun, signature}` in an ETS table shared by the whole
+  BEAM: a second call with the same types and shapes (and new data) sends the cached
+  program without calling `fun`; calling `jit/2` again on the same function (the same code
+  with the same captured values) reuses its traces. Two processes that trace the same new
+  signature at the same moment may both trace it.
+
+  ## Options (defaults for every call; `run/3` takes them too, to override)
+
+    * `:outputs` - `:keep` (default): results stay on the node as `%Mure.Tensor{}`s owned
+      by the caller; `:return`: results come back as binaries; or a list with one of
+      them per output
+    * `:device` - `:auto`, `:cpu` or `:opencl`: where the node runs the program (default:
+      the node's choice)
+    * `:timeout` - milliseconds or `:infinity` for the whole call (default: the
+      connection's)
+    * `:conn` - the connection, needed when no argument is a resident tensor
+
+  ## Examples
+
+      iex> {:ok, conn} = Mure.start_link([])
+      iex> predict = Mure.jit(fn x, w, b ->
+      ...>   x |> Mure.Expr.dot(w) |> Mure.Expr.add(b) |> Mure.Expr.sigmoid()
+      ...> end, outputs: :return)
+      iex> f32 = fn list -> for v <- list, into: <<>>, do: <<v::float-32-native>> end
+      iex> w = Mure.upload!(conn, f32.([1.0, 0.0, 0.0, 1.0]), {:f, 32}, {2, 2})
+      iex> {:ok, y} = Mure.run(predict, [{f32.([0.0, 0.0]), {:f, 32}, {1, 2}}, w, {f32.([0.0, 0.0]), {:f, 32}, {2}}])
+      iex> for <<v::float-32-native <- y>>, do: v
+      [0.5, 0.5]
+      iex> Mure.run(predict, [{f32.([0.0, 0.0, 0.0]), {:f, 32}, {1, 3}}, w, {f32.([0.0]), {:f, 32}, {1}}])
+      ** (ArgumentError) dot: contraction axis 1 of {1, 3} and axis 0 of {2, 2} differ
+      iex> Mure.stop(conn)
+      :ok
+
+  """
+  @spec jit(function(), keyword()) :: Mure.Jit.t()
+  def jit(fun, opts \\ []), do: Mure.Jit.new(fun, opts)
+
+  @doc """
+  Runs a jit'ed function (see `jit/2`) on `args` and returns its results, in the structure
+  `fun` returned them: `%Mure.Tensor{}`s for kept outputs, binaries for returned ones.
+
+  Each argument is a resident `%Mure.Tensor{}` (sent as its handle) or data as a
+  `{binary, type, shape}` tuple (sent with the program; data larger than the connection's
+  `:chunk_size` is uploaded in pieces first and freed after). All tensors must belong to one
+  connection. Returned outputs larger than the chunk size come back in pieces. `opts`
+  override the jit's (see `jit/2`).
+
+  ## Examples
+
+      iex> {:ok, y} = Mure.run(predict, [x, w, b])
+      iex> {:ok, {loss, grads}} = Mure.run(step, [x, w], outputs: [:return, :keep])
+
+  """
+  @spec run(Mure.Jit.t(), [Tensor.t() | {binary(), type(), shape()}], keyword()) ::
+          {:ok, term()} | {:error, error()}
+  def run(%Mure.Jit{} = jit, args, opts \\ []) when is_list(args),
+    do: Mure.Jit.run(jit, args, opts)
+
+  @doc "Like `run/3`, but returns the results or raises."
+  @spec run!(Mure.Jit.t(), [Tensor.t() | {binary(), type(), shape()}], keyword()) :: term()
+  def run!(jit, args, opts \\ []), do: unwrap!(run(jit, args, opts))
+
+  @doc """
+  The program a jit'ed function makes for these arguments (tensors, `{binary, type, shape}`
+  data, or `{type, shape}` pairs): from the cache, or traced now. Sends nothing.
+
+  ## Examples
+
+      iex> jit = Mure.jit(fn x -> Mure.Expr.exp(x) end)
+      iex> Mure.trace(jit, [{{:f, 32}, {3}}]).nodes
+      [{:unary, :exp, 1}]
+
+  """
+  @spec trace(Mure.Jit.t(), list()) :: Mure.Program.t()
+  def trace(%Mure.Jit{} = jit, args) when is_list(args), do: Mure.Jit.program(jit, args)
+
+  ## Asynchronous requests
+
+  @doc """
+  Like `run/3`, but returns at once with a `Mure.Request` to await (`await/2`).
+
+  Several requests may be in flight at once, and awaited in any order: the node works on
+  one program while the next one's data is on its way.
+
+  ## Examples
+
+      iex> r1 = Mure.async_run(predict, [x1, w, b])
+      iex> r2 = Mure.async_run(predict, [x2, w, b])
+      iex> [{:ok, y1}, {:ok, y2}] = Mure.await_many([r1, r2])
+
+  """
+  @spec async_run(Mure.Jit.t(), [Tensor.t() | {binary(), type(), shape()}], keyword()) ::
+          Request.t()
+  def async_run(%Mure.Jit{} = jit, args, opts \\ []) when is_list(args),
+    do: Mure.Jit.async_run(jit, args, opts)
+
+  @doc """
+  Like `upload/5`, but returns at once with a `Mure.Request` to await (`await/2`). Data
+  larger than the connection's `:chunk_size` moves in pieces from a helper process while
+  the caller goes on; the tensor belongs to the caller.
+
+  ## Examples
+
+      iex> r = Mure.async_upload(conn, batch, {:f, 32}, {256, 784})
+      iex> {:ok, x} = Mure.await(r)
+
+  """
+  @spec async_upload(conn(), binary(), type(), shape(), call_opts()) :: Request.t()
+  def async_upload(conn, data, type, shape, opts \\ []) do
+    check_data!(data, type, shape, "async_upload")
+    opts = Keyword.validate!(opts, [:timeout])
+    check_timeout!(opts[:timeout])
+
+    case transfer_limits(conn, byte_size(data)) do
+      {:pieces, limits} ->
+        owner = self()
+
+        Request.job(
+          opts[:timeout],
+          &Transfer.upload(conn, data, type, shape, owner, &1, limits),
+          "upload"
+        )
+
+      :whole ->
+        finish = fn
+          handle, node, session when is_integer(handle) and handle > 0 ->
+            {:ok,
+             %Tensor{
+               conn: conn,
+               node: node,
+               id: handle,
+               type: type,
+               shape: shape,
+               session: session
+             }}
+
+          other, _node, _session ->
+            {:error, unexpected(:upload, other)}
+        end
+
+        Request.submit(conn, {:upload, type, shape, data}, [], opts[:timeout], finish, "upload")
+    end
+  end
+
+  @doc """
+  Like `download/2`, but returns at once with a `Mure.Request` to await (`await/2`).
+
+  ## Examples
+
+      iex> r = Mure.async_download(y)
+      iex> {:ok, bin} = Mure.await(r)
+
+  """
+  @spec async_download(Tensor.t(), call_opts()) :: Request.t()
+  def async_download(tensor, opts \\ []) do
+    check_tensor!(tensor, "async_download")
+    opts = Keyword.validate!(opts, [:timeout])
+    check_timeout!(opts[:timeout])
+    expected = Tensor.byte_size(tensor)
+
+    case transfer_limits(tensor.conn, expected) do
+      {:pieces, limits} ->
+        Request.job(opts[:timeout], &Transfer.download(tensor, &1, limits), "download")
+
+      :whole ->
+        finish = fn
+          data, _node, _session when is_binary(data) and byte_size(data) == expected ->
+            {:ok, data}
+
+          other, _node, _session ->
+            {:error, unexpected(:download, inspect(other, limit: 3))}
+        end
+
+        Request.submit(
+          tensor.conn,
+          {:download, tensor.id},
+          [tensor.session],
+          opts[:timeout],
+          finish,
+          "download"
+        )
+    end
+  end
+
+  @doc """
+  Waits for a request made by `async_run/3`, `async_upload/5` or `async_download/2` and
+  returns its result: `{:ok, value}` or `{:error, exception}`.
+
+  Only the process that made the request can await it, once. `timeout` (milliseconds or
+  `:infinity`) defaults to the request's own timeout (`timeout:` when it was made, else
+  the connection's default). When it runs out, the result is
+  `{:error, %Mure.ConnectionError{reason: :timeout}}` and the request is abandoned: a late
+  reply is dropped, a transfer in pieces is cancelled and frees its tensor.
+
+  ## Examples
+
+      iex> {:ok, y} = Mure.await(Mure.async_run(predict, [x, w, b]))
+      iex> Mure.await(Mure.async_run(slow, [x]), 10)
+      {:error, %Mure.ConnectionError{reason: :timeout}}
+
+  """
+  @spec await(Request.t(), timeout() | nil) :: {:ok, term()} | {:error, error()}
+  def await(%Request{} = request, timeout \\ nil), do: Request.await(request, timeout)
+
+  @doc "Like `await/2`, but returns the value or raises."
+  @spec await!(Request.t(), timeout() | nil) :: term()
+  def await!(request, timeout \\ nil), do: unwrap!(await(request, timeout))
+
+  @doc """
+  Awaits several requests (in any order of completion) and returns their results in the
+  order given. `timeout` bounds the whole wait; by default each request waits for its own.
+
+  ## Examples
+
+      iex> [{:ok, a}, {:ok, b}] = Mure.await_many([Mure.async_upload(conn, d1, t, s), Mure.async_upload(conn, d2, t, s)])
+
+  """
+  @spec await_many([Request.t()], timeout() | nil) :: [{:ok, term()} | {:error, error()}]
+  def await_many(requests, timeout \\ nil) when is_list(requests),
+    do: Request.await_many(requests, timeout)
+
+  # Transfers: whether `bytes` move in pieces, and how large (see Mure.Transfer).
+  defp transfer_limits(conn, bytes) do
+    if bytes > Connection.min_chunk_size() do
+      case Transfer.limits(conn) do
+        {:ok, %{chunk_size: chunk} = limits} when bytes > chunk -> {:pieces, limits}
+        _ -> :whole
+      end
+    else
+      :whole
+    end
+  end
+
+  defp in_pieces(conn, bytes, opts) do
+    case transfer_limits(conn, bytes) do
+      {:pieces, limits} ->
+        opts = Keyword.validate!(opts, [:timeout])
+        check_timeout!(opts[:timeout])
+        {limits, Request.budget(opts[:timeout])}
+
+      :whole ->
+        nil
+    end
+  end
+
+  defp check_timeout!(timeout) do
+    unless is_nil(timeout) or Connection.valid_timeout?(timeout) do
+      raise ArgumentError,
+            "expected :timeout to be a non-negative integer or :infinity, got: #{inspect(timeout)}"
+    end
+  end
+
+  defp check_data!(data, type, shape, what) do
+    unless is_binary(data) do
+      raise ArgumentError,
+            "#{what}: expected the data to be a binary, got: #{inspect(data, limit: 5)}"
+    end
+
+    Types.check_type!(type, what)
+    Types.check_shape!(shape, what)
+    itemsize = Types.itemsize(type)
+    count = Types.size(shape)
+
+    if byte_size(data) != count * itemsize do
+      raise ArgumentError,
+            "#{what}: expected #{count * itemsize} bytes for a " <>
+              "#{Types.type_to_string(type)}#{Types.shape_to_string(shape)} tensor " <>
+              "(#{count} elements of #{itemsize} bytes), got #{byte_size(data)} bytes"
+    end
+  end
 
   ## Bang variants
 

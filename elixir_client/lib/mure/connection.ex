@@ -60,8 +60,13 @@ defmodule Mure.Connection do
     timeout: 5_000,
     sync_connect: true,
     backoff_initial: 500,
-    backoff_max: 30_000
+    backoff_max: 30_000,
+    chunk_size: 8 * 1024 * 1024
   ]
+
+  # Transfers in pieces (Mure.Transfer): the bounds of the :chunk_size option.
+  @min_chunk_size 64 * 1024
+  @max_chunk_size 1024 * 1024 * 1024
 
   defstruct [
     :mode,
@@ -149,12 +154,23 @@ defmodule Mure.Connection do
 
     check!(opts, :timeout, &valid_timeout?/1, "a non-negative integer or :infinity")
 
+    check!(
+      opts,
+      :chunk_size,
+      &(is_integer(&1) and &1 >= @min_chunk_size and &1 <= @max_chunk_size),
+      "an integer in #{@min_chunk_size}..#{@max_chunk_size} (bytes)"
+    )
+
     opts
     |> Keyword.update!(:cookie, &Cookie.wrap/1)
   end
 
   def validate_opts!(other),
     do: raise(ArgumentError, "expected options to be a keyword list, got: #{inspect(other)}")
+
+  @doc false
+  @spec min_chunk_size() :: pos_integer()
+  def min_chunk_size, do: @min_chunk_size
 
   @doc false
   @spec valid_timeout?(term()) :: boolean()
@@ -613,7 +629,10 @@ defmodule Mure.Connection do
       os_pid: data.os_pid,
       hello: data.hello,
       inflight: map_size(data.inflight),
-      default_timeout: data.default_timeout
+      default_timeout: data.default_timeout,
+      # For transfers in pieces (Mure.Transfer).
+      chunk_size: data.opts[:chunk_size],
+      max_message: data.max_message
     }
 
     {:keep_state_and_data, [{:reply, from, info}]}
@@ -657,10 +676,12 @@ defmodule Mure.Connection do
     }
   end
 
-  # Uploads are the only requests that can be large. The node caps a frame at
-  # max_message_bytes (the 4-byte length covers the pass-through byte, the control
-  # message and the payload), and the BEAM itself aborts on frames of 2 GiB or more.
-  defp too_large({:upload, _type, _shape, bin} = request, owner, data) when is_binary(bin) do
+  # Uploads, writes (pieces of a transfer) and programs (their {:data, ...} inputs) are the
+  # requests that can be large. The node caps a frame at max_message_bytes (the 4-byte
+  # length covers the pass-through byte, the control message and the payload), and the BEAM
+  # itself aborts on frames of 2 GiB or more.
+  defp too_large(request, owner, data)
+       when elem(request, 0) in [:upload, :write, :program] and tuple_size(request) >= 4 do
     limit = min(data.max_message || @max_dist_message, @max_dist_message)
 
     frame =
@@ -673,11 +694,16 @@ defmodule Mure.Connection do
           do: "distribution messages must stay below 2 GiB",
           else: "the node's max_message_bytes is #{limit}"
 
+      what =
+        case request do
+          {:upload, _type, _shape, bin} when is_binary(bin) -> "upload of #{byte_size(bin)} bytes"
+          {op, _, _, _} when op in [:write] -> "write"
+          _ -> "#{elem(request, 0)}"
+        end
+
       %Error{
         kind: :message_too_large,
-        message:
-          "upload of #{byte_size(bin)} bytes (a #{frame}-byte message) refused before sending: " <>
-            why
+        message: "#{what} (a #{frame}-byte message) refused before sending: " <> why
       }
     end
   end

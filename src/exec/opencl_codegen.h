@@ -73,4 +73,37 @@ Result<KernelSource> TakeKernel(unsigned width, DType index);
 /// [0, dim). Args: idx, count, dim, chunk, bad.
 Result<KernelSource> TakeCheckKernel(DType index);
 
+
+// ---- the second part of the op set ----------------------------------------------------------
+
+/// out[obase + sum(k_d * os_d)] = convert(in[ibase + sum(k_d * is_d)]) over a walk shape (cpu_ops'
+/// Convert: a same-type element is copied bit for bit). Concatenate, put_slice, pad, dot's
+/// operand staging. Args: in, out, n, meta = {rank, shape[rank], is[rank], os[rank]}, ibase, obase.
+Result<KernelSource> CopyKernel(DType in, DType out, bool device_fp64);
+/// out[i] = (i / inner) % dim. Args: out, n, inner, dim.
+Result<KernelSource> IotaKernel(DType out, bool device_fp64);
+/// out[i] = row == col (of the last two axes) ? one : zero (bit patterns). Args: out, n, rows,
+/// cols, one, zero.
+KernelSource EyeKernel(unsigned width);
+/// cpu::RandomUniform / cpu::RandomNormal (same counter-based generator); in double where the
+/// device has it (bit-identical to the reference), float otherwise. Args: out, n, seed, p1, p2 —
+/// the parameters' bits: a double's, or a float's in the low 32 bits without fp64.
+Result<KernelSource> RandomKernel(DType out, bool normal, bool device_fp64);
+/// out = pred != 0 ? a : b, broadcast. Args: pred, a, b, out, n, meta, mode — mode 0: all flat;
+/// otherwise meta = {rank, shape[rank], sp[rank], sa[rank], sb[rank]}.
+Result<KernelSource> SelectKernel(DType pred, DType a, DType b, DType out, bool device_fp64);
+/// out = min(max(x, lo), hi) in `compute` (NaN x stays), broadcast like SelectKernel.
+Result<KernelSource> ClipKernel(DType x, DType lo, DType hi, DType compute, DType out, bool device_fp64);
+/// gather's range check, like TakeCheckKernel over entries of `rank` coordinates. Args: idx,
+/// count, rank, meta = {shape[rank]}, chunk, bad.
+Result<KernelSource> GatherCheckKernel(DType index);
+/// gather's copy. Args: in, idx, out, n, rank, meta = {shape[rank], strides[rank]}.
+Result<KernelSource> GatherCopyKernel(unsigned width, DType index);
+/// Stable sort (NaN largest) or argsort along an axis, one work-item per row, a bottom-up merge
+/// sort in `scratch` (2 * n ulongs per row). Args: in, out, rows, n, inner, scratch.
+Result<KernelSource> SortKernel(DType t, bool descending, bool arg, bool device_fp64);
+/// out[b, i, j] = sum_q A[b, i, q] * B[b, q, j] with A, B contiguous in `compute`; floats
+/// accumulate in double where the device has it. Args: A, B, out, n, m, n, k.
+Result<KernelSource> MatmulKernel(DType compute, bool device_fp64);
+
 }  // namespace mure::ocl

@@ -1,8 +1,9 @@
 // mure — elementwise kernels on an OpenCL device (PoCL on the CPU here; GPUs in the field).
 //
 // Every OpenCL object is owned by an RAII handle; every failing call is reported by name with its
-// error code, and a failed build returns its build log. Kernels are compiled once at start-up so
-// compile time stays off the request path.
+// error code, and a failed build returns its build log. The add/multiply kernels are compiled at
+// start-up; the op set (ops(), exec/opencl_ops.h) generates and compiles its kernels on first use
+// and caches them (OpenClOps::Prebuild moves that to start-up for the variants named).
 //
 // Thread-safety: one thread at a time per executor (the node runs it on its own work queue).
 #pragma once

@@ -90,6 +90,47 @@ class OpenClOps {
   /// is written; kOutOfRange names the first bad one, as cpu::Take does.
   Status Take(const Tensor& in, const Tensor& indices, int64_t axis, Tensor& out);
 
+  // ---- the second part (same signatures as cpu::, but Dot takes no gemm) ----
+  /// out = the index along `axis` (or the flat index when axis < 0).
+  Status Iota(Tensor& out, int64_t axis);
+  /// out = 1 on the diagonal of the last two axes, else 0.
+  Status Eye(Tensor& out);
+  /// out = value everywhere (converted to out's type on the host, then filled on the device).
+  Status Fill(Tensor& out, const ir::Scalar& value);
+  /// cpu::RandomUniform / RandomNormal: the same numbers for the same seed (bit for bit where the
+  /// device has double precision).
+  Status RandomUniform(Tensor& out, uint64_t seed, double lo, double hi);
+  Status RandomNormal(Tensor& out, uint64_t seed, double mean, double std);
+  /// out = pred != 0 ? a : b, all three broadcast to out's shape (converted to out's type).
+  Status Select(const Tensor& pred, const Tensor& a, const Tensor& b, DType compute, Tensor& out);
+  /// out = min(max(x, lo), hi), broadcast, promoted to `compute`.
+  Status Clip(const Tensor& x, const Tensor& lo, const Tensor& hi, DType compute, Tensor& out);
+  /// out = in broadcast to out's shape; in's dim i goes to out's axis axes[i].
+  Status BroadcastTo(const Tensor& in, const std::vector<int64_t>& axes, Tensor& out);
+  /// out = in reversed along `axes`.
+  Status Reverse(const Tensor& in, const std::vector<int64_t>& axes, Tensor& out);
+  /// out = in padded (or cropped, for negative low/high) with `value`, interior padding too.
+  Status Pad(const Tensor& in, const ir::Scalar& value, const std::vector<ir::PadDim>& config, Tensor& out);
+  /// out = the inputs joined along `axis`, each converted to out's type.
+  Status Concatenate(const std::vector<const Tensor*>& ins, const std::vector<Shape>& shapes, uint64_t axis,
+                     Tensor& out);
+  /// out = in with `update` written at `starts` (both converted to out's type).
+  Status PutSlice(const Tensor& in, const std::vector<int64_t>& starts, const Tensor& update, Tensor& out);
+  /// out = the elements of in at the coordinates in `indices`; every coordinate is range-checked
+  /// (on the device) before anything is written, kOutOfRange naming the first bad one as
+  /// cpu::Gather does.
+  Status Gather(const Tensor& in, const Tensor& indices, Tensor& out);
+  /// Stable sort (or argsort, giving {:s, 64} indices) along `axis`; NaN sorts as the largest.
+  /// One work-item per row (slow for few long rows).
+  Status Sort(const Tensor& in, uint64_t axis, bool descending, bool arg, Tensor& out);
+  /// out = dot(a, b) per plan, operands promoted to `compute` (out's type): the operands are
+  /// staged contiguous in the compute type on the device, then one work-item per output element
+  /// (a plain loop, not a tuned GEMM; floats accumulate in double where the device has it, as
+  /// cpu::Dot's plain loops do).
+  Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& plan, DType compute, Tensor& out);
+  /// out = outer product: a's elements times b's, shape a.shape ++ b.shape.
+  Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out);
+
   /// Compile every requested variant not yet cached, in one program, and launch each once on
   /// nothing so the device compiler's lazy work is done too. kUnsupported for f64 without fp64.
   Status Prebuild(const std::vector<KernelRequest>& requests);
@@ -130,7 +171,14 @@ class OpenClOps {
   /// Wait for the queue and make `out`'s host memory current.
   Status Finish(const ClMem& out, uint64_t bytes);
   Status Launch(Entry& e, const std::vector<Arg>& args, uint64_t items, const ClMem& out, uint64_t bytes);
-  Status Gather(const Tensor& in, const std::vector<uint64_t>& strides, uint64_t base, Tensor& out);
+  Status GatherCopy(const Tensor& in, const std::vector<uint64_t>& strides, uint64_t base, Tensor& out);
+  /// Enqueue a strided convert-copy (CopyKernel) from `in` to `out` buffers; no wait.
+  Status EnqueueCopy(DType in_type, const ClMem& in, DType out_type, const ClMem& out, const Shape& walk,
+                     const std::vector<uint64_t>& in_strides, const std::vector<uint64_t>& out_strides, uint64_t ibase,
+                     uint64_t obase);
+  Result<ClMem> Scratch(uint64_t bytes);
+  /// The first chunk flagged by a check kernel (~0u when none): launches `check` over `groups`.
+  Result<cl_uint> RunCheck(Entry& check, std::vector<Arg> args, uint64_t groups);
 
   static std::string Key(const KernelSource& k);
 

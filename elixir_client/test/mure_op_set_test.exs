@@ -255,7 +255,17 @@ defmodule Mure.OpSetTest do
       end
     end
 
-    assert {:error, %Error{kind: :unsupported, message: msg}} = Mure.sort(x, device: :opencl)
-    assert msg =~ "OpenCL"
+    for {fun, what} <- [
+          {&Mure.sort!(x, [axis: 1] ++ &1), "sort"},
+          {&Mure.argsort!(x, [axis: 0, direction: :desc] ++ &1), "argsort"},
+          {&Mure.dot!(x, [1], [], x, [0], [], &1), "dot"},
+          {&Mure.pad!(x, 0.0, [{1, -1, 1}, {0, 1, 0}], &1), "pad"},
+          {&Mure.concatenate!([x, x], [axis: 1] ++ &1), "concatenate"},
+          {&Mure.iota!(conn, {3, 4}, [axis: 1] ++ &1), "iota"},
+          {&Mure.random_normal!(conn, {64}, [seed: 3] ++ &1), "random_normal"}
+        ] do
+      assert Mure.download!(fun.(device: :opencl)) == Mure.download!(fun.(device: :cpu)),
+             "#{what} differs between the CPU and the OpenCL device"
+    end
   end
 end

@@ -29,19 +29,9 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
     return Status(ErrorKind::kUnsupported, "this node has no OpenCL device (see its log for why); run the op with "
                                            "device :cpu or :auto");
   }
-  // Ops the OpenCL device runs; the others say so instead of silently running elsewhere.
-  if (on_opencl) {
-    switch (req.op) {
-      case Op::kUnary: case Op::kBinary: case Op::kReduce: case Op::kAsType: case Op::kBitcast: case Op::kReshape:
-      case Op::kTranspose: case Op::kSlice: case Op::kTake: case Op::kAdd: case Op::kMultiply:
-        p.device = Device::kOpenCl;
-        break;
-      default:
-        return Status(ErrorKind::kUnsupported, std::string(proto::OpName(req.op)) +
-                                                   " is not available on the OpenCL device yet; run it with device "
-                                                   ":cpu or :auto");
-    }
-  }
+  // Every compute op has OpenCL kernels; {:f, 64} arithmetic on a device without double
+  // precision answers :unsupported from the kernel generator, before anything is built.
+  if (on_opencl) p.device = Device::kOpenCl;
   ocl::OpenClOps* ops = on_opencl ? &opencl->ops() : nullptr;
   // Operands in kernel order: the first operand (most ops), then b, then c; joins list theirs.
   const bool creation = req.op == Op::kIota || req.op == Op::kEye || req.op == Op::kFull ||
@@ -69,7 +59,9 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
 
   switch (req.op) {
     case Op::kMatmul: {
-      if (!blis) return Status(ErrorKind::kUnsupported, "matmul needs the BLIS device, which is disabled on this node");
+      if (!blis && !ops) {
+        return Status(ErrorKind::kUnsupported, "matmul needs the BLIS device, which is disabled on this node");
+      }
       const ValueInfo &a = in[0], &b = in[1];
       if (a.type != b.type || (a.type != DType::kF32 && a.type != DType::kF64)) {
         return Status(ErrorKind::kTypeMismatch, "matmul needs two {:f, 32} or two {:f, 64} tensors, got " +
@@ -80,6 +72,14 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
                                                      ShapeToString(b.shape) + ": needs {m, k} and {k, n}");
       }
       p.shape = {a.shape[0], b.shape[1]};
+      if (ops) {  // the same product through the device's dot kernel
+        auto plan = ir::PlanDot(a.shape, {1}, {}, b.shape, {0}, {});
+        if (!plan.ok()) return plan.status();
+        p.kernel = [ops, plan = std::move(*plan), t = a.type](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Dot(*x[0], *x[1], plan, t, out);
+        };
+        return p;
+      }
       p.kernel = [blis](const std::vector<const Tensor*>& x, Tensor& out) { return blis->Gemm(*x[0], *x[1], out); };
       return p;
     }
@@ -250,14 +250,17 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       return p;
     }
     case Op::kIota:
-      p.kernel = [axis = req.axis](const std::vector<const Tensor*>&, Tensor& out) { return cpu::Iota(out, axis); };
+      if (ops) p.kernel = [ops, axis = req.axis](const std::vector<const Tensor*>&, Tensor& out) { return ops->Iota(out, axis); };
+      else p.kernel = [axis = req.axis](const std::vector<const Tensor*>&, Tensor& out) { return cpu::Iota(out, axis); };
       return p;
     case Op::kEye:
       if (req.shape.size() < 2) return Status(ErrorKind::kBadShape, "eye needs a shape of rank 2 or more");
-      p.kernel = [](const std::vector<const Tensor*>&, Tensor& out) { return cpu::Eye(out); };
+      if (ops) p.kernel = [ops](const std::vector<const Tensor*>&, Tensor& out) { return ops->Eye(out); };
+      else p.kernel = [](const std::vector<const Tensor*>&, Tensor& out) { return cpu::Eye(out); };
       return p;
     case Op::kFull:
-      p.kernel = [v = req.s1](const std::vector<const Tensor*>&, Tensor& out) { return cpu::Fill(out, v); };
+      if (ops) p.kernel = [ops, v = req.s1](const std::vector<const Tensor*>&, Tensor& out) { return ops->Fill(out, v); };
+      else p.kernel = [v = req.s1](const std::vector<const Tensor*>&, Tensor& out) { return cpu::Fill(out, v); };
       return p;
     case Op::kRandomUniform:
     case Op::kRandomNormal: {
@@ -271,9 +274,15 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
         return Status::BadArg(uniform ? "random_uniform needs finite min <= max"
                                       : "random_normal needs a finite mean and std >= 0");
       }
-      p.kernel = [uniform, seed = req.seed, p1, p2](const std::vector<const Tensor*>&, Tensor& out) {
-        return uniform ? cpu::RandomUniform(out, seed, p1, p2) : cpu::RandomNormal(out, seed, p1, p2);
-      };
+      if (ops) {
+        p.kernel = [ops, uniform, seed = req.seed, p1, p2](const std::vector<const Tensor*>&, Tensor& out) {
+          return uniform ? ops->RandomUniform(out, seed, p1, p2) : ops->RandomNormal(out, seed, p1, p2);
+        };
+      } else {
+        p.kernel = [uniform, seed = req.seed, p1, p2](const std::vector<const Tensor*>&, Tensor& out) {
+          return uniform ? cpu::RandomUniform(out, seed, p1, p2) : cpu::RandomNormal(out, seed, p1, p2);
+        };
+      }
       return p;
     }
     case Op::kSelect:
@@ -285,23 +294,41 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       p.shape = std::move(*shape);
       if (req.op == Op::kSelect) {
         p.type = ir::MergeTypes(in[1].type, in[2].type);
-        p.kernel = [t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
-          return cpu::Select(*x[0], *x[1], *x[2], t, out);
-        };
+        if (ops) {
+          p.kernel = [ops, t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+            return ops->Select(*x[0], *x[1], *x[2], t, out);
+          };
+        } else {
+          p.kernel = [t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+            return cpu::Select(*x[0], *x[1], *x[2], t, out);
+          };
+        }
       } else {
         p.type = ir::MergeTypes(in[0].type, ir::MergeTypes(in[1].type, in[2].type));
-        p.kernel = [t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
-          return cpu::Clip(*x[0], *x[1], *x[2], t, out);
-        };
+        if (ops) {
+          p.kernel = [ops, t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+            return ops->Clip(*x[0], *x[1], *x[2], t, out);
+          };
+        } else {
+          p.kernel = [t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+            return cpu::Clip(*x[0], *x[1], *x[2], t, out);
+          };
+        }
       }
       return p;
     }
     case Op::kBroadcast: {
       MURE_RETURN_IF_ERROR(ir::CheckBroadcastTo(in[0].shape, req.shape, req.v1));
       p.shape = req.shape;
-      p.kernel = [axes = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::BroadcastTo(*x[0], axes, out);
-      };
+      if (ops) {
+        p.kernel = [ops, axes = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->BroadcastTo(*x[0], axes, out);
+        };
+      } else {
+        p.kernel = [axes = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::BroadcastTo(*x[0], axes, out);
+        };
+      }
       return p;
     }
     case Op::kReverse: {
@@ -314,16 +341,23 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
         }
         axes.push_back(static_cast<int64_t>(*n));
       }
-      p.kernel = [axes](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Reverse(*x[0], axes, out); };
+      if (ops) p.kernel = [ops, axes](const std::vector<const Tensor*>& x, Tensor& out) { return ops->Reverse(*x[0], axes, out); };
+      else p.kernel = [axes](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Reverse(*x[0], axes, out); };
       return p;
     }
     case Op::kPad: {
       auto shape = ir::PadShape(in[0].shape, req.pad);
       if (!shape.ok()) return shape.status();
       p.shape = std::move(*shape);
-      p.kernel = [v = req.s1, cfg = req.pad](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Pad(*x[0], v, cfg, out);
-      };
+      if (ops) {
+        p.kernel = [ops, v = req.s1, cfg = req.pad](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Pad(*x[0], v, cfg, out);
+        };
+      } else {
+        p.kernel = [v = req.s1, cfg = req.pad](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Pad(*x[0], v, cfg, out);
+        };
+      }
       return p;
     }
     case Op::kConcatenate:
@@ -348,24 +382,37 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       p.type = in[0].type;
       for (auto& v : in) p.type = ir::MergeTypes(p.type, v.type);
       p.shape = std::move(*shape);
-      p.kernel = [shapes, ax = *axis](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Concatenate(x, shapes, ax, out);
-      };
+      if (ops) {
+        p.kernel = [ops, shapes, ax = *axis](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Concatenate(x, shapes, ax, out);
+        };
+      } else {
+        p.kernel = [shapes, ax = *axis](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Concatenate(x, shapes, ax, out);
+        };
+      }
       return p;
     }
     case Op::kPutSlice: {
       MURE_RETURN_IF_ERROR(ir::CheckPutSlice(in[0].shape, req.v1, in[1].shape));
       p.type = ir::MergeTypes(in[0].type, in[1].type);
-      p.kernel = [starts = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::PutSlice(*x[0], starts, *x[1], out);
-      };
+      if (ops) {
+        p.kernel = [ops, starts = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->PutSlice(*x[0], starts, *x[1], out);
+        };
+      } else {
+        p.kernel = [starts = req.v1](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::PutSlice(*x[0], starts, *x[1], out);
+        };
+      }
       return p;
     }
     case Op::kGather: {
       auto shape = ir::GatherShape(in[0].shape, in[1].type, in[1].shape);
       if (!shape.ok()) return shape.status();
       p.shape = std::move(*shape);
-      p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Gather(*x[0], *x[1], out); };
+      if (ops) p.kernel = [ops](const std::vector<const Tensor*>& x, Tensor& out) { return ops->Gather(*x[0], *x[1], out); };
+      else p.kernel = [](const std::vector<const Tensor*>& x, Tensor& out) { return cpu::Gather(*x[0], *x[1], out); };
       return p;
     }
     case Op::kSort:
@@ -374,9 +421,15 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       if (!axis.ok()) return axis.status();
       const bool arg = req.op == Op::kArgsort;
       if (arg) p.type = DType::kS64;
-      p.kernel = [ax = *axis, desc = req.descending, arg](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Sort(*x[0], ax, desc, arg, out);
-      };
+      if (ops) {
+        p.kernel = [ops, ax = *axis, desc = req.descending, arg](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Sort(*x[0], ax, desc, arg, out);
+        };
+      } else {
+        p.kernel = [ax = *axis, desc = req.descending, arg](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Sort(*x[0], ax, desc, arg, out);
+        };
+      }
       return p;
     }
     case Op::kDot: {
@@ -390,9 +443,15 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
           return blis->GemmRaw(t, m, n, k, x, y, z);
         };
       }
-      p.kernel = [plan = std::move(*plan), t = p.type, gemm](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Dot(*x[0], *x[1], plan, t, gemm, out);
-      };
+      if (ops) {
+        p.kernel = [ops, plan = std::move(*plan), t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Dot(*x[0], *x[1], plan, t, out);
+        };
+      } else {
+        p.kernel = [plan = std::move(*plan), t = p.type, gemm](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Dot(*x[0], *x[1], plan, t, gemm, out);
+        };
+      }
       return p;
     }
     case Op::kOuter: {
@@ -400,9 +459,15 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
       p.shape = in[0].shape;
       p.shape.insert(p.shape.end(), in[1].shape.begin(), in[1].shape.end());
       if (p.shape.size() > kMaxDims) return Status(ErrorKind::kBadShape, "outer's result would have more than 16 dims");
-      p.kernel = [t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
-        return cpu::Outer(*x[0], *x[1], t, out);
-      };
+      if (ops) {
+        p.kernel = [ops, t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+          return ops->Outer(*x[0], *x[1], t, out);
+        };
+      } else {
+        p.kernel = [t = p.type](const std::vector<const Tensor*>& x, Tensor& out) {
+          return cpu::Outer(*x[0], *x[1], t, out);
+        };
+      }
       return p;
     }
     default:

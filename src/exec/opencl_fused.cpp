@@ -21,6 +21,10 @@ using ir::UnaryOp;
 
 namespace {
 
+/// Work-groups per elementwise launch: enough to spread over the compute units, few enough that a
+/// CPU device streams long contiguous blocks.
+constexpr size_t kBlocksPerRun = 16;
+
 const char* UnaryExpr(UnaryOp op) {
   switch (op) {
     case UnaryOp::kNegate: return "(-%s)";
@@ -123,11 +127,14 @@ std::string FusedGraph::Source() const {
   size_t inputs = scalar_input.size();
   for (size_t i = 0; i < inputs; ++i) s += "__global const float* restrict in" + std::to_string(i) + ", ";
   if (!reduce) {
-    // A grid-stride loop: neighbouring work-items touch neighbouring elements (the device
-    // compiler vectorises across them), and a few thousand work-groups cover any size.
+    // Each work-item streams one contiguous block: sequential access for a CPU device (whose
+    // compiler vectorises the loop) and few work-groups; a GPU runs many more items than blocks.
     s += "__global float* restrict out, const ulong n) {\n"
-         "  const ulong stride = get_global_size(0);\n"
-         "  for (ulong i = get_global_id(0); i < n; i += stride) {\n";
+         "  const ulong items = get_global_size(0);\n"
+         "  const ulong per = (n + items - 1) / items;\n"
+         "  const ulong start = get_global_id(0) * per;\n"
+         "  const ulong end = min(start + per, n);\n"
+         "  for (ulong i = start; i < end; ++i) {\n";
   } else {
     s += "__global double* restrict partial, const ulong rows, const ulong len, const ulong chunks, const ulong chunk) {\n"
          "  const ulong g = get_global_id(0);\n  if (g >= rows * chunks) return;\n"
@@ -316,7 +323,7 @@ Status FusedKernels::Run(const FusedGraph& graph, const std::vector<const Tensor
     clSetKernelArg(e.kernel.get(), arg++, sizeof ch, &ch);
   }
   size_t global = (items + e.local - 1) / e.local * e.local;
-  if (!graph.reduce) global = std::min<size_t>(global, e.local * 1024);  // the kernel loops over the rest
+  if (!graph.reduce) global = std::min<size_t>(global, e.local * kBlocksPerRun);  // the kernel loops over the rest
   err = clEnqueueNDRangeKernel(device_.queue(), e.kernel.get(), 1, nullptr, &global, &e.local, 0, nullptr, nullptr);
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueNDRangeKernel (fused)", err));
   void* mapped = clEnqueueMapBuffer(device_.queue(), result.get(), CL_TRUE, CL_MAP_READ, 0, result_bytes, 0, nullptr,

@@ -479,8 +479,16 @@ Result<PlannedOp> PlanPlaced(const proto::Request& req, const OperandLookup& loo
                              OpenClExecutor* opencl, proto::Placement placement, const CostModel& cost) {
   auto plan = PlanOp(req, lookup, blis, opencl, placement);
   if (placement != proto::Placement::kAuto || !plan.ok() || !opencl || plan->device == Device::kOpenCl) return plan;
+  // Only memory-bound elementwise work is worth moving by its measured bandwidth; products stay
+  // on BLIS, and reductions, sorts and shape ops on the CPU executor.
+  switch (req.op) {
+    case Op::kUnary: case Op::kBinary: case Op::kSelect: case Op::kClip: case Op::kAsType:
+      break;
+    default:
+      return plan;
+  }
   auto elements = ElementCount(plan->shape);
-  if (!elements.ok() || *elements < cost.opencl_min_elements || cost.opencl_gbps <= 1.2 * cost.cpu_gbps) return plan;
+  if (!elements.ok() || *elements < cost.opencl_min_elements || cost.opencl_gbps <= 1.5 * cost.cpu_gbps) return plan;
   auto there = PlanOp(req, lookup, blis, opencl, proto::Placement::kOpenCl);
   return there.ok() ? there : plan;
 }

@@ -56,8 +56,9 @@ struct CostModel {
   uint64_t opencl_min_elements = 1u << 20;
 };
 
-/// PlanOp with the placement decided: the caller's, or under kAuto the CPU unless the OpenCL
-/// device measured faster for memory-bound work, has the op, and the result is large enough.
+/// PlanOp with the placement decided: the caller's, or under kAuto the CPU executor (BLIS for
+/// products) unless the op is elementwise, the OpenCL device measured clearly (1.5x) faster for
+/// memory-bound work at start-up, and the result is large enough.
 Result<PlannedOp> PlanPlaced(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
                              OpenClExecutor* opencl, proto::Placement placement, const CostModel& cost);
 

@@ -61,6 +61,18 @@ defmodule Bench.Raw do
   # The protocol envelope (docs/protocol.md) sent straight from the calling process: one message
   # each way, nothing in between. The messaging benchmark uses it to stay minimal.
 
+  @doc "Like call/3, but an error reply comes back as `{:error, reason}` instead of raising."
+  def try_call(node, request, timeout \\ 600_000) do
+    ref = make_ref()
+    send({:mure, node}, {:"$mure", 1, self(), ref, self(), request})
+
+    receive do
+      {:"$mure_reply", ^ref, reply} -> reply
+    after
+      timeout -> raise "mure #{inspect(request, limit: 5)}: no reply in #{timeout} ms"
+    end
+  end
+
   def call(node, request, timeout \\ 10_000) do
     ref = make_ref()
     send({:mure, node}, {:"$mure", 1, self(), ref, self(), request})
@@ -319,7 +331,10 @@ defmodule Bench.Main do
 
     {launch_s, conn} =
       tc(fn ->
-        case Mure.start_link(executable: node_bin, timeout: 600_000, log_level: :warn, memory_limit: 6 * 1024 * 1024 * 1024) do
+        # MURE_BENCH_NODE_ARGS: extra node flags for experiments, e.g. "--blis-threads 1" or "--devices blis".
+        extra = System.get_env("MURE_BENCH_NODE_ARGS", "") |> String.split()
+
+        case Mure.start_link(executable: node_bin, timeout: 600_000, log_level: :warn, memory_limit: 6 * 1024 * 1024 * 1024, extra_args: extra) do
           {:ok, conn} -> conn
           {:error, e} -> fail!("could not launch the node: #{Exception.message(e)}")
         end
@@ -327,6 +342,9 @@ defmodule Bench.Main do
 
     hello = Mure.hello!(conn)
     devices = Mure.devices!(conn)
+    cpu = cpu_info(baseline)
+    # The client moves tensors above this size in pieces (nil: a client without chunked transfers).
+    chunk_size = conn |> Mure.info() |> Map.get(:chunk_size)
     node = hello.node
     log("node #{node} up in #{Float.round(launch_s * 1000, 1)} ms; devices #{inspect(Enum.map(devices, & &1.id))}")
 
@@ -336,10 +354,12 @@ defmodule Bench.Main do
       node: node,
       baseline: baseline,
       devices: devices,
-      cpus: System.schedulers_online(),
+      cpus: String.to_integer(cpu.cpus),
       echo_beam: echo_beam,
       beam_flags: beam_flags
     }
+
+    ctx = Map.put(ctx, :placement?, placement?(ctx))
 
     # The first elementwise op of a fresh node, before anything else touches the OpenCL device.
     cold = if "opencl" in sections and opencl?(ctx), do: opencl_cold(ctx), else: %{}
@@ -376,7 +396,8 @@ defmodule Bench.Main do
       elixir: System.version(),
       schedulers: System.schedulers_online(),
       node: %{hello: Map.drop(hello, [:devices]), devices: devices, launch_s: launch_s, requests: stats.requests, errors: stats.errors},
-      cpu: cpu_info(baseline),
+      cpu: cpu,
+      client_chunk_size: chunk_size,
       elapsed_s: (now_ns() - t_start) / 1.0e9,
       loadavg: %{start: load_start, end: loadavg()},
       sections: data
@@ -390,6 +411,73 @@ defmodule Bench.Main do
     case File.read("/proc/loadavg") do
       {:ok, text} -> text |> String.split() |> Enum.take(3) |> Enum.join(" ")
       _ -> "unknown"
+    end
+  end
+
+  # Whether the node knows placement ({:on, device, request}); older nodes ran matmul on BLIS only.
+  defp placement?(ctx) do
+    t = Mure.upload!(ctx.conn, :binary.copy(<<1.0::float-32-native>>, 4), @f32, {2, 2})
+
+    ok =
+      case Bench.Raw.try_call(ctx.node, {:on, :cpu, {:matmul, t.id, t.id}}) do
+        {:ok, {h, _, _}} -> Bench.Raw.call(ctx.node, {:free, h}) == :freed
+        _ -> false
+      end
+
+    Mure.free!(t)
+    ok
+  end
+
+  # Matmul on the node's BLIS path: placed on the CPU executor when the node knows placement (its
+  # default placement may choose another device, see the compute section's probe).
+  defp blis_matmul(ctx, a, b), do: if(ctx.placement?, do: {:on, :cpu, {:matmul, a, b}}, else: {:matmul, a, b})
+  defp cpu_opts(ctx), do: if(ctx.placement?, do: [device: :cpu], else: [])
+
+  # Whether the node answers an f32 add with its default placement.
+  defp add_supported?(ctx) do
+    t = Mure.upload!(ctx.conn, <<1.0::float-32-native>>, @f32, {1})
+
+    ok =
+      case Bench.Raw.try_call(ctx.node, {:add, t.id, t.id}) do
+        {:ok, {h, _, _}} -> Bench.Raw.call(ctx.node, {:free, h}) == :freed
+        _ -> false
+      end
+
+    Mure.free!(t)
+    ok
+  end
+
+  defp placed(request, :default), do: request
+  defp placed(request, device), do: {:on, device, request}
+
+  # Seconds per round trip of a compute request (2 warm-up calls, results freed untimed), or
+  # {:unsupported, why} when the node refuses it (an older node, or no such device or kernel).
+  defp time_placed(ctx, request, reps) do
+    run = fn ->
+      case Bench.Raw.try_call(ctx.node, request) do
+        {:ok, {h, _type, _shape}} ->
+          :freed = Bench.Raw.call(ctx.node, {:free, h})
+          :ok
+
+        {:error, {kind, msg}} when kind in [:unsupported, :unknown_op, :badarg] ->
+          {:unsupported, "#{kind}: #{msg}"}
+
+        other ->
+          raise "mure #{inspect(request)}: #{inspect(other, limit: 8)}"
+      end
+    end
+
+    case run.() do
+      {:unsupported, why} ->
+        {:unsupported, why}
+
+      :ok ->
+        run.()
+
+        for _ <- 1..reps do
+          {s, :ok} = tc(run)
+          s
+        end
     end
   end
 
@@ -425,7 +513,7 @@ defmodule Bench.Main do
     vector_flags =
       flags |> String.split() |> Enum.filter(&(String.starts_with?(&1, "avx") or &1 in ~w(fma f16c amx_tile))) |> Enum.join(" ")
 
-    Map.merge(cpu, %{model_name: model_name, vector_flags: vector_flags})
+    Map.merge(cpu, %{model_name: model_name, vector_flags: vector_flags, flags: flags})
   end
 
   ## Sections --------------------------------------------------------------------------------
@@ -478,6 +566,9 @@ defmodule Bench.Main do
       t = Mure.upload!(ctx.conn, data, {:u, 8}, {bytes})
       unless Mure.download!(t) == data, do: fail!("download of #{mib} MiB returned other bytes")
       Mure.free!(t)
+      h = Bench.Raw.call(ctx.node, {:upload, {:u, 8}, {bytes}, data}, 600_000)
+      unless Bench.Raw.call(ctx.node, {:download, h}, 600_000) == data, do: fail!("raw download of #{mib} MiB returned other bytes")
+      :freed = Bench.Raw.call(ctx.node, {:free, h})
       unless Bench.Peer.call(peer, {:echo, data}) == data, do: fail!("BEAM echo of #{mib} MiB returned other bytes")
       ^bytes = Bench.Peer.call(peer, {:push, data})
       ^bytes = byte_size(Bench.Peer.call(peer, :pull))
@@ -490,13 +581,20 @@ defmodule Bench.Main do
           ^bytes = byte_size(back)
           Mure.free!(t)
           :erlang.garbage_collect()
+          # The same through raw envelopes (one message each way, no client process): the node alone.
+          {rup, h} = tc(fn -> Bench.Raw.call(ctx.node, {:upload, {:u, 8}, {bytes}, data}, 600_000) end)
+          {rdown, back} = tc(fn -> Bench.Raw.call(ctx.node, {:download, h}, 600_000) end)
+          ^bytes = byte_size(back)
+          :freed = Bench.Raw.call(ctx.node, {:free, h})
+          :erlang.garbage_collect()
           push = secs(fn -> ^bytes = Bench.Peer.call(peer, {:push, data}) end)
           pull = secs(fn -> ^bytes = byte_size(Bench.Peer.call(peer, :pull)) end)
           :erlang.garbage_collect()
           echo = secs(fn -> ^bytes = byte_size(Bench.Peer.call(peer, {:echo, data})) end)
           :erlang.garbage_collect()
 
-          [mure_up: up, mure_down: down, mure_rt: up + down, beam_push: push, beam_pull: pull, beam_echo: echo]
+          [mure_up: up, mure_down: down, mure_rt: up + down, raw_up: rup, raw_down: rdown, raw_rt: rup + rdown] ++
+            [beam_push: push, beam_pull: pull, beam_echo: echo]
           |> Enum.reduce(acc, fn {k, v}, acc -> Map.update(acc, k, [v], &[v | &1]) end)
         end)
 
@@ -527,7 +625,15 @@ defmodule Bench.Main do
         reps = reps_for.(n)
         ta = Mure.upload!(ctx.conn, random_floats(n * n, bits, 1), {:f, bits}, {n, n})
         tb = Mure.upload!(ctx.conn, random_floats(n * n, bits, 2), {:f, bits}, {n, n})
-        for _ <- 1..2, do: Mure.free!(Mure.matmul!(ta, tb))
+        req = blis_matmul(ctx, ta.id, tb.id)
+
+        run = fn ->
+          {s, {h, _, _}} = tc(fn -> Bench.Raw.call(ctx.node, req, 600_000) end)
+          :freed = Bench.Raw.call(ctx.node, {:free, h})
+          s
+        end
+
+        for _ <- 1..2, do: run.()
 
         gemm = fn arch, r, extra ->
           [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", type, "--sizes", "#{n}", "--reps", "#{r}", "--arch", arch | extra])
@@ -541,12 +647,7 @@ defmodule Bench.Main do
 
         {mure, blis} =
           Enum.reduce(1..rounds, {[], []}, fn _, {mure, blis} ->
-            m =
-              for _ <- 1..per_round do
-                {s, tc_} = tc(fn -> Mure.matmul!(ta, tb) end)
-                Mure.free!(tc_)
-                s
-              end
+            m = for _ <- 1..per_round, do: run.()
 
             {mure ++ m, blis ++ gemm.(best[type], per_round, [])}
           end)
@@ -562,38 +663,40 @@ defmodule Bench.Main do
         {{type, n}, entry}
       end
 
-    %{matmul: results, arches: arches, best: best, node_arch: node_arch}
+    # The node's default placement for the same request (what `Mure.matmul/2` without `device:`
+    # gets): one call at n = 1024, f32, against the BLIS path's median above.
+    auto =
+      if ctx.placement? and Map.has_key?(results, {"f32", 1024}) do
+        n = 1024
+        ta = Mure.upload!(ctx.conn, random_floats(n * n, 32, 1), @f32, {n, n})
+        tb = Mure.upload!(ctx.conn, random_floats(n * n, 32, 2), @f32, {n, n})
+        {s, {h, _, _}} = tc(fn -> Bench.Raw.call(ctx.node, {:matmul, ta.id, tb.id}, 600_000) end)
+        :freed = Bench.Raw.call(ctx.node, {:free, h})
+        Mure.free!(ta)
+        Mure.free!(tb)
+        log("matmul f32 1024 with the node's default placement: #{Float.round(s * 1000, 1)} ms")
+        %{n: n, secs: s}
+      end
+
+    %{matmul: results, arches: arches, best: best, node_arch: node_arch, placement: ctx.placement?, auto: auto}
   end
 
-  # Elementwise add/multiply over 16 Mi f32 on the node's OpenCL device vs C++ loops over the same n.
+  # Elementwise add/multiply over 16 Mi f32 through the node vs C++ loops over the same n. The node
+  # places each op itself unless told (`{:on, device, request}`, docs/protocol.md): the default, the
+  # CPU executor and the OpenCL device are timed separately (raw envelopes; results freed untimed).
   defp run_section("memory", ctx) do
     n = 16 * 1024 * 1024
     reps = if ctx.quick, do: 5, else: 15
+    ta = Mure.upload!(ctx.conn, random_floats(n, 32, 3), @f32, {n})
+    tb = Mure.upload!(ctx.conn, random_floats(n, 32, 4), @f32, {n})
 
     node =
-      if opencl?(ctx) do
-        ta = Mure.upload!(ctx.conn, random_floats(n, 32, 3), @f32, {n})
-        tb = Mure.upload!(ctx.conn, random_floats(n, 32, 4), @f32, {n})
-
-        r =
-          for {op, f} <- [add: &Mure.add!/2, multiply: &Mure.multiply!/2], into: %{} do
-            for _ <- 1..2, do: Mure.free!(f.(ta, tb))
-
-            {op,
-             for _ <- 1..reps do
-               {s, t} = tc(fn -> f.(ta, tb) end)
-               Mure.free!(t)
-               s
-             end}
-          end
-
-        Mure.free!(ta)
-        Mure.free!(tb)
-        r
-      else
-        %{}
+      for op <- [:add, :multiply], placement <- [:default, :cpu, :opencl], into: %{} do
+        {{op, placement}, time_placed(ctx, placed({op, ta.id, tb.id}, placement), reps)}
       end
 
+    Mure.free!(ta)
+    Mure.free!(tb)
     threads = Enum.uniq([1, ctx.cpus]) |> Enum.join(",")
     stream = Bench.Baseline.run(ctx.baseline, ["stream", "--n", "#{n}", "--reps", "#{reps}", "--threads", threads])
     %{n: n, node: node, stream: stream}
@@ -604,8 +707,9 @@ defmodule Bench.Main do
   defp run_section("user", ctx) do
     elixir_mm = if ctx.quick, do: [128], else: [128, 256]
     other_mm = if ctx.quick, do: [], else: [1024, 2048]
-    elixir_ew = [1_048_576]
-    other_ew = if ctx.quick, do: [], else: [16_777_216]
+    # `Mure.add/2` with the node's default placement (older nodes: OpenCL only, so maybe absent).
+    elixir_ew = if add_supported?(ctx), do: [1_048_576], else: []
+    other_ew = if ctx.quick or elixir_ew == [], do: [], else: [16_777_216]
     reps_mm = fn n -> cond do n <= 256 -> (if ctx.quick, do: 3, else: 5); n <= 1024 -> 7; true -> 5 end end
     reps_ew = fn n -> if n <= 1_048_576, do: (if ctx.quick, do: 3, else: 7), else: 5 end
 
@@ -616,7 +720,7 @@ defmodule Bench.Main do
       run = fn ->
         ta = Mure.upload!(ctx.conn, a, @f32, {n, n})
         tb = Mure.upload!(ctx.conn, b, @f32, {n, n})
-        tc_ = Mure.matmul!(ta, tb)
+        tc_ = Mure.matmul!(ta, tb, cpu_opts(ctx))
         c = Mure.download!(tc_)
         Enum.each([ta, tb, tc_], &Mure.free!/1)
         c
@@ -695,6 +799,8 @@ defmodule Bench.Main do
     %{matmul: mm, add: ew, numpy: numpy}
   end
 
+  # The OpenCL path against the CPU executor inside the same node: per-request cost of tiny ops,
+  # matmul on each device, plus the cold build figures. Raw envelopes; results freed untimed.
   defp run_section("opencl", ctx) do
     if opencl?(ctx) do
       {runs, calls} = if ctx.quick, do: {3, 100}, else: {9, 300}
@@ -704,27 +810,34 @@ defmodule Bench.Main do
       ma = Mure.upload!(ctx.conn, random_floats(16 * 16, 32, 11), @f32, {16, 16})
       node = ctx.node
 
-      # Raw envelopes, as in the messaging section; results are freed untimed.
-      op = fn req ->
-        fn ->
-          {h, _, _} = Bench.Raw.call(node, req)
-          h
+      # Which placements this node accepts (an older node knows no {:on, ...}).
+      supported? = fn req ->
+        case Bench.Raw.try_call(node, req) do
+          {:ok, {h, _, _}} -> Bench.Raw.call(node, {:free, h}) == :freed
+          _ -> false
         end
       end
 
-      kinds = [
-        stats: fn -> Bench.Raw.call(node, :stats) end,
-        add_1k: op.({:add, a.id, b.id}),
-        matmul_16: op.({:matmul, ma.id, ma.id})
-      ]
+      kinds =
+        [stats: :stats] ++
+          for {name, req} <- [
+                add_1k: {:add, a.id, b.id},
+                add_1k_cpu: {:on, :cpu, {:add, a.id, b.id}},
+                add_1k_opencl: {:on, :opencl, {:add, a.id, b.id}},
+                matmul_16: {:matmul, ma.id, ma.id},
+                matmul_16_cpu: {:on, :cpu, {:matmul, ma.id, ma.id}},
+                matmul_16_opencl: {:on, :opencl, {:matmul, ma.id, ma.id}}
+              ],
+              supported?.(req),
+              do: {name, req}
 
       samples =
         Enum.reduce(1..runs, %{}, fn _, acc ->
-          Enum.reduce(kinds, acc, fn {k, f}, acc ->
+          Enum.reduce(kinds, acc, fn {k, req}, acc ->
             times =
               for _ <- 1..calls do
-                {s, h} = tc(f)
-                if is_integer(h), do: Bench.Raw.call(node, {:free, h})
+                {s, r} = tc(fn -> Bench.Raw.call(node, req) end)
+                with {h, _, _} <- r, do: Bench.Raw.call(node, {:free, h})
                 s
               end
 
@@ -733,8 +846,36 @@ defmodule Bench.Main do
         end)
 
       Enum.each([a, b, ma], &Mure.free!/1)
+
+      # Matmul on each device (OpenCL's is a generic dot kernel: slow, so small sizes only).
+      sizes = if ctx.quick, do: [256], else: [256, 512]
+      reps = if ctx.quick, do: 3, else: 5
+
+      matmul =
+        for n <- sizes, into: %{} do
+          ta = Mure.upload!(ctx.conn, random_floats(n * n, 32, 14), @f32, {n, n})
+          tb = Mure.upload!(ctx.conn, random_floats(n * n, 32, 15), @f32, {n, n})
+
+          r =
+            for placement <- [:cpu, :opencl], into: %{} do
+              {placement, time_placed(ctx, placed({:matmul, ta.id, tb.id}, placement), reps)}
+            end
+
+          Mure.free!(ta)
+          Mure.free!(tb)
+          {n, r}
+        end
+
       opencl = Enum.find(ctx.devices, &(&1.id == :opencl))
-      %{small: samples, kernel_build_ms: opencl[:kernel_build_ms], device: opencl}
+      blis = Enum.find(ctx.devices, &(&1.id == :blis))
+
+      %{
+        small: samples,
+        matmul: matmul,
+        kernel_build_ms: opencl[:kernel_build_ms],
+        device: opencl,
+        measured: %{opencl: opencl[:measured], cpu: blis && blis[:measured]}
+      }
     else
       %{unavailable: true}
     end
@@ -747,7 +888,7 @@ defmodule Bench.Main do
     reps = if ctx.quick, do: 5, else: 10
     ta = Mure.upload!(ctx.conn, random_floats(n * n, 32, 1), @f32, {n, n})
     tb = Mure.upload!(ctx.conn, random_floats(n * n, 32, 2), @f32, {n, n})
-    for _ <- 1..2, do: Mure.free!(Mure.matmul!(ta, tb))
+    for _ <- 1..2, do: Mure.free!(Mure.matmul!(ta, tb, cpu_opts(ctx)))
 
     time = fn f ->
       for _ <- 1..reps do
@@ -757,14 +898,14 @@ defmodule Bench.Main do
       end
     end
 
-    mm = time.(fn -> Mure.matmul!(ta, tb) end)
+    mm = time.(fn -> Mure.matmul!(ta, tb, cpu_opts(ctx)) end)
     Enum.each([ta, tb], &Mure.free!/1)
     arch = Enum.find_value(ctx.devices, "generic", fn d -> d.id == :blis && d.arch end)
     [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", "f32", "--sizes", "#{n}", "--reps", "#{reps}", "--arch", arch])
     e = 16 * 1024 * 1024
 
     add =
-      if opencl?(ctx) do
+      if add_supported?(ctx) do
         ea = Mure.upload!(ctx.conn, random_floats(e, 32, 3), @f32, {e})
         eb = Mure.upload!(ctx.conn, random_floats(e, 32, 4), @f32, {e})
         for _ <- 1..2, do: Mure.free!(Mure.add!(ea, eb))
@@ -776,23 +917,38 @@ defmodule Bench.Main do
     %{matmul_f32_1024: mm, blis_f32_1024: line.secs, add_16m: add}
   end
 
-  # Right after start-up: the first add on the OpenCL device, then warm ones (1 Mi f32).
+  # Right after start-up: the first add on the OpenCL device (placed there explicitly when the node
+  # knows placement), then warm ones (1 Mi f32). Raw envelopes.
   defp opencl_cold(ctx) do
     n = 1_048_576
     ta = Mure.upload!(ctx.conn, random_floats(n, 32, 12), @f32, {n})
     tb = Mure.upload!(ctx.conn, random_floats(n, 32, 13), @f32, {n})
+    placed_req = {:on, :opencl, {:add, ta.id, tb.id}}
 
-    time_add = fn ->
-      {s, t} = tc(fn -> Mure.add!(ta, tb) end)
-      Mure.free!(t)
-      s
+    time_add = fn req ->
+      {s, r} = tc(fn -> Bench.Raw.try_call(ctx.node, req) end)
+
+      case r do
+        {:ok, {h, _, _}} ->
+          :freed = Bench.Raw.call(ctx.node, {:free, h})
+          {:ok, s}
+
+        {:error, e} ->
+          {:error, e}
+      end
     end
 
-    first = time_add.()
-    warm = for _ <- 1..10, do: time_add.()
+    {req, first} =
+      case time_add.(placed_req) do
+        {:ok, s} -> {placed_req, s}
+        {:error, _} -> {{:add, ta.id, tb.id}, elem(time_add.({:add, ta.id, tb.id}), 1)}
+      end
+
+    unless is_float(first), do: fail!("the first add after start failed: #{inspect(first)}")
+    warm = for _ <- 1..10, do: elem(time_add.(req), 1)
     Mure.free!(ta)
     Mure.free!(tb)
-    %{n: n, first: first, warm: warm}
+    %{n: n, first: first, warm: warm, request: if(elem(req, 0) == :on, do: "{:on, :opencl, {:add, a, b}}", else: "{:add, a, b}")}
   end
 
   defp check_close!(got, want, what) do

@@ -48,7 +48,8 @@ defmodule Report do
   import Report.Stats
 
   def main(argv) do
-    {opts, files, _} = OptionParser.parse(argv, strict: [dir: :string, stamp: :string, wall: :float, cmd: :string])
+    {opts, files, _} =
+      OptionParser.parse(argv, strict: [dir: :string, stamp: :string, wall: :float, cmd: :string, extra: :string])
     if files == [], do: raise("no result files given")
     dir = opts[:dir] || "bench-results"
     stamp = opts[:stamp] || "now"
@@ -72,12 +73,14 @@ defmodule Report do
 
     {limits_md, peaks, triad} = limits(main)
     {msg_md, goals} = messaging([main | others], goals)
-    {xfer_md, goals} = transfer(s[:transfer], goals)
+    {xfer_md, goals} = transfer(s[:transfer], main[:client_chunk_size], goals)
     {mm_md, goals} = compute(s[:compute], peaks, goals)
     mem_md = memory(s[:memory], triad)
     user_md = user(s[:user])
     ocl_md = opencl(s[:opencl], s[:memory], s[:messaging])
-    spot_md = spot([main | others])
+    # A section written by another script of this run (bench/programs.exs), included as it is.
+    extra_md = if opts[:extra] && File.exists?(opts[:extra]), do: ["\n", File.read!(opts[:extra]) |> String.trim(), "\n"], else: []
+    spot_md = spot([main | others], if(extra_md == [], do: 7, else: 8))
 
     [
       header(main, others, opts),
@@ -88,9 +91,11 @@ defmodule Report do
       mem_md,
       user_md,
       ocl_md,
+      extra_md,
       spot_md,
       goals_md(Enum.reverse(goals)),
-      if(plots != [], do: ["\n## Plots\n\n", Enum.map(plots, &"- `#{&1}`\n")], else: [])
+      if(plots != [], do: ["\n## Plots\n\n", Enum.map(plots, &"- `#{&1}`\n")], else: []),
+      if(main.cpu[:flags] not in [nil, ""], do: "\nAll CPU flags (/proc/cpuinfo): `#{main.cpu.flags}`\n", else: [])
     ]
   end
 
@@ -245,18 +250,22 @@ defmodule Report do
     end
   end
 
-  defp transfer(nil, goals), do: {[], goals}
+  defp transfer(nil, _chunk, goals), do: {[], goals}
 
-  defp transfer(t, goals) do
+  defp transfer(t, chunk, goals) do
     mib = 1024 * 1024
 
     {rows, goals} =
       for {bytes, s} <- Enum.sort(t),
-          {dir, mk, bk, factor} <- [
-            {"upload", :mure_up, :beam_push, 1},
-            {"download", :mure_down, :beam_pull, 1},
-            {"round trip (up + down vs echo)", :mure_rt, :beam_echo, 2}
+          {dir, mk, bk, factor, summary?} <- [
+            {"upload, client", :mure_up, :beam_push, 1, false},
+            {"upload, raw envelope", :raw_up, :beam_push, 1, false},
+            {"download, client", :mure_down, :beam_pull, 1, false},
+            {"download, raw envelope", :raw_down, :beam_pull, 1, false},
+            {"round trip (up + down vs echo), client", :mure_rt, :beam_echo, 2, true},
+            {"round trip (up + down vs echo), raw envelope", :raw_rt, :beam_echo, 2, true}
           ],
+          s[mk],
           reduce: {[], goals} do
         {rows, goals} ->
           tput = fn secs -> factor * bytes / secs / mib end
@@ -266,13 +275,16 @@ defmodule Report do
           big = bytes >= 16 * mib
           goal = cond do not big -> "(info: < 16 MiB)"; ratio >= 1.5 -> "met"; true -> "**not met**" end
           row = "| #{div(bytes, mib)} MiB | #{dir} | #{mmm(m, 0)} | #{mmm(b, 0)} | #{fmt(ratio, 2)} | #{goal} |\n"
-          goals = if big, do: [{"Transfer #{div(bytes, mib)} MiB #{dir}: ≥ 1.5 × BEAM-to-BEAM", "#{fmt(ratio, 2)}×", ratio >= 1.5} | goals], else: goals
+          goals = if big and summary?, do: [{"Transfer #{div(bytes, mib)} MiB #{dir}: ≥ 1.5 × BEAM-to-BEAM", "#{fmt(ratio, 2)}×", ratio >= 1.5} | goals], else: goals
           {[row | rows], goals}
       end
 
     {[
        "\n## 2. Transfer: tensors to and from the node vs the same bytes through a BEAM node\n\n",
-       "MiB/s (bytes carried / time; round trip carries the bytes twice). mure: `Mure.upload/4`, `Mure.download/1` through the client. ",
+       "MiB/s (bytes carried / time; round trip carries the bytes twice). mure, client: `Mure.upload/4`, `Mure.download/1` (what a user calls",
+       if(chunk, do: "; the client moves tensors above #{fmt_bytes(chunk)} in pieces, several in flight", else: ""),
+       "); ",
+       "mure, raw envelope: the same requests sent straight to the node (one message each way; the node alone). ",
        "Baseline: `GenServer.call` to a `:peer` BEAM on the same host that takes the binary (push), returns a binary it holds (pull), or returns what it got (echo). ",
        "Goal: ≥ 1.5 × BEAM-to-BEAM at ≥ 16 MiB. Upload and download are separate requests, so the round trip includes one extra request latency.\n\n",
        "| size | direction | mure MiB/s median | min | max | BEAM MiB/s median | min | max | ratio | goal ≥ 1.5 |\n",
@@ -313,18 +325,33 @@ defmodule Report do
 
     {[
        "\n## 3. Compute: matmul through the node vs BLIS in-process vs the FMA peak\n\n",
-       "GFLOP/s = 2n³ / time. mure: data resident on the node, only the `matmul` request's round trip is timed (result freed untimed). ",
+       "GFLOP/s = 2n³ / time. mure: data resident on the node, only the request's round trip is timed (raw envelope; result freed untimed)",
+       if(c[:placement], do: ", placed on the BLIS path with `{:on, :cpu, {:matmul, a, b}}`", else: ""),
+       ". ",
        "Baseline: `bench/baseline.cpp` calls `bli_sgemm_ex`/`bli_dgemm_ex` in-process with the same threads and the kernel set that measured best here ",
        "(candidates chosen from cpuid as the node does), C reused. Goal: ≥ 0.95 × in-process BLIS at n ≥ 1024.\n\n",
        "| type | n | mure GFLOP/s median | min | max | BLIS in-process median | min | max (kernels) | ratio | of peak: mure / BLIS | goal ≥ 0.95 |\n",
        "|---|---|---|---|---|---|---|---|---|---|---|\n",
        Enum.reverse(rows),
+       auto_line(c),
        "\nWhere the time goes (medians): the node's extra time per request over in-process BLIS; in-process BLIS with a fresh output buffer ",
        "per call (as the node allocates each result: page faults); in-process BLIS with the node's kernel set when it differs.\n\n",
        "| type | n | node − BLIS, ms (difference of medians; < 0 = noise) | BLIS fresh-C GFLOP/s | BLIS with node's kernels GFLOP/s |\n|---|---|---|---|---|\n",
        Enum.reverse(diag)
      ], goals}
   end
+
+  defp auto_line(%{auto: %{n: n, secs: secs}, matmul: mm}) do
+    gf = 2.0 * n * n * n / secs / 1.0e9
+    blis = mm[{"f32", n}] && median(Enum.map(mm[{"f32", n}].mure, &(2.0 * n * n * n / &1 / 1.0e9)))
+    ratio = blis && gf / blis
+
+    "\nThe same f32 #{n}×#{n} matmul with the node's **default placement** (`{:matmul, a, b}`, what `Mure.matmul/2` without `device:` gets), one call: " <>
+      "#{fmt(secs * 1000)} ms = #{fmt(gf)} GFLOP/s, #{fmt(ratio, 3)} × the BLIS path above" <>
+      if(ratio && ratio < 0.5, do: " — **the node placed it on a slower device**.\n", else: ".\n")
+  end
+
+  defp auto_line(_), do: ""
 
   defp memory(nil, _), do: []
 
@@ -342,11 +369,19 @@ defmodule Report do
     {tthreads, tgb} = triad || {threads, nil}
 
     node_rows =
-      for {op, kernel} <- [add: "add", multiply: "multiply"], secs = m.node[op], secs do
-        s = summary(secs, gbs)
-        loop = cxx.(kernel, threads, "0")
+      for {op, kernel} <- [add: "add", multiply: "multiply"],
+          {placement, what} <- [default: "node's default placement", cpu: "`{:on, :cpu, ...}`: CPU executor", opencl: "`{:on, :opencl, ...}`: OpenCL"],
+          v = m.node[{op, placement}] || (placement == :default && m.node[op]),
+          v do
+        case v do
+          {:unsupported, why} ->
+            "| mure `#{op}`, #{what} | not available on this node (#{String.slice(why, 0, 80)}) | | | | |\n"
 
-        "| mure `#{op}` (OpenCL) | #{mmm(s)} | #{fmt(elem(s, 0) / tgb, 2)} | #{fmt(loop && elem(s, 0) / elem(loop, 0), 2)} |\n"
+          secs ->
+            s = summary(secs, gbs)
+            loop = cxx.(kernel, threads, "0")
+            "| mure `#{op}`, #{what} | #{mmm(s)} | #{fmt(elem(s, 0) / tgb, 2)} | #{fmt(loop && elem(s, 0) / elem(loop, 0), 2)} |\n"
+        end
       end
 
     cxx_rows =
@@ -364,10 +399,11 @@ defmodule Report do
 
     [
       "\n## 4. Memory-bound: elementwise over #{div(n, 1024 * 1024)} Mi f32 vs a STREAM-like triad\n\n",
-      "Effective GB/s = 3 arrays × 4 B × n / time (the request round trip for mure; result freed untimed). ",
+      "Effective GB/s = 3 arrays × 4 B × n / time (the request round trip for mure, raw envelopes; result freed untimed). ",
+      "The node places each op itself unless the request says `{:on, device, request}`; each placement is timed. ",
       "No numeric goal is set; the ratio says how close the node gets to the machine's memory bandwidth.\n\n",
       "| what | GB/s median | min | max | ratio vs triad | ratio vs same C++ loop |\n|---|---|---|---|---|---|\n",
-      node_rows,
+      if(node_rows == [], do: "| mure `add` / `multiply` | not measured | | | | |\n", else: node_rows),
       cxx_rows
     ]
   end
@@ -408,55 +444,118 @@ defmodule Report do
     ]
   end
 
+  defp fmt_bytes(b) when rem(b, 1024 * 1024) == 0, do: "#{div(b, 1024 * 1024)} MiB"
+  defp fmt_bytes(b), do: "#{b} bytes"
+
   defp fmt_count(n) when rem(n, 1024 * 1024) == 0, do: "#{div(n, 1024 * 1024)} Mi"
   defp fmt_count(n), do: "#{n}"
 
   defp opencl(nil, _, _), do: []
   defp opencl(%{unavailable: true}, _, _), do: ["\n## 6. The OpenCL path\n\nThe node has no OpenCL device: nothing measured.\n"]
 
-  defp opencl(o, mem, msg) do
+  defp opencl(o, mem, _msg) do
     us = fn list -> median(list) * 1.0e6 end
     small = o.small
     cold = o[:cold]
     stats_us = us.(small.stats)
-    add_us = us.(small.add_1k)
-    mm_us = us.(small.matmul_16)
 
+    # Elementwise bandwidth per placement, from the memory-bound section.
     bw =
-      if mem && mem.node[:add] do
+      if mem do
         n = mem.n
         gbs = fn secs -> 12 * n / secs / 1.0e9 end
-        add = median(Enum.map(mem.node.add, gbs))
         threads = mem.stream |> Enum.map(&String.to_integer(&1.threads)) |> Enum.max()
         loop = Enum.find(mem.stream, &(&1.kernel == "add" and &1.threads == "#{threads}" and &1.fresh == "0"))
         loop1 = Enum.find(mem.stream, &(&1.kernel == "add" and &1.threads == "1" and &1.fresh == "0"))
         l = median(Enum.map(loop.secs, gbs))
         l1 = loop1 && median(Enum.map(loop1.secs, gbs))
-        "| OpenCL `add`, #{div(n, 1024 * 1024)} Mi f32, through the node | #{fmt(add)} GB/s = #{fmt(add / l, 2)} × the C++ loop on #{threads} threads (#{fmt(l)} GB/s)#{if l1, do: ", #{fmt(add / l1, 2)} × on 1 thread (#{fmt(l1)} GB/s)"} |\n"
+
+        gb = fn placement ->
+          case mem.node[{:add, placement}] || (placement == :opencl && mem.node[:add]) do
+            list when is_list(list) -> median(Enum.map(list, gbs))
+            _ -> nil
+          end
+        end
+
+        ocl = gb.(:opencl)
+        cpu = gb.(:cpu)
+
+        [
+          if(ocl,
+            do: "| `add` #{div(n, 1024 * 1024)} Mi f32 on OpenCL | #{fmt(ocl)} GB/s = #{fmt(ocl / l, 2)} × the C++ loop on #{threads} threads (#{fmt(l)} GB/s)#{if l1, do: ", #{fmt(ocl / l1, 2)} × on 1 thread (#{fmt(l1)} GB/s)"} |\n",
+            else: ""
+          ),
+          if(cpu, do: "| `add` #{div(n, 1024 * 1024)} Mi f32 on the node's CPU executor | #{fmt(cpu)} GB/s = #{fmt(cpu / l, 2)} × the C++ loop on #{threads} threads |\n", else: ""),
+          if(ocl && cpu, do: "| OpenCL / CPU executor, `add` #{div(n, 1024 * 1024)} Mi f32 | **#{fmt(ocl / cpu, 2)}** |\n", else: "")
+        ]
       else
-        ""
+        []
       end
 
-    _ = msg
+    small_row = fn key, what ->
+      case small[key] do
+        nil -> ""
+        list -> "| #{what} | #{fmt(us.(list))} µs round trip → ~#{fmt(us.(list) - stats_us)} µs beyond `:stats` (#{fmt(stats_us)} µs) |\n"
+      end
+    end
+
+    mm_rows =
+      for {n, r} <- Enum.sort(o[:matmul] || %{}) do
+        gf = fn secs -> 2.0 * n * n * n / secs / 1.0e9 end
+
+        val = fn
+          {:unsupported, why} -> "not available (#{String.slice(why, 0, 60)})"
+          list -> "#{fmt(median(Enum.map(list, gf)))} GFLOP/s"
+        end
+
+        ratio =
+          case {r[:opencl], r[:cpu]} do
+            {o_, c} when is_list(o_) and is_list(c) -> "; OpenCL / CPU = **#{fmt(median(c) / median(o_), 3)}**"
+            _ -> ""
+          end
+
+        "| `matmul` f32 #{n}×#{n}: OpenCL vs CPU executor (BLIS) | #{val.(r[:opencl])} vs #{val.(r[:cpu])}#{ratio} |\n"
+      end
+
+    measured =
+      case o[:measured] do
+        %{opencl: oc, cpu: cc} when is_map(oc) or is_map(cc) ->
+          show = fn
+            m when is_map(m) -> m |> Enum.sort() |> Enum.map_join(", ", fn {k, v} -> "#{k} #{if is_number(v), do: fmt(v), else: inspect(v)}" end)
+            _ -> "—"
+          end
+
+          "| the node's own start-up measurements (`:devices` → `measured`, used for default placement) | OpenCL: #{show.(oc)}; CPU: #{show.(cc)} |\n"
+
+        _ ->
+          ""
+      end
 
     [
       "\n## 6. The OpenCL path\n\n",
-      "In this slice elementwise ops run only on OpenCL (PoCL here) and matmul only on BLIS, so the same op cannot be timed on both paths.\n\n",
+      "The same ops on the node's OpenCL device (PoCL here) and on its CPU executor (`{:on, device, request}`), raw envelopes. ",
+      "Rows a node cannot answer (older nodes knew no placement) say so.\n\n",
       "| figure | value |\n|---|---|\n",
       "| kernel build, cold (`clBuildProgram` at node start-up, `:devices` → `kernel_build_ms`) | #{fmt(o.kernel_build_ms)} ms (on the node's start-up path, not on any request) |\n",
       if(cold,
-        do: "| first `add` after start (#{fmt_count(cold.n)} f32, includes PoCL's first launch) | #{fmt(cold.first * 1000)} ms vs #{fmt(median(cold.warm) * 1000)} ms warm (median of #{length(cold.warm)}) |\n",
+        do: "| first OpenCL `add` after start (#{fmt_count(cold.n)} f32, `#{cold[:request] || "{:add, a, b}"}`; includes PoCL's first launch) | #{fmt(cold.first * 1000)} ms vs #{fmt(median(cold.warm) * 1000)} ms warm (median of #{length(cold.warm)}) |\n",
         else: ""
       ),
       bw,
-      "| per-request cost, `add` of 1 Ki f32 (raw envelope) | #{fmt(add_us)} µs round trip vs #{fmt(stats_us)} µs for `:stats` → ~#{fmt(add_us - stats_us)} µs for the OpenCL op (buffers, launch, wait) |\n",
-      "| per-request cost, BLIS `matmul` 16×16 (raw envelope) | #{fmt(mm_us)} µs round trip → ~#{fmt(mm_us - stats_us)} µs for the BLIS op |\n",
-      "\nNot measurable yet: elementwise on BLIS/C++ inside the node and matmul on OpenCL (no such ops), f64 elementwise, ",
-      "a warm per-request kernel build (kernels are built once at start-up), fused kernels, and OpenCL on a GPU (PoCL's CPU device only).\n"
+      mm_rows,
+      small_row.(:add_1k_opencl, "per-request cost, `add` of 1 Ki f32 on OpenCL"),
+      small_row.(:add_1k_cpu, "per-request cost, `add` of 1 Ki f32 on the CPU executor"),
+      small_row.(:add_1k, "per-request cost, `add` of 1 Ki f32, default placement"),
+      small_row.(:matmul_16_opencl, "per-request cost, `matmul` 16×16 on OpenCL"),
+      small_row.(:matmul_16_cpu, "per-request cost, `matmul` 16×16 on the CPU executor"),
+      small_row.(:matmul_16, "per-request cost, `matmul` 16×16, default placement"),
+      measured,
+      "\nNot measured here: f64 elementwise, fused kernels and the JIT (see the programs section when present), ",
+      "a per-request kernel build (kernels are built at start-up or cached), and OpenCL on a GPU (PoCL's CPU device only on this machine).\n"
     ]
   end
 
-  defp spot(passes) do
+  defp spot(passes, number) do
     rows =
       for pass <- passes, s = pass.sections[:spot], s do
         gf = &(2.0 * 1024 * 1024 * 1024 / &1 / 1.0e9)
@@ -470,10 +569,10 @@ defmodule Report do
       []
     else
       [
-        "\n## 7. BEAM flags and compute (spot check)\n\n",
+        "\n## #{number}. BEAM flags and compute (spot check)\n\n",
         "The same requests under each pass's BEAM flags (same node binary and settings), with in-process BLIS measured in the same pass as a control. ",
         "BEAM schedulers that spin while waiting for a reply compete with the node's BLIS (OpenMP) and PoCL threads for the cores.\n\n",
-        "| BEAM flags | mure matmul f32 1024 GFLOP/s median | min | max | in-process BLIS, same pass (node's kernels) | mure add 16 Mi f32 GB/s median | min | max |\n|---|---|---|---|---|---|---|---|\n",
+        "| BEAM flags | mure matmul f32 1024 GFLOP/s median | min | max | in-process BLIS, same pass (node's kernels) | mure add 16 Mi f32 (default placement) GB/s median | min | max |\n|---|---|---|---|---|---|---|---|\n",
         rows
       ]
     end
@@ -502,7 +601,7 @@ defmodule Report do
         []
 
       true ->
-        terminal = if terminal?(gnuplot, "pngcairo"), do: "pngcairo size 900,560", else: "png size 900,560"
+        terminal = if terminal?(gnuplot, "pngcairo"), do: "pngcairo size 1100,600", else: "png size 1100,600"
         xfer = s[:transfer] && transfer_plot(s.transfer, dir, stamp, terminal, gnuplot)
         comp = s[:compute] && compute_plot(s.compute, main, dir, stamp, terminal, gnuplot)
         Enum.reject([xfer, comp], &is_nil/1)
@@ -530,19 +629,19 @@ defmodule Report do
     lines =
       for {bytes, s} <- Enum.sort(t) do
         cols =
-          for {k, f} <- [mure_up: 1, mure_down: 1, mure_rt: 2, beam_push: 1, beam_pull: 1, beam_echo: 2] do
-            fmt(median(Enum.map(s[k], &(f * bytes / &1 / mib))), 1)
+          for {k, f} <- [mure_up: 1, mure_down: 1, mure_rt: 2, beam_push: 1, beam_pull: 1, beam_echo: 2, raw_up: 1, raw_down: 1] do
+            if s[k], do: fmt(median(Enum.map(s[k], &(f * bytes / &1 / mib))), 1), else: "NaN"
           end
 
         "#{div(bytes, mib)} #{Enum.join(cols, " ")}\n"
       end
 
-    File.write!(dat, ["# MiB mure_up mure_down mure_rt beam_push beam_pull beam_echo (MiB/s, medians)\n" | lines])
+    File.write!(dat, ["# MiB mure_up mure_down mure_rt beam_push beam_pull beam_echo raw_up raw_down (MiB/s, medians)\n" | lines])
 
     script = """
     set terminal #{terminal}
     set output '#{png}'
-    set title 'Transfer throughput vs size (medians)'
+    set title 'Transfer throughput vs size (medians; lines: client and BEAM baseline)'
     set xlabel 'tensor size (MiB)'
     set ylabel 'MiB/s'
     set yrange [0:*]
@@ -554,7 +653,9 @@ defmodule Report do
          '' using 1:3 with linespoints lw 2 lc rgb 'forest-green' title 'mure download', \\
          '' using 1:6 with linespoints dt 2 lc rgb 'forest-green' title 'BEAM pull', \\
          '' using 1:4 with linespoints lw 2 lc rgb 'blue' title 'mure up+down', \\
-         '' using 1:7 with linespoints dt 2 lc rgb 'blue' title 'BEAM echo'
+         '' using 1:7 with linespoints dt 2 lc rgb 'blue' title 'BEAM echo', \\
+         '' using 1:8 with points pt 7 lc rgb 'dark-violet' title 'mure upload, raw envelope', \\
+         '' using 1:9 with points pt 7 lc rgb 'forest-green' title 'mure download, raw envelope'
     """
 
     gp = Path.join(dir, "bench-#{stamp}-transfer.gp")
@@ -588,7 +689,7 @@ defmodule Report do
     p64 = peaks["f64"] && peaks["f64"].peak
 
     peak_lines =
-      [p32 && "#{fmt(p32, 2)} with lines dt 3 lc rgb 'black' title 'f32 FMA peak'", p64 && "#{fmt(p64, 2)} with lines dt 3 lc rgb 'gray40' title 'f64 FMA peak'"]
+      [p32 && "#{fmt(p32, 2)} with lines dt 3 lw 2 lc rgb 'blue' title 'f32 FMA peak (cores x 1-thread)'", p64 && "#{fmt(p64, 2)} with lines dt 3 lw 2 lc rgb 'red' title 'f64 FMA peak (cores x 1-thread)'"]
       |> Enum.reject(&is_nil/1)
 
     script = """

@@ -102,6 +102,7 @@ void Connection::Run() {
   io_thread_id_ = std::this_thread::get_id();
   auto hs = AcceptHandshake(fd_, handshake_, std::chrono::milliseconds(cfg_.handshake_timeout_ms));
   if (!hs.ok()) {
+    ::shutdown(fd_, SHUT_RDWR);  // the peer learns at once, as from a BEAM node
     closed_.store(true);
     service_.CountRefused();
     g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + hs.status().message());

@@ -48,6 +48,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
 
   /// Queue a frame for the socket (any thread). Dropped once the connection is closed.
   void Send(OutFrame frame) override;
+  bool Closed() const override { return closed_.load(); }
 
  private:
   enum class ReadState { kHeader, kBody, kDiscard };

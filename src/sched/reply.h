@@ -22,6 +22,8 @@ class ReplySink {
  public:
   virtual ~ReplySink() = default;
   virtual void Send(OutFrame frame) = 0;
+  /// True once nothing sent can arrive any more (the peer is gone).
+  virtual bool Closed() const { return false; }
 };
 
 class Reply {
@@ -41,6 +43,8 @@ class Reply {
   /// Send {:error, reason}: `:overloaded` or {kind, message}.
   void Error(const Status& status);
   bool sent() const { return sent_.load(); }
+  /// True when the requester is gone: work for this reply can be skipped.
+  bool Abandoned() const { return sink_->Closed(); }
 
  private:
   /// Begin `{:"$mure_reply", Ref, ` in `out`; the caller writes the result and finishes.

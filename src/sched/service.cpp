@@ -311,6 +311,7 @@ void Service::Compute(const RequestContext& ctx, const proto::Request& req, std:
   if (!out.ok()) return fail(out.status());
   WorkQueue& q = plan->device == Device::kOpenCl ? *opencl_queue_ : *blis_queue_;
   Post(q, reply, [this, ctx, reply, held = std::move(held), plan = std::move(*plan), out = std::move(*out)]() mutable {
+    if (reply->Abandoned()) return;  // the connection closed while this waited: nobody to answer
     std::vector<const Tensor*> ins;
     for (auto& t : held) ins.push_back(t.get());
     Status st = RunKernel(plan, ins, *out);
@@ -454,6 +455,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
   const size_t n_inputs = prog.inputs.size();
   Post(*blis_queue_, reply, [this, ctx, reply, inputs = std::move(inputs), plans = std::move(plans), last_use,
                              outputs, n_inputs, fusion = std::move(fusion)]() mutable {
+    if (reply->Abandoned()) return;  // the connection closed while this waited
     std::vector<std::shared_ptr<Tensor>> vals(n_inputs + plans.size() + 1);
     for (size_t i = 0; i < inputs.size(); ++i) vals[i + 1] = std::move(inputs[i]);
     for (size_t i = 0; i < plans.size(); ++i) {

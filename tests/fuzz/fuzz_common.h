@@ -18,10 +18,15 @@
 #include <string_view>
 #include <thread>
 
+#include <new>
+
 #include "common/log.h"
 #include "exec/blis_executor.h"
 #include "mure/config.h"
+#include "proto/request.h"
 #include "sched/reply.h"
+#include "sched/service.h"
+#include "store/tensor_store.h"
 
 namespace mure::fuzz {
 
@@ -85,6 +90,45 @@ void AwaitOrDie(Pred pred, std::chrono::milliseconds limit, const char* what) {
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
 }
+
+/// The node-like world of a fuzz process: one Service (its start-up calibration takes far too long
+/// to repeat per input) over a TensorStore that is rebuilt in place before every input, so that
+/// every input starts from an empty store whose handles count up from 1 (the seeds rely on it).
+/// The Service holds a reference to the store; rebuilding the object at the same address keeps
+/// that reference valid ([basic.life]/8: TensorStore has no const or reference members).
+struct World {
+  Config cfg = FuzzConfig();
+  BlisExecutor* blis = SharedBlis(cfg);
+  TensorStore store{cfg.memory_limit, cfg.buffer_cache};
+  Service service{cfg, store, blis, nullptr};
+
+  /// A fresh, empty store. Only call after Settle(): no job may still reach the old one.
+  void ResetStore() {
+    store.~TensorStore();
+    new (&store) TensorStore(cfg.memory_limit, cfg.buffer_cache);
+  }
+
+  /// Wait until every job posted so far has ended: a barrier job (a zero-length busy op, built
+  /// here, never decoded from input) on the single-threaded, first-in-first-out BLIS queue.
+  /// Then check that the closed connection left nothing behind: no tensor, no byte of budget.
+  void Settle() {
+    auto sink = std::make_shared<CountingSink>();
+    proto::Request barrier;
+    barrier.op = proto::Op::kBusy;
+    barrier.ms = 0;
+    RequestContext ctx;
+    ctx.conn = 0;
+    service.Handle(ctx, barrier, std::make_shared<Reply>(sink, std::string(), std::string()));
+    AwaitOrDie([&] { return sink->frames.load() > 0; }, std::chrono::seconds(30), "the work queue did not drain");
+    AwaitOrDie([&] { return store.memory_used() == 0; }, std::chrono::seconds(5),
+               "tensor bytes still accounted after the connection closed and the queue drained");
+    if (store.tensors() != 0) {
+      std::fprintf(stderr, "fuzz: %llu tensors left after the connection closed\n",
+                   static_cast<unsigned long long>(store.tensors()));
+      std::abort();
+    }
+  }
+};
 
 /// Splits a stream into frames the way the connection reads it: a length, then that many bytes.
 /// A frame whose length runs past the end yields what remains (flagged `truncated`).

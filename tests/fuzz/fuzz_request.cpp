@@ -6,7 +6,7 @@
 //   proto::ParseExternal (control, with the connection's control limits) -> the op switch ->
 //   proto::ParseExternal (message) | proto::PeekEnvelope -> proto::ReadEnvelope ->
 //   proto::CheckEnvelope -> proto::DecodeRequest -> mure::Service::Handle
-// against a real Service with a fresh TensorStore (16 MiB budget) and the BLIS executor, so the
+// against a real Service with an empty TensorStore (16 MiB budget) and the BLIS executor, so the
 // validator, the store and the BLIS queue run. OpenCL is absent (elementwise ops answer
 // :unsupported).
 //
@@ -45,10 +45,7 @@ Limits ControlLimits() {
   return l;
 }
 
-struct Harness {
-  Config cfg = fuzz::FuzzConfig();
-  BlisExecutor* blis = fuzz::SharedBlis(cfg);
-  std::string self_pid;
+struct Harness : fuzz::World {
   NodeIdentity identity{fuzz::kNodeName, 77, ""};
 
   Harness() { SetLogLevel(LogLevel::kError); }
@@ -230,17 +227,15 @@ class FakeConnection {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Harness& h = H();
-  TensorStore store(h.cfg.memory_limit, h.cfg.buffer_cache);
-  uint64_t expected = 0;
+  h.ResetStore();
   {
-    Service service(h.cfg, store, h.blis, nullptr);
-    FakeConnection conn(h, store, service);
+    FakeConnection conn(h, h.store, h.service);
     fuzz::FrameCursor cursor{data, size};
     fuzz::FrameCursor::Frame f;
     while (cursor.Next(f)) {
       if (!conn.Frame(f)) break;
     }
-    expected = conn.replies_expected();
+    const uint64_t expected = conn.replies_expected();
     // Compute ops answer from the BLIS queue: wait for them (a missing answer is a finding).
     const fuzz::CountingSink& sink = conn.sink();
     fuzz::AwaitOrDie([&] { return sink.frames.load() >= expected; }, std::chrono::seconds(20),
@@ -250,12 +245,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                    static_cast<unsigned long long>(sink.frames.load()), static_cast<unsigned long long>(expected));
       std::abort();
     }
-    store.CloseConnection(conn.conn());
-  }  // the Service (and its queue) ends here
-  if (store.tensors() != 0 || store.memory_used() != 0) {
-    std::fprintf(stderr, "fuzz: after the connection closed the store still holds %llu tensors, %llu bytes\n",
-                 static_cast<unsigned long long>(store.tensors()), static_cast<unsigned long long>(store.memory_used()));
-    std::abort();
+    h.store.CloseConnection(conn.conn());
   }
+  h.Settle();
   return 0;
 }

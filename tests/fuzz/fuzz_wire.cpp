@@ -35,9 +35,7 @@ using namespace mure;
 
 namespace {
 
-struct Harness {
-  Config cfg = fuzz::FuzzConfig();
-  BlisExecutor* blis = fuzz::SharedBlis(cfg);
+struct Harness : fuzz::World {
   NodeIdentity identity{fuzz::kNodeName, 77, ""};
   HandshakeParams params{fuzz::kNodeName, 77, fuzz::kCookie};
   Harness() { SetLogLevel(LogLevel::kError); }
@@ -123,10 +121,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   --size;
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 0;
-  TensorStore store(h.cfg.memory_limit, h.cfg.buffer_cache);
+  h.ResetStore();
   {
-    Service service(h.cfg, store, h.blis, nullptr);
-    auto conn = std::make_shared<Connection>(fds[0], service, store, h.cfg, h.identity, h.params);
+    auto conn = std::make_shared<Connection>(fds[0], h.service, h.store, h.cfg, h.identity, h.params);
     conn->Start();
     const int peer = fds[1];
     bool ok = after_handshake ? Handshake(peer) : true;
@@ -165,13 +162,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::fprintf(stderr, "fuzz: the connection's thread ended without finishing\n");
       std::abort();
     }
-    conn.reset();
-  }  // the Service (and its queue) ends here; queued jobs hold the connection until then
-  ::close(fds[1]);
-  if (store.tensors() != 0 || store.memory_used() != 0) {
-    std::fprintf(stderr, "fuzz: after the connection closed the store still holds %llu tensors, %llu bytes\n",
-                 static_cast<unsigned long long>(store.tensors()), static_cast<unsigned long long>(store.memory_used()));
-    std::abort();
+    conn.reset();  // queued jobs may hold it a little longer
   }
+  ::close(fds[1]);
+  h.Settle();
   return 0;
 }

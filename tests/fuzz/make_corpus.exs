@@ -39,6 +39,9 @@ defmodule Corpus do
 
   def request(req, id), do: reg_send(envelope(req, id))
 
+  def requests(reqs),
+    do: reqs |> Enum.with_index(1) |> Enum.map_join(fn {req, id} -> request(req, id) end)
+
   def f32(values), do: for(x <- values, into: <<>>, do: <<x::float-32-native>>)
   def f64(values), do: for(x <- values, into: <<>>, do: <<x::float-64-native>>)
 
@@ -146,6 +149,75 @@ defmodule Corpus do
            cut = binary_part(payload, 0, byte_size(payload) - 3)
            <<byte_size(cut)::32, cut::binary>> <> request(:hello, 2)
          end).(),
+      # The op set (handles count up from 1 in the order tensors are made on a fresh store).
+      "op_set_elementwise" =>
+        requests([
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:upload, {:f, 32}, {2, 3}, b},
+          {:unary, :exp, 1},
+          {:binary, :add, 1, 2},
+          {:binary, :less, 1, 2},
+          {:reduce, :sum, 1, [1], false},
+          {:reduce, :argmax, 2, :all, true},
+          {:as_type, 1, {:s, 32}},
+          {:bitcast, 1, {:u, 32}},
+          {:upload, {:u, 8}, {2, 3}, <<1, 0, 1, 0, 1, 0>>},
+          {:select, 10, 1, 2},
+          {:clip, 1, 2, 2},
+          {:download, 11}
+        ]),
+      "op_set_shapes" =>
+        requests([
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:reshape, 1, {3, 2}},
+          {:transpose, 1, {1, 0}},
+          {:slice, 1, {0, 1}, {2, 2}, {1, 1}},
+          {:upload, {:s, 64}, {2}, <<1::64-signed-native, 0::64-signed-native>>},
+          {:take, 1, 5, 0},
+          {:upload, {:f, 32}, {3}, f32([1.0, 2.0, 3.0])},
+          {:broadcast, 7, {2, 3}, {1}},
+          {:reverse, 1, [0]},
+          {:pad, 1, 0.0, [{1, 1, 0}, {0, 0, 1}]},
+          {:concatenate, [1, 1], 0},
+          {:stack, [1, 1], 0},
+          {:put_slice, 1, {0, 1}, 4},
+          {:gather, 1, 5},
+          {:sort, 1, 1, :asc},
+          {:argsort, 1, 1, :desc},
+          {:dot, 1, [1], [], 2, [0], []},
+          {:outer, 7, 7},
+          {:slice, 1, {1, 0}, {0, 0}, {1, 1}},
+          {:take, 1, 5, 7}
+        ]),
+      "op_set_creation" =>
+        requests([
+          {:iota, {:s, 32}, {3, 2}, 0},
+          {:iota, {:f, 32}, {4}, nil},
+          {:eye, {:f, 32}, {3, 3}},
+          {:full, {:f, 32}, {2, 2}, 1.5},
+          {:full, {:s, 8}, {}, -3},
+          {:random_uniform, {:f, 32}, {4}, 42, 0.0, 1.0},
+          {:random_normal, {:f, 64}, {2, 2}, 7, 0.0, 1.0},
+          {:download, 6}
+        ]),
+      "program" =>
+        requests([
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:program, [{:handle, 1}, {:data, {:f, 32}, {2, 3}, b}],
+           [{:binary, :add, 1, 2}, {:unary, :exp, 3}, {:reduce, :sum, 4, :all, false}],
+           [{5, :return}, {3, :keep}]},
+          {:program, [{:handle, 1}], [{:binary, :multiply, 1, 1}], [{2, :return}], %{device: :cpu}},
+          {:program, [{:handle, 99}], [{:binary, :add, 1, 5}], [{7, :keep}]}
+        ]),
+      "chunked" =>
+        requests([
+          {:alloc, {:u, 8}, {16}},
+          {:write, 1, 4, <<1, 2, 3>>},
+          {:read, 1, 2, 6},
+          {:write, 1, 15, <<9, 9>>},
+          {:read, 1, 16, 1},
+          {:alloc, {:f, 64}, {1 <<< 40}}
+        ]),
       "bad_control" => frame({:not_an_op}) <> request(:hello, 1),
       "no_pass_through" => <<3::32, 1, 2, 3>>
     }

@@ -38,7 +38,9 @@ defmodule Mure.Reliability.AccessTest do
     accepted = Enum.count(outcomes, &match?({:ok, _}, &1))
     refused = Enum.count(outcomes, &(&1 == {:error, :refused}))
     assert accepted == 0, "#{accepted} handshakes with a wrong cookie were accepted"
-    assert refused == @attempts, "not refused cleanly: #{inspect(Enum.frequencies(outcomes) |> Map.drop([{:error, :refused}]))}"
+
+    assert refused == @attempts,
+           "not refused cleanly: #{inspect(Enum.frequencies(outcomes) |> Map.drop([{:error, :refused}]))}"
 
     # The right cookie still works, over a raw client and over the BEAM's own connection.
     {:ok, raw} = RawDist.connect(node.node)
@@ -70,13 +72,25 @@ defmodule Mure.Reliability.AccessTest do
     # About one line per 2 s of refusals, each naming how many it stands for.
     max_lines = ceil(ms / 2_000) + 2
     assert length(refusals) >= 2
-    assert length(refusals) <= max_lines, "#{length(refusals)} refusal lines for #{@attempts + 1} refusals in #{round(ms)} ms"
-    assert length(refusals) + suppressed == @attempts + 1, "the log accounts for #{length(refusals) + suppressed} refusals"
+
+    assert length(refusals) <= max_lines,
+           "#{length(refusals)} refusal lines for #{@attempts + 1} refusals in #{round(ms)} ms"
+
+    assert length(refusals) + suppressed == @attempts + 1,
+           "the log accounts for #{length(refusals) + suppressed} refusals"
+
     assert Enum.all?(refusals, &(&1 =~ "wrong cookie"))
-    assert length(lines) < 40, "the node logged #{length(lines)} lines:\n#{Enum.take(lines, 20) |> Enum.join("\n")}"
+
+    assert length(lines) < 40,
+           "the node logged #{length(lines)} lines:\n#{Enum.take(lines, 20) |> Enum.join("\n")}"
+
     Mure.stop(conn)
 
-    Reliability.record(:faults, @attempts + 1, "wrong-cookie handshakes (#{round(ms)} ms, #{length(refusals)} log lines)")
+    Reliability.record(
+      :faults,
+      @attempts + 1,
+      "wrong-cookie handshakes (#{round(ms)} ms, #{length(refusals)} log lines)"
+    )
   end
 
   test "the node will not start without a cookie (exit status 2)" do
@@ -98,7 +112,13 @@ defmodule Mure.Reliability.AccessTest do
     File.write!(spaced, "two words\n")
     File.chmod!(spaced, 0o600)
     assert {2, _} = Reliability.run_node(["--name", name, "--cookie-file", spaced], env)
-    assert {2, _} = Reliability.run_node(["--name", name, "--cookie-file", Path.join(home, "missing")], env)
+
+    assert {2, _} =
+             Reliability.run_node(
+               ["--name", name, "--cookie-file", Path.join(home, "missing")],
+               env
+             )
+
     assert {2, _} = Reliability.run_node(["--name", name, "--port-mode"], env, "")
   end
 
@@ -144,7 +164,8 @@ defmodule Mure.Reliability.AccessTest do
       Reliability.stop_plain(node)
 
       if warned do
-        assert stderr =~ "can be read by other users", "no warning for a cookie file of mode #{Integer.to_string(mode, 8)}"
+        assert stderr =~ "can be read by other users",
+               "no warning for a cookie file of mode #{Integer.to_string(mode, 8)}"
       else
         refute stderr =~ "can be read by other users"
       end

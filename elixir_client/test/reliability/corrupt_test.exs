@@ -123,7 +123,9 @@ defmodule Mure.Reliability.CorruptTest do
   defp collect_late(raw, replies) do
     raw
     |> RawDist.drain(300)
-    |> Enum.reduce(replies, fn {ref, result}, acc -> Map.update(acc, ref, [result], &[result | &1]) end)
+    |> Enum.reduce(replies, fn {ref, result}, acc ->
+      Map.update(acc, ref, [result], &[result | &1])
+    end)
   end
 
   defp check_replies(variants, replies) do
@@ -144,7 +146,8 @@ defmodule Mure.Reliability.CorruptTest do
 
     duplicated =
       for {ref, results} <- replies,
-          allowed = Map.get(must_refs, ref, 0) + if(MapSet.member?(may_refs, ref), do: 1, else: 0),
+          allowed =
+            Map.get(must_refs, ref, 0) + if(MapSet.member?(may_refs, ref), do: 1, else: 0),
           length(results) > max(allowed, 1),
           do: {ref, results}
 
@@ -153,8 +156,12 @@ defmodule Mure.Reliability.CorruptTest do
     assert missing == [],
            "#{length(missing)} corrupted messages that still decode as envelopes got no reply, e.g. #{inspect(Enum.take(missing, 5))}"
 
-    assert duplicated == [], "more than one reply to one request: #{inspect(Enum.take(duplicated, 3))}"
-    assert invalid == [], "replies that are not {:ok, _} | {:error, {kind, message}}: #{inspect(Enum.take(invalid, 3))}"
+    assert duplicated == [],
+           "more than one reply to one request: #{inspect(Enum.take(duplicated, 3))}"
+
+    assert invalid == [],
+           "replies that are not {:ok, _} | {:error, {kind, message}}: #{inspect(Enum.take(invalid, 3))}"
+
     {length(must), length(undecodable)}
   end
 
@@ -164,11 +171,24 @@ defmodule Mure.Reliability.CorruptTest do
        %{conn: conn, node: node, os_pid: os_pid} do
     {peer, _peer_node} = start_peer(:mure_corrupt_worker)
     on_exit(fn -> stop_peer(peer) end)
-    worker = Task.async(fn -> :peer.call(peer, Mure.TestSupport, :peer_workload, [node, 400], 280_000) end)
+
+    worker =
+      Task.async(fn ->
+        :peer.call(peer, Mure.TestSupport, :peer_workload, [node, 400], 280_000)
+      end)
 
     {:ok, raw} = RawDist.connect(node)
-    {:ok, {:ok, a}} = {:ok, RawDist.call(raw, {:upload, {:f, 32}, {2, 3}, pack(Enum.to_list(1..6) |> Enum.map(&(&1 * 1.0)), 32)})}
-    {:ok, {:ok, b}} = {:ok, RawDist.call(raw, {:upload, {:f, 32}, {3, 2}, pack([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 32)})}
+
+    {:ok, {:ok, a}} =
+      {:ok,
+       RawDist.call(
+         raw,
+         {:upload, {:f, 32}, {2, 3}, pack(Enum.to_list(1..6) |> Enum.map(&(&1 * 1.0)), 32)}
+       )}
+
+    {:ok, {:ok, b}} =
+      {:ok,
+       RawDist.call(raw, {:upload, {:f, 32}, {3, 2}, pack([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 32)})}
 
     base_requests = [
       :hello,
@@ -211,12 +231,29 @@ defmodule Mure.Reliability.CorruptTest do
 
     assert os_alive?(os_pid), "the node died"
     assert {:ok, %{protocol: 1}} = Mure.hello(conn)
-    assert {:ok, 400} = Task.await(worker, 280_000), "the peer's interleaved work did not all complete"
 
-    Reliability.record(:faults, length(variants), "corrupted messages (byte-by-byte) over raw distribution")
+    assert {:ok, 400} = Task.await(worker, 280_000),
+           "the peer's interleaved work did not all complete"
+
+    Reliability.record(
+      :faults,
+      length(variants),
+      "corrupted messages (byte-by-byte) over raw distribution"
+    )
+
     Reliability.record(:requests, 400 * 7, "peer requests interleaved with corrupted messages")
-    Reliability.record(:lost, 0, "corrupted messages that decode as envelopes and got no reply (#{answered} checked)")
-    Reliability.record(:echoed_invalid, undecodable, "replies echoing a pid/ref the BEAM cannot decode")
+
+    Reliability.record(
+      :lost,
+      0,
+      "corrupted messages that decode as envelopes and got no reply (#{answered} checked)"
+    )
+
+    Reliability.record(
+      :echoed_invalid,
+      undecodable,
+      "replies echoing a pid/ref the BEAM cannot decode"
+    )
   end
 
   defp apply_label(bin, {:truncate, len}), do: binary_part(bin, 0, len)
@@ -236,17 +273,50 @@ defmodule Mure.Reliability.CorruptTest do
       binary_part(full, 0, byte_size(full) - byte_size(:erlang.term_to_binary(:x)) + 1)
     end
 
-    deep_list = fn depth -> :binary.copy(<<108, 1::32>>, depth) <> <<106>> <> :binary.copy(<<106>>, depth) end
+    deep_list = fn depth ->
+      :binary.copy(<<108, 1::32>>, depth) <> <<106>> <> :binary.copy(<<106>>, depth)
+    end
+
     deep_tuple = fn depth -> :binary.copy(<<104, 1>>, depth) <> <<106>> end
 
     compressed_request =
       (fn ->
-         <<131, 80, rest::binary>> = :erlang.term_to_binary({:upload, {:u, 8}, {4096}, :binary.copy(<<0>>, 4096)}, [:compressed])
+         <<131, 80, rest::binary>> =
+           :erlang.term_to_binary({:upload, {:u, 8}, {4096}, :binary.copy(<<0>>, 4096)}, [
+             :compressed
+           ])
+
          <<80, rest::binary>>
        end).()
 
     # Tags the reader must refuse where a term belongs.
-    bad_tags = [0, 1, 2, 50, 69, 71, 72, 75, 76, 78, 79, 81, 82, 83, 84, 85, 86, 87, 91, 96, 117, 121, 122, 200, 255]
+    bad_tags = [
+      0,
+      1,
+      2,
+      50,
+      69,
+      71,
+      72,
+      75,
+      76,
+      78,
+      79,
+      81,
+      82,
+      83,
+      84,
+      85,
+      86,
+      87,
+      91,
+      96,
+      117,
+      121,
+      122,
+      200,
+      255
+    ]
 
     # {label, request bytes (after the envelope head)}: each must get an error reply.
     in_envelope =
@@ -273,11 +343,14 @@ defmodule Mure.Reliability.CorruptTest do
         {:deep_map, :binary.copy(<<116, 1::32, 97, 1>>, 10_000) <> <<106>>},
         {:many_terms, <<108, 2_000_000::32>> <> :binary.copy(<<97, 1>>, 2_000_000) <> <<106>>},
         {:compressed_request, compressed_request},
-        {:compressed_bomb, <<80, 0xFFFFFFFF::32>> <> :zlib.compress(:binary.copy(<<0>>, 1_000_000))},
+        {:compressed_bomb,
+         <<80, 0xFFFFFFFF::32>> <> :zlib.compress(:binary.copy(<<0>>, 1_000_000))},
         {:empty_request, <<>>},
         {:upload_binary_short,
          (fn ->
-            <<131, r::binary>> = :erlang.term_to_binary({:upload, {:u, 8}, {100}, :binary.copy(<<1>>, 100)})
+            <<131, r::binary>> =
+              :erlang.term_to_binary({:upload, {:u, 8}, {100}, :binary.copy(<<1>>, 100)})
+
             binary_part(r, 0, byte_size(r) - 50)
           end).()},
         {:trailing_bytes, <<100, 0, 5, "hello", 1, 2, 3>>}
@@ -292,15 +365,22 @@ defmodule Mure.Reliability.CorruptTest do
     # Messages with no readable envelope: dropped, never answered, never fatal.
     dropped = [
       {:no_version, binary_part(:erlang.term_to_binary(RawDist.envelope(raw, :hello)), 1, 50)},
-      {:version_130, <<130>> <> binary_part(:erlang.term_to_binary(RawDist.envelope(raw, :hello)), 1, 50)},
-      {:compressed_envelope, :erlang.term_to_binary(RawDist.envelope(raw, {:upload, {:u, 8}, {512}, :binary.copy(<<0>>, 512)}), [:compressed])},
+      {:version_130,
+       <<130>> <> binary_part(:erlang.term_to_binary(RawDist.envelope(raw, :hello)), 1, 50)},
+      {:compressed_envelope,
+       :erlang.term_to_binary(
+         RawDist.envelope(raw, {:upload, {:u, 8}, {512}, :binary.copy(<<0>>, 512)}),
+         [:compressed]
+       )},
       {:whole_huge_tuple, <<131, 105, 0xFFFFFFFF::32>>},
       {:whole_deep_list, <<131>> <> deep_list.(200_000)},
       {:whole_deep_tuple, <<131>> <> deep_tuple.(2_000_000)},
       {:whole_bad_tag, <<131, 82, 1>>},
       {:version_only, <<131>>},
       {:zeros, :binary.copy(<<0>>, 1000)},
-      {:envelope_tuple_5, <<131, 104, 5>> <> binary_part(:erlang.term_to_binary(RawDist.envelope(raw, :hello)), 3, 40)}
+      {:envelope_tuple_5,
+       <<131, 104, 5>> <>
+         binary_part(:erlang.term_to_binary(RawDist.envelope(raw, :hello)), 3, 40)}
     ]
 
     for {_label, _ref, bytes} <- must_error, do: :ok = RawDist.send_message(raw, bytes)
@@ -316,7 +396,9 @@ defmodule Mure.Reliability.CorruptTest do
           :ok
 
         other ->
-          flunk("#{inspect(label)}: expected one {:error, {kind, message}} reply, got #{inspect(other, limit: 10)}")
+          flunk(
+            "#{inspect(label)}: expected one {:error, {kind, message}} reply, got #{inspect(other, limit: 10)}"
+          )
       end
     end
 
@@ -329,10 +411,18 @@ defmodule Mure.Reliability.CorruptTest do
     assert os_alive?(os_pid)
     assert {:ok, %{protocol: 1}} = Mure.hello(conn)
 
-    Reliability.record(:faults, length(must_error) + length(dropped), "crafted hostile terms (arities, nesting, compression, tags)")
+    Reliability.record(
+      :faults,
+      length(must_error) + length(dropped),
+      "crafted hostile terms (arities, nesting, compression, tags)"
+    )
   end
 
-  test "a frame that breaks the protocol closes only its own connection", %{conn: conn, node: node, os_pid: os_pid} do
+  test "a frame that breaks the protocol closes only its own connection", %{
+    conn: conn,
+    node: node,
+    os_pid: os_pid
+  } do
     {:ok, bystander} = RawDist.connect(node)
     {:ok, {:ok, h}} = {:ok, RawDist.call(bystander, {:upload, {:u, 8}, {3}, <<1, 2, 3>>})}
     mine = Mure.upload!(conn, <<4, 5, 6>>, {:u, 8}, {3})
@@ -341,10 +431,17 @@ defmodule Mure.Reliability.CorruptTest do
     offenders = [
       no_pass_through: fn _raw -> [<<10::32>>, ?q, :binary.copy(<<0>>, 9)] end,
       control_not_a_tuple: fn raw -> RawDist.frame(:erlang.term_to_binary(:mure), msg.(raw)) end,
-      control_op_not_integer: fn raw -> RawDist.frame(:erlang.term_to_binary({:six, raw.pid, :"", :mure}), msg.(raw)) end,
-      control_truncated: fn raw -> RawDist.frame(binary_part(RawDist.reg_send_control(raw), 0, 9)) end,
+      control_op_not_integer: fn raw ->
+        RawDist.frame(:erlang.term_to_binary({:six, raw.pid, :"", :mure}), msg.(raw))
+      end,
+      control_truncated: fn raw ->
+        RawDist.frame(binary_part(RawDist.reg_send_control(raw), 0, 9))
+      end,
       control_compressed: fn raw ->
-        RawDist.frame(:erlang.term_to_binary({6, raw.pid, :"", :mure, :binary.copy(<<0>>, 200)}, [:compressed]), msg.(raw))
+        RawDist.frame(
+          :erlang.term_to_binary({6, raw.pid, :"", :mure, :binary.copy(<<0>>, 200)}, [:compressed]),
+          msg.(raw)
+        )
       end,
       control_too_deep: fn raw ->
         RawDist.frame(<<131>> <> :binary.copy(<<104, 1>>, 100) <> <<97, 6>>, msg.(raw))
@@ -361,10 +458,13 @@ defmodule Mure.Reliability.CorruptTest do
       assert {:ok, %{protocol: 1}} = RawDist.call(raw, :hello)
       :ok = RawDist.send_bytes(raw, make.(raw))
 
-      assert RawDist.closed?(raw, 2_000), "#{label}: the node kept a connection that broke the protocol"
+      assert RawDist.closed?(raw, 2_000),
+             "#{label}: the node kept a connection that broke the protocol"
 
       # The others keep their tensors and their service.
-      assert {:ok, <<1, 2, 3>>} = RawDist.call(bystander, {:download, h}), "#{label} hurt another raw connection"
+      assert {:ok, <<1, 2, 3>>} = RawDist.call(bystander, {:download, h}),
+             "#{label} hurt another raw connection"
+
       assert {:ok, <<4, 5, 6>>} = Mure.download(mine), "#{label} hurt the BEAM's connection"
     end
 
@@ -377,6 +477,11 @@ defmodule Mure.Reliability.CorruptTest do
     RawDist.close(bystander)
     assert os_alive?(os_pid)
     assert {:ok, %{protocol: 1}} = Mure.hello(conn)
-    Reliability.record(:faults, length(offenders) + 1, "frames that break the distribution protocol")
+
+    Reliability.record(
+      :faults,
+      length(offenders) + 1,
+      "frames that break the distribution protocol"
+    )
   end
 end

@@ -26,7 +26,9 @@ defmodule Mure.Reliability.FaultTest do
       sup =
         start_supervised!(%{
           id: :mure_fault_sup,
-          start: {Supervisor, :start_link, [[{Mure, name: name, test_ops: true}], [strategy: :one_for_one]]},
+          start:
+            {Supervisor, :start_link,
+             [[{Mure, name: name, test_ops: true}], [strategy: :one_for_one]]},
           type: :supervisor
         })
 
@@ -40,14 +42,17 @@ defmodule Mure.Reliability.FaultTest do
         old_pid = Process.whereis(name)
         %{node: old_node, os_pid: os_pid} = Mure.info(name)
 
-        # A mix of calls: busy ops (one runs, the rest wait in the BLIS queue), uploads and
-        # stats answered on the connection thread, all from separate processes.
+        # 500 calls from 500 processes, all held by the node when it dies: busy ops and
+        # matrix products, queued behind each other on the BLIS executor.
+        a =
+          Mure.upload!(name, :binary.copy(<<1.0::float-32-native>>, 64 * 64), {:f, 32}, {64, 64})
+
         tasks =
           for i <- 1..@callers do
             Task.async(fn ->
               result =
-                case rem(i, 5) do
-                  0 -> Mure.stats(name, timeout: 60_000)
+                case rem(i, 10) do
+                  0 -> Mure.matmul(a, a, timeout: 60_000)
                   _ -> Mure.busy(name, 5_000, timeout: 60_000)
                 end
 
@@ -55,11 +60,11 @@ defmodule Mure.Reliability.FaultTest do
             end)
           end
 
-        # The stats calls answer at once; the busy ones stay in flight.
-        busy_callers = @callers - div(@callers, 5)
-
-        assert wait_until(fn -> Mure.info(name).inflight == busy_callers end, 10_000),
+        assert wait_until(fn -> Mure.info(name).inflight == @callers end, 10_000),
                "only #{Mure.info(name).inflight} calls in flight"
+
+        assert wait_until(fn -> Mure.stats!(name).queued == @callers end, 5_000),
+               "the node holds #{Mure.stats!(name).queued} of the #{@callers} calls"
 
         Process.sleep(200)
         {_, 0} = System.cmd("kill", ["-#{signal}", Integer.to_string(os_pid)])
@@ -79,7 +84,8 @@ defmodule Mure.Reliability.FaultTest do
             at - killed_at
           end
 
-        assert length(late) == busy_callers, "a busy caller got something else than a ConnectionError"
+        assert length(late) == @callers, "a caller got something else than a ConnectionError"
+
         worst = Enum.max(late)
         assert worst < 1_000, "a caller waited #{worst} ms after the kill"
 
@@ -100,7 +106,12 @@ defmodule Mure.Reliability.FaultTest do
         assert {:ok, 5} = Mure.busy(name, 5)
         refute old_node in Node.list(:hidden)
 
-        Reliability.record(:faults, 1, "SIG#{signal} of the node with #{@callers} calls in flight (worst caller #{worst} ms)")
+        Reliability.record(
+          :faults,
+          1,
+          "SIG#{signal} of the node with #{@callers} calls in flight (worst caller #{worst} ms)"
+        )
+
         Reliability.record(:requests, @callers, "calls in flight at SIG#{signal}, each answered")
         Reliability.record(:lost, unanswered, "calls without an answer after SIG#{signal}")
       end
@@ -113,10 +124,16 @@ defmodule Mure.Reliability.FaultTest do
     t = Mure.upload!(conn, <<1, 2, 3>>, {:u, 8}, {3})
 
     # Some calls are in flight when the node stops.
-    inflight = for _ <- 1..5, do: Task.async(fn -> timed_call(fn -> Mure.busy(conn, 300, timeout: 1_500) end) end)
+    inflight =
+      for _ <- 1..5,
+          do: Task.async(fn -> timed_call(fn -> Mure.busy(conn, 300, timeout: 1_500) end) end)
+
     assert wait_until(fn -> Mure.info(conn).inflight == 5 end)
     {_, 0} = System.cmd("kill", ["-STOP", Integer.to_string(os_pid)])
-    on_exit(fn -> System.cmd("kill", ["-CONT", Integer.to_string(os_pid)]) end)
+
+    on_exit(fn ->
+      System.cmd("kill", ["-CONT", Integer.to_string(os_pid)], stderr_to_stdout: true)
+    end)
 
     # And many more are made while it is stopped, with timeouts from 200 ms to 1.5 s.
     callers =
@@ -138,8 +155,12 @@ defmodule Mure.Reliability.FaultTest do
 
     for {timeout, {elapsed, result}} <- Task.await_many(callers, 5_000) do
       assert {:error, %ConnectionError{reason: :timeout}} = result
-      assert elapsed >= timeout - 5, "a caller gave up after #{elapsed} ms, before its #{timeout} ms"
-      assert elapsed <= timeout + 300, "a caller with a #{timeout} ms timeout waited #{elapsed} ms"
+
+      assert elapsed >= timeout - 5,
+             "a caller gave up after #{elapsed} ms, before its #{timeout} ms"
+
+      assert elapsed <= timeout + 300,
+             "a caller with a #{timeout} ms timeout waited #{elapsed} ms"
     end
 
     for {elapsed, result} <- Task.await_many(inflight, 5_000) do
@@ -150,7 +171,11 @@ defmodule Mure.Reliability.FaultTest do
     assert os_alive?(os_pid)
     {_, 0} = System.cmd("kill", ["-CONT", Integer.to_string(os_pid)])
 
-    {ms, result} = Reliability.timed(fn -> wait_until(fn -> match?({:ok, _}, Mure.hello(conn, timeout: 200)) end, 5_000) end)
+    {ms, result} =
+      Reliability.timed(fn ->
+        wait_until(fn -> match?({:ok, _}, Mure.hello(conn, timeout: 200)) end, 5_000)
+      end)
+
     assert result, "the node did not serve again after SIGCONT"
     assert ms < 1_000, "the node took #{ms} ms to serve again after SIGCONT"
     assert Mure.download!(t) == <<1, 2, 3>>
@@ -163,7 +188,13 @@ defmodule Mure.Reliability.FaultTest do
     assert {:ok, 10} = Mure.busy(conn, 10)
 
     Reliability.record(:faults, 1, "SIGSTOP/SIGCONT of the node with 205 calls made")
-    Reliability.record(:requests, 205, "calls made to a stopped node, each answered by its timeout")
+
+    Reliability.record(
+      :requests,
+      205,
+      "calls made to a stopped node, each answered by its timeout"
+    )
+
     Reliability.record(:lost, 0, "calls to a stopped node that hung past their timeout")
   end
 
@@ -177,7 +208,10 @@ defmodule Mure.Reliability.FaultTest do
     {peer, _peer_node} = start_peer(:mure_doomed_launcher)
     on_exit(fn -> stop_peer(peer) end)
     peer_os_pid = :peer.call(peer, :os, :getpid, [])
-    assert {:ok, node, os_pid} = :peer.call(peer, Mure.TestSupport, :peer_launch, [[test_ops: true]], 30_000)
+
+    assert {:ok, node, os_pid} =
+             :peer.call(peer, Mure.TestSupport, :peer_launch, [[test_ops: true]], 30_000)
+
     assert os_alive?(os_pid)
     assert short_name(node) in epmd_names()
 
@@ -190,7 +224,10 @@ defmodule Mure.Reliability.FaultTest do
     unregistered = System.monotonic_time(:millisecond) - killed
 
     assert exited <= 1_000, "the node exited #{exited} ms after its BEAM was killed"
-    assert unregistered <= 1_000, "the node left epmd #{unregistered} ms after its BEAM was killed"
+
+    assert unregistered <= 1_000,
+           "the node left epmd #{unregistered} ms after its BEAM was killed"
+
     Reliability.record(:faults, 1, "SIGKILL of the launching BEAM (node gone in #{exited} ms)")
   end
 
@@ -201,7 +238,12 @@ defmodule Mure.Reliability.FaultTest do
       # clients, flat at 88 MiB with a fixed threshold). A fixed threshold makes RSS measure
       # live memory, so a leak of anything as large as a frame shows.
       exe = Path.join(Reliability.tmp_dir("churn"), "mure_node_fixed_mmap")
-      File.write!(exe, "#!/bin/sh\nMALLOC_MMAP_THRESHOLD_=65536 exec \"#{Mure.Connection.default_executable()}\" \"$@\"\n")
+
+      File.write!(
+        exe,
+        "#!/bin/sh\nMALLOC_MMAP_THRESHOLD_=65536 exec \"#{Mure.Connection.default_executable()}\" \"$@\"\n"
+      )
+
       File.chmod!(exe, 0o755)
       conn = start_supervised!({Mure, test_ops: true, executable: exe})
       %{conn: conn, node: Mure.info(conn).node, os_pid: Mure.info(conn).os_pid}
@@ -216,40 +258,69 @@ defmodule Mure.Reliability.FaultTest do
       settle(conn, os_pid)
       base = snapshot(conn, os_pid)
 
-      {ms, _} = Reliability.timed(fn -> 1..1_000 |> Enum.chunk_every(250) |> Enum.map(&Task.async(fn -> churn(node, data, &1) end)) |> Task.await_many(120_000) end)
+      {ms, _} =
+        Reliability.timed(fn ->
+          1..1_000
+          |> Enum.chunk_every(250)
+          |> Enum.map(&Task.async(fn -> churn(node, data, &1) end))
+          |> Task.await_many(120_000)
+        end)
 
       # BEAMs killed mid-call, with tensors resident.
       for _ <- 1..3 do
         {peer, _} = start_peer(:mure_churn_beam)
         peer_os = :peer.call(peer, :os, :getpid, [])
-        {{:ok, _h}, _holder} = :peer.call(peer, Mure.Reliability, :peer_hold, [node, {:upload, {:f, 32}, {128, 128}, data}])
-        {{:ok, _h2}, _} = :peer.call(peer, Mure.Reliability, :peer_hold, [node, {:upload, {:f, 32}, {128, 128}, data}])
+
+        {{:ok, _h}, _holder} =
+          :peer.call(peer, Mure.Reliability, :peer_hold, [
+            node,
+            {:upload, {:f, 32}, {128, 128}, data}
+          ])
+
+        {{:ok, _h2}, _} =
+          :peer.call(peer, Mure.Reliability, :peer_hold, [
+            node,
+            {:upload, {:f, 32}, {128, 128}, data}
+          ])
+
         # A call in flight when the BEAM dies (its job still runs; its reply has no one to go to).
         spawn(fn -> :peer.call(peer, Mure.Reliability, :peer_raw_call, [node, {:busy, 500}]) end)
         Process.sleep(50)
-        System.cmd("kill", ["-KILL", List.to_string(peer_os)])
+        System.cmd("kill", ["-KILL", List.to_string(peer_os)], stderr_to_stdout: true)
         stop_peer(peer)
       end
 
       after_churn = settle(conn, os_pid)
 
-      assert after_churn.tensors == base.tensors, "tensors: #{base.tensors} before, #{after_churn.tensors} after"
-      assert after_churn.memory_used == base.memory_used, "memory_used_bytes: #{base.memory_used} before, #{after_churn.memory_used} after"
+      assert after_churn.tensors == base.tensors,
+             "tensors: #{base.tensors} before, #{after_churn.tensors} after"
+
+      assert after_churn.memory_used == base.memory_used,
+             "memory_used_bytes: #{base.memory_used} before, #{after_churn.memory_used} after"
+
       assert after_churn.connections == base.connections
-      assert after_churn.threads <= base.threads, "threads: #{base.threads} before, #{after_churn.threads} after"
+
+      assert after_churn.threads <= base.threads,
+             "threads: #{base.threads} before, #{after_churn.threads} after"
+
       assert after_churn.fds <= base.fds,
              "open fds: #{base.fds} before, #{after_churn.fds} after: #{inspect(Reliability.fds(os_pid))} vs #{inspect(base.fd_list)}"
 
-      # Resident memory: back within 5% of the baseline (a leak of one 64 KiB frame buffer per
-      # client would be 64 MiB).
-      allowed = div(base.rss_kb, 20)
+      # Resident memory: back within 10% of the baseline (measured: +2-4%, the first BEAM
+      # connections and the first jobs of dead connections; a leak of one 64 KiB frame buffer
+      # per client would be +64 MiB, +75%).
+      allowed = div(base.rss_kb, 10)
 
       assert after_churn.rss_kb <= base.rss_kb + allowed,
              "RSS grew from #{base.rss_kb} KiB to #{after_churn.rss_kb} KiB over 1,000 vanishing clients"
 
       assert {:ok, %{protocol: 1}} = Mure.hello(conn)
 
-      Reliability.record(:faults, 1_003, "clients that vanished mid-request or mid-handshake (#{round(ms)} ms; RSS #{base.rss_kb} -> #{after_churn.rss_kb} KiB)")
+      Reliability.record(
+        :faults,
+        1_003,
+        "clients that vanished mid-request or mid-handshake (#{round(ms)} ms; RSS #{base.rss_kb} -> #{after_churn.rss_kb} KiB)"
+      )
     end
   end
 
@@ -273,7 +344,10 @@ defmodule Mure.Reliability.FaultTest do
         2 ->
           # Half a frame: the length promises more than ever comes.
           {:ok, raw} = RawDist.connect(node)
-          env = :erlang.term_to_binary(RawDist.envelope(raw, {:upload, {:f, 32}, {128, 128}, data}))
+
+          env =
+            :erlang.term_to_binary(RawDist.envelope(raw, {:upload, {:f, 32}, {128, 128}, data}))
+
           frame = IO.iodata_to_binary(RawDist.frame(RawDist.reg_send_control(raw), env))
           RawDist.send_bytes(raw, binary_part(frame, 0, div(byte_size(frame), 2)))
           RawDist.close(raw)
@@ -360,7 +434,10 @@ defmodule Mure.Reliability.FaultTest do
     # Every half-open connection is closed by the node at its deadline (1 s).
     for sock <- idle do
       left = max(opened + 2_500 - System.monotonic_time(:millisecond), 0)
-      assert RawDist.socket_closed?(sock, left), "an unfinished handshake outlived its deadline by 1.5 s"
+
+      assert RawDist.socket_closed?(sock, left),
+             "an unfinished handshake outlived its deadline by 1.5 s"
+
       :gen_tcp.close(sock)
     end
 

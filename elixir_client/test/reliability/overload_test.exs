@@ -18,7 +18,9 @@ defmodule Mure.Reliability.OverloadTest do
     a = Mure.upload!(conn, pack(Enum.map(1..16, &(&1 * 1.0)), 32), {:f, 32}, {4, 4})
 
     # Fill the BLIS queue: @depth long ops (one runs, the others wait).
-    fillers = for _ <- 1..@depth, do: Task.async(fn -> Mure.busy(conn, 1_500, timeout: 20_000) end)
+    fillers =
+      for _ <- 1..@depth, do: Task.async(fn -> Mure.busy(conn, 1_500, timeout: 20_000) end)
+
     assert wait_until(fn -> Mure.stats!(conn).queued == @depth end, 5_000)
 
     # A sampler watches the queue while 200 more callers pile on.
@@ -28,7 +30,9 @@ defmodule Mure.Reliability.OverloadTest do
       for i <- 1..200 do
         Task.async(fn ->
           Reliability.timed(fn ->
-            if rem(i, 2) == 0, do: Mure.busy(conn, 10, timeout: 5_000), else: Mure.matmul(a, a, timeout: 5_000)
+            if rem(i, 2) == 0,
+              do: Mure.busy(conn, 10, timeout: 5_000),
+              else: Mure.matmul(a, a, timeout: 5_000)
           end)
         end)
       end
@@ -45,7 +49,9 @@ defmodule Mure.Reliability.OverloadTest do
       for i <- 1..100 do
         {ms, result} =
           Reliability.timed(fn ->
-            if rem(i, 2) == 0, do: Mure.busy(conn, 10, timeout: 5_000), else: Mure.matmul(a, a, timeout: 5_000)
+            if rem(i, 2) == 0,
+              do: Mure.busy(conn, 10, timeout: 5_000),
+              else: Mure.matmul(a, a, timeout: 5_000)
           end)
 
         assert {:error, %Error{kind: :overloaded}} = result
@@ -63,16 +69,26 @@ defmodule Mure.Reliability.OverloadTest do
     send(sampler.pid, :stop)
     samples = Task.await(sampler, 5_000)
     assert length(samples) > 10
-    assert Enum.max(samples) <= @depth, "the queue held #{Enum.max(samples)} requests with depth #{@depth}"
+
+    assert Enum.max(samples) <= @depth,
+           "the queue held #{Enum.max(samples)} requests with depth #{@depth}"
 
     # The load is gone: requests succeed again, up to the depth at a time.
     # (a job leaves the queue just after it has sent its reply)
     assert wait_until(fn -> Mure.stats!(conn).queued == 0 end, 1_000)
     assert {:ok, 10} = Mure.busy(conn, 10)
-    results = for(_ <- 1..@depth, do: Task.async(fn -> Mure.matmul(a, a) end)) |> Task.await_many(10_000)
+
+    results =
+      for(_ <- 1..@depth, do: Task.async(fn -> Mure.matmul(a, a) end)) |> Task.await_many(10_000)
+
     assert Enum.all?(results, &match?({:ok, %Mure.Tensor{}}, &1))
 
-    Reliability.record(:faults, 300, "requests sent to a full queue (worst single :overloaded answer #{Float.round(worst, 1)} ms)")
+    Reliability.record(
+      :faults,
+      300,
+      "requests sent to a full queue (worst single :overloaded answer #{Float.round(worst, 1)} ms)"
+    )
+
     Reliability.record(:requests, 300 + @depth, "requests under overload, each answered")
   end
 

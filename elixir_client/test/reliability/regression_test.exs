@@ -40,14 +40,21 @@ defmodule Mure.Reliability.RegressionTest do
         message
 
       other ->
-        flunk("#{inspect(request, limit: 8)}: expected {:error, {#{inspect(kinds)}, msg}}, got #{inspect(other, limit: 12)}")
+        flunk(
+          "#{inspect(request, limit: 8)}: expected {:error, {#{inspect(kinds)}, msg}}, got #{inspect(other, limit: 12)}"
+        )
     end
   end
 
   defp ok!(node, request) do
     case raw_call(node, request) do
-      {:ok, value} -> value
-      other -> flunk("#{inspect(request, limit: 8)}: expected {:ok, _}, got #{inspect(other, limit: 12)}")
+      {:ok, value} ->
+        value
+
+      other ->
+        flunk(
+          "#{inspect(request, limit: 8)}: expected {:ok, _}, got #{inspect(other, limit: 12)}"
+        )
     end
   end
 
@@ -59,10 +66,14 @@ defmodule Mure.Reliability.RegressionTest do
     assert Mure.stats!(conn).memory_used_bytes == before, "a refused request left bytes allocated"
   end
 
-  test "shape products that overflow 64 bits are refused before any allocation", %{conn: conn, node: node, used_before: used} do
+  test "shape products that overflow 64 bits are refused before any allocation", %{
+    conn: conn,
+    node: node,
+    used_before: used
+  } do
     for shape <- [
           {1 <<< 32, 1 <<< 32},
-          {1 <<< 63 - 1, 2},
+          {1 <<< (63 - 1), 2},
           {1 <<< 21, 1 <<< 21, 1 <<< 21, 1 <<< 21},
           List.to_tuple(List.duplicate(16, 16)),
           {3, 1 <<< 62, 5}
@@ -94,7 +105,12 @@ defmodule Mure.Reliability.RegressionTest do
   end
 
   test "zero-sized and size-1 dimensions are legal, and computed on correctly", %{node: node} do
-    for {type, shape} <- [{{:u, 8}, {0}}, {{:f, 32}, {0, 5}}, {{:f, 64}, {5, 0, 3}}, {{:s, 32}, {1, 0}}] do
+    for {type, shape} <- [
+          {{:u, 8}, {0}},
+          {{:f, 32}, {0, 5}},
+          {{:f, 64}, {5, 0, 3}},
+          {{:s, 32}, {1, 0}}
+        ] do
       h = upload!(node, type, shape, <<>>)
       assert ok!(node, {:download, h}) == <<>>
       assert ok!(node, {:free, h}) == :freed
@@ -118,8 +134,10 @@ defmodule Mure.Reliability.RegressionTest do
     {z, {:f, 32}, {3, 4}} = ok!(node, {:matmul, a, b})
     assert ok!(node, {:download, z}) == :binary.copy(<<0.0::float-32-native>>, 12)
 
-    # m = n = 0 and m = 0.
-    {e, {:f, 32}, {0, 0}} = ok!(node, {:matmul, b |> then(fn _ -> upload!(node, {:f, 32}, {0, 3}, <<>>) end), upload!(node, {:f, 32}, {3, 0}, <<>>)})
+    # m = n = 0: {0, 3} x {3, 0}.
+    m0 = upload!(node, {:f, 32}, {0, 3}, <<>>)
+    n0 = upload!(node, {:f, 32}, {3, 0}, <<>>)
+    {e, {:f, 32}, {0, 0}} = ok!(node, {:matmul, m0, n0})
     assert ok!(node, {:download, e}) == <<>>
 
     # Elementwise on empty tensors.
@@ -153,20 +171,33 @@ defmodule Mure.Reliability.RegressionTest do
     assert unpack(ok!(node, {:download, real}), 32) == [1.0, 2.0, 3.0, 4.0]
   end
 
-  test "a handle of another connection (another BEAM) is unknown here, and its tensor unharmed", %{node: node} do
+  test "a handle of another connection (another BEAM) is unknown here, and its tensor unharmed",
+       %{node: node} do
     {peer, _} = start_peer(:mure_foreign)
     on_exit(fn -> stop_peer(peer) end)
 
     {{:ok, foreign}, _holder} =
-      :peer.call(peer, Mure.Reliability, :peer_hold, [node, {:upload, {:u, 8}, {4}, <<9, 8, 7, 6>>}])
+      :peer.call(peer, Mure.Reliability, :peer_hold, [
+        node,
+        {:upload, {:u, 8}, {4}, <<9, 8, 7, 6>>}
+      ])
 
-    assert is_integer(foreign)
+    {{:ok, foreign_f}, _holder} =
+      :peer.call(peer, Mure.Reliability, :peer_hold, [
+        node,
+        {:upload, {:f, 32}, {2, 2}, f32([9, 8, 7, 6])}
+      ])
+
+    assert is_integer(foreign) and is_integer(foreign_f)
     mine = upload!(node, {:u, 8}, {4}, <<1, 2, 3, 4>>)
+    mine_f = upload!(node, {:f, 32}, {2, 2}, f32([1, 2, 3, 4]))
 
     error!(node, {:download, foreign}, :unknown_handle)
     error!(node, {:free, foreign}, :unknown_handle)
     error!(node, {:add, foreign, foreign}, :unknown_handle)
-    error!(node, {:matmul, mine, foreign}, [:unknown_handle, :type_mismatch, :shape_mismatch])
+    error!(node, {:matmul, mine_f, foreign_f}, :unknown_handle)
+    error!(node, {:multiply, foreign_f, mine_f}, :unknown_handle)
+    error!(node, {:binary, :add, mine_f, foreign_f}, :unknown_handle)
 
     # A raw distribution client is a third connection: same answer.
     {:ok, raw} = RawDist.connect(node)
@@ -175,11 +206,16 @@ defmodule Mure.Reliability.RegressionTest do
     RawDist.close(raw)
 
     # Its connection still has it (handles are per connection; any process of it may use them).
-    assert {:ok, <<9, 8, 7, 6>>} = :peer.call(peer, Mure.Reliability, :peer_raw_call, [node, {:download, foreign}])
+    assert {:ok, <<9, 8, 7, 6>>} =
+             :peer.call(peer, Mure.Reliability, :peer_raw_call, [node, {:download, foreign}])
+
     assert ok!(node, {:download, mine}) == <<1, 2, 3, 4>>
   end
 
-  test "ops on freed tensors, and frees while an op that reads them waits in the queue", %{conn: conn, node: node} do
+  test "ops on freed tensors, and frees while an op that reads them waits in the queue", %{
+    conn: conn,
+    node: node
+  } do
     a = upload!(node, {:f, 32}, {2, 2}, f32([1, 2, 3, 4]))
     b = upload!(node, {:f, 32}, {2, 2}, f32([1, 0, 0, 1]))
     assert ok!(node, {:free, a}) == :freed
@@ -204,15 +240,36 @@ defmodule Mure.Reliability.RegressionTest do
 
     case result do
       # The op holds its operands: it computes on them and the result is correct.
-      {:ok, {h, {:f, 32}, {2, 2}}} -> assert unpack(ok!(node, {:download, h}), 32) == [1.0, 2.0, 3.0, 4.0]
-      {:error, {:unknown_handle, _}} -> :ok
+      {:ok, {h, {:f, 32}, {2, 2}}} ->
+        assert unpack(ok!(node, {:download, h}), 32) == [1.0, 2.0, 3.0, 4.0]
+
+      {:error, {:unknown_handle, _}} ->
+        :ok
     end
   end
 
-  test "requests for 2^62 elements are refused without allocating", %{conn: conn, node: node, used_before: used} do
-    error!(node, {:upload, {:u, 8}, {1 <<< 62}, <<>>}, [:size_mismatch, :bad_shape, :out_of_memory])
-    error!(node, {:upload, {:u, 8}, {1 <<< 31, 1 <<< 31}, <<>>}, [:size_mismatch, :bad_shape, :out_of_memory])
-    error!(node, {:upload, {:u, 8}, {1 <<< 62}, <<1, 2, 3>>}, [:size_mismatch, :bad_shape, :out_of_memory])
+  test "requests for 2^62 elements are refused without allocating", %{
+    conn: conn,
+    node: node,
+    used_before: used
+  } do
+    error!(node, {:upload, {:u, 8}, {1 <<< 62}, <<>>}, [
+      :size_mismatch,
+      :bad_shape,
+      :out_of_memory
+    ])
+
+    error!(node, {:upload, {:u, 8}, {1 <<< 31, 1 <<< 31}, <<>>}, [
+      :size_mismatch,
+      :bad_shape,
+      :out_of_memory
+    ])
+
+    error!(node, {:upload, {:u, 8}, {1 <<< 62}, <<1, 2, 3>>}, [
+      :size_mismatch,
+      :bad_shape,
+      :out_of_memory
+    ])
 
     # A matmul whose result has 2^62 (f32: 2^64 bytes) or 2^61 elements (2^63 bytes).
     a = upload!(node, {:f, 32}, {1 <<< 31, 0}, <<>>)
@@ -229,14 +286,22 @@ defmodule Mure.Reliability.RegressionTest do
     node = Mure.info(small).node
 
     for size <- [64 * 1024 + 1, 4 * 1024 * 1024] do
-      error!(node, {:upload, {:u, 8}, {size}, :binary.copy(<<1>>, size)}, :message_too_large, timeout: 30_000)
+      error!(node, {:upload, {:u, 8}, {size}, :binary.copy(<<1>>, size)}, :message_too_large,
+        timeout: 30_000
+      )
+
       assert {:ok, %{protocol: 1}} = raw_call(node, :hello)
     end
 
     # Over a raw connection too, with a frame length the node must not believe.
     {:ok, raw} = RawDist.connect(node)
     ref = make_ref()
-    env = :erlang.term_to_binary(RawDist.envelope(raw, {:upload, {:u, 8}, {100_000}, :binary.copy(<<2>>, 100_000)}, ref))
+
+    env =
+      :erlang.term_to_binary(
+        RawDist.envelope(raw, {:upload, {:u, 8}, {100_000}, :binary.copy(<<2>>, 100_000)}, ref)
+      )
+
     :ok = RawDist.send_message(raw, env)
     assert {:ok, {:error, {:message_too_large, _}}, _} = RawDist.await_reply(raw, ref, 10_000)
     assert {:ok, %{protocol: 1}} = RawDist.call(raw, :hello)
@@ -273,7 +338,12 @@ defmodule Mure.Reliability.RegressionTest do
       error!(node, {:slice, h, starts, lengths, strides}, :out_of_range)
     end
 
-    for bad <- [{{0}, {1}, {1}}, {{0, 0}, {1, 1}, {0, 1}}, {{0, 0}, {1, 1}, {1, -1}}, {:a, {1, 1}, {1, 1}}] do
+    for bad <- [
+          {{0}, {1}, {1}},
+          {{0, 0}, {1, 1}, {0, 1}},
+          {{0, 0}, {1, 1}, {1, -1}},
+          {:a, {1, 1}, {1, 1}}
+        ] do
       {starts, lengths, strides} = bad
       error!(node, {:slice, h, starts, lengths, strides}, [:badarg, :bad_shape, :out_of_range])
     end

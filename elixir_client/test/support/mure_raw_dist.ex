@@ -42,7 +42,12 @@ defmodule Mure.RawDist do
   @doc "Opens a TCP connection to the node's distribution port; no handshake."
   def open(node, timeout \\ 5_000) do
     with {:ok, port} <- port_of(node) do
-      :gen_tcp.connect(~c"127.0.0.1", port, [:binary, active: false, packet: :raw, nodelay: true], timeout)
+      :gen_tcp.connect(
+        ~c"127.0.0.1",
+        port,
+        [:binary, active: false, packet: :raw, nodelay: true],
+        timeout
+      )
     end
   end
 
@@ -79,7 +84,9 @@ defmodule Mure.RawDist do
 
     with :ok <- send_msg(sock, send_name),
          {:ok, "sok"} <- recv_msg(sock, timeout) |> status(),
-         {:ok, <<?N, node_flags::64, challenge::32, _node_creation::32, nlen::16, node_name::binary-size(nlen)>>} <-
+         {:ok,
+          <<?N, node_flags::64, challenge::32, _node_creation::32, nlen::16,
+            node_name::binary-size(nlen)>>} <-
            recv_msg(sock, timeout),
          my_challenge = :rand.uniform(0xFFFFFFFF),
          digest =
@@ -187,12 +194,23 @@ defmodule Mure.RawDist do
 
   defp await_reply(raw, ref, deadline, others) do
     case recv_frame(raw, max(deadline - System.monotonic_time(:millisecond), 0)) do
-      {:reply, ^ref, result} -> {:ok, result, Enum.reverse(others)}
-      {:reply, other_ref, result} -> await_reply(raw, ref, deadline, [{other_ref, result} | others])
-      {:other, _control, _message} -> await_reply(raw, ref, deadline, others)
-      {:undecodable, bytes} -> await_reply(raw, ref, deadline, [{:undecodable, bytes} | others])
-      :tick -> await_reply(raw, ref, deadline, others)
-      {:error, reason} -> {:error, reason, Enum.reverse(others)}
+      {:reply, ^ref, result} ->
+        {:ok, result, Enum.reverse(others)}
+
+      {:reply, other_ref, result} ->
+        await_reply(raw, ref, deadline, [{other_ref, result} | others])
+
+      {:other, _control, _message} ->
+        await_reply(raw, ref, deadline, others)
+
+      {:undecodable, bytes} ->
+        await_reply(raw, ref, deadline, [{:undecodable, bytes} | others])
+
+      :tick ->
+        await_reply(raw, ref, deadline, others)
+
+      {:error, reason} ->
+        {:error, reason, Enum.reverse(others)}
     end
   end
 

@@ -10,10 +10,17 @@ defmodule Mure.Reliability do
 
   @doc """
   Appends `key value label` to the summary file named by $MURE_RELIABILITY_SUMMARY (if
-  set); scripts/test adds them up and prints them. Keys: `faults` (faults injected),
-  `lost` (requests that got no answer), `requests` (requests answered under faults).
+  set; $MURE_RELIABILITY_TAG, if set, is appended to the label); scripts/test adds them up
+  and prints them. Keys: `faults` (faults injected), `lost` (requests that got no answer),
+  `requests` (requests answered under faults).
   """
   def record(key, value, label) when is_atom(key) and is_integer(value) do
+    label =
+      case System.get_env("MURE_RELIABILITY_TAG") do
+        tag when tag in [nil, ""] -> label
+        tag -> "#{label} [#{tag}]"
+      end
+
     case System.get_env("MURE_RELIABILITY_SUMMARY") do
       nil -> :ok
       "" -> :ok
@@ -41,7 +48,9 @@ defmodule Mure.Reliability do
 
   @doc "What the open file descriptors of an OS process point at."
   def fds(os_pid) do
-    for fd <- File.ls!("/proc/#{os_pid}/fd"), {:ok, link} <- [File.read_link("/proc/#{os_pid}/fd/#{fd}")], do: {fd, link}
+    for fd <- File.ls!("/proc/#{os_pid}/fd"),
+        {:ok, link} <- [File.read_link("/proc/#{os_pid}/fd/#{fd}")],
+        do: {fd, link}
   end
 
   @doc """
@@ -158,7 +167,13 @@ defmodule Mure.Reliability do
     receive do
       {^port, {:data, {:eol, "MURE_READY " <> rest}}} ->
         [name, os_pid] = String.split(rest)
-        %{port: port, node: String.to_atom(name), os_pid: String.to_integer(os_pid), stderr: stderr}
+
+        %{
+          port: port,
+          node: String.to_atom(name),
+          os_pid: String.to_integer(os_pid),
+          stderr: stderr
+        }
 
       {^port, {:exit_status, status}} ->
         flunk("mure_node exited with status #{status} before MURE_READY: #{File.read!(stderr)}")
@@ -176,7 +191,7 @@ defmodule Mure.Reliability do
     end
 
     unless Mure.TestSupport.wait_until(fn -> not Mure.TestSupport.os_alive?(os_pid) end, 3_000) do
-      System.cmd("kill", ["-9", Integer.to_string(os_pid)])
+      System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
     end
 
     :ok
@@ -215,7 +230,7 @@ defmodule Mure.Reliability do
       )
 
     unless listening do
-      System.cmd("kill", ["-9", Integer.to_string(os_pid)])
+      System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
       flunk("mure_node did not start: #{File.read!(stderr)}")
     end
 
@@ -224,10 +239,10 @@ defmodule Mure.Reliability do
 
   @doc "Stops a node from launch_plain/2 with SIGTERM and waits for it to go."
   def stop_plain(%{os_pid: os_pid}) do
-    System.cmd("kill", ["-TERM", Integer.to_string(os_pid)])
+    System.cmd("kill", ["-TERM", Integer.to_string(os_pid)], stderr_to_stdout: true)
 
     unless Mure.TestSupport.wait_until(fn -> not Mure.TestSupport.os_alive?(os_pid) end, 5_000) do
-      System.cmd("kill", ["-9", Integer.to_string(os_pid)])
+      System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
     end
 
     :ok

@@ -159,16 +159,3 @@ TEST_CASE("integer lists arrive as STRING_EXT from the BEAM and are read as inte
   REQUIRE(d.req);
   CHECK(d.req->v1 == std::vector<int64_t>{0, 1});
 }
-
-TEST_CASE("a reference the BEAM would refuse back is not answered through", "[request][security]") {
-  std::string ref = mure::testing::Ref("client@127.0.0.1", 2);
-  ref[ref.size() - 12] = '\x7f';  // the first id word's top byte: more than 18 bits
-  std::string out;
-  TermWriter w(out);
-  w.Version().Tuple(6).Atom("$mure").Int(1).Raw(mure::testing::Pid("client@127.0.0.1", 1)).Raw(ref)
-      .Raw(mure::testing::Pid("client@127.0.0.1", 3)).Atom("hello");
-  TermTree t;
-  REQUIRE(ParseExternal(out, 0, t).ok());
-  CHECK_FALSE(ReadEnvelope(t, 0));
-  CHECK_FALSE(PeekEnvelope(out, 0));
-}

@@ -187,29 +187,11 @@ std::string_view AllOpNames() {
          "concatenate stack put_slice gather sort argsort dot outer program alloc write read";
 }
 
-/// A reference the BEAM accepts back: erts decodes only 18 bits of the first id word of a
-/// NEWER_REFERENCE_EXT / NEW_REFERENCE_EXT and refuses the term otherwise.
-static bool AcceptableRef(std::string_view raw) {
-  if (raw.size() < 4) return false;
-  const uint8_t tag = static_cast<uint8_t>(raw[0]);
-  if (tag != 90 && tag != 114) return true;
-  const size_t words = static_cast<size_t>(static_cast<uint8_t>(raw[1])) << 8 | static_cast<uint8_t>(raw[2]);
-  const size_t first = raw.size() - 4 * words;  // the id words end the encoding
-  if (words == 0 || first > raw.size()) return false;
-  const uint32_t w0 = static_cast<uint32_t>(static_cast<uint8_t>(raw[first])) << 24 |
-                      static_cast<uint32_t>(static_cast<uint8_t>(raw[first + 1])) << 16 |
-                      static_cast<uint32_t>(static_cast<uint8_t>(raw[first + 2])) << 8 |
-                      static_cast<uint8_t>(raw[first + 3]);
-  return w0 <= 0x3ffff;
-}
-
 std::optional<Envelope> ReadEnvelope(const TermTree& t, uint32_t root) {
   if (root >= t.size() || t[root].kind != TermKind::kTuple || t[root].count != 6) return std::nullopt;
   if (!t.IsAtom(t.Child(root, 0), "$mure")) return std::nullopt;
   uint32_t reply_to = t.Child(root, 2), ref = t.Child(root, 3);
-  if (t[reply_to].kind != TermKind::kPid || t[ref].kind != TermKind::kRef || !AcceptableRef(t[ref].raw)) {
-    return std::nullopt;
-  }
+  if (t[reply_to].kind != TermKind::kPid || t[ref].kind != TermKind::kRef) return std::nullopt;
   Envelope env;
   env.reply_to.assign(t[reply_to].raw);
   env.ref.assign(t[ref].raw);
@@ -251,7 +233,7 @@ std::optional<Envelope> PeekEnvelope(std::string_view buf, size_t offset) {
     pos = *next;
   }
   if (!tree.IsAtom(roots[0], "$mure") || tree[roots[2]].kind != TermKind::kPid ||
-      tree[roots[3]].kind != TermKind::kRef || !AcceptableRef(tree[roots[3]].raw)) {
+      tree[roots[3]].kind != TermKind::kRef) {
     return std::nullopt;
   }
   Envelope env;

@@ -131,6 +131,10 @@ defmodule Mure.Reliability.FaultTest do
     assert wait_until(fn -> Mure.info(conn).inflight == 5 end)
     {_, 0} = System.cmd("kill", ["-STOP", Integer.to_string(os_pid)])
 
+    # kill(2) returns before every thread has stopped (a thread busy on another vCPU stops when
+    # that vCPU next runs): wait until all of them are stopped before calling.
+    assert wait_until(fn -> all_threads_stopped?(os_pid) end, 2_000), "the node did not stop"
+
     on_exit(fn ->
       System.cmd("kill", ["-CONT", Integer.to_string(os_pid)], stderr_to_stdout: true)
     end)
@@ -154,7 +158,9 @@ defmodule Mure.Reliability.FaultTest do
       end
 
     for {timeout, {elapsed, result}} <- Task.await_many(callers, 5_000) do
-      assert {:error, %ConnectionError{reason: :timeout}} = result
+      assert match?({:error, %ConnectionError{reason: :timeout}}, result),
+             "got #{inspect(result)} after #{elapsed} ms (timeout #{timeout} ms); node state " <>
+               inspect(File.read("/proc/#{os_pid}/stat"))
 
       assert elapsed >= timeout - 5,
              "a caller gave up after #{elapsed} ms, before its #{timeout} ms"
@@ -196,6 +202,21 @@ defmodule Mure.Reliability.FaultTest do
     )
 
     Reliability.record(:lost, 0, "calls to a stopped node that hung past their timeout")
+  end
+
+  defp all_threads_stopped?(os_pid) do
+    case File.ls("/proc/#{os_pid}/task") do
+      {:ok, tids} ->
+        Enum.all?(tids, fn tid ->
+          case File.read("/proc/#{os_pid}/task/#{tid}/stat") do
+            {:ok, stat} -> Enum.at(Regex.run(~r/^.*\)\s+(\S)/s, stat), 1) in ["T", "t"]
+            _ -> true
+          end
+        end)
+
+      _ ->
+        false
+    end
   end
 
   defp timed_call(fun) do

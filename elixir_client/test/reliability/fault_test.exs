@@ -266,7 +266,13 @@ defmodule Mure.Reliability.FaultTest do
       )
 
       File.chmod!(exe, 0o755)
-      conn = start_supervised!({Mure, test_ops: true, executable: exe})
+      # A client killed in the middle of its handshake holds a node thread until the handshake
+      # deadline; a short deadline lets `settle/2` (2.5 s) see every such thread gone.
+      conn =
+        start_supervised!(
+          {Mure, test_ops: true, executable: exe, extra_args: ["--handshake-timeout-ms", "1000"]}
+        )
+
       %{conn: conn, node: Mure.info(conn).node, os_pid: Mure.info(conn).os_pid}
     end
 

@@ -317,7 +317,7 @@ defmodule Mure.Reliability.FaultTest do
         stop_peer(peer)
       end
 
-      after_churn = settle(conn, os_pid)
+      after_churn = settle(conn, os_pid, base)
 
       assert after_churn.tensors == base.tensors,
              "tensors: #{base.tensors} before, #{after_churn.tensors} after"
@@ -397,8 +397,11 @@ defmodule Mure.Reliability.FaultTest do
     end
   end
 
-  # Waits until the node has reaped every vanished connection, then takes a snapshot.
-  defp settle(conn, os_pid) do
+  # Waits until the node has reaped every vanished connection, then takes a snapshot. With a
+  # baseline, it also waits (up to 15 s) for the thread and fd counts to come back to it: the
+  # reaper joins ended threads once a second and a handshake killed midway holds its thread until
+  # the deadline, so on a loaded machine the last ones can take a few seconds; a leak never does.
+  defp settle(conn, os_pid, base \\ nil) do
     assert wait_until(
              fn ->
                s = Mure.stats!(conn)
@@ -410,6 +413,17 @@ defmodule Mure.Reliability.FaultTest do
 
     # The reaper joins ended connection threads once a second.
     Process.sleep(2_500)
+
+    if base do
+      wait_until(
+        fn ->
+          Reliability.threads(os_pid) <= base.threads and
+            Reliability.fd_count(os_pid) <= base.fds
+        end,
+        15_000
+      )
+    end
+
     snapshot(conn, os_pid)
   end
 

@@ -1,0 +1,711 @@
+defmodule Mure.Cluster.Job do
+  @moduledoc false
+  # One data-parallel job of a Mure.Cluster, driven from the caller's process.
+  #
+  # The rows (axis 0) of the split arguments are cut into pieces. Each ready member gets a
+  # contiguous share proportional to its measured speed for this job (compute and link:
+  # see `row_time/3`), in pieces of about @target_piece_ms each, with @depth pieces in flight
+  # so that a piece's transfer overlaps the previous piece's compute. A member that runs out
+  # of its own pieces takes the pieces of members that failed, then (balance: :speed) the
+  # last piece of the member furthest behind, when it would finish it sooner. A piece whose
+  # member fails (node down, link cut, piece deadline passed) goes back to the pool and that
+  # member gets no more work in this job. Results are kept by piece and assembled in row
+  # order (or, for reductions, combined on the client).
+
+  require Logger
+
+  alias Mure.{ClusterError, ConnectionError, Error, Types}
+  alias Mure.Cluster.{Member, Shared}
+
+  @depth 2
+  @target_piece_ms 150
+  @max_piece_bytes 4 * 1024 * 1024
+  @refresh_ms 500
+  # A piece may take this many times its expected time (plus @deadline_floor_ms) before its
+  # member counts as failed for the job.
+  @deadline_factor 6
+  @deadline_floor_ms 3_000
+  @combinable [:sum, :product, :max, :min]
+  # The node's reductions whose partial results combine elementwise, and how (all and any
+  # give 0 or 1).
+  @combining %{sum: :sum, product: :product, reduce_max: :max, reduce_min: :min, all: :min, any: :max}
+
+  @type spec :: %{kind: :gemm | :map, flops_per_row: non_neg_integer() | nil}
+
+  @spec run(GenServer.server(), Mure.Jit.t(), list(), spec(), keyword()) ::
+          {:ok, binary()} | {:error, Exception.t()}
+  def run(cluster, jit, args, spec, opts) do
+    plan = plan!(jit, args, spec, opts)
+    deadline = deadline(opts[:timeout])
+
+    case Mure.Cluster.members(cluster) do
+      [] ->
+        {:error, %ClusterError{reason: :no_members, details: "the cluster has no ready member"}}
+
+      members ->
+        state = start(cluster, plan, members, opts, deadline)
+        drive(state)
+    end
+  end
+
+  defp deadline(:infinity), do: :infinity
+  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
+
+  ## Planning (in the caller, before anything is sent)
+
+  defp plan!(jit, args, spec, opts) do
+    {split, rows} = split_args!(args)
+
+    sig = fn r ->
+      Enum.map(args, fn
+        {_bin, type, shape} -> {type, put_elem(shape, 0, r)}
+        %Shared{type: type, shape: shape} -> {type, shape}
+      end)
+    end
+
+    p1 = Mure.trace(jit, sig.(1))
+    p2 = Mure.trace(jit, sig.(2))
+
+    case {p1.outputs, p2.outputs, p1.result} do
+      {[{_, type, shape1}], [{_, _, shape2}], {:"$mure_output", _}} ->
+        combine = combine!(opts[:combine], p1, shape1, shape2)
+
+        out_row =
+          if combine == :concat,
+            do: div(Types.size(shape1) * Types.itemsize(type), 1),
+            else: 0
+
+        in_row = split |> Enum.map(fn {_i, row_bytes} -> row_bytes end) |> Enum.sum()
+
+        %{
+          jit: jit,
+          args: args,
+          split: Map.new(split),
+          rows: rows,
+          combine: combine,
+          out_type: type,
+          out_shape: shape1,
+          in_row: in_row,
+          out_row: out_row,
+          kind: spec.kind,
+          work_row:
+            if(spec.kind == :gemm, do: spec.flops_per_row, else: in_row + max(out_row, 0)),
+          device: opts[:device],
+          balance: opts[:balance],
+          piece_rows: opts[:piece_rows]
+        }
+
+      _ ->
+        raise ArgumentError,
+              "Mure.Cluster.run: the function must return a single tensor expression " <>
+                "(got #{length(p1.outputs)} outputs)"
+    end
+  end
+
+  defp split_args!(args) do
+    indexed =
+      args
+      |> Enum.with_index()
+      |> Enum.map(fn
+        {{bin, type, shape}, i} when is_binary(bin) ->
+          Types.check_type!(type, "Mure.Cluster.run")
+          Types.check_shape!(shape, "Mure.Cluster.run")
+
+          if tuple_size(shape) == 0,
+            do:
+              raise(
+                ArgumentError,
+                "Mure.Cluster.run: argument #{i} is a scalar: data arguments are split along " <>
+                  "axis 0; share a scalar with Mure.Cluster.share/3"
+              )
+
+          expected = Types.size(shape) * Types.itemsize(type)
+
+          if byte_size(bin) != expected,
+            do:
+              raise(
+                ArgumentError,
+                "Mure.Cluster.run: argument #{i} has #{byte_size(bin)} bytes, " <>
+                  "#{Types.type_to_string(type)}#{Types.shape_to_string(shape)} needs #{expected}"
+              )
+
+          {:split, i, elem(shape, 0), if(elem(shape, 0) == 0, do: 0, else: div(expected, elem(shape, 0)))}
+
+        {%Shared{}, _i} ->
+          :shared
+
+        {%Mure.Tensor{}, i} ->
+          raise ArgumentError,
+                "Mure.Cluster.run: argument #{i} is a tensor resident on one node; a cluster " <>
+                  "job takes {binary, type, shape} data (split by rows) or Mure.Cluster.Shared " <>
+                  "tensors (see Mure.Cluster.share/3)"
+
+        {other, i} ->
+          raise ArgumentError,
+                "Mure.Cluster.run: argument #{i}: expected {binary, type, shape} or a " <>
+                  "Mure.Cluster.Shared, got: #{inspect(other, limit: 5)}"
+      end)
+
+    splits = for {:split, i, rows, row_bytes} <- indexed, do: {i, rows, row_bytes}
+
+    case Enum.uniq_by(splits, &elem(&1, 1)) do
+      [] ->
+        raise ArgumentError,
+              "Mure.Cluster.run: no argument to split: give at least one {binary, type, shape}"
+
+      [{_, 0, _}] ->
+        raise ArgumentError, "Mure.Cluster.run: the split arguments have no rows (axis 0 is 0)"
+
+      [{_, rows, _}] ->
+        {Enum.map(splits, fn {i, _, rb} -> {i, rb} end), rows}
+
+      _ ->
+        raise ArgumentError,
+              "Mure.Cluster.run: the split arguments differ in axis 0: " <>
+                inspect(Enum.map(splits, &elem(&1, 1)))
+    end
+  end
+
+  # How partial results come together: :concat (rows in order) or an elementwise op.
+  defp combine!(given, p1, shape1, shape2) do
+    concat? = tuple_size(shape1) > 0 and elem(shape1, 0) == 1 and elem(shape2, 0) == 2 and
+        Tuple.delete_at(shape1, 0) == Tuple.delete_at(shape2, 0)
+
+    case given do
+      :auto ->
+        cond do
+          op = reduce_over_rows(p1) ->
+            if shape1 == shape2, do: op, else: raise(ArgumentError, no_split_msg())
+
+          concat? ->
+            :concat
+
+          true ->
+            raise ArgumentError, no_split_msg()
+        end
+
+      :concat ->
+        if concat?,
+          do: :concat,
+          else:
+            raise(
+              ArgumentError,
+              "Mure.Cluster.run: combine: :concat needs an output with one row per input row"
+            )
+
+      op when op in @combinable ->
+        if shape1 == shape2,
+          do: op,
+          else:
+            raise(
+              ArgumentError,
+              "Mure.Cluster.run: combine: #{inspect(op)} needs an output whose shape does not " <>
+                "depend on the rows (a reduction over axis 0)"
+            )
+    end
+  end
+
+  defp no_split_msg,
+    do:
+      "Mure.Cluster.run: cannot tell how to combine the pieces of this program: its output " <>
+        "neither has one row per input row nor is a sum/product/max/min over axis 0; " <>
+        "give combine: :concat | :sum | :product | :max | :min"
+
+  # The combining op when the program's output is a reduction that covers axis 0.
+  defp reduce_over_rows(%{outputs: [{vid, _, _}], params: params, nodes: nodes}) do
+    case Enum.at(nodes, vid - length(params) - 1) do
+      {:reduce, op, _v, :all, _keep} when is_map_key(@combining, op) -> @combining[op]
+      {:reduce, op, _v, axes, _keep} when is_map_key(@combining, op) -> 0 in axes && @combining[op]
+      _ -> nil
+    end
+  end
+
+  defp reduce_over_rows(_), do: nil
+
+  ## Shares and pieces
+
+  defp start(cluster, plan, members, opts, deadline) do
+    members = Map.new(members, &{&1.node, new_member(&1, plan)})
+    ref = make_ref()
+
+    state = %{
+      cluster: cluster,
+      ref: ref,
+      plan: plan,
+      opts: opts,
+      deadline: deadline,
+      members: members,
+      pending: %{},
+      inflight: %{},
+      results: %{},
+      attempts: %{},
+      failures: [],
+      started: System.monotonic_time(:microsecond)
+    }
+
+    pieces = pieces(plan, Map.values(members))
+
+    Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
+    %{state | pending: Map.new(pieces, &{&1.id, &1})}
+  end
+
+  defp new_member(%{node: node, member: pid, conn: conn, speeds: speeds}, plan) do
+    %{
+      node: node,
+      pid: pid,
+      conn: conn,
+      speeds: speeds,
+      row_time: row_time(speeds, plan),
+      excluded: nil,
+      inflight: 0,
+      slack: 1,
+      pieces: 0,
+      rows: 0,
+      intervals: []
+    }
+  end
+
+  # Seconds per row on this member: the link (in and out) and the compute overlap, so the
+  # slower of the two sets the pace.
+  @doc false
+  def row_time(nil, _plan), do: 1.0e-3
+
+  def row_time(speeds, plan) do
+    link = plan.in_row / speeds.upload_bytes_s + plan.out_row / speeds.download_bytes_s
+
+    compute =
+      case plan.kind do
+        :gemm -> plan.work_row / speeds.gemm_flops_s
+        :map -> plan.work_row / speeds.elementwise_bytes_s
+      end
+
+    max(max(link, compute), 1.0e-9)
+  end
+
+  defp pieces(plan, members) do
+    members = Enum.sort_by(members, & &1.node)
+
+    weights =
+      case plan.balance do
+        :equal -> Enum.map(members, fn _ -> 1.0 end)
+        :speed -> Enum.map(members, &(1.0 / &1.row_time))
+      end
+
+    shares = apportion(plan.rows, weights)
+
+    {pieces, _start} =
+      members
+      |> Enum.zip(shares)
+      |> Enum.flat_map_reduce(0, fn {m, share}, start ->
+        size = piece_rows(plan, m, share)
+
+        ps =
+          Stream.unfold({start, share}, fn
+            {_, 0} -> nil
+            {s, left} -> {{s, min(size, left)}, {s + min(size, left), left - min(size, left)}}
+          end)
+          |> Enum.map(fn {s, n} -> %{start: s, rows: n, owner: m.node} end)
+
+        {ps, start + share}
+      end)
+
+    pieces |> Enum.with_index() |> Enum.map(fn {p, i} -> Map.put(p, :id, i) end)
+  end
+
+  defp piece_rows(_plan, _m, 0), do: 1
+
+  defp piece_rows(plan, m, share) do
+    by_time = trunc(@target_piece_ms / 1000 / m.row_time)
+    by_bytes = if plan.in_row > 0, do: div(@max_piece_bytes, plan.in_row), else: share
+    two = div(share + 1, 2)
+    (plan.piece_rows || Enum.min([by_time, by_bytes, two])) |> max(1) |> min(share)
+  end
+
+  # Splits `total` in proportion to `weights` (largest remainders).
+  @doc false
+  def apportion(total, weights) do
+    sum = Enum.sum(weights)
+    exact = Enum.map(weights, &(total * &1 / sum))
+    floors = Enum.map(exact, &trunc/1)
+    left = total - Enum.sum(floors)
+
+    extra =
+      exact
+      |> Enum.with_index()
+      |> Enum.sort_by(fn {x, i} -> {-(x - trunc(x)), i} end)
+      |> Enum.take(left)
+      |> MapSet.new(fn {_, i} -> i end)
+
+    floors |> Enum.with_index() |> Enum.map(fn {f, i} -> if i in extra, do: f + 1, else: f end)
+  end
+
+  ## Driving
+
+  defp drive(state) do
+    state = dispatch(state)
+
+    cond do
+      map_size(state.pending) == 0 and map_size(state.inflight) == 0 ->
+        finish(state)
+
+      map_size(state.inflight) == 0 and usable(state) == [] ->
+        case revive(state) do
+          {:ok, state} -> drive(state)
+          {:error, error} -> fail(state, error)
+        end
+
+      true ->
+        wait(state)
+    end
+  end
+
+  defp wait(%{ref: ref, inflight: inflight} = state) do
+    timeout =
+      case state.deadline do
+        :infinity -> :infinity
+        d -> max(d - System.monotonic_time(:millisecond), 0)
+      end
+
+    receive do
+      {:mure_piece, ^ref, pid, result, times} ->
+        case Map.pop(state.inflight, pid) do
+          {nil, _} ->
+            drive(state)
+
+          {{mon, piece, node}, inflight} ->
+            Process.demonitor(mon, [:flush])
+            state = %{state | inflight: inflight}
+            state = update_member(state, node, &%{&1 | inflight: &1.inflight - 1})
+            piece_done(state, piece, node, result, times)
+        end
+
+      {:DOWN, _mon, :process, pid, reason} when is_map_key(inflight, pid) ->
+        {{_mon, piece, node}, inflight} = Map.pop(state.inflight, pid)
+        state = %{state | inflight: inflight}
+        state = update_member(state, node, &%{&1 | inflight: &1.inflight - 1})
+
+        error = %ConnectionError{
+          reason: :closed,
+          details: "piece worker exited: #{inspect(reason, limit: 5)}"
+        }
+
+        piece_done(state, piece, node, {:error, error}, nil)
+
+      {:mure_job_refresh, ^ref} ->
+        Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
+        drive(refresh(state))
+    after
+      timeout ->
+        fail(state, %ClusterError{
+          reason: :timeout,
+          details:
+            "#{map_size(state.results)} of #{map_size(state.results) + map_size(state.pending) + map_size(state.inflight)} pieces done"
+        })
+    end
+  end
+
+  defp piece_done(state, piece, node, {:ok, data}, {t0, t1}) when is_binary(data) do
+    state =
+      update_member(state, node, fn m ->
+        %{m | pieces: m.pieces + 1, rows: m.rows + piece.rows, intervals: [{t0, t1} | m.intervals]}
+      end)
+
+    drive(%{state | results: Map.put(state.results, piece.id, data)})
+  end
+
+  defp piece_done(state, piece, node, {:error, error}, _times) do
+    if retryable?(error) do
+      reason = short_reason(error)
+      Logger.warning("mure cluster: #{node} failed a piece (#{reason}); its share goes to others")
+
+      if match?(%ConnectionError{reason: :timeout}, error),
+        do: GenServer.cast(state.cluster, {:suspect, node, state.members[node].pid, reason})
+
+      attempts = Map.update(state.attempts, piece.id, 1, &(&1 + 1))
+
+      state = %{
+        state
+        | pending: Map.put(state.pending, piece.id, %{piece | owner: nil}),
+          attempts: attempts,
+          failures: [{node, reason} | state.failures]
+      }
+
+      drive(update_member(state, node, &%{&1 | excluded: error}))
+    else
+      fail(state, error)
+    end
+  end
+
+  defp piece_done(state, piece, node, other, _times) do
+    error = %ConnectionError{reason: :closed, details: "unexpected piece result: #{inspect(other, limit: 5)}"}
+    piece_done(state, piece, node, {:error, error}, nil)
+  end
+
+  # Errors that another member may not have: the transport, a full queue, memory.
+  defp retryable?(%ConnectionError{}), do: true
+  defp retryable?(%Error{kind: kind}), do: kind in [:overloaded, :out_of_memory, :unknown_handle]
+  defp retryable?(_), do: false
+
+  defp short_reason(%ConnectionError{reason: r}), do: r
+  defp short_reason(%Error{kind: k}), do: k
+  defp short_reason(e), do: inspect(e, limit: 3)
+
+  defp update_member(state, node, fun),
+    do: %{state | members: Map.update!(state.members, node, fun)}
+
+  defp usable(state), do: for({_, m} <- state.members, m.excluded == nil, do: m)
+
+  # Every member of the job failed: take members that joined (or rejoined) since, or give
+  # a member that only missed a deadline (and that the cluster still lists) another chance
+  # with a longer deadline.
+  defp revive(state) do
+    state = refresh(state)
+
+    cond do
+      usable(state) != [] ->
+        {:ok, state}
+
+      true ->
+        listed = Mure.Cluster.members(state.cluster) |> Map.new(&{&1.node, &1.member})
+
+        slow =
+          for {node, m} <- state.members,
+              match?(%ConnectionError{reason: :timeout}, m.excluded),
+              listed[node] == m.pid,
+              do: node
+
+        cond do
+          slow != [] ->
+            members =
+              Enum.reduce(slow, state.members, fn node, acc ->
+                Map.update!(acc, node, &%{&1 | excluded: nil, slack: &1.slack * 4})
+              end)
+
+            {:ok, %{state | members: members}}
+
+          Mure.Cluster.joining?(state.cluster) ->
+            Process.sleep(@refresh_ms)
+            if expired?(state), do: {:error, timeout_error(state)}, else: revive(state)
+
+          true ->
+            details =
+              state.failures
+              |> Enum.reverse()
+              |> Enum.uniq_by(&elem(&1, 0))
+              |> Enum.map_join("; ", fn {node, reason} -> "#{node}: #{reason}" end)
+
+            {:error,
+             %ClusterError{
+               reason: :no_members,
+               details: "every member failed during the job (#{details})"
+             }}
+        end
+    end
+  end
+
+  defp expired?(%{deadline: :infinity}), do: false
+  defp expired?(%{deadline: d}), do: System.monotonic_time(:millisecond) >= d
+
+  defp timeout_error(state),
+    do: %ClusterError{reason: :timeout, details: "#{map_size(state.results)} pieces done"}
+
+  # Members that became ready since the job started (or rejoined under a new process).
+  defp refresh(state) do
+    Enum.reduce(Mure.Cluster.members(state.cluster), state, fn m, acc ->
+      case acc.members[m.node] do
+        %{pid: pid} when pid == m.member -> acc
+        _ -> %{acc | members: Map.put(acc.members, m.node, new_member(m, acc.plan))}
+      end
+    end)
+  end
+
+  defp dispatch(state) do
+    candidates =
+      state
+      |> usable()
+      |> Enum.filter(&(&1.inflight < @depth))
+      |> Enum.sort_by(& &1.inflight)
+
+    Enum.reduce(candidates, state, fn m, acc -> fill(acc, m.node) end)
+  end
+
+  defp fill(state, node) do
+    m = state.members[node]
+
+    if m.excluded == nil and m.inflight < @depth do
+      case pick(state, m) do
+        nil -> state
+        piece -> state |> launch(m, piece) |> fill(node)
+      end
+    else
+      state
+    end
+  end
+
+  # The member's next piece: its own, then any whose owner failed, then (balance: :speed)
+  # the last piece of the member furthest behind, when this member would finish it sooner.
+  defp pick(state, m) do
+    pending = state.pending |> Map.values() |> Enum.sort_by(& &1.id)
+    usable_owner? = fn p -> match?(%{excluded: nil}, state.members[p.owner]) end
+
+    Enum.find(pending, &(&1.owner == m.node)) ||
+      Enum.find(pending, &(not usable_owner?.(&1))) ||
+      (state.plan.balance == :speed && steal(state, m, pending))
+  end
+
+  defp steal(state, m, pending) do
+    behind =
+      pending
+      |> Enum.group_by(& &1.owner)
+      |> Enum.reject(fn {owner, _} -> owner == m.node end)
+      |> Enum.map(fn {owner, ps} ->
+        v = state.members[owner]
+        {Enum.sum(Enum.map(ps, & &1.rows)) * v.row_time, List.last(ps)}
+      end)
+      |> Enum.max_by(&elem(&1, 0), fn -> nil end)
+
+    case behind do
+      {left, piece} when piece.rows * m.row_time < left -> piece
+      _ -> nil
+    end
+  end
+
+  defp launch(state, m, piece) do
+    plan = state.plan
+    driver = self()
+    ref = state.ref
+    expected_ms = piece.rows * m.row_time * 1000 + (m.speeds[:rtt_ms] || 1)
+    timeout = trunc(@deadline_floor_ms + @deadline_factor * expected_ms * m.slack)
+    args = piece_args(plan, piece)
+
+    {pid, mon} =
+      spawn_monitor(fn ->
+        {result, times} = run_piece(m, plan, args, timeout)
+        send(driver, {:mure_piece, ref, self(), result, times})
+      end)
+
+    state = %{state | pending: Map.delete(state.pending, piece.id)}
+    state = %{state | inflight: Map.put(state.inflight, pid, {mon, piece, m.node})}
+    update_member(state, m.node, &%{&1 | inflight: &1.inflight + 1})
+  end
+
+  defp piece_args(plan, piece) do
+    plan.args
+    |> Enum.with_index()
+    |> Enum.map(fn
+      {{bin, type, shape}, i} ->
+        row_bytes = Map.fetch!(plan.split, i)
+
+        {binary_part(bin, piece.start * row_bytes, piece.rows * row_bytes), type,
+         put_elem(shape, 0, piece.rows)}
+
+      {%Shared{} = s, _i} ->
+        s
+    end)
+  end
+
+  # In the piece's own process: the member's copies of the shared tensors (uploaded on
+  # first use, outside the piece's deadline), then the program with the piece's rows.
+  defp run_piece(m, plan, args, timeout) do
+    resolved =
+      Enum.reduce_while(args, {:ok, []}, fn
+        %Shared{} = s, {:ok, acc} ->
+          case Member.tensor(m.pid, s, :infinity) do
+            {:ok, t} -> {:cont, {:ok, [t | acc]}}
+            {:error, _} = e -> {:halt, e}
+          end
+
+        data, {:ok, acc} ->
+          {:cont, {:ok, [data | acc]}}
+      end)
+
+    with {:ok, args} <- resolved do
+      t0 = System.monotonic_time(:microsecond)
+
+      opts = [outputs: :return, conn: m.conn, timeout: timeout]
+      opts = if plan.device, do: Keyword.put(opts, :device, plan.device), else: opts
+      result = Mure.run(plan.jit, Enum.reverse(args), opts)
+      {result, {t0, System.monotonic_time(:microsecond)}}
+    else
+      error -> {error, nil}
+    end
+  catch
+    kind, reason ->
+      {{:error,
+        %ConnectionError{reason: :closed, details: Exception.format_banner(kind, reason)}}, nil}
+  end
+
+  ## Ending
+
+  defp fail(state, error) do
+    for {pid, {mon, _, _}} <- state.inflight do
+      Process.demonitor(mon, [:flush])
+      Process.exit(pid, :kill)
+    end
+
+    flush(state.ref)
+    report(state, false)
+    {:error, error}
+  end
+
+  defp flush(ref) do
+    receive do
+      {:mure_piece, ^ref, _, _, _} -> flush(ref)
+      {:mure_job_refresh, ^ref} -> flush(ref)
+    after
+      0 -> :ok
+    end
+  end
+
+  defp finish(state) do
+    flush(state.ref)
+    plan = state.plan
+    parts = state.results |> Enum.sort_by(&elem(&1, 0)) |> Enum.map(&elem(&1, 1))
+
+    result =
+      case plan.combine do
+        :concat -> IO.iodata_to_binary(parts)
+        op -> Mure.Cluster.Combine.combine(op, plan.out_type, parts)
+      end
+
+    report(state, true)
+    {:ok, result}
+  end
+
+  # What each member did, for the cluster's status and its re-measurement of speeds.
+  defp report(state, ok?) do
+    plan = state.plan
+
+    members =
+      for {node, m} <- state.members, m.pieces > 0 or m.excluded != nil, into: %{} do
+        {node,
+         %{
+           pid: m.pid,
+           pieces: m.pieces,
+           rows: m.rows,
+           in_bytes: m.rows * plan.in_row,
+           out_bytes: m.rows * plan.out_row,
+           work: m.rows * plan.work_row,
+           busy_us: busy(m.intervals),
+           failed: m.excluded && short_reason(m.excluded)
+         }}
+      end
+
+    GenServer.cast(state.cluster, {:job_report, %{kind: plan.kind, ok: ok?, members: members, plan: Map.take(plan, [:in_row, :out_row, :work_row, :kind])}})
+  end
+
+  # The time covered by a member's pieces (the union of their intervals, in microseconds).
+  defp busy(intervals) do
+    intervals
+    |> Enum.sort()
+    |> Enum.reduce({0, nil}, fn
+      {a, b}, {sum, nil} -> {sum, {a, b}}
+      {a, b}, {sum, {s, e}} when a <= e -> {sum, {s, max(b, e)}}
+      {a, b}, {sum, {s, e}} -> {sum + (e - s), {a, b}}
+    end)
+    |> then(fn
+      {sum, nil} -> sum
+      {sum, {s, e}} -> sum + (e - s)
+    end)
+  end
+end

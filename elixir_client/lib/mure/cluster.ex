@@ -392,7 +392,8 @@ defmodule Mure.Cluster do
   @doc """
   The cluster's state for a person or a dashboard: `:members` (node, state, devices,
   measured speeds, work done, failures), `:departed` (members that left, and why),
-  `:hosts` (what epmd said on each) and `:jobs` (done and failed).
+  `:hosts` (what epmd said on each) and `:jobs` (done, failed, and pieces re-run because
+  their member failed).
 
   ## Examples
 
@@ -432,7 +433,7 @@ defmodule Mure.Cluster do
         owners: %{},
         discovering: nil,
         checking: MapSet.new(),
-        jobs: %{done: 0, failed: 0}
+        jobs: %{done: 0, failed: 0, pieces_rerun: 0}
       }
 
       send(self(), :discover)
@@ -489,6 +490,8 @@ defmodule Mure.Cluster do
       if report.ok,
         do: %{state.jobs | done: state.jobs.done + 1},
         else: %{state.jobs | failed: state.jobs.failed + 1}
+
+    jobs = %{jobs | pieces_rerun: jobs.pieces_rerun + report.rerun}
 
     members =
       Enum.reduce(report.members, state.members, fn {node, r}, acc ->

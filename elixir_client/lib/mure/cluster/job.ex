@@ -691,7 +691,17 @@ defmodule Mure.Cluster.Job do
          }}
       end
 
-    GenServer.cast(state.cluster, {:job_report, %{kind: plan.kind, ok: ok?, members: members, plan: Map.take(plan, [:in_row, :out_row, :work_row, :kind])}})
+    GenServer.cast(
+      state.cluster,
+      {:job_report,
+       %{
+         kind: plan.kind,
+         ok: ok?,
+         members: members,
+         rerun: length(state.failures),
+         plan: Map.take(plan, [:in_row, :out_row, :work_row, :kind])
+       }}
+    )
   end
 
   # The time covered by a member's pieces (the union of their intervals, in microseconds).

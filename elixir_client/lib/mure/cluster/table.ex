@@ -47,7 +47,7 @@ defmodule Mure.Cluster.Table do
       member_table,
       if(departed_lines == [], do: [], else: ["departed:\n" | departed_lines]),
       if(host_lines == [], do: [], else: ["hosts:\n" | host_lines]),
-      "jobs: #{jobs.done} done, #{jobs.failed} failed\n"
+      "jobs: #{jobs.done} done, #{jobs.failed} failed, #{jobs.pieces_rerun} pieces re-run\n"
     ])
   end
 

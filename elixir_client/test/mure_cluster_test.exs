@@ -1,0 +1,331 @@
+defmodule Mure.ClusterTest do
+  # Mure.Cluster on this host: real nodes (not launched by the client, as on remote hosts)
+  # found through the real epmd on 127.0.0.1, killed for real. The multi-host tests, with
+  # network namespaces and shaped links, are in test/cluster/.
+  use ExUnit.Case, async: false
+
+  @moduletag :capture_log
+
+  import Mure.TestSupport
+
+  alias Mure.{ClusterError, Error, Reliability}
+  alias Mure.Cluster.{Combine, Job}
+
+  # Data whose products and sums are exact in f32, so results compare bit for bit.
+  defp matrix(rows, cols, seed) do
+    pattern = for i <- 0..96, into: <<>>, do: <<rem(i * seed, 7) - 3.0::float-32-native>>
+    :binary.part(:binary.copy(pattern, div(rows * cols, 97) + 1), 0, rows * cols * 4)
+  end
+
+  defp launch(prefix, i) do
+    Reliability.launch_plain(["--name", "#{prefix}#{i}@127.0.0.1", "--blis-threads", "1"])
+  end
+
+  defp start_nodes(count) do
+    prefix = "mclu#{System.unique_integer([:positive])}_"
+    nodes = for i <- 1..count, do: launch(prefix, i)
+    on_exit(fn -> Enum.each(nodes, &Reliability.stop_plain/1) end)
+    {prefix, nodes}
+  end
+
+  defp start_cluster(prefix, count, opts \\ []) do
+    cluster =
+      start_supervised!(
+        {Mure.Cluster,
+         [hosts: ["127.0.0.1"], name_prefix: prefix, discover_interval: 200] ++ opts}
+      )
+
+    assert :ok = Mure.Cluster.await_members(cluster, count, 30_000)
+    cluster
+  end
+
+  # The result of one node (launched for the test) for comparison.
+  defp reference(fun_args) do
+    conn =
+      Process.get(:reference_conn) ||
+        tap(start_supervised!({Mure, []}, id: :reference), &Process.put(:reference_conn, &1))
+
+    {jit, args} = fun_args
+    Mure.run!(jit, args, outputs: :return, conn: conn, timeout: 60_000)
+  end
+
+  describe "three nodes on this host" do
+    setup do
+      {prefix, nodes} = start_nodes(3)
+      cluster = start_cluster(prefix, 3)
+      %{cluster: cluster, nodes: nodes, prefix: prefix}
+    end
+
+    test "joins every node epmd lists under the prefix, measured", %{cluster: cluster} do
+      members = Mure.Cluster.members(cluster)
+      assert length(members) == 3
+
+      for m <- members do
+        assert :blis in m.devices
+        s = m.speeds
+        assert s.source == :probe
+        assert s.rtt_ms > 0 and s.rtt_ms < 1_000
+        assert s.upload_bytes_s > 1.0e6 and s.download_bytes_s > 1.0e6
+        assert s.gemm_flops_s > 1.0e8
+        assert s.elementwise_bytes_s > 1.0e7
+      end
+
+      table = Mure.Cluster.format_status(Mure.Cluster.status(cluster))
+      for m <- members, do: assert(table =~ Atom.to_string(m.node))
+      assert table =~ "GFLOP/s"
+      assert table =~ "jobs: 0 done, 0 failed, 0 pieces re-run"
+    end
+
+    test "dot split by rows equals one node's result, the shared operand kept resident",
+         %{cluster: cluster} do
+      a = {matrix(600, 256, 3), {:f, 32}, {600, 256}}
+      b = {matrix(256, 192, 5), {:f, 32}, {256, 192}}
+      expected = reference({Mure.jit(&Mure.Expr.dot/2), [a, b]})
+
+      {:ok, shared} = Mure.Cluster.share(cluster, b)
+      assert {:ok, ^expected} = Mure.Cluster.dot(cluster, a, shared, piece_rows: 50)
+      assert {:ok, ^expected} = Mure.Cluster.dot(cluster, a, shared, piece_rows: 64)
+
+      # Every member did work and holds the shared operand once, not once per piece or job.
+      status = Mure.Cluster.status(cluster)
+      assert Enum.all?(status.members, &(&1.work.pieces > 0))
+
+      for m <- Mure.Cluster.members(cluster) do
+        assert {:ok, %{tensors: 1}} = Mure.stats(m.conn)
+      end
+
+      :ok = Mure.Cluster.unshare(cluster, shared)
+
+      for m <- Mure.Cluster.members(cluster) do
+        assert wait_until(fn -> match?({:ok, %{tensors: 0}}, Mure.stats(m.conn)) end)
+      end
+    end
+
+    test "elementwise programs are joined in row order; reductions over axis 0 combined",
+         %{cluster: cluster} do
+      x = {matrix(1000, 33, 11), {:f, 32}, {1000, 33}}
+      y = {matrix(1000, 33, 13), {:f, 32}, {1000, 33}}
+      f = Mure.jit(fn x, y -> x |> Mure.Expr.multiply(y) |> Mure.Expr.add(x) end)
+      expected = reference({f, [x, y]})
+      assert {:ok, ^expected} = Mure.Cluster.run(cluster, f, [x, y], piece_rows: 37)
+
+      # Sums of small integers in f32 are exact in any order.
+      for {jit, combine} <- [
+            {Mure.jit(&Mure.Expr.sum/1), :sum},
+            {Mure.jit(fn x -> Mure.Expr.reduce_max(x, axes: [0]) end), :max},
+            {Mure.jit(fn x -> Mure.Expr.reduce_min(x, axes: [0, 1]) end), :min},
+            {Mure.jit(fn x -> Mure.Expr.sum(x, axes: [0], keep_axes: true) end), :sum}
+          ] do
+        expected = reference({jit, [x]})
+        assert {:ok, ^expected} = Mure.Cluster.run(cluster, jit, [x], piece_rows: 100)
+        assert {:ok, ^expected} = Mure.Cluster.run(cluster, jit, [x], combine: combine)
+      end
+
+      # Integers: s64 sums of s32 data.
+      ints = for i <- 1..4000, into: <<>>, do: <<i * 100_003::signed-32-native>>
+      jit = Mure.jit(&Mure.Expr.sum/1)
+      expected = reference({jit, [{ints, {:s, 32}, {4000}}]})
+      assert {:ok, ^expected} = Mure.Cluster.run(cluster, jit, [{ints, {:s, 32}, {4000}}], piece_rows: 333)
+    end
+
+    test "a member killed with SIGKILL mid-job: the job is still right; it rejoins when back",
+         %{cluster: cluster, nodes: nodes, prefix: prefix} do
+      # About 50 GFLOP: a second or more on this machine's cores, in pieces of 50 rows.
+      a = {matrix(6000, 2048, 3), {:f, 32}, {6000, 2048}}
+      b = {matrix(2048, 2048, 5), {:f, 32}, {2048, 2048}}
+      expected = reference({Mure.jit(&Mure.Expr.dot/2), [a, b]})
+      {:ok, shared} = Mure.Cluster.share(cluster, b)
+      # The shared operand resident everywhere first, so the kill lands in the compute.
+      assert {:ok, _} = Mure.Cluster.dot(cluster, {matrix(3, 2048, 1), {:f, 32}, {3, 2048}}, shared, piece_rows: 1)
+
+      victim = Enum.at(nodes, 1)
+      victim_node = :"#{prefix}2@127.0.0.1"
+      job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
+      Process.sleep(200)
+      System.cmd("kill", ["-KILL", Integer.to_string(victim.os_pid)])
+
+      assert {:ok, ^expected} = Task.await(job, 120_000)
+
+      status = Mure.Cluster.status(cluster)
+      assert [%{node: ^victim_node, failures: 1}] = status.departed
+      assert length(Mure.Cluster.members(cluster)) == 2
+      assert status.jobs.pieces_rerun >= 1, "the kill did not land mid-job: #{inspect(status.jobs)}"
+
+      # Back under the same name: found through epmd again, measured, and given work.
+      back = launch(prefix, 2)
+      on_exit(fn -> Reliability.stop_plain(back) end)
+      assert :ok = Mure.Cluster.await_members(cluster, 3, 30_000)
+      small = {matrix(300, 2048, 3), {:f, 32}, {300, 2048}}
+      expected_small = binary_part(expected, 0, 300 * 2048 * 4)
+      assert {:ok, ^expected_small} = Mure.Cluster.dot(cluster, small, shared, piece_rows: 10)
+      rejoined = Enum.find(Mure.Cluster.status(cluster).members, &(&1.node == victim_node))
+      assert rejoined.work.pieces > 0
+    end
+
+    test "when every member dies the job fails with a clear error, and the cluster stays up",
+         %{cluster: cluster, nodes: nodes} do
+      a = {matrix(6000, 2048, 3), {:f, 32}, {6000, 2048}}
+      b = {matrix(2048, 2048, 5), {:f, 32}, {2048, 2048}}
+      job = Task.async(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
+      Process.sleep(300)
+      for n <- nodes, do: System.cmd("kill", ["-KILL", Integer.to_string(n.os_pid)])
+
+      assert {:error, %ClusterError{reason: :no_members} = e} = Task.await(job, 60_000)
+      assert Exception.message(e) =~ "no member"
+
+      assert wait_until(fn -> Mure.Cluster.members(cluster) == [] end)
+      assert {:error, %ClusterError{reason: :no_members}} = Mure.Cluster.dot(cluster, a, b)
+      assert length(Mure.Cluster.status(cluster).departed) == 3
+    end
+
+    test "a shared tensor is freed on every member when its owner exits", %{cluster: cluster} do
+      b = {matrix(64, 64, 5), {:f, 32}, {64, 64}}
+      a = {matrix(64, 64, 3), {:f, 32}, {64, 64}}
+
+      owner =
+        Task.async(fn ->
+          {:ok, s} = Mure.Cluster.share(cluster, b)
+          {:ok, _} = Mure.Cluster.dot(cluster, a, s, piece_rows: 8)
+          s
+        end)
+
+      shared = Task.await(owner)
+      assert wait_until(fn ->
+               Enum.all?(Mure.Cluster.members(cluster), &match?({:ok, %{tensors: 0}}, Mure.stats(&1.conn)))
+             end)
+
+      assert_raise ArgumentError, ~r/not shared with this cluster/, fn ->
+        Mure.Cluster.dot(cluster, a, shared)
+      end
+    end
+
+    test "a program error comes back as the member's error, not as a member failure",
+         %{cluster: cluster} do
+      x = {matrix(100, 4, 3), {:f, 32}, {100, 4}}
+      # A gather with out-of-range indices is refused by the node: every member would refuse.
+      idx = for _ <- 1..100, into: <<>>, do: <<99::signed-64-native>>
+      jit = Mure.jit(fn x, i -> Mure.Expr.take(x, i, axis: 1) |> Mure.Expr.sum(axes: [1]) end)
+
+      assert {:error, %Error{kind: :out_of_range}} =
+               Mure.Cluster.run(cluster, jit, [x, {idx, {:s, 64}, {100}}], combine: :concat)
+
+      assert length(Mure.Cluster.members(cluster)) == 3
+    end
+  end
+
+  test "arguments are checked before anything is sent" do
+    {prefix, _nodes} = start_nodes(1)
+    cluster = start_cluster(prefix, 1)
+    f = Mure.jit(fn x -> Mure.Expr.exp(x) end)
+    two = Mure.jit(fn x, y -> Mure.Expr.add(x, y) end)
+
+    assert_raise ArgumentError, ~r/differ in axis 0/, fn ->
+      Mure.Cluster.run(cluster, two, [{<<0::32*8>>, {:f, 32}, {8}}, {<<0::32*4>>, {:f, 32}, {4}}])
+    end
+
+    assert_raise ArgumentError, ~r/needs 32/, fn ->
+      Mure.Cluster.run(cluster, f, [{<<0::32*7>>, {:f, 32}, {8}}])
+    end
+
+    assert_raise ArgumentError, ~r/scalar/, fn ->
+      Mure.Cluster.run(cluster, f, [{<<0::32>>, {:f, 32}, {}}])
+    end
+
+    assert_raise ArgumentError, ~r/resident on one node/, fn ->
+      [m] = Mure.Cluster.members(cluster)
+      t = Mure.upload!(m.conn, <<0::32>>, {:f, 32}, {1})
+      Mure.Cluster.run(cluster, f, [t])
+    end
+
+    assert_raise ArgumentError, ~r/cannot tell how to combine/, fn ->
+      Mure.Cluster.run(cluster, Mure.jit(&Mure.Expr.transpose/1), [{<<0::32*8>>, {:f, 32}, {2, 4}}])
+    end
+
+    assert_raise ArgumentError, ~r/mean|combine/, fn ->
+      Mure.Cluster.run(cluster, Mure.jit(fn x -> Mure.Expr.argmax(x) end), [{<<0::32*8>>, {:f, 32}, {8}}])
+    end
+
+    assert_raise ArgumentError, ~r/:balance/, fn ->
+      Mure.Cluster.run(cluster, f, [{<<0::32*8>>, {:f, 32}, {8}}], balance: :random)
+    end
+
+    assert_raise ArgumentError, ~r/f32 or both f64/, fn ->
+      Mure.Cluster.dot(cluster, {<<0::32*4>>, {:s, 32}, {2, 2}}, {<<0::32*4>>, {:s, 32}, {2, 2}})
+    end
+
+    assert_raise ArgumentError, ~r/\{m, k\} times \{k, n\}/, fn ->
+      Mure.Cluster.dot(cluster, {<<0::32*6>>, {:f, 32}, {2, 3}}, {<<0::32*4>>, {:f, 32}, {2, 2}})
+    end
+
+    assert_raise ArgumentError, ~r/:hosts/, fn -> Mure.Cluster.start_link(hosts: [nil]) end
+    assert_raise ArgumentError, fn -> Mure.Cluster.start_link(bogus: 1) end
+  end
+
+  test "no member: a clear error at once" do
+    cluster = start_supervised!({Mure.Cluster, hosts: ["127.0.0.1"], name_prefix: "nobody_#{System.unique_integer([:positive])}"})
+    f = Mure.jit(fn x -> Mure.Expr.exp(x) end)
+
+    assert {:error, %ClusterError{reason: :no_members} = e} =
+             Mure.Cluster.run(cluster, f, [{<<0::32*8>>, {:f, 32}, {8}}])
+
+    assert Exception.message(e) =~ "start mure nodes"
+    assert {:error, %ClusterError{reason: :timeout}} = Mure.Cluster.await_members(cluster, 1, 100)
+    assert Mure.Cluster.format_status(Mure.Cluster.status(cluster)) =~ "no members"
+  end
+
+  test "mix mure.cluster prints the members as a table" do
+    {prefix, _nodes} = start_nodes(2)
+
+    {out, status} =
+      System.cmd("mix", ["mure.cluster", "127.0.0.1", "--prefix", prefix, "--expect", "2", "--wait", "30000"],
+        stderr_to_stdout: true,
+        env: [{"MIX_ENV", "test"}]
+      )
+
+    assert status == 0, out
+    assert out =~ "#{prefix}1@127.0.0.1"
+    assert out =~ "#{prefix}2@127.0.0.1"
+    assert out =~ "GFLOP/s"
+  end
+
+  describe "pieces" do
+    test "shares follow the weights, to the row" do
+      assert Job.apportion(10, [1.0, 1.0]) == [5, 5]
+      assert Job.apportion(9, [2.0, 1.0]) == [6, 3]
+      assert Job.apportion(10, [1.0, 1.0, 1.0]) |> Enum.sum() == 10
+      assert Job.apportion(1000, [1.0, 0.5]) == [667, 333]
+      assert Job.apportion(3, [1.0, 1.0, 1.0, 1.0]) |> Enum.sum() == 3
+    end
+
+    test "a row's time is set by the slower of link and compute" do
+      plan = %{in_row: 4096, out_row: 4096, kind: :gemm, work_row: 2 * 1024 * 1024}
+      fast_link = %{upload_bytes_s: 1.0e9, download_bytes_s: 1.0e9, gemm_flops_s: 1.0e10}
+      slow_link = %{fast_link | upload_bytes_s: 1.0e6, download_bytes_s: 1.0e6}
+      assert_in_delta Job.row_time(fast_link, plan), 2.097e-4, 1.0e-6
+      assert_in_delta Job.row_time(slow_link, plan), 8.192e-3, 1.0e-6
+    end
+  end
+
+  describe "combining partial results on the client" do
+    test "floats: sums in double precision, specials as the node has them" do
+      f32 = fn l -> for x <- l, into: <<>>, do: Combine.encode({:f, 32}, x) end
+      assert Combine.combine(:sum, {:f, 32}, [f32.([1.0, 2.0]), f32.([3.0, 4.0])]) == f32.([4.0, 6.0])
+      assert Combine.combine(:sum, {:f, 32}, [f32.([:inf]), f32.([:neg_inf])]) == f32.([:nan])
+      assert Combine.combine(:max, {:f, 32}, [f32.([1.0, :nan]), f32.([:inf, 2.0])]) == f32.([:inf, :nan])
+      assert Combine.combine(:min, {:f, 32}, [f32.([:neg_inf]), f32.([-3.0])]) == f32.([:neg_inf])
+      assert Combine.combine(:product, {:f, 32}, [f32.([:inf]), f32.([0.0])]) == f32.([:nan])
+      # Past f32's range: infinity, not an exception.
+      assert Combine.combine(:sum, {:f, 32}, [f32.([3.0e38]), f32.([3.0e38])]) == f32.([:inf])
+      assert Combine.decode({:f, 64}, Combine.combine(:sum, {:f, 64}, [<<1.0e308::float-64-little>>, <<1.0e308::float-64-little>>])) == [:inf]
+      assert Combine.decode({:f, 16}, Combine.combine(:sum, {:f, 16}, [Combine.encode({:f, 16}, 1.5), Combine.encode({:f, 16}, 2.0)])) == [3.5]
+      assert Combine.decode({:bf, 16}, Combine.combine(:max, {:bf, 16}, [Combine.encode({:bf, 16}, 1.5), Combine.encode({:bf, 16}, -2.0)])) == [1.5]
+    end
+
+    test "integers wrap at their width, as on the node" do
+      s8 = fn l -> for x <- l, into: <<>>, do: <<x::signed-8>> end
+      assert Combine.combine(:sum, {:s, 8}, [s8.([100]), s8.([100])]) == s8.([-56])
+      assert Combine.combine(:product, {:u, 8}, [<<16>>, <<32>>]) == <<0>>
+      assert Combine.combine(:max, {:s, 64}, [<<-5::signed-64-little>>, <<3::signed-64-little>>]) == <<3::signed-64-little>>
+    end
+  end
+end

@@ -330,6 +330,16 @@ std::vector<uint8_t> PermuteConvert(const Tensor& in, const std::vector<uint64_t
   return buf;
 }
 
+/// The operand as `perm` and `to` ask: the tensor's own data when it already is (the common
+/// case of a plain matrix product: no copy, no per-element conversion), else a copy in `scratch`.
+const uint8_t* Operand(const Tensor& in, const std::vector<uint64_t>& perm, DType to, std::vector<uint8_t>& scratch) {
+  bool identity = in.type() == to;
+  for (size_t i = 0; identity && i < perm.size(); ++i) identity = perm[i] == i;
+  if (identity) return in.data();
+  scratch = PermuteConvert(in, perm, to);
+  return scratch.data();
+}
+
 }  // namespace
 
 Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DType compute, const GemmFn& gemm, Tensor& out) {
@@ -339,14 +349,15 @@ Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DType compute
   pa.insert(pa.end(), p.ca.begin(), p.ca.end());
   pb.insert(pb.end(), p.cb.begin(), p.cb.end());
   pb.insert(pb.end(), p.fb.begin(), p.fb.end());
-  auto A = PermuteConvert(a, pa, compute);
-  auto B = PermuteConvert(b, pb, compute);
+  std::vector<uint8_t> scratch_a, scratch_b;
+  const uint8_t* A = Operand(a, pa, compute, scratch_a);
+  const uint8_t* B = Operand(b, pb, compute, scratch_b);
   const uint64_t m = p.m, n = p.n, k = p.k;
   const size_t item = DTypeSize(compute);
   uint8_t* C = out.data();
   for (uint64_t bt = 0; bt < p.batch; ++bt) {
-    const uint8_t* Ab = A.data() + bt * m * k * item;
-    const uint8_t* Bb = B.data() + bt * k * n * item;
+    const uint8_t* Ab = A + bt * m * k * item;
+    const uint8_t* Bb = B + bt * k * n * item;
     uint8_t* Cb = C + bt * m * n * item;
     if (m * n == 0) continue;
     if ((compute == DType::kF32 || compute == DType::kF64) && gemm && k > 0) {

@@ -550,7 +550,7 @@ defmodule Mure.Cluster.Job do
 
     Enum.find(pending, &(&1.owner == m.node)) ||
       Enum.find(pending, &(not usable_owner?.(&1))) ||
-      (state.plan.balance == :speed && steal(state, m, pending))
+      if(state.plan.balance == :speed, do: steal(state, m, pending))
   end
 
   defp steal(state, m, pending) do

@@ -14,12 +14,11 @@ defmodule Mure.Cluster.Member do
 
   # Probes: each measurement repeats until it has run this long, so that a node under a CPU
   # quota (or a bursty link) is measured at its sustained speed.
-  @probe_ms 250
+  @probe_ms 300
+  @op_ms 100
   @probe_timeout 120_000
-  @gemm_n 384
-  @elementwise_elements 2 * 1024 * 1024
   @upload_start 256 * 1024
-  @upload_max 16 * 1024 * 1024
+  @upload_max 64 * 1024 * 1024
 
   @spec start_link(map()) :: GenServer.on_start()
   def start_link(args), do: GenServer.start_link(__MODULE__, args)
@@ -179,41 +178,60 @@ defmodule Mure.Cluster.Member do
     end
   end
 
+  # Compute probes grow their op until one op keeps the node busy for @op_ms: a node under
+  # a CPU quota idles between short requests and would be measured at its burst speed, not
+  # at the speed it keeps up through a job.
   defp gemm(conn, rtt) do
-    n = @gemm_n
-
-    with {:ok, a} <- Mure.random_uniform(conn, {n, n}, seed: 7, type: {:f, 32}) do
-      result =
-        repeat(rtt, fn ->
+    sustained(conn, rtt, 256, 2048, fn n ->
+      with {:ok, a} <- Mure.random_uniform(conn, {n, n}, seed: 7, type: {:f, 32}) do
+        run = fn ->
           with {:ok, c} <- Mure.matmul(a, a, device: :cpu, timeout: @probe_timeout),
                do: Mure.free(c)
-        end)
+        end
 
-      _ = Mure.free(a)
-
-      with {:ok, count, us} <- result, do: {:ok, rate(2 * n * n * n * count, us, rtt * count)}
-    end
+        {:ok, run, fn -> Mure.free(a) end, 2 * n * n * n}
+      end
+    end)
     |> label("gemm probe")
   end
 
   defp elementwise(conn, rtt) do
-    n = @elementwise_elements
-
-    with {:ok, x} <- Mure.full(conn, 1.0, {n}, type: {:f, 32}) do
-      result =
-        repeat(rtt, fn ->
-          with {:ok, y} <- Mure.add(x, x, timeout: @probe_timeout), do: Mure.free(y)
-        end)
-
-      _ = Mure.free(x)
-      # An add reads two operands and writes one.
-      with {:ok, count, us} <- result, do: {:ok, rate(3 * 4 * n * count, us, rtt * count)}
-    end
+    sustained(conn, rtt, 1024 * 1024, 64 * 1024 * 1024, fn n ->
+      with {:ok, x} <- Mure.full(conn, 1.0, {n}, type: {:f, 32}) do
+        run = fn -> with {:ok, y} <- Mure.add(x, x, timeout: @probe_timeout), do: Mure.free(y) end
+        # An add reads two operands and writes one.
+        {:ok, run, fn -> Mure.free(x) end, 3 * 4 * n}
+      end
+    end)
     |> label("elementwise probe")
   end
 
-  # Runs `fun` until @probe_ms have passed (at least 3 times): {:ok, count, microseconds}.
-  defp repeat(_rtt, fun) do
+  # `setup.(size)` makes an op of that size: {:ok, run, cleanup, units}. The size doubles
+  # (gemm: n doubles, 8x the work) until one op takes @op_ms; then ops repeat until
+  # @probe_ms have passed. Units per second of the repeated ops.
+  defp sustained(conn, rtt, size, max_size, setup) do
+    with {:ok, run, cleanup, units} <- setup.(size) do
+      {us, first} = :timer.tc(run)
+
+      cond do
+        first != :ok ->
+          cleanup.()
+          first
+
+        us < @op_ms * 1000 and size * 2 <= max_size ->
+          cleanup.()
+          sustained(conn, rtt, size * 2, max_size, setup)
+
+        true ->
+          result = repeat(run)
+          cleanup.()
+          with {:ok, count, us} <- result, do: {:ok, rate(units * count, us, rtt * count)}
+      end
+    end
+  end
+
+  # Runs `fun` until @probe_ms have passed (at least twice): {:ok, count, microseconds}.
+  defp repeat(fun) do
     start = System.monotonic_time(:microsecond)
     do_repeat(fun, start, 0)
   end
@@ -223,7 +241,7 @@ defmodule Mure.Cluster.Member do
       :ok ->
         elapsed = System.monotonic_time(:microsecond) - start
 
-        if elapsed >= @probe_ms * 1000 and count + 1 >= 3,
+        if elapsed >= @probe_ms * 1000 and count + 1 >= 2,
           do: {:ok, count + 1, elapsed},
           else: do_repeat(fun, start, count + 1)
 

@@ -35,7 +35,30 @@ end
 # Nodes launched by the suite log warnings and errors only (to stderr).
 Application.put_env(:mure, :node_log_level, :warn)
 
-ExUnit.start(timeout: 120_000)
+# The multi-host cluster tests (test/cluster/) build network namespaces with scripts/cluster,
+# which needs root and iproute2: where that cannot be done they are excluded, loudly.
+cluster_script = Path.expand("../../scripts/cluster", __DIR__)
+
+netns_exclude =
+  case System.cmd(cluster_script, ["check"], stderr_to_stdout: true) do
+    {_, 0} ->
+      []
+
+    {out, _} ->
+      IO.puts("""
+
+      ##########################################################################################
+      NOTE: the multi-host cluster tests (test/cluster/, tag :netns) are SKIPPED in this run:
+      scripts/cluster cannot build network namespaces on this machine:
+        #{String.trim(out)}
+      They need root, iproute2 (ip, tc) and a kernel with network namespaces, veth and tbf.
+      ##########################################################################################
+      """)
+
+      [:netns]
+  end
+
+ExUnit.start(timeout: 120_000, exclude: netns_exclude)
 
 unless System.get_env("MURE_LARGE_TESTS") do
   IO.puts(:stderr, """

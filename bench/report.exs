@@ -80,7 +80,9 @@ defmodule Report do
     ocl_md = opencl(s[:opencl], s[:memory], s[:messaging])
     # A section written by another script of this run (bench/programs.exs), included as it is.
     extra_md = if opts[:extra] && File.exists?(opts[:extra]), do: ["\n", File.read!(opts[:extra]) |> String.trim(), "\n"], else: []
-    spot_md = spot([main | others], if(extra_md == [], do: 7, else: 8))
+    # The spot check comes after the extra sections: its number follows theirs.
+    extra_sections = extra_md |> IO.iodata_to_binary() |> String.split("\n") |> Enum.count(&String.starts_with?(&1, "## "))
+    spot_md = spot([main | others], 7 + extra_sections)
 
     [
       header(main, others, opts),

@@ -23,9 +23,12 @@ defmodule Mure.Cluster do
 
   A member is measured as it joins, from this client: round-trip time, upload and
   download bandwidth of its link, sgemm GFLOP/s and elementwise GB/s of the node with data
-  resident. After each job the figures of the members that took part are corrected from
-  what the job took (the part that set the pace: compute or link), so the estimates follow
-  the real work. `status/1` shows them.
+  resident (each op grown until it keeps the node busy, so that a node under a CPU quota is
+  measured at the speed it keeps up). These figures give a first estimate of each member's
+  time per row of a job. After each job, what it really took on each member is kept per
+  program and used for the next job of that program; matrix products also correct the
+  member's sgemm rate or link bandwidth, whichever set the pace. `status/1` shows the
+  figures and where they come from (`:probe` or `:work`).
 
   ## Jobs
 
@@ -453,6 +456,7 @@ defmodule Mure.Cluster do
           member: m.pid,
           conn: m.conn,
           speeds: m.speeds,
+          learned: Map.new(m.learned, fn {key, {spr, _at}} -> {key, spr} end),
           devices: devices(m.hello)
         }
       end
@@ -673,6 +677,7 @@ defmodule Mure.Cluster do
         speeds: nil,
         joined_at: nil,
         work: %{jobs: 0, pieces: 0, rows: 0, flop: 0, bytes_in: 0, bytes_out: 0, busy_us: 0},
+        learned: %{},
         failures: get_in(state.departed, [node, :failures]) || 0,
         last_failure: get_in(state.departed, [node, :last_failure])
       }
@@ -743,18 +748,44 @@ defmodule Mure.Cluster do
         do: %{m | failures: m.failures + 1, last_failure: "job piece: #{r.failed}"},
         else: m
 
-    %{m | speeds: remeasure(m.speeds, r, report)}
+    %{m | speeds: remeasure(m.speeds, r, report), learned: learn(m.learned, r, report)}
   end
 
-  # Corrects the figure that set the member's pace in this job (its compute rate, or its
-  # link) by how far the job's real time was from the estimate; halfway, so that one noisy
-  # job does not throw the estimate off.
+  # Seconds per row of this job's program on this member, from the job's real time (while
+  # the member had work), averaged with what earlier jobs of the same program took.
+  @max_learned 128
+  defp learn(learned, r, report) do
+    if report.ok and r.pieces >= 2 and r.busy_us >= 20_000 and r.rows > 0 do
+      spr = r.busy_us / 1.0e6 / r.rows
+      key = report.plan.key
+
+      spr =
+        case learned do
+          %{^key => {old, _}} -> (old + spr) / 2
+          _ -> spr
+        end
+
+      learned = Map.put(learned, key, {spr, System.monotonic_time()})
+
+      if map_size(learned) > @max_learned,
+        do: learned |> Enum.sort_by(fn {_, {_, at}} -> -at end) |> Enum.take(@max_learned) |> Map.new(),
+        else: learned
+    else
+      learned
+    end
+  end
+
+  # After a matrix product (whose work the model knows exactly: 2mkn flops), corrects the
+  # figure that set the member's pace (its sgemm rate, or its link) by how far the job's real
+  # time was from the estimate; halfway, so that one noisy job does not throw the estimate
+  # off. Other programs' real times are kept per program (learn/3) instead: how much
+  # arithmetic an element takes is not known to the model.
   defp remeasure(nil, _r, _report), do: nil
 
   defp remeasure(speeds, r, report) do
     plan = report.plan
 
-    if r.pieces >= 2 and r.busy_us >= 50_000 and r.rows > 0 and report.ok do
+    if plan.kind == :gemm and r.pieces >= 2 and r.busy_us >= 50_000 and r.rows > 0 and report.ok do
       predicted = r.rows * Job.row_time(speeds, plan) + r.pieces * speeds.rtt_ms / 1000
       factor = (r.busy_us / 1.0e6 / predicted) |> max(0.1) |> min(10.0)
       scale = (1 + 1 / factor) / 2
@@ -788,6 +819,7 @@ defmodule Mure.Cluster do
           state: m.state,
           devices: devices(m.hello),
           speeds: m.speeds,
+          programs_learned: map_size(m.learned),
           work: m.work,
           failures: m.failures,
           last_failure: m.last_failure,

@@ -78,6 +78,8 @@ defmodule Mure.Cluster.Job do
         in_row = split |> Enum.map(fn {_i, row_bytes} -> row_bytes end) |> Enum.sum()
 
         %{
+          # Jobs of the same program on rows of the same shape share what members learn.
+          key: :erlang.phash2({spec.kind, jit.fun, sig.(1)}),
           jit: jit,
           args: args,
           split: Map.new(split),
@@ -249,13 +251,17 @@ defmodule Mure.Cluster.Job do
     %{state | pending: Map.new(pieces, &{&1.id, &1})}
   end
 
-  defp new_member(%{node: node, member: pid, conn: conn, speeds: speeds}, plan) do
+  # A member's time per row: what earlier jobs of this program took on it, else the estimate
+  # from its measured speeds.
+  defp new_member(%{node: node, member: pid, conn: conn, speeds: speeds} = member, plan) do
+    learned = get_in(member, [:learned, plan.key])
+
     %{
       node: node,
       pid: pid,
       conn: conn,
       speeds: speeds,
-      row_time: row_time(speeds, plan),
+      row_time: learned || row_time(speeds, plan),
       excluded: nil,
       inflight: 0,
       slack: 1,
@@ -699,7 +705,7 @@ defmodule Mure.Cluster.Job do
          ok: ok?,
          members: members,
          rerun: length(state.failures),
-         plan: Map.take(plan, [:in_row, :out_row, :work_row, :kind])
+         plan: Map.take(plan, [:key, :in_row, :out_row, :work_row, :kind])
        }}
     )
   end

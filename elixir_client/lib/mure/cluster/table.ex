@@ -13,6 +13,7 @@ defmodule Mure.Cluster.Table do
     {"GFLOP/s", :right},
     {"GB/s", :right},
     {"measured", :left},
+    {"learned", :right},
     {"jobs", :right},
     {"pieces", :right},
     {"GFLOP done", :right},
@@ -70,6 +71,7 @@ defmodule Mure.Cluster.Table do
     [Atom.to_string(m.node), Atom.to_string(m.state), Enum.map_join(m.devices, ",", &to_string/1)] ++
       speed ++
       [
+        Integer.to_string(m.programs_learned),
         Integer.to_string(w.jobs),
         Integer.to_string(w.pieces),
         num(w.flop / 1.0e9, 1),

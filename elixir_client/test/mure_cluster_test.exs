@@ -125,7 +125,9 @@ defmodule Mure.ClusterTest do
       ints = for i <- 1..4000, into: <<>>, do: <<i * 100_003::signed-32-native>>
       jit = Mure.jit(&Mure.Expr.sum/1)
       expected = reference({jit, [{ints, {:s, 32}, {4000}}]})
-      assert {:ok, ^expected} = Mure.Cluster.run(cluster, jit, [{ints, {:s, 32}, {4000}}], piece_rows: 333)
+
+      assert {:ok, ^expected} =
+               Mure.Cluster.run(cluster, jit, [{ints, {:s, 32}, {4000}}], piece_rows: 333)
     end
 
     test "a member killed with SIGKILL mid-job: the job is still right; it rejoins when back",
@@ -136,7 +138,10 @@ defmodule Mure.ClusterTest do
       expected = reference({Mure.jit(&Mure.Expr.dot/2), [a, b]})
       {:ok, shared} = Mure.Cluster.share(cluster, b)
       # The shared operand resident everywhere first, so the kill lands in the compute.
-      assert {:ok, _} = Mure.Cluster.dot(cluster, {matrix(3, 2048, 1), {:f, 32}, {3, 2048}}, shared, piece_rows: 1)
+      assert {:ok, _} =
+               Mure.Cluster.dot(cluster, {matrix(3, 2048, 1), {:f, 32}, {3, 2048}}, shared,
+                 piece_rows: 1
+               )
 
       victim = Enum.at(nodes, 1)
       victim_node = :"#{prefix}2@127.0.0.1"
@@ -149,7 +154,9 @@ defmodule Mure.ClusterTest do
       status = Mure.Cluster.status(cluster)
       assert [%{node: ^victim_node, failures: 1}] = status.departed
       assert length(Mure.Cluster.members(cluster)) == 2
-      assert status.jobs.pieces_rerun >= 1, "the kill did not land mid-job: #{inspect(status.jobs)}"
+
+      assert status.jobs.pieces_rerun >= 1,
+             "the kill did not land mid-job: #{inspect(status.jobs)}"
 
       # Back under the same name: found through epmd again, measured, and given work.
       back = launch(prefix, 2)
@@ -190,8 +197,12 @@ defmodule Mure.ClusterTest do
         end)
 
       shared = Task.await(owner)
+
       assert wait_until(fn ->
-               Enum.all?(Mure.Cluster.members(cluster), &match?({:ok, %{tensors: 0}}, Mure.stats(&1.conn)))
+               Enum.all?(
+                 Mure.Cluster.members(cluster),
+                 &match?({:ok, %{tensors: 0}}, Mure.stats(&1.conn))
+               )
              end)
 
       assert_raise ArgumentError, ~r/not shared with this cluster/, fn ->
@@ -238,11 +249,15 @@ defmodule Mure.ClusterTest do
     end
 
     assert_raise ArgumentError, ~r/cannot tell how to combine/, fn ->
-      Mure.Cluster.run(cluster, Mure.jit(&Mure.Expr.transpose/1), [{<<0::32*8>>, {:f, 32}, {2, 4}}])
+      Mure.Cluster.run(cluster, Mure.jit(&Mure.Expr.transpose/1), [
+        {<<0::32*8>>, {:f, 32}, {2, 4}}
+      ])
     end
 
     assert_raise ArgumentError, ~r/mean|combine/, fn ->
-      Mure.Cluster.run(cluster, Mure.jit(fn x -> Mure.Expr.argmax(x) end), [{<<0::32*8>>, {:f, 32}, {8}}])
+      Mure.Cluster.run(cluster, Mure.jit(fn x -> Mure.Expr.argmax(x) end), [
+        {<<0::32*8>>, {:f, 32}, {8}}
+      ])
     end
 
     assert_raise ArgumentError, ~r/:balance/, fn ->
@@ -262,7 +277,12 @@ defmodule Mure.ClusterTest do
   end
 
   test "no member: a clear error at once" do
-    cluster = start_supervised!({Mure.Cluster, hosts: ["127.0.0.1"], name_prefix: "nobody_#{System.unique_integer([:positive])}"})
+    cluster =
+      start_supervised!(
+        {Mure.Cluster,
+         hosts: ["127.0.0.1"], name_prefix: "nobody_#{System.unique_integer([:positive])}"}
+      )
+
     f = Mure.jit(fn x -> Mure.Expr.exp(x) end)
 
     assert {:error, %ClusterError{reason: :no_members} = e} =
@@ -277,7 +297,9 @@ defmodule Mure.ClusterTest do
     {prefix, _nodes} = start_nodes(2)
 
     {out, status} =
-      System.cmd("mix", ["mure.cluster", "127.0.0.1", "--prefix", prefix, "--expect", "2", "--wait", "30000"],
+      System.cmd(
+        "mix",
+        ["mure.cluster", "127.0.0.1", "--prefix", prefix, "--expect", "2", "--wait", "30000"],
         stderr_to_stdout: true,
         env: [{"MIX_ENV", "test"}]
       )
@@ -309,23 +331,52 @@ defmodule Mure.ClusterTest do
   describe "combining partial results on the client" do
     test "floats: sums in double precision, specials as the node has them" do
       f32 = fn l -> for x <- l, into: <<>>, do: Combine.encode({:f, 32}, x) end
-      assert Combine.combine(:sum, {:f, 32}, [f32.([1.0, 2.0]), f32.([3.0, 4.0])]) == f32.([4.0, 6.0])
+
+      assert Combine.combine(:sum, {:f, 32}, [f32.([1.0, 2.0]), f32.([3.0, 4.0])]) ==
+               f32.([4.0, 6.0])
+
       assert Combine.combine(:sum, {:f, 32}, [f32.([:inf]), f32.([:neg_inf])]) == f32.([:nan])
-      assert Combine.combine(:max, {:f, 32}, [f32.([1.0, :nan]), f32.([:inf, 2.0])]) == f32.([:inf, :nan])
+
+      assert Combine.combine(:max, {:f, 32}, [f32.([1.0, :nan]), f32.([:inf, 2.0])]) ==
+               f32.([:inf, :nan])
+
       assert Combine.combine(:min, {:f, 32}, [f32.([:neg_inf]), f32.([-3.0])]) == f32.([:neg_inf])
       assert Combine.combine(:product, {:f, 32}, [f32.([:inf]), f32.([0.0])]) == f32.([:nan])
       # Past f32's range: infinity, not an exception.
       assert Combine.combine(:sum, {:f, 32}, [f32.([3.0e38]), f32.([3.0e38])]) == f32.([:inf])
-      assert Combine.decode({:f, 64}, Combine.combine(:sum, {:f, 64}, [<<1.0e308::float-64-little>>, <<1.0e308::float-64-little>>])) == [:inf]
-      assert Combine.decode({:f, 16}, Combine.combine(:sum, {:f, 16}, [Combine.encode({:f, 16}, 1.5), Combine.encode({:f, 16}, 2.0)])) == [3.5]
-      assert Combine.decode({:bf, 16}, Combine.combine(:max, {:bf, 16}, [Combine.encode({:bf, 16}, 1.5), Combine.encode({:bf, 16}, -2.0)])) == [1.5]
+
+      assert Combine.decode(
+               {:f, 64},
+               Combine.combine(:sum, {:f, 64}, [
+                 <<1.0e308::float-64-little>>,
+                 <<1.0e308::float-64-little>>
+               ])
+             ) == [:inf]
+
+      assert Combine.decode(
+               {:f, 16},
+               Combine.combine(:sum, {:f, 16}, [
+                 Combine.encode({:f, 16}, 1.5),
+                 Combine.encode({:f, 16}, 2.0)
+               ])
+             ) == [3.5]
+
+      assert Combine.decode(
+               {:bf, 16},
+               Combine.combine(:max, {:bf, 16}, [
+                 Combine.encode({:bf, 16}, 1.5),
+                 Combine.encode({:bf, 16}, -2.0)
+               ])
+             ) == [1.5]
     end
 
     test "integers wrap at their width, as on the node" do
       s8 = fn l -> for x <- l, into: <<>>, do: <<x::signed-8>> end
       assert Combine.combine(:sum, {:s, 8}, [s8.([100]), s8.([100])]) == s8.([-56])
       assert Combine.combine(:product, {:u, 8}, [<<16>>, <<32>>]) == <<0>>
-      assert Combine.combine(:max, {:s, 64}, [<<-5::signed-64-little>>, <<3::signed-64-little>>]) == <<3::signed-64-little>>
+
+      assert Combine.combine(:max, {:s, 64}, [<<-5::signed-64-little>>, <<3::signed-64-little>>]) ==
+               <<3::signed-64-little>>
     end
   end
 end

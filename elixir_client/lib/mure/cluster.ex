@@ -147,7 +147,8 @@ defmodule Mure.Cluster do
         do: raise(ArgumentError, "Mure.Cluster: #{inspect(key)} must be a positive integer (ms)")
     end
 
-    unless is_boolean(opts[:probe]), do: raise(ArgumentError, "Mure.Cluster: :probe must be a boolean")
+    unless is_boolean(opts[:probe]),
+      do: raise(ArgumentError, "Mure.Cluster: :probe must be a boolean")
 
     unless Keyword.keyword?(opts[:connect_opts]),
       do: raise(ArgumentError, "Mure.Cluster: :connect_opts must be a keyword list")
@@ -155,7 +156,8 @@ defmodule Mure.Cluster do
     opts
   end
 
-  defp host?(h), do: (is_binary(h) and h != "") or (is_atom(h) and h != nil) or (is_list(h) and h != [])
+  defp host?(h),
+    do: (is_binary(h) and h != "") or (is_atom(h) and h != nil) or (is_list(h) and h != [])
 
   ## Members
 
@@ -201,8 +203,7 @@ defmodule Mure.Cluster do
         :ok
 
       deadline != :infinity and now() >= deadline ->
-        {:error,
-         %ClusterError{reason: :timeout, details: "#{ready} of #{count} members ready"}}
+        {:error, %ClusterError{reason: :timeout, details: "#{ready} of #{count} members ready"}}
 
       true ->
         Process.sleep(50)
@@ -443,7 +444,10 @@ defmodule Mure.Cluster do
       {:ok, state}
     else
       {:stop,
-       %ConnectionError{reason: :not_alive, details: "start the BEAM with --name to use a cluster"}}
+       %ConnectionError{
+         reason: :not_alive,
+         details: "start the BEAM with --name to use a cluster"
+       }}
     end
   end
 
@@ -472,9 +476,12 @@ defmodule Mure.Cluster do
   def handle_call({:register_shared, id, owner}, _from, state) do
     {mon, owners} =
       case state.owners do
-        %{^owner => {mon, ids}} -> {mon, Map.put(state.owners, owner, {mon, [id | ids]})}
-        _ -> mon = Process.monitor(owner)
-             {mon, Map.put(state.owners, owner, {mon, [id]})}
+        %{^owner => {mon, ids}} ->
+          {mon, Map.put(state.owners, owner, {mon, [id | ids]})}
+
+        _ ->
+          mon = Process.monitor(owner)
+          {mon, Map.put(state.owners, owner, {mon, [id]})}
       end
 
     _ = mon
@@ -500,8 +507,11 @@ defmodule Mure.Cluster do
     members =
       Enum.reduce(report.members, state.members, fn {node, r}, acc ->
         case acc do
-          %{^node => %{pid: pid} = m} when pid == r.pid -> Map.put(acc, node, account(m, r, report))
-          _ -> acc
+          %{^node => %{pid: pid} = m} when pid == r.pid ->
+            Map.put(acc, node, account(m, r, report))
+
+          _ ->
+            acc
         end
       end)
 
@@ -548,9 +558,12 @@ defmodule Mure.Cluster do
     prefix = state.opts[:name_prefix]
 
     candidates =
-      for({host, {:ok, names}} <- found, {name, _port} <- names,
-          String.starts_with?(name, prefix),
-          do: :"#{name}@#{host}") ++ state.opts[:nodes]
+      for(
+        {host, {:ok, names}} <- found,
+        {name, _port} <- names,
+        String.starts_with?(name, prefix),
+        do: :"#{name}@#{host}"
+      ) ++ state.opts[:nodes]
 
     state = %{state | discovering: nil, host_status: host_status(found)}
     {:noreply, Enum.reduce(Enum.uniq(candidates), state, &join/2)}
@@ -565,7 +578,16 @@ defmodule Mure.Cluster do
     case state.members do
       %{^node => %{pid: ^pid} = m} ->
         Logger.info("mure cluster: #{node} joined#{speeds_line(speeds)}")
-        m = %{m | state: :ready, conn: conn, hello: hello, speeds: speeds, joined_at: DateTime.utc_now()}
+
+        m = %{
+          m
+          | state: :ready,
+            conn: conn,
+            hello: hello,
+            speeds: speeds,
+            joined_at: DateTime.utc_now()
+        }
+
         {:noreply, %{state | members: Map.put(state.members, node, m)}}
 
       _ ->
@@ -602,8 +624,11 @@ defmodule Mure.Cluster do
 
   def handle_info({:EXIT, pid, reason}, state) do
     case Enum.find(state.members, fn {_, m} -> m.pid == pid end) do
-      {node, m} -> {:noreply, leave(state, node, m, reason)}
-      nil -> if reason in [:normal, :shutdown], do: {:noreply, state}, else: {:stop, reason, state}
+      {node, m} ->
+        {:noreply, leave(state, node, m, reason)}
+
+      nil ->
+        if reason in [:normal, :shutdown], do: {:noreply, state}, else: {:stop, reason, state}
     end
   end
 
@@ -634,9 +659,14 @@ defmodule Mure.Cluster do
     )
     |> Enum.zip(hosts)
     |> Enum.map(fn
-      {{:ok, {:ok, names}}, host} -> {host, {:ok, Enum.map(names, fn {n, p} -> {to_string(n), p} end)}}
-      {{:ok, {:error, reason}}, host} -> {host, {:error, reason}}
-      {{:exit, reason}, host} -> {host, {:error, reason}}
+      {{:ok, {:ok, names}}, host} ->
+        {host, {:ok, Enum.map(names, fn {n, p} -> {to_string(n), p} end)}}
+
+      {{:ok, {:error, reason}}, host} ->
+        {host, {:error, reason}}
+
+      {{:exit, reason}, host} ->
+        {host, {:error, reason}}
     end)
   end
 
@@ -768,7 +798,11 @@ defmodule Mure.Cluster do
       learned = Map.put(learned, key, {spr, System.monotonic_time()})
 
       if map_size(learned) > @max_learned,
-        do: learned |> Enum.sort_by(fn {_, {_, at}} -> -at end) |> Enum.take(@max_learned) |> Map.new(),
+        do:
+          learned
+          |> Enum.sort_by(fn {_, {_, at}} -> -at end)
+          |> Enum.take(@max_learned)
+          |> Map.new(),
         else: learned
     else
       learned

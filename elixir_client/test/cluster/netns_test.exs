@@ -36,8 +36,7 @@ defmodule Mure.ClusterNetnsTest do
   end
 
   defp start_cluster(opts \\ []) do
-    cluster =
-      start_supervised!({Mure.Cluster, [hosts: @hosts, discover_interval: 500] ++ opts})
+    cluster = start_supervised!({Mure.Cluster, [hosts: @hosts, discover_interval: 500] ++ opts})
 
     assert :ok = Mure.Cluster.await_members(cluster, 3, 60_000)
     cluster
@@ -83,7 +82,10 @@ defmodule Mure.ClusterNetnsTest do
     assert {:ok, ^expected} = Mure.Cluster.dot(cluster, a, b)
 
     x = {matrix(4000, 256, 7), {:f, 32}, {4000, 256}}
-    f = Mure.jit(fn x -> x |> Mure.Expr.multiply(x) |> Mure.Expr.subtract(x) |> Mure.Expr.abs() end)
+
+    f =
+      Mure.jit(fn x -> x |> Mure.Expr.multiply(x) |> Mure.Expr.subtract(x) |> Mure.Expr.abs() end)
+
     expected = reference(f, [x])
     assert {:ok, ^expected} = Mure.Cluster.run(cluster, f, [x])
 
@@ -138,7 +140,10 @@ defmodule Mure.ClusterNetnsTest do
     assert us < 30_000_000, "the job took #{div(us, 1000)} ms"
 
     # The cluster found the member unreachable and let it go...
-    assert wait_until(fn -> @h3 not in Enum.map(Mure.Cluster.members(cluster), & &1.node) end, 15_000)
+    assert wait_until(
+             fn -> @h3 not in Enum.map(Mure.Cluster.members(cluster), & &1.node) end,
+             15_000
+           )
 
     # ...and takes it back once the link is.
     script!(~w(restore 3))

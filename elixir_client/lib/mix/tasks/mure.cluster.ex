@@ -25,14 +25,22 @@ defmodule Mix.Tasks.Mure.Cluster do
 
   use Mix.Task
 
-  @switches [node: :keep, prefix: :string, wait: :integer, expect: :integer, name: :string, cookie_file: :string]
+  @switches [
+    node: :keep,
+    prefix: :string,
+    wait: :integer,
+    expect: :integer,
+    name: :string,
+    cookie_file: :string
+  ]
 
   @impl true
   def run(argv) do
     {opts, hosts, invalid} = OptionParser.parse(argv, strict: @switches)
 
     if invalid != [],
-      do: Mix.raise("mure.cluster: unknown options #{inspect(invalid)} (see mix help mure.cluster)")
+      do:
+        Mix.raise("mure.cluster: unknown options #{inspect(invalid)} (see mix help mure.cluster)")
 
     nodes = opts |> Keyword.get_values(:node) |> Enum.map(&String.to_atom/1)
 
@@ -72,15 +80,21 @@ defmodule Mix.Tasks.Mure.Cluster do
       name = opts[:name] || "mure_status_#{System.pid()}@127.0.0.1"
 
       case Node.start(String.to_atom(name), :longnames) do
-        {:ok, _} -> :ok
-        {:error, reason} -> Mix.raise("mure.cluster: could not start distribution as #{name}: #{inspect(reason)}")
+        {:ok, _} ->
+          :ok
+
+        {:error, reason} ->
+          Mix.raise("mure.cluster: could not start distribution as #{name}: #{inspect(reason)}")
       end
     end
 
     if file = opts[:cookie_file] do
       case File.read(file) do
-        {:ok, cookie} -> Node.set_cookie(cookie |> String.trim() |> String.to_atom())
-        {:error, reason} -> Mix.raise("mure.cluster: cannot read #{file}: #{:file.format_error(reason)}")
+        {:ok, cookie} ->
+          Node.set_cookie(cookie |> String.trim() |> String.to_atom())
+
+        {:error, reason} ->
+          Mix.raise("mure.cluster: cannot read #{file}: #{:file.format_error(reason)}")
       end
     end
   end

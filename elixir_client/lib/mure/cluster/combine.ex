@@ -20,9 +20,14 @@ defmodule Mure.Cluster.Combine do
   ## Values: numbers, or :inf, :neg_inf, :nan for the floats that Elixir cannot hold
 
   @doc false
-  def decode({:f, 32}, bin), do: for(<<b::32-little <- bin>>, do: float_bits(b, 8, 23, <<b::32>>, 32))
-  def decode({:f, 64}, bin), do: for(<<b::64-little <- bin>>, do: float_bits(b, 11, 52, <<b::64>>, 64))
-  def decode({:f, 16}, bin), do: for(<<b::16-little <- bin>>, do: float_bits(b, 5, 10, <<b::16>>, 16))
+  def decode({:f, 32}, bin),
+    do: for(<<b::32-little <- bin>>, do: float_bits(b, 8, 23, <<b::32>>, 32))
+
+  def decode({:f, 64}, bin),
+    do: for(<<b::64-little <- bin>>, do: float_bits(b, 11, 52, <<b::64>>, 64))
+
+  def decode({:f, 16}, bin),
+    do: for(<<b::16-little <- bin>>, do: float_bits(b, 5, 10, <<b::16>>, 16))
 
   def decode({:bf, 16}, bin),
     do: for(<<b::16-little <- bin>>, do: float_bits(b <<< 16, 8, 23, <<b::16, 0::16>>, 32))
@@ -99,6 +104,7 @@ defmodule Mure.Cluster.Combine do
 
   defp apply_op(_op, _type, :nan, _), do: :nan
   defp apply_op(_op, _type, _, :nan), do: :nan
+
   defp apply_op(:max, _type, a, b) do
     cond do
       :inf in [a, b] -> :inf

@@ -28,7 +28,14 @@ defmodule Mure.Cluster.Job do
   @combinable [:sum, :product, :max, :min]
   # The node's reductions whose partial results combine elementwise, and how (all and any
   # give 0 or 1).
-  @combining %{sum: :sum, product: :product, reduce_max: :max, reduce_min: :min, all: :min, any: :max}
+  @combining %{
+    sum: :sum,
+    product: :product,
+    reduce_max: :max,
+    reduce_min: :min,
+    all: :min,
+    any: :max
+  }
 
   @type spec :: %{kind: :gemm | :map, flops_per_row: non_neg_integer() | nil}
 
@@ -131,7 +138,8 @@ defmodule Mure.Cluster.Job do
                   "#{Types.type_to_string(type)}#{Types.shape_to_string(shape)} needs #{expected}"
               )
 
-          {:split, i, elem(shape, 0), if(elem(shape, 0) == 0, do: 0, else: div(expected, elem(shape, 0)))}
+          {:split, i, elem(shape, 0),
+           if(elem(shape, 0) == 0, do: 0, else: div(expected, elem(shape, 0)))}
 
         {%Shared{}, _i} ->
           :shared
@@ -170,7 +178,8 @@ defmodule Mure.Cluster.Job do
 
   # How partial results come together: :concat (rows in order) or an elementwise op.
   defp combine!(given, p1, shape1, shape2) do
-    concat? = tuple_size(shape1) > 0 and elem(shape1, 0) == 1 and elem(shape2, 0) == 2 and
+    concat? =
+      tuple_size(shape1) > 0 and elem(shape1, 0) == 1 and elem(shape2, 0) == 2 and
         Tuple.delete_at(shape1, 0) == Tuple.delete_at(shape2, 0)
 
     case given do
@@ -216,9 +225,14 @@ defmodule Mure.Cluster.Job do
   # The combining op when the program's output is a reduction that covers axis 0.
   defp reduce_over_rows(%{outputs: [{vid, _, _}], params: params, nodes: nodes}) do
     case Enum.at(nodes, vid - length(params) - 1) do
-      {:reduce, op, _v, :all, _keep} when is_map_key(@combining, op) -> @combining[op]
-      {:reduce, op, _v, axes, _keep} when is_map_key(@combining, op) -> 0 in axes && @combining[op]
-      _ -> nil
+      {:reduce, op, _v, :all, _keep} when is_map_key(@combining, op) ->
+        @combining[op]
+
+      {:reduce, op, _v, axes, _keep} when is_map_key(@combining, op) ->
+        0 in axes && @combining[op]
+
+      _ ->
+        nil
     end
   end
 
@@ -413,7 +427,12 @@ defmodule Mure.Cluster.Job do
   defp piece_done(state, piece, node, {:ok, data}, {t0, t1}) when is_binary(data) do
     state =
       update_member(state, node, fn m ->
-        %{m | pieces: m.pieces + 1, rows: m.rows + piece.rows, intervals: [{t0, t1} | m.intervals]}
+        %{
+          m
+          | pieces: m.pieces + 1,
+            rows: m.rows + piece.rows,
+            intervals: [{t0, t1} | m.intervals]
+        }
       end)
 
     drive(%{state | results: Map.put(state.results, piece.id, data)})
@@ -443,7 +462,11 @@ defmodule Mure.Cluster.Job do
   end
 
   defp piece_done(state, piece, node, other, _times) do
-    error = %ConnectionError{reason: :closed, details: "unexpected piece result: #{inspect(other, limit: 5)}"}
+    error = %ConnectionError{
+      reason: :closed,
+      details: "unexpected piece result: #{inspect(other, limit: 5)}"
+    }
+
     piece_done(state, piece, node, {:error, error}, nil)
   end
 

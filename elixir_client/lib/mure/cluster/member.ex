@@ -34,7 +34,10 @@ defmodule Mure.Cluster.Member do
 
     :exit, reason ->
       {:error,
-       %Mure.ConnectionError{reason: :closed, details: "member gone: #{inspect(reason, limit: 5)}"}}
+       %Mure.ConnectionError{
+         reason: :closed,
+         details: "member gone: #{inspect(reason, limit: 5)}"
+       }}
   end
 
   @doc false
@@ -164,7 +167,8 @@ defmodule Mure.Cluster.Member do
   defp link(conn, rtt, size) do
     data = :binary.copy(<<0x3F800000::32-little>>, div(size, 4))
 
-    with {up_us, {:ok, t}} <- :timer.tc(fn -> Mure.upload(conn, data, {:f, 32}, {div(size, 4)}) end),
+    with {up_us, {:ok, t}} <-
+           :timer.tc(fn -> Mure.upload(conn, data, {:f, 32}, {div(size, 4)}) end),
          {down_us, {:ok, _}} <- :timer.tc(fn -> Mure.download(t) end) do
       _ = Mure.free(t)
 

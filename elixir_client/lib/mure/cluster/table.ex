@@ -38,9 +38,14 @@ defmodule Mure.Cluster.Table do
     host_lines =
       for h <- hosts do
         case h do
-          %{reachable: true, names: names} -> "  #{h.host}: epmd lists #{Enum.join(names, ", ")}\n"
-          %{reachable: false, error: e} -> "  #{h.host}: epmd unreachable (#{inspect(e)})\n"
-          _ -> "  #{h.host}: not asked yet\n"
+          %{reachable: true, names: names} ->
+            "  #{h.host}: epmd lists #{Enum.join(names, ", ")}\n"
+
+          %{reachable: false, error: e} ->
+            "  #{h.host}: epmd unreachable (#{inspect(e)})\n"
+
+          _ ->
+            "  #{h.host}: not asked yet\n"
         end
       end
 
@@ -91,12 +96,15 @@ defmodule Mure.Cluster.Table do
     aligns = Enum.map(@columns, &elem(&1, 1))
 
     line = fn cells ->
-      [Enum.zip([cells, widths, aligns])
-       |> Enum.map_join("  ", fn
-         {c, w, :left} -> String.pad_trailing(c, w)
-         {c, w, :right} -> String.pad_leading(c, w)
-       end)
-       |> String.trim_trailing(), "\n"]
+      [
+        Enum.zip([cells, widths, aligns])
+        |> Enum.map_join("  ", fn
+          {c, w, :left} -> String.pad_trailing(c, w)
+          {c, w, :right} -> String.pad_leading(c, w)
+        end)
+        |> String.trim_trailing(),
+        "\n"
+      ]
     end
 
     IO.iodata_to_binary([line.(header) | Enum.map(rows, line)])

@@ -145,8 +145,10 @@ defmodule Mure.ClusterTest do
 
       victim = Enum.at(nodes, 1)
       victim_node = :"#{prefix}2@127.0.0.1"
+      # Timed once, then killed about a third of the way into the second run.
+      {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
       job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-      Process.sleep(200)
+      Process.sleep(max(div(us, 3000), 20))
       System.cmd("kill", ["-KILL", Integer.to_string(victim.os_pid)])
 
       assert {:ok, ^expected} = Task.await(job, 120_000)
@@ -172,9 +174,10 @@ defmodule Mure.ClusterTest do
     test "when every member dies the job fails with a clear error, and the cluster stays up",
          %{cluster: cluster, nodes: nodes} do
       a = {matrix(6000, 2048, 3), {:f, 32}, {6000, 2048}}
-      b = {matrix(2048, 2048, 5), {:f, 32}, {2048, 2048}}
+      {:ok, b} = Mure.Cluster.share(cluster, {matrix(2048, 2048, 5), {:f, 32}, {2048, 2048}})
+      {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
       job = Task.async(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
-      Process.sleep(300)
+      Process.sleep(max(div(us, 3000), 20))
       for n <- nodes, do: System.cmd("kill", ["-KILL", Integer.to_string(n.os_pid)])
 
       assert {:error, %ClusterError{reason: :no_members} = e} = Task.await(job, 60_000)

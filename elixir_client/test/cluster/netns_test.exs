@@ -26,11 +26,23 @@ defmodule Mure.ClusterNetnsTest do
     out
   end
 
+  # CPU quotas need a cgroup cpu controller (v1 or v2); `check` says whether there is one.
+  {check, _} = System.cmd(@script, ["check"], stderr_to_stdout: true)
+  @cgroup check =~ "cgroup v"
+  @no_cgroup_reason "no usable cgroup cpu controller on this machine (scripts/cluster check: #{String.trim(check)})"
+
+  unless @cgroup do
+    IO.puts(
+      "\nNOTE: the cluster test of shares under CPU quotas is SKIPPED: #{@no_cgroup_reason}\n"
+    )
+  end
+
   # Three hosts, each node on one BLIS thread under a CPU quota: host 1 gets a quarter of a
   # CPU, hosts 2 and 3 half of one each (1.25 CPUs in all, so the client keeps some of this
-  # machine's two).
+  # machine's two). Without a cgroup cpu controller, no quotas.
   setup do
-    script!(~w(up --hosts 3 --blis-threads 1 --cpu 1=0.25 --cpu 2=0.5 --cpu 3=0.5))
+    quotas = if @cgroup, do: ~w(--cpu 1=0.25 --cpu 2=0.5 --cpu 3=0.5), else: []
+    script!(~w(up --hosts 3 --blis-threads 1) ++ quotas)
     on_exit(fn -> System.cmd(@script, ["down"], stderr_to_stdout: true) end)
     :ok
   end
@@ -59,6 +71,16 @@ defmodule Mure.ClusterNetnsTest do
     do: Map.new(Mure.Cluster.status(cluster).members, &{&1.node, &1.work.rows})
 
   defp delta(after_, before), do: Map.new(after_, fn {k, v} -> {k, v - Map.get(before, k, 0)} end)
+
+  # Runs the big product once to time it, then again, doing `fault` about a third of the way
+  # in (whatever this machine's speed): the second run's result.
+  defp dot_with_fault(cluster, a, shared, fault) do
+    {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
+    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
+    Process.sleep(max(div(us, 3000), 20))
+    fault.()
+    Task.await(job, 120_000)
+  end
 
   # A product of about 50 GFLOP: a second or two on these quotas, in pieces of 50 rows.
   defp big_dot(cluster) do
@@ -103,11 +125,7 @@ defmodule Mure.ClusterNetnsTest do
     cluster = start_cluster()
     {a, shared, expected} = big_dot(cluster)
 
-    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-    Process.sleep(300)
-    script!(~w(kill 2))
-
-    assert {:ok, ^expected} = Task.await(job, 120_000)
+    assert {:ok, ^expected} = dot_with_fault(cluster, a, shared, fn -> script!(~w(kill 2)) end)
     status = Mure.Cluster.status(cluster)
     assert status.jobs.pieces_rerun >= 1, "the kill did not land mid-job: #{inspect(status.jobs)}"
     assert [%{node: @h2, failures: 1}] = status.departed
@@ -127,17 +145,15 @@ defmodule Mure.ClusterNetnsTest do
     cluster = start_cluster(health_timeout: 2_000)
     {a, shared, expected} = big_dot(cluster)
 
-    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-    Process.sleep(300)
-    script!(~w(cut 3))
+    {us, result} =
+      :timer.tc(fn -> dot_with_fault(cluster, a, shared, fn -> script!(~w(cut 3)) end) end)
 
-    {us, result} = :timer.tc(fn -> Task.await(job, 120_000) end)
     assert {:ok, ^expected} = result
     status = Mure.Cluster.status(cluster)
     assert status.jobs.pieces_rerun >= 1, "the cut did not land mid-job: #{inspect(status.jobs)}"
     # Pieces on the cut link are given up at their deadline (seconds), not at the
-    # distribution's tick time (a minute).
-    assert us < 30_000_000, "the job took #{div(us, 1000)} ms"
+    # distribution's tick time (a minute). (Two runs of the job.)
+    assert us < 40_000_000, "the jobs took #{div(us, 1000)} ms"
 
     # The cluster found the member unreachable and let it go...
     assert wait_until(
@@ -155,6 +171,7 @@ defmodule Mure.ClusterNetnsTest do
     assert delta(rows_by_member(cluster), before)[@h3] > 0
   end
 
+  @tag skip: @skip_quota
   test "shares follow measured speed: a member with half the CPU gets about half the work" do
     cluster = start_cluster()
     speeds = Map.new(Mure.Cluster.members(cluster), &{&1.node, &1.speeds})

@@ -29,13 +29,15 @@ defmodule Mure.ClusterNetnsTest do
   # CPU quotas need a cgroup cpu controller (v1 or v2); `check` says whether there is one.
   {check, _} = System.cmd(@script, ["check"], stderr_to_stdout: true)
   @cgroup check =~ "cgroup v"
-  @no_cgroup_reason "no usable cgroup cpu controller on this machine (scripts/cluster check: #{String.trim(check)})"
+  @skip_quota if(@cgroup,
+                do: false,
+                else:
+                  "no usable cgroup cpu controller here (scripts/cluster check: #{String.trim(check)})"
+              )
 
-  unless @cgroup do
-    IO.puts(
-      "\nNOTE: the cluster test of shares under CPU quotas is SKIPPED: #{@no_cgroup_reason}\n"
-    )
-  end
+  if @skip_quota,
+    do:
+      IO.puts("\nNOTE: the cluster test of shares under CPU quotas is SKIPPED: #{@skip_quota}\n")
 
   # Three hosts, each node on one BLIS thread under a CPU quota: host 1 gets a quarter of a
   # CPU, hosts 2 and 3 half of one each (1.25 CPUs in all, so the client keeps some of this

@@ -45,7 +45,7 @@ defmodule Mure.Cluster.Job do
     plan = plan!(jit, args, spec, opts)
     deadline = deadline(opts[:timeout])
 
-    case Mure.Cluster.members(cluster) do
+    case members(cluster) do
       [] ->
         {:error, %ClusterError{reason: :no_members, details: "the cluster has no ready member"}}
 
@@ -495,7 +495,7 @@ defmodule Mure.Cluster.Job do
         {:ok, state}
 
       true ->
-        listed = Mure.Cluster.members(state.cluster) |> Map.new(&{&1.node, &1.member})
+        listed = members(state.cluster) |> Map.new(&{&1.node, &1.member})
 
         slow =
           for {node, m} <- state.members,
@@ -512,7 +512,7 @@ defmodule Mure.Cluster.Job do
 
             {:ok, %{state | members: members}}
 
-          Mure.Cluster.joining?(state.cluster) ->
+          joining?(state.cluster) ->
             Process.sleep(@refresh_ms)
             if expired?(state), do: {:error, timeout_error(state)}, else: revive(state)
 
@@ -532,6 +532,20 @@ defmodule Mure.Cluster.Job do
     end
   end
 
+  # The cluster's members; none when the cluster process is gone (the job then fails with
+  # :no_members instead of exiting its caller).
+  defp members(cluster) do
+    Mure.Cluster.members(cluster)
+  catch
+    :exit, _ -> []
+  end
+
+  defp joining?(cluster) do
+    Mure.Cluster.joining?(cluster)
+  catch
+    :exit, _ -> false
+  end
+
   defp expired?(%{deadline: :infinity}), do: false
   defp expired?(%{deadline: d}), do: System.monotonic_time(:millisecond) >= d
 
@@ -540,7 +554,7 @@ defmodule Mure.Cluster.Job do
 
   # Members that became ready since the job started (or rejoined under a new process).
   defp refresh(state) do
-    Enum.reduce(Mure.Cluster.members(state.cluster), state, fn m, acc ->
+    Enum.reduce(members(state.cluster), state, fn m, acc ->
       case acc.members[m.node] do
         %{pid: pid} when pid == m.member -> acc
         _ -> %{acc | members: Map.put(acc.members, m.node, new_member(m, acc.plan))}
@@ -639,7 +653,7 @@ defmodule Mure.Cluster.Job do
     resolved =
       Enum.reduce_while(args, {:ok, []}, fn
         %Shared{} = s, {:ok, acc} ->
-          case Member.tensor(m.pid, s, :infinity) do
+          case Member.tensor(m.pid, s, shared_timeout(m, s)) do
             {:ok, t} -> {:cont, {:ok, [t | acc]}}
             {:error, _} = e -> {:halt, e}
           end
@@ -662,6 +676,18 @@ defmodule Mure.Cluster.Job do
     kind, reason ->
       {{:error,
         %ConnectionError{reason: :closed, details: Exception.format_banner(kind, reason)}}, nil}
+  end
+
+  # A member uploads a shared tensor on its first piece that needs it, outside the piece's
+  # deadline but under one of its own: many times what the member's link should take.
+  defp shared_timeout(m, %Shared{data: data}) do
+    seconds =
+      case m.speeds do
+        %{upload_bytes_s: up} when up > 0 -> byte_size(data) / up
+        _ -> byte_size(data) / 1.0e6
+      end
+
+    trunc(@deadline_floor_ms + 10_000 + @deadline_factor * seconds * 1000)
   end
 
   ## Ending

@@ -27,7 +27,7 @@ defmodule Mure.Cluster.Member do
   # The member's copy of a shared tensor, uploaded on first use.
   @spec tensor(pid(), Shared.t(), timeout()) :: {:ok, Mure.Tensor.t()} | {:error, Exception.t()}
   def tensor(member, %Shared{} = shared, timeout) do
-    GenServer.call(member, {:tensor, shared}, timeout)
+    GenServer.call(member, {:tensor, shared, timeout}, timeout)
   catch
     :exit, {:timeout, _} ->
       {:error, %Mure.ConnectionError{reason: :timeout, details: "uploading a shared tensor"}}
@@ -75,13 +75,13 @@ defmodule Mure.Cluster.Member do
   end
 
   @impl true
-  def handle_call({:tensor, %Shared{id: id} = shared}, _from, state) do
+  def handle_call({:tensor, %Shared{id: id} = shared, timeout}, _from, state) do
     case state.shared do
       %{^id => tensor} ->
         {:reply, {:ok, tensor}, state}
 
       _ ->
-        case Mure.upload(state.conn, shared.data, shared.type, shared.shape, timeout: :infinity) do
+        case Mure.upload(state.conn, shared.data, shared.type, shared.shape, timeout: timeout) do
           {:ok, tensor} ->
             {:reply, {:ok, tensor}, %{state | shared: Map.put(state.shared, id, tensor)}}
 

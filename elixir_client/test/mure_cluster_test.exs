@@ -213,6 +213,34 @@ defmodule Mure.ClusterTest do
       end
     end
 
+    test "nothing is left in the caller's mailbox after a job, done or failed",
+         %{cluster: cluster} do
+      x = {matrix(400, 64, 3), {:f, 32}, {400, 64}}
+      f = Mure.jit(fn x -> Mure.Expr.exp(x) end)
+      assert {:ok, _} = Mure.Cluster.run(cluster, f, [x], piece_rows: 10)
+      idx = for _ <- 1..400, into: <<>>, do: <<99::signed-64-native>>
+      bad = Mure.jit(fn x, i -> Mure.Expr.take(x, i, axis: 1) |> Mure.Expr.sum(axes: [1]) end)
+
+      assert {:error, _} =
+               Mure.Cluster.run(cluster, bad, [x, {idx, {:s, 64}, {400}}],
+                 combine: :concat,
+                 piece_rows: 10
+               )
+
+      # Past the job's refresh period and any piece still in flight.
+      Process.sleep(1_000)
+      assert {:messages, []} = Process.info(self(), :messages)
+    end
+
+    test "a stopped cluster gives an error value, not an exit", %{cluster: cluster} do
+      f = Mure.jit(fn x -> Mure.Expr.exp(x) end)
+      :ok = stop_supervised(Mure.Cluster)
+      refute Process.alive?(cluster)
+
+      assert {:error, %ClusterError{reason: :no_members}} =
+               Mure.Cluster.run(cluster, f, [{<<0::32*8>>, {:f, 32}, {8}}])
+    end
+
     test "a program error comes back as the member's error, not as a member failure",
          %{cluster: cluster} do
       x = {matrix(100, 4, 3), {:f, 32}, {100, 4}}
@@ -251,16 +279,45 @@ defmodule Mure.ClusterTest do
       Mure.Cluster.run(cluster, f, [t])
     end
 
-    assert_raise ArgumentError, ~r/cannot tell how to combine/, fn ->
-      Mure.Cluster.run(cluster, Mure.jit(&Mure.Expr.transpose/1), [
-        {<<0::32*8>>, {:f, 32}, {2, 4}}
-      ])
+    # Programs whose pieces would not give their result: refused unless told how to combine.
+    data = {<<0::32*8>>, {:f, 32}, {2, 4}}
+    w = {<<0::32*4>>, {:f, 32}, {4}}
+
+    for {fun, args} <- [
+          {&Mure.Expr.transpose/1, [data]},
+          {fn x -> Mure.Expr.argmax(x) end, [data]},
+          {fn x -> Mure.Expr.subtract(x, Mure.Expr.sum(x, axes: [0], keep_axes: true)) end,
+           [data]},
+          {fn x -> x |> Mure.Expr.sum(axes: [0]) |> Mure.Expr.exp() end, [data]},
+          {fn x -> Mure.Expr.sort(x, axis: 0) end, [data]},
+          {fn x -> Mure.Expr.reshape(x, {elem(x.shape, 0) * 4}) end, [data]},
+          {fn x -> Mure.Expr.reverse(x, axes: [0]) end, [data]}
+        ] do
+      assert_raise ArgumentError, ~r/cannot split this function/, fn ->
+        Mure.Cluster.run(cluster, Mure.jit(fun), args)
+      end
     end
 
-    assert_raise ArgumentError, ~r/mean|combine/, fn ->
-      Mure.Cluster.run(cluster, Mure.jit(fn x -> Mure.Expr.argmax(x) end), [
-        {<<0::32*8>>, {:f, 32}, {8}}
-      ])
+    {:ok, shared_w} = Mure.Cluster.share(cluster, w)
+
+    assert_raise ArgumentError, ~r/does not depend on the split/, fn ->
+      Mure.Cluster.run(cluster, Mure.jit(fn _x, w -> Mure.Expr.sum(w) end), [data, shared_w])
+    end
+
+    # Row-local programs with shared operands, products over other axes: accepted.
+    [m] = Mure.Cluster.members(cluster)
+
+    for {fun, args} <- [
+          {fn x, w -> Mure.Expr.add(x, w) end, [data, shared_w]},
+          {fn x, w -> x |> Mure.Expr.dot(Mure.Expr.reshape(w, {4, 1})) |> Mure.Expr.sum() end,
+           [data, shared_w]},
+          {fn x -> x |> Mure.Expr.sum(axes: [1]) |> Mure.Expr.reduce_max() end, [data]},
+          {fn x -> x |> Mure.Expr.transpose(axes: [0, 1]) |> Mure.Expr.negate() end, [data]}
+        ] do
+      jit = Mure.jit(fun)
+      args_here = Enum.map(args, &resolve(&1, m.conn))
+      expected = Mure.run!(jit, args_here, outputs: :return, conn: m.conn)
+      assert {:ok, ^expected} = Mure.Cluster.run(cluster, jit, args, piece_rows: 1)
     end
 
     assert_raise ArgumentError, ~r/:balance/, fn ->
@@ -312,6 +369,9 @@ defmodule Mure.ClusterTest do
     assert out =~ "#{prefix}2@127.0.0.1"
     assert out =~ "GFLOP/s"
   end
+
+  defp resolve(%Mure.Cluster.Shared{} = s, conn), do: Mure.upload!(conn, s.data, s.type, s.shape)
+  defp resolve(data, _conn), do: data
 
   describe "pieces" do
     test "shares follow the weights, to the row" do
@@ -371,6 +431,24 @@ defmodule Mure.ClusterTest do
                  Combine.encode({:bf, 16}, -2.0)
                ])
              ) == [1.5]
+    end
+
+    test "rounding to the output type: once, to nearest even, infinity only past half an ulp" do
+      f32 = fn x -> Combine.decode({:f, 32}, Combine.encode({:f, 32}, x)) end
+      assert f32.(3.4028235e38) == [3.4028234663852886e38]
+      assert f32.(3.4028235677973366e38) == [:inf]
+      assert f32.(-3.4028235677973366e38) == [:neg_inf]
+      assert Combine.decode({:f, 16}, Combine.encode({:f, 16}, 65519.0)) == [65504.0]
+      assert Combine.decode({:f, 16}, Combine.encode({:f, 16}, 65520.0)) == [:inf]
+      # 1 + 2^-8 + 2^-30: f32 keeps 1 + 2^-8 (a bf16 tie, which would go down to even), but the
+      # exact value is above the tie, so bf16 rounds up to 1 + 2^-7.
+      assert Combine.decode(
+               {:bf, 16},
+               Combine.encode({:bf, 16}, 1 + :math.pow(2, -8) + :math.pow(2, -30))
+             ) ==
+               [1 + :math.pow(2, -7)]
+
+      assert Combine.decode({:bf, 16}, Combine.encode({:bf, 16}, 1 + :math.pow(2, -8))) == [1.0]
     end
 
     test "integers wrap at their width, as on the node" do

@@ -7,4 +7,6 @@ defmodule Mure.DoctestTest do
   doctest Mure.Error
   doctest Mure.ConnectionError
   doctest Mure.Tensor, only: [size: 1, byte_size: 1]
+  doctest Mure.ClusterError
+  doctest Mure.Cluster, only: [start_link: 1]
 end

@@ -265,8 +265,16 @@ defmodule Mure.Cluster do
   Each `{binary, type, shape}` argument is split along axis 0 (all of them must have the
   same number of rows); each `Mure.Cluster.Shared` argument goes whole to every member.
   The function must return one tensor, either with one row per input row (the pieces are
-  joined in order) or a `sum`, `product`, `max` or `min` over axis 0 (the partial results
-  are combined on the client).
+  joined in order) or a `sum`, `product`, `max` or `min` (or `all`/`any`) over axis 0 (the
+  partial results are combined on the client).
+
+  With `combine: :auto` the function's graph is checked first: every op must keep the rows
+  of the split arguments apart (elementwise ops with the rows aligned, reductions and
+  products over other axes, a shared right-hand side of a product, a `take` along another
+  axis, ...), and only a final reduction may cover axis 0. A function that mixes rows (a
+  mean over axis 0 used further on, a sort or transpose along axis 0, ...), or whose result
+  does not depend on the split arguments, raises `ArgumentError` rather than giving a wrong
+  answer; an explicit `:combine` is the caller's word that its pieces do combine.
 
   ## Options
 
@@ -279,8 +287,11 @@ defmodule Mure.Cluster do
     * `:timeout` - ms for the whole job (default: the cluster's `:timeout`)
     * `:piece_rows` - rows per piece (default: about 150 ms of work, at most 4 MiB)
 
-  Returns `{:error, %Mure.ClusterError{}}` when no member is left to do the work, and the
-  member's `Mure.Error` when the request itself is wrong.
+  Returns `{:error, %Mure.ClusterError{}}` when no member is left to do the work (or the
+  cluster process is not running), and the member's `Mure.Error` when the request itself is
+  wrong. A piece that fails for lack of memory or a full queue is retried after a pause; one
+  whose member fails is re-run elsewhere; a piece that failed on every member gives its
+  error.
 
   ## Examples
 
@@ -292,9 +303,23 @@ defmodule Mure.Cluster do
   @spec run(cluster(), Mure.Jit.t(), [data() | Shared.t()], keyword()) ::
           {:ok, binary()} | {:error, Exception.t()}
   def run(cluster, %Mure.Jit{} = jit, args, opts \\ []) when is_list(args) do
-    opts = job_opts!(cluster, opts)
-    check_shared!(cluster, args)
-    Job.run(cluster, jit, args, %{kind: :map, flops_per_row: nil}, opts)
+    alive(fn ->
+      opts = job_opts!(cluster, opts)
+      check_shared!(cluster, args)
+      Job.run(cluster, jit, args, %{kind: :map, flops_per_row: nil}, opts)
+    end)
+  end
+
+  # A cluster process that is not running: an error value, not an exit of the caller.
+  defp alive(fun) do
+    fun.()
+  catch
+    :exit, {reason, {GenServer, :call, _}} ->
+      {:error,
+       %ClusterError{
+         reason: :no_members,
+         details: "the cluster process is not running (#{Exception.format_exit(reason)})"
+       }}
   end
 
   @doc """
@@ -315,13 +340,15 @@ defmodule Mure.Cluster do
   def dot(cluster, a, b, opts \\ [])
 
   def dot(cluster, {_, _, _} = a, {bin, _, _} = b, opts) when is_binary(bin) do
-    {:ok, shared} = share(cluster, b)
+    alive(fn ->
+      {:ok, shared} = share(cluster, b)
 
-    try do
-      dot(cluster, a, shared, opts)
-    after
-      unshare(cluster, shared)
-    end
+      try do
+        dot(cluster, a, shared, opts)
+      after
+        unshare(cluster, shared)
+      end
+    end)
   end
 
   def dot(cluster, {a_bin, type, a_shape} = a, %Shared{} = b, opts) when is_binary(a_bin) do
@@ -338,10 +365,12 @@ defmodule Mure.Cluster do
 
     case {a_shape, b.shape} do
       {{_m, k}, {k, n}} ->
-        opts = job_opts!(cluster, opts)
-        check_shared!(cluster, [b])
-        jit = Mure.jit(&Mure.Expr.dot/2)
-        Job.run(cluster, jit, [a, b], %{kind: :gemm, flops_per_row: 2 * k * n}, opts)
+        alive(fn ->
+          opts = job_opts!(cluster, opts)
+          check_shared!(cluster, [b])
+          jit = Mure.jit(&Mure.Expr.dot/2)
+          Job.run(cluster, jit, [a, b], %{kind: :gemm, flops_per_row: 2 * k * n}, opts)
+        end)
 
       _ ->
         raise ArgumentError,

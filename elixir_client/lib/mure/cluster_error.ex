@@ -8,6 +8,9 @@ defmodule Mure.ClusterError do
       hosts, or every one of them left or failed during the job); `details` lists what
       happened to each
     * `:timeout` - the job did not finish within its `timeout:`
+    * `:unshared` - a `Mure.Cluster.Shared` argument was unshared (or its owner exited)
+      while the job ran
+    * `:piece_crashed` - running a piece raised on the client (`details` has the exception)
 
   A member that fails mid-job is not an error by itself: its unfinished share is re-run on
   the others. Errors of the request itself (a wrong program, out of range indices...) come
@@ -20,7 +23,10 @@ defmodule Mure.ClusterError do
 
   """
 
-  @type t :: %__MODULE__{reason: :no_members | :timeout | atom(), details: String.t() | nil}
+  @type t :: %__MODULE__{
+          reason: :no_members | :timeout | :unshared | :piece_crashed | atom(),
+          details: String.t() | nil
+        }
 
   defexception [:reason, details: nil]
 
@@ -35,5 +41,12 @@ defmodule Mure.ClusterError do
       " (no member is ready to take work; start mure nodes on the cluster's hosts or list them with nodes:)"
 
   defp explain(:timeout), do: " (the job did not finish within its timeout)"
+
+  defp explain(:unshared),
+    do: " (a shared tensor the job uses was unshared, or its owner exited, during the job)"
+
+  defp explain(:piece_crashed),
+    do: " (running a piece raised on the client; a bug, not a member's failure)"
+
   defp explain(_), do: ""
 end

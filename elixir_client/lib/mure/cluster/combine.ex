@@ -52,17 +52,37 @@ defmodule Mure.Cluster.Combine do
   defp decode_finite(bin, 16), do: (<<x::float-16>> = bin) && x
 
   @doc false
-  def encode({:f, 32}, v), do: encode_float(v, 32, 3.4028234663852886e38)
-  def encode({:f, 64}, v), do: encode_float(v, 64, 1.7976931348623157e308)
-  def encode({:f, 16}, v), do: encode_float(v, 16, 65504.0)
+  # Each float type's largest finite value, and the value from which rounding to nearest
+  # (ties to even: the largest value's mantissa is odd) gives an infinity.
+  def encode({:f, 32}, v), do: encode_float(v, 32, 3.4028234663852886e38, 3.4028235677973366e38)
+  def encode({:f, 64}, v), do: encode_float(v, 64, 1.7976931348623157e308, :none)
+  def encode({:f, 16}, v), do: encode_float(v, 16, 65504.0, 65520.0)
+
+  def encode({:bf, 16}, v) when is_atom(v) do
+    <<b::32-little>> = encode({:f, 32}, v)
+    <<b >>> 16 ||| if((b &&& 0xFFFF) != 0, do: 0x40, else: 0)::16-little>>
+  end
 
   def encode({:bf, 16}, v) do
     <<b::32-little>> = encode({:f, 32}, v)
-    # Round to nearest even on the 16 bits dropped (NaN stays NaN).
+
     if (b >>> 23 &&& 0xFF) == 0xFF do
-      <<b >>> 16 ||| if((b &&& 0xFFFF) != 0, do: 0x40, else: 0)::16-little>>
+      # Past f32's range: past bf16's too.
+      <<b >>> 16::16-little>>
     else
-      r = b + 0x7FFF + (b >>> 16 &&& 1)
+      # Round to nearest even on the 16 bits dropped. When f32 rounding already landed on a
+      # tie (a double rounding), round toward the exact value instead.
+      low = b &&& 0xFFFF
+      <<f::float-32-little>> = <<b::32-little>>
+      up = b + 0x10000 - low
+
+      r =
+        cond do
+          low == 0x8000 and abs(v) > abs(f) -> up
+          low == 0x8000 and abs(v) < abs(f) -> b - low
+          true -> b + 0x7FFF + (b >>> 16 &&& 1)
+        end
+
       <<r >>> 16 &&& 0xFFFF::16-little>>
     end
   end
@@ -80,10 +100,15 @@ defmodule Mure.Cluster.Combine do
   defp encode_float(:neg_inf, 64, _), do: <<0xFFF0000000000000::64-little>>
   defp encode_float(:neg_inf, 16, _), do: <<0xFC00::16-little>>
 
-  defp encode_float(v, size, max) do
+  defp encode_float(special, size, max, _overflow) when is_atom(special),
+    do: encode_float(special, size, max)
+
+  defp encode_float(v, size, max, overflow) do
     cond do
-      v > max -> encode_float(:inf, size, max)
-      v < -max -> encode_float(:neg_inf, size, max)
+      overflow != :none and v >= overflow -> encode_float(:inf, size, max)
+      overflow != :none and v <= -overflow -> encode_float(:neg_inf, size, max)
+      v > max -> <<max::float-little-size(size)>>
+      v < -max -> <<-max::float-little-size(size)>>
       true -> <<v * 1.0::float-little-size(size)>>
     end
   end

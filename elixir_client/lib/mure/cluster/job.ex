@@ -25,17 +25,11 @@ defmodule Mure.Cluster.Job do
   # member counts as failed for the job.
   @deadline_factor 6
   @deadline_floor_ms 3_000
+  # When every member has failed: how often a member that only missed deadlines gets another
+  # chance (with four times the slack each time), and how long to wait for joining members.
+  @max_revives 3
+  @join_wait_ms 30_000
   @combinable [:sum, :product, :max, :min]
-  # The node's reductions whose partial results combine elementwise, and how (all and any
-  # give 0 or 1).
-  @combining %{
-    sum: :sum,
-    product: :product,
-    reduce_max: :max,
-    reduce_min: :min,
-    all: :min,
-    any: :max
-  }
 
   @type spec :: %{kind: :gemm | :map, flops_per_row: non_neg_integer() | nil}
 
@@ -75,7 +69,7 @@ defmodule Mure.Cluster.Job do
 
     case {p1.outputs, p2.outputs, p1.result} do
       {[{_, type, shape1}], [{_, _, shape2}], {:"$mure_output", _}} ->
-        combine = combine!(opts[:combine], p1, shape1, shape2)
+        combine = combine!(opts[:combine], jit, args, shape1, shape2)
 
         out_row =
           if combine == :concat,
@@ -176,67 +170,42 @@ defmodule Mure.Cluster.Job do
     end
   end
 
-  # How partial results come together: :concat (rows in order) or an elementwise op.
-  defp combine!(given, p1, shape1, shape2) do
-    concat? =
-      tuple_size(shape1) > 0 and elem(shape1, 0) == 1 and elem(shape2, 0) == 2 and
-        Tuple.delete_at(shape1, 0) == Tuple.delete_at(shape2, 0)
+  # How partial results come together: :concat (rows in order) or an elementwise op. :auto
+  # reads it off the program (Mure.Cluster.Split), and refuses what pieces cannot compute;
+  # an explicit choice is the caller's word that the program keeps rows apart.
+  defp combine!(:auto, jit, args, _shape1, _shape2) do
+    case Mure.Cluster.Split.combine(jit, args) do
+      {:ok, combine} ->
+        combine
 
-    case given do
-      :auto ->
-        cond do
-          op = reduce_over_rows(p1) ->
-            if shape1 == shape2, do: op, else: raise(ArgumentError, no_split_msg())
-
-          concat? ->
-            :concat
-
-          true ->
-            raise ArgumentError, no_split_msg()
-        end
-
-      :concat ->
-        if concat?,
-          do: :concat,
-          else:
-            raise(
-              ArgumentError,
-              "Mure.Cluster.run: combine: :concat needs an output with one row per input row"
-            )
-
-      op when op in @combinable ->
-        if shape1 == shape2,
-          do: op,
-          else:
-            raise(
-              ArgumentError,
-              "Mure.Cluster.run: combine: #{inspect(op)} needs an output whose shape does not " <>
-                "depend on the rows (a reduction over axis 0)"
-            )
+      {:error, why} ->
+        raise ArgumentError,
+              "Mure.Cluster.run: cannot split this function across members: #{why}; " <>
+                "give combine: :concat | :sum | :product | :max | :min if its pieces do combine"
     end
   end
 
-  defp no_split_msg,
-    do:
-      "Mure.Cluster.run: cannot tell how to combine the pieces of this program: its output " <>
-        "neither has one row per input row nor is a sum/product/max/min over axis 0; " <>
-        "give combine: :concat | :sum | :product | :max | :min"
-
-  # The combining op when the program's output is a reduction that covers axis 0.
-  defp reduce_over_rows(%{outputs: [{vid, _, _}], params: params, nodes: nodes}) do
-    case Enum.at(nodes, vid - length(params) - 1) do
-      {:reduce, op, _v, :all, _keep} when is_map_key(@combining, op) ->
-        @combining[op]
-
-      {:reduce, op, _v, axes, _keep} when is_map_key(@combining, op) ->
-        0 in axes && @combining[op]
-
-      _ ->
-        nil
-    end
+  defp combine!(:concat, _jit, _args, shape1, shape2) do
+    if tuple_size(shape1) > 0 and elem(shape1, 0) == 1 and elem(shape2, 0) == 2 and
+         Tuple.delete_at(shape1, 0) == Tuple.delete_at(shape2, 0),
+       do: :concat,
+       else:
+         raise(
+           ArgumentError,
+           "Mure.Cluster.run: combine: :concat needs an output with one row per input row"
+         )
   end
 
-  defp reduce_over_rows(_), do: nil
+  defp combine!(op, _jit, _args, shape1, shape2) when op in @combinable do
+    if shape1 == shape2,
+      do: op,
+      else:
+        raise(
+          ArgumentError,
+          "Mure.Cluster.run: combine: #{inspect(op)} needs an output whose shape does not " <>
+            "depend on the rows (a reduction over axis 0)"
+        )
+  end
 
   ## Shares and pieces
 
@@ -256,12 +225,12 @@ defmodule Mure.Cluster.Job do
       results: %{},
       attempts: %{},
       failures: [],
-      started: System.monotonic_time(:microsecond)
+      revives: 0,
+      join_wait_until: nil,
+      timer: Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
     }
 
     pieces = pieces(plan, Map.values(members))
-
-    Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
     %{state | pending: Map.new(pieces, &{&1.id, &1})}
   end
 
@@ -277,6 +246,7 @@ defmodule Mure.Cluster.Job do
       speeds: speeds,
       row_time: learned || row_time(speeds, plan),
       excluded: nil,
+      cooldown_until: nil,
       inflight: 0,
       slack: 1,
       pieces: 0,
@@ -392,28 +362,28 @@ defmodule Mure.Cluster.Job do
           {nil, _} ->
             drive(state)
 
-          {{mon, piece, node}, inflight} ->
+          {{mon, piece, node, member}, inflight} ->
             Process.demonitor(mon, [:flush])
             state = %{state | inflight: inflight}
-            state = update_member(state, node, &%{&1 | inflight: &1.inflight - 1})
-            piece_done(state, piece, node, result, times)
+            state = update_member(state, node, member, &%{&1 | inflight: &1.inflight - 1})
+            piece_done(state, piece, {node, member}, result, times)
         end
 
       {:DOWN, _mon, :process, pid, reason} when is_map_key(inflight, pid) ->
-        {{_mon, piece, node}, inflight} = Map.pop(state.inflight, pid)
+        {{_mon, piece, node, member}, inflight} = Map.pop(state.inflight, pid)
         state = %{state | inflight: inflight}
-        state = update_member(state, node, &%{&1 | inflight: &1.inflight - 1})
+        state = update_member(state, node, member, &%{&1 | inflight: &1.inflight - 1})
 
         error = %ConnectionError{
           reason: :closed,
           details: "piece worker exited: #{inspect(reason, limit: 5)}"
         }
 
-        piece_done(state, piece, node, {:error, error}, nil)
+        piece_done(state, piece, {node, member}, {:error, error}, nil)
 
       {:mure_job_refresh, ^ref} ->
-        Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
-        drive(refresh(state))
+        timer = Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
+        drive(refresh(%{state | timer: timer}))
     after
       timeout ->
         fail(state, %ClusterError{
@@ -424,9 +394,9 @@ defmodule Mure.Cluster.Job do
     end
   end
 
-  defp piece_done(state, piece, node, {:ok, data}, {t0, t1}) when is_binary(data) do
+  defp piece_done(state, piece, {node, member}, {:ok, data}, {t0, t1}) when is_binary(data) do
     state =
-      update_member(state, node, fn m ->
+      update_member(state, node, member, fn m ->
         %{
           m
           | pieces: m.pieces + 1,
@@ -438,42 +408,62 @@ defmodule Mure.Cluster.Job do
     drive(%{state | results: Map.put(state.results, piece.id, data)})
   end
 
-  defp piece_done(state, piece, node, {:error, error}, _times) do
-    if retryable?(error) do
-      reason = short_reason(error)
-      Logger.warning("mure cluster: #{node} failed a piece (#{reason}); its share goes to others")
+  defp piece_done(state, piece, {node, member}, {:error, error}, _times) do
+    attempts = Map.get(state.attempts, piece.id, 0) + 1
 
-      if match?(%ConnectionError{reason: :timeout}, error),
-        do: GenServer.cast(state.cluster, {:suspect, node, state.members[node].pid, reason})
+    cond do
+      not retryable?(error) ->
+        fail(state, error)
 
-      attempts = Map.update(state.attempts, piece.id, 1, &(&1 + 1))
+      attempts > map_size(state.members) + 3 ->
+        # Every member had its chances with this piece: the error is the answer.
+        fail(state, error)
 
-      state = %{
-        state
-        | pending: Map.put(state.pending, piece.id, %{piece | owner: nil}),
-          attempts: attempts,
-          failures: [{node, reason} | state.failures]
-      }
+      true ->
+        reason = short_reason(error)
 
-      drive(update_member(state, node, &%{&1 | excluded: error}))
-    else
-      fail(state, error)
+        state = %{
+          state
+          | pending: Map.put(state.pending, piece.id, %{piece | owner: nil}),
+            attempts: Map.put(state.attempts, piece.id, attempts),
+            failures: [{node, reason} | state.failures]
+        }
+
+        if busy?(error) do
+          # A full queue or memory, perhaps only for the moment (other jobs): the member
+          # stays, after a pause; the piece may go to another one meanwhile.
+          until = System.monotonic_time(:millisecond) + 200 * attempts
+          drive(update_member(state, node, member, &%{&1 | cooldown_until: until}))
+        else
+          Logger.warning(
+            "mure cluster: #{node} failed a piece (#{reason}); its share goes to others"
+          )
+
+          if match?(%ConnectionError{reason: :timeout}, error),
+            do: GenServer.cast(state.cluster, {:suspect, node, member, reason})
+
+          drive(update_member(state, node, member, &%{&1 | excluded: error}))
+        end
     end
   end
 
-  defp piece_done(state, piece, node, other, _times) do
+  defp piece_done(state, piece, who, other, _times) do
     error = %ConnectionError{
       reason: :closed,
       details: "unexpected piece result: #{inspect(other, limit: 5)}"
     }
 
-    piece_done(state, piece, node, {:error, error}, nil)
+    piece_done(state, piece, who, {:error, error}, nil)
   end
 
-  # Errors that another member may not have: the transport, a full queue, memory.
+  # Errors that another member (or the same one, later) may not have: the transport, a full
+  # queue, memory, a handle lost with a connection.
   defp retryable?(%ConnectionError{}), do: true
   defp retryable?(%Error{kind: kind}), do: kind in [:overloaded, :out_of_memory, :unknown_handle]
   defp retryable?(_), do: false
+
+  defp busy?(%Error{kind: kind}), do: kind in [:overloaded, :out_of_memory]
+  defp busy?(_), do: false
 
   defp short_reason(%ConnectionError{reason: r}), do: r
   defp short_reason(%Error{kind: k}), do: k
@@ -481,6 +471,15 @@ defmodule Mure.Cluster.Job do
 
   defp update_member(state, node, fun),
     do: %{state | members: Map.update!(state.members, node, fun)}
+
+  # Only while `node` is still served by member process `pid`: a piece of a member that left
+  # and rejoined (a new process) under the same node name counts for neither.
+  defp update_member(state, node, pid, fun) do
+    case state.members do
+      %{^node => %{pid: ^pid}} -> update_member(state, node, fun)
+      _ -> state
+    end
+  end
 
   defp usable(state), do: for({_, m} <- state.members, m.excluded == nil, do: m)
 
@@ -503,18 +502,25 @@ defmodule Mure.Cluster.Job do
               listed[node] == m.pid,
               do: node
 
+        now = System.monotonic_time(:millisecond)
+        join_wait_until = state.join_wait_until || now + @join_wait_ms
+
         cond do
-          slow != [] ->
+          slow != [] and state.revives < @max_revives ->
             members =
               Enum.reduce(slow, state.members, fn node, acc ->
                 Map.update!(acc, node, &%{&1 | excluded: nil, slack: &1.slack * 4})
               end)
 
-            {:ok, %{state | members: members}}
+            {:ok, %{state | members: members, revives: state.revives + 1}}
 
-          joining?(state.cluster) ->
+          now < join_wait_until and joining?(state.cluster) ->
+            # Members still joining (connecting, being measured): wait for them a while.
             Process.sleep(@refresh_ms)
-            if expired?(state), do: {:error, timeout_error(state)}, else: revive(state)
+
+            if expired?(state),
+              do: {:error, timeout_error(state)},
+              else: revive(%{state | join_wait_until: join_wait_until})
 
           true ->
             details =
@@ -563,10 +569,14 @@ defmodule Mure.Cluster.Job do
   end
 
   defp dispatch(state) do
+    now = System.monotonic_time(:millisecond)
+
     candidates =
       state
       |> usable()
-      |> Enum.filter(&(&1.inflight < @depth))
+      |> Enum.filter(
+        &(&1.inflight < @depth and (&1.cooldown_until == nil or &1.cooldown_until <= now))
+      )
       |> Enum.sort_by(& &1.inflight)
 
     Enum.reduce(candidates, state, fn m, acc -> fill(acc, m.node) end)
@@ -623,12 +633,15 @@ defmodule Mure.Cluster.Job do
 
     {pid, mon} =
       spawn_monitor(fn ->
+        # Mure's requests give up when this monitor fires: a piece never outlives its job's
+        # caller.
+        Process.put(:"$mure_job_owner_mon", Process.monitor(driver))
         {result, times} = run_piece(m, plan, args, timeout)
         send(driver, {:mure_piece, ref, self(), result, times})
       end)
 
     state = %{state | pending: Map.delete(state.pending, piece.id)}
-    state = %{state | inflight: Map.put(state.inflight, pid, {mon, piece, m.node})}
+    state = %{state | inflight: Map.put(state.inflight, pid, {mon, piece, m.node, m.pid})}
     update_member(state, m.node, &%{&1 | inflight: &1.inflight + 1})
   end
 
@@ -673,9 +686,17 @@ defmodule Mure.Cluster.Job do
       error -> {error, nil}
     end
   catch
+    # The member's process went away under us: the transport's failure, worth a retry.
+    :exit, reason ->
+      {{:error, %ConnectionError{reason: :closed, details: Exception.format_exit(reason)}}, nil}
+
+    # A bug, not a member's failure: the job stops with it.
     kind, reason ->
       {{:error,
-        %ConnectionError{reason: :closed, details: Exception.format_banner(kind, reason)}}, nil}
+        %ClusterError{
+          reason: :piece_crashed,
+          details: Exception.format_banner(kind, reason, __STACKTRACE__)
+        }}, nil}
   end
 
   # A member uploads a shared tensor on its first piece that needs it, outside the piece's
@@ -692,12 +713,18 @@ defmodule Mure.Cluster.Job do
 
   ## Ending
 
+  # Stops the pieces still running and waits until each is gone, so that no late result
+  # (nor the refresh timer) reaches the caller's mailbox after the job.
   defp fail(state, error) do
-    for {pid, {mon, _, _}} <- state.inflight do
-      Process.demonitor(mon, [:flush])
-      Process.exit(pid, :kill)
+    for {pid, _} <- state.inflight, do: Process.exit(pid, :kill)
+
+    for {_pid, {mon, _, _, _}} <- state.inflight do
+      receive do
+        {:DOWN, ^mon, :process, _, _} -> :ok
+      end
     end
 
+    Process.cancel_timer(state.timer)
     flush(state.ref)
     report(state, false)
     {:error, error}
@@ -713,6 +740,7 @@ defmodule Mure.Cluster.Job do
   end
 
   defp finish(state) do
+    Process.cancel_timer(state.timer)
     flush(state.ref)
     plan = state.plan
     parts = state.results |> Enum.sort_by(&elem(&1, 0)) |> Enum.map(&elem(&1, 1))

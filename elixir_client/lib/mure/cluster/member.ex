@@ -81,14 +81,32 @@ defmodule Mure.Cluster.Member do
         {:reply, {:ok, tensor}, state}
 
       _ ->
-        case Mure.upload(state.conn, shared.data, shared.type, shared.shape, timeout: timeout) do
-          {:ok, tensor} ->
-            {:reply, {:ok, tensor}, %{state | shared: Map.put(state.shared, id, tensor)}}
+        # Only while the cluster still shares it: a tensor unshared during a job is not
+        # uploaded again (it would never be freed). An unshare after this check reaches this
+        # process after the upload, and frees it.
+        if registered?(state.cluster, id) do
+          case Mure.upload(state.conn, shared.data, shared.type, shared.shape, timeout: timeout) do
+            {:ok, tensor} ->
+              {:reply, {:ok, tensor}, %{state | shared: Map.put(state.shared, id, tensor)}}
 
-          {:error, _} = error ->
-            {:reply, error, state}
+            {:error, _} = error ->
+              {:reply, error, state}
+          end
+        else
+          {:reply,
+           {:error,
+            %Mure.ClusterError{
+              reason: :unshared,
+              details: "#{inspect(shared)} is no longer shared with the cluster"
+            }}, state}
         end
     end
+  end
+
+  defp registered?(cluster, id) do
+    GenServer.call(cluster, {:unknown_shared, [id]}, 10_000) == []
+  catch
+    :exit, _ -> false
   end
 
   @impl true

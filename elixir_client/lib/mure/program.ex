@@ -159,9 +159,12 @@ defmodule Mure.Program do
       else: reach(operands(e.node) ++ rest, Map.put(seen, id, e))
   end
 
-  defp operands({:parameter, _, _}), do: []
+  @doc false
+  # The operand expressions of an expression's node, in order.
+  @spec operands(tuple()) :: [Expr.t()]
+  def operands({:parameter, _, _}), do: []
 
-  defp operands(node) do
+  def operands(node) do
     node
     |> Tuple.to_list()
     |> Enum.flat_map(fn

@@ -96,6 +96,17 @@ defmodule Mure.ClusterNetnsTest do
     {a, shared, reference(Mure.jit(&Mure.Expr.dot/2), [a, b])}
   end
 
+  # The member is back among three, and the next job (the first 600 rows of the big product)
+  # gives it work.
+  defp assert_rejoins(cluster, node, shared, expected) do
+    assert :ok = Mure.Cluster.await_members(cluster, 3, 60_000)
+    before = rows_by_member(cluster)
+    small = {matrix(600, 2048, 3), {:f, 32}, {600, 2048}}
+    expected_small = binary_part(expected, 0, 600 * 2048 * 4)
+    assert {:ok, ^expected_small} = Mure.Cluster.dot(cluster, small, shared, piece_rows: 20)
+    assert delta(rows_by_member(cluster), before)[node] > 0
+  end
+
   test "three hosts found through their own epmd give the same results as one node" do
     cluster = start_cluster()
     assert Enum.map(Mure.Cluster.members(cluster), & &1.node) == [@h1, @h2, @h3]
@@ -135,12 +146,7 @@ defmodule Mure.ClusterNetnsTest do
 
     # The host's node comes back: epmd lists it again, it is measured and given work.
     script!(~w(start 2))
-    assert :ok = Mure.Cluster.await_members(cluster, 3, 60_000)
-    before = rows_by_member(cluster)
-    small = {matrix(600, 2048, 3), {:f, 32}, {600, 2048}}
-    expected_small = binary_part(expected, 0, 600 * 2048 * 4)
-    assert {:ok, ^expected_small} = Mure.Cluster.dot(cluster, small, shared, piece_rows: 20)
-    assert delta(rows_by_member(cluster), before)[@h2] > 0
+    assert_rejoins(cluster, @h2, shared, expected)
   end
 
   test "a member whose link is cut mid-job: the job is still right; it rejoins when the link is back" do
@@ -165,12 +171,7 @@ defmodule Mure.ClusterNetnsTest do
 
     # ...and takes it back once the link is.
     script!(~w(restore 3))
-    assert :ok = Mure.Cluster.await_members(cluster, 3, 60_000)
-    before = rows_by_member(cluster)
-    small = {matrix(600, 2048, 3), {:f, 32}, {600, 2048}}
-    expected_small = binary_part(expected, 0, 600 * 2048 * 4)
-    assert {:ok, ^expected_small} = Mure.Cluster.dot(cluster, small, shared, piece_rows: 20)
-    assert delta(rows_by_member(cluster), before)[@h3] > 0
+    assert_rejoins(cluster, @h3, shared, expected)
   end
 
   @tag skip: @skip_quota

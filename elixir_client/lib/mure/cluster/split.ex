@@ -79,7 +79,7 @@ defmodule Mure.Cluster.Split do
       _ ->
         {operands, memo} =
           e.node
-          |> operands()
+          |> Mure.Program.operands()
           |> Enum.map_reduce(memo, fn o, acc ->
             {c, acc} = classify(o, split, acc)
             {{o, c}, acc}
@@ -88,18 +88,6 @@ defmodule Mure.Cluster.Split do
         class = class_of(e, operands, split)
         {class, Map.put(memo, id, class)}
     end
-  end
-
-  defp operands({:parameter, _, _}), do: []
-
-  defp operands(node) do
-    node
-    |> Tuple.to_list()
-    |> Enum.flat_map(fn
-      %Expr{} = o -> [o]
-      list when is_list(list) -> Enum.filter(list, &match?(%Expr{}, &1))
-      _ -> []
-    end)
   end
 
   defp class_of(%Expr{node: {:parameter, i, _}}, [], split),

@@ -141,6 +141,14 @@ defmodule Mure.ClusterNetnsTest do
     assert {:ok, ^expected} = dot_with_fault(cluster, a, shared, fn -> script!(~w(kill 2)) end)
     status = Mure.Cluster.status(cluster)
     assert status.jobs.pieces_rerun >= 1, "the kill did not land mid-job: #{inspect(status.jobs)}"
+    Mure.Reliability.record(:faults, 1, "cluster host's node SIGKILLed mid-job (netns)")
+
+    Mure.Reliability.record(
+      :requests,
+      status.jobs.pieces_rerun,
+      "cluster pieces re-run after a member was killed, result still right (netns)"
+    )
+
     assert [%{node: @h2, failures: 1}] = status.departed
     assert Enum.map(Mure.Cluster.members(cluster), & &1.node) == [@h1, @h3]
 
@@ -159,6 +167,7 @@ defmodule Mure.ClusterNetnsTest do
     assert {:ok, ^expected} = result
     status = Mure.Cluster.status(cluster)
     assert status.jobs.pieces_rerun >= 1, "the cut did not land mid-job: #{inspect(status.jobs)}"
+    Mure.Reliability.record(:faults, 1, "cluster host's link cut mid-job (netns)")
     # Pieces on the cut link are given up at their deadline (seconds), not at the
     # distribution's tick time (a minute). (Two runs of the job.)
     assert us < 40_000_000, "the jobs took #{div(us, 1000)} ms"

@@ -213,6 +213,37 @@ defmodule Mure.ClusterTest do
       end
     end
 
+    test "jobs from several processes at once share the members, each result right",
+         %{cluster: cluster} do
+      b = {matrix(256, 256, 5), {:f, 32}, {256, 256}}
+      {:ok, shared} = Mure.Cluster.share(cluster, b)
+      f = Mure.jit(fn x -> x |> Mure.Expr.multiply(x) |> Mure.Expr.subtract(x) end)
+
+      jobs =
+        for i <- 1..6 do
+          a = {matrix(500 + 37 * i, 256, i + 1), {:f, 32}, {500 + 37 * i, 256}}
+
+          {a,
+           Task.async(fn ->
+             if rem(i, 2) == 0,
+               do: {:dot, Mure.Cluster.dot(cluster, a, shared, piece_rows: 40)},
+               else: {:map, Mure.Cluster.run(cluster, f, [a], piece_rows: 40)}
+           end)}
+        end
+
+      for {a, task} <- jobs do
+        case Task.await(task, 60_000) do
+          {:dot, result} ->
+            assert {:ok, reference({Mure.jit(&Mure.Expr.dot/2), [a, b]})} == result
+
+          {:map, result} ->
+            assert {:ok, reference({f, [a]})} == result
+        end
+      end
+
+      assert Mure.Cluster.status(cluster).jobs.done == 6
+    end
+
     test "nothing is left in the caller's mailbox after a job, done or failed",
          %{cluster: cluster} do
       x = {matrix(400, 64, 3), {:f, 32}, {400, 64}}

@@ -1,5 +1,6 @@
 #include "dist/connection.h"
 
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -60,7 +61,10 @@ Connection::~Connection() {
 }
 
 void Connection::Start() {
-  thread_ = std::thread([self = shared_from_this()] { self->Run(); });
+  thread_ = std::thread([self = shared_from_this()] {
+    pthread_setname_np(pthread_self(), "mure-conn");  // as ps -L and /proc/PID/task/*/comm show it
+    self->Run();
+  });
 }
 
 void Connection::RequestStop() {

@@ -1,5 +1,6 @@
 #include "dist/node.h"
 
+#include <pthread.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -66,7 +67,10 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   ei_encode_pid(pidbuf, &index, ei_self(&node->ei_->ec));
   node->identity_ = std::make_unique<NodeIdentity>(cfg.name, creation, std::string(pidbuf, static_cast<size_t>(index)));
   node->handshake_ = HandshakeParams{cfg.name, creation, cookie};
-  node->acceptor_ = std::thread([n = node.get()] { n->AcceptLoop(); });
+  node->acceptor_ = std::thread([n = node.get()] {
+    pthread_setname_np(pthread_self(), "mure-accept");
+    n->AcceptLoop();
+  });
   LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
           ", registered with epmd as a hidden node");
   return node;

@@ -1,5 +1,6 @@
 #include "sched/work_queue.h"
 
+#include <pthread.h>
 #include <boost/asio/post.hpp>
 
 #include "common/log.h"
@@ -9,7 +10,10 @@ namespace mure {
 WorkQueue::WorkQueue(std::string name, unsigned threads, uint32_t depth)
     : name_(std::move(name)), depth_(depth), io_(static_cast<int>(threads)), guard_(io_.get_executor()) {
   for (unsigned i = 0; i < threads; ++i) {
-    threads_.emplace_back([this] { io_.run(); });
+    threads_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), ("mure-q-" + name_).substr(0, 15).c_str());
+      io_.run();
+    });
   }
 }
 

@@ -280,7 +280,13 @@ defmodule Mure.Reliability.FaultTest do
          %{conn: conn, node: node, os_pid: os_pid} do
       data = :binary.copy(<<1.0::float-32-native>>, 128 * 128)
 
-      # Warm-up: the first connections fault in thread stacks and allocator arenas.
+      # Warm-up: the first connections fault in thread stacks and allocator arenas, and one
+      # product that runs to the end starts BLIS's OpenMP team on the BLIS queue's thread (a
+      # thread libgomp keeps for good; the churn's own products may or may not run, as their
+      # clients vanish, so without this the team could appear during the churn).
+      t = Mure.upload!(conn, data, {:f, 32}, {128, 128})
+      Mure.free!(Mure.matmul!(t, t))
+      Mure.free!(t)
       churn(node, data, 1..100)
       settle(conn, os_pid)
       base = snapshot(conn, os_pid)
@@ -328,7 +334,7 @@ defmodule Mure.Reliability.FaultTest do
       assert after_churn.connections == base.connections
 
       assert after_churn.threads <= base.threads,
-             "threads: #{base.threads} before, #{after_churn.threads} after"
+             "threads: #{base.threads} before (#{base.thread_names}), #{after_churn.threads} after (#{after_churn.thread_names})"
 
       assert after_churn.fds <= base.fds,
              "open fds: #{base.fds} before, #{after_churn.fds} after: #{inspect(Reliability.fds(os_pid))} vs #{inspect(base.fd_list)}"
@@ -436,6 +442,7 @@ defmodule Mure.Reliability.FaultTest do
       connections: stats.connections,
       rss_kb: Reliability.rss_kb(os_pid),
       threads: Reliability.threads(os_pid),
+      thread_names: Reliability.thread_names(os_pid),
       fds: Reliability.fd_count(os_pid),
       fd_list: Reliability.fds(os_pid)
     }

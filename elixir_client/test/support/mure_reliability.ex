@@ -43,6 +43,21 @@ defmodule Mure.Reliability do
     String.to_integer(n)
   end
 
+  @doc "The names of an OS process's threads (/proc/PID/task/*/comm), sorted, for messages."
+  def thread_names(os_pid) do
+    "/proc/#{os_pid}/task"
+    |> File.ls!()
+    |> Enum.map(fn tid ->
+      case File.read("/proc/#{os_pid}/task/#{tid}/comm") do
+        {:ok, name} -> String.trim(name)
+        {:error, _} -> "?"
+      end
+    end)
+    |> Enum.frequencies()
+    |> Enum.sort()
+    |> Enum.map_join(", ", fn {name, n} -> "#{name} x#{n}" end)
+  end
+
   @doc "Open file descriptors of an OS process."
   def fd_count(os_pid), do: length(File.ls!("/proc/#{os_pid}/fd"))
 

@@ -532,13 +532,10 @@ defmodule Mure do
 
   ## The op set (CPU executor)
 
-  @unary_ops ~w(negate abs sign floor ceil round exp expm1 log log1p sqrt rsqrt cbrt sin cos tan
-                asin acos atan sinh cosh tanh asinh acosh atanh sigmoid erf erfc is_nan is_infinity
-                logical_not bitwise_not count_leading_zeros population_count)a
-  @binary_ops ~w(add subtract multiply divide pow remainder quotient atan2 min max equal not_equal
-                 less less_equal greater greater_equal logical_and logical_or logical_xor
-                 bitwise_and bitwise_or bitwise_xor left_shift right_shift)a
-  @reductions ~w(sum product reduce_max reduce_min all any argmax argmin)a
+  # The same lists as Mure.Expr's: both come from Mure.Rules.
+  @unary_ops Mure.Rules.unary_ops()
+  @binary_ops Mure.Rules.binary_ops()
+  @reductions Mure.Rules.reductions()
 
   @doc "The unary ops `unary/3` takes (Nx's names)."
   @spec unary_ops() :: [atom()]
@@ -1728,52 +1725,9 @@ defmodule Mure do
             "expected :timeout to be a non-negative integer or :infinity, got: #{inspect(timeout)}"
     end
 
-    case GenServer.whereis(conn) do
-      pid when is_pid(pid) ->
-        alias = :erlang.monitor(:process, pid, alias: :demonitor)
-        send(pid, {:"$mure_call", alias, self(), request, sessions, timeout})
-
-        receive do
-          {^alias, {:ok, value}, node, session} ->
-            Process.demonitor(alias, [:flush])
-            {:ok, value, node, session}
-
-          {^alias, {:error, %struct{} = error}, _node, _session}
-          when struct in [Error, ConnectionError] ->
-            Process.demonitor(alias, [:flush])
-            {:error, error}
-
-          {^alias, {:error, reason}, _node, _session} ->
-            Process.demonitor(alias, [:flush])
-            {:error, Error.from_reason(reason)}
-
-          {:DOWN, ^alias, _, _, reason} ->
-            {:error,
-             %ConnectionError{
-               reason: down_reason(reason),
-               details: "connection process exited: #{inspect(reason)}"
-             }}
-        after
-          timeout || :infinity ->
-            # Deactivates the alias: replies sent from now on are dropped by the runtime.
-            Process.demonitor(alias, [:flush])
-
-            # A reply that slipped in just before that must not stay in the mailbox.
-            receive do
-              {^alias, _result, _node, _session} -> :ok
-            after
-              0 -> :ok
-            end
-
-            {:error, %ConnectionError{reason: :timeout}}
-        end
-
-      _ ->
-        {:error,
-         %ConnectionError{reason: :closed, details: "no connection process #{inspect(conn)}"}}
+    # Not cancellable: a cancellation meant for a job's transfer waits for the job's own wait.
+    with {:ok, _pid, alias} <- Request.send_call(conn, request, sessions, self(), timeout) do
+      Request.receive_call(alias, timeout || :infinity, nil, false)
     end
   end
-
-  defp down_reason({:shutdown, {:node_exited, _}}), do: :node_exited
-  defp down_reason(_), do: :closed
 end

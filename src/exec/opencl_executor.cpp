@@ -44,15 +44,6 @@ const char* ClErrorName(cl_int e) {
   }
 }
 
-std::string DeviceString(cl_device_id d, cl_device_info what) {
-  size_t n = 0;
-  if (clGetDeviceInfo(d, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
-  std::string s(n, '\0');
-  clGetDeviceInfo(d, what, n, s.data(), nullptr);
-  while (!s.empty() && s.back() == '\0') s.pop_back();
-  return s;
-}
-
 std::string PlatformString(cl_platform_id p, cl_platform_info what) {
   size_t n = 0;
   if (clGetPlatformInfo(p, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
@@ -63,6 +54,15 @@ std::string PlatformString(cl_platform_id p, cl_platform_info what) {
 }
 
 }  // namespace
+
+std::string DeviceString(cl_device_id d, cl_device_info what) {
+  size_t n = 0;
+  if (clGetDeviceInfo(d, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
+  std::string s(n, '\0');
+  clGetDeviceInfo(d, what, n, s.data(), nullptr);
+  while (!s.empty() && s.back() == '\0') s.pop_back();
+  return s;
+}
 
 std::string ClErrorText(const char* call, cl_int err) {
   return std::string(call) + " failed: " + ClErrorName(err) + " (" + std::to_string(err) + ")";

@@ -58,6 +58,9 @@ using ClMem = ClHandle<cl_mem, clReleaseMemObject>;
 /// "clEnqueueNDRangeKernel failed: CL_OUT_OF_RESOURCES (-5)".
 std::string ClErrorText(const char* call, cl_int err);
 
+/// A device's string property (CL_DEVICE_NAME, CL_DRIVER_VERSION, ...); empty when unavailable.
+std::string DeviceString(cl_device_id d, cl_device_info what);
+
 struct OpenClInfo {
   std::string platform;      ///< platform name
   std::string name;          ///< device name

@@ -89,15 +89,6 @@ uint64_t Fnv1a(const std::string& s) {
   return h;
 }
 
-std::string DeviceString(cl_device_id d, cl_device_info what) {
-  size_t n = 0;
-  if (clGetDeviceInfo(d, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
-  std::string s(n, '\0');
-  clGetDeviceInfo(d, what, n, s.data(), nullptr);
-  while (!s.empty() && s.back() == '\0') s.pop_back();
-  return s;
-}
-
 void MakeDirs(const std::string& path) {
   std::string cur;
   std::stringstream ss(path);

@@ -11,11 +11,7 @@ defmodule Mure.ClusterTest do
   alias Mure.{ClusterError, Error, Reliability}
   alias Mure.Cluster.{Combine, Job}
 
-  # Data whose products and sums are exact in f32, so results compare bit for bit.
-  defp matrix(rows, cols, seed) do
-    pattern = for i <- 0..96, into: <<>>, do: <<rem(i * seed, 7) - 3.0::float-32-native>>
-    :binary.part(:binary.copy(pattern, div(rows * cols, 97) + 1), 0, rows * cols * 4)
-  end
+  defp matrix(rows, cols, seed), do: exact_matrix(rows, cols, seed)
 
   defp launch(prefix, i) do
     Reliability.launch_plain(["--name", "#{prefix}#{i}@127.0.0.1", "--blis-threads", "1"])
@@ -39,15 +35,7 @@ defmodule Mure.ClusterTest do
     cluster
   end
 
-  # The result of one node (launched for the test) for comparison.
-  defp reference(fun_args) do
-    conn =
-      Process.get(:reference_conn) ||
-        tap(start_supervised!({Mure, []}, id: :reference), &Process.put(:reference_conn, &1))
-
-    {jit, args} = fun_args
-    Mure.run!(jit, args, outputs: :return, conn: conn, timeout: 60_000)
-  end
+  defp reference({jit, args}), do: reference_result(jit, args, 60_000)
 
   describe "three nodes on this host" do
     setup do
@@ -145,13 +133,8 @@ defmodule Mure.ClusterTest do
 
       victim = Enum.at(nodes, 1)
       victim_node = :"#{prefix}2@127.0.0.1"
-      # Timed once, then killed about a third of the way into the second run.
-      {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-      job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-      Process.sleep(max(div(us, 3000), 20))
-      System.cmd("kill", ["-KILL", Integer.to_string(victim.os_pid)])
-
-      assert {:ok, ^expected} = Task.await(job, 120_000)
+      kill = fn -> System.cmd("kill", ["-KILL", Integer.to_string(victim.os_pid)]) end
+      assert {:ok, ^expected} = dot_with_fault(cluster, a, shared, kill, 120_000)
 
       status = Mure.Cluster.status(cluster)
       assert [%{node: ^victim_node, failures: 1}] = status.departed
@@ -175,12 +158,14 @@ defmodule Mure.ClusterTest do
          %{cluster: cluster, nodes: nodes} do
       a = {matrix(6000, 2048, 3), {:f, 32}, {6000, 2048}}
       {:ok, b} = Mure.Cluster.share(cluster, {matrix(2048, 2048, 5), {:f, 32}, {2048, 2048}})
-      {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
-      job = Task.async(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
-      Process.sleep(max(div(us, 3000), 20))
-      for n <- nodes, do: System.cmd("kill", ["-KILL", Integer.to_string(n.os_pid)])
 
-      assert {:error, %ClusterError{reason: :no_members} = e} = Task.await(job, 60_000)
+      kill_all = fn ->
+        for n <- nodes, do: System.cmd("kill", ["-KILL", Integer.to_string(n.os_pid)])
+      end
+
+      assert {:error, %ClusterError{reason: :no_members} = e} =
+               dot_with_fault(cluster, a, b, kill_all, 60_000)
+
       assert Exception.message(e) =~ "no member"
 
       assert wait_until(fn -> Mure.Cluster.members(cluster) == [] end)

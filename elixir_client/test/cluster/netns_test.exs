@@ -56,33 +56,13 @@ defmodule Mure.ClusterNetnsTest do
     cluster
   end
 
-  defp matrix(rows, cols, seed) do
-    pattern = for i <- 0..96, into: <<>>, do: <<rem(i * seed, 7) - 3.0::float-32-native>>
-    :binary.part(:binary.copy(pattern, div(rows * cols, 97) + 1), 0, rows * cols * 4)
-  end
-
-  defp reference(jit, args) do
-    conn =
-      Process.get(:reference_conn) ||
-        tap(start_supervised!({Mure, []}, id: :reference), &Process.put(:reference_conn, &1))
-
-    Mure.run!(jit, args, outputs: :return, conn: conn, timeout: 120_000)
-  end
+  defp matrix(rows, cols, seed), do: exact_matrix(rows, cols, seed)
+  defp reference(jit, args), do: reference_result(jit, args, 120_000)
 
   defp rows_by_member(cluster),
     do: Map.new(Mure.Cluster.status(cluster).members, &{&1.node, &1.work.rows})
 
   defp delta(after_, before), do: Map.new(after_, fn {k, v} -> {k, v - Map.get(before, k, 0)} end)
-
-  # Runs the big product once to time it, then again, doing `fault` about a third of the way
-  # in (whatever this machine's speed): the second run's result.
-  defp dot_with_fault(cluster, a, shared, fault) do
-    {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, shared, piece_rows: 50) end)
-    Process.sleep(max(div(us, 3000), 20))
-    fault.()
-    Task.await(job, 120_000)
-  end
 
   # A product of about 50 GFLOP: a second or two on these quotas, in pieces of 50 rows.
   defp big_dot(cluster) do
@@ -138,7 +118,9 @@ defmodule Mure.ClusterNetnsTest do
     cluster = start_cluster()
     {a, shared, expected} = big_dot(cluster)
 
-    assert {:ok, ^expected} = dot_with_fault(cluster, a, shared, fn -> script!(~w(kill 2)) end)
+    assert {:ok, ^expected} =
+             dot_with_fault(cluster, a, shared, fn -> script!(~w(kill 2)) end, 120_000)
+
     status = Mure.Cluster.status(cluster)
     assert status.jobs.pieces_rerun >= 1, "the kill did not land mid-job: #{inspect(status.jobs)}"
     Mure.Reliability.record(:faults, 1, "cluster host's node SIGKILLed mid-job (netns)")
@@ -162,7 +144,9 @@ defmodule Mure.ClusterNetnsTest do
     {a, shared, expected} = big_dot(cluster)
 
     {us, result} =
-      :timer.tc(fn -> dot_with_fault(cluster, a, shared, fn -> script!(~w(cut 3)) end) end)
+      :timer.tc(fn ->
+        dot_with_fault(cluster, a, shared, fn -> script!(~w(cut 3)) end, 120_000)
+      end)
 
     assert {:ok, ^expected} = result
     status = Mure.Cluster.status(cluster)

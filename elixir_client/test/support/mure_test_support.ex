@@ -35,6 +35,45 @@ defmodule Mure.TestSupport do
     :exit, _ -> :ok
   end
 
+  ## Cluster data and references
+
+  @doc """
+  An f32 `rows` x `cols` matrix (native binary) of small integers, -3..3: its products and
+  sums stay exact in f32, so results computed in any order compare bit for bit.
+  """
+  def exact_matrix(rows, cols, seed) do
+    pattern = for i <- 0..96, into: <<>>, do: <<rem(i * seed, 7) - 3.0::float-32-native>>
+    :binary.part(:binary.copy(pattern, div(rows * cols, 97) + 1), 0, rows * cols * 4)
+  end
+
+  @doc """
+  What one node (launched once per test, supervised by it) returns for `jit` on `args`: the
+  reference a cluster's result is compared with. Call it from the test process.
+  """
+  def reference_result(jit, args, timeout) do
+    conn =
+      Process.get(:reference_conn) ||
+        tap(
+          ExUnit.Callbacks.start_supervised!({Mure, []}, id: :reference),
+          &Process.put(:reference_conn, &1)
+        )
+
+    Mure.run!(jit, args, outputs: :return, conn: conn, timeout: timeout)
+  end
+
+  @doc """
+  Runs `Mure.Cluster.dot(cluster, a, b, piece_rows: 50)` once to time it, then again, calling
+  `fault` about a third of the way in (whatever this machine's speed); returns the second
+  run's result, awaited for at most `timeout` ms.
+  """
+  def dot_with_fault(cluster, a, b, fault, timeout) do
+    {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
+    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
+    Process.sleep(max(div(us, 3000), 20))
+    fault.()
+    Task.await(job, timeout)
+  end
+
   ## Polling
 
   @doc "Polls `fun` every 20 ms until it returns a truthy value or `timeout` ms pass."

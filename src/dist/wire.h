@@ -26,7 +26,12 @@ struct OutFrame {
 /// Start a SEND frame to `to_pid` (an encoded pid): length placeholder, 'p', {2, '', To}, 131.
 /// The caller then writes the message term and calls FinishFrame.
 void BeginSendFrame(std::string& out, std::string_view to_pid);
-/// Patch the length prefix, counting `tail_len` bytes that follow `out`.
+/// The longest frame the node sends: the length prefix is 32 bits, and a BEAM takes no message
+/// of 2 GiB or more. Replies check against it before FinishFrame (sched/reply.cpp).
+inline constexpr uint64_t kMaxFrameBytes = (uint64_t{1} << 31) - 1;
+
+/// Patch the length prefix, counting `tail_len` bytes that follow `out`. The length (everything
+/// after the prefix) must be at most kMaxFrameBytes.
 void FinishFrame(std::string& out, uint64_t tail_len = 0);
 /// A whole MONITOR_P frame: {19, FromPid, ToPid, Ref}, no payload.
 std::string MonitorFrame(std::string_view from_pid, std::string_view to_pid, std::string_view ref);

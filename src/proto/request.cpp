@@ -117,9 +117,19 @@ Result<ir::Scalar> DecodeScalar(const TermTree& t, uint32_t n, const char* what)
   return s;
 }
 
+/// The most tensors one concatenate or stack may join.
+constexpr size_t kMaxHandles = 1024;
+
+Status TooManyHandles(const char* what) {
+  return Status::BadArg(std::string(what) + " holds more than " + std::to_string(kMaxHandles) + " tensors");
+}
+
 Result<std::vector<uint64_t>> DecodeHandleList(const TermTree& t, uint32_t n, const char* what) {
   const Term& term = t[n];
   if (term.kind == TermKind::kString) {  // small handles arrive as a byte string
+    // The cap holds whatever the encoding: the BEAM sends a list of integers below 256 as
+    // STRING_EXT, up to 65,535 of them.
+    if (term.data.size() > kMaxHandles) return TooManyHandles(what);
     std::vector<uint64_t> out;
     for (char c : term.data) {
       if (static_cast<uint8_t>(c) == 0) return Status::BadArg(std::string(what) + " must hold tensor handles");
@@ -130,7 +140,7 @@ Result<std::vector<uint64_t>> DecodeHandleList(const TermTree& t, uint32_t n, co
   if (term.kind != TermKind::kList || term.improper) {
     return Status::BadArg(std::string(what) + " must be a list of tensor handles");
   }
-  if (term.count > 1024) return Status::BadArg(std::string(what) + " holds more than 1024 tensors");
+  if (term.count > kMaxHandles) return TooManyHandles(what);
   std::vector<uint64_t> out;
   uint32_t c = n + 1;
   for (uint32_t i = 0; i < term.count; ++i, c = t[c].end) {
@@ -175,6 +185,21 @@ Result<std::string_view> DecodeName(const TermTree& t, uint32_t n, const char* f
 }
 
 }  // namespace
+
+std::vector<uint64_t> Operands(const Request& req) {
+  switch (req.op) {
+    case Op::kIota: case Op::kEye: case Op::kFull: case Op::kRandomUniform: case Op::kRandomNormal:
+      return {};
+    case Op::kConcatenate: case Op::kStack:
+      return req.handles;
+    default: {
+      std::vector<uint64_t> ids{req.a};
+      if (req.b) ids.push_back(req.b);
+      if (req.c) ids.push_back(req.c);
+      return ids;
+    }
+  }
+}
 
 std::string_view OpName(Op op) {
   for (const auto& e : kOps) if (e.op == op) return e.name;
@@ -719,6 +744,14 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
           default:
             break;
         }
+        // Node i reads earlier values only: the inputs and nodes before it.
+        const uint64_t earlier = prog->inputs.size() + i;
+        for (uint64_t id : Operands(*node)) {
+          if (id < 1 || id > earlier) {
+            return Status::BadArg(where + "value " + std::to_string(id) + " is not an earlier value (1.." +
+                                  std::to_string(earlier) + ")");
+          }
+        }
         prog->nodes.push_back(std::move(*node));
       }
       c = outs + 1;
@@ -728,7 +761,11 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
           return Status::BadArg("output " + std::to_string(i + 1) + " must be {value_id, :keep | :return}");
         }
         int64_t id = t[t.Child(c, 0)].integer;
-        if (id < 1) return Status::BadArg("output " + std::to_string(i + 1) + ": value ids start at 1");
+        const uint64_t n_values = prog->inputs.size() + prog->nodes.size();
+        if (id < 1 || static_cast<uint64_t>(id) > n_values) {
+          return Status::BadArg("output " + std::to_string(i + 1) + ": value " + std::to_string(id) +
+                                " does not exist (the program has " + std::to_string(n_values) + ")");
+        }
         prog->outputs.emplace_back(static_cast<uint64_t>(id), t.IsAtom(t.Child(c, 1), "keep"));
       }
       if (term.count == 5) {

@@ -104,12 +104,18 @@ struct ProgramInput {
 };
 
 /// {:program, inputs, nodes, outputs[, opts]}: nodes' tensor arguments are 1-based value ids.
+/// A decoded program's ids are in range: node i (0-based) reads only values 1 .. inputs + i,
+/// and every output names one of the inputs + nodes values (DecodeRequest checks it).
 struct Program {
   std::vector<ProgramInput> inputs;
   std::vector<Request> nodes;
   std::vector<std::pair<uint64_t, bool>> outputs;  ///< value id, keep (true) or return (false)
   Placement placement = Placement::kAuto;          ///< opts device: auto | cpu | opencl
 };
+
+/// A compute request's tensor operands in kernel order (a, then b, then c; a join's list), by
+/// id: handles, or value ids inside a program. Creation ops have none.
+std::vector<uint64_t> Operands(const Request& req);
 
 /// Decode the request term. `test_ops` enables the test-only ops.
 Result<Request> DecodeRequest(const TermTree& tree, uint32_t req, bool test_ops);

@@ -40,6 +40,9 @@ class Reply {
   void OkTensorBytes(std::shared_ptr<const Tensor> tensor);
   /// Send {:ok, <<bytes offset .. offset + length of the tensor>>}, sent straight from it.
   void OkTensorBytes(std::shared_ptr<const Tensor> tensor, uint64_t offset, uint64_t length);
+  /// Send {:ok, value} where `value` holds the value's encoding (external term format, no
+  /// version byte), sent straight from it.
+  void OkEncoded(std::shared_ptr<const Tensor> value);
   /// Send {:error, reason}: `:overloaded` or {kind, message}.
   void Error(const Status& status);
   bool sent() const { return sent_.load(); }
@@ -50,6 +53,8 @@ class Reply {
   /// Begin `{:"$mure_reply", Ref, ` in `out`; the caller writes the result and finishes.
   void Begin(std::string& out);
   bool Claim() { return !sent_.exchange(true); }
+  /// Send {:error, reason} once claimed.
+  void SendError(const Status& status);
 
   std::shared_ptr<ReplySink> sink_;
   std::string reply_to_;

@@ -14,6 +14,7 @@
 #include "exec/cpu_ops.h"
 #include "exec/opencl_ops.h"
 #include "ir/ops.h"
+#include "sched/program.h"
 
 #ifndef MURE_VERSION
 #define MURE_VERSION "0.0.0"
@@ -372,85 +373,55 @@ void Service::Read(const RequestContext& ctx, const proto::Request& req, Reply& 
 void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
   auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
   const proto::Program& prog = *req.program;
-  // Values 1..n: inputs first (resident or copied in now, while the frame is alive), then nodes.
-  std::vector<std::shared_ptr<Tensor>> inputs;
-  std::vector<ValueInfo> values;
+  // Values 1..n: inputs first, then nodes. Resident inputs are looked up; data inputs are only
+  // described until the whole program has been validated.
+  std::vector<std::shared_ptr<Tensor>> inputs(prog.inputs.size());
+  std::vector<ValueInfo> infos;
+  uint64_t data_bytes = 0;
   for (size_t i = 0; i < prog.inputs.size(); ++i) {
     const proto::ProgramInput& in = prog.inputs[i];
     if (in.is_handle) {
       auto t = store_.Get(ctx.conn, in.handle);
       if (!t.ok()) return fail(Status(t.status().kind(), "input " + std::to_string(i + 1) + ": " + t.status().message()));
-      inputs.push_back(*t);
+      inputs[i] = *t;
+      infos.push_back(ValueInfo{inputs[i]->type(), inputs[i]->shape()});
     } else {
-      auto t = store_.Allocate(in.type, in.shape);
-      if (!t.ok()) return fail(Status(t.status().kind(), "input " + std::to_string(i + 1) + ": " + t.status().message()));
-      if (in.bytes) std::memcpy((*t)->data(), in.data.data(), in.bytes);
-      inputs.push_back(*t);
+      data_bytes += in.bytes;  // each was checked against its binary, which the frame holds
+      infos.push_back(ValueInfo{in.type, in.shape});
     }
-    values.push_back(ValueInfo{inputs.back()->type(), inputs.back()->shape()});
   }
-  // Validate and plan every node before running any.
-  std::vector<PlannedOp> plans;
-  for (size_t i = 0; i < prog.nodes.size(); ++i) {
-    const uint64_t limit = values.size();
-    OperandLookup lookup = [&](uint64_t id) -> Result<ValueInfo> {
-      if (id < 1 || id > limit) {
-        return Status::BadArg("value " + std::to_string(id) + " is not an earlier value (1.." + std::to_string(limit) + ")");
-      }
-      return values[id - 1];
-    };
-    const proto::Placement where =
-        prog.nodes[i].placement != proto::Placement::kAuto ? prog.nodes[i].placement : prog.placement;
-    auto plan = PlanPlaced(prog.nodes[i], lookup, blis_, opencl_, where, cost_);
-    if (!plan.ok()) {
-      return fail(Status(plan.status().kind(), "node " + std::to_string(i + 1) + " (:" +
-                                                   std::string(proto::OpName(prog.nodes[i].op)) +
-                                                   (prog.nodes[i].name.empty() ? "" : " :" + std::string(prog.nodes[i].name)) +
-                                                   "): " + plan.status().message()));
-    }
-    values.push_back(ValueInfo{plan->type, plan->shape});
-    plans.push_back(std::move(*plan));
-  }
-  // Fuse chains of elementwise ops (and a reduction on top) into generated kernels.
-  FusionPlan fusion;
-  if (fused_) fusion = PlanFusion(prog, plans, values, opencl_->info().fp64);
-  fusion.root.resize(plans.size(), -1);
-  std::vector<uint64_t> last_use(values.size() + 1, 0);  // by value id; 0 = unused
-  for (size_t i = 0; i < plans.size(); ++i) {
-    // A fused node's operands are read when its group's root runs.
-    const uint64_t at = prog.inputs.size() + (fusion.root[i] >= 0 ? static_cast<size_t>(fusion.root[i]) : i) + 1;
-    for (uint64_t id : plans[i].operands) last_use[id] = std::max(last_use[id], at);
-  }
-  for (size_t i = 0; i < prog.outputs.size(); ++i) {
-    uint64_t id = prog.outputs[i].first;
-    if (id > values.size()) {
-      return fail(Status::BadArg("output " + std::to_string(i + 1) + ": value " + std::to_string(id) +
-                                 " does not exist (the program has " + std::to_string(values.size()) + ")"));
-    }
-    last_use[id] = UINT64_MAX;  // outputs live to the end
-  }
-  // The memory the program needs at its peak, with intermediates freed after their last use.
-  uint64_t live = 0, peak = 0;
-  std::vector<uint64_t> sizes(values.size() + 1, 0);
-  for (size_t id = 1; id <= values.size(); ++id) {
-    auto b = ByteSize(values[id - 1].type, values[id - 1].shape);
-    sizes[id] = b.ok() ? *b : 0;
-  }
-  for (size_t i = 0; i < plans.size(); ++i) {
-    const uint64_t id = prog.inputs.size() + i + 1;
-    live += sizes[id];
-    peak = std::max(peak, live);
-    for (uint64_t in : plans[i].operands) {
-      if (in > prog.inputs.size() && last_use[in] == id) live -= sizes[in];
-    }
-    if (last_use[id] == 0) live -= sizes[id];  // computed but unused: freed at once
-  }
-  if (peak > store_.memory_limit() - std::min(store_.memory_limit(), store_.memory_used())) {
-    return fail(Status(ErrorKind::kOutOfMemory, "the program needs " + std::to_string(peak) +
-                                                    " bytes at its peak; the node has " +
-                                                    std::to_string(store_.memory_limit() - store_.memory_used()) +
+  ProgramTarget target;
+  target.blis = blis_;
+  target.opencl = opencl_;
+  target.cost = &cost_;
+  target.fuse = fused_ != nullptr;
+  target.fuse_reductions = opencl_ && opencl_->info().fp64;
+  target.max_message = cfg_.max_message;
+  auto planned = PlanProgram(prog, std::move(infos), target);
+  if (!planned.ok()) return fail(planned.status());
+  // The memory the program needs at its peak, its data inputs included.
+  const uint64_t left = store_.memory_limit() - std::min(store_.memory_limit(), store_.memory_used());
+  uint64_t need = 0;
+  if (__builtin_add_overflow(planned->peak_bytes, data_bytes, &need) ||
+      __builtin_add_overflow(need, planned->reply_bytes, &need) || need > left) {
+    return fail(Status(ErrorKind::kOutOfMemory, "the program needs " +
+                                                    (need < planned->peak_bytes ? std::string("more than 2^64")
+                                                                                : std::to_string(need)) +
+                                                    " bytes at its peak; the node has " + std::to_string(left) +
                                                     " of its limit left"));
   }
+  // Only now: copy the data inputs in, while the frame is alive.
+  for (size_t i = 0; i < prog.inputs.size(); ++i) {
+    const proto::ProgramInput& in = prog.inputs[i];
+    if (in.is_handle) continue;
+    auto t = store_.Allocate(in.type, in.shape);
+    if (!t.ok()) return fail(Status(t.status().kind(), "input " + std::to_string(i + 1) + ": " + t.status().message()));
+    if (in.bytes) std::memcpy((*t)->data(), in.data.data(), in.bytes);
+    inputs[i] = std::move(*t);
+  }
+  std::vector<PlannedOp> plans = std::move(planned->plans);
+  std::vector<uint64_t> last_use = std::move(planned->last_use);
+  FusionPlan fusion = std::move(planned->fusion);
   auto outputs = prog.outputs;
   const size_t n_inputs = prog.inputs.size();
   Post(*blis_queue_, reply, [this, ctx, reply, inputs = std::move(inputs), plans = std::move(plans), last_use,
@@ -491,39 +462,63 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
       if (last_use[id] == 0) vals[id].reset();
     }
     // Keep or return each output; the reply carries them in order.
-    struct Result1 {
-      bool keep;
-      uint64_t handle;
-      std::shared_ptr<Tensor> t;
+    std::vector<uint64_t> kept;
+    auto unkeep = [&] {
+      for (uint64_t h : kept) (void)store_.Free(ctx.conn, h);
     };
-    std::vector<Result1> results;
+    std::vector<std::string> terms;  // per output, its term up to (not including) a returned binary
+    uint64_t total = 0;
     for (auto& [id, keep] : outputs) {
-      Result1 r{keep, 0, vals[id]};
+      const std::shared_ptr<Tensor>& t = vals[id];
+      std::string term;
+      TermWriter w(term);
       if (keep) {
         bool new_owner = false;
-        auto h = store_.Insert(ctx.conn, ctx.owner, vals[id], &new_owner);
-        if (!h.ok()) { errors_.fetch_add(1); return reply->Error(h.status()); }
-        if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
-        r.handle = *h;
-      }
-      results.push_back(std::move(r));
-    }
-    reply->Ok([&](TermWriter& w) {
-      w.List(static_cast<uint32_t>(results.size()));
-      for (auto& r : results) {
-        if (r.keep) {
-          w.Tuple(3).UInt(r.handle);
-          WriteType(w, r.t->type());
-          WriteShape(w, r.t->shape());
-        } else {
-          w.Tuple(3);
-          WriteType(w, r.t->type());
-          WriteShape(w, r.t->shape());
-          w.Binary(std::string_view(reinterpret_cast<const char*>(r.t->data()), r.t->bytes()));
+        auto h = store_.Insert(ctx.conn, ctx.owner, t, &new_owner);
+        if (!h.ok()) {
+          unkeep();
+          errors_.fetch_add(1);
+          return reply->Error(h.status());
         }
+        if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
+        kept.push_back(*h);
+        w.Tuple(3).UInt(*h);
+        WriteType(w, t->type());
+        WriteShape(w, t->shape());
+      } else {
+        w.Tuple(3);
+        WriteType(w, t->type());
+        WriteShape(w, t->shape());
+        w.BinaryHeader(t->bytes());
+        total += t->bytes();
       }
-      w.Nil();
-    });
+      total += term.size();
+      terms.push_back(std::move(term));
+    }
+    // The value is encoded into memory of the budget (the returned outputs' copy is accounted
+    // like a tensor) and sent from there; its size was checked against max_message when planned.
+    std::string list, nil;
+    TermWriter(list).List(static_cast<uint32_t>(outputs.size()));
+    TermWriter(nil).Nil();
+    total += list.size() + nil.size();
+    auto encoded = store_.Allocate(DType::kU8, {total});
+    if (!encoded.ok()) {
+      unkeep();
+      errors_.fetch_add(1);
+      return reply->Error(Status(encoded.status().kind(), "the reply: " + encoded.status().message()));
+    }
+    uint8_t* p = (*encoded)->data();
+    auto put = [&p](const void* bytes, uint64_t n) {
+      if (n) std::memcpy(p, bytes, n);
+      p += n;
+    };
+    put(list.data(), list.size());
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      put(terms[i].data(), terms[i].size());
+      if (!outputs[i].second) put(vals[outputs[i].first]->data(), vals[outputs[i].first]->bytes());
+    }
+    put(nil.data(), nil.size());
+    reply->OkEncoded(std::move(*encoded));
   });
 }
 

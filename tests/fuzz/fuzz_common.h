@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "exec/blis_executor.h"
+#include "exec/opencl_executor.h"
 #include "mure/config.h"
 #include "proto/request.h"
 #include "sched/reply.h"
@@ -38,7 +39,7 @@ inline constexpr const char* kCookie = "FUZZCOOKIE";
 
 /// A configuration like the node's, with small limits so that no input can make the harness
 /// allocate much: every size the node allocates must derive from these, not from the input.
-inline Config FuzzConfig() {
+inline Config FuzzConfig(bool with_opencl = false) {
   Config cfg;
   cfg.name = kNodeName;
   cfg.memory_limit = 16u << 20;
@@ -47,7 +48,8 @@ inline Config FuzzConfig() {
   cfg.queue_depth = 8;             // so that the :overloaded path is reachable
   cfg.blis_threads = 1;
   cfg.blis_arch = "auto";
-  cfg.use_opencl = false;          // elementwise ops answer :unsupported (no PoCL under the fuzzer)
+  cfg.use_opencl = with_opencl;    // without it, elementwise ops answer :unsupported
+  cfg.kernel_cache_dir = "none";    // compiled kernels stay in memory, per process
   cfg.handshake_timeout_ms = 200;
   cfg.test_ops = false;            // {:busy, ms} would sleep up to 10 minutes
   cfg.log_level = LogLevel::kError;
@@ -65,6 +67,20 @@ inline BlisExecutor* SharedBlis(const Config& cfg) {
     return std::move(b.value()).release();
   }();
   return blis;
+}
+
+/// The OpenCL device (PoCL on the CPU here), created once per process: its kernels are compiled
+/// once and cached for every later input. Aborts when there is none (the target needs it).
+inline OpenClExecutor* SharedOpenCl(const Config& cfg) {
+  static OpenClExecutor* opencl = [&] {
+    auto o = OpenClExecutor::Create(cfg);
+    if (!o.ok()) {
+      std::fprintf(stderr, "fuzz: no OpenCL device (install pocl-opencl-icd): %s\n", o.status().message().c_str());
+      std::abort();
+    }
+    return std::move(o.value()).release();
+  }();
+  return opencl;
 }
 
 /// A ReplySink that keeps count of the frames it was given.
@@ -97,10 +113,14 @@ void AwaitOrDie(Pred pred, std::chrono::milliseconds limit, const char* what) {
 /// The Service holds a reference to the store; rebuilding the object at the same address keeps
 /// that reference valid ([basic.life]/8: TensorStore has no const or reference members).
 struct World {
-  Config cfg = FuzzConfig();
+  /// `with_opencl`: the Service has the OpenCL device too (compute ops may run there, programs fuse).
+  explicit World(bool with_opencl = false) : cfg(FuzzConfig(with_opencl)) {}
+
+  Config cfg;
   BlisExecutor* blis = SharedBlis(cfg);
+  OpenClExecutor* opencl = cfg.use_opencl ? SharedOpenCl(cfg) : nullptr;
   TensorStore store{cfg.memory_limit, cfg.buffer_cache};
-  Service service{cfg, store, blis, nullptr};
+  Service service{cfg, store, blis, opencl};
 
   /// A fresh, empty store. Only call after Settle(): no job may still reach the old one.
   void ResetStore() {

@@ -19,7 +19,7 @@ build="${1:?usage: run.sh BUILD_DIR [SECONDS] [SUMMARY_FILE]}"
 seconds="${2:-60}"
 summary="${3:-/dev/null}"
 min_execs="${MURE_FUZZ_MIN_EXECS:-$((seconds * 20))}"  # far below the ~500-3000/s these targets run at
-targets=(request wire)
+targets=(request wire program)
 limits=(-malloc_limit_mb=2048 -rss_limit_mb=2048 -timeout=30 -max_len=16384)
 
 symbolizer="$(command -v llvm-symbolizer || ls /usr/lib/llvm-14/bin/llvm-symbolizer 2>/dev/null || true)"

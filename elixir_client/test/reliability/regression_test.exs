@@ -41,7 +41,7 @@ defmodule Mure.Reliability.RegressionTest do
 
       other ->
         flunk(
-          "#{inspect(request, limit: 8)}: expected {:error, {#{inspect(kinds)}, msg}}, got #{inspect(other, limit: 12)}"
+          "#{inspect(request, limit: 8)}: expected {:error, {#{inspect(kinds)}, msg}}, got #{inspect(other, limit: 12, printable_limit: 64)}"
         )
     end
   end
@@ -53,7 +53,7 @@ defmodule Mure.Reliability.RegressionTest do
 
       other ->
         flunk(
-          "#{inspect(request, limit: 8)}: expected {:ok, _}, got #{inspect(other, limit: 12)}"
+          "#{inspect(request, limit: 8)}: expected {:ok, _}, got #{inspect(other, limit: 12, printable_limit: 64)}"
         )
     end
   end
@@ -387,5 +387,105 @@ defmodule Mure.Reliability.RegressionTest do
     # Float indices are a type error, not an address.
     fidx = upload!(node, {:f, 32}, {1}, f32([1]))
     error!(node, {:take, h, fidx, 0}, [:type_mismatch, :badarg])
+  end
+
+  # Issue 11, item 1: a program's output ids were used by fusion planning (writes at the id the
+  # client chose) before they were checked. 99 corrupted the heap behind a clean :badarg (the
+  # ASan node aborts); ids far out of range crashed the node at once.
+  test "program ids out of range are refused before any pass reads the program", %{node: node} do
+    x = upload!(node, {:f, 32}, {4}, f32([1, 2, 3, 4]))
+
+    for id <- [0, 4, 99, 1 <<< 20, 1 <<< 40, (1 <<< 63) - 1] do
+      for outs <- [[{id, :return}], [{2, :keep}, {id, :keep}]] do
+        msg =
+          error!(
+            node,
+            {:program, [{:handle, x}], [{:unary, :exp, 1}, {:unary, :negate, 2}], outs},
+            :badarg
+          )
+
+        assert msg =~ "output"
+      end
+
+      # Operand ids that are not earlier values, in a chain fusion would take.
+      if id > 0 do
+        error!(
+          node,
+          {:program, [{:handle, x}], [{:unary, :exp, 1}, {:binary, :add, 2, id + 2}],
+           [{3, :return}]},
+          :badarg
+        )
+      end
+    end
+
+    # The node is whole: the same chain with good ids runs, fused, and matches its reference.
+    {:ok, [{{:f, 32}, {4}, bin}]} =
+      raw_call(
+        node,
+        {:program, [{:handle, x}], [{:unary, :exp, 1}, {:unary, :negate, 2}], [{3, :return}]}
+      )
+
+    assert_close(unpack(bin, 32), Enum.map([1, 2, 3, 4], &(-:math.exp(&1))), 1.0e-6)
+    assert %{protocol: 1} = ok!(node, :hello)
+  end
+
+  describe "replies and handle lists within their limits (issue 11, items 7 and 8)" do
+    setup do
+      # A node of its own, with an 8 MiB max_message, whose first handles are below 256.
+      conn = start_supervised!({Mure, max_message: 8 <<< 20}, id: :small_messages)
+      %{node: node} = Mure.info(conn)
+      %{small: conn, small_node: node}
+    end
+
+    test "a program's returned outputs are checked against max_message", %{
+      small: conn,
+      small_node: node
+    } do
+      mib = upload!(node, {:u, 8}, {1 <<< 20}, :binary.copy(<<7>>, 1 <<< 20))
+      outs = List.duplicate({1, :return}, 17)
+      msg = error!(node, {:program, [{:handle, mib}], [], outs}, :message_too_large)
+      assert msg =~ "Mure.download"
+      assert msg =~ "max_message"
+      # Data inputs and nodes count too; :keep outputs do not travel.
+      error!(
+        node,
+        {:program, [{:handle, mib}], [{:unary, :bitwise_not, 1}],
+         List.duplicate({2, :return}, 9)},
+        :message_too_large
+      )
+
+      assert {:ok, [_ | _]} =
+               raw_call(
+                 node,
+                 {:program, [{:handle, mib}], [{:unary, :bitwise_not, 1}],
+                  List.duplicate({2, :keep}, 9)}
+               )
+
+      # What fits is returned whole.
+      {:ok, [{{:u, 8}, {1_048_576}, a}, {{:u, 8}, {1_048_576}, b}]} =
+        raw_call(
+          node,
+          {:program, [{:handle, mib}], [{:unary, :bitwise_not, 1}], [{1, :return}, {2, :return}]}
+        )
+
+      assert a == :binary.copy(<<7>>, 1 <<< 20) and b == :binary.copy(<<248>>, 1 <<< 20)
+      assert %{memory_used_bytes: used} = Mure.stats!(conn)
+      assert used >= 1 <<< 20
+    end
+
+    test "a handle list sent as a byte string is capped like any list", %{small_node: node} do
+      h = upload!(node, {:u, 8}, {1}, <<1>>)
+      assert h < 256, "the test needs a handle the BEAM encodes in a byte string (got #{h})"
+
+      # The BEAM sends a list of integers below 256 as STRING_EXT: 60,000 of them here.
+      for n <- [1025, 60_000] do
+        msg = error!(node, {:concatenate, List.duplicate(h, n), 0}, :badarg)
+        assert msg =~ "more than 1024"
+        error!(node, {:stack, List.duplicate(h, n), 0}, :badarg)
+      end
+
+      {c, {:u, 8}, {1024}} = ok!(node, {:concatenate, List.duplicate(h, 1024), 0})
+      assert ok!(node, {:download, c}) == :binary.copy(<<1>>, 1024)
+    end
   end
 end

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "proto/request.h"
+#include "sched/program.h"
 #include "sched/service.h"
 #include "test_util.h"
 
@@ -175,4 +176,88 @@ TEST_CASE("alloc, write and read move a tensor in pieces, inside its bounds only
   CHECK(rt.IsAtom(rt.Child(rt.Child(res, 1), 0), "out_of_range"));
   auto f6 = fx.Call([&](TermWriter& w) { w.Tuple(4).Atom("read").Int(h).Int(-1).Int(1); }, rt, res);
   CHECK(rt.IsAtom(rt.Child(rt.Child(res, 1), 0), "out_of_range"));
+}
+
+namespace {
+
+/// A program built as the decoder would build it, but without the decoder's id checks: what
+/// PlanProgram sees if a later change forgets them.
+proto::Request Node(Op op, std::string_view name, uint64_t a, uint64_t b = 0) {
+  proto::Request r;
+  r.op = op;
+  r.name = name;
+  r.a = a;
+  r.b = b;
+  return r;
+}
+
+ProgramTarget FuseTarget(const CostModel& cost) {
+  ProgramTarget t;
+  t.cost = &cost;
+  t.fuse = true;  // fusion planning runs as with an OpenCL device, and must never see a bad id
+  t.fuse_reductions = true;
+  t.max_message = 1u << 20;
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("PlanProgram refuses ids out of range before any pass reads them", "[program][security]") {
+  CostModel cost;
+  proto::Program prog;
+  prog.inputs.resize(1);
+  prog.nodes.push_back(Node(Op::kUnary, "exp", 1));
+  prog.nodes.push_back(Node(Op::kUnary, "negate", 2));
+  const std::vector<ValueInfo> in{ValueInfo{DType::kF32, {4}}};
+  for (uint64_t id : {uint64_t{0}, uint64_t{4}, uint64_t{99}, uint64_t{1} << 40, UINT64_MAX}) {
+    INFO("output id " << id);
+    prog.outputs = {{id, false}};
+    auto plan = PlanProgram(prog, in, FuseTarget(cost));
+    REQUIRE_FALSE(plan.ok());
+    CHECK(plan.status().kind() == ErrorKind::kBadArg);
+    CHECK_THAT(plan.status().message(), Catch::Contains("output 1"));
+    // An operand that is not an earlier value.
+    proto::Program bad = prog;
+    bad.outputs = {{3, false}};
+    bad.nodes[1].a = id == 0 ? 3 : id;
+    auto plan2 = PlanProgram(bad, in, FuseTarget(cost));
+    REQUIRE_FALSE(plan2.ok());
+    CHECK_THAT(plan2.status().message(), Catch::Contains("node 2"));
+  }
+  prog.outputs = {{3, false}};
+  auto good = PlanProgram(prog, in, FuseTarget(cost));
+  REQUIRE(good.ok());
+  CHECK(good->fusion.groups.size() == 1);  // exp -> negate, one kernel
+}
+
+TEST_CASE("PlanProgram's peak counts an operand used twice once", "[program]") {
+  CostModel cost;
+  proto::Program prog;
+  prog.inputs.resize(1);
+  prog.nodes.push_back(Node(Op::kUnary, "exp", 1));             // 2
+  prog.nodes.push_back(Node(Op::kBinary, "multiply", 2, 2));    // 3 = 2 * 2: frees 2 (once)
+  prog.nodes.push_back(Node(Op::kUnary, "exp", 1));             // 4
+  prog.nodes.push_back(Node(Op::kBinary, "add", 3, 4));         // 5: 3, 4 and 5 alive at once
+  prog.outputs = {{5, true}};
+  ProgramTarget target = FuseTarget(cost);
+  target.fuse = false;  // every value materialised
+  auto plan = PlanProgram(prog, {ValueInfo{DType::kF32, {1000}}}, target);
+  REQUIRE(plan.ok());
+  CHECK(plan->peak_bytes == 3 * 4000);
+}
+
+TEST_CASE("PlanProgram refuses returned outputs that would not fit in one reply", "[program][security]") {
+  CostModel cost;
+  proto::Program prog;
+  prog.inputs.resize(1);
+  const std::vector<ValueInfo> in{ValueInfo{DType::kU8, {300000}}};
+  prog.outputs.assign(3, {1, false});  // 900,000 bytes back: fits in 1 MiB
+  CHECK(PlanProgram(prog, in, FuseTarget(cost)).ok());
+  prog.outputs.assign(4, {1, false});  // 1,200,000: does not
+  auto plan = PlanProgram(prog, in, FuseTarget(cost));
+  REQUIRE_FALSE(plan.ok());
+  CHECK(plan.status().kind() == ErrorKind::kMessageTooLarge);
+  CHECK_THAT(plan.status().message(), Catch::Contains("Mure.download"));
+  prog.outputs.assign(4, {1, true});  // kept outputs do not travel
+  CHECK(PlanProgram(prog, in, FuseTarget(cost)).ok());
 }

@@ -203,7 +203,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string term = BuildProgram(in);
 
   TermTree tree;
-  auto end = ParseExternal(term, 1, tree);
+  auto end = ParseExternal(term, 0, tree);
   if (!end.ok()) {
     std::fprintf(stderr, "fuzz: the harness built a term the reader refuses: %s\n", end.status().ToString().c_str());
     std::abort();

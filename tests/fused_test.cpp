@@ -153,3 +153,45 @@ TEST_CASE("compiled kernels are kept on disk: a new process-wide cache loads the
   std::string cmd = "rm -rf '" + dir + "'";
   CHECK(std::system(cmd.c_str()) == 0);
 }
+
+TEST_CASE("the fused-kernel caches are capped: memory by count, disk by bytes", "[fused][opencl][security]") {
+  auto dev = Device();
+  const std::string dir = TempDir();
+  auto x = F32({0.5f, -1.0f, 2.0f}, {3});
+  auto out = *Store().Allocate(DType::kF32, {3});
+  // Chains a client could vary without end: x * c0 + c1 ... with ever more steps.
+  auto chain = [](int n) {
+    FusedGraph g;
+    g.steps = {In()};
+    g.scalar_input = {false};
+    for (int i = 0; i < n; ++i) g.steps.push_back(Un(i % 2 ? UnaryOp::kNegate : UnaryOp::kTanh, static_cast<uint32_t>(i)));
+    return g;
+  };
+  auto expect = [&](int n) {
+    float v = 0.5f;
+    for (int i = 0; i < n; ++i) v = i % 2 ? -v : std::tanh(v);
+    return v;
+  };
+  FusedCacheLimits limits;
+  limits.max_in_memory = 3;
+  limits.max_disk_bytes = 1;  // nothing fits: no binary is written
+  FusedKernels jit(*dev, dir, limits);
+  for (int n = 2; n <= 7; ++n) {
+    REQUIRE(jit.Run(chain(n), {x.get()}, 3, 1, *out).ok());
+    CHECK(out->as<float>()[0] == Approx(expect(n)));
+  }
+  FusedStats s = jit.stats();
+  CHECK(s.compiled == 6);
+  CHECK(s.in_memory == 3);
+  CHECK(s.evicted == 3);
+  CHECK(s.disk_skipped == 6);
+  CHECK(s.disk_bytes == 0);
+  // The most recent ones are still there; an evicted one is compiled again, right.
+  REQUIRE(jit.Run(chain(7), {x.get()}, 3, 1, *out).ok());
+  CHECK(jit.stats().memory_hits == 1);
+  REQUIRE(jit.Run(chain(2), {x.get()}, 3, 1, *out).ok());
+  CHECK(jit.stats().compiled == 7);
+  CHECK(out->as<float>()[0] == Approx(expect(2)));
+  std::string cmd = "test -z \"$(ls -A '" + dir + "')\" && rm -rf '" + dir + "'";
+  CHECK(std::system(cmd.c_str()) == 0);  // the folder stayed empty
+}

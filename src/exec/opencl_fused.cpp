@@ -1,5 +1,6 @@
 #include "exec/opencl_fused.h"
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -168,26 +169,56 @@ struct FusedKernels::Entry {
   ClProgram program;
   ClKernel kernel;
   size_t local = 64;
+  uint64_t last_used = 0;
 };
 
-FusedKernels::FusedKernels(OpenClExecutor& device, std::string cache_dir)
-    : device_(device), cache_dir_(std::move(cache_dir)) {
+FusedKernels::FusedKernels(OpenClExecutor& device, std::string cache_dir, FusedCacheLimits limits)
+    : device_(device), cache_dir_(std::move(cache_dir)), limits_(limits) {
   device_key_ = DeviceString(device.device(), CL_DEVICE_NAME) + "|" + DeviceString(device.device(), CL_DRIVER_VERSION) +
                 "|" + DeviceString(device.device(), CL_DEVICE_VERSION);
-  if (!cache_dir_.empty()) MakeDirs(cache_dir_);
+  limits_.max_in_memory = std::max<size_t>(limits_.max_in_memory, 1);
+  if (!cache_dir_.empty()) {
+    MakeDirs(cache_dir_);
+    // What earlier runs left counts against the cap too.
+    if (DIR* d = ::opendir(cache_dir_.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        struct stat st {};
+        if (name.size() > 4 && name.compare(name.size() - 4, 4, ".bin") == 0 &&
+            ::stat((cache_dir_ + "/" + name).c_str(), &st) == 0) {
+          stats_.disk_bytes += static_cast<uint64_t>(st.st_size);
+        }
+      }
+      ::closedir(d);
+    }
+  }
+}
+
+void FusedKernels::Evict() {
+  while (cache_.size() >= limits_.max_in_memory) {
+    auto oldest = cache_.begin();
+    for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+      if (it->second->last_used < oldest->second->last_used) oldest = it;
+    }
+    cache_.erase(oldest);
+    ++stats_.evicted;
+  }
 }
 
 FusedKernels::~FusedKernels() = default;
 
 FusedStats FusedKernels::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  FusedStats s = stats_;
+  s.in_memory = cache_.size();
+  return s;
 }
 
 Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
   auto it = cache_.find(source);
   if (it != cache_.end()) {
     ++stats_.memory_hits;
+    it->second->last_used = ++clock_;
     return it->second.get();
   }
   auto t0 = std::chrono::steady_clock::now();
@@ -226,10 +257,16 @@ Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
       RestoreFatalSignals();
       return Status::Internal(ClErrorText("clBuildProgram (fused kernel)", err) + "; build log: " + log);
     }
-    if (!path.empty()) {  // keep the binary for the next start
+    if (!path.empty()) {  // keep the binary for the next start, while the disk cache has room
       size_t size = 0;
       if (clGetProgramInfo(entry->program.get(), CL_PROGRAM_BINARY_SIZES, sizeof size, &size, nullptr) == CL_SUCCESS &&
-          size > 0) {
+          size > 0 && stats_.disk_bytes + size > limits_.max_disk_bytes) {
+        if (stats_.disk_skipped++ == 0) {
+          LogWarn("the fused-kernel disk cache " + cache_dir_ + " holds " + std::to_string(stats_.disk_bytes) +
+                  " bytes, its cap is " + std::to_string(limits_.max_disk_bytes) +
+                  ": new kernels are kept in memory only (empty the folder to start afresh)");
+        }
+      } else if (size > 0) {
         std::string bin(size, '\0');
         unsigned char* ptr = reinterpret_cast<unsigned char*>(bin.data());
         if (clGetProgramInfo(entry->program.get(), CL_PROGRAM_BINARIES, sizeof ptr, &ptr, nullptr) == CL_SUCCESS) {
@@ -237,7 +274,7 @@ Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
           std::ofstream out(tmp, std::ios::binary);
           out.write(bin.data(), static_cast<std::streamsize>(bin.size()));
           out.close();
-          if (out) std::rename(tmp.c_str(), path.c_str());
+          if (out && std::rename(tmp.c_str(), path.c_str()) == 0) stats_.disk_bytes += size;
           else std::remove(tmp.c_str());
         }
       }
@@ -254,6 +291,8 @@ Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
   if (from_disk) ++stats_.disk_hits; else ++stats_.compiled;
   LogDebug("fused kernel " + std::string(name) + (from_disk ? " loaded from the disk cache" : " compiled") + " in " +
            std::to_string(static_cast<int>(ms)) + " ms");
+  Evict();
+  entry->last_used = ++clock_;
   Entry* raw = entry.get();
   cache_.emplace(source, std::move(entry));
   return raw;

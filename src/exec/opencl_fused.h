@@ -56,12 +56,23 @@ struct FusedStats {
   uint64_t disk_hits = 0;    ///< kernels loaded from the disk cache
   uint64_t memory_hits = 0;  ///< runs whose kernel was in memory
   double compile_ms = 0;     ///< time compiling (and loading) kernels
+  uint64_t in_memory = 0;    ///< kernels held in memory now
+  uint64_t evicted = 0;      ///< kernels dropped from memory to stay under the cap
+  uint64_t disk_bytes = 0;   ///< bytes of kernel binaries in the disk cache (this device's and others')
+  uint64_t disk_skipped = 0; ///< kernels not written to disk because the cache was full
+};
+
+/// Caps on what clients can make the node keep: every distinct chain is a kernel, and a client
+/// can send endless distinct chains.
+struct FusedCacheLimits {
+  size_t max_in_memory = 256;               ///< compiled kernels kept (least recently used dropped)
+  uint64_t max_disk_bytes = 256ull << 20;   ///< kernel binaries on disk; past it, new ones are not written
 };
 
 class FusedKernels {
  public:
   /// `cache_dir` empty: no disk cache.
-  FusedKernels(OpenClExecutor& device, std::string cache_dir);
+  FusedKernels(OpenClExecutor& device, std::string cache_dir, FusedCacheLimits limits = {});
   ~FusedKernels();
 
   /// out = graph(inputs): `out` has the chain's shape, or (reduce) one element per row of
@@ -76,8 +87,13 @@ class FusedKernels {
   struct Entry;
   Result<Entry*> Kernel(const std::string& source);
 
+  /// Drop the least recently used kernels until at most max_in_memory - 1 remain. Locked.
+  void Evict();
+
   OpenClExecutor& device_;
   std::string cache_dir_;
+  FusedCacheLimits limits_;
+  uint64_t clock_ = 0;  // guarded by mu_: use counter for least-recently-used eviction
   std::string device_key_;  // device name + driver version: binaries are per device
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<Entry>> cache_;  // guarded by mu_

@@ -80,9 +80,13 @@ Result<uint64_t> ElementCount(const Shape& s) {
   }
   auto nonzero = NonZeroProduct(s);
   if (!nonzero) {
+    uint64_t full = 1;
+    bool wraps = false;
+    for (uint64_t d : s) wraps = wraps || (d != 0 && __builtin_mul_overflow(full, d, &full));
     return Status(ErrorKind::kBadShape, "shape " + ShapeToString(s) +
-                                            ": its dimensions multiply to 2^63 or more (a 0 among them does not "
-                                            "excuse the others)");
+                                            (wraps ? " has more than 2^64 elements"
+                                                   : "'s dimensions multiply to 2^63 or more") +
+                                            " (a 0 among them does not excuse the others)");
   }
   for (uint64_t d : s) {
     if (d == 0) return uint64_t{0};

@@ -3,7 +3,9 @@
 // integer wrap, division by zero, ties).
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <vector>
 
@@ -446,4 +448,104 @@ TEST_CASE("dot with contraction and batch axes, through BLIS and plain loops, ma
   REQUIRE(cpu::Outer(*Make<int16_t>(DType::kS16, {2}, {1, 2}), *Make<int16_t>(DType::kS16, {3}, {3, 4, 5}),
                      DType::kS16, *outer).ok());
   CHECK(Values<int16_t>(*outer) == std::vector<int16_t>{3, 4, 5, 6, 8, 10});
+}
+
+namespace {
+
+double SecondsOf(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+TEST_CASE("empty tensors with huge dims cost nothing: no kernel walks their rows", "[ops][security]") {
+  // Issue 11: sort of {2^33, 0} held the CPU for 34 s, concatenate of {2^30, 0} 8.2 s, take 2.4 s
+  // (67c2630, one row at a time). 2^30 empty rows take seconds on that code; with no per-row
+  // work each op here is microseconds, so a quarter of a second is a wide margin either way.
+  const uint64_t rows = 1ull << 30;
+  auto empty = Make<uint8_t>(DType::kU8, {rows, 0}, {});
+  auto idx = Make<int64_t>(DType::kS64, {0}, {});
+  SECTION("sort and argsort") {
+    auto out = *Store().Allocate(DType::kU8, {rows, 0});
+    auto arg = *Store().Allocate(DType::kS64, {rows, 0});
+    Status st, sa;
+    CHECK(SecondsOf([&] { st = cpu::Sort(*empty, 1, false, false, *out); }) < 0.25);
+    CHECK(SecondsOf([&] { sa = cpu::Sort(*empty, 1, true, true, *arg); }) < 0.25);
+    CHECK(st.ok());
+    CHECK(sa.ok());
+  }
+  SECTION("concatenate and stack") {
+    auto out = *Store().Allocate(DType::kU8, {rows, 0});
+    Status st;
+    CHECK(SecondsOf([&] { st = cpu::Concatenate({empty.get(), empty.get()}, {{rows, 0}, {rows, 0}}, 1, *out); }) < 0.25);
+    CHECK(st.ok());
+  }
+  SECTION("take along the empty axis") {
+    auto out = *Store().Allocate(DType::kU8, {rows, 0});
+    Status st;
+    CHECK(SecondsOf([&] { st = cpu::Take(*empty, *idx, 1, *out); }) < 0.25);
+    CHECK(st.ok());
+  }
+  SECTION("dot with 2^30 empty batches, and outer with an empty side") {
+    auto a = Make<float>(DType::kF32, {rows, 0, 2}, {});
+    auto plan = PlanDot({rows, 0, 2}, {2}, {0}, {rows, 2, 0}, {1}, {0});
+    REQUIRE(plan.ok());
+    auto out = *Store().Allocate(DType::kF32, plan->out_shape);
+    auto b = Make<float>(DType::kF32, {rows, 2, 0}, {});
+    Status st;
+    CHECK(SecondsOf([&] { st = cpu::Dot(*a, *b, *plan, DType::kF32, {}, *out); }) < 0.25);
+    CHECK(st.ok());
+    auto big = Make<uint8_t>(DType::kU8, {1u << 20}, std::vector<uint8_t>(1u << 20, 7));
+    auto none = Make<uint8_t>(DType::kU8, {0}, {});
+    auto outer = *Store().Allocate(DType::kU8, {1u << 20, 0});
+    CHECK(cpu::Outer(*big, *none, DType::kU8, *outer).ok());
+  }
+  SECTION("a non-empty result of empty operands loops over the result only") {
+    // pad of an empty tensor: the pad value everywhere; sum over an empty axis: the identity.
+    auto col = Make<uint8_t>(DType::kU8, {0, 3}, {});
+    auto padded = *Store().Allocate(DType::kU8, {2, 3});
+    ir::Scalar nine;
+    nine.i = 9;
+    CHECK(cpu::Pad(*col, nine, {PadDim{1, 1, 1ll << 40}, PadDim{}}, *padded).ok());
+    CHECK(Values<uint8_t>(*padded) == std::vector<uint8_t>(6, 9));
+    auto wide = Make<uint8_t>(DType::kU8, {4, 0}, {});
+    auto sums = RunReduce(ReduceOp::kSum, *wide, {1});
+    CHECK(Values<uint64_t>(*sums) == std::vector<uint64_t>(4, 0));
+  }
+}
+
+TEST_CASE("kernels' working memory is reserved on the node's budget", "[ops][security]") {
+  // Issue 11: sort's scratch grew with the axis, outside the budget (364 MB of RSS for a 0-byte
+  // {0, 2^24}); argsort of {0, 2^40} ended in std::length_error, an :internal reply.
+  TensorStore small(1u << 20);  // 1 MiB
+  auto in = *small.Allocate(DType::kF32, {1, 1u << 16});  // 256 KiB; sorting it needs 24 bytes an element
+  std::memset(in->data(), 0, in->bytes());
+  SECTION("sort and argsort") {
+    auto out = *small.Allocate(DType::kF32, {1, 1u << 16});
+    const uint64_t before = small.memory_used();
+    Status st = cpu::Sort(*in, 1, false, false, *out);
+    CHECK(st.kind() == ErrorKind::kOutOfMemory);
+    CHECK(st.message().find("sort") != std::string::npos);
+    CHECK(small.memory_used() == before);  // nothing left reserved
+  }
+  SECTION("gather's offsets") {
+    auto idx = *small.Allocate(DType::kU8, {1u << 17, 2});  // 2^17 coordinates: 1 MiB of offsets
+    std::memset(idx->data(), 0, idx->bytes());
+    auto out = *small.Allocate(DType::kF32, {1u << 17});
+    REQUIRE(out);
+    CHECK(cpu::Gather(*in, *idx, *out).kind() == ErrorKind::kOutOfMemory);
+  }
+  SECTION("a sort that fits runs, and gives its working memory back") {
+    TensorStore roomy(4u << 20);
+    auto x = *roomy.Allocate(DType::kS32, {2, 3});
+    const int32_t v[] = {3, 1, 2, -1, -1, -5};
+    std::memcpy(x->data(), v, sizeof v);
+    auto out = *roomy.Allocate(DType::kS64, {2, 3});
+    const uint64_t before = roomy.memory_used();
+    REQUIRE(cpu::Sort(*x, 1, false, true, *out).ok());
+    CHECK(Values<int64_t>(*out) == std::vector<int64_t>{1, 2, 0, 2, 0, 1});
+    CHECK(roomy.memory_used() == before);
+  }
 }

@@ -1203,3 +1203,63 @@ TEST_CASE("dot and outer on the OpenCL device match the CPU's plain loops", "[op
   run(DType::kF16, DType::kBF16);
   run(DType::kS32, DType::kF32);
 }
+
+TEST_CASE("empty work on the OpenCL device matches the CPU and launches nothing per empty row", "[opencl][ops][security]") {
+  // Issue 11: zero-byte tensors with 2^30+ rows; no kernel is launched with a work-item per empty
+  // row, and the CPU executor answers the same, as fast.
+  const uint64_t rows = 1ull << 30;
+  auto empty = Alloc(DType::kU8, {rows, 0});
+  auto none = Alloc(DType::kS64, {0});
+  auto timed = [](const char* what, const std::function<Status()>& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = f();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    INFO(what << " took " << s << " s: " << st.message());
+    CHECK(st.ok());
+    CHECK(s < 0.25);
+  };
+  const uint64_t launches = Ops().stats().launches;
+  auto o1 = Alloc(DType::kU8, {rows, 0}), o2 = Alloc(DType::kS64, {rows, 0}), o3 = Alloc(DType::kU8, {rows, 0});
+  auto o4 = Alloc(DType::kU8, {rows, 0});
+  timed("opencl sort", [&] { return Ops().Sort(*empty, 1, false, false, *o1); });
+  timed("opencl argsort", [&] { return Ops().Sort(*empty, 1, true, true, *o2); });
+  timed("opencl concatenate", [&] { return Ops().Concatenate({empty.get(), empty.get()}, {{rows, 0}, {rows, 0}}, 1, *o3); });
+  timed("opencl take", [&] { return Ops().Take(*empty, *none, 1, *o4); });
+  CHECK(Ops().stats().launches == launches);
+  timed("cpu sort", [&] { return cpu::Sort(*empty, 1, false, false, *o1); });
+  timed("cpu argsort", [&] { return cpu::Sort(*empty, 1, true, true, *o2); });
+  timed("cpu concatenate", [&] { return cpu::Concatenate({empty.get(), empty.get()}, {{rows, 0}, {rows, 0}}, 1, *o3); });
+  timed("cpu take", [&] { return cpu::Take(*empty, *none, 1, *o4); });
+  // A non-empty result of an empty operand: pad fills, a sum over the empty axis gives 0, on both.
+  auto col = Alloc(DType::kU8, {0, 3});
+  ir::Scalar nine;
+  nine.i = 9;
+  auto pc = AllocDirty(DType::kU8, {2, 3}), po = AllocDirty(DType::kU8, {2, 3});
+  REQUIRE(cpu::Pad(*col, nine, {PadDim{1, 1, 1ll << 40}, PadDim{}}, *pc).ok());
+  REQUIRE(Ops().Pad(*col, nine, {PadDim{1, 1, 1ll << 40}, PadDim{}}, *po).ok());
+  CHECK(std::memcmp(pc->data(), po->data(), 6) == 0);
+}
+
+TEST_CASE("the OpenCL device's scratch is reserved on the node's budget", "[opencl][ops][security]") {
+  // Sort's device scratch is 16 bytes an element; dot stages converted operands. Both count.
+  TensorStore small(1u << 20);
+  auto in = *small.Allocate(DType::kF32, {1, 1u << 16});  // 256 KiB: sorting it needs 1 MiB more
+  std::memset(in->data(), 0, in->bytes());
+  auto out = *small.Allocate(DType::kF32, {1, 1u << 16});
+  const uint64_t before = small.memory_used();
+  Status st = Ops().Sort(*in, 1, false, false, *out);
+  CHECK(st.kind() == ErrorKind::kOutOfMemory);
+  CHECK(small.memory_used() == before);
+  auto a = *small.Allocate(DType::kU8, {256, 256});  // staged as f32: 256 KiB more
+  std::memset(a->data(), 1, a->bytes());
+  auto b = *small.Allocate(DType::kF32, {256, 1});
+  std::memset(b->data(), 0, b->bytes());
+  auto plan = PlanDot({256, 256}, {1}, {}, {256, 1}, {0}, {});
+  REQUIRE(plan.ok());
+  auto c = *small.Allocate(DType::kF32, {256, 1});
+  in.reset();
+  out.reset();
+  // ~100 KB left on the budget: a staged as f32 needs 256 KiB.
+  auto filler = *small.Allocate(DType::kU8, {(1u << 20) - small.memory_used() - 100000});
+  CHECK(Ops().Dot(*a, *b, *plan, DType::kF32, *c).kind() == ErrorKind::kOutOfMemory);
+}

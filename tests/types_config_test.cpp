@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "common/cookie.h"
+#include "ir/ops.h"
 #include "mure/config.h"
 #include "mure/types.h"
 
@@ -16,10 +17,53 @@ using namespace mure;
 TEST_CASE("byte sizes are checked products", "[types][security]") {
   CHECK(*ByteSize(DType::kF32, {2, 3}) == 24);
   CHECK(*ByteSize(DType::kBF16, {}) == 2);
-  CHECK(*ByteSize(DType::kF64, {0, 1ull << 62}) == 0);  // empty tensors are legal
+  CHECK(*ByteSize(DType::kF64, {0, 1ull << 59}) == 0);  // empty tensors are legal
+  CHECK(*ByteSize(DType::kU8, {1ull << 40, 0}) == 0);
   CHECK(ByteSize(DType::kU8, {1ull << 32, 1ull << 32}).status().kind() == ErrorKind::kBadShape);
   CHECK(ByteSize(DType::kF64, {1ull << 62}).status().kind() == ErrorKind::kBadShape);
   CHECK(ByteSize(DType::kU8, Shape(17, 1)).status().kind() == ErrorKind::kBadShape);
+}
+
+TEST_CASE("a shape's dims must multiply without overflow even when one of them is 0", "[types][security]") {
+  // Issue 11: {0, 2^40, 2^40} has 0 elements, but rows = 2^40 * 2^40 wraps in every kernel.
+  CHECK(*ElementCount({0, 1ull << 40, 1ull << 20}) == 0);
+  CHECK(ElementCount({0, 1ull << 40, 1ull << 40}).status().kind() == ErrorKind::kBadShape);
+  CHECK(ElementCount({1ull << 32, 0, 1ull << 31}).status().kind() == ErrorKind::kBadShape);  // 2^63: not below it
+  CHECK(*ElementCount({1ull << 31, 0, (1ull << 32) - 1}) == 0);
+  // In bytes too: an f64 {0, 2^62} would have byte strides of 2^65.
+  CHECK(ByteSize(DType::kF64, {0, 1ull << 62}).status().kind() == ErrorKind::kBadShape);
+  CHECK(*ByteSize(DType::kU8, {0, 1ull << 62}) == 0);
+}
+
+TEST_CASE("shape rules compute with checked arithmetic", "[ir][security]") {
+  using namespace mure::ir;
+  SECTION("pad: (d - 1) * interior is bounded, not only each factor") {
+    // 65,537 elements with interior 2^48: 2^64 + 65,537 wrapped to {65537} on 67c2630.
+    auto huge = PadShape({65537}, {PadDim{0, 0, int64_t{1} << 48}});
+    CHECK(huge.status().kind() == ErrorKind::kBadShape);
+    CHECK(PadShape({1u << 14, 3}, {PadDim{0, 0, int64_t{1} << 48}, PadDim{}}).status().kind() == ErrorKind::kBadShape);
+    CHECK(*PadShape({3}, {PadDim{1, 2, 2}}) == Shape{10});                       // 1 + 3 + 2 * 2 + 2
+    CHECK(*PadShape({1}, {PadDim{0, 0, int64_t{1} << 48}}) == Shape{1});         // one element: no interior
+    CHECK(*PadShape({0}, {PadDim{2, 3, int64_t{1} << 48}}) == Shape{5});
+  }
+  SECTION("dot: m * n of an empty product is checked") {
+    // {2^40, 0} . {0, 2^40}: k = 0, every operand empty, but the result is 2^80 elements.
+    auto p = PlanDot({1ull << 40, 0}, {1}, {}, {0, 1ull << 40}, {0}, {});
+    CHECK(p.status().kind() == ErrorKind::kBadShape);
+    auto ok = PlanDot({1ull << 20, 0}, {1}, {}, {0, 8}, {0}, {});
+    REQUIRE(ok.ok());
+    CHECK(ok->out_shape == Shape{1ull << 20, 8});
+    CHECK(ok->k == 0);
+  }
+  SECTION("take, broadcast and broadcast_to results pass the rule") {
+    CHECK(TakeShape({0, 1ull << 62}, DType::kS64, {0, 1024}, 0).status().kind() == ErrorKind::kBadShape);
+    CHECK(BroadcastShapes({0, 1ull << 40, 1}, {1, 1, 1ull << 40}).status().kind() == ErrorKind::kBadShape);
+    CHECK(CheckBroadcastTo({1}, {0, 1ull << 40, 1ull << 40}, {2}).kind() == ErrorKind::kBadShape);
+  }
+  SECTION("concatenate's joined axis") {
+    CHECK(ConcatShape({{0, 1ull << 62}, {0, 1ull << 62}}, 1).status().kind() == ErrorKind::kBadShape);
+    CHECK(ConcatShape({{0, ~0ull}, {0, 1}}, 1).status().kind() == ErrorKind::kBadShape);
+  }
 }
 
 TEST_CASE("Nx type tuples map to dtypes and back", "[types]") {

@@ -37,11 +37,14 @@ using Shape = std::vector<uint64_t>;
 /// "{2, 3}", for messages.
 std::string ShapeToString(const Shape& s);
 
-/// Element count of a shape, or kBadShape when it has too many dims or the product overflows.
+/// Element count of a shape, or kBadShape when it has too many dims or the product of its
+/// non-zero dims reaches 2^63 ({0, 2^40, 2^40} is refused: every sub-product of an accepted
+/// shape's dims fits in an int64_t, so kernels and shape rules can form them without checks).
 Result<uint64_t> ElementCount(const Shape& s);
 
 /// Bytes of a tensor of this type and shape: product(shape) * itemsize, every multiply checked,
-/// and the result must fit in size_t. kBadShape on overflow.
+/// and the result must fit in size_t. kBadShape on overflow; the non-zero dims times the item
+/// size must fit too, even for an empty tensor (so byte strides never wrap).
 Result<uint64_t> ByteSize(DType t, const Shape& s);
 
 }  // namespace mure

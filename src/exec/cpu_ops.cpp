@@ -312,10 +312,22 @@ Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor&
 
   if (op == ReduceOp::kArgmax || op == ReduceOp::kArgmin) {
     const bool want_max = op == ReduceOp::kArgmax;
-    std::vector<uint64_t> best_idx(outs, 0);
-    std::vector<double> bf(outs, 0);
-    std::vector<uint64_t> bi(outs, 0);
-    std::vector<bool> seen(outs, false);
+    // Working memory per output element, reserved on the node's budget: the result may be
+    // small in bytes while this is 17 bytes per element of it.
+    auto best_idx_s = Scratch<uint64_t>::Make(out.budget(), outs, ir::Name(op));
+    if (!best_idx_s.ok()) return best_idx_s.status();
+    auto bf_s = Scratch<double>::Make(out.budget(), fl ? outs : 0, ir::Name(op));  // the best value so far
+    if (!bf_s.ok()) return bf_s.status();
+    auto bi_s = Scratch<uint64_t>::Make(out.budget(), fl ? 0 : outs, ir::Name(op));
+    if (!bi_s.ok()) return bi_s.status();
+    auto seen_s = Scratch<uint8_t>::Make(out.budget(), outs, ir::Name(op));
+    if (!seen_s.ok()) return seen_s.status();
+    uint64_t* best_idx = best_idx_s->data();
+    double* bf = bf_s->data();
+    uint64_t* bi = bi_s->data();
+    uint8_t* seen = seen_s->data();
+    std::fill(best_idx_s->begin(), best_idx_s->end(), 0);
+    std::fill(seen_s->begin(), seen_s->end(), 0);
     ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t r) {
       if (fl) {
         double v = LoadF(it, src, lin);
@@ -344,7 +356,10 @@ Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor&
     double init = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
                   : op == ReduceOp::kReduceMax ? -INFINITY
                   : op == ReduceOp::kReduceMin ? INFINITY : 0;
-    std::vector<double> acc(outs, init);
+    auto acc_s = Scratch<double>::Make(out.budget(), outs, ir::Name(op));  // 8 bytes per result
+    if (!acc_s.ok()) return acc_s.status();
+    std::fill(acc_s->begin(), acc_s->end(), init);
+    double* acc = acc_s->data();
     ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t) {
       double v = LoadF(it, src, lin);
       double& a = acc[o];
@@ -367,7 +382,10 @@ Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor&
   uint64_t init = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
                   : op == ReduceOp::kReduceMax ? (sgn ? smin : 0)
                   : op == ReduceOp::kReduceMin ? (sgn ? smax : umax) : 0;
-  std::vector<uint64_t> acc(outs, init);
+  auto acc_s = Scratch<uint64_t>::Make(out.budget(), outs, ir::Name(op));  // 8 bytes per result
+  if (!acc_s.ok()) return acc_s.status();
+  std::fill(acc_s->begin(), acc_s->end(), init);
+  uint64_t* acc = acc_s->data();
   ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t) {
     uint64_t v = LoadI(it, src, lin);
     uint64_t& a = acc[o];
@@ -449,8 +467,11 @@ Status Take(const Tensor& in, const Tensor& indices, int64_t axis, Tensor& out) 
   const uint64_t dim = s[ax];
   const uint64_t count = indices.elements();
   const DType xt = indices.type();
-  // Every index is checked before anything is written.
-  std::vector<uint64_t> idx(count);
+  // Every index is checked before anything is written (also when the result is empty: the
+  // planner lets take's kernel run for that, and this walk is bounded by the indices' bytes).
+  auto idx_s = Scratch<uint64_t>::Make(out.budget(), count, "take's indices");
+  if (!idx_s.ok()) return idx_s.status();
+  uint64_t* idx = idx_s->data();
   for (uint64_t j = 0; j < count; ++j) {
     uint64_t v = LoadI(xt, indices.data(), j);
     bool negative = IsSigned(xt) && static_cast<int64_t>(v) < 0;
@@ -462,6 +483,7 @@ Status Take(const Tensor& in, const Tensor& indices, int64_t axis, Tensor& out) 
     }
     idx[j] = v;
   }
+  if (out.elements() == 0) return Status::Ok();  // e.g. {2^30, 0} along axis 1: 2^30 empty rows
   uint64_t pre = 1, post = DTypeSize(in.type());
   for (size_t d = 0; d < ax; ++d) pre *= s[d];
   for (size_t d = ax + 1; d < s.size(); ++d) post *= s[d];

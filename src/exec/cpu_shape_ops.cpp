@@ -50,6 +50,37 @@ unsigned MantissaBits(DType t) {
   }
 }
 
+/// A stable sort of `v[0, n)` by `before` that uses `tmp` (n entries) as its only working memory
+/// (std::stable_sort takes its own buffer, which no budget sees): insertion-sorted runs of 16,
+/// then bottom-up merges that take the left entry on ties. The order is the one std::stable_sort
+/// gives, since a stable order under a strict weak ordering is unique.
+template <typename Before>
+void StableSort(uint64_t* v, uint64_t* tmp, uint64_t n, Before before) {
+  const uint64_t run = 16;
+  for (uint64_t lo = 0; lo < n; lo += run) {
+    const uint64_t hi = std::min(n, lo + run);
+    for (uint64_t i = lo + 1; i < hi; ++i) {
+      const uint64_t x = v[i];
+      uint64_t j = i;
+      for (; j > lo && before(x, v[j - 1]); --j) v[j] = v[j - 1];
+      v[j] = x;
+    }
+  }
+  uint64_t* src = v;
+  uint64_t* dst = tmp;
+  for (uint64_t w = run; w < n; w *= 2) {  // n < 2^63, so lo + 2 * w cannot wrap
+    for (uint64_t lo = 0; lo < n; lo += 2 * w) {
+      const uint64_t mid = std::min(n, lo + w), hi = std::min(n, lo + 2 * w);
+      uint64_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) dst[k++] = before(src[j], src[i]) ? src[j++] : src[i++];
+      while (i < mid) dst[k++] = src[i++];
+      while (j < hi) dst[k++] = src[j++];
+    }
+    std::swap(src, dst);
+  }
+  if (src != v) std::memcpy(v, src, n * sizeof(uint64_t));
+}
+
 }  // namespace
 
 uint64_t RandomBits(uint64_t seed, uint64_t counter) { return SplitMix(seed ^ SplitMix(counter)); }
@@ -115,7 +146,9 @@ Status Select(const Tensor& pred, const Tensor& a, const Tensor& b, DType comput
   const auto sa = BroadcastStrides(a.shape(), out.shape());
   const auto sb = BroadcastStrides(b.shape(), out.shape());
   // Two walks share the index order: first the predicate's offsets, then the operands'.
-  std::vector<uint64_t> pick_a(out.elements());
+  auto pick_s = Scratch<uint8_t>::Make(out.budget(), out.elements(), "select");  // on the node's budget
+  if (!pick_s.ok()) return pick_s.status();
+  uint8_t* pick_a = pick_s->data();
   ForEachIndex(out.shape(), sp, sp, [&](uint64_t i, uint64_t op, uint64_t) {
     pick_a[i] = IsFloat(pred.type()) ? LoadF(pred.type(), pred.data(), op) != 0 : LoadI(pred.type(), pred.data(), op) != 0;
   });
@@ -131,7 +164,9 @@ Status Clip(const Tensor& x, const Tensor& lo, const Tensor& hi, DType compute, 
   const auto sx = BroadcastStrides(x.shape(), out.shape());
   const auto sl = BroadcastStrides(lo.shape(), out.shape());
   const auto sh = BroadcastStrides(hi.shape(), out.shape());
-  std::vector<uint64_t> hi_off(out.elements());
+  auto hi_s = Scratch<uint64_t>::Make(out.budget(), out.elements(), "clip");  // on the node's budget
+  if (!hi_s.ok()) return hi_s.status();
+  uint64_t* hi_off = hi_s->data();
   ForEachIndex(out.shape(), sh, sh, [&](uint64_t i, uint64_t o, uint64_t) { hi_off[i] = o; });
   if (IsFloat(compute)) {
     ForEachIndex(out.shape(), sx, sl, [&](uint64_t i, uint64_t ix, uint64_t il) {
@@ -215,6 +250,7 @@ Status Pad(const Tensor& in, const ir::Scalar& value, const std::vector<ir::PadD
 Status Concatenate(const std::vector<const Tensor*>& ins, const std::vector<Shape>& shapes, uint64_t axis,
                    Tensor& out) {
   const Shape& os = out.shape();
+  if (out.elements() == 0) return Status::Ok();  // {2^30, 0} pieces: 2^30 empty rows each
   uint64_t outer = 1, inner = 1;
   for (size_t d = 0; d < axis; ++d) outer *= os[d];
   for (size_t d = axis + 1; d < os.size(); ++d) inner *= os[d];
@@ -223,6 +259,7 @@ Status Concatenate(const std::vector<const Tensor*>& ins, const std::vector<Shap
   for (size_t t = 0; t < ins.size(); ++t) {
     const Tensor& x = *ins[t];
     const uint64_t rows = shapes[t][axis] * inner;
+    if (rows == 0) continue;  // nothing of this one lands: do not walk its `outer` empty rows
     for (uint64_t o = 0; o < outer; ++o) {
       for (uint64_t j = 0; j < rows; ++j) {
         Convert(x.type(), x.data(), o * rows + j, out.type(), out.data(), o * out_row + at * inner + j);
@@ -251,7 +288,10 @@ Status Gather(const Tensor& in, const Tensor& indices, Tensor& out) {
   const size_t rank = s.size(), item = DTypeSize(in.type());
   auto st = RowMajorStrides(s);
   const uint64_t count = out.elements();
-  std::vector<uint64_t> offsets(count, 0);
+  auto offsets_s = Scratch<uint64_t>::Make(out.budget(), count, "gather's offsets");  // on the node's budget
+  if (!offsets_s.ok()) return offsets_s.status();
+  uint64_t* offsets = offsets_s->data();
+  std::fill(offsets_s->begin(), offsets_s->end(), 0);
   for (uint64_t e = 0; e < count; ++e) {  // every coordinate checked before anything is written
     for (size_t d = 0; d < rank; ++d) {
       uint64_t v = LoadI(indices.type(), indices.data(), e * rank + d);
@@ -276,10 +316,24 @@ Status Sort(const Tensor& in, uint64_t axis, bool descending, bool arg, Tensor& 
   for (size_t d = axis + 1; d < s.size(); ++d) inner *= s[d];
   const uint64_t n = s[axis];
   const DType t = in.type();
-  std::vector<uint64_t> order(n);
-  std::vector<double> fkey(n);
-  std::vector<uint64_t> ikey(n);
   const bool fl = IsFloat(t), sg = IsSigned(t);
+  // The planner runs no kernel for an empty result; this keeps the kernel safe on its own: an
+  // empty tensor's axis may be 2^40 long, and its rows hold nothing to sort.
+  if (in.elements() == 0) return Status::Ok();
+  // Working memory grows with the axis (24 bytes per element of a row: order, keys and the merge
+  // buffer) and is reserved on the node's budget first: a client-chosen axis length ends in
+  // kOutOfMemory, never in std::bad_alloc.
+  auto order_s = Scratch<uint64_t>::Make(out.budget(), n, arg ? "argsort" : "sort");
+  if (!order_s.ok()) return order_s.status();
+  auto fkey_s = Scratch<double>::Make(out.budget(), fl ? n : 0, arg ? "argsort" : "sort");
+  if (!fkey_s.ok()) return fkey_s.status();
+  auto ikey_s = Scratch<uint64_t>::Make(out.budget(), fl ? 0 : n, arg ? "argsort" : "sort");
+  if (!ikey_s.ok()) return ikey_s.status();
+  auto merge_s = Scratch<uint64_t>::Make(out.budget(), n, arg ? "argsort" : "sort");
+  if (!merge_s.ok()) return merge_s.status();
+  Scratch<uint64_t>& order = *order_s;
+  double* fkey = fkey_s->data();
+  uint64_t* ikey = ikey_s->data();
   for (uint64_t o = 0; o < outer; ++o) {
     for (uint64_t i = 0; i < inner; ++i) {
       auto at = [&](uint64_t j) { return (o * n + j) * inner + i; };
@@ -301,7 +355,7 @@ Status Sort(const Tensor& in, uint64_t axis, bool descending, bool arg, Tensor& 
         bool more = sg ? static_cast<int64_t>(x) > static_cast<int64_t>(y) : x > y;
         return descending ? more : less;
       };
-      std::stable_sort(order.begin(), order.end(), before);
+      StableSort(order.data(), merge_s->data(), n, before);
       for (uint64_t j = 0; j < n; ++j) {
         if (arg) StoreI(out.type(), out.data(), at(j), order[j]);
         else Convert(t, in.data(), at(order[j]), t, out.data(), at(j));
@@ -313,8 +367,10 @@ Status Sort(const Tensor& in, uint64_t axis, bool descending, bool arg, Tensor& 
 
 namespace {
 
-/// Copy `in` into `buf` with its axes in the order `perm`, converted to `to`.
-std::vector<uint8_t> PermuteConvert(const Tensor& in, const std::vector<uint64_t>& perm, DType to) {
+/// Copy `in` into `buf` with its axes in the order `perm`, converted to `to`; `buf` is working
+/// memory reserved on `budget`.
+Status PermuteConvert(const Tensor& in, const std::vector<uint64_t>& perm, DType to, MemoryBudget* budget,
+                      Scratch<uint8_t>& buf) {
   const Shape& s = in.shape();
   auto st = RowMajorStrides(s);
   Shape ps(perm.size());
@@ -323,35 +379,44 @@ std::vector<uint8_t> PermuteConvert(const Tensor& in, const std::vector<uint64_t
     ps[i] = s[perm[i]];
     pst[i] = st[perm[i]];
   }
-  std::vector<uint8_t> buf(in.elements() * DTypeSize(to));
+  auto made = Scratch<uint8_t>::Make(budget, in.elements() * DTypeSize(to), "dot's staged operand");
+  if (!made.ok()) return made.status();
+  buf = std::move(*made);
   ForEachIndex(ps, pst, zero, [&](uint64_t i, uint64_t o, uint64_t) {
     Convert(in.type(), in.data(), o, to, buf.data(), i);
   });
-  return buf;
+  return Status::Ok();
 }
 
 /// The operand as `perm` and `to` ask: the tensor's own data when it already is (the common
 /// case of a plain matrix product: no copy, no per-element conversion), else a copy in `scratch`.
-const uint8_t* Operand(const Tensor& in, const std::vector<uint64_t>& perm, DType to, std::vector<uint8_t>& scratch) {
+Result<const uint8_t*> Operand(const Tensor& in, const std::vector<uint64_t>& perm, DType to, MemoryBudget* budget,
+                               Scratch<uint8_t>& scratch) {
   bool identity = in.type() == to;
   for (size_t i = 0; identity && i < perm.size(); ++i) identity = perm[i] == i;
   if (identity) return in.data();
-  scratch = PermuteConvert(in, perm, to);
-  return scratch.data();
+  MURE_RETURN_IF_ERROR(PermuteConvert(in, perm, to, budget, scratch));
+  return static_cast<const uint8_t*>(scratch.data());
 }
 
 }  // namespace
 
 Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DType compute, const GemmFn& gemm, Tensor& out) {
+  // An empty result: no staging of the operands, no walk over 2^33 empty batches.
+  if (out.elements() == 0) return Status::Ok();
   // a as [batch, m, k] and b as [batch, k, n], contiguous, in the compute type.
   std::vector<uint64_t> pa = p.ba, pb = p.bb;
   pa.insert(pa.end(), p.fa.begin(), p.fa.end());
   pa.insert(pa.end(), p.ca.begin(), p.ca.end());
   pb.insert(pb.end(), p.cb.begin(), p.cb.end());
   pb.insert(pb.end(), p.fb.begin(), p.fb.end());
-  std::vector<uint8_t> scratch_a, scratch_b;
-  const uint8_t* A = Operand(a, pa, compute, scratch_a);
-  const uint8_t* B = Operand(b, pb, compute, scratch_b);
+  Scratch<uint8_t> scratch_a, scratch_b;
+  auto staged_a = Operand(a, pa, compute, out.budget(), scratch_a);
+  if (!staged_a.ok()) return staged_a.status();
+  auto staged_b = Operand(b, pb, compute, out.budget(), scratch_b);
+  if (!staged_b.ok()) return staged_b.status();
+  const uint8_t* A = *staged_a;
+  const uint8_t* B = *staged_b;
   const uint64_t m = p.m, n = p.n, k = p.k;
   const size_t item = DTypeSize(compute);
   uint8_t* C = out.data();
@@ -383,6 +448,7 @@ Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DType compute
 
 Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
   const uint64_t na = a.elements(), nb = b.elements();
+  if (out.elements() == 0) return Status::Ok();  // not a's elements one by one against an empty b
   for (uint64_t i = 0; i < na; ++i) {
     for (uint64_t j = 0; j < nb; ++j) {
       if (IsFloat(compute)) {

@@ -626,7 +626,10 @@ Status OpenClOps::Take(const Tensor& in, const Tensor& indices, int64_t axis, Te
 
 // ---- the second part ----------------------------------------------------------------------------
 
-Result<ClMem> OpenClOps::Scratch(uint64_t bytes) {
+Result<ClMem> OpenClOps::DeviceScratch(uint64_t bytes, MemoryBudget* budget, Reservation& hold) {
+  auto reserved = Reservation::Make(budget, bytes, "a kernel's device scratch");
+  if (!reserved.ok()) return reserved.status();
+  hold = std::move(*reserved);
   cl_int err = CL_SUCCESS;
   ClMem m(clCreateBuffer(context_, CL_MEM_READ_WRITE, std::max<uint64_t>(bytes, 8), nullptr, &err));
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer(scratch)", err));
@@ -910,7 +913,9 @@ Status OpenClOps::Pad(const Tensor& in, const ir::Scalar& value, const std::vect
     if (i1 < i0) i1 = i0;
     walk[d] = static_cast<uint64_t>(i1 - i0);
     is[d] = ist[d];
-    os[d] = static_cast<uint64_t>(step) * ost[d];
+    // A dim that copies at most one element needs no stride; leaving step * ost[d] out keeps a
+    // huge interior (whose product with the stride would wrap) out of the kernel's arithmetic.
+    os[d] = walk[d] > 1 ? static_cast<uint64_t>(step) * ost[d] : 0;
     ibase += static_cast<uint64_t>(i0) * ist[d];
     obase += static_cast<uint64_t>(lo + i0 * step) * ost[d];
   }
@@ -1057,7 +1062,8 @@ Status OpenClOps::Sort(const Tensor& in, uint64_t axis, bool descending, bool ar
   const uint64_t n = s[axis], rows = outer * inner;
   auto e = Kernel(*src);
   if (!e.ok()) return e.status();
-  auto scratch = Scratch(2 * rows * n * sizeof(uint64_t));
+  Reservation hold;  // the scratch's bytes stay on the budget until the kernel has finished
+  auto scratch = DeviceScratch(2 * rows * n * sizeof(uint64_t), out.budget(), hold);
   if (!scratch.ok()) return scratch.status();
   auto a = Input(in);
   if (!a.ok()) return a.status();
@@ -1085,9 +1091,10 @@ Status OpenClOps::Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DT
   pb.insert(pb.end(), p.cb.begin(), p.cb.end());
   pb.insert(pb.end(), p.fb.begin(), p.fb.end());
   const size_t item = DTypeSize(compute);
-  auto stage = [&](const Tensor& x, const std::vector<uint64_t>& perm) -> Result<ClMem> {
+  Reservation hold_a, hold_b;  // the staged operands' bytes, on the budget until the product is done
+  auto stage = [&](const Tensor& x, const std::vector<uint64_t>& perm, Reservation& hold) -> Result<ClMem> {
     if (perm.size() != x.shape().size()) return Status::Internal("dot plan does not match an operand's rank");
-    auto buf = Scratch(x.elements() * item);
+    auto buf = DeviceScratch(x.elements() * item, out.budget(), hold);
     if (!buf.ok()) return buf.status();
     if (x.elements() == 0) return buf;
     const auto st = RowMajorStrides(x.shape());
@@ -1103,9 +1110,9 @@ Status OpenClOps::Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DT
     MURE_RETURN_IF_ERROR(EnqueueCopy(x.type(), *mi, compute, *buf, ps, pst, RowMajorStrides(ps), 0, 0));
     return buf;
   };
-  auto A = stage(a, pa);
+  auto A = stage(a, pa, hold_a);
   if (!A.ok()) return A.status();
-  auto B = stage(b, pb);
+  auto B = stage(b, pb, hold_b);
   if (!B.ok()) return B.status();
   auto e = Kernel(*mm_src);
   if (!e.ok()) return e.status();

@@ -176,7 +176,9 @@ class OpenClOps {
   Status EnqueueCopy(DType in_type, const ClMem& in, DType out_type, const ClMem& out, const Shape& walk,
                      const std::vector<uint64_t>& in_strides, const std::vector<uint64_t>& out_strides, uint64_t ibase,
                      uint64_t obase);
-  Result<ClMem> Scratch(uint64_t bytes);
+  /// A device buffer of working memory, its bytes reserved on `budget` (the output tensor's) and
+  /// held in `hold` for as long as the caller keeps it; kOutOfMemory when the budget has no room.
+  Result<ClMem> DeviceScratch(uint64_t bytes, MemoryBudget* budget, Reservation& hold);
   /// The first chunk flagged by a check kernel (~0u when none): launches `check` over `groups`.
   Result<cl_uint> RunCheck(Entry& check, std::vector<Arg> args, uint64_t groups);
 

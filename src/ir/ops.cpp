@@ -155,6 +155,9 @@ Result<Shape> BroadcastShapes(const Shape& a, const Shape& b) {
     }
     out[i] = da == 1 ? db : da;
   }
+  // Each operand passed the shape rule, but the result mixes their dims ({2^40, 1} with {1, 2^40}).
+  auto n = ElementCount(out);
+  if (!n.ok()) return n.status();
   return out;
 }
 
@@ -247,6 +250,9 @@ Result<Shape> TakeShape(const Shape& in, DType index_type, const Shape& indices,
   out.insert(out.end(), indices.begin(), indices.end());
   out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(*ax) + 1, in.end());
   if (out.size() > kMaxDims) return Status(ErrorKind::kBadShape, "take's result would have more than 16 dimensions");
+  // The result mixes the tensor's dims with the indices' ({0, 2^62} taking {0, 2^10}).
+  auto n = ElementCount(out);
+  if (!n.ok()) return n.status();
   return out;
 }
 
@@ -282,6 +288,8 @@ Result<Shape> TransposeShape(const Shape& in, const std::vector<int64_t>& perm) 
 Result<uint64_t> NormalizeAxis(int64_t axis, size_t rank, const char* what) { return Axis(axis, rank, what); }
 
 Status CheckBroadcastTo(const Shape& in, const Shape& out, const std::vector<int64_t>& axes) {
+  auto n = ElementCount(out);  // the requested shape is the client's, not a tensor's
+  if (!n.ok()) return n.status();
   if (axes.size() != in.size()) {
     return Status::BadArg("broadcast of a rank-" + std::to_string(in.size()) + " tensor needs " +
                           std::to_string(in.size()) + " axes, got " + std::to_string(axes.size()));
@@ -316,8 +324,18 @@ Result<Shape> PadShape(const Shape& in, const std::vector<PadDim>& config) {
         in[i] > static_cast<uint64_t>(limit)) {
       return Status(ErrorKind::kBadShape, "pad sizes of dimension " + std::to_string(i) + " are too large");
     }
-    int64_t d = static_cast<int64_t>(in[i]);
-    int64_t size = p.lo + p.hi + d + (d > 0 ? (d - 1) * p.interior : 0);
+    // span = d + (d - 1) * interior, the padded extent before low/high: every step checked, and
+    // kept below 2^62 so that the kernels' lo + idx * (interior + 1) (idx < d) cannot wrap either.
+    // The 2^48 bounds above do not bound the product: 65,537 elements with interior 2^48 is 2^64.
+    const int64_t d = static_cast<int64_t>(in[i]);
+    int64_t span = 0, size = 0;
+    if (d > 0 && (__builtin_mul_overflow(d - 1, p.interior, &span) || __builtin_add_overflow(span, d, &span) ||
+                  span >= (int64_t{1} << 62))) {
+      return Status(ErrorKind::kBadShape, "pad of dimension " + std::to_string(i) + " (" + std::to_string(d) +
+                                              " elements) with interior padding " + std::to_string(p.interior) +
+                                              " would hold 2^62 elements or more");
+    }
+    size = p.lo + p.hi + span;  // |lo|, |hi| <= 2^48 and span < 2^62: cannot overflow
     if (size < 0) {
       return Status(ErrorKind::kOutOfRange, "pad of dimension " + std::to_string(i) + " crops more than its " +
                                                 std::to_string(d) + " elements");
@@ -348,7 +366,10 @@ Result<Shape> ConcatShape(const std::vector<Shape>& ins, uint64_t axis) {
                                                      ShapeToString(ins[0]) + " outside axis " + std::to_string(axis));
       }
     }
-    if (__builtin_add_overflow(out[axis], s[axis], &out[axis])) return Status(ErrorKind::kBadShape, "too large");
+    if (__builtin_add_overflow(out[axis], s[axis], &out[axis])) {
+      return Status(ErrorKind::kBadShape, "concatenate: the joined axis " + std::to_string(axis) +
+                                              " would have 2^64 elements or more");
+    }
   }
   auto n = ElementCount(out);
   if (!n.ok()) return n.status();
@@ -379,7 +400,7 @@ Result<Shape> GatherShape(const Shape& in, DType index_type, const Shape& indice
                                                  " must end in a dimension of " + std::to_string(in.size()) +
                                                  " (one coordinate per axis of the tensor)");
   }
-  return Shape(indices.begin(), indices.end() - 1);
+  return Shape(indices.begin(), indices.end() - 1);  // a sub-shape of the indices': passes the rule
 }
 
 Result<DotPlan> PlanDot(const Shape& a, const std::vector<int64_t>& ca, const std::vector<int64_t>& ba, const Shape& b,
@@ -409,7 +430,7 @@ Result<DotPlan> PlanDot(const Shape& a, const std::vector<int64_t>& ca, const st
                                                    ShapeToString(a) + " and axis " + std::to_string(p.cb[i]) +
                                                    " of " + ShapeToString(b) + " differ");
     }
-    p.k *= a[p.ca[i]];
+    if (__builtin_mul_overflow(p.k, a[p.ca[i]], &p.k)) return Status(ErrorKind::kBadShape, "dot: k overflows");
   }
   for (size_t i = 0; i < p.ba.size(); ++i) {
     if (a[p.ba[i]] != b[p.bb[i]]) {
@@ -417,7 +438,7 @@ Result<DotPlan> PlanDot(const Shape& a, const std::vector<int64_t>& ca, const st
                                                    ShapeToString(a) + " and axis " + std::to_string(p.bb[i]) +
                                                    " of " + ShapeToString(b) + " differ");
     }
-    p.batch *= a[p.ba[i]];
+    if (__builtin_mul_overflow(p.batch, a[p.ba[i]], &p.batch)) return Status(ErrorKind::kBadShape, "dot: batch overflows");
     p.out_shape.push_back(a[p.ba[i]]);
   }
   auto free_axes = [&](const std::vector<uint64_t>& contract, const std::vector<uint64_t>& batch, const Shape& shape,
@@ -427,17 +448,23 @@ Result<DotPlan> PlanDot(const Shape& a, const std::vector<int64_t>& ca, const st
                   std::find(batch.begin(), batch.end(), d) != batch.end();
       if (used) continue;
       free.push_back(d);
-      size *= shape[d];
+      if (__builtin_mul_overflow(size, shape[d], &size)) return false;
       p.out_shape.push_back(shape[d]);
     }
+    return true;
   };
-  free_axes(p.ca, p.ba, a, p.fa, p.m);
-  free_axes(p.cb, p.bb, b, p.fb, p.n);
+  // k, m and the batch are sub-products of a's dims (b's for n), which passed the shape rule;
+  // m * n is not, so the result shape is checked as a whole below.
+  if (!free_axes(p.ca, p.ba, a, p.fa, p.m) || !free_axes(p.cb, p.bb, b, p.fb, p.n)) {
+    return Status(ErrorKind::kBadShape, "dot: a free dimension's product overflows");
+  }
   for (uint64_t d : p.ca) if (std::find(p.ba.begin(), p.ba.end(), d) != p.ba.end())
     return Status::BadArg("an axis of a is both a contraction and a batch axis");
   for (uint64_t d : p.cb) if (std::find(p.bb.begin(), p.bb.end(), d) != p.bb.end())
     return Status::BadArg("an axis of b is both a contraction and a batch axis");
   if (p.out_shape.size() > kMaxDims) return Status(ErrorKind::kBadShape, "dot's result would have more than 16 dims");
+  auto n = ElementCount(p.out_shape);  // e.g. {2^40, 0} . {0, 2^40}: k = 0, but m * n = 2^80
+  if (!n.ok()) return Status(ErrorKind::kBadShape, "dot's result: " + n.status().message());
   return p;
 }
 

@@ -21,8 +21,10 @@ bool IsComputeOp(Op op) {
   }
 }
 
-Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
-                         OpenClExecutor* opencl, proto::Placement placement) {
+namespace {
+
+Result<PlannedOp> PlanKernel(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
+                             OpenClExecutor* opencl, proto::Placement placement) {
   PlannedOp p;
   const bool on_opencl = placement == proto::Placement::kOpenCl;
   if (on_opencl && !opencl) {
@@ -473,6 +475,29 @@ Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup,
     default:
       return Status::Internal("not a compute op: " + std::string(proto::OpName(req.op)));
   }
+}
+
+}  // namespace
+
+Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
+                         OpenClExecutor* opencl, proto::Placement placement) {
+  auto p = PlanKernel(req, lookup, blis, opencl, placement);
+  if (!p.ok()) return p;
+  // Every result passes the shape rule (types.h) before a kernel is bound to it, whatever rule
+  // made the shape, so the kernels' own sub-products of its dims cannot wrap.
+  auto bytes = ByteSize(p->type, p->shape);
+  if (!bytes.ok()) return bytes.status();
+  // Work is bounded by what the request really costs, and an empty result costs nothing: no
+  // kernel runs for it, on either executor, whatever the operands' dims ({2^33, 0} has 2^33
+  // empty rows that a kernel would otherwise walk one by one, holding the CPU for minutes).
+  // Kernels whose result is not empty loop over that result, never over empty rows of their
+  // operands (pad of an empty tensor, a reduction over an empty axis, dot with k = 0).
+  // take is the exception: its indices are data and are range-checked even when the result is
+  // empty, as before (that walk is bounded by the indices' real bytes; cpu::Take returns after it).
+  if (*ElementCount(p->shape) == 0 && req.op != Op::kTake) {
+    p->kernel = [](const std::vector<const Tensor*>&, Tensor&) { return Status::Ok(); };
+  }
+  return p;
 }
 
 Result<PlannedOp> PlanPlaced(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,

@@ -15,6 +15,20 @@ bool MemoryBudget::Reserve(uint64_t bytes) {
   return true;
 }
 
+Result<Reservation> Reservation::Make(MemoryBudget* budget, uint64_t bytes, std::string_view what) {
+  Reservation r;
+  if (!budget) return r;
+  if (!budget->Reserve(bytes)) {
+    return Status(ErrorKind::kOutOfMemory, std::string(what) + " needs " + std::to_string(bytes) +
+                                               " bytes of working memory; the node holds " +
+                                               std::to_string(budget->used()) + " of its " +
+                                               std::to_string(budget->limit()) + "-byte limit");
+  }
+  r.budget_ = budget;
+  r.bytes_ = bytes;
+  return r;
+}
+
 MemoryBudget::~MemoryBudget() {
   for (auto& [cap, p] : cache_) ::munmap(p, cap);
 }

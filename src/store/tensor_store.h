@@ -9,11 +9,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <unordered_map>
 
 #include "mure/status.h"
@@ -77,6 +80,9 @@ class Tensor {
   bool zeroed() const { return zeroed_; }
   void set_zeroed(bool z) { zeroed_ = z; }
   template <typename T> const T* as() const { return static_cast<const T*>(data_); }
+  /// The budget this tensor's bytes count against (null only for tensors made outside a store):
+  /// a kernel reserves its working memory (Scratch) on its output's budget.
+  MemoryBudget* budget() const { return budget_.get(); }
 
   /// Alignment of every tensor's data, in bytes.
   static constexpr size_t kAlignment = 128;
@@ -90,6 +96,83 @@ class Tensor {
   uint64_t capacity_;
   std::shared_ptr<MemoryBudget> budget_;
   bool zeroed_ = false;
+};
+
+/// Bytes held on a budget for as long as this lives, released on destruction (or not counted at
+/// all when there is no budget). Move-only.
+class Reservation {
+ public:
+  Reservation() = default;
+  /// Reserve `bytes` on `budget` (may be null); kOutOfMemory naming `what` when it has no room.
+  static Result<Reservation> Make(MemoryBudget* budget, uint64_t bytes, std::string_view what);
+  Reservation(Reservation&& o) noexcept : budget_(o.budget_), bytes_(o.bytes_) { o.budget_ = nullptr; }
+  Reservation& operator=(Reservation&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      budget_ = o.budget_;
+      bytes_ = o.bytes_;
+      o.budget_ = nullptr;
+    }
+    return *this;
+  }
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation() { Reset(); }
+  uint64_t bytes() const { return budget_ ? bytes_ : 0; }
+
+ private:
+  void Reset() {
+    if (budget_) budget_->Release(bytes_);
+    budget_ = nullptr;
+  }
+  MemoryBudget* budget_ = nullptr;
+  uint64_t bytes_ = 0;
+};
+
+/// A kernel's working memory besides its output (sort keys, gather offsets, staged operands):
+/// `count` elements of T, reserved on the node's budget first and then allocated without
+/// exceptions, so a client-chosen size ends in kOutOfMemory, never in std::bad_alloc or in bytes
+/// the budget does not see. Uninitialised, like a tensor. Move-only; freed and released together.
+template <typename T>
+class Scratch {
+  static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>, "plain data only");
+
+ public:
+  Scratch() = default;
+  static Result<Scratch> Make(MemoryBudget* budget, uint64_t count, std::string_view what) {
+    uint64_t bytes = 0;
+    if (__builtin_mul_overflow(count, sizeof(T), &bytes)) {
+      return Status(ErrorKind::kOutOfMemory, std::string(what) + ": working memory of more than 2^64 bytes");
+    }
+    auto hold = Reservation::Make(budget, bytes, what);
+    if (!hold.ok()) return hold.status();
+    Scratch s;
+    s.count_ = count;
+    s.hold_ = std::move(*hold);
+    if (bytes > 0) {
+      s.data_.reset(static_cast<T*>(std::malloc(bytes)));
+      if (!s.data_) {
+        return Status(ErrorKind::kOutOfMemory, std::string(what) + ": the system refused " + std::to_string(bytes) +
+                                                   " bytes of working memory");
+      }
+    }
+    return s;
+  }
+  T* data() { return data_.get(); }
+  const T* data() const { return data_.get(); }
+  T& operator[](uint64_t i) { return data_.get()[i]; }
+  const T& operator[](uint64_t i) const { return data_.get()[i]; }
+  uint64_t size() const { return count_; }
+  T* begin() { return data(); }
+  T* end() { return data() + count_; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  Reservation hold_;                // declared first: released after the bytes are freed
+  std::unique_ptr<T, Free> data_;
+  uint64_t count_ = 0;
 };
 
 /// The table of resident tensors.

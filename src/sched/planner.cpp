@@ -35,17 +35,7 @@ Result<PlannedOp> PlanKernel(const proto::Request& req, const OperandLookup& loo
   // precision answers :unsupported from the kernel generator, before anything is built.
   if (on_opencl) p.device = Device::kOpenCl;
   ocl::OpenClOps* ops = on_opencl ? &opencl->ops() : nullptr;
-  // Operands in kernel order: the first operand (most ops), then b, then c; joins list theirs.
-  const bool creation = req.op == Op::kIota || req.op == Op::kEye || req.op == Op::kFull ||
-                        req.op == Op::kRandomUniform || req.op == Op::kRandomNormal;
-  const bool multi = req.op == Op::kConcatenate || req.op == Op::kStack;
-  if (multi) {
-    p.operands = req.handles;
-  } else if (!creation) {
-    p.operands.push_back(req.a);
-    if (req.b) p.operands.push_back(req.b);
-    if (req.c) p.operands.push_back(req.c);
-  }
+  p.operands = proto::Operands(req);  // kernel order: a, then b, then c; joins list theirs
   std::vector<ValueInfo> in;
   for (uint64_t id : p.operands) {
     auto info = lookup(id);

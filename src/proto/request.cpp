@@ -186,6 +186,10 @@ Result<std::string_view> DecodeName(const TermTree& t, uint32_t n, const char* f
 
 }  // namespace
 
+std::string NodeLabel(const Request& req) {
+  return ":" + std::string(OpName(req.op)) + (req.name.empty() ? "" : " :" + std::string(req.name.substr(0, 64)));
+}
+
 std::vector<uint64_t> Operands(const Request& req) {
   switch (req.op) {
     case Op::kIota: case Op::kEye: case Op::kFull: case Op::kRandomUniform: case Op::kRandomNormal:
@@ -748,8 +752,8 @@ Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {
         const uint64_t earlier = prog->inputs.size() + i;
         for (uint64_t id : Operands(*node)) {
           if (id < 1 || id > earlier) {
-            return Status::BadArg(where + "value " + std::to_string(id) + " is not an earlier value (1.." +
-                                  std::to_string(earlier) + ")");
+            return Status::BadArg("node " + std::to_string(i + 1) + " (" + NodeLabel(*node) + "): value " +
+                                  std::to_string(id) + " is not an earlier value (1.." + std::to_string(earlier) + ")");
           }
         }
         prog->nodes.push_back(std::move(*node));

@@ -117,6 +117,9 @@ struct Program {
 /// id: handles, or value ids inside a program. Creation ops have none.
 std::vector<uint64_t> Operands(const Request& req);
 
+/// ":binary :add", ":matmul": how error messages name a program's node.
+std::string NodeLabel(const Request& req);
+
 /// Decode the request term. `test_ops` enables the test-only ops.
 Result<Request> DecodeRequest(const TermTree& tree, uint32_t req, bool test_ops);
 

@@ -11,10 +11,6 @@ namespace {
 constexpr uint64_t kReplyOverhead = 1024;
 constexpr uint64_t kPerOutputOverhead = 256;
 
-std::string NodeName(const proto::Request& node) {
-  return ":" + std::string(proto::OpName(node.op)) + (node.name.empty() ? "" : " :" + std::string(node.name.substr(0, 64)));
-}
-
 }  // namespace
 
 Result<ProgramPlan> PlanProgram(const proto::Program& prog, std::vector<ValueInfo> inputs, const ProgramTarget& target) {
@@ -36,7 +32,7 @@ Result<ProgramPlan> PlanProgram(const proto::Program& prog, std::vector<ValueInf
     auto plan = PlanPlaced(prog.nodes[i], lookup, target.blis, target.opencl, where, *target.cost);
     if (!plan.ok()) {
       return Status(plan.status().kind(),
-                    "node " + std::to_string(i + 1) + " (" + NodeName(prog.nodes[i]) + "): " + plan.status().message());
+                    "node " + std::to_string(i + 1) + " (" + proto::NodeLabel(prog.nodes[i]) + "): " + plan.status().message());
     }
     pp.values.push_back(ValueInfo{plan->type, plan->shape});
     pp.plans.push_back(std::move(*plan));

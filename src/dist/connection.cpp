@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/signals.h"
 #include "proto/request.h"
 
 namespace mure {
@@ -63,6 +64,7 @@ Connection::~Connection() {
 void Connection::Start() {
   thread_ = std::thread([self = shared_from_this()] {
     pthread_setname_np(pthread_self(), "mure-conn");  // as ps -L and /proc/PID/task/*/comm show it
+    AltSignalStack alt_stack;  // a stack overflow here is reported, not silent (common/signals.h)
     self->Run();
   });
 }

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "common/log.h"
+#include "common/signals.h"
 
 namespace mure {
 
@@ -69,6 +70,7 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   node->handshake_ = HandshakeParams{cfg.name, creation, cookie};
   node->acceptor_ = std::thread([n = node.get()] {
     pthread_setname_np(pthread_self(), "mure-accept");
+    AltSignalStack alt_stack;  // a stack overflow here is reported, not silent (common/signals.h)
     n->AcceptLoop();
   });
   LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +

@@ -105,3 +105,10 @@ TEST_CASE("a stack overflow on a thread with an AltSignalStack is reported", "[s
   CHECK(WTERMSIG(status) == SIGSEGV);
   CHECK(err == "mure_node: fatal signal 11 (SIGSEGV) in thread mure-overflow\n");
 }
+
+TEST_CASE("FatalSignalIsFatal tells a foreign handler from the default action and the reporter", "[signals]") {
+  signal(SIGBUS, [](int) {});
+  CHECK_FALSE(FatalSignalIsFatal(SIGBUS));
+  RestoreFatalSignals();
+  CHECK(FatalSignalIsFatal(SIGBUS));
+}

@@ -89,6 +89,13 @@ bool CrashReporterEnabled() {
 #endif
 }
 
+bool FatalSignalIsFatal(int sig) {
+  struct sigaction cur {};
+  if (sigaction(sig, nullptr, &cur) != 0) return false;
+  if (cur.sa_flags & SA_SIGINFO) return cur.sa_sigaction == CrashHandler;
+  return cur.sa_handler == SIG_DFL;
+}
+
 void RestoreFatalSignals() {
   for (int sig : kFatal) {
     struct sigaction cur {};

@@ -21,6 +21,9 @@ namespace mure {
 void RestoreFatalSignals();
 /// False in sanitizer builds, where RestoreFatalSignals() installs plain SIG_DFL.
 bool CrashReporterEnabled();
+/// True when `sig` kills the process: its action is the default, or the crash reporter (which
+/// ends in the default). False when another handler (a library's) is installed.
+bool FatalSignalIsFatal(int sig);
 
 /// An alternate signal stack for the calling thread, for as long as this object lives (make it
 /// the first local of a thread's function). Without one, a thread that overflows its stack dies

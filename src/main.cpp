@@ -42,8 +42,9 @@ int main(int argc, char** argv) {
   using namespace mure;
   ::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes must not kill the node
   // A crash says so on stderr (one line naming the signal and the thread), then dies as before.
+  // Under AddressSanitizer its own handlers stay until OpenCL's set-up, as they always did.
   AltSignalStack alt_stack;
-  RestoreFatalSignals();
+  if (CrashReporterEnabled()) RestoreFatalSignals();
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
       std::fputs(UsageText().c_str(), stdout);

@@ -41,6 +41,10 @@ int Fail(const std::string& message, int code) {
 int main(int argc, char** argv) {
   using namespace mure;
   ::signal(SIGPIPE, SIG_IGN);  // a peer that vanishes must not kill the node
+  // A crash says so on stderr (one line naming the signal and the thread), then dies as before.
+  // Under AddressSanitizer its own handlers stay until OpenCL's set-up, as they always did.
+  AltSignalStack alt_stack;
+  if (CrashReporterEnabled()) RestoreFatalSignals();
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
       std::fputs(UsageText().c_str(), stdout);
@@ -78,7 +82,7 @@ int main(int argc, char** argv) {
       LogWarn("OpenCL unavailable, elementwise ops will answer {:error, {:unsupported, ...}}: " + o.status().message());
     }
   }
-  RestoreFatalSignals();  // a crash must be a crash: see common/signals.h
+  RestoreFatalSignals();  // a crash must be a crash, reported: see common/signals.h
   Service service(cfg, store, blis.get(), opencl.get());
   auto node = Node::Start(cfg, *cookie, service, store);
   if (!node.ok()) return Fail(node.status().message(), 1);

@@ -113,6 +113,13 @@ TEST_CASE("the shipped config file parses and equals the built-in defaults", "[c
   CHECK(cfg.use_opencl == defaults.use_opencl);
   CHECK(cfg.test_ops == defaults.test_ops);
   CHECK(cfg.peer_timeout_s == defaults.peer_timeout_s);
+  CHECK(cfg.max_pending_handshakes == defaults.max_pending_handshakes);
+  CHECK(cfg.max_pending_handshakes_per_source == defaults.max_pending_handshakes_per_source);
+  CHECK(cfg.max_failed_handshakes == defaults.max_failed_handshakes);
+  CHECK(cfg.handshake_backoff_s == defaults.handshake_backoff_s);
+  CHECK(cfg.receive_buffer_limit == defaults.receive_buffer_limit);
+  CHECK(cfg.max_queued_replies == defaults.max_queued_replies);
+  CHECK(cfg.reply_stall_timeout_s == defaults.reply_stall_timeout_s);
 }
 
 TEST_CASE("flags override the file; bad flags and cookies on argv are refused", "[config][security]") {

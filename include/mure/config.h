@@ -31,6 +31,13 @@ struct Config {
   std::string opencl_device;                ///< substring of the OpenCL device name to pick; empty = first
   uint32_t handshake_timeout_ms = 5000;     ///< deadline of each distribution handshake
   uint32_t peer_timeout_s = 300;            ///< close a connection silent for this long (ticks count)
+  uint32_t max_pending_handshakes = 256;    ///< handshakes in progress, all source addresses together
+  uint32_t max_pending_handshakes_per_source = 16;  ///< handshakes in progress from one source address
+  uint32_t max_failed_handshakes = 50;      ///< failed handshakes per source per minute before a back-off; 0 = off
+  uint32_t handshake_backoff_s = 60;        ///< how long a source past max_failed_handshakes is refused at accept
+  uint64_t receive_buffer_limit = 2ull << 30;  ///< bytes of frame receive buffers, all connections together
+  uint64_t max_queued_replies = 16ull << 20;   ///< queued reply bytes per connection before it stops reading
+  uint32_t reply_stall_timeout_s = 120;     ///< close a connection over max_queued_replies that reads nothing this long
   bool test_ops = false;                    ///< enable test-only ops ({:busy, ms})
   std::string kernel_cache_dir = "~/.cache/mure/kernels";  ///< compiled JIT kernels on disk; "none" = off
   LogLevel log_level = LogLevel::kInfo;     ///< stderr log level

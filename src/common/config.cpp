@@ -142,6 +142,31 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
   if (key == "kernel_cache_dir") { cfg.kernel_cache_dir = value; return Status::Ok(); }
   if (key == "handshake_timeout_ms") return set_u32(cfg.handshake_timeout_ms, 600000);
   if (key == "peer_timeout_s") return set_u32(cfg.peer_timeout_s, 86400);
+  if (key == "max_pending_handshakes") {
+    MURE_RETURN_IF_ERROR(set_u32(cfg.max_pending_handshakes, 65536));
+    if (cfg.max_pending_handshakes == 0) return Status::BadArg("max_pending_handshakes must be at least 1");
+    return Status::Ok();
+  }
+  if (key == "max_pending_handshakes_per_source") {
+    MURE_RETURN_IF_ERROR(set_u32(cfg.max_pending_handshakes_per_source, 65536));
+    if (cfg.max_pending_handshakes_per_source == 0) {
+      return Status::BadArg("max_pending_handshakes_per_source must be at least 1");
+    }
+    return Status::Ok();
+  }
+  if (key == "max_failed_handshakes") return set_u32(cfg.max_failed_handshakes, 1u << 20);
+  if (key == "handshake_backoff_s") return set_u32(cfg.handshake_backoff_s, 86400);
+  if (key == "receive_buffer_limit") return set_bytes(cfg.receive_buffer_limit);
+  if (key == "max_queued_replies") {
+    MURE_RETURN_IF_ERROR(set_bytes(cfg.max_queued_replies));
+    if (cfg.max_queued_replies < 1024) return Status::BadArg("max_queued_replies must be at least 1K");
+    return Status::Ok();
+  }
+  if (key == "reply_stall_timeout_s") {
+    MURE_RETURN_IF_ERROR(set_u32(cfg.reply_stall_timeout_s, 86400));
+    if (cfg.reply_stall_timeout_s == 0) return Status::BadArg("reply_stall_timeout_s must be at least 1");
+    return Status::Ok();
+  }
   if (key == "test_ops") return set_bool(cfg.test_ops);
   if (key == "log_level") {
     if (value == "debug") cfg.log_level = LogLevel::kDebug;
@@ -192,6 +217,13 @@ std::string UsageText() {
          "  --blis-arch A           auto | skx | zen3 | haswell | generic\n"
          "  --devices LIST          blis,opencl\n"
          "  --opencl-device S       pick the OpenCL device whose name contains S\n"
+         "  --max-pending-handshakes N             handshakes in progress, all addresses (default 256)\n"
+         "  --max-pending-handshakes-per-source N  handshakes in progress from one address (default 16)\n"
+         "  --max-failed-handshakes N  failures per address per minute before it is refused (default 50; 0 = off)\n"
+         "  --handshake-backoff-s N    seconds such an address is refused (default 60)\n"
+         "  --receive-buffer-limit BYTES  frame receive buffers, all connections together (default 2G)\n"
+         "  --max-queued-replies BYTES    queued replies per connection before it stops reading (default 16M)\n"
+         "  --reply-stall-timeout-s N     close a connection whose peer reads none of them this long (default 120)\n"
          "  --test-ops              enable test-only ops ({:busy, ms})\n"
          "  --kernel-cache-dir D    where compiled JIT kernels are kept (none = nowhere)\n"
          "  --log-level L           debug | info | warn | error\n"
@@ -220,7 +252,10 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
     static const char* const kKnown[] = {"name", "listen", "port", "cookie_file", "port_mode", "memory_limit",
                                          "buffer_cache", "max_message", "queue_depth", "blis_threads", "blis_arch",
                                          "devices", "opencl_device", "handshake_timeout_ms", "peer_timeout_s",
-                                         "test_ops", "log_level", "config", "kernel_cache_dir"};
+                                         "test_ops", "log_level", "config", "kernel_cache_dir",
+                                         "max_pending_handshakes", "max_pending_handshakes_per_source",
+                                         "max_failed_handshakes", "handshake_backoff_s", "receive_buffer_limit",
+                                         "max_queued_replies", "reply_stall_timeout_s"};
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
       return Status::BadArg("unknown flag \"" + arg + "\" (see --help)");
     }
@@ -248,6 +283,12 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
   for (auto& [k, v] : settings) {
     Status s = ApplySetting(cfg, k, v);
     if (!s.ok()) return Status::BadArg("--" + k + ": " + s.message());
+  }
+  // A frame is received whole into a buffer drawn from receive_buffer_limit: a largest frame
+  // that the budget could never hold would wait forever.
+  if (cfg.receive_buffer_limit < cfg.max_message) {
+    return Status::BadArg("receive_buffer_limit (" + std::to_string(cfg.receive_buffer_limit) +
+                          ") must be at least max_message (" + std::to_string(cfg.max_message) + ")");
   }
   if (cfg.name.empty()) return Status::BadArg("--name is required (e.g. --name mure@127.0.0.1)");
   if (cfg.name.find('@') == std::string::npos) {

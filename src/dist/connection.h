@@ -7,11 +7,19 @@
 // and written by this thread with non-blocking writes (large downloads straight from tensor
 // memory). A frame that breaks the distribution protocol closes this connection only, as a BEAM
 // node would; a request that can be answered always is.
+//
+// Memory a peer can make the connection hold is bounded both ways. Receiving: a frame's buffer
+// comes out of a node-wide ByteBudget (receive_buffer_limit); a buffer of up to 16 MiB is kept
+// between frames, a larger one is released once its frame is handled, and any is released after
+// 5 s without a frame. Sending: while more than max_queued_replies bytes of replies wait for the
+// socket, the connection stops reading requests (replies to requests already read are still
+// queued, never dropped); a peer that reads none of them for reply_stall_timeout_s is dropped.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,6 +35,27 @@
 
 namespace mure {
 
+/// Bytes shared by many connections under one limit (the node's receive buffers). Thread-safe.
+class ByteBudget {
+ public:
+  explicit ByteBudget(uint64_t limit) : limit_(limit) {}
+  /// Take `n` bytes if they fit under the limit; false (nothing taken) otherwise.
+  bool TryReserve(uint64_t n) {
+    uint64_t cur = used_.load();
+    do {
+      if (cur > limit_ || n > limit_ - cur) return false;
+    } while (!used_.compare_exchange_weak(cur, cur + n));
+    return true;
+  }
+  void Release(uint64_t n) { used_.fetch_sub(n); }
+  uint64_t used() const { return used_.load(); }
+  uint64_t limit() const { return limit_; }
+
+ private:
+  const uint64_t limit_;
+  std::atomic<uint64_t> used_{0};
+};
+
 class Connection : public ReplySink, public std::enable_shared_from_this<Connection> {
  public:
   /// Takes ownership of `fd`, a socket just accepted: the handshake runs on the connection's own
@@ -35,6 +64,11 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
              const HandshakeParams& handshake);
   ~Connection() override;
 
+  /// Draw frame buffers from `budget` (shared by the node's connections). Before Start(); without
+  /// one, buffers are limited per connection only.
+  void SetReceiveBudget(std::shared_ptr<ByteBudget> budget) { recv_budget_ = std::move(budget); }
+  /// Called on the I/O thread when the handshake has ended, with whether it succeeded. Before Start().
+  void SetHandshakeDone(std::function<void(bool ok)> done) { handshake_done_ = std::move(done); }
   /// Start the I/O thread.
   void Start();
   /// Ask the I/O thread to close the socket and end (any thread).
@@ -49,9 +83,11 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   /// Queue a frame for the socket (any thread). Dropped once the connection is closed.
   void Send(OutFrame frame) override;
   bool Closed() const override { return closed_.load(); }
+  /// Bytes of replies queued and not yet written (heads, tails and a per-frame overhead).
+  uint64_t queued_reply_bytes() const { return queued_bytes_.load(); }
 
  private:
-  enum class ReadState { kHeader, kBody, kDiscard };
+  enum class ReadState { kHeader, kBody, kDiscard, kWaitBuffer };
 
   void Run();
   bool OnReadable();
@@ -64,6 +100,10 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   void OnNetKernel(std::string_view payload, size_t msg_offset);
   void OnOwnerDown(const proto::TermTree& ctrl, uint32_t pid_index);
   void Close(const std::string& why);
+  /// Make buf_ hold at least `n` bytes, drawn from the receive budget; false when the budget has
+  /// no room now (buf_ is then empty: a waiting connection holds no buffer).
+  bool GrowBuffer(size_t n);
+  void ReleaseBuffer();
 
   int fd_;
   int wake_fd_ = -1;
@@ -85,13 +125,19 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   std::deque<OutFrame> pending_;  // guarded by out_mu_: frames from other threads
   std::deque<OutFrame> out_;      // I/O thread only: frames being written
   uint64_t out_off_ = 0;          // bytes of out_.front() already written
+  std::atomic<uint64_t> queued_bytes_{0};  // charge of the frames in pending_ and out_
+  bool paused_ = false;           // I/O thread only: not reading while over max_queued_replies
+  std::chrono::steady_clock::time_point last_write_;  // last time the socket took reply bytes
+  std::function<void(bool)> handshake_done_;
+  std::shared_ptr<ByteBudget> recv_budget_;
 
   ReadState state_ = ReadState::kHeader;
   uint8_t hdr_[4] = {};
   size_t hdr_got_ = 0;
   uint64_t frame_len_ = 0;
-  std::unique_ptr<uint8_t[]> buf_;  // frame buffer, reused (kept faulted in) between frames
-  size_t buf_cap_ = 0;
+  std::unique_ptr<uint8_t[]> buf_;  // frame buffer; up to kKeptBuffer kept (faulted in) between frames
+  size_t buf_cap_ = 0;              // bytes of buf_, all reserved in recv_budget_
+  std::chrono::steady_clock::time_point last_frame_;  // when the last frame was handled
   size_t want_ = 0;
   size_t got_ = 0;
   bool oversized_ = false;

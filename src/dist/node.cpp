@@ -13,6 +13,7 @@
 #include <random>
 
 #include "common/log.h"
+#include "common/signals.h"
 
 namespace mure {
 
@@ -22,7 +23,16 @@ struct Node::EiState {
 
 namespace {
 RateLimitedLog g_refused_log{std::chrono::milliseconds(2000)};
-constexpr size_t kMaxPendingHandshakes = 256;
+RateLimitedLog g_backoff_log{std::chrono::milliseconds(2000)};
+
+HandshakeLimits LimitsFrom(const Config& cfg) {
+  HandshakeLimits l;
+  l.max_pending = cfg.max_pending_handshakes;
+  l.max_pending_per_source = cfg.max_pending_handshakes_per_source;
+  l.max_failures = cfg.max_failed_handshakes;
+  l.backoff = std::chrono::seconds(cfg.handshake_backoff_s);
+  return l;
+}
 }  // namespace
 
 Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& cookie, Service& service,
@@ -69,6 +79,7 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   node->handshake_ = HandshakeParams{cfg.name, creation, cookie};
   node->acceptor_ = std::thread([n = node.get()] {
     pthread_setname_np(pthread_self(), "mure-accept");
+    AltSignalStack alt_stack;  // a stack overflow here is reported, not silent (common/signals.h)
     n->AcceptLoop();
   });
   LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
@@ -76,7 +87,12 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   return node;
 }
 
-Node::Node(const Config& cfg, Service& service, TensorStore& store) : cfg_(cfg), service_(service), store_(store) {}
+Node::Node(const Config& cfg, Service& service, TensorStore& store)
+    : cfg_(cfg),
+      service_(service),
+      store_(store),
+      gate_(std::make_shared<HandshakeGate>(LimitsFrom(cfg))),
+      receive_budget_(std::make_shared<ByteBudget>(cfg.receive_buffer_limit)) {}
 
 Node::~Node() {
   Shutdown();
@@ -118,27 +134,42 @@ void Node::AcceptLoop() {
     pollfd pfd{listen_fd_, POLLIN, 0};
     int n = ::poll(&pfd, 1, 250);
     if (n <= 0) continue;
-    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_CLOEXEC);
     if (fd < 0) continue;
     if (stop_.load()) {
       ::close(fd);
       break;
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    std::lock_guard<std::mutex> lock(mu_);
-    size_t pending = 0;
-    for (auto& c : conns_) pending += c->handshaking() ? 1 : 0;
-    if (pending >= kMaxPendingHandshakes) {
+    char text[INET_ADDRSTRLEN] = "?";
+    if (from.sin_family == AF_INET) ::inet_ntop(AF_INET, &from.sin_addr, text, sizeof text);
+    const std::string source = text;
+    // Refused before a byte is read: a refusal costs no thread and cannot be slowed down.
+    Status admit = gate_->Admit(source);
+    if (!admit.ok()) {
       ::close(fd);
-      g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + std::to_string(pending) +
-                                             " handshakes already pending");
+      service_.CountRefused();
+      g_refused_log.Log(LogLevel::kWarn, "refused a connection from " + source + ": " + admit.message());
       continue;
     }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // The handshake runs on the connection's own thread, under a deadline: a silent peer
-    // holds up no one.
+    // holds up no one. Its end, success or failure, is reported to the gate from there.
     auto conn = std::make_shared<Connection>(fd, service_, store_, cfg_, *identity_, handshake_);
+    conn->SetReceiveBudget(receive_budget_);
+    conn->SetHandshakeDone([gate = gate_, source, backoff = cfg_.handshake_backoff_s,
+                            failures = cfg_.max_failed_handshakes](bool ok) {
+      if (gate->Finish(source, ok)) {
+        g_backoff_log.Log(LogLevel::kWarn, "refusing connections from " + source + " for " + std::to_string(backoff) +
+                                               " s: " + std::to_string(failures) +
+                                               " failed handshakes within a minute");
+      }
+    });
     conn->Start();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_.load()) conn->RequestStop();  // Shutdown() may have stopped the others meanwhile
     conns_.push_back(std::move(conn));
   }
   if (listen_fd_ >= 0) ::close(listen_fd_);

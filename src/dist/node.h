@@ -1,7 +1,8 @@
 // mure — the node's presence in the cluster: the listening socket and the epmd registration (a
 // hidden node), both through erl_interface, and the acceptor, which hands each new socket to a
-// Connection that runs the handshake (dist/handshake.h) on its own thread. At most 256
-// handshakes may be pending; each has a deadline.
+// Connection that runs the handshake (dist/handshake.h) on its own thread. Pending handshakes are
+// limited in total and per source address, and a source whose handshakes keep failing is refused
+// for a while (dist/handshake_gate.h); each handshake has a deadline.
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "dist/connection.h"
+#include "dist/handshake_gate.h"
 #include "dist/wire.h"
 #include "mure/config.h"
 #include "mure/status.h"
@@ -51,6 +53,8 @@ class Node {
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
+  std::shared_ptr<HandshakeGate> gate_;         // pending handshakes per source; outlives no connection
+  std::shared_ptr<ByteBudget> receive_budget_;  // frame receive buffers of all connections
   std::mutex mu_;
   std::vector<std::shared_ptr<Connection>> conns_;  // guarded by mu_
 };

@@ -15,7 +15,16 @@ defmodule Mure.Reliability.AccessTest do
   @attempts 1_000
 
   test "#{@attempts} wrong-cookie handshakes: all refused, counted, logged without flooding; the right cookie still works" do
-    node = Reliability.launch_logged([])
+    # 1,000 failures from one address, 100 at a time: this test is about refusing and logging
+    # them, so the per-address limits (tested in dist_limits_test.exs) are out of its way.
+    node =
+      Reliability.launch_logged([
+        "--max-failed-handshakes",
+        "0",
+        "--max-pending-handshakes-per-source",
+        "256"
+      ])
+
     on_exit(fn -> Reliability.stop_logged(node) end)
     {:ok, conn} = Mure.connect(node.node)
     refused_before = Mure.stats!(conn).refused_handshakes

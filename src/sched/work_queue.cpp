@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 
 #include "common/log.h"
+#include "common/signals.h"
 
 namespace mure {
 
@@ -12,6 +13,7 @@ WorkQueue::WorkQueue(std::string name, unsigned threads, uint32_t depth)
   for (unsigned i = 0; i < threads; ++i) {
     threads_.emplace_back([this] {
       pthread_setname_np(pthread_self(), ("mure-q-" + name_).substr(0, 15).c_str());
+      AltSignalStack alt_stack;  // a stack overflow here is reported, not silent (common/signals.h)
       io_.run();
     });
   }

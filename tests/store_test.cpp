@@ -98,3 +98,26 @@ TEST_CASE("freed large buffers are reused, within the cache limit", "[store]") {
   }
   CHECK(store.memory_cached() == (4u << 20));
 }
+
+TEST_CASE("every resident handle costs the budget its bookkeeping, empty tensors too", "[store][security]") {
+  TensorStore store(1000);  // room for three handles' bookkeeping (3 x 256), not four
+  uint64_t c = store.OpenConnection();
+  std::vector<uint64_t> handles;
+  for (int i = 0; i < 3; ++i) {
+    auto h = store.Insert(c, "o", *store.Allocate(DType::kF32, {0, 1ull << 40}), nullptr);
+    REQUIRE(h.ok());
+    handles.push_back(*h);
+  }
+  CHECK(store.memory_used() == 3 * TensorStore::kHandleBytes);
+  auto fourth = store.Insert(c, "o", *store.Allocate(DType::kU8, {0}), nullptr);
+  REQUIRE_FALSE(fourth.ok());
+  CHECK(fourth.status().kind() == ErrorKind::kOutOfMemory);
+  CHECK(store.tensors() == 3);
+  REQUIRE(store.Free(c, handles[0]).ok());
+  CHECK(store.memory_used() == 2 * TensorStore::kHandleBytes);
+  CHECK(store.Insert(c, "p", *store.Allocate(DType::kU8, {0}), nullptr).ok());
+  CHECK(store.FreeOwner(c, "o") == 2);
+  CHECK(store.memory_used() == TensorStore::kHandleBytes);
+  CHECK(store.CloseConnection(c) == 1);
+  CHECK(store.memory_used() == 0);
+}

@@ -15,6 +15,13 @@ bool MemoryBudget::Reserve(uint64_t bytes) {
   return true;
 }
 
+Reservation Reservation::Adopt(MemoryBudget* budget, uint64_t bytes) {
+  Reservation r;
+  r.budget_ = budget;
+  r.bytes_ = bytes;
+  return r;
+}
+
 Result<Reservation> Reservation::Make(MemoryBudget* budget, uint64_t bytes, std::string_view what) {
   Reservation r;
   if (!budget) return r;
@@ -136,11 +143,19 @@ size_t TensorStore::CloseConnection(uint64_t conn) {
 
 Result<uint64_t> TensorStore::Insert(uint64_t conn, const std::string& owner, std::shared_ptr<Tensor> tensor,
                                      bool* new_owner) {
+  Reservation bookkeeping;
+  if (!budget_->Reserve(kHandleBytes)) {
+    return Status(ErrorKind::kOutOfMemory, "another resident tensor needs " + std::to_string(kHandleBytes) +
+                                               " bytes of bookkeeping; the node holds " + std::to_string(budget_->used()) +
+                                               " of its " + std::to_string(budget_->limit()) +
+                                               "-byte limit (free tensors you no longer need)");
+  }
+  bookkeeping = Reservation::Adopt(budget_.get(), kHandleBytes);
   std::lock_guard<std::mutex> lock(mu_);
   auto it = conns_.find(conn);
   if (it == conns_.end()) return Status(ErrorKind::kUnknownHandle, "the connection is closed");
   uint64_t handle = next_handle_++;
-  it->second.handles.emplace(handle, Entry{std::move(tensor), owner});
+  it->second.handles.emplace(handle, Entry{std::move(tensor), owner, std::move(bookkeeping)});
   auto& owned = it->second.by_owner[owner];
   if (new_owner) *new_owner = owned.empty();
   owned.insert(handle);

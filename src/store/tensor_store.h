@@ -105,6 +105,8 @@ class Reservation {
   Reservation() = default;
   /// Reserve `bytes` on `budget` (may be null); kOutOfMemory naming `what` when it has no room.
   static Result<Reservation> Make(MemoryBudget* budget, uint64_t bytes, std::string_view what);
+  /// Take over `bytes` already reserved on `budget`.
+  static Reservation Adopt(MemoryBudget* budget, uint64_t bytes);
   Reservation(Reservation&& o) noexcept : budget_(o.budget_), bytes_(o.bytes_) { o.budget_ = nullptr; }
   Reservation& operator=(Reservation&& o) noexcept {
     if (this != &o) {
@@ -191,7 +193,12 @@ class TensorStore {
   /// Free every tensor of a connection; later Inserts for it fail. Returns how many were freed.
   size_t CloseConnection(uint64_t conn);
 
-  /// Publish a tensor under a fresh handle owned by (conn, owner). `new_owner` is set when this
+  /// What one resident handle costs the budget besides its tensor's bytes: its table entries,
+  /// owner key and tensor header. Without it, 0-byte tensors would grow the node for free.
+  static constexpr uint64_t kHandleBytes = 256;
+
+  /// Publish a tensor under a fresh handle owned by (conn, owner). kOutOfMemory when the budget
+  /// cannot hold another kHandleBytes. `new_owner` is set when this
   /// owner had no tensors on the connection before (the caller then monitors it).
   Result<uint64_t> Insert(uint64_t conn, const std::string& owner, std::shared_ptr<Tensor> tensor, bool* new_owner);
   /// The tensor behind a handle of this connection; kUnknownHandle otherwise.
@@ -212,6 +219,7 @@ class TensorStore {
   struct Entry {
     std::shared_ptr<Tensor> tensor;
     std::string owner;
+    Reservation bookkeeping;  ///< kHandleBytes of the budget, released with the handle
   };
   struct Conn {
     std::unordered_map<uint64_t, Entry> handles;

@@ -81,16 +81,16 @@ defmodule Mure.Reliability.RegressionTest do
       error!(node, {:upload, {:u, 8}, shape, <<>>}, :bad_shape)
     end
 
-    # The product is zero, but an intermediate product overflows: refused or empty, never more.
-    case raw_call(node, {:upload, {:u, 8}, {1 <<< 32, 1 <<< 32, 0}, <<>>}) do
-      {:error, {:bad_shape, _}} -> :ok
-      {:ok, h} -> assert {:ok, <<>>} = raw_call(node, {:download, h})
-    end
+    # The product is zero, but the non-zero dims overflow: refused (a shape's non-zero dims must
+    # multiply below 2^63 even with a 0 among them).
+    error!(node, {:upload, {:u, 8}, {1 <<< 32, 1 <<< 32, 0}, <<>>}, :bad_shape)
 
     # A result shape that overflows: {2^32, 0} x {0, 2^32} of f32 (both operands are empty).
     a = upload!(node, {:f, 32}, {1 <<< 32, 0}, <<>>)
     b = upload!(node, {:f, 32}, {0, 1 <<< 32}, <<>>)
     error!(node, {:matmul, a, b}, [:bad_shape, :out_of_memory])
+    # The operands' handles cost bookkeeping; once they are freed, nothing may be left.
+    for h <- [a, b], do: assert(ok!(node, {:free, h}) == :freed)
     assert_nothing_allocated(conn, used)
   end
 
@@ -277,6 +277,7 @@ defmodule Mure.Reliability.RegressionTest do
     error!(node, {:matmul, a, b}, [:bad_shape, :out_of_memory])
     b2 = upload!(node, {:f, 32}, {0, 1 <<< 30}, <<>>)
     error!(node, {:matmul, a, b2}, [:out_of_memory, :bad_shape])
+    for h <- [a, b, b2], do: assert(ok!(node, {:free, h}) == :freed)
     assert_nothing_allocated(conn, used)
     assert {:ok, %{protocol: 1}} = raw_call(node, :hello)
   end
@@ -487,5 +488,25 @@ defmodule Mure.Reliability.RegressionTest do
       {c, {:u, 8}, {1024}} = ok!(node, {:concatenate, List.duplicate(h, 1024), 0})
       assert ok!(node, {:download, c}) == :binary.copy(<<1>>, 1024)
     end
+  end
+
+  test "empty tensors cannot grow the node past its memory limit: each handle costs bookkeeping" do
+    conn = start_supervised!({Mure, memory_limit: 1 <<< 20}, id: :tiny_budget)
+    %{node: node, os_pid: os_pid} = Mure.info(conn)
+    # 1 MiB of budget holds 4,096 handles' bookkeeping (256 bytes each); 67c2630 took all 10,000.
+    results =
+      Enum.reduce_while(1..10_000, [], fn _, acc ->
+        case raw_call(node, {:upload, {:f, 32}, {0, 1 <<< 30}, <<>>}) do
+          {:ok, h} -> {:cont, [h | acc]}
+          {:error, {:out_of_memory, msg}} -> {:halt, {acc, msg}}
+        end
+      end)
+
+    assert {handles, msg} = results, "10,000 empty tensors were all accepted"
+    assert length(handles) <= 4096 and length(handles) >= 4000
+    assert msg =~ "bookkeeping"
+    assert os_alive?(os_pid)
+    assert ok!(node, {:free, hd(handles)}) == :freed
+    assert is_integer(ok!(node, {:upload, {:u, 8}, {0}, <<>>}))
   end
 end

@@ -223,7 +223,7 @@ defmodule Mure.Reliability.DistLimitsTest do
     # 24 handshakes from 127.0.0.2, one after the other, while the flood is pending.
     outcomes =
       for _ <- 1..24 do
-        case connect_from({127, 0, 0, 2}, node.node) do
+        case RawDist.connect(node.node, ip: {127, 0, 0, 2}) do
           {:ok, raw} ->
             result = RawDist.call(raw, :hello)
             RawDist.close(raw)
@@ -259,7 +259,7 @@ defmodule Mure.Reliability.DistLimitsTest do
     bad = {127, 0, 0, 3}
 
     for _ <- 1..5,
-        do: assert({:error, :refused} = connect_from(bad, node.node, wrong_digest: true))
+        do: assert({:error, :refused} = RawDist.connect(node.node, ip: bad, wrong_digest: true))
 
     assert wait_until(
              fn -> File.read!(node.stderr) =~ "refusing connections from 127.0.0.3 for 3 s" end,
@@ -268,14 +268,14 @@ defmodule Mure.Reliability.DistLimitsTest do
 
     blocked_at = System.monotonic_time(:millisecond)
     # Even with the right cookie, closed at accept; another address is served.
-    assert {:error, _} = connect_from(bad, node.node)
-    assert {:ok, raw} = connect_from({127, 0, 0, 4}, node.node)
+    assert {:error, _} = RawDist.connect(node.node, ip: bad)
+    assert {:ok, raw} = RawDist.connect(node.node, ip: {127, 0, 0, 4})
     assert {:ok, %{protocol: 1}} = RawDist.call(raw, :hello)
 
     # After the back-off, the address gets in again.
     assert wait_until(
              fn ->
-               case connect_from(bad, node.node) do
+               case RawDist.connect(node.node, ip: bad) do
                  {:ok, r} -> RawDist.close(r) || true
                  _ -> false
                end
@@ -324,31 +324,6 @@ defmodule Mure.Reliability.DistLimitsTest do
   defp connect!(node) do
     {:ok, raw} = RawDist.connect(node)
     raw
-  end
-
-  # A raw distribution client whose socket is bound to `ip` (127.0.0.x all route to lo).
-  defp connect_from(ip, node, opts \\ []) do
-    {:ok, port} = RawDist.port_of(node)
-
-    case :gen_tcp.connect(
-           ~c"127.0.0.1",
-           port,
-           [:binary, active: false, packet: :raw, nodelay: true, ip: ip],
-           5_000
-         ) do
-      {:ok, sock} ->
-        case RawDist.handshake(sock, node, opts) do
-          {:ok, raw} ->
-            {:ok, raw}
-
-          error ->
-            :gen_tcp.close(sock)
-            error
-        end
-
-      error ->
-        error
-    end
   end
 
   # RSS once it stops moving (two readings 300 ms apart within 1 MiB), at most 10 s.

@@ -40,12 +40,15 @@ defmodule Mure.RawDist do
     do: "#{prefix}_#{System.unique_integer([:positive])}@127.0.0.1"
 
   @doc "Opens a TCP connection to the node's distribution port; no handshake."
-  def open(node, timeout \\ 5_000) do
+  def open(node, timeout \\ 5_000, ip \\ nil) do
+    # `ip`: the local address to connect from (127.0.0.x all route to lo), as another host would.
+    bind = if ip, do: [ip: ip], else: []
+
     with {:ok, port} <- port_of(node) do
       :gen_tcp.connect(
         ~c"127.0.0.1",
         port,
-        [:binary, active: false, packet: :raw, nodelay: true],
+        [:binary, active: false, packet: :raw, nodelay: true] ++ bind,
         timeout
       )
     end
@@ -53,14 +56,14 @@ defmodule Mure.RawDist do
 
   @doc """
   Connects and completes the handshake. Options: `:cookie` (default: this BEAM's),
-  `:name` (the raw client's node name), `:timeout`, `:wrong_digest` (send a digest made
-  from a wrong cookie). Returns `{:ok, t}` or `{:error, reason}`; a refused handshake is
+  `:name` (the raw client's node name), `:timeout`, `:ip` (the local address to connect
+  from), `:wrong_digest` (send a digest made from a wrong cookie). Returns `{:ok, t}` or `{:error, reason}`; a refused handshake is
   `{:error, :refused}` (the node closed the socket) or `{:error, {:status, status}}`.
   """
   def connect(node, opts \\ []) do
     timeout = Keyword.get(opts, :timeout, 5_000)
 
-    with {:ok, sock} <- open(node, timeout) do
+    with {:ok, sock} <- open(node, timeout, Keyword.get(opts, :ip)) do
       case handshake(sock, node, opts) do
         {:ok, raw} ->
           {:ok, raw}

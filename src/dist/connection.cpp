@@ -42,6 +42,8 @@ constexpr auto kBufferIdle = std::chrono::seconds(5);
 // the allocator's headers. Without it a peer asking for many tiny replies (1 M `:devices`) would
 // hold several times the counted bytes.
 constexpr uint64_t kFrameOverhead = 128;
+// A paused peer that has read none of its replies for this long is worth a warning.
+constexpr auto kStallWarning = std::chrono::seconds(2);
 
 uint64_t Charge(const OutFrame& f) { return f.head.size() + f.tail_len + kFrameOverhead; }
 
@@ -160,12 +162,20 @@ void Connection::Run() {
     const uint64_t queued = queued_bytes_.load();
     if (queued > cfg_.max_queued_replies) {
       if (!paused_) {
+        // Routine while a large download is written; worth a warning only when the peer stops
+        // reading (below).
         paused_ = true;
+        pause_warned_ = false;
         last_write_ = now;
+        LogDebug("connection from " + peer_ + ": " + std::to_string(queued) +
+                 " bytes of replies queued: not reading its requests until it reads its replies");
+      } else if (!pause_warned_ && now - last_write_ > kStallWarning) {
+        pause_warned_ = true;
         g_backlog_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": " + std::to_string(queued) +
                                                " bytes of replies queued, over max_queued_replies (" +
-                                               std::to_string(cfg_.max_queued_replies) +
-                                               "): not reading its requests until it reads its replies");
+                                               std::to_string(cfg_.max_queued_replies) + "), none read for " +
+                                               std::to_string(kStallWarning.count()) +
+                                               " s: not reading its requests until it reads its replies");
       }
     } else if (paused_) {
       paused_ = false;

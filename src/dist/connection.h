@@ -127,6 +127,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   uint64_t out_off_ = 0;          // bytes of out_.front() already written
   std::atomic<uint64_t> queued_bytes_{0};  // charge of the frames in pending_ and out_
   bool paused_ = false;           // I/O thread only: not reading while over max_queued_replies
+  bool pause_warned_ = false;     // I/O thread only: this pause has been logged as a stall
   std::chrono::steady_clock::time_point last_write_;  // last time the socket took reply bytes
   std::function<void(bool)> handshake_done_;
   std::shared_ptr<ByteBudget> recv_budget_;

@@ -42,8 +42,9 @@ constexpr auto kBufferIdle = std::chrono::seconds(5);
 // the allocator's headers. Without it a peer asking for many tiny replies (1 M `:devices`) would
 // hold several times the counted bytes.
 constexpr uint64_t kFrameOverhead = 128;
-// A paused peer that has read none of its replies for this long is worth a warning.
-constexpr auto kStallWarning = std::chrono::seconds(2);
+// A paused peer that has read none of its replies for this long (or a quarter of
+// reply_stall_timeout_s, if shorter) is worth a warning.
+constexpr std::chrono::milliseconds kStallWarning{2000};
 
 uint64_t Charge(const OutFrame& f) { return f.head.size() + f.tail_len + kFrameOverhead; }
 
@@ -169,13 +170,15 @@ void Connection::Run() {
         last_write_ = now;
         LogDebug("connection from " + peer_ + ": " + std::to_string(queued) +
                  " bytes of replies queued: not reading its requests until it reads its replies");
-      } else if (!pause_warned_ && now - last_write_ > kStallWarning) {
-        pause_warned_ = true;
+      } else if (!pause_warned_ &&
+                 now - last_write_ > std::min<std::chrono::milliseconds>(
+                                         kStallWarning, std::chrono::seconds(cfg_.reply_stall_timeout_s) / 4)) {
+        pause_warned_ = true;  // well before the peer is dropped (reply_stall_timeout_s)
         g_backlog_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": " + std::to_string(queued) +
                                                " bytes of replies queued, over max_queued_replies (" +
-                                               std::to_string(cfg_.max_queued_replies) + "), none read for " +
-                                               std::to_string(kStallWarning.count()) +
-                                               " s: not reading its requests until it reads its replies");
+                                               std::to_string(cfg_.max_queued_replies) +
+                                               ") and none read lately: not reading its requests until it reads "
+                                               "its replies");
       }
     } else if (paused_) {
       paused_ = false;

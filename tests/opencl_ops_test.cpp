@@ -19,6 +19,7 @@
 #include <sstream>
 #include <vector>
 
+#include "exec/blis_executor.h"
 #include "exec/cpu_ops.h"
 #include "exec/opencl_executor.h"
 #include "exec/opencl_ops.h"
@@ -1262,4 +1263,66 @@ TEST_CASE("the OpenCL device's scratch is reserved on the node's budget", "[open
   // ~100 KB left on the budget: a staged as f32 needs 256 KiB.
   auto filler = *small.Allocate(DType::kU8, {(1u << 20) - small.memory_used() - 100000});
   CHECK(Ops().Dot(*a, *b, *plan, DType::kF32, *c).kind() == ErrorKind::kOutOfMemory);
+}
+
+// What holds between the two executors for float products: the CPU executor's f32/f64 dot and
+// matmul run on BLIS, which sums in the type itself, in its own blocked order, with FMA; the OpenCL
+// kernel sums the products in double and rounds once. They are not the same bits; each is within
+// the classic bound of a k-term sum, so they differ by at most (gamma_k + u) * sum |a_i * b_i|
+// (f32; u = 2^-24, gamma_k = k u / (1 - k u)) or 2 gamma_k * sum |a_i * b_i| (f64). The reference
+// sum |a_i * b_i| is computed here, in long double, independently of both.
+TEST_CASE("f32 and f64 dot on the OpenCL device and on BLIS agree within the bound of a k-term sum",
+          "[opencl][ops][blis]") {
+  Config cfg;
+  auto blis = BlisExecutor::Create(cfg);
+  REQUIRE(blis.ok());
+  cpu::GemmFn gemm = [&](DType t, uint64_t m, uint64_t n, uint64_t k, const void* x, const void* y, void* z) {
+    return (*blis)->GemmRaw(t, m, n, k, x, y, z);
+  };
+  const uint64_t m = 129, k = 257, n = 65;
+  for (DType t : {DType::kF32, DType::kF64}) {
+    INFO(DTypeToString(t));
+    auto a = Alloc(t, {m, k});
+    auto b = Alloc(t, {k, n});
+    std::mt19937_64 rng(77);
+    std::uniform_real_distribution<double> uni(-1.0, 1.0);
+    std::vector<long double> av(m * k), bv(k * n);
+    for (uint64_t i = 0; i < m * k; ++i) {
+      const double v = uni(rng);
+      if (t == DType::kF32) a->as<float>()[i] = static_cast<float>(v), av[i] = a->as<float>()[i];
+      else a->as<double>()[i] = v, av[i] = v;
+    }
+    for (uint64_t i = 0; i < k * n; ++i) {
+      const double v = uni(rng);
+      if (t == DType::kF32) b->as<float>()[i] = static_cast<float>(v), bv[i] = b->as<float>()[i];
+      else b->as<double>()[i] = v, bv[i] = v;
+    }
+    auto plan = PlanDot({m, k}, {1}, {}, {k, n}, {0}, {});
+    REQUIRE(plan.ok());
+    auto on_blis = Alloc(t, {m, n});
+    auto on_device = Alloc(t, {m, n});
+    REQUIRE(cpu::Dot(*a, *b, *plan, t, gemm, *on_blis).ok());
+    REQUIRE(Ops().Dot(*a, *b, *plan, t, *on_device).ok());
+    const long double u = t == DType::kF32 ? std::ldexp(1.0L, -24) : std::ldexp(1.0L, -53);
+    const long double gamma = k * u / (1 - k * u);
+    const long double factor = t == DType::kF32 ? gamma + u : 2 * gamma;
+    uint64_t differing = 0;
+    long double worst = 0;
+    for (uint64_t i = 0; i < m; ++i) {
+      for (uint64_t j = 0; j < n; ++j) {
+        long double mag = 0;
+        for (uint64_t p = 0; p < k; ++p) mag += std::fabs(av[i * k + p] * bv[p * n + j]);
+        const long double x = t == DType::kF32 ? on_blis->as<float>()[i * n + j] : on_blis->as<double>()[i * n + j];
+        const long double y =
+            t == DType::kF32 ? on_device->as<float>()[i * n + j] : on_device->as<double>()[i * n + j];
+        const long double diff = std::fabs(x - y);
+        differing += diff != 0;
+        worst = std::max(worst, diff / (factor * mag));
+        if (diff > factor * mag) FAIL("element " << i << "," << j << ": BLIS " << static_cast<double>(x) << ", OpenCL "
+                                                 << static_cast<double>(y) << ", bound " << static_cast<double>(factor * mag));
+      }
+    }
+    INFO(differing << " of " << m * n << " elements differ; worst at " << static_cast<double>(worst) << " of the bound");
+    CHECK(worst <= 1);
+  }
 }

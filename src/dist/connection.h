@@ -136,8 +136,9 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   uint8_t hdr_[4] = {};
   size_t hdr_got_ = 0;
   uint64_t frame_len_ = 0;
-  std::unique_ptr<uint8_t[]> buf_;  // frame buffer; up to kKeptBuffer kept (faulted in) between frames
-  size_t buf_cap_ = 0;              // bytes of buf_, all reserved in recv_budget_
+  uint8_t* buf_ = nullptr;  // frame buffer (store's MemoryBudget::Acquire); up to kKeptBuffer kept between frames
+  size_t buf_cap_ = 0;       // bytes of buf_ (its capacity, for Recycle)
+  size_t buf_reserved_ = 0;  // bytes of buf_ reserved in recv_budget_
   std::chrono::steady_clock::time_point last_frame_;  // when the last frame was handled
   size_t want_ = 0;
   size_t got_ = 0;

@@ -211,6 +211,8 @@ class TensorStore {
   uint64_t tensors() const;
   uint64_t connection_tensors(uint64_t conn) const;
   uint64_t connections() const;
+  /// The memory tensors live in; its buffer cache serves connections' large receive buffers too.
+  MemoryBudget& budget() { return *budget_; }
   uint64_t memory_used() const { return budget_->used(); }
   uint64_t memory_limit() const { return budget_->limit(); }
   uint64_t memory_cached() const { return budget_->cached(); }

@@ -12,6 +12,8 @@ defmodule Mure.Reliability.DistLimitsTest do
   use ExUnit.Case, async: false
 
   @moduletag :capture_log
+
+  import Bitwise
   @moduletag timeout: 180_000
 
   import Mure.TestSupport
@@ -23,27 +25,11 @@ defmodule Mure.Reliability.DistLimitsTest do
   @big 256 * 1024 * 1024
 
   test "two connections that each received a 256 MB frame do not keep 256 MB buffers" do
-    node = Reliability.launch_logged([])
+    # Without a buffer cache, released receive buffers go back to the system.
+    node = Reliability.launch_logged(["--buffer-cache", "0"])
     on_exit(fn -> Reliability.stop_logged(node) end)
     raws = for _ <- 1..2, do: connect!(node.node)
-    for raw <- raws, do: assert({:ok, _} = RawDist.call(raw, :hello))
-    base = Reliability.rss_kb(node.os_pid)
-
-    # A message to a name the node does not have: read whole, then dropped. The :hello behind
-    # it on the same connection is answered only once the big frame has been handled.
-    big = :erlang.term_to_binary(:binary.copy(<<7>>, @big))
-
-    raws
-    |> Enum.map(fn raw ->
-      Task.async(fn ->
-        :ok = RawDist.send_message(raw, big, :nobody_here)
-        RawDist.call(raw, :hello, 60_000)
-      end)
-    end)
-    |> Task.await_many(90_000)
-    |> Enum.each(&assert({:ok, %{protocol: 1}} = &1))
-
-    after_kb = Reliability.rss_kb(node.os_pid)
+    {base, after_kb, _cached} = big_frames(raws)
     grown = after_kb - base
     IO.puts("receive buffers: RSS #{base} KiB -> #{after_kb} KiB after 2 x #{@big} B frames")
 
@@ -52,6 +38,17 @@ defmodule Mure.Reliability.DistLimitsTest do
     # memory resident on purpose.)
     assert sanitized?(node.os_pid) or grown < 64 * 1024,
            "RSS grew by #{div(grown, 1024)} MiB (#{base} -> #{after_kb} KiB) with both connections idle"
+
+    # With the default buffer cache (1G), released buffers are kept faulted in for the next
+    # large frame or tensor: held by the node's capped cache, not by the idle connections.
+    cached_node = Reliability.launch_logged([])
+    on_exit(fn -> Reliability.stop_logged(cached_node) end)
+    cached_raws = for _ <- 1..2, do: connect!(cached_node.node)
+    {base2, after2, cached} = big_frames(cached_raws)
+    IO.puts("receive buffers, default cache: RSS #{base2} -> #{after2} KiB, cached #{cached} B")
+    assert cached >= 2 * @big and cached <= 1 <<< 30
+    assert sanitized?(cached_node.os_pid) or after2 - base2 < div(cached, 1024) + 64 * 1024
+    Enum.each(cached_raws, &RawDist.close/1)
 
     # The connections still work, and an upload in 8 MiB pieces still goes through.
     [raw | _] = raws
@@ -327,6 +324,30 @@ defmodule Mure.Reliability.DistLimitsTest do
   defp connect!(node) do
     {:ok, raw} = RawDist.connect(node)
     raw
+  end
+
+  # Each connection sends a 256 MB message to a name the node does not have (read whole, then
+  # dropped); the :hello behind it on the same connection is answered only once the big frame
+  # has been handled. Returns the RSS before and after (KiB) and the node's cached bytes.
+  defp big_frames(raws) do
+    for raw <- raws, do: assert({:ok, _} = RawDist.call(raw, :hello))
+    [first | _] = raws
+    base = Reliability.rss_kb(RawDist.call(first, :hello) |> elem(1) |> Map.fetch!(:os_pid))
+    big = :erlang.term_to_binary(:binary.copy(<<7>>, @big))
+
+    raws
+    |> Enum.map(fn raw ->
+      Task.async(fn ->
+        :ok = RawDist.send_message(raw, big, :nobody_here)
+        RawDist.call(raw, :hello, 60_000)
+      end)
+    end)
+    |> Task.await_many(90_000)
+    |> Enum.each(&assert({:ok, %{protocol: 1}} = &1))
+
+    {:ok, %{os_pid: os_pid}} = RawDist.call(first, :hello)
+    {:ok, stats} = RawDist.call(first, :stats)
+    {base, Reliability.rss_kb(os_pid), stats.memory_cached_bytes}
   end
 
   # RSS once it stops moving (two readings 300 ms apart within 1 MiB), at most 10 s.

@@ -156,6 +156,35 @@ defmodule Mure.JitTest do
     assert am == e.(Mure.reduce!(:argmax, n, axes: [1]))
   end
 
+  test "a traced slice has Nx's shape (ceil(length / stride)) and the node agrees, on both devices",
+       %{conn: conn} do
+    big = Mure.iota!(conn, {2, 15, 30}, type: {:s, 32})
+    small = Mure.iota!(conn, {2, 8}, type: {:s, 32})
+
+    nx =
+      Mure.jit(fn big, small ->
+        a = Expr.slice(big, [0, 4, 11], [2, 3, 9], strides: [2, 1, 3])
+        b = Expr.slice(small, [0, 0], [2, 4], strides: [1, 2])
+        c = Expr.slice(small, [1, 1], [1, 7], strides: [1, 3])
+        # The shapes are known while tracing, before anything is sent.
+        assert {a.shape, b.shape, c.shape} == {{1, 3, 3}, {2, 2}, {1, 3}}
+        {a, b, c}
+      end)
+
+    for device <- [:cpu, :opencl] do
+      {a, b, c} = Mure.run!(nx, [big, small], outputs: :return, device: device)
+      ints = fn bin -> for <<x::signed-32-native <- bin>>, do: x end
+      # Nx.slice's documented example; iota({2, 8})'s columns 0 and 2; row 1's columns 1, 4, 7.
+      assert ints.(a) == [131, 134, 137, 161, 164, 167, 191, 194, 197], "#{device}"
+      assert ints.(b) == [0, 2, 8, 10], "#{device}"
+      assert ints.(c) == [9, 12, 15], "#{device}"
+    end
+
+    assert_raise ArgumentError,
+                 "slice: slice of dimension 1 (size 8) from 5 with length 4 runs past its end",
+                 fn -> Expr.slice(Expr.parameter(0, {:s, 32}, {2, 8}), [0, 5], [2, 4]) end
+  end
+
   test "a fused integer program equals the eager ops exactly", %{conn: conn} do
     a_list = for _ <- 1..12, do: :rand.uniform(2001) - 1001
     b_list = for _ <- 1..4, do: :rand.uniform(41) - 21

@@ -244,12 +244,37 @@ TEST_CASE("shape ops: transpose, slice and take, with every index checked", "[op
   auto s = *Store().Allocate(DType::kS16, *sshape);
   REQUIRE(cpu::Slice(*a, {0, 1}, {1, 1}, *s).ok());
   CHECK(Values<int16_t>(*s) == std::vector<int16_t>{1, 2, 4, 5});
-  CHECK(*SliceShape({10}, {1}, {3}, {3}) == Shape{3});
-  CHECK(SliceShape({10}, {1}, {4}, {3}).status().kind() == ErrorKind::kOutOfRange);
-  CHECK(SliceShape({10}, {-1}, {1}, {1}).status().kind() == ErrorKind::kOutOfRange);
-  CHECK(SliceShape({10}, {0}, {1ll << 62}, {4}).status().kind() == ErrorKind::kOutOfRange);  // overflow caught
-  CHECK(SliceShape({10}, {0}, {1}, {0}).status().kind() == ErrorKind::kBadArg);
+  // As Nx: the length is the span of the input; the output has ceil(length / stride) elements.
+  CHECK(*SliceShape({10}, {1}, {3}, {3}) == Shape{1});
+  CHECK(*SliceShape({10}, {1}, {7}, {3}) == Shape{3});  // 1, 4, 7
+  CHECK(*SliceShape({10}, {1}, {9}, {3}) == Shape{3});  // 1, 4, 7 (a stride that divides the length)
+  CHECK(*SliceShape({10}, {0}, {10}, {4}) == Shape{3});  // 0, 4, 8
+  CHECK(*SliceShape({10}, {0}, {10}, {20}) == Shape{1});  // a stride past the span keeps the start
+  CHECK(*SliceShape({2, 8}, {0, 0}, {2, 4}, {1, 2}) == (Shape{2, 2}));
+  CHECK(*SliceShape({2, 15, 30}, {0, 4, 11}, {2, 3, 9}, {2, 1, 3}) == (Shape{1, 3, 3}));
+  CHECK(*SliceShape({10}, {3}, {0}, {2}) == Shape{0});
   CHECK(SliceShape({10}, {10}, {0}, {1}).ok());  // an empty slice at the end
+  CHECK(SliceShape({10}, {11}, {0}, {1}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {2}, {9}, {3}).status().kind() == ErrorKind::kOutOfRange);  // 2 + 9 > 10, never clamped
+  CHECK(SliceShape({10}, {0}, {11}, {1}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {-1}, {1}, {1}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {1}, {-1}, {1}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {0}, {1ll << 62}, {4}).status().kind() == ErrorKind::kOutOfRange);
+  CHECK(SliceShape({10}, {INT64_MAX}, {INT64_MAX}, {1}).status().kind() == ErrorKind::kOutOfRange);  // no wrap
+  CHECK(SliceShape({10}, {0}, {1}, {0}).status().kind() == ErrorKind::kBadArg);
+
+  // Nx.slice's docs: iota({2, 15, 30}) from [0, 4, 11], lengths [2, 3, 9], strides [2, 1, 3].
+  std::vector<int32_t> iota(2 * 15 * 30);
+  for (size_t j = 0; j < iota.size(); ++j) iota[j] = static_cast<int32_t>(j);
+  auto big = Make<int32_t>(DType::kS32, {2, 15, 30}, iota);
+  auto nx = *Store().Allocate(DType::kS32, {1, 3, 3});
+  REQUIRE(cpu::Slice(*big, {0, 4, 11}, {2, 1, 3}, *nx).ok());
+  CHECK(Values<int32_t>(*nx) == std::vector<int32_t>{131, 134, 137, 161, 164, 167, 191, 194, 197});
+  // slice(iota({2, 8}), [0, 0], [2, 4], strides: [1, 2]) is [[0, 2], [8, 10]].
+  auto r = Make<int32_t>(DType::kS32, {2, 8}, std::vector<int32_t>(iota.begin(), iota.begin() + 16));
+  auto nx2 = *Store().Allocate(DType::kS32, {2, 2});
+  REQUIRE(cpu::Slice(*r, {0, 0}, {1, 2}, *nx2).ok());
+  CHECK(Values<int32_t>(*nx2) == std::vector<int32_t>{0, 2, 8, 10});
 
   auto idx = Make<int32_t>(DType::kS32, {3}, {2, 0, 2});
   auto kshape = TakeShape(a->shape(), DType::kS32, idx->shape(), 1);

@@ -646,7 +646,11 @@ TEST_CASE("shape ops on the OpenCL device match the CPU", "[opencl][ops][securit
     for (const SCase& c : std::vector<SCase>{{{10}, {1}, {3}, {3}}, {{10}, {10}, {0}, {1}}, {{}, {}, {}, {}},
                                               {{4, 5}, {1, 0}, {2, 5}, {2, 1}}, {{4, 5}, {0, 4}, {4, 1}, {1, 1}},
                                               {{3, 4, 5}, {1, 1, 1}, {2, 0, 2}, {1, 1, 3}},
-                                              {{3, 4, 5}, {2, 3, 0}, {1, 1, 5}, {5, 5, 1}}}) {
+                                              {{3, 4, 5}, {2, 3, 0}, {1, 1, 5}, {5, 5, 1}},
+                                              // As Nx: lengths are spans; strides need not divide them.
+                                              {{2, 15, 30}, {0, 4, 11}, {2, 3, 9}, {2, 1, 3}},
+                                              {{2, 8}, {0, 0}, {2, 4}, {1, 2}}, {{7, 9}, {1, 2}, {6, 7}, {4, 3}},
+                                              {{10}, {0}, {10}, {20}}, {{6, 5}, {2, 1}, {0, 4}, {3, 2}}}) {
       auto in = RandomTensor(t, c.shape, Seed(static_cast<uint64_t>(t), 5, c.shape.size()));
       auto shape = SliceShape(in->shape(), c.starts, c.lengths, c.strides);
       REQUIRE(shape.ok());

@@ -36,6 +36,8 @@ defmodule Mure do
       [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
       iex> f.(Mure.slice!(x, [0, 1], [2, 2]))
       [1.0, 2.0, 4.0, 5.0]
+      iex> f.(Mure.slice!(x, [0, 0], [2, 3], strides: [1, 2]))
+      [0.0, 2.0, 3.0, 5.0]
       iex> f.(Mure.dot!(x, Mure.transpose!(x)))
       [5.0, 14.0, 14.0, 50.0]
       iex> f.(Mure.sort!(Mure.reverse!(x), axis: 1))
@@ -705,14 +707,19 @@ defmodule Mure do
 
   @doc """
   Slices a tensor: per axis a start, a length and (optionally, `strides:`) a stride, as
-  `Nx.slice/4`. Every selected element must lie inside the tensor: a slice that runs past
-  an edge is refused with `:out_of_range` (it is not clamped).
+  `Nx.slice/4`. The length is the span of the input the slice covers, `start` to
+  `start + length - 1`, and the result keeps every stride-th element of it:
+  `ceil(length / stride)` elements (a length of 0 gives an empty axis). The span must lie
+  inside the tensor: a slice that runs past an edge is refused with `:out_of_range` (it is
+  not clamped, where Nx would move the start back).
 
   ## Examples
 
       iex> {:ok, s} = Mure.slice(t, [0, 1], [2, 2])
+      iex> Mure.slice!(t, [0, 0], [2, 3], strides: [1, 2]).shape
+      {2, 2}
       iex> Mure.slice(t, [0, 2], [2, 2])
-      {:error, %Mure.Error{kind: :out_of_range, message: "slice of dimension 1 (size 3) from 2, 2 elements with stride 1 runs past its end"}}
+      {:error, %Mure.Error{kind: :out_of_range, message: "slice of dimension 1 (size 3) from 2 with length 2 runs past its end"}}
 
   """
   @spec slice(Tensor.t(), [integer()], [integer()], keyword()) ::

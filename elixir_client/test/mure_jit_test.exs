@@ -111,7 +111,7 @@ defmodule Mure.JitTest do
           n
           |> Expr.transpose()
           |> Expr.reshape({3, 8})
-          |> Expr.slice([0, 1], [3, 4], strides: [1, 2])
+          |> Expr.slice([0, 1], [3, 7], strides: [1, 2])
 
         c = Expr.concatenate([t, Expr.reverse(t, axes: [1])], axis: 1)
         relu = Expr.select(Expr.greater(c, 0.0), c, 0.0)
@@ -140,7 +140,7 @@ defmodule Mure.JitTest do
       n
       |> Mure.transpose!()
       |> Mure.reshape!({3, 8})
-      |> Mure.slice!([0, 1], [3, 4], strides: [1, 2])
+      |> Mure.slice!([0, 1], [3, 7], strides: [1, 2])
 
     c = Mure.concatenate!([t, Mure.reverse!(t, axes: [1])], axis: 1)
     relu = Mure.select!(Mure.binary!(:greater, c, full.(0.0, {})), c, full.(0.0, {}))
@@ -154,6 +154,35 @@ defmodule Mure.JitTest do
     assert_close(floats(p), floats(e.(p_eager)), 1.0e-6)
     assert_close(floats(m), floats(e.(Mure.reduce!(:reduce_max, n, axes: [0]))), 1.0e-6)
     assert am == e.(Mure.reduce!(:argmax, n, axes: [1]))
+  end
+
+  test "a traced slice has Nx's shape (ceil(length / stride)) and the node agrees, on both devices",
+       %{conn: conn} do
+    big = Mure.iota!(conn, {2, 15, 30}, type: {:s, 32})
+    small = Mure.iota!(conn, {2, 8}, type: {:s, 32})
+
+    nx =
+      Mure.jit(fn big, small ->
+        a = Expr.slice(big, [0, 4, 11], [2, 3, 9], strides: [2, 1, 3])
+        b = Expr.slice(small, [0, 0], [2, 4], strides: [1, 2])
+        c = Expr.slice(small, [1, 1], [1, 7], strides: [1, 3])
+        # The shapes are known while tracing, before anything is sent.
+        assert {a.shape, b.shape, c.shape} == {{1, 3, 3}, {2, 2}, {1, 3}}
+        {a, b, c}
+      end)
+
+    for device <- [:cpu, :opencl] do
+      {a, b, c} = Mure.run!(nx, [big, small], outputs: :return, device: device)
+      ints = fn bin -> for <<x::signed-32-native <- bin>>, do: x end
+      # Nx.slice's documented example; iota({2, 8})'s columns 0 and 2; row 1's columns 1, 4, 7.
+      assert ints.(a) == [131, 134, 137, 161, 164, 167, 191, 194, 197], "#{device}"
+      assert ints.(b) == [0, 2, 8, 10], "#{device}"
+      assert ints.(c) == [9, 12, 15], "#{device}"
+    end
+
+    assert_raise ArgumentError,
+                 "slice: slice of dimension 1 (size 8) from 5 with length 4 runs past its end",
+                 fn -> Expr.slice(Expr.parameter(0, {:s, 32}, {2, 8}), [0, 5], [2, 4]) end
   end
 
   test "a fused integer program equals the eager ops exactly", %{conn: conn} do
@@ -382,7 +411,7 @@ defmodule Mure.JitTest do
        "bitwise_and: bitwise_and takes integer tensors, got {:f, 32} and {:f, 32}"},
       {fn x -> Expr.sum(x, axes: [0, -2]) end, "sum: reduction axis 0 is given twice"},
       {fn x -> Expr.slice(x, [1, 0], [2, 1]) end,
-       "slice: slice of dimension 0 (size 2) from 1, 2 elements with stride 1 runs past its end"},
+       "slice: slice of dimension 0 (size 2) from 1 with length 2 runs past its end"},
       {fn x -> Expr.reshape(x, {4}) end,
        "reshape: cannot reshape {2, 3} (6 elements) to {4} (4 elements)"},
       {fn x -> Expr.take(x, x) end, "take: take's indices must be integers, got {:f, 32}"},

@@ -3,6 +3,7 @@ defmodule Mure.OpSetTest do
   # time, each checked against a reference computed here in Elixir.
   use ExUnit.Case, async: true
 
+  import Bitwise
   import Mure.TestSupport
 
   alias Mure.Error
@@ -108,7 +109,8 @@ defmodule Mure.OpSetTest do
     s = Mure.slice!(m, [0, 1], [2, 2])
     assert s.shape == {2, 2}
     assert ints(s, 32) == [1, 2, 4, 5]
-    assert ints(Mure.slice!(m, [0, 0], [1, 2], strides: [1, 2]), 32) == [0, 2]
+    # As Nx, a length is the span of the input: columns 0..2 with stride 2 are 0 and 2.
+    assert ints(Mure.slice!(m, [0, 0], [1, 3], strides: [1, 2]), 32) == [0, 2]
     assert {:error, %Error{kind: :out_of_range}} = Mure.slice(m, [0, 2], [2, 2])
     assert {:error, %Error{kind: :out_of_range}} = Mure.slice(m, [0, -1], [1, 1])
 
@@ -228,6 +230,76 @@ defmodule Mure.OpSetTest do
     o = Mure.outer!(v, f32(conn, [1.0, 10.0], {2}))
     assert o.shape == {3, 2}
     assert floats(o) == [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
+  end
+
+  # Nx.slice/4's rule, with Nx's own examples: per axis the length is the span of the input,
+  # start..start + length - 1 (which must lie inside the tensor), and the result keeps every
+  # stride-th element of it, ceil(length / stride) elements. The expected values are iota's
+  # flat indices, written out by hand from that rule.
+  test "slice follows Nx: lengths are spans, ceil(length / stride) elements, on both devices",
+       %{conn: conn} do
+    node = Mure.info(conn).node
+    nx_big = Mure.iota!(conn, {2, 15, 30}, type: {:s, 32})
+    nx_small = Mure.iota!(conn, {2, 8}, type: {:s, 32})
+    m = Mure.iota!(conn, {7, 9}, type: {:s, 32})
+
+    cases = [
+      # Nx.slice's documented example: rows 4..6, columns 11, 14, 17 of plane 0.
+      {nx_big, [0, 4, 11], [2, 3, 9], [2, 1, 3], {1, 3, 3},
+       [131, 134, 137, 161, 164, 167, 191, 194, 197]},
+      # Nx: slice(iota({2, 8}), [0, 0], [2, 4], strides: [1, 2]) is {2, 2}, not {2, 4}.
+      {nx_small, [0, 0], [2, 4], [1, 2], {2, 2}, [0, 2, 8, 10]},
+      # Strides that do not divide the length: rows 1, 5 of 1..6; columns 2, 5, 8 of 2..8.
+      {m, [1, 2], [6, 7], [4, 3], {2, 3}, [11, 14, 17, 47, 50, 53]},
+      # A stride past the span keeps only the start.
+      {m, [6, 8], [1, 1], [100, 1 <<< 40], {1, 1}, [62]},
+      # The whole tensor, every other element: ceil(7 / 2) = 4 rows, ceil(9 / 2) = 5 columns.
+      {m, [0, 0], [7, 9], [2, 2], {4, 5},
+       for(r <- [0, 2, 4, 6], c <- [0, 2, 4, 6, 8], do: r * 9 + c)},
+      # Length 0 gives an empty axis, also at the very end.
+      {m, [3, 0], [0, 9], [2, 1], {0, 9}, []},
+      {m, [7, 9], [0, 0], [1, 1], {0, 0}, []}
+    ]
+
+    for {t, starts, lengths, strides, shape, want} <- cases, device <- [:cpu, :opencl] do
+      what = "slice #{inspect({t.shape, starts, lengths, strides})} on #{device}"
+      s = Mure.slice!(t, starts, lengths, strides: strides, device: device)
+      assert s.shape == shape, what
+      assert ints(s, 32) == want, what
+
+      # The same request, raw, with its device given by {:on, device, request}.
+      req = {:slice, t.id, List.to_tuple(starts), List.to_tuple(lengths), List.to_tuple(strides)}
+      assert {:ok, {h, {:s, 32}, ^shape}} = raw_call(node, {:on, device, req}), what
+      assert {:ok, bin} = raw_call(node, {:download, h})
+      assert bin == Mure.download!(s), what
+      assert {:ok, :freed} = raw_call(node, {:free, h})
+    end
+
+    # Out of range: start + length past the edge is refused, never clamped (where Nx would
+    # move the start back), whatever the stride, on both devices.
+    for {t, starts, lengths, strides} <- [
+          {nx_big, [0, 4, 22], [2, 3, 9], [2, 1, 3]},
+          {nx_small, [0, 5], [2, 4], [1, 2]},
+          {nx_small, [0, 0], [3, 1], [1, 1]},
+          {m, [1, 2], [7, 7], [4, 3]},
+          {m, [0, 0], [8, 9], [100, 100]},
+          {m, [8, 0], [0, 9], [1, 1]},
+          {m, [0, -1], [1, 1], [1, 1]},
+          {m, [0, 0], [1, -1], [1, 1]}
+        ],
+        device <- [:cpu, :opencl] do
+      assert {:error, %Error{kind: :out_of_range}} =
+               Mure.slice(t, starts, lengths, strides: strides, device: device)
+
+      req = {:slice, t.id, List.to_tuple(starts), List.to_tuple(lengths), List.to_tuple(strides)}
+      assert {:error, {:out_of_range, _}} = raw_call(node, {:on, device, req})
+    end
+
+    assert {:error, %Error{kind: :out_of_range, message: msg}} =
+             Mure.slice(nx_small, [0, 5], [2, 4], strides: [1, 2])
+
+    assert msg == "slice of dimension 1 (size 8) from 5 with length 4 runs past its end"
+    assert {:error, %Error{kind: :badarg}} = Mure.slice(m, [0, 0], [1, 1], strides: [1, 0])
   end
 
   test "device: :opencl runs the op set on the OpenCL device with the CPU's results", %{

@@ -220,22 +220,18 @@ Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, co
       return Status(ErrorKind::kOutOfRange, "slice start and length of dimension " + std::to_string(i) +
                                                 " must be non-negative");
     }
+    // As Nx.slice/4: `len` is the span of the input the slice covers, [start, start + len), and
+    // the output keeps every stride-th element of it: ceil(len / stride) elements. The span must
+    // lie inside the dimension (Nx would clamp the start; mure refuses, it never clamps).
     const uint64_t start = static_cast<uint64_t>(starts[i]), len = static_cast<uint64_t>(lengths[i]),
                    stride = static_cast<uint64_t>(strides[i]);
-    if (len > 0) {
-      uint64_t last = 0;  // start + (len - 1) * stride, checked
-      if (__builtin_mul_overflow(len - 1, stride, &last) || __builtin_add_overflow(last, start, &last) ||
-          last >= in[i]) {
-        return Status(ErrorKind::kOutOfRange, "slice of dimension " + std::to_string(i) + " (size " +
-                                                  std::to_string(in[i]) + ") from " + std::to_string(start) + ", " +
-                                                  std::to_string(len) + " elements with stride " +
-                                                  std::to_string(stride) + " runs past its end");
-      }
-    } else if (start > in[i]) {
-      return Status(ErrorKind::kOutOfRange, "slice start " + std::to_string(start) + " is past dimension " +
-                                                std::to_string(i) + " (size " + std::to_string(in[i]) + ")");
+    uint64_t end = 0;  // start + len, checked
+    if (__builtin_add_overflow(start, len, &end) || end > in[i]) {
+      return Status(ErrorKind::kOutOfRange, "slice of dimension " + std::to_string(i) + " (size " +
+                                                std::to_string(in[i]) + ") from " + std::to_string(start) +
+                                                " with length " + std::to_string(len) + " runs past its end");
     }
-    out[i] = len;
+    out[i] = len / stride + (len % stride != 0 ? 1 : 0);
   }
   return out;
 }

@@ -70,7 +70,9 @@ struct ReducePlan {
 Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const std::vector<int64_t>& axes,
                               bool keep_axes);
 
-/// A slice: start, length and stride per dim; every selected index must be inside the tensor.
+/// A slice, as Nx.slice/4: start, length and stride per dim. The length is the span of the input,
+/// [start, start + length), which must lie inside the dim (refused with kOutOfRange, never
+/// clamped); the output keeps every stride-th element of it, ceil(length / stride) of them.
 Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& lengths,
                          const std::vector<int64_t>& strides);
 /// take(t, indices, axis): t.shape[:axis] ++ indices.shape ++ t.shape[axis+1:]; indices integer.

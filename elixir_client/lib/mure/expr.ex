@@ -285,16 +285,20 @@ defmodule Mure.Expr do
   end
 
   @doc """
-  Slices: per axis a start, a length and (`strides:`) a stride, as `Mure.slice/4`. A slice
-  that runs past an edge raises (it is never clamped).
+  Slices: per axis a start, a length and (`strides:`) a stride, as `Mure.slice/4` and
+  `Nx.slice/4`: the length is the span of the input, `start + length` must not pass the
+  edge, and every stride-th element of the span is kept, `ceil(length / stride)` of them.
+  A slice that runs past an edge raises (it is never clamped).
 
   ## Examples
 
       iex> x = Mure.Expr.parameter(0, {:f, 32}, {4, 4})
-      iex> Mure.Expr.slice(x, [0, 1], [2, 2], strides: [2, 1]).shape
+      iex> Mure.Expr.slice(x, [0, 1], [4, 2], strides: [2, 1]).shape
+      {2, 2}
+      iex> Mure.Expr.slice(x, [0, 0], [3, 4], strides: [2, 3]).shape
       {2, 2}
       iex> Mure.Expr.slice(x, [0, 3], [2, 2])
-      ** (ArgumentError) slice: slice of dimension 1 (size 4) from 3, 2 elements with stride 1 runs past its end
+      ** (ArgumentError) slice: slice of dimension 1 (size 4) from 3 with length 2 runs past its end
 
   """
   @spec slice(operand(), [integer()], [integer()], keyword()) :: t()

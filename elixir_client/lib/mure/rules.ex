@@ -287,17 +287,15 @@ defmodule Mure.Rules do
           start < 0 or len < 0 ->
             {:halt, {:error, "slice start and length of dimension #{i} must be non-negative"}}
 
-          len > 0 and start + (len - 1) * stride >= dim ->
+          start + len > dim ->
             {:halt,
              {:error,
-              "slice of dimension #{i} (size #{dim}) from #{start}, #{len} elements with stride " <>
-                "#{stride} runs past its end"}}
-
-          len == 0 and start > dim ->
-            {:halt, {:error, "slice start #{start} is past dimension #{i} (size #{dim})"}}
+              "slice of dimension #{i} (size #{dim}) from #{start} with length #{len} " <>
+                "runs past its end"}}
 
           true ->
-            {:cont, {:ok, [len | acc]}}
+            # As Nx: the length is the span of the input; every stride-th element of it is kept.
+            {:cont, {:ok, [div(len + stride - 1, stride) | acc]}}
         end
       end)
       |> case do

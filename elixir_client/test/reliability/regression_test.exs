@@ -319,20 +319,28 @@ defmodule Mure.Reliability.RegressionTest do
   test "slices out of range are refused with :out_of_range", %{node: node} do
     h = upload!(node, {:f, 32}, {4, 6}, f32(Enum.to_list(0..23)))
 
-    # In range: rows 1..2, every other column from 1.
-    {s, {:f, 32}, {2, 3}} = ok!(node, {:slice, h, {1, 1}, {2, 3}, {1, 2}})
+    # In range: rows 1..2, every other column of the span 1..5 (as Nx: a length is the span
+    # of the input, and the result has ceil(length / stride) elements).
+    {s, {:f, 32}, {2, 3}} = ok!(node, {:slice, h, {1, 1}, {2, 5}, {1, 2}})
     assert unpack(ok!(node, {:download, s}), 32) == Enum.map([7, 9, 11, 13, 15, 17], &(&1 * 1.0))
+
+    # Strides past the span keep only its start; they cannot take a slice out of range.
+    {s, {:f, 32}, {1, 1}} = ok!(node, {:slice, h, {0, 0}, {1, 2}, {1, 1 <<< 62}})
+    assert unpack(ok!(node, {:download, s}), 32) == [0.0]
+    {s, {:f, 32}, {1, 1}} = ok!(node, {:slice, h, {3, 5}, {1, 1}, {(1 <<< 63) - 1, 1}})
+    assert unpack(ok!(node, {:download, s}), 32) == [23.0]
 
     for {starts, lengths, strides} <- [
           {{4, 0}, {1, 1}, {1, 1}},
           {{0, 0}, {5, 1}, {1, 1}},
           {{3, 0}, {2, 1}, {1, 1}},
           {{0, 5}, {1, 2}, {1, 1}},
-          {{0, 0}, {3, 1}, {2, 1}},
-          {{0, 0}, {1, 2}, {1, 1 <<< 62}},
+          {{0, 0}, {5, 1}, {2, 1}},
+          {{0, 5}, {1, 2}, {1, 1 <<< 62}},
           {{(1 <<< 63) - 1, 0}, {2, 1}, {1, 1}},
           {{1, 0}, {(1 <<< 63) - 1, 1}, {1, 1}},
-          {{0, 0}, {2, 1}, {(1 <<< 63) - 1, 1}},
+          {{(1 <<< 63) - 1, 0}, {(1 <<< 63) - 1, 1}, {1, 1}},
+          {{0, 0}, {5, 1}, {(1 <<< 63) - 1, 1}},
           {{5, 0}, {0, 1}, {1, 1}},
           {{-1, 0}, {1, 1}, {1, 1}}
         ] do

@@ -148,10 +148,22 @@ defmodule Mure.TransferTest do
     before = Mure.stats!(conn)
     big = payload(64 * @mib)
     req = Mure.async_upload(conn, big, {:u, 8}, {byte_size(big)})
-    Process.sleep(20)
+
+    # Abandoned once it has created its tensor on the node (1,024 pieces: far from done).
+    assert wait_until(fn ->
+             Mure.stats!(conn).connection_tensors > before.connection_tensors
+           end),
+           "the upload never created its tensor on the node"
+
     assert {:error, %ConnectionError{reason: :timeout}} = Mure.await(req, 10)
     assert wait_until(fn -> Mure.stats!(conn).connection_tensors == before.connection_tensors end)
-    Process.sleep(200)
+
+    # Nothing lands in the caller's mailbox afterwards. Its job process gone (is_process_alive
+    # returning false guarantees that whatever it sent us has arrived), no call left in flight on
+    # the connection, then one more round trip through it (ordered after anything it sent us).
+    assert wait_until(fn -> not Process.alive?(req.pid) end), "the upload's job did not end"
+    assert wait_until(fn -> Mure.info(conn).inflight == 0 end), "calls left in flight"
+    assert Mure.stats!(conn).queued == 0
     assert {:messages, []} = Process.info(self(), :messages)
   end
 

@@ -4,10 +4,18 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 
 namespace mure {
+namespace {
+std::optional<CpuInfo> g_fake_cpu;  // set only by FakeCpuForTesting
+}  // namespace
+
+FakeCpuForTesting::FakeCpuForTesting(const CpuInfo& fake) { g_fake_cpu = fake; }
+FakeCpuForTesting::~FakeCpuForTesting() { g_fake_cpu.reset(); }
 
 CpuInfo DetectCpu() {
+  if (g_fake_cpu) return *g_fake_cpu;
   CpuInfo info;
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(0, &a, &b, &c, &d)) {

@@ -18,4 +18,15 @@ struct CpuInfo {
 
 CpuInfo DetectCpu();
 
+/// For tests only: while one lives, DetectCpu() returns `fake` instead of asking the CPU, so the
+/// rules that refuse kernel sets can be checked for CPUs this machine is not. Give it a subset of
+/// the real CPU's features (never more: kernels accepted for it may be run). Not thread-safe.
+class FakeCpuForTesting {
+ public:
+  explicit FakeCpuForTesting(const CpuInfo& fake);
+  ~FakeCpuForTesting();
+  FakeCpuForTesting(const FakeCpuForTesting&) = delete;
+  FakeCpuForTesting& operator=(const FakeCpuForTesting&) = delete;
+};
+
 }  // namespace mure

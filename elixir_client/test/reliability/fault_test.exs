@@ -63,10 +63,10 @@ defmodule Mure.Reliability.FaultTest do
         assert wait_until(fn -> Mure.info(name).inflight == @callers end, 10_000),
                "only #{Mure.info(name).inflight} calls in flight"
 
+        # Every call is held by the node (queued counts the running one too): kill it now.
         assert wait_until(fn -> Mure.stats!(name).queued == @callers end, 5_000),
                "the node holds #{Mure.stats!(name).queued} of the #{@callers} calls"
 
-        Process.sleep(200)
         {_, 0} = System.cmd("kill", ["-#{signal}", Integer.to_string(os_pid)])
         killed_at = System.monotonic_time(:millisecond)
 
@@ -187,8 +187,14 @@ defmodule Mure.Reliability.FaultTest do
     assert Mure.download!(t) == <<1, 2, 3>>
     assert node in Node.list(:hidden), "the node was declared down while stopped"
 
-    # The replies to the timed-out calls arrive now and are dropped: none lands anywhere.
-    Process.sleep(800)
+    # The replies to the timed-out calls arrive now and are dropped: none lands anywhere. Wait
+    # until the node has answered all of them (the busy calls done: nothing queued; the rest are
+    # answered in order on the connection, before the reply to any later call), then make one
+    # more call, whose reply comes after every one of theirs.
+    assert wait_until(fn -> Mure.stats!(conn).queued == 0 end, 5_000),
+           "the busy calls made before SIGSTOP never finished"
+
+    assert {:ok, _} = Mure.hello(conn)
     assert Mure.info(conn).inflight == 0
     refute_received {:"$mure_reply", _, _}
     assert {:ok, 10} = Mure.busy(conn, 10)
@@ -322,8 +328,10 @@ defmodule Mure.Reliability.FaultTest do
           ])
 
         # A call in flight when the BEAM dies (its job still runs; its reply has no one to go to).
+        # (The previous round's busy call, whose BEAM is gone, runs to its end first.)
+        assert wait_until(fn -> Mure.stats!(conn).queued == 0 end)
         spawn(fn -> :peer.call(peer, Mure.Reliability, :peer_raw_call, [node, {:busy, 500}]) end)
-        Process.sleep(50)
+        assert wait_until(fn -> Mure.stats!(conn).queued == 1 end), "the busy call never arrived"
         System.cmd("kill", ["-KILL", List.to_string(peer_os)], stderr_to_stdout: true)
         stop_peer(peer)
       end
@@ -422,8 +430,11 @@ defmodule Mure.Reliability.FaultTest do
            ),
            "vanished connections were not cleaned up: #{inspect(Mure.stats!(conn))}"
 
-    # The reaper joins ended connection threads once a second.
-    Process.sleep(2_500)
+    # The reaper joins ended connections once a second, and a handshake killed midway holds its
+    # thread until its deadline: wait until both are done (see reaped?/2).
+    assert wait_until(fn -> reaped?(conn, os_pid) end, 15_000),
+           "vanished connections were not reaped: threads #{Reliability.thread_names(os_pid)}, " <>
+             "#{dead_sockets(os_pid)} sockets of closed connections still open"
 
     if base do
       wait_until(
@@ -436,6 +447,61 @@ defmodule Mure.Reliability.FaultTest do
     end
 
     snapshot(conn, os_pid)
+  end
+
+  # Whether the node has let go of every connection that ended: no "mure-conn" thread beyond its
+  # live connections (a handshake waiting for its deadline has one), and no open socket of a
+  # closed TCP connection (a finished connection keeps its fd until the reaper joins it).
+  defp reaped?(conn, os_pid) do
+    live = Mure.stats!(conn).connections
+
+    conn_threads =
+      "/proc/#{os_pid}/task"
+      |> File.ls!()
+      |> Enum.count(fn tid ->
+        File.read("/proc/#{os_pid}/task/#{tid}/comm") == {:ok, "mure-conn\n"}
+      end)
+
+    conn_threads == live and dead_sockets(os_pid) == 0
+  end
+
+  # Sockets the node holds that are neither a listening or established TCP socket nor a Unix
+  # socket: those of connections that ended and are not reaped yet.
+  defp dead_sockets(os_pid) do
+    tcp =
+      for file <- ["/proc/net/tcp", "/proc/net/tcp6"],
+          {:ok, text} <- [File.read(file)],
+          line <- tl(String.split(text, "\n", trim: true)),
+          fields = String.split(line),
+          Enum.at(fields, 3) in ["01", "0A"],
+          do: Enum.at(fields, 9)
+
+    unix =
+      case File.read("/proc/net/unix") do
+        {:ok, text} ->
+          for line <- tl(String.split(text, "\n", trim: true)), do: Enum.at(String.split(line), 6)
+
+        _ ->
+          []
+      end
+
+    alive = MapSet.new(tcp ++ unix)
+
+    case File.ls("/proc/#{os_pid}/fd") do
+      {:ok, fds} ->
+        Enum.count(fds, fn fd ->
+          case File.read_link("/proc/#{os_pid}/fd/#{fd}") do
+            {:ok, "socket:[" <> rest} ->
+              not MapSet.member?(alive, String.trim_trailing(rest, "]"))
+
+            _ ->
+              false
+          end
+        end)
+
+      {:error, _} ->
+        0
+    end
   end
 
   defp snapshot(conn, os_pid) do

@@ -228,10 +228,17 @@ defmodule Mure.Reliability.RegressionTest do
     # Queue a matmul behind a busy op, then free its operands before it runs.
     c = upload!(node, {:f, 32}, {2, 2}, f32([1, 2, 3, 4]))
     busy = Task.async(fn -> Mure.busy(conn, 500) end)
-    Process.sleep(50)
+
+    assert wait_until(fn -> Mure.stats!(conn).queued == 1 end),
+           "the busy op never reached the node's BLIS queue"
+
     ref = make_ref()
     send({:mure, node}, {:"$mure", 1, self(), ref, self(), {:matmul, c, b}})
-    Process.sleep(20)
+
+    # The matmul waits on the same queue, behind the busy op, when its operands are freed.
+    assert wait_until(fn -> Mure.stats!(conn).queued == 2 end),
+           "the matmul was not queued behind the busy op: #{inspect(Mure.stats!(conn))}"
+
     assert ok!(node, {:free, c}) == :freed
     assert ok!(node, {:free, b}) == :freed
     assert {:ok, 500} = Task.await(busy)

@@ -38,9 +38,10 @@ defmodule Mure.LimitsTest do
     end
 
     test "a compute result past the limit is refused", %{conn: conn} do
-      # Two 128x1024 f32 operands (512 KiB each) fit; their 1024x1024 product (4 MiB) does not.
-      a = Mure.upload!(conn, :binary.copy(<<0::32>>, 128 * 1024), {:f, 32}, {1024, 128})
-      b = Mure.upload!(conn, :binary.copy(<<0::32>>, 128 * 1024), {:f, 32}, {128, 1024})
+      # Two 120x1024 f32 operands (480 KiB each, and 256 bytes of bookkeeping per handle) fit;
+      # their 1024x1024 product (4 MiB) does not.
+      a = Mure.upload!(conn, :binary.copy(<<0::32>>, 120 * 1024), {:f, 32}, {1024, 120})
+      b = Mure.upload!(conn, :binary.copy(<<0::32>>, 120 * 1024), {:f, 32}, {120, 1024})
       assert {:error, %Error{kind: :out_of_memory}} = Mure.matmul(a, b)
       assert Mure.stats!(conn).connection_tensors == 2
     end

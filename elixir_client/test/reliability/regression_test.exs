@@ -26,6 +26,11 @@ defmodule Mure.Reliability.RegressionTest do
       assert os_alive?(os_pid), "the node died"
     end)
 
+    # The previous case's tensors are freed when its process's DOWN reaches the node: wait for
+    # that, so the memory figure this case starts from does not move under it.
+    assert wait_until(fn -> Mure.stats!(conn).tensors == 0 end, 10_000),
+           "tensors of an earlier case were not freed: #{inspect(Mure.stats!(conn))}"
+
     %{conn: conn, node: node, used_before: Mure.stats!(conn).memory_used_bytes}
   end
 

@@ -67,7 +67,7 @@ defmodule Mure.Cluster do
     timeout: 300_000
   ]
 
-  @job_opts [:timeout, :device, :piece_rows, balance: :speed, combine: :auto]
+  @job_opts [:timeout, :device, :piece_rows, :progress, balance: :speed, combine: :auto]
 
   ## Starting
 
@@ -286,6 +286,9 @@ defmodule Mure.Cluster do
     * `:device` - `:auto`, `:cpu` or `:opencl` on every member
     * `:timeout` - ms for the whole job (default: the cluster's `:timeout`)
     * `:piece_rows` - rows per piece (default: about 150 ms of work, at most 4 MiB)
+    * `:progress` - a pid sent `{:mure_cluster_progress, %{node: node, start: row, rows: n,
+      done: rows_done, total: rows}}` as each piece's result arrives (`node` did rows
+      `row..row + n - 1`; `done` of `total` rows are in so far)
 
   Returns `{:error, %Mure.ClusterError{}}` when no member is left to do the work (or the
   cluster process is not running), and the member's `Mure.Error` when the request itself is
@@ -398,6 +401,9 @@ defmodule Mure.Cluster do
     unless opts[:piece_rows] == nil or (is_integer(opts[:piece_rows]) and opts[:piece_rows] > 0),
       do: raise(ArgumentError, "Mure.Cluster: :piece_rows must be a positive integer")
 
+    unless opts[:progress] == nil or is_pid(opts[:progress]),
+      do: raise(ArgumentError, "Mure.Cluster: :progress must be a pid")
+
     timeout = opts[:timeout] || GenServer.call(cluster, :default_timeout)
 
     unless timeout == :infinity or (is_integer(timeout) and timeout > 0),
@@ -489,7 +495,7 @@ defmodule Mure.Cluster do
           member: m.pid,
           conn: m.conn,
           speeds: m.speeds,
-          learned: Map.new(m.learned, fn {key, {spr, _at}} -> {key, spr} end),
+          learned: Map.new(m.learned, fn {key, {spr, _weight, _at}} -> {key, spr} end),
           devices: devices(m.hello)
         }
       end
@@ -807,29 +813,46 @@ defmodule Mure.Cluster do
         do: %{m | failures: m.failures + 1, last_failure: "job piece: #{r.failed}"},
         else: m
 
-    %{m | speeds: remeasure(m.speeds, r, report), learned: learn(m.learned, r, report)}
+    %{
+      m
+      | speeds: remeasure(m.speeds, r, report),
+        learned: learn(m.learned, r, report, m.speeds)
+    }
   end
 
   # Seconds per row of this job's program on this member, from the job's real time (while
-  # the member had work), averaged with what earlier jobs of the same program took.
+  # the member had work), merged with what earlier jobs of the same program took, each
+  # weighted by how long it was measured (up to @learn_weight_us in all, so that later jobs
+  # still move the figure). A job whose pieces were too small to measure rows teaches
+  # nothing (see measurable?/3).
   @max_learned 128
-  defp learn(learned, r, report) do
-    if report.ok and r.pieces >= 2 and r.busy_us >= 20_000 and r.rows > 0 do
-      spr = r.busy_us / 1.0e6 / r.rows
-      key = report.plan.key
+  @learn_weight_us 10_000_000
+  defp learn(learned, r, report, speeds) do
+    key = report.plan.key
+    old = Map.get(learned, key)
+    prior = if old, do: elem(old, 0), else: Job.row_time(speeds, report.plan)
 
-      spr =
-        case learned do
-          %{^key => {old, _}} -> (old + spr) / 2
-          _ -> spr
+    if report.ok and r.pieces >= 2 and r.busy_us >= 20_000 and measurable?(r, prior) do
+      spr = r.busy_us / 1.0e6 / r.rows
+
+      entry =
+        case old do
+          {old_spr, weight, _at} ->
+            total = weight + r.busy_us
+
+            {(old_spr * weight + spr * r.busy_us) / total, min(total, @learn_weight_us),
+             System.monotonic_time()}
+
+          nil ->
+            {spr, min(r.busy_us, @learn_weight_us), System.monotonic_time()}
         end
 
-      learned = Map.put(learned, key, {spr, System.monotonic_time()})
+      learned = Map.put(learned, key, entry)
 
       if map_size(learned) > @max_learned,
         do:
           learned
-          |> Enum.sort_by(fn {_, {_, at}} -> -at end)
+          |> Enum.sort_by(fn {_, {_, _, at}} -> -at end)
           |> Enum.take(@max_learned)
           |> Map.new(),
         else: learned
@@ -837,6 +860,13 @@ defmodule Mure.Cluster do
       learned
     end
   end
+
+  # Whether a job's time says anything about its rows: its pieces were expected (at `spr`
+  # seconds per row) to take at least @min_piece_work_s each. Below that a piece's time is
+  # its fixed costs - the round trip, a CPU quota's throttling, a wake-up - and a member
+  # timed on one-row pieces would look a hundred times slower than it is.
+  @min_piece_work_s 0.005
+  defp measurable?(r, spr), do: r.rows > 0 and r.rows / r.pieces * spr >= @min_piece_work_s
 
   # After a matrix product (whose work the model knows exactly: 2mkn flops), corrects the
   # figure that set the member's pace (its sgemm rate, or its link) by how far the job's real
@@ -848,8 +878,11 @@ defmodule Mure.Cluster do
   defp remeasure(speeds, r, report) do
     plan = report.plan
 
-    if plan.kind == :gemm and r.pieces >= 2 and r.busy_us >= 50_000 and r.rows > 0 and report.ok do
-      predicted = r.rows * Job.row_time(speeds, plan) + r.pieces * speeds.rtt_ms / 1000
+    row_time = Job.row_time(speeds, plan)
+
+    if plan.kind == :gemm and r.pieces >= 2 and r.busy_us >= 50_000 and measurable?(r, row_time) and
+         report.ok do
+      predicted = r.rows * row_time + r.pieces * speeds.rtt_ms / 1000
       factor = (r.busy_us / 1.0e6 / predicted) |> max(0.1) |> min(10.0)
       scale = (1 + 1 / factor) / 2
 

@@ -62,16 +62,38 @@ defmodule Mure.TestSupport do
   end
 
   @doc """
-  Runs `Mure.Cluster.dot(cluster, a, b, piece_rows: 50)` once to time it, then again, calling
-  `fault` about a third of the way in (whatever this machine's speed); returns the second
-  run's result, awaited for at most `timeout` ms.
+  Runs `Mure.Cluster.dot(cluster, a, b, piece_rows: 50)` and calls `fault` as soon as
+  `victim` (a member's node name, or `:any`) has returned a piece while the job is less than
+  half done, so that the victim still has pieces in flight and more to come; returns the
+  job's result, awaited for at most `timeout` ms. Fails the test when the victim returned no
+  piece before the job was half done.
   """
-  def dot_with_fault(cluster, a, b, fault, timeout) do
-    {us, {:ok, _}} = :timer.tc(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
-    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50) end)
-    Process.sleep(max(div(us, 3000), 20))
+  def dot_with_fault(cluster, a, b, victim, fault, timeout) do
+    me = self()
+    job = Task.async(fn -> Mure.Cluster.dot(cluster, a, b, piece_rows: 50, progress: me) end)
+    await_victim_piece(victim, timeout)
     fault.()
     Task.await(job, timeout)
+  end
+
+  defp await_victim_piece(victim, timeout) do
+    receive do
+      {:mure_cluster_progress, %{node: node, done: done, total: total}} ->
+        cond do
+          done >= total / 2 ->
+            ExUnit.Assertions.flunk(
+              "#{victim} returned no piece before the job was half done (#{done} of #{total} rows)"
+            )
+
+          victim == :any or node == victim ->
+            :ok
+
+          true ->
+            await_victim_piece(victim, timeout)
+        end
+    after
+      timeout -> ExUnit.Assertions.flunk("no piece from #{victim} within #{timeout} ms")
+    end
   end
 
   ## Polling

@@ -227,6 +227,7 @@ defmodule Mure.Cluster.Job do
       failures: [],
       revives: 0,
       join_wait_until: nil,
+      done_rows: 0,
       timer: Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
     }
 
@@ -397,15 +398,24 @@ defmodule Mure.Cluster.Job do
   defp piece_done(state, piece, {node, member}, {:ok, data}, {t0, t1}) when is_binary(data) do
     state =
       update_member(state, node, member, fn m ->
-        %{
+        m = %{
           m
           | pieces: m.pieces + 1,
             rows: m.rows + piece.rows,
             intervals: [{t0, t1} | m.intervals]
         }
+
+        %{m | row_time: observed_row_time(m)}
       end)
 
-    drive(%{state | results: Map.put(state.results, piece.id, data)})
+    state = %{
+      state
+      | results: Map.put(state.results, piece.id, data),
+        done_rows: state.done_rows + piece.rows
+    }
+
+    progress(state, node, piece)
+    drive(state)
   end
 
   defp piece_done(state, piece, {node, member}, {:error, error}, _times) do
@@ -454,6 +464,41 @@ defmodule Mure.Cluster.Job do
     }
 
     piece_done(state, piece, who, {:error, error}, nil)
+  end
+
+  # Once a member has done two pieces of this job and been busy long enough to measure, its
+  # pace in this job is what it did, not what was expected of it before: a member that
+  # turned out faster takes pieces from slower ones, and one that turned out slower is
+  # relieved of its last pieces (see steal/3).
+  @measure_us 20_000
+  defp observed_row_time(%{pieces: pieces, rows: rows, intervals: intervals} = m)
+       when pieces >= 2 and rows > 0 do
+    case busy(intervals) do
+      us when us >= @measure_us -> max(us / 1.0e6 / rows, 1.0e-9)
+      _ -> m.row_time
+    end
+  end
+
+  defp observed_row_time(m), do: m.row_time
+
+  defp progress(%{opts: opts, plan: plan} = state, node, piece) do
+    case opts[:progress] do
+      nil ->
+        :ok
+
+      pid ->
+        send(
+          pid,
+          {:mure_cluster_progress,
+           %{
+             node: node,
+             start: piece.start,
+             rows: piece.rows,
+             done: state.done_rows,
+             total: plan.rows
+           }}
+        )
+    end
   end
 
   # Errors that another member (or the same one, later) may not have: the transport, a full
@@ -606,19 +651,31 @@ defmodule Mure.Cluster.Job do
       if(state.plan.balance == :speed, do: steal(state, m, pending))
   end
 
+  # Times are counted from now: the owner's in-flight and pending rows at its pace, against
+  # the stealer's in-flight rows and the piece at its own. Leaving out what is in flight would
+  # let a member with a piece still running take one it finishes later than its owner would,
+  # and leave a member idle whose in-flight pieces hide how far behind the others are.
   defp steal(state, m, pending) do
+    inflight_rows =
+      Enum.reduce(state.inflight, %{}, fn {_pid, {_mon, piece, node, _member}}, acc ->
+        Map.update(acc, node, piece.rows, &(&1 + piece.rows))
+      end)
+
     behind =
       pending
       |> Enum.group_by(& &1.owner)
       |> Enum.reject(fn {owner, _} -> owner == m.node end)
       |> Enum.map(fn {owner, ps} ->
         v = state.members[owner]
-        {Enum.sum(Enum.map(ps, & &1.rows)) * v.row_time, List.last(ps)}
+        rows = Enum.sum(Enum.map(ps, & &1.rows)) + Map.get(inflight_rows, owner, 0)
+        {rows * v.row_time, List.last(ps)}
       end)
       |> Enum.max_by(&elem(&1, 0), fn -> nil end)
 
+    mine = Map.get(inflight_rows, m.node, 0)
+
     case behind do
-      {left, piece} when piece.rows * m.row_time < left -> piece
+      {left, piece} when (mine + piece.rows) * m.row_time < left -> piece
       _ -> nil
     end
   end

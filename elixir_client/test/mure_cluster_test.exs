@@ -158,7 +158,8 @@ defmodule Mure.ClusterTest do
       assert {:ok, ^expected} = dot_with_fault(cluster, a, shared, victim_node, kill, 120_000)
 
       status = Mure.Cluster.status(cluster)
-      assert [%{node: ^victim_node, failures: 1}] = status.departed
+      # Two failures, as logged: the job's pieces on it, and its leaving the cluster.
+      assert [%{node: ^victim_node, failures: 2}] = status.departed
       assert length(Mure.Cluster.members(cluster)) == 2
 
       assert status.jobs.pieces_rerun >= 1,
@@ -388,6 +389,52 @@ defmodule Mure.ClusterTest do
     assert Exception.message(e) =~ "start mure nodes"
     assert {:error, %ClusterError{reason: :timeout}} = Mure.Cluster.await_members(cluster, 1, 100)
     assert Mure.Cluster.format_status(Mure.Cluster.status(cluster)) =~ "no members"
+  end
+
+  test "a node epmd lists that refuses us is shown with the likely cause, and not asked at every round" do
+    prefix = "mref#{System.unique_integer([:positive])}_"
+    cookie = Path.join(System.tmp_dir!(), "#{prefix}cookie")
+    File.write!(cookie, "not_the_cookie_of_this_beam")
+    File.chmod!(cookie, 0o600)
+    on_exit(fn -> File.rm(cookie) end)
+
+    other =
+      Reliability.launch_plain([
+        "--name",
+        "#{prefix}1@127.0.0.1",
+        "--cookie-file",
+        cookie,
+        "--blis-threads",
+        "1"
+      ])
+
+    on_exit(fn -> Reliability.stop_plain(other) end)
+    node = :"#{prefix}1@127.0.0.1"
+
+    cluster =
+      start_supervised!(
+        {Mure.Cluster, hosts: ["127.0.0.1"], name_prefix: prefix, discover_interval: 100}
+      )
+
+    assert wait_until(fn -> Mure.Cluster.status(cluster).refused != [] end, 20_000)
+    assert [%{node: ^node, attempts: 1, reason: reason}] = Mure.Cluster.status(cluster).refused
+    assert reason =~ "cookie"
+
+    # Two more discovery rounds (each 100 ms apart): the node is left alone meanwhile, not
+    # back in :joining.
+    asked = fn -> hd(Mure.Cluster.status(cluster).hosts).asked_at end
+    first = asked.()
+
+    for _ <- 1..2 do
+      seen = asked.()
+      assert wait_until(fn -> DateTime.compare(asked.(), seen) == :gt end, 5_000)
+    end
+
+    assert DateTime.compare(asked.(), first) == :gt
+    status = Mure.Cluster.status(cluster)
+    assert status.members == []
+    assert [%{node: ^node, attempts: 1}] = status.refused
+    assert Mure.Cluster.format_status(status) =~ "could not join:\n  #{node}: epmd lists it"
   end
 
   test "mix mure.cluster prints the members as a table" do

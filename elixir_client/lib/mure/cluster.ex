@@ -431,6 +431,7 @@ defmodule Mure.Cluster do
   @doc """
   The cluster's state for a person or a dashboard: `:members` (node, state, devices,
   measured speeds, work done, failures), `:departed` (members that left, and why),
+  `:refused` (nodes epmd listed that could not be joined, and why),
   `:hosts` (what epmd said on each) and `:jobs` (done, failed, and pieces re-run because
   their member failed).
 
@@ -468,6 +469,8 @@ defmodule Mure.Cluster do
         host_status: %{},
         members: %{},
         departed: %{},
+        refused: %{},
+        epmd_ports: %{},
         shared: %{},
         owners: %{},
         discovering: nil,
@@ -553,6 +556,26 @@ defmodule Mure.Cluster do
     {:noreply, %{state | jobs: jobs, members: members}}
   end
 
+  # Counted when it happens (and logged then by the job), not at the job's end: the member
+  # may have left by then, and the count must agree with the log.
+  def handle_cast({:piece_failed, node, pid, reason}, state) do
+    why = "job piece: #{reason}"
+
+    state =
+      case state do
+        %{members: %{^node => %{pid: ^pid} = m}} ->
+          put_in(state.members[node], %{m | failures: m.failures + 1, last_failure: why})
+
+        %{departed: %{^node => d}} ->
+          put_in(state.departed[node], %{d | failures: d.failures + 1})
+
+        _ ->
+          state
+      end
+
+    {:noreply, state}
+  end
+
   def handle_cast({:suspect, node, pid, reason}, state) do
     case state.members do
       %{^node => %{pid: ^pid, state: :ready, conn: conn}} ->
@@ -592,16 +615,22 @@ defmodule Mure.Cluster do
     Process.demonitor(ref, [:flush])
     prefix = state.opts[:name_prefix]
 
-    candidates =
-      for(
-        {host, {:ok, names}} <- found,
-        {name, _port} <- names,
-        String.starts_with?(name, prefix),
-        do: :"#{name}@#{host}"
-      ) ++ state.opts[:nodes]
+    listed =
+      for {host, {:ok, names}} <- found,
+          {name, port} <- names,
+          String.starts_with?(name, prefix),
+          into: %{},
+          do: {:"#{name}@#{host}", port}
 
-    state = %{state | discovering: nil, host_status: host_status(found)}
-    {:noreply, Enum.reduce(Enum.uniq(candidates), state, &join/2)}
+    now = System.monotonic_time(:millisecond)
+
+    candidates =
+      (Map.keys(listed) ++ state.opts[:nodes])
+      |> Enum.uniq()
+      |> Enum.reject(&(&1 == node() or refused_now?(state.refused, &1, listed[&1], now)))
+
+    state = %{state | discovering: nil, host_status: host_status(found), epmd_ports: listed}
+    {:noreply, Enum.reduce(candidates, state, &join/2)}
   end
 
   def handle_info({:DOWN, ref, :process, _, reason}, %{discovering: ref} = state) do
@@ -623,7 +652,8 @@ defmodule Mure.Cluster do
             joined_at: DateTime.utc_now()
         }
 
-        {:noreply, %{state | members: Map.put(state.members, node, m)}}
+        members = Map.put(state.members, node, m)
+        {:noreply, %{state | members: members, refused: Map.delete(state.refused, node)}}
 
       _ ->
         {:noreply, state}
@@ -706,9 +736,14 @@ defmodule Mure.Cluster do
   end
 
   defp host_status(found) do
+    now = DateTime.utc_now()
+
     Map.new(found, fn
-      {host, {:ok, names}} -> {host, %{reachable: true, names: Enum.map(names, &elem(&1, 0))}}
-      {host, {:error, reason}} -> {host, %{reachable: false, error: reason}}
+      {host, {:ok, names}} ->
+        {host, %{reachable: true, names: Enum.map(names, &elem(&1, 0)), asked_at: now}}
+
+      {host, {:error, reason}} ->
+        {host, %{reachable: false, error: reason, asked_at: now}}
     end)
   end
 
@@ -768,9 +803,60 @@ defmodule Mure.Cluster do
 
       %{state | members: members, departed: departed}
     else
-      %{state | members: members}
+      refuse(%{state | members: members}, node, reason)
     end
   end
+
+  # A node that could not be joined is not asked again at every discovery round (it would
+  # sit in :joining for ever, each round), but after a back-off that doubles up to a minute,
+  # or at once when its epmd registration changes (it was restarted). Logged once per
+  # registration, with what can be known of the cause.
+  @refuse_first_ms 5_000
+  @refuse_max_ms 60_000
+  defp refuse(state, node, reason) do
+    port = state.epmd_ports[node]
+    now = System.monotonic_time(:millisecond)
+    why = refusal(node, port, reason)
+
+    entry =
+      case state.refused[node] do
+        %{port: ^port, backoff_ms: b} = r ->
+          b = min(2 * b, @refuse_max_ms)
+          %{r | reason: why, attempts: r.attempts + 1, backoff_ms: b, retry_at: now + b}
+
+        _ ->
+          Logger.warning("mure cluster: could not join #{node}: #{why}")
+
+          %{
+            port: port,
+            reason: why,
+            attempts: 1,
+            since: DateTime.utc_now(),
+            backoff_ms: @refuse_first_ms,
+            retry_at: now + @refuse_first_ms
+          }
+      end
+
+    %{state | refused: Map.put(state.refused, node, entry)}
+  end
+
+  defp refused_now?(refused, node, port, now) do
+    case refused do
+      %{^node => %{port: ^port, retry_at: at}} -> now < at
+      _ -> false
+    end
+  end
+
+  defp refusal(_node, port, {:shutdown, {:connect_failed, detail}}) when is_integer(port) do
+    "epmd lists it, but it refused the connection: most likely a different cookie (the node " <>
+      "logs the refused handshake), else it refuses this address or is not a mure node " <>
+      "[#{detail}]"
+  end
+
+  defp refusal(_node, _port, {:shutdown, {:probe_failed, detail}}),
+    do: "connected, but measuring it failed: #{detail}"
+
+  defp refusal(_node, _port, reason), do: exit_reason(reason)
 
   defp exit_reason({:shutdown, reason}), do: exit_reason(reason)
   defp exit_reason(reason) when is_atom(reason), do: Atom.to_string(reason)
@@ -807,11 +893,6 @@ defmodule Mure.Cluster do
     }
 
     m = %{m | work: work}
-
-    m =
-      if r.failed,
-        do: %{m | failures: m.failures + 1, last_failure: "job piece: #{r.failed}"},
-        else: m
 
     %{
       m
@@ -933,7 +1014,12 @@ defmodule Mure.Cluster do
         Map.merge(%{host: host, reachable: nil}, Map.get(state.host_status, host, %{}))
       end
 
-    %{members: members, departed: departed, hosts: hosts, jobs: state.jobs}
+    refused =
+      for {node, r} <- Enum.sort_by(state.refused, &elem(&1, 0)),
+          not Map.has_key?(state.members, node),
+          do: %{node: node, reason: r.reason, attempts: r.attempts, since: r.since}
+
+    %{members: members, departed: departed, refused: refused, hosts: hosts, jobs: state.jobs}
   end
 
   defp devices(%{devices: devices}) when is_list(devices),

@@ -16,10 +16,13 @@ defmodule Mix.Tasks.Mure.Cluster do
     * `--wait MS` - how long to wait for members to join and be measured (default 10000)
     * `--expect N` - stop waiting once N members are ready
     * `--name NAME` - this BEAM's node name when it is not distributed yet (default
-      `mure_status_<os pid>@127.0.0.1`)
+      `status_of_mure_<os pid>@127.0.0.1`: not under the default prefix, so that no cluster
+      takes it for a member)
     * `--cookie-file F` - read the cookie from this file (default: the BEAM's own,
       `~/.erlang.cookie`); the cookie is never taken on the command line
 
+  Nodes that epmd lists but that could not be joined are printed with the reason (most
+  often a different cookie: give the nodes' cookie with `--cookie-file`).
   Exits with status 1 when no member joined.
   """
 
@@ -77,7 +80,7 @@ defmodule Mix.Tasks.Mure.Cluster do
   defp start_distribution!(opts) do
     unless Node.alive?() do
       {_, 0} = System.cmd("epmd", ["-daemon"])
-      name = opts[:name] || "mure_status_#{System.pid()}@127.0.0.1"
+      name = opts[:name] || "status_of_mure_#{System.pid()}@127.0.0.1"
 
       case Node.start(String.to_atom(name), :longnames) do
         {:ok, _} ->

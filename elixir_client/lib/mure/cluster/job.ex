@@ -445,9 +445,15 @@ defmodule Mure.Cluster.Job do
           until = System.monotonic_time(:millisecond) + 200 * attempts
           drive(update_member(state, node, member, &%{&1 | cooldown_until: until}))
         else
-          Logger.warning(
-            "mure cluster: #{node} failed a piece (#{reason}); its share goes to others"
-          )
+          # Once per member and job (its other pieces in flight fail the same way), in the log
+          # and in the member's failure count alike.
+          if match?(%{pid: ^member, excluded: nil}, state.members[node]) do
+            Logger.warning(
+              "mure cluster: #{node} failed a piece (#{reason}); its share goes to others"
+            )
+
+            GenServer.cast(state.cluster, {:piece_failed, node, member, reason})
+          end
 
           if match?(%ConnectionError{reason: :timeout}, error),
             do: GenServer.cast(state.cluster, {:suspect, node, member, reason})

@@ -23,7 +23,7 @@ defmodule Mure.Cluster.Table do
   ]
 
   @spec format(map()) :: String.t()
-  def format(%{members: members, departed: departed, hosts: hosts, jobs: jobs}) do
+  def format(%{members: members, departed: departed, hosts: hosts, jobs: jobs} = status) do
     rows = Enum.map(members, &member_row/1)
 
     member_table =
@@ -33,6 +33,12 @@ defmodule Mure.Cluster.Table do
       for d <- departed do
         "  #{d.node}: left #{Calendar.strftime(d.left_at, "%H:%M:%S")} UTC (#{d.last_failure}), " <>
           "#{d.failures} failure(s)\n"
+      end
+
+    refused_lines =
+      for r <- Map.get(status, :refused, []) do
+        "  #{r.node}: #{r.reason} (#{r.attempts} attempt(s) since " <>
+          "#{Calendar.strftime(r.since, "%H:%M:%S")} UTC)\n"
       end
 
     host_lines =
@@ -52,6 +58,7 @@ defmodule Mure.Cluster.Table do
     IO.iodata_to_binary([
       member_table,
       if(departed_lines == [], do: [], else: ["departed:\n" | departed_lines]),
+      if(refused_lines == [], do: [], else: ["could not join:\n" | refused_lines]),
       if(host_lines == [], do: [], else: ["hosts:\n" | host_lines]),
       "jobs: #{jobs.done} done, #{jobs.failed} failed, #{jobs.pieces_rerun} pieces re-run\n"
     ])

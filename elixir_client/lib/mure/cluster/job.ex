@@ -832,8 +832,7 @@ defmodule Mure.Cluster.Job do
            in_bytes: m.rows * plan.in_row,
            out_bytes: m.rows * plan.out_row,
            work: m.rows * plan.work_row,
-           busy_us: busy(m.intervals),
-           failed: m.excluded && short_reason(m.excluded)
+           busy_us: busy(m.intervals)
          }}
       end
 

@@ -50,6 +50,10 @@ int main(int argc, char** argv) {
       std::fputs(UsageText().c_str(), stdout);
       return 0;
     }
+    if (std::strcmp(argv[i], "--version") == 0) {
+      std::fputs(VersionText().c_str(), stdout);
+      return 0;
+    }
   }
   // In Port mode the launcher writes the cookie first thing: read it before anything can fail,
   // so that a bad flag ends in exit status 2, never in a broken pipe on the launcher's side.

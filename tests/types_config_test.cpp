@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include "common/cookie.h"
 #include "ir/ops.h"
@@ -139,6 +140,58 @@ TEST_CASE("flags override the file; bad flags and cookies on argv are refused", 
   CHECK_FALSE(Args({"--name", "nohost"}).ok());
   CHECK_FALSE(Args({"--name", "m@h", "--max-message", "3G"}).ok());
   CHECK_FALSE(Args({"--name", "m@h", "--queue-depth", "0"}).ok());
+}
+
+namespace {
+/// The flags --help lists, in order.
+std::vector<std::string> HelpFlags() {
+  std::vector<std::string> flags;
+  std::istringstream in(UsageText());
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("  --", 0) != 0) continue;
+    flags.push_back(line.substr(2, line.find(' ', 2) - 2));
+  }
+  return flags;
+}
+}  // namespace
+
+TEST_CASE("--help lists every setting the node takes, each parsed, errors naming the flag as typed", "[config]") {
+  const auto flags = HelpFlags();
+  REQUIRE(flags.size() >= 28);
+  for (const std::string& flag : flags) {
+    INFO(flag);
+    if (flag == "--help" || flag == "--version" || flag == "--config") continue;
+    // A value no setting takes: each flag is either a free-form string (accepted) or refused by
+    // its own parser under the name it was given, never an unknown setting.
+    auto cfg = Args({"--name", "m@127.0.0.1", flag + "=%bogus%"});
+    if (!cfg.ok()) {
+      CHECK_THAT(cfg.status().message(), Catch::StartsWith(flag));
+      CHECK_THAT(cfg.status().message(), !Catch::Contains("unknown setting"));
+    }
+  }
+  CHECK_THAT(Args({"--name", "m@h", "--memory-limit", "lots"}).status().message(),
+             Catch::StartsWith("--memory-limit: "));
+  CHECK_THAT(Args({"--name", "m@h", "--queue-depth=0"}).status().message(), Catch::StartsWith("--queue-depth must"));
+  CHECK_THAT(Args({"--name", "m@h", "--blis-threads"}).status().message(), Catch::Contains("needs a value (N)"));
+  // In a file, the key.
+  Config cfg;
+  CHECK_THAT(ApplySetting(cfg, "memory_limit", "lots").message(), Catch::StartsWith("memory_limit: "));
+}
+
+TEST_CASE("the README's usage block shows every flag --help lists", "[config][docs]") {
+  std::ifstream in(MURE_SOURCE_DIR "/README.md");
+  REQUIRE(in);
+  std::stringstream readme;
+  readme << in.rdbuf();
+  const std::string text = readme.str();
+  const size_t start = text.find("```\nmure_node --name NAME");
+  REQUIRE(start != std::string::npos);
+  const std::string block = text.substr(start, text.find("```", start + 3) - start);
+  for (const std::string& flag : HelpFlags()) {
+    INFO(flag);
+    CHECK(block.find(flag) != std::string::npos);
+  }
 }
 
 TEST_CASE("a config file cannot carry a cookie", "[config][security]") {

@@ -47,8 +47,9 @@ struct Config {
 /// Parse "4G", "512M", "1024", "64K" into bytes (binary units).
 Result<uint64_t> ParseBytes(const std::string& text);
 
-/// Apply one `key = value` setting (shared by the file and the flags).
-Status ApplySetting(Config& cfg, const std::string& key, const std::string& value);
+/// Apply one `key = value` setting (shared by the file and the flags). Errors name the setting as
+/// `shown` (the flag as typed on a command line), else as `key`.
+Status ApplySetting(Config& cfg, const std::string& key, const std::string& value, const std::string& shown = {});
 
 /// Read a config file: `key = value` lines, `#` comments, blank lines. Unknown keys are errors.
 Status LoadConfigFile(Config& cfg, const std::string& path);
@@ -58,7 +59,10 @@ Status LoadConfigFile(Config& cfg, const std::string& path);
 /// on the command line, and on missing --name.
 Result<Config> ConfigFromArgs(int argc, char** argv);
 
-/// Usage text for --help.
+/// Usage text for --help: every setting, from one table.
 std::string UsageText();
+
+/// --version: the node's version and what it was built with.
+std::string VersionText();
 
 }  // namespace mure

@@ -48,6 +48,56 @@ std::string ExecutableDir() {
   return slash == std::string::npos ? std::string{} : path.substr(0, slash);
 }
 
+/// Every setting, once: its key (the config file's name; the flag is the same with dashes), the
+/// placeholder of its value on a command line ("" for a switch) and its line in --help.
+struct SettingInfo {
+  const char* key;
+  const char* arg;
+  const char* help;
+};
+
+constexpr SettingInfo kSettings[] = {
+    {"name", "NAME", "node name, e.g. mure@127.0.0.1"},
+    {"config", "FILE", "config file (default: $MURE_CONFIG, else ../config/mure.conf beside the binary)"},
+    {"listen", "ADDR", "listen address (default 127.0.0.1; anything else logs a warning)"},
+    {"port", "N", "listen port (default 0 = any)"},
+    {"cookie_file", "FILE", "cookie file (else $MURE_COOKIE, else ~/.erlang.cookie)"},
+    {"port_mode", "", "launched as an Erlang Port: the cookie is stdin's first line; exit on stdin EOF"},
+    {"memory_limit", "BYTES", "resident tensor memory limit (e.g. 4G)"},
+    {"buffer_cache", "BYTES", "freed large buffers kept faulted in for reuse (e.g. 1G; 0 = none)"},
+    {"max_message", "BYTES", "largest request frame (e.g. 1G)"},
+    {"queue_depth", "N", "queued requests per executor before {:error, :overloaded}"},
+    {"blis_threads", "N", "BLIS threads (0 = all CPUs)"},
+    {"blis_arch", "A", "auto | skx | zen3 | haswell | generic (auto: the fastest, measured at start-up)"},
+    {"devices", "LIST", "blis,opencl (or one of them)"},
+    {"opencl_device", "S", "pick the OpenCL device whose name contains S"},
+    {"kernel_cache_dir", "DIR", "where compiled JIT kernels are kept (none = nowhere)"},
+    {"handshake_timeout_ms", "N", "a connection's handshake must finish within this (default 5000)"},
+    {"peer_timeout_s", "N", "close a connection silent this long, ticks included (default 300)"},
+    {"max_pending_handshakes", "N", "handshakes in progress, all addresses (default 256)"},
+    {"max_pending_handshakes_per_source", "N", "handshakes in progress from one address (default 16)"},
+    {"max_failed_handshakes", "N", "failures per address per minute before it is refused (default 50; 0 = off)"},
+    {"handshake_backoff_s", "N", "seconds such an address is refused (default 60)"},
+    {"receive_buffer_limit", "BYTES", "frame receive buffers, all connections together (default 2G)"},
+    {"max_queued_replies", "BYTES", "queued replies per connection before it stops reading (default 16M)"},
+    {"reply_stall_timeout_s", "N", "close a connection whose peer reads none of them this long (default 120)"},
+    {"test_ops", "", "enable test-only ops ({:busy, ms})"},
+    {"log_level", "L", "debug | info | warn | error"},
+};
+
+const SettingInfo* FindSetting(const std::string& key) {
+  for (const SettingInfo& st : kSettings) {
+    if (key == st.key) return &st;
+  }
+  return nullptr;
+}
+
+std::string FlagOf(const char* key) {
+  std::string flag = std::string("--") + key;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
 }  // namespace
 
 Result<uint64_t> ParseBytes(const std::string& text) {
@@ -68,22 +118,24 @@ Result<uint64_t> ParseBytes(const std::string& text) {
   return bytes;
 }
 
-Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw) {
+Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw, const std::string& shown) {
   const std::string value = Trim(raw);
+  // Messages name the setting as its user wrote it: the key in a file, the flag on a command line.
+  const std::string& name = shown.empty() ? key : shown;
   auto set_u32 = [&](uint32_t& field, uint64_t max) -> Status {
-    auto v = ParseUint(key, value, max);
+    auto v = ParseUint(name, value, max);
     if (!v.ok()) return v.status();
     field = static_cast<uint32_t>(*v);
     return Status::Ok();
   };
   auto set_bytes = [&](uint64_t& field) -> Status {
     auto v = ParseBytes(value);
-    if (!v.ok()) return Status::BadArg(key + ": " + v.status().message());
+    if (!v.ok()) return Status::BadArg(name + ": " + v.status().message());
     field = *v;
     return Status::Ok();
   };
   auto set_bool = [&](bool& field) -> Status {
-    auto v = ParseBool(key, value);
+    auto v = ParseBool(name, value);
     if (!v.ok()) return v.status();
     field = *v;
     return Status::Ok();
@@ -96,7 +148,7 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
   if (key == "name") { cfg.name = value; return Status::Ok(); }
   if (key == "listen") { cfg.listen = value; return Status::Ok(); }
   if (key == "port") {
-    auto v = ParseUint(key, value, 65535);
+    auto v = ParseUint(name, value, 65535);
     if (!v.ok()) return v.status();
     cfg.port = static_cast<uint16_t>(*v);
     return Status::Ok();
@@ -109,19 +161,19 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
     MURE_RETURN_IF_ERROR(set_bytes(cfg.max_message));
     // The BEAM aborts when it encodes a distribution message of 2 GiB or more.
     if (cfg.max_message < 1024 || cfg.max_message >= (2ull << 30)) {
-      return Status::BadArg("max_message must be between 1K and 2G-1 (the BEAM cannot send 2 GiB messages)");
+      return Status::BadArg(name + " must be between 1K and 2G-1 (the BEAM cannot send 2 GiB messages)");
     }
     return Status::Ok();
   }
   if (key == "queue_depth") {
     MURE_RETURN_IF_ERROR(set_u32(cfg.queue_depth, 1u << 20));
-    if (cfg.queue_depth == 0) return Status::BadArg("queue_depth must be at least 1");
+    if (cfg.queue_depth == 0) return Status::BadArg(name + " must be at least 1");
     return Status::Ok();
   }
   if (key == "blis_threads") return set_u32(cfg.blis_threads, 1024);
   if (key == "blis_arch") {
     if (value != "auto" && value != "skx" && value != "zen3" && value != "haswell" && value != "generic") {
-      return Status::BadArg("blis_arch: expected auto, skx, zen3, haswell or generic, got \"" + value + "\"");
+      return Status::BadArg(name + ": expected auto, skx, zen3, haswell or generic, got \"" + value + "\"");
     }
     cfg.blis_arch = value;
     return Status::Ok();
@@ -134,7 +186,7 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
       item = Trim(item);
       if (item == "blis") cfg.use_blis = true;
       else if (item == "opencl") cfg.use_opencl = true;
-      else if (!item.empty()) return Status::BadArg("devices: unknown device \"" + item + "\" (blis, opencl)");
+      else if (!item.empty()) return Status::BadArg(name + ": unknown device \"" + item + "\" (blis, opencl)");
     }
     return Status::Ok();
   }
@@ -144,13 +196,13 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
   if (key == "peer_timeout_s") return set_u32(cfg.peer_timeout_s, 86400);
   if (key == "max_pending_handshakes") {
     MURE_RETURN_IF_ERROR(set_u32(cfg.max_pending_handshakes, 65536));
-    if (cfg.max_pending_handshakes == 0) return Status::BadArg("max_pending_handshakes must be at least 1");
+    if (cfg.max_pending_handshakes == 0) return Status::BadArg(name + " must be at least 1");
     return Status::Ok();
   }
   if (key == "max_pending_handshakes_per_source") {
     MURE_RETURN_IF_ERROR(set_u32(cfg.max_pending_handshakes_per_source, 65536));
     if (cfg.max_pending_handshakes_per_source == 0) {
-      return Status::BadArg("max_pending_handshakes_per_source must be at least 1");
+      return Status::BadArg(name + " must be at least 1");
     }
     return Status::Ok();
   }
@@ -159,12 +211,12 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
   if (key == "receive_buffer_limit") return set_bytes(cfg.receive_buffer_limit);
   if (key == "max_queued_replies") {
     MURE_RETURN_IF_ERROR(set_bytes(cfg.max_queued_replies));
-    if (cfg.max_queued_replies < 1024) return Status::BadArg("max_queued_replies must be at least 1K");
+    if (cfg.max_queued_replies < 1024) return Status::BadArg(name + " must be at least 1K");
     return Status::Ok();
   }
   if (key == "reply_stall_timeout_s") {
     MURE_RETURN_IF_ERROR(set_u32(cfg.reply_stall_timeout_s, 86400));
-    if (cfg.reply_stall_timeout_s == 0) return Status::BadArg("reply_stall_timeout_s must be at least 1");
+    if (cfg.reply_stall_timeout_s == 0) return Status::BadArg(name + " must be at least 1");
     return Status::Ok();
   }
   if (key == "test_ops") return set_bool(cfg.test_ops);
@@ -173,7 +225,7 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw)
     else if (value == "info") cfg.log_level = LogLevel::kInfo;
     else if (value == "warn") cfg.log_level = LogLevel::kWarn;
     else if (value == "error") cfg.log_level = LogLevel::kError;
-    else return Status::BadArg("log_level: expected debug, info, warn or error, got \"" + value + "\"");
+    else return Status::BadArg(name + ": expected debug, info, warn or error, got \"" + value + "\"");
     return Status::Ok();
   }
   return Status::BadArg("unknown setting \"" + key + "\"");
@@ -202,37 +254,38 @@ Status LoadConfigFile(Config& cfg, const std::string& path) {
 }
 
 std::string UsageText() {
-  return "usage: mure_node --name NAME [options]\n"
-         "  --name NAME             node name, e.g. mure@127.0.0.1\n"
-         "  --config FILE           config file (default: $MURE_CONFIG, else ../config/mure.conf beside the binary)\n"
-         "  --listen ADDR           listen address (default 127.0.0.1; anything else logs a warning)\n"
-         "  --port N                listen port (default 0 = any)\n"
-         "  --cookie-file FILE      cookie file (else $MURE_COOKIE, else ~/.erlang.cookie)\n"
-         "  --port-mode             launched as an Erlang Port: cookie is stdin's first line; exit on stdin EOF\n"
-         "  --memory-limit BYTES    resident tensor memory limit (e.g. 4G)\n"
-         "  --buffer-cache BYTES    freed large buffers kept faulted in for reuse (e.g. 1G; 0 = none)\n"
-         "  --max-message BYTES     largest request frame (e.g. 1G)\n"
-         "  --queue-depth N         queued requests per executor before {:error, :overloaded}\n"
-         "  --blis-threads N        BLIS threads (0 = all CPUs)\n"
-         "  --blis-arch A           auto | skx | zen3 | haswell | generic\n"
-         "  --devices LIST          blis,opencl\n"
-         "  --opencl-device S       pick the OpenCL device whose name contains S\n"
-         "  --max-pending-handshakes N             handshakes in progress, all addresses (default 256)\n"
-         "  --max-pending-handshakes-per-source N  handshakes in progress from one address (default 16)\n"
-         "  --max-failed-handshakes N  failures per address per minute before it is refused (default 50; 0 = off)\n"
-         "  --handshake-backoff-s N    seconds such an address is refused (default 60)\n"
-         "  --receive-buffer-limit BYTES  frame receive buffers, all connections together (default 2G)\n"
-         "  --max-queued-replies BYTES    queued replies per connection before it stops reading (default 16M)\n"
-         "  --reply-stall-timeout-s N     close a connection whose peer reads none of them this long (default 120)\n"
-         "  --test-ops              enable test-only ops ({:busy, ms})\n"
-         "  --kernel-cache-dir D    where compiled JIT kernels are kept (none = nowhere)\n"
-         "  --log-level L           debug | info | warn | error\n"
-         "The cookie is never accepted on the command line.\n";
+  std::string out = "usage: mure_node --name NAME [options]\n";
+  for (const SettingInfo& st : kSettings) {
+    std::string flag = "  " + FlagOf(st.key) + (*st.arg ? std::string(" ") + st.arg : std::string());
+    if (flag.size() < 30) flag.resize(30, ' ');
+    else flag += ' ';
+    out += flag + st.help + "\n";
+  }
+  out += "  --help                      this text\n"
+         "  --version                   the version, and the libraries it was built with\n"
+         "Every setting but --config can also be given in the config file, as `key = value` with the\n"
+         "flag's name in underscores (--memory-limit 4G is memory_limit = 4G). The cookie is never\n"
+         "accepted on the command line.\n";
+  return out;
+}
+
+std::string VersionText() {
+  return std::string("mure_node ") + MURE_VERSION + " (C++" + std::to_string(__cplusplus / 100 % 100) +
+         ", " +
+#if defined(__clang__)
+         "clang " + __clang_version__ +
+#else
+         "GCC " + __VERSION__ +
+#endif
+         "); the libraries and devices in use are in the log at start-up and in :hello / :devices\n";
 }
 
 Result<Config> ConfigFromArgs(int argc, char** argv) {
   Config cfg;
-  std::vector<std::pair<std::string, std::string>> settings;
+  struct Given {
+    std::string key, value, flag;
+  };
+  std::vector<Given> settings;
   std::string config_path;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -249,26 +302,19 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
       return Status::BadArg("--" + key + " is refused: a cookie on the command line is visible to every user "
                             "(ps). Use --cookie-file, $MURE_COOKIE, or stdin with --port-mode");
     }
-    static const char* const kKnown[] = {"name", "listen", "port", "cookie_file", "port_mode", "memory_limit",
-                                         "buffer_cache", "max_message", "queue_depth", "blis_threads", "blis_arch",
-                                         "devices", "opencl_device", "handshake_timeout_ms", "peer_timeout_s",
-                                         "test_ops", "log_level", "config", "kernel_cache_dir",
-                                         "max_pending_handshakes", "max_pending_handshakes_per_source",
-                                         "max_failed_handshakes", "handshake_backoff_s", "receive_buffer_limit",
-                                         "max_queued_replies", "reply_stall_timeout_s"};
-    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown)) {
-      return Status::BadArg("unknown flag \"" + arg + "\" (see --help)");
-    }
-    if (key == "port_mode" || key == "test_ops") {
+    const SettingInfo* info = FindSetting(key);
+    if (info == nullptr) return Status::BadArg("unknown flag \"" + arg + "\" (see --help)");
+    const std::string flag = eq == std::string::npos ? arg : arg.substr(0, eq + 2);
+    if (*info->arg == '\0') {
       if (eq == std::string::npos) value = "true";
     } else if (eq == std::string::npos) {
-      if (i + 1 >= argc) return Status::BadArg("--" + arg.substr(2) + " needs a value");
+      if (i + 1 >= argc) return Status::BadArg(flag + " needs a value (" + info->arg + ")");
       value = argv[++i];
     }
     if (key == "config") {
       config_path = value;
     } else {
-      settings.emplace_back(key, value);
+      settings.push_back({key, value, flag});
     }
   }
   if (config_path.empty()) {
@@ -280,10 +326,7 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
     }
   }
   if (!config_path.empty()) MURE_RETURN_IF_ERROR(LoadConfigFile(cfg, config_path));
-  for (auto& [k, v] : settings) {
-    Status s = ApplySetting(cfg, k, v);
-    if (!s.ok()) return Status::BadArg("--" + k + ": " + s.message());
-  }
+  for (const Given& g : settings) MURE_RETURN_IF_ERROR(ApplySetting(cfg, g.key, g.value, g.flag));
   // A frame is received whole into a buffer drawn from receive_buffer_limit: a largest frame
   // that the budget could never hold would wait forever.
   if (cfg.receive_buffer_limit < cfg.max_message) {

@@ -243,9 +243,13 @@ defmodule Mure.JitTest do
 
   test "the client's type and shape rules are the node's, for every op and type", %{conn: conn} do
     # Every output of a program is checked against the trace's prediction (a mismatch is an
-    # :internal error); an op the client refuses must be one the node refuses too.
-    refused_by_node = fn request_fun ->
-      assert {:error, %Error{kind: kind}} = request_fun.()
+    # :internal error); an op the client refuses (eagerly too, before sending) must be one
+    # the node refuses too, sent to it raw.
+    node = Mure.info(conn).node
+
+    refused_by_node = fn request, eager_fun ->
+      assert_raise ArgumentError, eager_fun
+      assert {:error, {kind, _}} = raw_call(node, request)
       assert kind in [:type_mismatch, :shape_mismatch, :badarg]
     end
 
@@ -266,7 +270,9 @@ defmodule Mure.JitTest do
       unary = Mure.jit(fn x -> Enum.map(ok_unary, &Expr.unary(&1, x)) end, outputs: :return)
       assert {:ok, results} = Mure.run(unary, [x], conn: conn)
       assert length(results) == length(ok_unary)
-      for op <- bad_unary, do: refused_by_node.(fn -> Mure.unary(op, t) end)
+
+      for op <- bad_unary,
+          do: refused_by_node.({:unary, op, t.id}, fn -> Mure.unary(op, t) end)
 
       reductions =
         Mure.jit(
@@ -312,7 +318,9 @@ defmodule Mure.JitTest do
 
         assert {:ok, results} = Mure.run(binary, [x, y], conn: conn), "#{inspect({type, other})}"
         assert length(results) == length(ok_binary) + 6
-        for op <- bad_binary, do: refused_by_node.(fn -> Mure.binary(op, t, u) end)
+
+        for op <- bad_binary,
+            do: refused_by_node.({:binary, op, t.id, u.id}, fn -> Mure.binary(op, t, u) end)
       end
     end
 

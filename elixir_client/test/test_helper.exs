@@ -1,6 +1,6 @@
 # The suite runs against the real mure_node binary, a real epmd and real BEAM nodes.
 
-exe = Mure.Connection.default_executable()
+exe = Mure.Launcher.default_executable()
 
 unless File.regular?(exe) do
   raise """

@@ -17,10 +17,11 @@ defmodule Mure.Connection do
   # Every in-flight request also has a timer here (the call's timeout, or the connection's
   # default when the caller gave none), so entries never pile up behind a hung node.
   #
-  # Port mode: the process launches mure_node itself (Port, cookie on the first stdin line,
-  # MURE_READY on stdout) and stops with {:shutdown, {:node_exited, status}} when the node
-  # exits, so that a supervisor restarts it. The port is linked to this process: when it
-  # goes (or the whole BEAM does), the node's stdin closes and the node exits.
+  # Port mode: the process launches mure_node itself (Mure.Launcher: a Port, the cookie on
+  # the first stdin line, MURE_READY on stdout) and stops with
+  # {:shutdown, {:node_exited, status}} when the node exits, so that a supervisor restarts
+  # it. The port is linked to this process: when it goes (or the whole BEAM does), the
+  # node's stdin closes and the node exits.
   #
   # Connect mode: the node runs elsewhere; on nodedown the in-flight callers get an error
   # and the connection is retried with backoff (Redix style).
@@ -29,10 +30,7 @@ defmodule Mure.Connection do
 
   require Logger
 
-  alias Mure.{ConnectionError, Cookie, Error}
-
-  @client_dir Path.expand("../..", __DIR__)
-  @default_executable Path.expand("../build/mure_node", @client_dir)
+  alias Mure.{ConnectionError, Cookie, Error, Launcher}
 
   # The BEAM aborts when it has to send a distribution message of 2 GiB or more to a
   # node that does not support fragments (every ei node): refuse well before that.
@@ -84,14 +82,6 @@ defmodule Mure.Connection do
   ]
 
   ## Start-up
-
-  @doc false
-  @spec default_executable() :: Path.t()
-  def default_executable, do: System.get_env("MURE_NODE_BIN") || @default_executable
-
-  @doc false
-  @spec compiled_default_executable() :: Path.t()
-  def compiled_default_executable, do: @default_executable
 
   @doc false
   @spec validate_opts!(keyword()) :: keyword()
@@ -199,15 +189,14 @@ defmodule Mure.Connection do
       not Node.alive?() ->
         {:error, %ConnectionError{reason: :not_alive}}
 
-      is_nil(opts[:node]) and not File.regular?(executable(opts)) ->
-        {:error, %ConnectionError{reason: :executable_not_found, details: executable(opts)}}
+      is_nil(opts[:node]) and not File.regular?(Launcher.executable(opts)) ->
+        {:error,
+         %ConnectionError{reason: :executable_not_found, details: Launcher.executable(opts)}}
 
       true ->
         :proc_lib.start_link(__MODULE__, :init_it, [self(), opts], :infinity)
     end
   end
-
-  defp executable(opts), do: opts[:executable] || default_executable()
 
   @doc false
   # proc_lib entry point. Set-up failures are acknowledged as {:error, reason} and the
@@ -279,148 +268,26 @@ defmodule Mure.Connection do
 
   defp setup_port(data) do
     Process.flag(:trap_exit, true)
-    opts = data.opts
-    exe = executable(opts)
-    node_name = opts[:node_name] || unique_node_name()
     cookie = data.cookie || Cookie.wrap(Node.get_cookie())
 
-    port =
-      Port.open({:spawn_executable, exe}, [
-        :binary,
-        {:line, 4096},
-        :exit_status,
-        :use_stdio,
-        :hide,
-        args: node_args(node_name, opts)
-      ])
+    with {:ok, node} <- Launcher.launch(data.opts, cookie) do
+      data = %{
+        data
+        | mode: :port,
+          port: node.port,
+          os_pid: node.os_pid,
+          node: node.name,
+          cookie: cookie
+      }
 
-    os_pid =
-      case Port.info(port, :os_pid) do
-        {:os_pid, pid} -> pid
-        nil -> nil
+      case connect(data) do
+        {:ok, data} ->
+          {:ok, :connected, data, []}
+
+        {:error, reason} ->
+          Launcher.stop(node.port, node.os_pid)
+          {:error, reason}
       end
-
-    data = %{data | mode: :port, port: port, os_pid: os_pid, node: node_name, cookie: cookie}
-
-    with :ok <- write_cookie(port, cookie),
-         {:ok, reported_node, reported_pid} <- await_ready(data),
-         data = %{data | node: reported_node, os_pid: reported_pid || os_pid},
-         {:ok, data} <- connect(data) do
-      {:ok, :connected, data, []}
-    else
-      {:error, reason} ->
-        stop_node(data)
-        {:error, reason}
-    end
-  rescue
-    error in ErlangError ->
-      {:error, %ConnectionError{reason: :executable_not_found, details: Exception.message(error)}}
-  end
-
-  defp unique_node_name do
-    host =
-      case String.split(Atom.to_string(node()), "@") do
-        [_, host] -> host
-        _ -> "127.0.0.1"
-      end
-
-    :"mure_#{System.pid()}_#{System.unique_integer([:positive])}@#{host}"
-  end
-
-  defp node_args(node_name, opts) do
-    flag = fn
-      nil, _name -> []
-      false, _name -> []
-      true, name -> [name]
-      value, name when is_atom(value) -> [name, Atom.to_string(value)]
-      value, name when is_integer(value) -> [name, Integer.to_string(value)]
-      value, name when is_binary(value) -> [name, value]
-    end
-
-    devices = opts[:devices] && Enum.map_join(opts[:devices], ",", &Atom.to_string/1)
-
-    ["--name", Atom.to_string(node_name), "--port-mode"] ++
-      flag.(opts[:config], "--config") ++
-      flag.(opts[:listen], "--listen") ++
-      flag.(opts[:memory_limit], "--memory-limit") ++
-      flag.(opts[:max_message], "--max-message") ++
-      flag.(opts[:queue_depth], "--queue-depth") ++
-      flag.(opts[:blis_threads], "--blis-threads") ++
-      flag.(opts[:blis_arch], "--blis-arch") ++
-      flag.(devices, "--devices") ++
-      flag.(opts[:test_ops], "--test-ops") ++
-      flag.(opts[:log_level] || Application.get_env(:mure, :node_log_level), "--log-level") ++
-      opts[:extra_args]
-  end
-
-  # The cookie travels on stdin, never on argv (argv is visible in `ps`).
-  defp write_cookie(port, cookie) do
-    Port.command(port, [Atom.to_string(Cookie.value(cookie)), ?\n])
-    :ok
-  rescue
-    # The node exited already (e.g. bad flags): await_ready/1 reports its exit status.
-    ArgumentError -> :ok
-  end
-
-  defp await_ready(data) do
-    deadline = System.monotonic_time(:millisecond) + data.opts[:ready_timeout]
-    await_ready(data, deadline)
-  end
-
-  defp await_ready(%{port: port} = data, deadline) do
-    remaining = max(deadline - System.monotonic_time(:millisecond), 0)
-
-    receive do
-      {^port, {:data, {:eol, "MURE_READY " <> rest}}} ->
-        case String.split(rest, " ", trim: true) do
-          [node, os_pid] ->
-            {:ok, String.to_atom(node), parse_int(os_pid)}
-
-          _ ->
-            {:error,
-             %ConnectionError{
-               reason: :ready_timeout,
-               details: "malformed ready line: #{inspect(rest)}"
-             }}
-        end
-
-      {^port, {:data, {_eol, line}}} ->
-        Logger.debug("mure node #{data.node}: ignored a #{byte_size(line)}-byte stdout line")
-        await_ready(data, deadline)
-
-      {^port, {:exit_status, status}} ->
-        exited_before_ready(data, "with status #{status}")
-
-      # The node died before it read the cookie: the write failed (EPIPE) and the port
-      # closed with that reason. Its exit status, when it comes, is the better report.
-      {:EXIT, ^port, reason} ->
-        receive do
-          {^port, {:exit_status, status}} -> exited_before_ready(data, "with status #{status}")
-        after
-          1_000 -> exited_before_ready(data, "(port closed: #{inspect(reason)})")
-        end
-    after
-      remaining ->
-        {:error,
-         %ConnectionError{
-           reason: :ready_timeout,
-           details: "no MURE_READY from #{data.node} within #{data.opts[:ready_timeout]} ms"
-         }}
-    end
-  end
-
-  defp exited_before_ready(data, how) do
-    {:error,
-     %ConnectionError{
-       reason: :node_exited,
-       details: "#{executable(data.opts)} exited #{how} before MURE_READY (see its stderr)"
-     }}
-  end
-
-  defp parse_int(string) do
-    case Integer.parse(string) do
-      {int, ""} -> int
-      _ -> nil
     end
   end
 
@@ -711,55 +578,5 @@ defmodule Mure.Connection do
   defp too_large(_request, _owner, _data), do: nil
 
   defp stop_node(%{port: nil}), do: :ok
-
-  defp stop_node(%{port: port, os_pid: os_pid}) do
-    # Closing the port closes the node's stdin: it exits on EOF.
-    try do
-      Port.close(port)
-    rescue
-      ArgumentError -> :ok
-    end
-
-    if os_pid, do: await_os_exit(os_pid, 50)
-    :ok
-  end
-
-  # Waits up to ~2.5 s for the node's OS process to go, then kills it.
-  defp await_os_exit(os_pid, 0) do
-    Logger.warning("mure: node os pid #{os_pid} did not exit on stdin EOF; sending SIGKILL")
-    System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
-    :ok
-  end
-
-  defp await_os_exit(os_pid, tries) do
-    if os_process_alive?(os_pid) do
-      Process.sleep(50)
-      await_os_exit(os_pid, tries - 1)
-    else
-      :ok
-    end
-  end
-
-  @doc false
-  @spec os_process_alive?(non_neg_integer()) :: boolean()
-  def os_process_alive?(os_pid) do
-    case File.read("/proc/#{os_pid}/stat") do
-      {:ok, stat} ->
-        # The state letter follows the last ")" (the command name may contain one).
-        case Regex.run(~r/^.*\)\s+(\S)/s, stat) do
-          [_, state] -> state not in ["Z", "X"]
-          _ -> true
-        end
-
-      {:error, _} ->
-        if File.dir?("/proc/self") do
-          false
-        else
-          match?(
-            {_, 0},
-            System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true)
-          )
-        end
-    end
-  end
+  defp stop_node(%{port: port, os_pid: os_pid}), do: Launcher.stop(port, os_pid)
 end

@@ -174,8 +174,11 @@ defmodule Mure.Program do
     end)
   end
 
-  # The request with value ids in place of its operand expressions.
-  defp wire(node, ids) do
+  @doc false
+  # The request with `ids[expr.id]` in place of its operand expressions: value ids in a
+  # program, handles in an eager call (Mure.Api.Eager).
+  @spec wire(tuple(), %{pos_integer() => pos_integer()}) :: tuple()
+  def wire(node, ids) do
     node
     |> Tuple.to_list()
     |> Enum.map(fn

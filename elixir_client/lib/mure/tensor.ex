@@ -56,6 +56,34 @@ defmodule Mure.Tensor do
   def byte_size(%__MODULE__{type: type, shape: shape}),
     do: Mure.Types.size(shape) * Mure.Types.itemsize(type)
 
+  @doc false
+  # The one place a reply of the node becomes a tensor. `value` is what the node answered
+  # to a request that makes a tensor: a bare handle (uploads and allocations; `expected`
+  # gives its type and shape) or `{handle, type, shape}` (ops; when `expected` is given,
+  # the type and shape must be those). Anything else is `:error`.
+  @spec from_reply(
+          GenServer.server(),
+          term(),
+          node(),
+          reference() | nil,
+          {Mure.type(), Mure.shape()} | nil
+        ) :: {:ok, t()} | :error
+  def from_reply(conn, value, node, session, expected \\ nil)
+
+  def from_reply(conn, handle, node, session, {type, shape})
+      when is_integer(handle) and handle > 0,
+      do: {:ok, new(conn, node, handle, type, shape, session)}
+
+  def from_reply(conn, {handle, type, shape}, node, session, expected)
+      when is_integer(handle) and handle > 0 and is_tuple(type) and is_tuple(shape) and
+             (expected == nil or expected == {type, shape}),
+      do: {:ok, new(conn, node, handle, type, shape, session)}
+
+  def from_reply(_conn, _value, _node, _session, _expected), do: :error
+
+  defp new(conn, node, id, type, shape, session),
+    do: %__MODULE__{conn: conn, node: node, id: id, type: type, shape: shape, session: session}
+
   defimpl Inspect do
     def inspect(%Mure.Tensor{type: type, shape: shape}, _opts) do
       "#Mure.Tensor<" <>

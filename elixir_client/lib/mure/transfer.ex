@@ -59,8 +59,7 @@ defmodule Mure.Transfer do
           {:ok, Tensor.t()} | {:error, Exception.t()}
   def upload(conn, data, type, shape, owner, budget, limits) do
     case alloc(conn, type, shape, owner, budget, limits.default_timeout) do
-      {:ok, h, node, session} ->
-        t = %Tensor{conn: conn, node: node, id: h, type: type, shape: shape, session: session}
+      {:ok, %Tensor{id: h, session: session} = t} ->
         Request.track(t)
         size = byte_size(data)
         piece = limits.piece
@@ -121,11 +120,8 @@ defmodule Mure.Transfer do
 
     case result do
       {:ok, reply, node, session} ->
-        case reply do
-          h when is_integer(h) and h > 0 -> {:ok, h, node, session}
-          {h, ^type, ^shape} when is_integer(h) and h > 0 -> {:ok, h, node, session}
-          other -> {:error, unexpected(:alloc, inspect(other, limit: 10))}
-        end
+        with :error <- Tensor.from_reply(conn, reply, node, session, {type, shape}),
+             do: {:error, unexpected(:alloc, inspect(reply, limit: 10))}
 
       {:error, error} ->
         {:error, error}

@@ -268,7 +268,7 @@ defmodule Mure.Reliability.FaultTest do
 
       File.write!(
         exe,
-        "#!/bin/sh\nMALLOC_MMAP_THRESHOLD_=65536 exec \"#{Mure.Connection.default_executable()}\" \"$@\"\n"
+        "#!/bin/sh\nMALLOC_MMAP_THRESHOLD_=65536 exec \"#{Mure.Launcher.default_executable()}\" \"$@\"\n"
       )
 
       File.chmod!(exe, 0o755)

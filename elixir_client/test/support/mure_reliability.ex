@@ -159,7 +159,7 @@ defmodule Mure.Reliability do
   flags. The node exits when the port closes (stdin EOF).
   """
   def launch_logged(args, opts \\ []) do
-    exe = Mure.Connection.default_executable()
+    exe = Mure.Launcher.default_executable()
     dir = Keyword.get_lazy(opts, :dir, fn -> tmp_dir("logged") end)
     stderr = Path.join(dir, "node.stderr")
     node = :"mure_logged_#{System.unique_integer([:positive])}@127.0.0.1"
@@ -218,7 +218,7 @@ defmodule Mure.Reliability do
   Stop it with stop_plain/1 (SIGTERM).
   """
   def launch_plain(args, env \\ []) do
-    exe = Mure.Connection.default_executable()
+    exe = Mure.Launcher.default_executable()
     stderr = Path.join(tmp_dir("plain"), "node.stderr")
     env = Enum.map(env, fn {k, v} -> {String.to_charlist(k), v && String.to_charlist(v)} end)
 
@@ -265,7 +265,7 @@ defmodule Mure.Reliability do
 
   @doc "Runs mure_node to completion (for start-up refusals): `{exit_status, stderr}`."
   def run_node(args, env \\ [], stdin \\ nil) do
-    exe = Mure.Connection.default_executable()
+    exe = Mure.Launcher.default_executable()
     dir = tmp_dir("run")
     err = Path.join(dir, "stderr")
     input = if stdin, do: ~s(printf '%s\\n' "#{stdin}" | ), else: "exec </dev/null; "

@@ -120,7 +120,7 @@ defmodule Mure.TestSupport do
   end
 
   @doc "Whether an OS process is running (a zombie counts as gone)."
-  def os_alive?(os_pid), do: Mure.Connection.os_process_alive?(os_pid)
+  def os_alive?(os_pid), do: Mure.Launcher.os_process_alive?(os_pid)
 
   @doc "The names registered with the local epmd, as strings."
   def epmd_names do

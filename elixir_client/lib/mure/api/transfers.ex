@@ -1,0 +1,239 @@
+defmodule Mure.Api.Transfers do
+  @moduledoc false
+  # Mure's tensor transfers: upload, download and free, and the asynchronous upload and
+  # download. `use Mure.Api.Transfers` puts the documented functions into Mure, which
+  # delegate to the implementations below. A tensor larger than the connection's
+  # :chunk_size moves in pieces (Mure.Transfer); a smaller one in one message.
+
+  alias Mure.{Call, Connection, Error, Request, Tensor, Transfer}
+
+  @doc false
+  defmacro __using__(_opts) do
+    quote location: :keep do
+      ## Tensors
+
+      @doc """
+      Uploads `data` as a tensor of `type` and `shape` and returns the resident tensor.
+
+      `byte_size(data)` must be `product(shape) * byte_size(type)`; otherwise, or for an
+      invalid type or shape, `ArgumentError` is raised before anything is sent. Data larger
+      than the node accepts (its `max_message_bytes`, and never 2 GiB or more, which would
+      abort the BEAM) is refused with `{:error, %Mure.Error{kind: :message_too_large}}`
+      without being sent.
+
+      Data larger than the connection's `:chunk_size` (8 MiB by default, see `start_link/1`)
+      goes in pieces: `{:alloc, type, shape}`, then `{:write, h, offset, piece}` messages with
+      several in flight, so that requests of other processes interleave with it and no message
+      nears the 2 GiB limit. `timeout:` then bounds the whole upload; without it each piece
+      gets the connection's default timeout. A piece that fails fails the upload with its error
+      and frees the tensor.
+
+      The calling process owns the tensor: it is freed when that process exits.
+
+      ## Examples
+
+          iex> data = <<1.0::float-32-native, 2.0::float-32-native, 3.0::float-32-native, 4.0::float-32-native>>
+          iex> {:ok, t} = Mure.upload(conn, data, {:f, 32}, {2, 2})
+          iex> t
+          #Mure.Tensor<f32[2][2]>
+          iex> Mure.upload(conn, <<1, 2, 3>>, {:f, 32}, {1})
+          ** (ArgumentError) upload: expected 4 bytes for a f32[1] tensor (1 elements of 4 bytes), got 3 bytes
+          iex> Mure.upload(conn, <<>>, {:f, 33}, {0})
+          ** (ArgumentError) upload: expected a type {:u, 8|16|32|64}, {:s, 8|16|32|64}, {:f, 16|32|64} or {:bf, 16}, got: {:f, 33}
+
+      """
+      @spec upload(conn(), binary(), type(), shape(), call_opts()) ::
+              {:ok, Tensor.t()} | {:error, error()}
+      defdelegate upload(conn, data, type, shape, opts \\ []), to: Mure.Api.Transfers
+
+      @doc """
+      Downloads a tensor's data as a binary (native little-endian, row-major).
+
+      A tensor larger than the connection's `:chunk_size` comes in pieces
+      (`{:read, h, offset, length}`, several in flight), joined in order into one binary;
+      `timeout:` then bounds the whole download (without it, each piece gets the connection's
+      default timeout).
+
+      ## Examples
+
+          iex> {:ok, t} = Mure.upload(conn, <<7::32-native>>, {:s, 32}, {})
+          iex> Mure.download(t)
+          {:ok, <<7, 0, 0, 0>>}
+
+      """
+      @spec download(Tensor.t(), call_opts()) :: {:ok, binary()} | {:error, error()}
+      defdelegate download(tensor, opts \\ []), to: Mure.Api.Transfers
+
+      @doc """
+      Frees a tensor on the node. Using it afterwards gives an `:unknown_handle` error.
+
+      ## Examples
+
+          iex> Mure.free(t)
+          :ok
+          iex> Mure.download(t)
+          {:error, %Mure.Error{kind: :unknown_handle, message: "..."}}
+
+      """
+      @spec free(Tensor.t(), call_opts()) :: :ok | {:error, error()}
+      defdelegate free(tensor, opts \\ []), to: Mure.Api.Transfers
+
+      @doc """
+      Like `upload/5`, but returns at once with a `Mure.Request` to await (`await/2`). Data
+      larger than the connection's `:chunk_size` moves in pieces from a helper process while
+      the caller goes on; the tensor belongs to the caller.
+
+      ## Examples
+
+          iex> r = Mure.async_upload(conn, batch, {:f, 32}, {256, 784})
+          iex> {:ok, x} = Mure.await(r)
+
+      """
+      @spec async_upload(conn(), binary(), type(), shape(), call_opts()) :: Request.t()
+      defdelegate async_upload(conn, data, type, shape, opts \\ []), to: Mure.Api.Transfers
+
+      @doc """
+      Like `download/2`, but returns at once with a `Mure.Request` to await (`await/2`).
+
+      ## Examples
+
+          iex> r = Mure.async_download(y)
+          iex> {:ok, bin} = Mure.await(r)
+
+      """
+      @spec async_download(Tensor.t(), call_opts()) :: Request.t()
+      defdelegate async_download(tensor, opts \\ []), to: Mure.Api.Transfers
+    end
+  end
+
+  @doc false
+  @spec upload(GenServer.server(), binary(), Mure.type(), Mure.shape(), keyword()) ::
+          {:ok, Tensor.t()} | {:error, Exception.t()}
+  def upload(conn, data, type, shape, opts \\ []) do
+    Call.check_data!(data, type, shape, "upload")
+
+    case in_pieces(conn, byte_size(data), opts) do
+      {:pieces, limits, timeout} ->
+        Transfer.upload(conn, data, type, shape, self(), Request.budget(timeout), limits)
+
+      :whole ->
+        case Call.call(conn, {:upload, type, shape, data}, [], opts) do
+          {:ok, value, node, session} -> uploaded(conn, type, shape, value, node, session)
+          {:error, error} -> {:error, error}
+        end
+    end
+  end
+
+  @doc false
+  @spec download(Tensor.t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
+  def download(tensor, opts \\ []) do
+    Call.check_tensor!(tensor, "download")
+
+    case in_pieces(tensor.conn, Tensor.byte_size(tensor), opts) do
+      {:pieces, limits, timeout} ->
+        Transfer.download(tensor, Request.budget(timeout), limits)
+
+      :whole ->
+        case Call.call(tensor.conn, {:download, tensor.id}, [tensor.session], opts) do
+          {:ok, value, _node, _session} -> downloaded(tensor, value)
+          {:error, error} -> {:error, error}
+        end
+    end
+  end
+
+  @doc false
+  @spec free(Tensor.t(), keyword()) :: :ok | {:error, Exception.t()}
+  def free(tensor, opts \\ []) do
+    Call.check_tensor!(tensor, "free")
+
+    case Call.call(tensor.conn, {:free, tensor.id}, [tensor.session], opts) do
+      {:ok, :freed, _node, _session} -> :ok
+      {:ok, other, _node, _session} -> {:error, Call.unexpected(:free, other)}
+      {:error, error} -> {:error, error}
+    end
+  end
+
+  @doc false
+  @spec async_upload(GenServer.server(), binary(), Mure.type(), Mure.shape(), keyword()) ::
+          Request.t()
+  def async_upload(conn, data, type, shape, opts \\ []) do
+    Call.check_data!(data, type, shape, "async_upload")
+
+    case in_pieces(conn, byte_size(data), opts) do
+      {:pieces, limits, timeout} ->
+        owner = self()
+
+        Request.job(
+          timeout,
+          &Transfer.upload(conn, data, type, shape, owner, &1, limits),
+          "upload"
+        )
+
+      :whole ->
+        finish = &uploaded(conn, type, shape, &1, &2, &3)
+        Request.submit(conn, {:upload, type, shape, data}, [], timeout(opts), finish, "upload")
+    end
+  end
+
+  @doc false
+  @spec async_download(Tensor.t(), keyword()) :: Request.t()
+  def async_download(tensor, opts \\ []) do
+    Call.check_tensor!(tensor, "async_download")
+
+    case in_pieces(tensor.conn, Tensor.byte_size(tensor), opts) do
+      {:pieces, limits, timeout} ->
+        Request.job(timeout, &Transfer.download(tensor, &1, limits), "download")
+
+      :whole ->
+        Request.submit(
+          tensor.conn,
+          {:download, tensor.id},
+          [tensor.session],
+          timeout(opts),
+          fn value, _node, _session -> downloaded(tensor, value) end,
+          "download"
+        )
+    end
+  end
+
+  # The reply to a whole upload: the new tensor's handle.
+  defp uploaded(conn, type, shape, value, node, session) do
+    with :error <- Tensor.from_reply(conn, value, node, session, {type, shape}),
+         do: {:error, Call.unexpected(:upload, value)}
+  end
+
+  # The reply to a whole download: all of the tensor's bytes.
+  defp downloaded(tensor, data) when is_binary(data) do
+    expected = Tensor.byte_size(tensor)
+
+    if byte_size(data) == expected do
+      {:ok, data}
+    else
+      {:error,
+       %Error{
+         kind: :internal,
+         message:
+           "download: the node returned #{byte_size(data)} bytes for #{inspect(tensor)} (expected #{expected})"
+       }}
+    end
+  end
+
+  defp downloaded(_tensor, other), do: {:error, Call.unexpected(:download, other)}
+
+  # Whether `bytes` move in pieces (see Mure.Transfer): {:pieces, limits, timeout} or
+  # :whole. Pieces take `timeout:` only (it bounds the whole transfer).
+  defp in_pieces(conn, bytes, opts) do
+    with true <- bytes > Connection.min_chunk_size(),
+         {:ok, %{chunk_size: chunk} = limits} when bytes > chunk <- Transfer.limits(conn) do
+      {:pieces, limits, timeout(opts)}
+    else
+      _ -> :whole
+    end
+  end
+
+  defp timeout(opts) do
+    opts = Keyword.validate!(opts, [:timeout])
+    Call.check_timeout!(opts[:timeout])
+    opts[:timeout]
+  end
+end

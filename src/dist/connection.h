@@ -5,8 +5,9 @@
 // message and the payload. Ticks are answered at once; the thread never computes, so a long op
 // elsewhere never gets the node declared down. Replies from any thread are queued with Send()
 // and written by this thread with non-blocking writes (large downloads straight from tensor
-// memory). What a frame means is dist/dispatch.h's business. A frame that breaks the distribution protocol closes this connection only, as a BEAM
-// node would; a request that can be answered always is.
+// memory). What a frame means is dist/dispatch.h's business. A frame that breaks the distribution
+// protocol closes this connection only, as a BEAM node would; a request that can be answered
+// always is.
 //
 // Memory a peer can make the connection hold is bounded both ways. Receiving: a frame's buffer
 // comes out of a node-wide ByteBudget (receive_buffer_limit); a buffer of up to 16 MiB is kept

@@ -5,7 +5,7 @@
 
 #include "dist/wire.h"
 #include "proto/term.h"
-#include "sched/reply.h"
+#include "proto/reply.h"
 #include "test_util.h"
 
 using namespace mure;

@@ -15,18 +15,11 @@
 
 #include "common/log.h"
 #include "common/signals.h"
-#include "proto/request.h"
 
 namespace mure {
 
-using proto::TermKind;
-using proto::TermTree;
-
 namespace {
 
-// Control message operations (the distribution protocol's numbers).
-constexpr int64_t kSend = 2, kRegSend = 6, kSendTT = 12, kRegSendTT = 16, kMonitorPExit = 21, kSendSender = 22,
-                  kSendSenderTT = 23, kPayloadMonitorPExit = 28;
 constexpr size_t kOversizePrefix = 64 * 1024;
 constexpr size_t kReadBudget = 8u << 20;  // bytes read per wake-up before writes get a turn
 // Receive buffers. Chunked uploads send 1-8 MiB frames back to back; fresh memory costs ~0.35 ms
@@ -48,24 +41,15 @@ constexpr std::chrono::milliseconds kStallWarning{2000};
 
 uint64_t Charge(const OutFrame& f) { return f.head.size() + f.tail_len + kFrameOverhead; }
 
-RateLimitedLog g_protocol_log{std::chrono::milliseconds(1000)};
-RateLimitedLog g_drop_log{std::chrono::milliseconds(1000)};
 RateLimitedLog g_refused_log{std::chrono::milliseconds(2000)};
 RateLimitedLog g_backlog_log{std::chrono::milliseconds(2000)};
 RateLimitedLog g_budget_log{std::chrono::milliseconds(2000)};
 
-proto::Limits ControlLimits() {
-  proto::Limits l;
-  l.max_depth = 8;
-  l.max_terms = 256;
-  return l;
-}
-
 }  // namespace
 
-Connection::Connection(int fd, Service& service, TensorStore& store, const Config& cfg, NodeIdentity& self,
+Connection::Connection(int fd, RequestHandler& handler, TensorStore& store, const Config& cfg, NodeIdentity& self,
                        const HandshakeParams& handshake)
-    : fd_(fd), service_(service), store_(store), cfg_(cfg), self_(self), handshake_(handshake) {
+    : fd_(fd), handler_(handler), store_(store), cfg_(cfg), self_(self), handshake_(handshake) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   int flags = ::fcntl(fd_, F_GETFL, 0);
   ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
@@ -136,7 +120,7 @@ void Connection::Run() {
   if (!hs.ok()) {
     ::shutdown(fd_, SHUT_RDWR);  // the peer learns at once, as from a BEAM node
     closed_.store(true);
-    service_.CountRefused();
+    handler_.CountRefused();
     g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + hs.status().message());
     handshaking_.store(false);
     finished_.store(true);
@@ -144,6 +128,12 @@ void Connection::Run() {
   }
   peer_ = hs->peer;
   conn_id_ = store_.OpenConnection();
+  std::weak_ptr<Connection> weak = weak_from_this();
+  dispatch_ = std::make_unique<Dispatch>(handler_, store_, cfg_, peer_, conn_id_, [weak](const std::string& pid) {
+    if (auto self = weak.lock()) {
+      self->Send(OutFrame{MonitorFrame(self->self_.self_pid(), pid, self->self_.MakeRef())});
+    }
+  });
   last_recv_ = std::chrono::steady_clock::now();
   handshaking_.store(false);
   LogInfo("connection from " + peer_ + " accepted");
@@ -361,10 +351,11 @@ bool Connection::OnReadable() {
       std::string_view frame(reinterpret_cast<const char*>(buf_), want_);
       state_ = ReadState::kHeader;
       if (oversized_) {
-        OnOversized(frame, frame_len_);
+        if (Status st = dispatch_->OnOversized(frame, frame_len_, shared_from_this()); !st.ok()) Close(st.message());
         discard_left_ = frame_len_ - want_;
         if (discard_left_ > 0) state_ = ReadState::kDiscard;
-      } else if (!OnFrame(frame)) {
+      } else if (Status st = dispatch_->OnFrame(frame, shared_from_this()); !st.ok()) {
+        Close(st.message());
         return false;
       }
       // The request has been decoded (and its data copied where it goes): a big buffer goes back.
@@ -377,170 +368,6 @@ bool Connection::OnReadable() {
     }
   }
   return true;
-}
-
-bool Connection::OnFrame(std::string_view payload) {
-  if (payload.empty() || static_cast<uint8_t>(payload[0]) != 112) {
-    g_protocol_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": frame without the pass-through byte");
-    Close("protocol violation: frame without the pass-through byte");
-    return false;
-  }
-  ctrl_tree_.Clear();
-  auto pos = proto::ParseExternal(payload, 1, ctrl_tree_, ControlLimits());
-  if (!pos.ok() || ctrl_tree_[0].kind != TermKind::kTuple || ctrl_tree_[0].count < 1 ||
-      ctrl_tree_[1].kind != TermKind::kInteger) {
-    std::string why = pos.ok() ? "control message is not {op, ...}" : pos.status().message();
-    g_protocol_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": bad control message: " + why);
-    Close("protocol violation: bad control message");
-    return false;
-  }
-  const int64_t op = ctrl_tree_[1].integer;
-  const uint32_t arity = ctrl_tree_[0].count;
-  const size_t msg_offset = *pos;
-  const bool has_msg = msg_offset < payload.size();
-  switch (op) {
-    case kSend:
-    case kSendTT:
-    case kSendSender:
-    case kSendSenderTT:
-      if (has_msg) OnMessage(payload, msg_offset);
-      return true;
-    case kRegSend:
-    case kRegSendTT: {
-      if (arity < 4 || !has_msg) return true;
-      uint32_t to = ctrl_tree_.Child(0, 3);
-      if (ctrl_tree_.IsAtom(to, "mure")) {
-        OnMessage(payload, msg_offset);
-      } else if (ctrl_tree_.IsAtom(to, "net_kernel")) {
-        OnNetKernel(payload, msg_offset);
-      } else {
-        g_drop_log.Log(LogLevel::kDebug, "message from " + peer_ + " to an unknown name dropped");
-      }
-      return true;
-    }
-    case kMonitorPExit:
-    case kPayloadMonitorPExit:
-      if (arity >= 4) OnOwnerDown(ctrl_tree_, ctrl_tree_.Child(0, 1));
-      return true;
-    default:
-      // Links, exits, monitors of our names, spawn requests: nothing of the node's to act on.
-      LogDebug("connection from " + peer_ + ": control op " + std::to_string(op) + " ignored");
-      return true;
-  }
-}
-
-void Connection::OnOversized(std::string_view prefix, uint64_t total) {
-  // Only a SEND/REG_SEND to mure can be answered; read what the prefix holds.
-  service_.CountError();
-  std::string why = "a request of " + std::to_string(total) + " bytes exceeds this node's max_message of " +
-                    std::to_string(cfg_.max_message) + " bytes; send it in smaller pieces";
-  if (prefix.empty() || static_cast<uint8_t>(prefix[0]) != 112) {
-    Close("protocol violation: oversized frame without the pass-through byte");
-    return;
-  }
-  TermTree ctrl;
-  auto pos = proto::ParseExternal(prefix, 1, ctrl, ControlLimits());
-  if (pos.ok()) {
-    if (auto env = proto::PeekEnvelope(prefix, *pos)) {
-      Reply(shared_from_this(), env->reply_to, env->ref).Error(Status(ErrorKind::kMessageTooLarge, why));
-      return;
-    }
-  }
-  g_drop_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": " + why + " (no envelope to answer; dropped)");
-}
-
-void Connection::OnMessage(std::string_view payload, size_t msg_offset) {
-  msg_tree_.Clear();
-  auto end = proto::ParseExternal(payload, msg_offset, msg_tree_);
-  Status parse = end.ok() ? Status::Ok() : end.status();
-  if (end.ok() && *end != payload.size()) {
-    parse = Status::BadArg("the frame has " + std::to_string(payload.size() - *end) + " bytes after the message");
-  }
-  if (!parse.ok()) {
-    service_.CountError();
-    if (auto env = proto::PeekEnvelope(payload, msg_offset)) {
-      Reply(shared_from_this(), env->reply_to, env->ref).Error(parse);
-    } else {
-      g_drop_log.Log(LogLevel::kWarn, "message from " + peer_ + " dropped: " + parse.message());
-    }
-    return;
-  }
-  auto env = proto::ReadEnvelope(msg_tree_, 0);
-  if (!env) {
-    service_.CountError();
-    // A GenServer.call to {:mure, node} can still be told what went wrong.
-    const auto& t = msg_tree_;
-    if (t[0].kind == TermKind::kTuple && t[0].count == 3 && t.IsAtom(1, "$gen_call")) {
-      uint32_t from = t.Child(0, 1);
-      if (t[from].kind == TermKind::kTuple && t[from].count == 2 && t[t.Child(from, 0)].kind == TermKind::kPid) {
-        OutFrame f;
-        BeginSendFrame(f.head, t[t.Child(from, 0)].raw);
-        proto::TermWriter(f.head).Tuple(2).Raw(t[t.Child(from, 1)].raw).Tuple(2).Atom("error").Tuple(2).Atom(
-            "badarg").Binary("mure answers protocol v1 envelopes {:\"$mure\", 1, reply_to, ref, owner, request}, "
-                             "not GenServer calls; see docs/protocol.md");
-        FinishFrame(f.head);
-        Send(std::move(f));
-        return;
-      }
-    }
-    g_drop_log.Log(LogLevel::kInfo, "message from " + peer_ + " is not a mure request (no envelope); dropped");
-    return;
-  }
-  auto reply = std::make_shared<Reply>(shared_from_this(), env->reply_to, env->ref);
-  Status s = proto::CheckEnvelope(msg_tree_, 0, *env, peer_);
-  if (!s.ok()) {
-    service_.CountRequest();
-    service_.CountError();
-    reply->Error(s);
-    return;
-  }
-  auto req = proto::DecodeRequest(msg_tree_, env->request, cfg_.test_ops);
-  if (!req.ok()) {
-    service_.CountRequest();
-    service_.CountError();
-    reply->Error(req.status());
-    return;
-  }
-  RequestContext ctx;
-  ctx.conn = conn_id_;
-  ctx.owner = proto::PidKey(env->owner, env->owner_node);
-  ctx.owner_pid = env->owner;
-  std::weak_ptr<Connection> weak = weak_from_this();
-  ctx.monitor_owner = [weak](const std::string& pid) {
-    if (auto self = weak.lock()) {
-      self->Send(OutFrame{MonitorFrame(self->self_.self_pid(), pid, self->self_.MakeRef())});
-    }
-  };
-  service_.Handle(ctx, *req, std::move(reply));
-}
-
-void Connection::OnNetKernel(std::string_view payload, size_t msg_offset) {
-  // Node.ping sends {'$gen_call', {Pid, Tag}, {is_auth, Node}}; answer {Tag, yes}. On OTP 25 Tag
-  // is [alias | Ref]: its bytes are echoed back unchanged.
-  TermTree t;
-  proto::Limits limits;
-  limits.max_depth = 8;
-  limits.max_terms = 64;
-  auto end = proto::ParseExternal(payload, msg_offset, t, limits);
-  if (!end.ok()) return;
-  if (t[0].kind != TermKind::kTuple || t[0].count != 3 || !t.IsAtom(1, "$gen_call")) return;
-  uint32_t from = t.Child(0, 1), req = t.Child(0, 2);
-  if (t[from].kind != TermKind::kTuple || t[from].count != 2) return;
-  uint32_t pid = t.Child(from, 0), tag = t.Child(from, 1);
-  if (t[pid].kind != TermKind::kPid) return;
-  if (t[req].kind == TermKind::kTuple && t[req].count >= 1 && t.IsAtom(t.Child(req, 0), "is_auth")) {
-    OutFrame f;
-    BeginSendFrame(f.head, t[pid].raw);
-    proto::TermWriter(f.head).Tuple(2).Raw(t[tag].raw).Atom("yes");
-    FinishFrame(f.head);
-    Send(std::move(f));
-  }
-}
-
-void Connection::OnOwnerDown(const TermTree& ctrl, uint32_t pid_index) {
-  if (ctrl[pid_index].kind != TermKind::kPid) return;
-  size_t freed = store_.FreeOwner(conn_id_, proto::PidKey(ctrl[pid_index].raw, ctrl[pid_index].node));
-  if (freed) LogDebug("owner on " + peer_ + " exited; freed " + std::to_string(freed) + " tensors");
 }
 
 }  // namespace mure

@@ -5,8 +5,9 @@
 // message and the payload. Ticks are answered at once; the thread never computes, so a long op
 // elsewhere never gets the node declared down. Replies from any thread are queued with Send()
 // and written by this thread with non-blocking writes (large downloads straight from tensor
-// memory). A frame that breaks the distribution protocol closes this connection only, as a BEAM
-// node would; a request that can be answered always is.
+// memory). What a frame means is dist/dispatch.h's business. A frame that breaks the distribution
+// protocol closes this connection only, as a BEAM node would; a request that can be answered
+// always is.
 //
 // Memory a peer can make the connection hold is bounded both ways. Receiving: a frame's buffer
 // comes out of a node-wide ByteBudget (receive_buffer_limit); a buffer of up to 16 MiB is kept
@@ -25,12 +26,12 @@
 #include <string>
 #include <thread>
 
+#include "dist/dispatch.h"
 #include "dist/handshake.h"
 #include "dist/wire.h"
 #include "mure/config.h"
-#include "proto/term.h"
-#include "sched/reply.h"
-#include "sched/service.h"
+#include "proto/handler.h"
+#include "proto/reply.h"
 #include "store/tensor_store.h"
 
 namespace mure {
@@ -60,7 +61,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
  public:
   /// Takes ownership of `fd`, a socket just accepted: the handshake runs on the connection's own
   /// thread, under cfg.handshake_timeout_ms.
-  Connection(int fd, Service& service, TensorStore& store, const Config& cfg, NodeIdentity& self,
+  Connection(int fd, RequestHandler& handler, TensorStore& store, const Config& cfg, NodeIdentity& self,
              const HandshakeParams& handshake);
   ~Connection() override;
 
@@ -93,12 +94,6 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   bool OnReadable();
   bool Flush();
   void Wake();
-  /// Handle one complete frame; false when it broke the protocol (the connection closes).
-  bool OnFrame(std::string_view payload);
-  void OnOversized(std::string_view prefix, uint64_t total);
-  void OnMessage(std::string_view payload, size_t msg_offset);
-  void OnNetKernel(std::string_view payload, size_t msg_offset);
-  void OnOwnerDown(const proto::TermTree& ctrl, uint32_t pid_index);
   void Close(const std::string& why);
   /// Make buf_ hold at least `n` bytes, drawn from the receive budget; false when the budget has
   /// no room now (buf_ is then empty: a waiting connection holds no buffer).
@@ -108,7 +103,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   int fd_;
   int wake_fd_ = -1;
   std::string peer_;
-  Service& service_;
+  RequestHandler& handler_;
   TensorStore& store_;
   const Config& cfg_;
   NodeIdentity& self_;
@@ -146,8 +141,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   uint64_t discard_left_ = 0;
   std::chrono::steady_clock::time_point last_recv_;
 
-  proto::TermTree ctrl_tree_;
-  proto::TermTree msg_tree_;
+  std::unique_ptr<Dispatch> dispatch_;  // once the handshake succeeded
 };
 
 }  // namespace mure

@@ -35,9 +35,9 @@ HandshakeLimits LimitsFrom(const Config& cfg) {
 }
 }  // namespace
 
-Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& cookie, Service& service,
+Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& cookie, RequestHandler& handler,
                                           TensorStore& store) {
-  std::unique_ptr<Node> node(new Node(cfg, service, store));
+  std::unique_ptr<Node> node(new Node(cfg, handler, store));
   node->ei_ = std::make_unique<EiState>();
   ei_init();
   auto at = cfg.name.find('@');
@@ -87,9 +87,9 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   return node;
 }
 
-Node::Node(const Config& cfg, Service& service, TensorStore& store)
+Node::Node(const Config& cfg, RequestHandler& handler, TensorStore& store)
     : cfg_(cfg),
-      service_(service),
+      handler_(handler),
       store_(store),
       gate_(std::make_shared<HandshakeGate>(LimitsFrom(cfg))),
       receive_budget_(std::make_shared<ByteBudget>(cfg.receive_buffer_limit)) {}
@@ -149,7 +149,7 @@ void Node::AcceptLoop() {
     Status admit = gate_->Admit(source);
     if (!admit.ok()) {
       ::close(fd);
-      service_.CountRefused();
+      handler_.CountRefused();
       g_refused_log.Log(LogLevel::kWarn, "refused a connection from " + source + ": " + admit.message());
       continue;
     }
@@ -157,7 +157,7 @@ void Node::AcceptLoop() {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // The handshake runs on the connection's own thread, under a deadline: a silent peer
     // holds up no one. Its end, success or failure, is reported to the gate from there.
-    auto conn = std::make_shared<Connection>(fd, service_, store_, cfg_, *identity_, handshake_);
+    auto conn = std::make_shared<Connection>(fd, handler_, store_, cfg_, *identity_, handshake_);
     conn->SetReceiveBudget(receive_budget_);
     conn->SetHandshakeDone([gate = gate_, source, backoff = cfg_.handshake_backoff_s,
                             failures = cfg_.max_failed_handshakes](bool ok) {

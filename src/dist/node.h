@@ -17,7 +17,7 @@
 #include "dist/wire.h"
 #include "mure/config.h"
 #include "mure/status.h"
-#include "sched/service.h"
+#include "proto/handler.h"
 #include "store/tensor_store.h"
 
 namespace mure {
@@ -25,7 +25,7 @@ namespace mure {
 class Node {
  public:
   /// Listen, register with epmd, start accepting. The cookie is used for the handshakes only.
-  static Result<std::unique_ptr<Node>> Start(const Config& cfg, const std::string& cookie, Service& service,
+  static Result<std::unique_ptr<Node>> Start(const Config& cfg, const std::string& cookie, RequestHandler& handler,
                                              TensorStore& store);
   ~Node();
 
@@ -38,11 +38,11 @@ class Node {
   const std::string& name() const { return cfg_.name; }
 
  private:
-  Node(const Config& cfg, Service& service, TensorStore& store);
+  Node(const Config& cfg, RequestHandler& handler, TensorStore& store);
   void AcceptLoop();
 
   const Config& cfg_;
-  Service& service_;
+  RequestHandler& handler_;
   TensorStore& store_;
   std::unique_ptr<NodeIdentity> identity_;
   HandshakeParams handshake_;

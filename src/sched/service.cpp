@@ -5,15 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <map>
-#include <cmath>
 #include <cstring>
-#include <sstream>
+#include <map>
 
-#include "common/log.h"
-#include "exec/cpu_ops.h"
+#include "exec/calibration.h"
 #include "exec/opencl_ops.h"
-#include "ir/ops.h"
 #include "sched/program.h"
 
 #ifndef MURE_VERSION
@@ -25,21 +21,12 @@ namespace mure {
 using proto::Op;
 using proto::TermWriter;
 
-namespace {
-
-void WriteType(TermWriter& w, DType t) {
-  w.Tuple(2).Atom(DTypeClass(t)).Int(DTypeBits(t));
-}
-
-void WriteShape(TermWriter& w, const Shape& s) {
-  w.Tuple(static_cast<uint32_t>(s.size()));
-  for (uint64_t d : s) w.UInt(d);
-}
-
-}  // namespace
+using proto::WriteHandle;
+using proto::WriteShape;
+using proto::WriteType;
 
 Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, OpenClExecutor* opencl)
-    : cfg_(cfg), store_(store), blis_(blis), opencl_(opencl) {
+    : cfg_(cfg), store_(store), blis_(blis), opencl_(opencl), locks_(opencl && opencl->is_cpu()) {
   blis_queue_ = std::make_unique<WorkQueue>("blis", 1, cfg.queue_depth);
   if (opencl_) opencl_queue_ = std::make_unique<WorkQueue>("opencl", 1, cfg.queue_depth);
   if (opencl_) {
@@ -51,56 +38,10 @@ Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, Open
     }
     fused_ = std::make_unique<ocl::FusedKernels>(*opencl_, dir);
   }
-  Calibrate();
-}
-
-void Service::Calibrate() {
-  // Best of three, on data that fits neither in cache nor in doubt: 2 M f32 per operand.
-  constexpr uint64_t kN = 2u << 20;
-  TensorStore scratch(64u << 20);
-  auto a = scratch.Allocate(DType::kF32, {kN});
-  auto b = scratch.Allocate(DType::kF32, {kN});
-  auto c = scratch.Allocate(DType::kF32, {kN});
-  if (!a.ok() || !b.ok() || !c.ok()) return;
-  for (uint64_t i = 0; i < kN; ++i) {
-    (*a)->as<float>()[i] = 1.0f;
-    (*b)->as<float>()[i] = 2.0f;
-  }
-  auto best_gbps = [&](const std::function<Status()>& run) {
-    double best = 0;
-    for (int rep = 0; rep < 4; ++rep) {
-      auto t0 = std::chrono::steady_clock::now();
-      if (!run().ok()) return 0.0;
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (rep > 0) best = std::max(best, 3.0 * 4 * kN / s / 1e9);  // the first run warms up
-    }
-    return best;
-  };
-  cost_.cpu_gbps = best_gbps([&] { return cpu::Binary(ir::BinaryOp::kAdd, **a, **b, DType::kF32, **c); });
-  if (opencl_) {
-    cost_.opencl_gbps = best_gbps([&] { return opencl_->ops().Binary(ir::BinaryOp::kAdd, **a, **b, DType::kF32, **c); });
-  }
-  if (blis_) {
-    constexpr uint64_t kM = 512;
-    auto x = scratch.Allocate(DType::kF32, {kM, kM});
-    auto y = scratch.Allocate(DType::kF32, {kM, kM});
-    auto z = scratch.Allocate(DType::kF32, {kM, kM});
-    if (x.ok() && y.ok() && z.ok()) {
-      std::memset((*x)->data(), 0, (*x)->bytes());
-      std::memset((*y)->data(), 0, (*y)->bytes());
-      double best = 0;
-      for (int rep = 0; rep < 3; ++rep) {
-        auto t0 = std::chrono::steady_clock::now();
-        if (!blis_->Gemm(**x, **y, **z).ok()) break;
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (rep > 0) best = std::max(best, 2.0 * kM * kM * kM / s / 1e9);
-      }
-      cost_.gemm_gflops = best;
-    }
-  }
-  LogInfo("cost model: CPU elementwise " + std::to_string(static_cast<int>(cost_.cpu_gbps)) + " GB/s, OpenCL " +
-          std::to_string(static_cast<int>(cost_.opencl_gbps)) + " GB/s, BLIS sgemm " +
-          std::to_string(static_cast<int>(cost_.gemm_gflops)) + " GFLOP/s");
+  const DeviceSpeeds speeds = MeasureDevices(blis_, opencl_);
+  cost_.cpu_gbps = speeds.cpu_gbps;
+  cost_.opencl_gbps = speeds.opencl_gbps;
+  cost_.gemm_gflops = speeds.gemm_gflops;
 }
 
 Service::~Service() = default;
@@ -115,9 +56,9 @@ void Service::Post(WorkQueue& q, std::shared_ptr<Reply> reply, std::function<voi
 void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
   requests_.fetch_add(1);
   switch (req.op) {
-    case Op::kHello: return Hello(*reply);
-    case Op::kDevices: return reply->Ok([&](TermWriter& w) { WriteDevices(w); });
-    case Op::kStats: return Stats(ctx, *reply);
+    case Op::kHello: return reply->Ok([&](TermWriter& w) { proto::WriteHello(w, Hello()); });
+    case Op::kDevices: return reply->Ok([&](TermWriter& w) { proto::WriteDevices(w, Devices()); });
+    case Op::kStats: return reply->Ok([&](TermWriter& w) { proto::WriteStats(w, Stats(ctx)); });
     case Op::kUpload: return Upload(ctx, req, *reply);
     case Op::kDownload: {
       auto t = store_.Get(ctx.conn, req.a);
@@ -146,93 +87,73 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
   }
 }
 
-void Service::Hello(Reply& reply) const {
-  reply.Ok([&](TermWriter& w) {
-    w.Map(7);
-    w.Atom("protocol").Int(proto::kProtocolVersion);
-    w.Atom("node").Atom(cfg_.name);
-    w.Atom("version").Binary(MURE_VERSION);
-    w.Atom("os_pid").Int(static_cast<int64_t>(::getpid()));
-    w.Atom("devices");
-    WriteDevices(w);
-    w.Atom("limits").Map(4);
-    w.Atom("max_message_bytes").UInt(cfg_.max_message);
-    w.Atom("memory_limit_bytes").UInt(cfg_.memory_limit);
-    w.Atom("queue_depth").UInt(cfg_.queue_depth);
-    w.Atom("max_dims").UInt(kMaxDims);
-    std::vector<std::string> ops;
-    std::istringstream names{std::string(proto::AllOpNames())};
-    for (std::string op; names >> op;) ops.push_back(op);
-    if (cfg_.test_ops) ops.push_back("busy");
-    w.Atom("ops").List(static_cast<uint32_t>(ops.size()));
-    for (auto& op : ops) w.Atom(op);
-    w.Nil();
-  });
+proto::HelloInfo Service::Hello() const {
+  proto::HelloInfo h;
+  h.node = cfg_.name;
+  h.version = MURE_VERSION;
+  h.os_pid = static_cast<int64_t>(::getpid());
+  h.max_message = cfg_.max_message;
+  h.memory_limit = cfg_.memory_limit;
+  h.queue_depth = cfg_.queue_depth;
+  h.test_ops = cfg_.test_ops;
+  h.devices = Devices();
+  return h;
 }
 
-void Service::WriteDevices(TermWriter& w) const {
-  uint32_t n = (blis_ ? 1 : 0) + (opencl_ ? 1 : 0);
-  if (n) w.List(n);
+proto::DevicesInfo Service::Devices() const {
+  proto::DevicesInfo d;
   if (blis_) {
     const BlisInfo& b = blis_->info();
-    w.Map(10);
-    w.Atom("id").Atom("blis");
-    w.Atom("kind").Atom("blas");
-    w.Atom("name").Binary("BLIS " + b.version + " (" + b.arch + ")");
-    w.Atom("arch").Binary(b.arch);
-    w.Atom("arch_reason").Binary(b.reason);
-    w.Atom("threads").UInt(b.threads);
-    w.Atom("cpu").Binary(b.cpu.brand.empty() ? b.cpu.vendor : b.cpu.brand);
-    w.Atom("cpu_features").Binary(b.cpu.Describe());
-    w.Atom("queued").UInt(blis_queue_->pending());
-    w.Atom("measured").Map(2);
-    w.Atom("gemm_gflops").Double(cost_.gemm_gflops);
-    w.Atom("elementwise_gbps").Double(cost_.cpu_gbps);
+    proto::BlasDeviceInfo& o = d.blas.emplace();
+    o.version = b.version;
+    o.arch = b.arch;
+    o.arch_reason = b.reason;
+    o.threads = b.threads;
+    o.cpu = b.cpu.brand.empty() ? b.cpu.vendor : b.cpu.brand;
+    o.cpu_features = b.cpu.Describe();
+    o.queued = blis_queue_->pending();
+    o.gemm_gflops = cost_.gemm_gflops;
+    o.elementwise_gbps = cost_.cpu_gbps;
   }
   if (opencl_) {
-    const OpenClInfo& o = opencl_->info();
-    w.Map(11);
-    w.Atom("id").Atom("opencl");
-    w.Atom("kind").Atom("opencl");
-    w.Atom("name").Binary(o.name);
-    w.Atom("platform").Binary(o.platform);
-    w.Atom("device_type").Atom(o.device_type);
-    w.Atom("compute_units").UInt(o.compute_units);
-    w.Atom("fp64").Bool(o.fp64);
-    w.Atom("global_mem_bytes").UInt(o.global_mem_bytes);
-    w.Atom("kernel_build_ms").Double(o.build_ms);
-    w.Atom("queued").UInt(opencl_queue_->pending());
-    w.Atom("measured").Map(1);
-    w.Atom("elementwise_gbps").Double(cost_.opencl_gbps);
+    const OpenClInfo& c = opencl_->info();
+    proto::OpenClDeviceInfo& o = d.opencl.emplace();
+    o.name = c.name;
+    o.platform = c.platform;
+    o.device_type = c.device_type;
+    o.compute_units = c.compute_units;
+    o.fp64 = c.fp64;
+    o.global_mem_bytes = c.global_mem_bytes;
+    o.kernel_build_ms = c.build_ms;
+    o.queued = opencl_queue_->pending();
+    o.elementwise_gbps = cost_.opencl_gbps;
   }
-  w.Nil();
+  return d;
 }
 
-void Service::Stats(const RequestContext& ctx, Reply& reply) const {
-  reply.Ok([&](TermWriter& w) {
-    w.Map(11);
-    w.Atom("kernels").Map(8);
-    ocl::FusedStats fs = fused_ ? fused_->stats() : ocl::FusedStats{};
-    w.Atom("fused_compiled").UInt(fs.compiled);
-    w.Atom("fused_disk_hits").UInt(fs.disk_hits);
-    w.Atom("fused_compile_ms").Double(fs.compile_ms);
-    ocl::CompileStats ks = opencl_ ? opencl_->ops().stats() : ocl::CompileStats{};
-    w.Atom("compiled").UInt(ks.kernels_built);
-    w.Atom("programs_built").UInt(ks.programs_built);
-    w.Atom("cache_hits").UInt(ks.cache_hits);
-    w.Atom("compile_ms").Double(ks.build_ms + ks.first_launch_ms);
-    w.Atom("launches").UInt(ks.launches);
-    w.Atom("refused_handshakes").UInt(refused_.load());
-    w.Atom("tensors").UInt(store_.tensors());
-    w.Atom("memory_cached_bytes").UInt(store_.memory_cached());
-    w.Atom("memory_used_bytes").UInt(store_.memory_used());
-    w.Atom("memory_limit_bytes").UInt(store_.memory_limit());
-    w.Atom("connections").UInt(store_.connections());
-    w.Atom("connection_tensors").UInt(store_.connection_tensors(ctx.conn));
-    w.Atom("requests").UInt(requests_.load());
-    w.Atom("errors").UInt(errors_.load());
-    w.Atom("queued").UInt(blis_queue_->pending() + (opencl_queue_ ? opencl_queue_->pending() : 0));
-  });
+proto::StatsInfo Service::Stats(const RequestContext& ctx) const {
+  proto::StatsInfo s;
+  ocl::FusedStats fs = fused_ ? fused_->stats() : ocl::FusedStats{};
+  s.fused_compiled = fs.compiled;
+  s.fused_disk_hits = fs.disk_hits;
+  s.fused_compile_ms = fs.compile_ms;
+  ocl::CompileStats ks = opencl_ ? opencl_->ops().stats() : ocl::CompileStats{};
+  s.kernels_compiled = ks.kernels_built;
+  s.programs_built = ks.programs_built;
+  s.cache_hits = ks.cache_hits;
+  s.compile_ms = ks.build_ms + ks.first_launch_ms;
+  s.launches = ks.launches;
+  s.refused_handshakes = refused_.load();
+  s.tensors = store_.tensors();
+  s.memory_cached_bytes = store_.memory_cached();
+  s.memory_used_bytes = store_.memory_used();
+  s.memory_limit_bytes = store_.memory_limit();
+  s.connections = store_.connections();
+  s.connection_tensors = store_.connection_tensors(ctx.conn);
+  s.requests = requests_.load();
+  s.errors = errors_.load();
+  s.queued = blis_queue_->pending() + (opencl_queue_ ? opencl_queue_->pending() : 0);
+  return s;
 }
 
 void Service::Upload(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
@@ -255,20 +176,14 @@ void Service::Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Re
   if (!h.ok()) { errors_.fetch_add(1); return reply.Error(h.status()); }
   if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
   uint64_t handle = *h;
-  reply.Ok([&](TermWriter& w) {
-    w.Tuple(3).UInt(handle);
-    WriteType(w, type);
-    WriteShape(w, shape);
-  });
+  reply.Ok([&](TermWriter& w) { WriteHandle(w, handle, type, shape); });
 }
-
-
 
 void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
   uint64_t ms = req.ms;
   Post(*blis_queue_, reply, [this, reply, ms] {
     // Occupies the executor like a long computation would (test-only op).
-    std::lock_guard<std::mutex> gate(cpu_gate_);
+    auto held = locks_.Hold(Device::kCpu);
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     volatile uint64_t spin = 0;  // spin, as real compute would, so the I/O threads compete for CPU
     while (std::chrono::steady_clock::now() < until) {
@@ -278,17 +193,8 @@ void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
   });
 }
 
-
 Status Service::RunKernel(const PlannedOp& op, const std::vector<const Tensor*>& ins, Tensor& out) {
-  if (op.device == Device::kOpenCl) {
-    std::lock_guard<std::mutex> device(opencl_mu_);  // one thread at a time on the OpenCL queue
-    if (opencl_->is_cpu()) {
-      std::lock_guard<std::mutex> gate(cpu_gate_);
-      return op.kernel(ins, out);
-    }
-    return op.kernel(ins, out);
-  }
-  std::lock_guard<std::mutex> gate(cpu_gate_);
+  auto held = locks_.Hold(op.device);
   return op.kernel(ins, out);
 }
 
@@ -442,9 +348,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
       if (fusion.root[i] >= 0) {
         const Fusion& f = fusion.groups.at(i);
         for (uint64_t v : f.inputs) ins.push_back(vals[v].get());
-        std::lock_guard<std::mutex> device(opencl_mu_);
-        std::unique_lock<std::mutex> gate(cpu_gate_, std::defer_lock);
-        if (opencl_->is_cpu()) gate.lock();
+        auto held = locks_.Hold(Device::kOpenCl);
         st = fused_->Run(f.graph, ins, f.elements, f.row_length, **out);
       } else {
         for (uint64_t v : plans[i].operands) ins.push_back(vals[v].get());
@@ -482,9 +386,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
         }
         if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
         kept.push_back(*h);
-        w.Tuple(3).UInt(*h);
-        WriteType(w, t->type());
-        WriteShape(w, t->shape());
+        WriteHandle(w, *h, t->type(), t->shape());
       } else {
         w.Tuple(3);
         WriteType(w, t->type());

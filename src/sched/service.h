@@ -7,6 +7,10 @@
 // OpenCL device that is itself the CPU never compute at the same time (they would fight for the
 // same cores).
 //
+// The service is dist/'s RequestHandler (proto/handler.h). Replies' terms are encoded by
+// proto/reply_terms.h, the devices measured at start-up by exec/calibration.h, and who may
+// compute at once is sched/device_locks.h's.
+//
 // Thread-safety: Handle may be called from any connection thread concurrently.
 #pragma once
 
@@ -18,44 +22,36 @@
 
 #include "exec/blis_executor.h"
 #include "exec/opencl_executor.h"
-#include "mure/config.h"
-#include "proto/request.h"
 #include "exec/opencl_fused.h"
+#include "mure/config.h"
+#include "proto/handler.h"
+#include "proto/reply.h"
+#include "proto/reply_terms.h"
+#include "proto/request.h"
+#include "sched/device_locks.h"
 #include "sched/fusion.h"
 #include "sched/planner.h"
-#include "sched/reply.h"
 #include "sched/work_queue.h"
 #include "store/tensor_store.h"
 
 namespace mure {
 
-/// What a request knows of the connection it came on.
-struct RequestContext {
-  uint64_t conn = 0;                 ///< the store's connection id
-  std::string owner;                 ///< owner key (see Connection::OwnerKey)
-  std::string owner_pid;             ///< owner pid's encoding, for monitoring
-  /// Ask the connection to monitor an owner pid (called once per new owner, any thread).
-  std::function<void(const std::string& owner_pid)> monitor_owner;
-};
-
-class Service {
+class Service : public RequestHandler {
  public:
   Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, OpenClExecutor* opencl);
-  ~Service();
+  ~Service() override;
 
   /// Answer `req` through `reply`, now or from an executor.
-  void Handle(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  void Handle(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) override;
 
-  /// Count a request that failed before it reached Handle (bad envelope, bad op...).
-  void CountError() { errors_.fetch_add(1); }
-  void CountRequest() { requests_.fetch_add(1); }
-  /// Count a connection refused at the handshake (wrong cookie, timeout, not a peer).
-  void CountRefused() { refused_.fetch_add(1); }
+  void CountError() override { errors_.fetch_add(1); }
+  void CountRequest() override { requests_.fetch_add(1); }
+  void CountRefused() override { refused_.fetch_add(1); }
 
  private:
-  void Hello(Reply& reply) const;
-  void WriteDevices(proto::TermWriter& w) const;
-  void Stats(const RequestContext& ctx, Reply& reply) const;
+  proto::HelloInfo Hello() const;
+  proto::DevicesInfo Devices() const;
+  proto::StatsInfo Stats(const RequestContext& ctx) const;
   void Upload(const RequestContext& ctx, const proto::Request& req, Reply& reply);
   /// Publish a computed tensor and answer {:ok, {handle, type, shape}}.
   void Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply);
@@ -71,9 +67,7 @@ class Service {
   /// The tensor behind a handle when bytes [offset, offset + length) lie inside it.
   Result<std::shared_ptr<Tensor>> Range(const RequestContext& ctx, uint64_t handle, uint64_t offset,
                                         uint64_t length) const;
-  /// Measure the devices for the cost model (at start-up, ~0.1 s).
-  void Calibrate();
-  /// Run a planned kernel on its device, under the locks that device needs.
+  /// Run a planned kernel on its device, under the locks that device needs (locks_).
   Status RunKernel(const PlannedOp& op, const std::vector<const Tensor*>& ins, Tensor& out);
   /// Post to a queue or answer :overloaded.
   void Post(WorkQueue& q, std::shared_ptr<Reply> reply, std::function<void()> job);
@@ -84,8 +78,7 @@ class Service {
   OpenClExecutor* opencl_;
   std::unique_ptr<WorkQueue> blis_queue_;
   std::unique_ptr<WorkQueue> opencl_queue_;
-  std::mutex cpu_gate_;    ///< held by BLIS jobs and by OpenCL jobs on a CPU device
-  std::mutex opencl_mu_;   ///< one thread at a time on the OpenCL executor
+  DeviceLocks locks_;
   CostModel cost_;
   std::unique_ptr<ocl::FusedKernels> fused_;  ///< the JIT's fused kernels (with an OpenCL device)
   std::atomic<uint64_t> requests_{0};

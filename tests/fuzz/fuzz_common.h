@@ -25,7 +25,7 @@
 #include "exec/opencl_executor.h"
 #include "mure/config.h"
 #include "proto/request.h"
-#include "sched/reply.h"
+#include "proto/reply.h"
 #include "sched/service.h"
 #include "store/tensor_store.h"
 

@@ -5,8 +5,9 @@
 // reduce, select, as_type and reshape, each on :auto, :cpu or :opencl), outputs to keep or return,
 // and the program's device. Value ids come from the input too, so they are sometimes out of range
 // (a later value, 99, 2^40). The program is encoded as the term a client sends,
-// {:program, inputs, nodes, outputs, %{device: d}}, then goes the way of a request:
-//   proto::ParseExternal -> proto::DecodeRequest -> mure::Service::Handle
+// {:program, inputs, nodes, outputs, %{device: d}}, wrapped in a request envelope and a SEND
+// frame, and goes through the connection's own dispatch (mure::Dispatch, dist/dispatch.cpp):
+//   proto::ParseExternal -> proto::ReadEnvelope -> proto::DecodeRequest -> mure::Service::Handle
 // against a real Service with the BLIS executor AND the OpenCL device (PoCL on the CPU), so that
 // validation, fusion planning, the fused-kernel generator, the per-op kernels of both executors and
 // the reply's encoding all run. Every decoded program is also planned again, pure (PlanProgram,
@@ -22,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "../test_util.h"
+#include "dist/dispatch.h"
 #include "exec/opencl_executor.h"
 #include "fuzz_common.h"
 #include "proto/request.h"
@@ -209,16 +212,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();
   }
   auto req = DecodeRequest(tree, 0, false);
-  if (!req.ok()) return 0;  // refused whole, as the node would answer it
-  PlanMutated(h, *req->program, mutate_which, PickId(mutate_id, req->program->inputs.size() + req->program->nodes.size()));
+  if (req.ok()) {
+    PlanMutated(h, *req->program, mutate_which,
+                PickId(mutate_id, req->program->inputs.size() + req->program->nodes.size()));
+  }
+
+  // The frame a client's SEND to the node carries: 'p', {2, '', To}, the envelope around the term.
+  std::string frame(1, 'p');
+  TermWriter(frame).Version().Tuple(3).Int(2).Atom("").Raw(testing::Pid(fuzz::kNodeName, 1));
+  frame += testing::EnvelopeBytes([&](TermWriter& w) { w.Raw(std::string_view(term).substr(1)); }, 1,
+                                  fuzz::kPeerNode);
 
   const uint64_t conn = h.store.OpenConnection();
   {
     auto sink = std::make_shared<fuzz::CountingSink>();
-    RequestContext ctx;
-    ctx.conn = conn;
-    ctx.owner = "fuzz-owner";
-    h.service.Handle(ctx, *req, std::make_shared<Reply>(sink, std::string(), std::string()));
+    Dispatch dispatch(h.service, h.store, h.cfg, fuzz::kPeerNode, conn, nullptr);
+    Status st = frame.size() > h.cfg.max_message ? dispatch.OnOversized(frame, frame.size(), sink)
+                                                 : dispatch.OnFrame(frame, sink);
+    if (!st.ok() || dispatch.answers() != 1) {
+      std::fprintf(stderr, "fuzz: the dispatch took a program's frame for %llu requests (%s)\n",
+                   static_cast<unsigned long long>(dispatch.answers()), st.ToString().c_str());
+      std::abort();
+    }
     fuzz::AwaitOrDie([&] { return sink->frames.load() >= 1; }, std::chrono::seconds(60), "a program got no reply");
     if (sink->frames.load() != 1) {
       std::fprintf(stderr, "fuzz: %llu replies to one program\n", static_cast<unsigned long long>(sink->frames.load()));

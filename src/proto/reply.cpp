@@ -1,6 +1,4 @@
-#include "sched/reply.h"
-
-#include "common/log.h"
+#include "proto/reply.h"
 
 namespace mure {
 

@@ -11,9 +11,10 @@
 #include <memory>
 #include <string>
 
-#include "dist/wire.h"
 #include "mure/status.h"
+#include "proto/frame.h"
 #include "proto/term.h"
+#include "store/tensor_store.h"
 
 namespace mure {
 

@@ -214,7 +214,10 @@ defmodule Mure.ClusterNetnsTest do
     assert ratio > 0.12 and ratio < 0.75,
            "rows done: #{inspect(rows)}; host 1 (0.25 CPU) / host 2 (0.5 CPU) = #{ratio}"
 
-    assert abs(rows[@h2] - rows[@h3]) < 0.25 * rows[@h2], "rows done: #{inspect(rows)}"
+    # Same quota, about the same work: within a third (their paces, measured in the job, move
+    # with what else this 2-core machine runs).
+    assert abs(rows[@h2] - rows[@h3]) < max(rows[@h2], rows[@h3]) / 3,
+           "rows done: #{inspect(rows)}"
   end
 
   test "a member on a slow link gets less of a transfer-bound job, and the split beats an equal one" do

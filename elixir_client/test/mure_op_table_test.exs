@@ -49,7 +49,9 @@ defmodule Mure.OpTableTest do
           :ok
 
         {rules, node} ->
-          flunk("#{op} on #{inspect(type)}: Rules say #{inspect(rules)}, the node #{inspect(node)}")
+          flunk(
+            "#{op} on #{inspect(type)}: Rules say #{inspect(rules)}, the node #{inspect(node)}"
+          )
       end
     end
   end
@@ -61,13 +63,16 @@ defmodule Mure.OpTableTest do
 
       case {Mure.Rules.binary_type(op, a, b), Mure.binary(op, x, y)} do
         {{:ok, want}, {:ok, got}} ->
-          assert got.type == want, "#{op} on #{inspect(a)}, #{inspect(b)}: node #{inspect(got.type)}"
+          assert got.type == want,
+                 "#{op} on #{inspect(a)}, #{inspect(b)}: node #{inspect(got.type)}"
 
         {{:error, _}, {:error, %Mure.Error{kind: :type_mismatch}}} ->
           :ok
 
         {rules, node} ->
-          flunk("#{op} on #{inspect(a)}, #{inspect(b)}: Rules say #{inspect(rules)}, the node #{inspect(node)}")
+          flunk(
+            "#{op} on #{inspect(a)}, #{inspect(b)}: Rules say #{inspect(rules)}, the node #{inspect(node)}"
+          )
       end
     end
   end

@@ -5,8 +5,10 @@ defmodule Mure.Rules do
   # raise before anything is sent. Every function returns {:ok, result} or {:error, message};
   # the messages follow the node's wording.
   #
-  # Keep this in step with the node: the JIT compares the type and shape of every program
-  # output the node reports with what these rules predicted, and fails loudly on a mismatch.
+  # The op names and the elementwise ops' type classes are not mirrored: they are read from the
+  # node's op table below. The rest must be kept in step with the node: the JIT compares the type
+  # and shape of every program output the node reports with what these rules predicted, and fails
+  # loudly on a mismatch (test/mure_op_table_test.exs checks names and type classes directly).
 
   import Bitwise
 
@@ -19,7 +21,10 @@ defmodule Mure.Rules do
   @external_resource @op_table
 
   @op_rows (for [_, family, name, rule] <-
-                  Regex.scan(~r/^MURE_(UNARY|BINARY|REDUCE)\(\w+, "(\w+)", (\w+)/m, File.read!(@op_table)) do
+                  Regex.scan(
+                    ~r/^MURE_(UNARY|BINARY|REDUCE)\(\w+, "(\w+)", (\w+)/m,
+                    File.read!(@op_table)
+                  ) do
               {String.to_atom(String.downcase(family)), String.to_atom(name), rule}
             end)
 

@@ -653,3 +653,50 @@ TEST_CASE("kernels' working memory is reserved on the node's budget", "[ops][sec
     CHECK(roomy.memory_used() == before);
   }
 }
+
+TEST_CASE("erf_inv inverts std::erf, has erf_inv(±1) = ±inf and NaN outside [-1, 1]", "[ops]") {
+  // The reference is libm's erf, independent of the formula under test: erf(erf_inv(y)) == y to
+  // a few ULP of y, or (in the tails, where erf is flat and y's ULP is all erf can resolve) erfc
+  // of the result equals 1 - |y| to a few ULP of that.
+  std::vector<double> ys{0.0, -0.0, 1e-300, -1e-30, 1e-8, 0.1, -0.25, 0.5, -0.75, 0.9, 0.99, -0.999, 0.999999,
+                         1 - 1e-9, -(1 - 1e-12), 1 - 0x1p-52, 1 - 0x1p-53};
+  for (int i = 1; i < 200; ++i) ys.push_back(-1 + i / 100.0);
+  auto r64 = RunUnary(UnaryOp::kErfInv, *Make<double>(DType::kF64, {ys.size()}, ys));
+  const auto got = Values<double>(*r64);
+  for (size_t i = 0; i < ys.size(); ++i) {
+    const double y = ys[i], x = got[i];
+    INFO("erf_inv(" << y << ") = " << x);
+    REQUIRE(std::isfinite(x));
+    CHECK(std::signbit(x) == std::signbit(y));
+    if (std::fabs(y) <= 0.5) {
+      CHECK(std::fabs(std::erf(x) - y) <= 4 * std::fabs(y) * 0x1p-52 + 1e-320);
+    } else {
+      // erfc's condition number at x is 2x^2: x's own rounding moves erfc by that many ULP.
+      CHECK(std::fabs(std::erfc(std::fabs(x)) - (1 - std::fabs(y))) <= (2 * x * x + 8) * (1 - std::fabs(y)) * 0x1p-52);
+    }
+  }
+  // Published values: erf_inv(0.5) and erf_inv(-0.9).
+  const std::vector<double> known{0.5, -0.9};
+  auto rk = RunUnary(UnaryOp::kErfInv, *Make<double>(DType::kF64, {2}, known));
+  CHECK(Values<double>(*rk)[0] == Approx(0.4769362762044699).epsilon(1e-15));
+  CHECK(Values<double>(*rk)[1] == Approx(-1.1630871536766743).epsilon(1e-15));
+  // The domain's edges, on f32 too (computed in double, rounded once).
+  const std::vector<double> edges{1.0, -1.0, 1.5, -2.0, NAN, INFINITY};
+  auto re = Values<double>(*RunUnary(UnaryOp::kErfInv, *Make<double>(DType::kF64, {6}, edges)));
+  CHECK(re[0] == INFINITY);
+  CHECK(re[1] == -INFINITY);
+  for (size_t i = 2; i < 6; ++i) CHECK(std::isnan(re[i]));
+  const std::vector<float> f32{0.5f, 1.0f, -1.0f, 1.0001f, 0.99999994f};
+  auto rf = Values<float>(*RunUnary(UnaryOp::kErfInv, *Make<float>(DType::kF32, {5}, f32)));
+  CHECK(rf[0] == static_cast<float>(0.4769362762044699));
+  CHECK(rf[1] == INFINITY);
+  CHECK(rf[2] == -INFINITY);
+  CHECK(std::isnan(rf[3]));
+  CHECK(std::erfc(static_cast<double>(rf[4])) == Approx(1 - static_cast<double>(0.99999994f)).epsilon(1e-5));
+  // Integers become f32 first: erf_inv(0) = 0, erf_inv(±1) = ±inf, erf_inv(2) = NaN.
+  auto ri = Values<float>(*RunUnary(UnaryOp::kErfInv, *Make<int32_t>(DType::kS32, {4}, {0, 1, -1, 2})));
+  CHECK(ri[0] == 0.0f);
+  CHECK(ri[1] == INFINITY);
+  CHECK(ri[2] == -INFINITY);
+  CHECK(std::isnan(ri[3]));
+}

@@ -228,17 +228,8 @@ void Compare(const Tensor& want, const Tensor& got, Tol tol, const std::string& 
   CHECK(bad == 0);
 }
 
-bool Approximate(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::kNegate: case UnaryOp::kAbs: case UnaryOp::kSign: case UnaryOp::kFloor: case UnaryOp::kCeil:
-    case UnaryOp::kRound: case UnaryOp::kSqrt: case UnaryOp::kIsNan: case UnaryOp::kIsInfinity:
-    case UnaryOp::kLogicalNot: case UnaryOp::kBitwiseNot: case UnaryOp::kCountLeadingZeros:
-    case UnaryOp::kPopulationCount:
-      return false;
-    default:
-      return true;
-  }
-}
+/// The table's word (ir/ops.def): not exact = a transcendental function, within README's bound.
+bool Approximate(UnaryOp op) { return !ir::Info(op).exact; }
 
 /// Tolerance for a transcendental function's result of type t: a few ULP in f32/f64 (the device
 /// computes f16/bf16/f32 in float with its own libm, the reference in double with glibc's), one
@@ -253,24 +244,16 @@ Tol Transcendental(DType t) {
 
 std::string ShapeName(const Shape& s) { return ShapeToString(s); }
 
-constexpr UnaryOp kUnaryOps[] = {
-    UnaryOp::kNegate, UnaryOp::kAbs, UnaryOp::kSign, UnaryOp::kFloor, UnaryOp::kCeil, UnaryOp::kRound,
-    UnaryOp::kExp, UnaryOp::kExpm1, UnaryOp::kLog, UnaryOp::kLog1p, UnaryOp::kSqrt, UnaryOp::kRsqrt,
-    UnaryOp::kCbrt, UnaryOp::kSin, UnaryOp::kCos, UnaryOp::kTan, UnaryOp::kAsin, UnaryOp::kAcos,
-    UnaryOp::kAtan, UnaryOp::kSinh, UnaryOp::kCosh, UnaryOp::kTanh, UnaryOp::kAsinh, UnaryOp::kAcosh,
-    UnaryOp::kAtanh, UnaryOp::kSigmoid, UnaryOp::kErf, UnaryOp::kErfc, UnaryOp::kIsNan, UnaryOp::kIsInfinity,
-    UnaryOp::kLogicalNot, UnaryOp::kBitwiseNot, UnaryOp::kCountLeadingZeros, UnaryOp::kPopulationCount,
-};
-constexpr BinaryOp kBinaryOps[] = {
-    BinaryOp::kAdd, BinaryOp::kSubtract, BinaryOp::kMultiply, BinaryOp::kDivide, BinaryOp::kPow,
-    BinaryOp::kRemainder, BinaryOp::kQuotient, BinaryOp::kAtan2, BinaryOp::kMin, BinaryOp::kMax,
-    BinaryOp::kEqual, BinaryOp::kNotEqual, BinaryOp::kLess, BinaryOp::kLessEqual, BinaryOp::kGreater,
-    BinaryOp::kGreaterEqual, BinaryOp::kLogicalAnd, BinaryOp::kLogicalOr, BinaryOp::kLogicalXor,
-    BinaryOp::kBitwiseAnd, BinaryOp::kBitwiseOr, BinaryOp::kBitwiseXor, BinaryOp::kLeftShift,
-    BinaryOp::kRightShift,
-};
-constexpr ReduceOp kReduceOps[] = {ReduceOp::kSum,  ReduceOp::kProduct, ReduceOp::kReduceMax, ReduceOp::kReduceMin,
-                                   ReduceOp::kAll,  ReduceOp::kAny,     ReduceOp::kArgmax,    ReduceOp::kArgmin};
+// Every op of the table (ir/ops.def), in its order: a new row is tested here without a list to edit.
+template <typename Op, typename Rows>
+std::vector<Op> AllOps(const Rows& rows) {
+  std::vector<Op> out;
+  for (const auto& r : rows) out.push_back(r.op);
+  return out;
+}
+const std::vector<UnaryOp> kUnaryOps = AllOps<UnaryOp>(ir::UnaryTable());
+const std::vector<BinaryOp> kBinaryOps = AllOps<BinaryOp>(ir::BinaryTable());
+const std::vector<ReduceOp> kReduceOps = AllOps<ReduceOp>(ir::ReduceTable());
 
 uint64_t Seed(uint64_t a, uint64_t b, uint64_t c = 0, uint64_t d = 0) {
   return ((a * 1000003 + b) * 1000003 + c) * 1000003 + d + 12345;
@@ -303,7 +286,7 @@ void CheckBinary(BinaryOp op, const Tensor& a, const Tensor& b) {
                      DTypeToString(b.type()) + ShapeName(b.shape());
   INFO(what << ": " << s.message());
   REQUIRE(s.ok());
-  const bool approx = op == BinaryOp::kPow || op == BinaryOp::kAtan2;
+  const bool approx = !ir::Info(op).exact;
   // Operands of element i (for the message): recompute the broadcast.
   auto operands = [&](uint64_t i) {
     const Shape& os = *shape;

@@ -59,6 +59,27 @@ defmodule Mure.OpSetTest do
     assert_raise ArgumentError, ~r/unknown op :frobnicate/, fn -> Mure.unary(:frobnicate, t) end
   end
 
+  test "erf_inv inverts :math.erf, eagerly and in a jitted expression", %{conn: conn} do
+    ys = [0.0, 0.1, -0.5, 0.9, -0.999, 0.75]
+    t = f32(conn, ys, {6})
+    x = Mure.unary!(:erf_inv, t)
+    assert x.type == {:f, 32}
+    # The reference is Erlang's erf: erf(erf_inv(y)) gives back y (y rounded to f32 first).
+    assert_close(Enum.map(floats(x), &:math.erf/1), floats(t), 1.0e-6, 1.0e-7)
+
+    jitted = Mure.jit(fn y -> Mure.Expr.erf_inv(y) end, outputs: :return)
+    assert unpack(Mure.run!(jitted, [t]), 32) == floats(x)
+
+    # ±1 give ±inf, |y| > 1 gives NaN (read as bit patterns: Elixir floats have neither).
+    edges = Mure.unary!(:erf_inv, f32(conn, [1.0, -1.0, 2.0], {3}))
+
+    assert for(<<b::unsigned-32-native <- Mure.download!(edges)>>, do: b) |> Enum.take(2) ==
+             [0x7F800000, 0xFF800000]
+
+    <<_::binary-size(8), nan::unsigned-32-native>> = Mure.download!(edges)
+    assert (nan &&& 0x7F800000) == 0x7F800000 and (nan &&& 0x007FFFFF) != 0
+  end
+
   test "binary ops broadcast and promote like Nx", %{conn: conn} do
     m = s32(conn, [1, 2, 3, 4, 5, 6], {2, 3})
     row = f32(conn, [0.5, 1.5, -1.0], {3})

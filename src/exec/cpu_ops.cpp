@@ -1,6 +1,7 @@
 #include "exec/cpu_ops.h"
 
 #include "exec/cpu_elements.h"
+#include "exec/op_dialect.h"
 
 #include <algorithm>
 #include <cmath>
@@ -79,143 +80,62 @@ uint16_t FloatToBF16(float f) {
 
 namespace {
 
+// The formulas of ir/ops.def, expanded as C++ (exec/op_dialect.h). MURE_NONE marks a variant
+// ir/ rejects before any kernel runs.
+#define MURE_NONE 0
+
+/// A float unary op on x (computed in double; the caller rounds to the result type).
 double UnaryFloat(UnaryOp op, double x) {
+  using namespace dialect;
   switch (op) {
-    case UnaryOp::kNegate: return -x;
-    case UnaryOp::kAbs: return std::fabs(x);
-    case UnaryOp::kSign: return std::isnan(x) ? x : (x > 0) - (x < 0);
-    case UnaryOp::kFloor: return std::floor(x);
-    case UnaryOp::kCeil: return std::ceil(x);
-    case UnaryOp::kRound: return std::round(x);
-    case UnaryOp::kExp: return std::exp(x);
-    case UnaryOp::kExpm1: return std::expm1(x);
-    case UnaryOp::kLog: return std::log(x);
-    case UnaryOp::kLog1p: return std::log1p(x);
-    case UnaryOp::kSqrt: return std::sqrt(x);
-    case UnaryOp::kRsqrt: return 1.0 / std::sqrt(x);
-    case UnaryOp::kCbrt: return std::cbrt(x);
-    case UnaryOp::kSin: return std::sin(x);
-    case UnaryOp::kCos: return std::cos(x);
-    case UnaryOp::kTan: return std::tan(x);
-    case UnaryOp::kAsin: return std::asin(x);
-    case UnaryOp::kAcos: return std::acos(x);
-    case UnaryOp::kAtan: return std::atan(x);
-    case UnaryOp::kSinh: return std::sinh(x);
-    case UnaryOp::kCosh: return std::cosh(x);
-    case UnaryOp::kTanh: return std::tanh(x);
-    case UnaryOp::kAsinh: return std::asinh(x);
-    case UnaryOp::kAcosh: return std::acosh(x);
-    case UnaryOp::kAtanh: return std::atanh(x);
-    case UnaryOp::kSigmoid: return 1.0 / (1.0 + std::exp(-x));
-    case UnaryOp::kErf: return std::erf(x);
-    case UnaryOp::kErfc: return std::erfc(x);
-    case UnaryOp::kIsNan: return std::isnan(x) ? 1 : 0;
-    case UnaryOp::kIsInfinity: return std::isinf(x) ? 1 : 0;
-    case UnaryOp::kLogicalNot: return x == 0 ? 1 : 0;
-    default: return 0;  // integer-only ops never reach here (validated)
+#define MURE_UNARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case UnaryOp::k##Id: return static_cast<double>(fexpr);
+#include "ir/ops.def"
   }
+  return 0;
 }
 
+/// An integer unary op on the 64-bit pattern v of type t (the result wraps when stored).
 uint64_t UnaryInt(UnaryOp op, DType t, uint64_t v) {
-  const bool s = IsSigned(t);
-  const unsigned bits = DTypeBits(t);
-  const int64_t sv = static_cast<int64_t>(v);
+  using namespace dialect;
+  const bool S = IsSigned(t);
+  const uint64_t BITS = DTypeBits(t);
+  const uint64_t MASK = BITS == 64 ? ~uint64_t{0} : (uint64_t{1} << BITS) - 1;
   switch (op) {
-    case UnaryOp::kNegate: return 0 - v;
-    case UnaryOp::kAbs: return s && sv < 0 ? 0 - v : v;
-    case UnaryOp::kSign: return s ? static_cast<uint64_t>(static_cast<int64_t>((sv > 0) - (sv < 0))) : (v != 0);
-    case UnaryOp::kFloor: case UnaryOp::kCeil: case UnaryOp::kRound: return v;
-    case UnaryOp::kIsNan: case UnaryOp::kIsInfinity: return 0;
-    case UnaryOp::kLogicalNot: return v == 0;
-    case UnaryOp::kBitwiseNot: return ~v;
-    case UnaryOp::kCountLeadingZeros: {
-      uint64_t m = bits == 64 ? v : v & ((uint64_t{1} << bits) - 1);
-      return m == 0 ? bits : static_cast<uint64_t>(__builtin_clzll(m) - (64 - static_cast<int>(bits)));
-    }
-    case UnaryOp::kPopulationCount: {
-      uint64_t m = bits == 64 ? v : v & ((uint64_t{1} << bits) - 1);
-      return static_cast<uint64_t>(__builtin_popcountll(m));
-    }
-    default: return 0;
+#define MURE_UNARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case UnaryOp::k##Id: return static_cast<uint64_t>(iexpr);
+#include "ir/ops.def"
   }
+  return 0;
 }
 
-double BinaryFloat(BinaryOp op, double a, double b) {
+/// A float binary op on a, b (in double).
+double BinaryFloat(BinaryOp op, double x, double y) {
+  using namespace dialect;
   switch (op) {
-    case BinaryOp::kAdd: return a + b;
-    case BinaryOp::kSubtract: return a - b;
-    case BinaryOp::kMultiply: return a * b;
-    case BinaryOp::kDivide: return a / b;
-    case BinaryOp::kPow: return std::pow(a, b);
-    case BinaryOp::kRemainder: return std::fmod(a, b);
-    case BinaryOp::kAtan2: return std::atan2(a, b);
-    case BinaryOp::kMin: return std::isnan(a) || std::isnan(b) ? NAN : std::min(a, b);
-    case BinaryOp::kMax: return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b);
-    case BinaryOp::kEqual: return a == b;
-    case BinaryOp::kNotEqual: return a != b;
-    case BinaryOp::kLess: return a < b;
-    case BinaryOp::kLessEqual: return a <= b;
-    case BinaryOp::kGreater: return a > b;
-    case BinaryOp::kGreaterEqual: return a >= b;
-    case BinaryOp::kLogicalAnd: return (a != 0) && (b != 0);
-    case BinaryOp::kLogicalOr: return (a != 0) || (b != 0);
-    case BinaryOp::kLogicalXor: return (a != 0) != (b != 0);
-    default: return 0;
+#define MURE_BINARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case BinaryOp::k##Id: return static_cast<double>(fexpr);
+#include "ir/ops.def"
   }
+  return 0;
 }
 
 /// Integer binary ops on 64-bit patterns of the compute type `t` (wrapping, XLA's edge rules:
 /// x / 0 = -1 (all ones), x rem 0 = x, MIN / -1 = MIN, MIN rem -1 = 0).
-uint64_t BinaryInt(BinaryOp op, DType t, uint64_t a, uint64_t b) {
-  const bool s = IsSigned(t);
-  const unsigned bits = DTypeBits(t);
-  const int64_t sa = static_cast<int64_t>(a), sb = static_cast<int64_t>(b);
-  const int64_t tmin = s ? static_cast<int64_t>(Normalize(t, uint64_t{1} << (bits - 1))) : 0;
-  auto lt = [&](uint64_t x, uint64_t y) { return s ? static_cast<int64_t>(x) < static_cast<int64_t>(y) : x < y; };
+uint64_t BinaryInt(BinaryOp op, DType t, uint64_t x, uint64_t y) {
+  using namespace dialect;
+  const bool S = IsSigned(t);
+  const uint64_t BITS = DTypeBits(t);
+  const uint64_t SMIN = S ? Normalize(t, uint64_t{1} << (BITS - 1)) : 0;
   switch (op) {
-    case BinaryOp::kAdd: return a + b;
-    case BinaryOp::kSubtract: return a - b;
-    case BinaryOp::kMultiply: return a * b;
-    case BinaryOp::kQuotient:
-      if (b == 0) return ~uint64_t{0};
-      if (s) return sb == -1 ? (sa == tmin ? a : 0 - a) : static_cast<uint64_t>(sa / sb);
-      return a / b;
-    case BinaryOp::kRemainder:
-      if (b == 0) return a;
-      if (s) return sb == -1 ? 0 : static_cast<uint64_t>(sa % sb);
-      return a % b;
-    case BinaryOp::kPow: {
-      if (s && sb < 0) return sa == 1 ? 1 : sa == -1 ? ((sb & 1) ? a : 1) : 0;
-      uint64_t result = 1, base = a, e = b;
-      while (e) {
-        if (e & 1) result *= base;
-        base *= base;
-        e >>= 1;
-      }
-      return result;
-    }
-    case BinaryOp::kMin: return lt(a, b) ? a : b;
-    case BinaryOp::kMax: return lt(a, b) ? b : a;
-    case BinaryOp::kEqual: return a == b;
-    case BinaryOp::kNotEqual: return a != b;
-    case BinaryOp::kLess: return lt(a, b);
-    case BinaryOp::kLessEqual: return !lt(b, a);
-    case BinaryOp::kGreater: return lt(b, a);
-    case BinaryOp::kGreaterEqual: return !lt(a, b);
-    case BinaryOp::kLogicalAnd: return a != 0 && b != 0;
-    case BinaryOp::kLogicalOr: return a != 0 || b != 0;
-    case BinaryOp::kLogicalXor: return (a != 0) != (b != 0);
-    case BinaryOp::kBitwiseAnd: return a & b;
-    case BinaryOp::kBitwiseOr: return a | b;
-    case BinaryOp::kBitwiseXor: return a ^ b;
-    case BinaryOp::kLeftShift:
-      return (b >= bits) ? 0 : a << b;
-    case BinaryOp::kRightShift:
-      if (s) return static_cast<uint64_t>(sa >> std::min<uint64_t>(b, 63));
-      return b >= bits ? 0 : a >> b;
-    default: return 0;
+#define MURE_BINARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case BinaryOp::k##Id: return static_cast<uint64_t>(iexpr);
+#include "ir/ops.def"
   }
+  return 0;
 }
+
+#undef MURE_NONE
 
 }  // namespace
 

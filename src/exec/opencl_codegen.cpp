@@ -47,7 +47,19 @@ ulong mure_ipow(ulong b, ulong e) {
   }
   return r;
 }
+int mure_lt(ulong x, ulong y, int s) { return s ? as_long(x) < as_long(y) : x < y; }
+long mure_divisor(ulong y) { return (as_long(y) == 0 || as_long(y) == -1) ? 1L : as_long(y); }
 )CL";
+
+/// The float helpers of ir/ops.def as OpenCL C overloads for `type` ("float" or "double").
+std::string FloatHelpers(const std::string& type) {
+  std::string out;
+#define MURE_FLOAT_HELPER(name, body)                                                               \
+  out += type + " __attribute__((overloadable)) " #name "(" + type + " x) {\n  typedef " + type + \
+         " T;\n  " #body "\n}\n";
+#include "ir/ops.def"
+  return out;
+}
 
 std::string Hex(uint64_t v) {
   char buf[32];
@@ -220,150 +232,60 @@ std::string Lt(bool s, const std::string& x, const std::string& y) {
   return s ? "(as_long(" + x + ") < as_long(" + y + "))" : "(" + x + " < " + y + ")";
 }
 
-/// The float unary op on `x` (of type `f`), or empty for an integer-only op.
-std::string UnaryFloatExpr(UnaryOp op, const std::string& f) {
-  const bool d = f == "double";
-  const std::string one = d ? "1.0" : "1.0f", zero = d ? "0.0" : "0.0f";
-  switch (op) {
-    case UnaryOp::kNegate: return "-x";
-    case UnaryOp::kAbs: return "fabs(x)";
-    case UnaryOp::kSign: return "(isnan(x) ? x : (" + f + ")((x > " + zero + ") - (x < " + zero + ")))";
-    case UnaryOp::kFloor: return "floor(x)";
-    case UnaryOp::kCeil: return "ceil(x)";
-    case UnaryOp::kRound: return "round(x)";  // half away from zero, like std::round
-    case UnaryOp::kExp: return "exp(x)";
-    case UnaryOp::kExpm1: return "expm1(x)";
-    case UnaryOp::kLog: return "log(x)";
-    case UnaryOp::kLog1p: return "log1p(x)";
-    case UnaryOp::kSqrt: return "sqrt(x)";
-    case UnaryOp::kRsqrt: return "(" + one + " / sqrt(x))";
-    case UnaryOp::kCbrt: return "cbrt(x)";
-    case UnaryOp::kSin: return "sin(x)";
-    case UnaryOp::kCos: return "cos(x)";
-    case UnaryOp::kTan: return "tan(x)";
-    case UnaryOp::kAsin: return "asin(x)";
-    case UnaryOp::kAcos: return "acos(x)";
-    case UnaryOp::kAtan: return "atan(x)";
-    case UnaryOp::kSinh: return "sinh(x)";
-    case UnaryOp::kCosh: return "cosh(x)";
-    case UnaryOp::kTanh: return "tanh(x)";
-    case UnaryOp::kAsinh: return "asinh(x)";
-    case UnaryOp::kAcosh: return "acosh(x)";
-    case UnaryOp::kAtanh: return "atanh(x)";
-    case UnaryOp::kSigmoid:
-      // The reference computes 1 / (1 + exp(-x)) in double; in float, exp(-x) overflows for
-      // x < -88 where the answer is still representable, so the negative side uses the
-      // equivalent exp(x) / (1 + exp(x)).
-      if (d) return "(1.0 / (1.0 + exp(-x)))";
-      return "(x >= 0.0f ? 1.0f / (1.0f + exp(-x)) : exp(x) / (1.0f + exp(x)))";
-    case UnaryOp::kErf: return "erf(x)";
-    case UnaryOp::kErfc: return "erfc(x)";
-    case UnaryOp::kIsNan: return "(isnan(x) ? " + one + " : " + zero + ")";
-    case UnaryOp::kIsInfinity: return "(isinf(x) ? " + one + " : " + zero + ")";
-    case UnaryOp::kLogicalNot: return "(x == " + zero + " ? " + one + " : " + zero + ")";
-    default: return {};
-  }
-}
-
-/// cpu_ops' UnaryInt on the pattern `v` of type `t`.
-std::string UnaryIntExpr(UnaryOp op, DType t) {
-  const bool s = IsSigned(t);
+std::string IntConstants(DType t) {
   const unsigned bits = DTypeBits(t);
-  const std::string m = bits == 64 ? "v" : "(v & " + Hex(Mask(bits)) + ")";
-  switch (op) {
-    case UnaryOp::kNegate: return "(0UL - v)";
-    case UnaryOp::kAbs: return s ? "(as_long(v) < 0 ? 0UL - v : v)" : "v";
-    case UnaryOp::kSign:
-      return s ? "(ulong)(long)((as_long(v) > 0) - (as_long(v) < 0))" : "(ulong)(v != 0UL)";
-    case UnaryOp::kFloor: case UnaryOp::kCeil: case UnaryOp::kRound: return "v";
-    case UnaryOp::kIsNan: case UnaryOp::kIsInfinity: return "0UL";
-    case UnaryOp::kLogicalNot: return "(ulong)(v == 0UL)";
-    case UnaryOp::kBitwiseNot: return "~v";
-    case UnaryOp::kCountLeadingZeros:
-      return "(" + m + " == 0UL ? " + std::to_string(bits) + "UL : clz(" + m + ") - " + std::to_string(64 - bits) +
-             "UL)";
-    case UnaryOp::kPopulationCount: return "popcount(" + m + ")";
-    default: return {};
-  }
+  return std::string("  const int S = ") + (IsSigned(t) ? "1" : "0") + ";\n  const ulong BITS = " +
+         std::to_string(bits) + "UL;\n  const ulong MASK = " + Hex(Mask(bits)) + ";\n  const ulong SMIN = " +
+         Hex(IsSigned(t) ? SignedMin(bits) : 0) + ";\n";
 }
 
-/// The float binary op on `x`, `y` (of type `f`), or empty for an integer-only op.
-std::string BinaryFloatExpr(BinaryOp op, const std::string& f) {
-  const bool d = f == "double";
-  const std::string one = d ? "1.0" : "1.0f", zero = d ? "0.0" : "0.0f";
-  auto b = [&](const std::string& cond) { return "((" + cond + ") ? " + one + " : " + zero + ")"; };
+}  // namespace
+
+std::string UnaryFloatFormula(UnaryOp op) {
   switch (op) {
-    case BinaryOp::kAdd: return "x + y";
-    case BinaryOp::kSubtract: return "x - y";
-    case BinaryOp::kMultiply: return "x * y";
-    case BinaryOp::kDivide: return "x / y";
-    case BinaryOp::kPow: return "pow(x, y)";
-    case BinaryOp::kRemainder: return "fmod(x, y)";
-    case BinaryOp::kAtan2: return "atan2(x, y)";
-    // std::min(x, y) is (y < x ? y : x), std::max(x, y) is (x < y ? y : x): signed zeros as there.
-    case BinaryOp::kMin: return "((isnan(x) || isnan(y)) ? (" + f + ")NAN : (y < x ? y : x))";
-    case BinaryOp::kMax: return "((isnan(x) || isnan(y)) ? (" + f + ")NAN : (x < y ? y : x))";
-    case BinaryOp::kEqual: return b("x == y");
-    case BinaryOp::kNotEqual: return b("x != y");
-    case BinaryOp::kLess: return b("x < y");
-    case BinaryOp::kLessEqual: return b("x <= y");
-    case BinaryOp::kGreater: return b("x > y");
-    case BinaryOp::kGreaterEqual: return b("x >= y");
-    case BinaryOp::kLogicalAnd: return b("x != " + zero + " && y != " + zero);
-    case BinaryOp::kLogicalOr: return b("x != " + zero + " || y != " + zero);
-    case BinaryOp::kLogicalXor: return b("(x != " + zero + ") != (y != " + zero + ")");
-    default: return {};
+#define MURE_UNARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case UnaryOp::k##Id: return #fexpr;
+#include "ir/ops.def"
   }
+  return "MURE_NONE";
+}
+std::string UnaryIntFormula(UnaryOp op) {
+  switch (op) {
+#define MURE_UNARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case UnaryOp::k##Id: return #iexpr;
+#include "ir/ops.def"
+  }
+  return "MURE_NONE";
+}
+std::string BinaryFloatFormula(BinaryOp op) {
+  switch (op) {
+#define MURE_BINARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case BinaryOp::k##Id: return #fexpr;
+#include "ir/ops.def"
+  }
+  return "MURE_NONE";
+}
+std::string BinaryIntFormula(BinaryOp op) {
+  switch (op) {
+#define MURE_BINARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  case BinaryOp::k##Id: return #iexpr;
+#include "ir/ops.def"
+  }
+  return "MURE_NONE";
 }
 
-/// cpu_ops' BinaryInt on the patterns `x`, `y` of the compute type `t`: statements assigning `r`.
-std::string BinaryIntStmts(BinaryOp op, DType t) {
-  const bool s = IsSigned(t);
-  const unsigned bits = DTypeBits(t);
-  const std::string nbits = std::to_string(bits) + "UL";
-  auto r = [](const std::string& e) { return "  const ulong r = " + e + ";\n"; };
-  // Divisors made safe before dividing (0 and -1 are answered by the rules, never divided by).
-  const std::string sdiv = "  const long sy = as_long(y);\n  const long dv = (sy == 0 || sy == -1) ? 1 : sy;\n";
-  switch (op) {
-    case BinaryOp::kAdd: return r("x + y");
-    case BinaryOp::kSubtract: return r("x - y");
-    case BinaryOp::kMultiply: return r("x * y");
-    case BinaryOp::kQuotient:
-      if (s) {
-        return sdiv + r("y == 0UL ? ~0UL : sy == -1 ? (x == " + Hex(SignedMin(bits)) +
-                        " ? x : 0UL - x) : as_ulong(as_long(x) / dv)");
-      }
-      return r("y == 0UL ? ~0UL : x / (y == 0UL ? 1UL : y)");
-    case BinaryOp::kRemainder:
-      if (s) return sdiv + r("y == 0UL ? x : sy == -1 ? 0UL : as_ulong(as_long(x) % dv)");
-      return r("y == 0UL ? x : x % (y == 0UL ? 1UL : y)");
-    case BinaryOp::kPow:
-      if (s) {
-        return r("as_long(y) < 0 ? (as_long(x) == 1 ? 1UL : as_long(x) == -1 ? ((y & 1UL) ? x : 1UL) : 0UL) "
-                 ": mure_ipow(x, y)");
-      }
-      return r("mure_ipow(x, y)");
-    case BinaryOp::kMin: return r(Lt(s, "x", "y") + " ? x : y");
-    case BinaryOp::kMax: return r(Lt(s, "x", "y") + " ? y : x");
-    case BinaryOp::kEqual: return r("(ulong)(x == y)");
-    case BinaryOp::kNotEqual: return r("(ulong)(x != y)");
-    case BinaryOp::kLess: return r("(ulong)" + Lt(s, "x", "y"));
-    case BinaryOp::kLessEqual: return r("(ulong)!" + Lt(s, "y", "x"));
-    case BinaryOp::kGreater: return r("(ulong)" + Lt(s, "y", "x"));
-    case BinaryOp::kGreaterEqual: return r("(ulong)!" + Lt(s, "x", "y"));
-    case BinaryOp::kLogicalAnd: return r("(ulong)(x != 0UL && y != 0UL)");
-    case BinaryOp::kLogicalOr: return r("(ulong)(x != 0UL || y != 0UL)");
-    case BinaryOp::kLogicalXor: return r("(ulong)((x != 0UL) != (y != 0UL))");
-    case BinaryOp::kBitwiseAnd: return r("x & y");
-    case BinaryOp::kBitwiseOr: return r("x | y");
-    case BinaryOp::kBitwiseXor: return r("x ^ y");
-    case BinaryOp::kLeftShift: return r("y >= " + nbits + " ? 0UL : x << y");
-    case BinaryOp::kRightShift:
-      if (s) return r("as_ulong(as_long(x) >> (y > 63UL ? 63UL : y))");
-      return r("y >= " + nbits + " ? 0UL : x >> y");
-    default: return {};
-  }
+std::string UnaryFloatStmt(UnaryOp op, const std::string& f, const std::string& r) {
+  const std::string e = UnaryFloatFormula(op);
+  if (e == "MURE_NONE") return {};
+  return r + " = (" + f + ")(" + e + ");";
 }
+std::string BinaryFloatStmt(BinaryOp op, const std::string& f, const std::string& r) {
+  const std::string e = BinaryFloatFormula(op);
+  if (e == "MURE_NONE") return {};
+  return r + " = (" + f + ")(" + e + ");";
+}
+
+namespace {
 
 std::string Head(const std::string& params) {
   return std::string("__kernel void ") + kKernelNamePlaceholder + "(" + params + ") {\n";
@@ -384,8 +306,8 @@ bool Uses64(std::initializer_list<DType> types) {
 }  // namespace
 
 std::string Prelude(bool fp64) {
-  std::string p = kPrelude;
-  if (fp64) p = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" + p;
+  std::string p = kPrelude + FloatHelpers("float");
+  if (fp64) p = "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n" + p + FloatHelpers("double");
   return p;
 }
 
@@ -422,16 +344,15 @@ Result<KernelSource> UnaryKernel(UnaryOp op, DType in, DType out, bool device_fp
     // Float ops (integers converted to the float result type first).
     const DType ct = IsFloat(out) ? out : in;
     const std::string f = FType(ct);
-    std::string expr = UnaryFloatExpr(op, f);
-    if (expr.empty()) return Status::Internal("no float kernel for " + k.name);
+    std::string stmt = UnaryFloatStmt(op, f, "const " + f + " r");
+    if (stmt.empty()) return Status::Internal("no float kernel for " + k.name);
     std::string x = IsFloat(out) ? ToCompute(in, "a", "i", out) : LoadNat(in, "a", "i");
-    body = "  const " + f + " x = " + x + ";\n  const " + f + " r = " + expr + ";\n  " + StoreF(out, "out", "i", "r", f) +
-           "\n";
+    body = "  const " + f + " x = " + x + ";\n  " + stmt + "\n  " + StoreF(out, "out", "i", "r", f) + "\n";
   } else {
-    std::string expr = UnaryIntExpr(op, in);
-    if (expr.empty()) return Status::Internal("no integer kernel for " + k.name);
-    body = "  const ulong v = " + LoadI(in, "a", "i") + ";\n  const ulong r = " + expr + ";\n  " +
-           StoreI(out, "out", "i", "r") + "\n";
+    std::string expr = UnaryIntFormula(op);
+    if (expr == "MURE_NONE") return Status::Internal("no integer kernel for " + k.name);
+    body = IntConstants(in) + "  const ulong v = " + LoadI(in, "a", "i") + ";\n  const ulong r = (ulong)(" + expr +
+           ");\n  " + StoreI(out, "out", "i", "r") + "\n";
   }
   k.text = Head(In(in, "a") + ", " + Out(out) + ", const ulong n") + kFlatIndex + body + "}\n";
   return k;
@@ -453,17 +374,17 @@ Result<KernelSource> BinaryKernel(BinaryOp op, DType a, DType b, DType compute, 
       "      rem /= dim;\n      ia += k * meta[rank + d];\n      ib += k * meta[2 * rank + d];\n    }\n  }\n";
   if (IsFloat(compute)) {
     const std::string f = FType(compute);
-    std::string expr = BinaryFloatExpr(op, f);
-    if (expr.empty()) return Status::Internal("no float kernel for " + k.name);
+    std::string stmt = BinaryFloatStmt(op, f, "const " + f + " r");
+    if (stmt.empty()) return Status::Internal("no float kernel for " + k.name);
     body += "  const " + f + " x = " + ToCompute(a, "a", "ia", compute) + ";\n  const " + f + " y = " +
-            ToCompute(b, "b", "ib", compute) + ";\n  const " + f + " r = " + expr + ";\n  " +
-            StoreF(out, "out", "i", "r", f) + "\n";
+            ToCompute(b, "b", "ib", compute) + ";\n  " + stmt + "\n  " + StoreF(out, "out", "i", "r", f) + "\n";
   } else {
     if (IsFloat(a) || IsFloat(b)) return Status::Internal("float operands with an integer compute type: " + k.name);
-    std::string stmts = BinaryIntStmts(op, compute);
-    if (stmts.empty()) return Status::Internal("no integer kernel for " + k.name);
-    body += "  const ulong x = " + Normalize(compute, LoadI(a, "a", "ia")) + ";\n  const ulong y = " +
-            Normalize(compute, LoadI(b, "b", "ib")) + ";\n" + stmts + "  " + StoreI(out, "out", "i", "r") + "\n";
+    std::string expr = BinaryIntFormula(op);
+    if (expr == "MURE_NONE") return Status::Internal("no integer kernel for " + k.name);
+    body += IntConstants(compute) + "  const ulong x = " + Normalize(compute, LoadI(a, "a", "ia")) +
+            ";\n  const ulong y = " + Normalize(compute, LoadI(b, "b", "ib")) + ";\n  const ulong r = (ulong)(" +
+            expr + ");\n  " + StoreI(out, "out", "i", "r") + "\n";
   }
   k.text = Head(In(a, "a") + ", " + In(b, "b") + ", " + Out(out) +
                 ", const ulong n, __constant ulong* restrict meta, const uint mode") +

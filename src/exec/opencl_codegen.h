@@ -43,6 +43,22 @@ struct KernelSource {
   bool fp64 = false;  ///< needs cl_khr_fp64
 };
 
+/// The one build policy of every generated program (per-op, batched and fused): the prelude says
+/// `#pragma OPENCL FP_CONTRACT OFF`, and the options ask for correctly rounded f32 divide and
+/// sqrt, no -cl-mad-enable, no fast-math; so a fused chain gives the bits of its ops run one by
+/// one. Part of every kernel cache's key.
+inline constexpr const char* kBuildOptions = "-cl-fp32-correctly-rounded-divide-sqrt";
+
+/// The formulas of ir/ops.def as OpenCL C text ("MURE_NONE" where the row has none).
+std::string UnaryFloatFormula(ir::UnaryOp op);
+std::string UnaryIntFormula(ir::UnaryOp op);
+std::string BinaryFloatFormula(ir::BinaryOp op);
+std::string BinaryIntFormula(ir::BinaryOp op);
+/// `r = (f)(formula);` of the float formula over `x` (and `y`) of OpenCL type `f`; `r` may be a
+/// declaration ("const float r"). Empty when the row has no float formula.
+std::string UnaryFloatStmt(ir::UnaryOp op, const std::string& f, const std::string& r);
+std::string BinaryFloatStmt(ir::BinaryOp op, const std::string& f, const std::string& r);
+
 /// Helpers every program starts with (and the fp64 pragma when `fp64`).
 std::string Prelude(bool fp64);
 /// The standalone program of one variant, its kernel named `mure_k`: what the cache is keyed by.

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "exec/opencl_codegen.h"
 
 namespace mure::ocl {
 
@@ -21,65 +22,6 @@ using ir::ReduceOp;
 using ir::UnaryOp;
 
 namespace {
-
-/// Work-groups per elementwise launch: enough to spread over the compute units, few enough that a
-/// CPU device streams long contiguous blocks.
-constexpr size_t kBlocksPerRun = 16;
-
-const char* UnaryExpr(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::kNegate: return "(-%s)";
-    case UnaryOp::kAbs: return "fabs(%s)";
-    case UnaryOp::kSign: return "(isnan(%1$s) ? %1$s : (float)((%1$s > 0.0f) - (%1$s < 0.0f)))";
-    case UnaryOp::kFloor: return "floor(%s)";
-    case UnaryOp::kCeil: return "ceil(%s)";
-    case UnaryOp::kRound: return "round(%s)";
-    case UnaryOp::kExp: return "exp(%s)";
-    case UnaryOp::kExpm1: return "expm1(%s)";
-    case UnaryOp::kLog: return "log(%s)";
-    case UnaryOp::kLog1p: return "log1p(%s)";
-    case UnaryOp::kSqrt: return "sqrt(%s)";
-    case UnaryOp::kRsqrt: return "(1.0f / sqrt(%s))";
-    case UnaryOp::kCbrt: return "cbrt(%s)";
-    case UnaryOp::kSin: return "sin(%s)";
-    case UnaryOp::kCos: return "cos(%s)";
-    case UnaryOp::kTan: return "tan(%s)";
-    case UnaryOp::kAsin: return "asin(%s)";
-    case UnaryOp::kAcos: return "acos(%s)";
-    case UnaryOp::kAtan: return "atan(%s)";
-    case UnaryOp::kSinh: return "sinh(%s)";
-    case UnaryOp::kCosh: return "cosh(%s)";
-    case UnaryOp::kTanh: return "tanh(%s)";
-    case UnaryOp::kAsinh: return "asinh(%s)";
-    case UnaryOp::kAcosh: return "acosh(%s)";
-    case UnaryOp::kAtanh: return "atanh(%s)";
-    case UnaryOp::kSigmoid: return "(1.0f / (1.0f + exp(-%s)))";
-    case UnaryOp::kErf: return "erf(%s)";
-    case UnaryOp::kErfc: return "erfc(%s)";
-    default: return nullptr;
-  }
-}
-
-const char* BinaryExpr(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::kAdd: return "(%s + %s)";
-    case BinaryOp::kSubtract: return "(%s - %s)";
-    case BinaryOp::kMultiply: return "(%s * %s)";
-    case BinaryOp::kDivide: return "(%s / %s)";
-    case BinaryOp::kPow: return "pow(%s, %s)";
-    case BinaryOp::kRemainder: return "fmod(%s, %s)";
-    case BinaryOp::kAtan2: return "atan2(%s, %s)";
-    case BinaryOp::kMin: return "mure_min(%s, %s)";
-    case BinaryOp::kMax: return "mure_max(%s, %s)";
-    default: return nullptr;
-  }
-}
-
-std::string Format(const char* pattern, const std::string& x, const std::string& y = "") {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, pattern, x.c_str(), y.c_str());
-  return buf;
-}
 
 uint64_t Fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
@@ -104,29 +46,26 @@ void MakeDirs(const std::string& path) {
 
 }  // namespace
 
-bool Fusible(UnaryOp op) { return UnaryExpr(op) != nullptr; }
-bool Fusible(BinaryOp op) { return BinaryExpr(op) != nullptr; }
-bool FusibleReduce(ReduceOp op) {
-  return op == ReduceOp::kSum || op == ReduceOp::kProduct || op == ReduceOp::kReduceMax || op == ReduceOp::kReduceMin;
-}
+// Fusible: the table's column (ir/ops.def), for ops with a float formula and a float result.
+bool Fusible(UnaryOp op) { return ir::Info(op).fusible && ir::Info(op).has_float; }
+bool Fusible(BinaryOp op) { return ir::Info(op).fusible && ir::Info(op).has_float; }
+bool FusibleReduce(ReduceOp op) { return ir::Info(op).fusible; }
 
 std::string FusedGraph::Source() const {
-  std::string s =
-      "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
-      "float mure_min(float x, float y) { return (isnan(x) || isnan(y)) ? NAN : fmin(x, y); }\n"
-      "float mure_max(float x, float y) { return (isnan(x) || isnan(y)) ? NAN : fmax(x, y); }\n"
-      "__kernel void mure_fused(";
+  // The per-op kernels' prelude and formulas (opencl_codegen.h), built with the same options:
+  // each step is exactly the statement the op's own kernel runs.
+  std::string s = Prelude(true) + "__kernel void mure_fused(";
   size_t inputs = scalar_input.size();
   for (size_t i = 0; i < inputs; ++i) s += "__global const float* restrict in" + std::to_string(i) + ", ";
   if (!reduce) {
-    // Each work-item streams one contiguous block: sequential access for a CPU device (whose
-    // compiler vectorises the loop) and few work-groups; a GPU runs many more items than blocks.
+    // One work-item per element, as the per-op kernels (opencl_codegen.h) are: the device
+    // compiler then vectorises both alike, so a fused step gives the bits of the op run alone (a
+    // loop over a block per work-item was vectorised differently: min/max lost the sign of zero,
+    // exp differed in the last bit and flushed subnormals).
     s += "__global float* restrict out, const ulong n) {\n"
-         "  const ulong items = get_global_size(0);\n"
-         "  const ulong per = (n + items - 1) / items;\n"
-         "  const ulong start = get_global_id(0) * per;\n"
-         "  const ulong end = min(start + per, n);\n"
-         "  for (ulong i = start; i < end; ++i) {\n";
+         "  const ulong i = get_global_id(0);\n"
+         "  if (i >= n) return;\n"
+         "  {\n";
   } else {
     s += "__global double* restrict partial, const ulong rows, const ulong len, const ulong chunks, const ulong chunk) {\n"
          "  const ulong g = get_global_id(0);\n  if (g >= rows * chunks) return;\n"
@@ -143,9 +82,13 @@ std::string FusedGraph::Source() const {
     if (st.kind == FusedStep::Kind::kInput) {
       rhs = "in" + std::to_string(k) + (scalar_input[k] ? "[0]" : "[i]");
     } else if (st.kind == FusedStep::Kind::kUnary) {
-      rhs = Format(UnaryExpr(st.unary), "v" + std::to_string(st.a));
+      s += "  float " + v + ";\n  {\n    const float x = v" + std::to_string(st.a) + ";\n    " +
+           UnaryFloatStmt(st.unary, "float", v) + "\n  }\n";
+      continue;
     } else {
-      rhs = Format(BinaryExpr(st.binary), "v" + std::to_string(st.a), "v" + std::to_string(st.b));
+      s += "  float " + v + ";\n  {\n    const float x = v" + std::to_string(st.a) + ", y = v" + std::to_string(st.b) +
+           ";\n    " + BinaryFloatStmt(st.binary, "float", v) + "\n  }\n";
+      continue;
     }
     s += "  const float " + v + " = " + rhs + ";\n";
   }
@@ -227,7 +170,8 @@ Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
   cl_int err = CL_SUCCESS;
   auto entry = std::make_unique<Entry>();
   char name[32];
-  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(Fnv1a(device_key_ + "\n" + source)));
+  std::snprintf(name, sizeof name, "%016llx",
+                static_cast<unsigned long long>(Fnv1a(device_key_ + "\n" + kBuildOptions + "\n" + source)));
   const std::string path = cache_dir_.empty() ? "" : cache_dir_ + "/" + name + ".bin";
   bool from_disk = false;
   if (!path.empty()) {
@@ -238,7 +182,7 @@ Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
       size_t len = bin.size();
       cl_int status = CL_SUCCESS;
       ClProgram p(clCreateProgramWithBinary(ctx, 1, &dev, &len, &ptr, &status, &err));
-      if (err == CL_SUCCESS && status == CL_SUCCESS && clBuildProgram(p.get(), 1, &dev, "", nullptr, nullptr) == CL_SUCCESS) {
+      if (err == CL_SUCCESS && status == CL_SUCCESS && clBuildProgram(p.get(), 1, &dev, kBuildOptions, nullptr, nullptr) == CL_SUCCESS) {
         entry->program = std::move(p);
         from_disk = true;
       }
@@ -248,7 +192,7 @@ Result<FusedKernels::Entry*> FusedKernels::Kernel(const std::string& source) {
     const char* src = source.c_str();
     entry->program = ClProgram(clCreateProgramWithSource(ctx, 1, &src, nullptr, &err));
     if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateProgramWithSource", err));
-    err = clBuildProgram(entry->program.get(), 1, &dev, "-cl-mad-enable", nullptr, nullptr);
+    err = clBuildProgram(entry->program.get(), 1, &dev, kBuildOptions, nullptr, nullptr);
     if (err != CL_SUCCESS) {
       size_t n = 0;
       clGetProgramBuildInfo(entry->program.get(), dev, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n);
@@ -353,7 +297,6 @@ Status FusedKernels::Run(const FusedGraph& graph, const std::vector<const Tensor
     clSetKernelArg(e.kernel.get(), arg++, sizeof ch, &ch);
   }
   size_t global = (items + e.local - 1) / e.local * e.local;
-  if (!graph.reduce) global = std::min<size_t>(global, e.local * kBlocksPerRun);  // the kernel loops over the rest
   err = clEnqueueNDRangeKernel(device_.queue(), e.kernel.get(), 1, nullptr, &global, &e.local, 0, nullptr, nullptr);
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueNDRangeKernel (fused)", err));
   void* mapped = clEnqueueMapBuffer(device_.queue(), result.get(), CL_TRUE, CL_MAP_READ, 0, result_bytes, 0, nullptr,

@@ -7,6 +7,11 @@
 // device: in memory for the process, and as a program binary on disk (`kernel_cache_dir`), so a
 // restarted node does not compile again.
 //
+// Each step is the op's formula from the op table (ir/ops.def), the very statement its per-op
+// kernel runs (exec/opencl_codegen.h), in the same prelude, built with the same kBuildOptions and
+// launched the same way (one work-item per element): a fused chain gives the bits of its ops run
+// one by one on the device. The disk cache's key covers the device, the build options and the text.
+//
 // Thread-safety: calls are serialised by an internal mutex.
 #pragma once
 

@@ -15,9 +15,7 @@ using ir::UnaryOp;
 
 namespace {
 
-// Division and sqrt correctly rounded (the reference's float results are), no contraction (the
-// kernels say FP_CONTRACT OFF), no fast-math.
-constexpr const char* kBuildOptions = "-cl-fp32-correctly-rounded-divide-sqrt";
+// The build options are opencl_codegen.h's kBuildOptions, shared with the fused kernels.
 constexpr size_t kMaxLocal = 256;
 
 using Clock = std::chrono::steady_clock;

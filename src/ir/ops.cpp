@@ -5,49 +5,37 @@
 namespace mure::ir {
 namespace {
 
-struct UnaryEntry { std::string_view name; UnaryOp op; };
-struct BinaryEntry { std::string_view name; BinaryOp op; };
-struct ReduceEntry { std::string_view name; ReduceOp op; };
+#define MURE_HAS(expr) (std::string_view(#expr) != "MURE_NONE")
 
-constexpr UnaryEntry kUnary[] = {
-    {"negate", UnaryOp::kNegate}, {"abs", UnaryOp::kAbs}, {"sign", UnaryOp::kSign}, {"floor", UnaryOp::kFloor},
-    {"ceil", UnaryOp::kCeil}, {"round", UnaryOp::kRound}, {"exp", UnaryOp::kExp}, {"expm1", UnaryOp::kExpm1},
-    {"log", UnaryOp::kLog}, {"log1p", UnaryOp::kLog1p}, {"sqrt", UnaryOp::kSqrt}, {"rsqrt", UnaryOp::kRsqrt},
-    {"cbrt", UnaryOp::kCbrt}, {"sin", UnaryOp::kSin}, {"cos", UnaryOp::kCos}, {"tan", UnaryOp::kTan},
-    {"asin", UnaryOp::kAsin}, {"acos", UnaryOp::kAcos}, {"atan", UnaryOp::kAtan}, {"sinh", UnaryOp::kSinh},
-    {"cosh", UnaryOp::kCosh}, {"tanh", UnaryOp::kTanh}, {"asinh", UnaryOp::kAsinh}, {"acosh", UnaryOp::kAcosh},
-    {"atanh", UnaryOp::kAtanh}, {"sigmoid", UnaryOp::kSigmoid}, {"erf", UnaryOp::kErf}, {"erfc", UnaryOp::kErfc},
-    {"is_nan", UnaryOp::kIsNan}, {"is_infinity", UnaryOp::kIsInfinity}, {"logical_not", UnaryOp::kLogicalNot},
-    {"bitwise_not", UnaryOp::kBitwiseNot}, {"count_leading_zeros", UnaryOp::kCountLeadingZeros},
-    {"population_count", UnaryOp::kPopulationCount},
-};
-constexpr BinaryEntry kBinary[] = {
-    {"add", BinaryOp::kAdd}, {"subtract", BinaryOp::kSubtract}, {"multiply", BinaryOp::kMultiply},
-    {"divide", BinaryOp::kDivide}, {"pow", BinaryOp::kPow}, {"remainder", BinaryOp::kRemainder},
-    {"quotient", BinaryOp::kQuotient}, {"atan2", BinaryOp::kAtan2}, {"min", BinaryOp::kMin},
-    {"max", BinaryOp::kMax}, {"equal", BinaryOp::kEqual}, {"not_equal", BinaryOp::kNotEqual},
-    {"less", BinaryOp::kLess}, {"less_equal", BinaryOp::kLessEqual}, {"greater", BinaryOp::kGreater},
-    {"greater_equal", BinaryOp::kGreaterEqual}, {"logical_and", BinaryOp::kLogicalAnd},
-    {"logical_or", BinaryOp::kLogicalOr}, {"logical_xor", BinaryOp::kLogicalXor},
-    {"bitwise_and", BinaryOp::kBitwiseAnd}, {"bitwise_or", BinaryOp::kBitwiseOr},
-    {"bitwise_xor", BinaryOp::kBitwiseXor}, {"left_shift", BinaryOp::kLeftShift},
-    {"right_shift", BinaryOp::kRightShift},
-};
-constexpr ReduceEntry kReduce[] = {
-    {"sum", ReduceOp::kSum}, {"product", ReduceOp::kProduct}, {"reduce_max", ReduceOp::kReduceMax},
-    {"reduce_min", ReduceOp::kReduceMin}, {"all", ReduceOp::kAll}, {"any", ReduceOp::kAny},
-    {"argmax", ReduceOp::kArgmax}, {"argmin", ReduceOp::kArgmin},
-};
+const std::vector<UnaryInfo>& UnaryRows() {
+  static const std::vector<UnaryInfo> rows = {
+#define MURE_UNARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  {UnaryOp::k##Id, name, UnaryRule::k##rule, fusible != 0, exact != 0, MURE_HAS(fexpr), MURE_HAS(iexpr)},
+#include "ir/ops.def"
+  };
+  return rows;
+}
+const std::vector<BinaryInfo>& BinaryRows() {
+  static const std::vector<BinaryInfo> rows = {
+#define MURE_BINARY(Id, name, rule, fexpr, iexpr, fusible, exact) \
+  {BinaryOp::k##Id, name, BinaryRule::k##rule, fusible != 0, exact != 0, MURE_HAS(fexpr), MURE_HAS(iexpr)},
+#include "ir/ops.def"
+  };
+  return rows;
+}
+const std::vector<ReduceInfo>& ReduceRows() {
+  static const std::vector<ReduceInfo> rows = {
+#define MURE_REDUCE(Id, name, rule, fusible) {ReduceOp::k##Id, name, ReduceRule::k##rule, fusible != 0},
+#include "ir/ops.def"
+  };
+  return rows;
+}
+#undef MURE_HAS
 
 template <typename Table, typename Op>
 std::optional<Op> Find(const Table& table, std::string_view name) {
   for (const auto& e : table) if (e.name == name) return e.op;
   return std::nullopt;
-}
-template <typename Table, typename Op>
-std::string_view NameOf(const Table& table, Op op) {
-  for (const auto& e : table) if (e.op == op) return e.name;
-  return "?";
 }
 template <typename Table>
 std::string Names(const Table& table) {
@@ -76,15 +64,32 @@ Result<uint64_t> Axis(int64_t axis, size_t rank, const char* what) {
 
 }  // namespace
 
-std::optional<UnaryOp> UnaryFromName(std::string_view n) { return Find<decltype(kUnary), UnaryOp>(kUnary, n); }
-std::optional<BinaryOp> BinaryFromName(std::string_view n) { return Find<decltype(kBinary), BinaryOp>(kBinary, n); }
-std::optional<ReduceOp> ReduceFromName(std::string_view n) { return Find<decltype(kReduce), ReduceOp>(kReduce, n); }
-std::string_view Name(UnaryOp op) { return NameOf(kUnary, op); }
-std::string_view Name(BinaryOp op) { return NameOf(kBinary, op); }
-std::string_view Name(ReduceOp op) { return NameOf(kReduce, op); }
-std::string UnaryNames() { return Names(kUnary); }
-std::string BinaryNames() { return Names(kBinary); }
-std::string ReduceNames() { return Names(kReduce); }
+// The enumerators follow the rows, so an op's row is at its enumerator's index.
+const std::vector<UnaryInfo>& UnaryTable() { return UnaryRows(); }
+const std::vector<BinaryInfo>& BinaryTable() { return BinaryRows(); }
+const std::vector<ReduceInfo>& ReduceTable() { return ReduceRows(); }
+const UnaryInfo& Info(UnaryOp op) { return UnaryRows()[static_cast<size_t>(op)]; }
+const BinaryInfo& Info(BinaryOp op) { return BinaryRows()[static_cast<size_t>(op)]; }
+const ReduceInfo& Info(ReduceOp op) { return ReduceRows()[static_cast<size_t>(op)]; }
+
+std::optional<UnaryOp> UnaryFromName(std::string_view n) { return Find<std::vector<UnaryInfo>, UnaryOp>(UnaryRows(), n); }
+std::optional<BinaryOp> BinaryFromName(std::string_view n) { return Find<std::vector<BinaryInfo>, BinaryOp>(BinaryRows(), n); }
+std::optional<ReduceOp> ReduceFromName(std::string_view n) { return Find<std::vector<ReduceInfo>, ReduceOp>(ReduceRows(), n); }
+std::string_view Name(UnaryOp op) {
+  const size_t i = static_cast<size_t>(op);
+  return i < UnaryRows().size() ? UnaryRows()[i].name : "?";
+}
+std::string_view Name(BinaryOp op) {
+  const size_t i = static_cast<size_t>(op);
+  return i < BinaryRows().size() ? BinaryRows()[i].name : "?";
+}
+std::string_view Name(ReduceOp op) {
+  const size_t i = static_cast<size_t>(op);
+  return i < ReduceRows().size() ? ReduceRows()[i].name : "?";
+}
+std::string UnaryNames() { return Names(UnaryRows()); }
+std::string BinaryNames() { return Names(BinaryRows()); }
+std::string ReduceNames() { return Names(ReduceRows()); }
 
 DType MergeTypes(DType a, DType b) {
   if (a == b) return a;
@@ -107,39 +112,31 @@ DType MergeTypes(DType a, DType b) {
 DType ToFloating(DType t) { return IsFloat(t) ? t : DType::kF32; }
 
 Result<DType> UnaryResultType(UnaryOp op, DType in) {
-  switch (op) {
-    case UnaryOp::kNegate: case UnaryOp::kAbs: case UnaryOp::kSign:
-    case UnaryOp::kFloor: case UnaryOp::kCeil: case UnaryOp::kRound:
-      return in;
-    case UnaryOp::kIsNan: case UnaryOp::kIsInfinity: case UnaryOp::kLogicalNot:
-      return DType::kU8;
-    case UnaryOp::kBitwiseNot: case UnaryOp::kCountLeadingZeros: case UnaryOp::kPopulationCount:
+  switch (Info(op).rule) {
+    case UnaryRule::kSame: return in;
+    case UnaryRule::kPredicate: return DType::kU8;
+    case UnaryRule::kIntegerOnly:
       if (IsFloat(in)) return NeedsIntegers(Name(op), in);
       return in;
-    default:
-      return ToFloating(in);
+    case UnaryRule::kFloating: break;
   }
+  return ToFloating(in);
 }
 
 Result<BinaryTypes> BinaryResultTypes(BinaryOp op, DType a, DType b) {
   const DType m = MergeTypes(a, b);
-  switch (op) {
-    case BinaryOp::kDivide: case BinaryOp::kAtan2:
-      return BinaryTypes{ToFloating(m), ToFloating(m)};
-    case BinaryOp::kEqual: case BinaryOp::kNotEqual: case BinaryOp::kLess: case BinaryOp::kLessEqual:
-    case BinaryOp::kGreater: case BinaryOp::kGreaterEqual: case BinaryOp::kLogicalAnd: case BinaryOp::kLogicalOr:
-    case BinaryOp::kLogicalXor:
-      return BinaryTypes{m, DType::kU8};
-    case BinaryOp::kQuotient: case BinaryOp::kBitwiseAnd: case BinaryOp::kBitwiseOr: case BinaryOp::kBitwiseXor:
-    case BinaryOp::kLeftShift: case BinaryOp::kRightShift:
+  switch (Info(op).rule) {
+    case BinaryRule::kFloating: return BinaryTypes{ToFloating(m), ToFloating(m)};
+    case BinaryRule::kCompare: return BinaryTypes{m, DType::kU8};
+    case BinaryRule::kIntegerOnly:
       if (IsFloat(m)) {
         return Status(ErrorKind::kTypeMismatch, std::string(Name(op)) + " takes integer tensors, got " +
                                                     DTypeToString(a) + " and " + DTypeToString(b));
       }
-      return BinaryTypes{m, m};
-    default:
-      return BinaryTypes{m, m};
+      break;
+    case BinaryRule::kMerge: break;
   }
+  return BinaryTypes{m, m};
 }
 
 Result<Shape> BroadcastShapes(const Shape& a, const Shape& b) {
@@ -173,7 +170,7 @@ Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const s
     plan.axes.push_back(*ax);
   }
   std::sort(plan.axes.begin(), plan.axes.end());
-  if (op == ReduceOp::kArgmax || op == ReduceOp::kArgmin) {
+  if (Info(op).rule == ReduceRule::kIndex) {
     if (plan.axes.size() > 1 && plan.axes.size() != shape.size()) {
       return Status::BadArg(std::string(Name(op)) + " takes one axis, or all of them");
     }
@@ -188,19 +185,11 @@ Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const s
     if (!reduced) plan.out_shape.push_back(shape[i]);
     else if (keep_axes) plan.out_shape.push_back(1);
   }
-  switch (op) {
-    case ReduceOp::kSum: case ReduceOp::kProduct:
-      plan.out_type = IsFloat(in) ? in : IsSigned(in) ? DType::kS64 : DType::kU64;
-      break;
-    case ReduceOp::kReduceMax: case ReduceOp::kReduceMin:
-      plan.out_type = in;
-      break;
-    case ReduceOp::kAll: case ReduceOp::kAny:
-      plan.out_type = DType::kU8;
-      break;
-    case ReduceOp::kArgmax: case ReduceOp::kArgmin:
-      plan.out_type = DType::kS64;
-      break;
+  switch (Info(op).rule) {
+    case ReduceRule::kWiden: plan.out_type = IsFloat(in) ? in : IsSigned(in) ? DType::kS64 : DType::kU64; break;
+    case ReduceRule::kSame: plan.out_type = in; break;
+    case ReduceRule::kPredicate: plan.out_type = DType::kU8; break;
+    case ReduceRule::kIndex: plan.out_type = DType::kS64; break;
   }
   return plan;
 }

@@ -15,19 +15,55 @@
 
 namespace mure::ir {
 
+// The op families, one enumerator per row of ir/ops.def (in its order).
 enum class UnaryOp {
-  kNegate, kAbs, kSign, kFloor, kCeil, kRound, kExp, kExpm1, kLog, kLog1p, kSqrt, kRsqrt, kCbrt, kSin, kCos,
-  kTan, kAsin, kAcos, kAtan, kSinh, kCosh, kTanh, kAsinh, kAcosh, kAtanh, kSigmoid, kErf, kErfc, kIsNan,
-  kIsInfinity, kLogicalNot, kBitwiseNot, kCountLeadingZeros, kPopulationCount,
+#define MURE_UNARY(Id, name, rule, fexpr, iexpr, fusible, exact) k##Id,
+#include "ir/ops.def"
 };
 
 enum class BinaryOp {
-  kAdd, kSubtract, kMultiply, kDivide, kPow, kRemainder, kQuotient, kAtan2, kMin, kMax, kEqual, kNotEqual,
-  kLess, kLessEqual, kGreater, kGreaterEqual, kLogicalAnd, kLogicalOr, kLogicalXor, kBitwiseAnd, kBitwiseOr,
-  kBitwiseXor, kLeftShift, kRightShift,
+#define MURE_BINARY(Id, name, rule, fexpr, iexpr, fusible, exact) k##Id,
+#include "ir/ops.def"
 };
 
-enum class ReduceOp { kSum, kProduct, kReduceMax, kReduceMin, kAll, kAny, kArgmax, kArgmin };
+enum class ReduceOp {
+#define MURE_REDUCE(Id, name, rule, fusible) k##Id,
+#include "ir/ops.def"
+};
+
+/// The type-rule classes of ir/ops.def (its header says what each means).
+enum class UnaryRule { kSame, kFloating, kPredicate, kIntegerOnly };
+enum class BinaryRule { kMerge, kFloating, kCompare, kIntegerOnly };
+enum class ReduceRule { kWiden, kSame, kPredicate, kIndex };
+
+/// What ir/ops.def says of one op.
+struct UnaryInfo {
+  UnaryOp op;
+  std::string_view name;
+  UnaryRule rule;
+  bool fusible;  ///< may be a step of a fused f32 chain
+  bool exact;    ///< CPU and OpenCL give the same bits (false: transcendental, within README's bound)
+  bool has_float, has_integer;  ///< which formulas the row has
+};
+struct BinaryInfo {
+  BinaryOp op;
+  std::string_view name;
+  BinaryRule rule;
+  bool fusible, exact, has_float, has_integer;
+};
+struct ReduceInfo {
+  ReduceOp op;
+  std::string_view name;
+  ReduceRule rule;
+  bool fusible;
+};
+/// Every row of each family, in the table's order.
+const std::vector<UnaryInfo>& UnaryTable();
+const std::vector<BinaryInfo>& BinaryTable();
+const std::vector<ReduceInfo>& ReduceTable();
+const UnaryInfo& Info(UnaryOp op);
+const BinaryInfo& Info(BinaryOp op);
+const ReduceInfo& Info(ReduceOp op);
 
 std::optional<UnaryOp> UnaryFromName(std::string_view name);
 std::optional<BinaryOp> BinaryFromName(std::string_view name);

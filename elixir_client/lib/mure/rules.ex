@@ -5,20 +5,35 @@ defmodule Mure.Rules do
   # raise before anything is sent. Every function returns {:ok, result} or {:error, message};
   # the messages follow the node's wording.
   #
-  # Keep this in step with the node: the JIT compares the type and shape of every program
-  # output the node reports with what these rules predicted, and fails loudly on a mismatch.
+  # The op names and the elementwise ops' type classes are not mirrored: they are read from the
+  # node's op table below. The rest must be kept in step with the node: the JIT compares the type
+  # and shape of every program output the node reports with what these rules predicted, and fails
+  # loudly on a mismatch (test/mure_op_table_test.exs checks names and type classes directly).
 
   import Bitwise
 
   @max_dims 16
 
-  @unary_ops ~w(negate abs sign floor ceil round exp expm1 log log1p sqrt rsqrt cbrt sin cos tan
-                asin acos atan sinh cosh tanh asinh acosh atanh sigmoid erf erfc is_nan is_infinity
-                logical_not bitwise_not count_leading_zeros population_count)a
-  @binary_ops ~w(add subtract multiply divide pow remainder quotient atan2 min max equal not_equal
-                 less less_equal greater greater_equal logical_and logical_or logical_xor
-                 bitwise_and bitwise_or bitwise_xor left_shift right_shift)a
-  @reductions ~w(sum product reduce_max reduce_min all any argmax argmin)a
+  # The op names and their type-rule classes come from the node's own op table, read at compile
+  # time: a row added there is an op here, with no second list to forget. Each row starts
+  # `MURE_UNARY(Id, "name", Rule, ...`; the classes are explained in the table's header.
+  @op_table Path.expand("../../../src/ir/ops.def", __DIR__)
+  @external_resource @op_table
+
+  @op_rows (for [_, family, name, rule] <-
+                  Regex.scan(
+                    ~r/^MURE_(UNARY|BINARY|REDUCE)\(\w+, "(\w+)", (\w+)/m,
+                    File.read!(@op_table)
+                  ) do
+              {String.to_atom(String.downcase(family)), String.to_atom(name), rule}
+            end)
+
+  @unary_ops for {:unary, name, _} <- @op_rows, do: name
+  @binary_ops for {:binary, name, _} <- @op_rows, do: name
+  @reductions for {:reduce, name, _} <- @op_rows, do: name
+  @unary_rules Map.new(for {:unary, name, rule} <- @op_rows, do: {name, rule})
+  @binary_rules Map.new(for {:binary, name, rule} <- @op_rows, do: {name, rule})
+  @reduce_rules Map.new(for {:reduce, name, rule} <- @op_rows, do: {name, rule})
 
   @spec unary_ops() :: [atom()]
   def unary_ops, do: @unary_ops
@@ -79,35 +94,41 @@ defmodule Mure.Rules do
   ## Elementwise
 
   @spec unary_type(atom(), Mure.type()) :: {:ok, Mure.type()} | {:error, String.t()}
-  def unary_type(op, t) when op in [:negate, :abs, :sign, :floor, :ceil, :round], do: {:ok, t}
-  def unary_type(op, _t) when op in [:is_nan, :is_infinity, :logical_not], do: {:ok, {:u, 8}}
+  def unary_type(op, t) do
+    case Map.get(@unary_rules, op, "Floating") do
+      "Same" ->
+        {:ok, t}
 
-  def unary_type(op, t) when op in [:bitwise_not, :count_leading_zeros, :population_count] do
-    if float?(t),
-      do: {:error, "#{op} takes integer tensors, got #{inspect(t)}"},
-      else: {:ok, t}
+      "Predicate" ->
+        {:ok, {:u, 8}}
+
+      "IntegerOnly" ->
+        if float?(t),
+          do: {:error, "#{op} takes integer tensors, got #{inspect(t)}"},
+          else: {:ok, t}
+
+      "Floating" ->
+        {:ok, to_floating(t)}
+    end
   end
-
-  def unary_type(_op, t), do: {:ok, to_floating(t)}
-
-  @comparisons ~w(equal not_equal less less_equal greater greater_equal logical_and logical_or logical_xor)a
-  @integer_only ~w(quotient bitwise_and bitwise_or bitwise_xor left_shift right_shift)a
 
   @spec binary_type(atom(), Mure.type(), Mure.type()) :: {:ok, Mure.type()} | {:error, String.t()}
   def binary_type(op, a, b) do
     m = merge_types(a, b)
 
-    cond do
-      op in [:divide, :atan2] ->
+    case Map.get(@binary_rules, op, "Merge") do
+      "Floating" ->
         {:ok, to_floating(m)}
 
-      op in @comparisons ->
+      "Compare" ->
         {:ok, {:u, 8}}
 
-      op in @integer_only and float?(m) ->
-        {:error, "#{op} takes integer tensors, got #{inspect(a)} and #{inspect(b)}"}
+      "IntegerOnly" ->
+        if float?(m),
+          do: {:error, "#{op} takes integer tensors, got #{inspect(a)} and #{inspect(b)}"},
+          else: {:ok, m}
 
-      true ->
+      "Merge" ->
         {:ok, m}
     end
   end
@@ -194,21 +215,21 @@ defmodule Mure.Rules do
             do: if(i in axes, do: 1, else: d)
 
       out_type =
-        case op do
-          op when op in [:sum, :product] ->
+        case Map.fetch!(@reduce_rules, op) do
+          "Widen" ->
             cond do
               float?(type) -> type
               signed?(type) -> {:s, 64}
               true -> {:u, 64}
             end
 
-          op when op in [:reduce_max, :reduce_min] ->
+          "Same" ->
             type
 
-          op when op in [:all, :any] ->
+          "Predicate" ->
             {:u, 8}
 
-          op when op in [:argmax, :argmin] ->
+          "Index" ->
             {:s, 64}
         end
 
@@ -216,8 +237,11 @@ defmodule Mure.Rules do
     end
   end
 
-  defp check_arg_reduce(op, shape, axes) when op in [:argmax, :argmin] do
+  defp check_arg_reduce(op, shape, axes) do
     cond do
+      Map.get(@reduce_rules, op) != "Index" ->
+        :ok
+
       length(axes) > 1 and length(axes) != tuple_size(shape) ->
         {:error, "#{op} takes one axis, or all of them"}
 
@@ -228,8 +252,6 @@ defmodule Mure.Rules do
         :ok
     end
   end
-
-  defp check_arg_reduce(_op, _shape, _axes), do: :ok
 
   ## Shapes
 

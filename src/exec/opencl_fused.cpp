@@ -23,6 +23,10 @@ using ir::UnaryOp;
 
 namespace {
 
+/// Work-groups per elementwise launch: enough to spread over the compute units, few enough that a
+/// CPU device streams long contiguous blocks.
+constexpr size_t kBlocksPerRun = 16;
+
 uint64_t Fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : s) {
@@ -58,14 +62,18 @@ std::string FusedGraph::Source() const {
   size_t inputs = scalar_input.size();
   for (size_t i = 0; i < inputs; ++i) s += "__global const float* restrict in" + std::to_string(i) + ", ";
   if (!reduce) {
-    // One work-item per element, as the per-op kernels (opencl_codegen.h) are: the device
-    // compiler then vectorises both alike, so a fused step gives the bits of the op run alone (a
-    // loop over a block per work-item was vectorised differently: min/max lost the sign of zero,
-    // exp differed in the last bit and flushed subnormals).
+    // Each work-item streams one contiguous block: sequential access for a CPU device (whose
+    // compiler vectorises the loop) and few work-groups; a GPU runs many more items than blocks.
+    // Each step is the op's own statement from the table, so a fused step gives the bits of the
+    // op run alone, vectorised or not (op_table_test checks it on blocks long enough to vectorise;
+    // the differences once seen came from fused-only formulas: fmin/fmax, a sigmoid that
+    // overflowed below -88).
     s += "__global float* restrict out, const ulong n) {\n"
-         "  const ulong i = get_global_id(0);\n"
-         "  if (i >= n) return;\n"
-         "  {\n";
+         "  const ulong items = get_global_size(0);\n"
+         "  const ulong per = (n + items - 1) / items;\n"
+         "  const ulong start = get_global_id(0) * per;\n"
+         "  const ulong end = min(start + per, n);\n"
+         "  for (ulong i = start; i < end; ++i) {\n";
   } else {
     s += "__global double* restrict partial, const ulong rows, const ulong len, const ulong chunks, const ulong chunk) {\n"
          "  const ulong g = get_global_id(0);\n  if (g >= rows * chunks) return;\n"
@@ -297,6 +305,7 @@ Status FusedKernels::Run(const FusedGraph& graph, const std::vector<const Tensor
     clSetKernelArg(e.kernel.get(), arg++, sizeof ch, &ch);
   }
   size_t global = (items + e.local - 1) / e.local * e.local;
+  if (!graph.reduce) global = std::min<size_t>(global, e.local * kBlocksPerRun);  // the kernel loops over the rest
   err = clEnqueueNDRangeKernel(device_.queue(), e.kernel.get(), 1, nullptr, &global, &e.local, 0, nullptr, nullptr);
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueNDRangeKernel (fused)", err));
   void* mapped = clEnqueueMapBuffer(device_.queue(), result.get(), CL_TRUE, CL_MAP_READ, 0, result_bytes, 0, nullptr,

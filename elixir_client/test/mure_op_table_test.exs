@@ -32,20 +32,30 @@ defmodule Mure.OpTableTest do
 
   @types [{:u, 8}, {:s, 32}, {:s, 64}, {:f, 16}, {:f, 32}, {:f, 64}]
 
-  defp zeros(conn, type, n) do
+  # Raw requests, not Mure's eager functions: those check with Mure.Rules before sending, and
+  # the node must be asked itself.
+  defp zeros(node, type, n) do
     {_, bits} = type
-    Mure.upload!(conn, <<0::size(bits * n)>>, type, {n})
+    assert {:ok, reply} = raw_call(node, {:upload, type, {n}, <<0::size(bits * n)>>})
+    handle(reply)
   end
 
-  test "Rules' unary type classes give the node's result types", %{conn: conn} do
+  defp handle({h, _type, _shape}), do: h
+  defp handle(h), do: h
+
+  defp node_type({:ok, {_h, type, _shape}}), do: {:ok, type}
+  defp node_type({:error, {:type_mismatch, _}} = e), do: e
+  defp node_type(other), do: {:unexpected, other}
+
+  test "Rules' unary type classes give the node's result types", %{node: node} do
     for type <- @types, op <- Mure.Rules.unary_ops() do
-      t = zeros(conn, type, 3)
+      t = zeros(node, type, 3)
 
-      case {Mure.Rules.unary_type(op, type), Mure.unary(op, t)} do
+      case {Mure.Rules.unary_type(op, type), node_type(raw_call(node, {:unary, op, t}))} do
         {{:ok, want}, {:ok, got}} ->
-          assert got.type == want, "#{op} on #{inspect(type)}: node #{inspect(got.type)}"
+          assert got == want, "#{op} on #{inspect(type)}: node #{inspect(got)}"
 
-        {{:error, _}, {:error, %Mure.Error{kind: :type_mismatch}}} ->
+        {{:error, _}, {:error, {:type_mismatch, _}}} ->
           :ok
 
         {rules, node} ->
@@ -56,17 +66,16 @@ defmodule Mure.OpTableTest do
     end
   end
 
-  test "Rules' binary type classes give the node's result types", %{conn: conn} do
+  test "Rules' binary type classes give the node's result types", %{node: node} do
     for a <- @types, b <- [{:s, 32}, {:f, 32}], op <- Mure.Rules.binary_ops() do
-      x = zeros(conn, a, 2)
-      y = zeros(conn, b, 2)
+      x = zeros(node, a, 2)
+      y = zeros(node, b, 2)
 
-      case {Mure.Rules.binary_type(op, a, b), Mure.binary(op, x, y)} do
+      case {Mure.Rules.binary_type(op, a, b), node_type(raw_call(node, {:binary, op, x, y}))} do
         {{:ok, want}, {:ok, got}} ->
-          assert got.type == want,
-                 "#{op} on #{inspect(a)}, #{inspect(b)}: node #{inspect(got.type)}"
+          assert got == want, "#{op} on #{inspect(a)}, #{inspect(b)}: node #{inspect(got)}"
 
-        {{:error, _}, {:error, %Mure.Error{kind: :type_mismatch}}} ->
+        {{:error, _}, {:error, {:type_mismatch, _}}} ->
           :ok
 
         {rules, node} ->
@@ -75,5 +84,20 @@ defmodule Mure.OpTableTest do
           )
       end
     end
+  end
+
+  # docs/protocol.md lists each family's names for someone without the client: the same lists.
+  test "docs/protocol.md names exactly the table's ops" do
+    doc = File.read!(Path.expand("../../docs/protocol.md", __DIR__))
+
+    listed = fn request ->
+      [_, names] =
+        Regex.run(~r/^\| `#{Regex.escape(request)}` \|[^\n]*?: ([a-z0-9_ ]+) \|$/m, doc)
+
+      names |> String.split(" ", trim: true) |> Enum.map(&String.to_atom/1)
+    end
+
+    assert listed.("{:unary, name, h}") == Mure.Rules.unary_ops()
+    assert listed.("{:binary, name, a, b}") == Mure.Rules.binary_ops()
   end
 end

@@ -61,7 +61,8 @@ defmodule Mure do
 
   ## Errors and timeouts
 
-  Every call returns `{:ok, value}` or `{:error, exception}`:
+  A well-formed call returns `{:ok, value}` or `{:error, exception}` (a mistake in the call
+  itself raises, as above):
 
     * `Mure.Error` - the node refused the request (`kind` says why: `:out_of_memory`,
       `:unknown_handle`, `:overloaded`, ...)

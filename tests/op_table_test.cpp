@@ -19,11 +19,14 @@
 #include "exec/opencl_fused.h"
 #include "exec/opencl_ops.h"
 #include "ir/ops.h"
+#include "element_bits.h"
 
 using namespace mure;
 using ir::BinaryOp;
 using ir::IsFloat;
 using ir::UnaryOp;
+using testing::Bits;
+using testing::UlpDistance;
 
 namespace {
 
@@ -113,38 +116,10 @@ std::vector<size_t> Tiled(std::vector<size_t> pick, size_t n) {
   return pick;
 }
 
-uint64_t Bits(DType t, const uint8_t* p, uint64_t i) {
-  uint64_t v = 0;
-  const size_t w = DTypeSize(t);
-  std::memcpy(&v, p + i * w, w);
-  return v;
-}
-
 double Value(DType t, const uint8_t* p, uint64_t i) {
-  const uint64_t b = Bits(t, p, i);
-  switch (t) {
-    case DType::kF16: return cpu::HalfToFloat(static_cast<uint16_t>(b));
-    case DType::kBF16: return cpu::BF16ToFloat(static_cast<uint16_t>(b));
-    case DType::kF32: { float f; std::memcpy(&f, &b, 4); return f; }
-    case DType::kF64: { double d; std::memcpy(&d, &b, 8); return d; }
-    default: return static_cast<double>(b);
-  }
+  return IsFloat(t) ? testing::FloatValue(t, p, i) : static_cast<double>(Bits(t, p, i));
 }
 
-/// Steps between two floats of type t (ordered bit patterns).
-uint64_t UlpDistance(DType t, uint64_t a, uint64_t b) {
-  const unsigned bits = DTypeBits(t);
-  auto ordered = [&](uint64_t x) -> int64_t {
-    const uint64_t sign = uint64_t{1} << (bits - 1);
-    const int64_t mag = static_cast<int64_t>(x & (sign - 1));
-    return (x & sign) ? -mag : mag;
-  };
-  const int64_t d = ordered(a) - ordered(b);
-  return static_cast<uint64_t>(d < 0 ? -d : d);
-}
-
-/// README's bound for transcendental functions: 4 ULP in f32/f64, 1 in f16/bf16, or a difference
-/// below the type's smallest normal (results in the subnormal range).
 bool WithinBound(DType t, uint64_t wb, uint64_t gb, double w, double g) {
   if (UlpDistance(t, wb, gb) <= (t == DType::kF16 || t == DType::kBF16 ? 1u : 4u)) return true;
   const double smallest = t == DType::kF16 ? 6.103515625e-05

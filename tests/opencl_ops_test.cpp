@@ -24,10 +24,13 @@
 #include "exec/opencl_executor.h"
 #include "exec/opencl_ops.h"
 #include "ir/ops.h"
+#include "element_bits.h"
 
 using namespace mure;
 using namespace mure::ir;
 using ocl::KernelRequest;
+using testing::Bits;
+using testing::UlpDistance;
 
 namespace {
 
@@ -79,21 +82,6 @@ void PutF(DType t, uint8_t* p, uint64_t i, double v) {
     case DType::kF32: { float f = static_cast<float>(v); std::memcpy(p + 4 * i, &f, 4); break; }
     default: std::memcpy(p + 8 * i, &v, 8); break;
   }
-}
-
-double GetF(DType t, const uint8_t* p, uint64_t i) {
-  switch (t) {
-    case DType::kF16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return cpu::HalfToFloat(h); }
-    case DType::kBF16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return cpu::BF16ToFloat(h); }
-    case DType::kF32: { float f; std::memcpy(&f, p + 4 * i, 4); return f; }
-    default: { double d; std::memcpy(&d, p + 8 * i, 8); return d; }
-  }
-}
-
-uint64_t Bits(DType t, const uint8_t* p, uint64_t i) {
-  uint64_t v = 0;
-  std::memcpy(&v, p + DTypeSize(t) * i, DTypeSize(t));
-  return v;
 }
 
 /// Random values of type t, salted with the edges of its class.
@@ -164,18 +152,6 @@ struct Tol {
   double abs = 0;       ///< or this much absolute difference (results near underflow)
 };
 
-/// Distance between two floats of type t in representable steps (ordered bit patterns).
-uint64_t UlpDistance(DType t, uint64_t a, uint64_t b) {
-  const unsigned bits = DTypeBits(t);
-  auto ordered = [&](uint64_t x) -> int64_t {
-    const uint64_t sign = uint64_t{1} << (bits - 1);
-    const int64_t mag = static_cast<int64_t>(x & (sign - 1));
-    return (x & sign) ? -mag : mag;
-  };
-  const int64_t d = ordered(a) - ordered(b);
-  return static_cast<uint64_t>(d < 0 ? -d : d);
-}
-
 double SmallestNormal(DType t) {
   switch (t) {
     case DType::kF16: return 6.103515625e-05;
@@ -188,7 +164,7 @@ std::string Describe(DType t, const uint8_t* p, uint64_t i) {
   std::ostringstream os;
   if (IsFloat(t)) {
     os.precision(17);
-    os << GetF(t, p, i) << " (0x" << std::hex << Bits(t, p, i) << ")";
+    os << testing::FloatValue(t, p, i) << " (0x" << std::hex << Bits(t, p, i) << ")";
   } else if (IsSigned(t)) {
     uint64_t v = Bits(t, p, i);
     unsigned b = DTypeBits(t);
@@ -212,7 +188,7 @@ void Compare(const Tensor& want, const Tensor& got, Tol tol, const std::string& 
     const uint64_t wb = Bits(t, want.data(), i), gb = Bits(t, got.data(), i);
     if (wb == gb) continue;
     if (IsFloat(t)) {
-      const double w = GetF(t, want.data(), i), g = GetF(t, got.data(), i);
+      const double w = testing::FloatValue(t, want.data(), i), g = testing::FloatValue(t, got.data(), i);
       if (std::isnan(w) && std::isnan(g)) continue;
       if (!std::isnan(w) && !std::isnan(g)) {
         if (tol.ulps && UlpDistance(t, wb, gb) <= tol.ulps) continue;
@@ -381,7 +357,7 @@ void RoundTrips() {
     }
     CheckAsType(*f, t);
     auto d = Alloc(DType::kF64, {65536 * 4});
-    for (uint64_t i = 0; i < 65536 * 4; ++i) PutF(DType::kF64, d->data(), i, GetF(DType::kF32, f->data(), i));
+    for (uint64_t i = 0; i < 65536 * 4; ++i) PutF(DType::kF64, d->data(), i, testing::FloatValue(DType::kF32, f->data(), i));
     CheckAsType(*d, t);
   }
 }

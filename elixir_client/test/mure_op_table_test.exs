@@ -30,6 +30,27 @@ defmodule Mure.OpTableTest do
     assert Mure.binary_ops() == Mure.Rules.binary_ops()
   end
 
+  test "the node's hello lists its op families, and this client agrees with them", %{conn: conn} do
+    hello = Mure.info(conn).hello
+    assert hello.op_families.unary == Mure.Rules.unary_ops()
+    assert hello.op_families.binary == Mure.Rules.binary_ops()
+    assert hello.op_families.reduce == Mure.Rules.reductions()
+    assert Mure.Rules.compare_families(hello) == :same
+
+    # A node from another tree: said in words, both ways.
+    other = %{
+      hello
+      | op_families: %{
+          hello.op_families
+          | unary: [:frobnicate | hello.op_families.unary -- [:erf_inv]]
+        }
+    }
+
+    assert {:differs, what} = Mure.Rules.compare_families(other)
+    assert what =~ "unary: the node lacks erf_inv; this client does not know frobnicate"
+    assert Mure.Rules.compare_families(%{}) == :unknown
+  end
+
   @types [{:u, 8}, {:s, 32}, {:s, 64}, {:f, 16}, {:f, 32}, {:f, 64}]
 
   # Raw requests, not Mure's eager functions: those check with Mure.Rules before sending, and

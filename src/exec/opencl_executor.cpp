@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "exec/opencl_codegen.h"
 #include "exec/opencl_ops.h"
 
 namespace mure {
@@ -132,7 +133,8 @@ Result<std::unique_ptr<OpenClExecutor>> OpenClExecutor::Create(const Config& cfg
   const char* src = kSource;
   ex->program_ = ClProgram(clCreateProgramWithSource(ex->context_.get(), 1, &src, nullptr, &err));
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateProgramWithSource", err));
-  err = clBuildProgram(ex->program_.get(), 1, &ex->device_, "-cl-mad-enable", nullptr, nullptr);
+  // The op set's build policy (no contraction, no mad): one for every kernel the node runs.
+  err = clBuildProgram(ex->program_.get(), 1, &ex->device_, ocl::kBuildOptions, nullptr, nullptr);
   if (err != CL_SUCCESS) {
     size_t n = 0;
     clGetProgramBuildInfo(ex->program_.get(), ex->device_, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n);

@@ -3,6 +3,7 @@
 #include <sstream>
 #include <vector>
 
+#include "ir/ops.h"
 #include "proto/request.h"
 
 namespace mure::proto {
@@ -58,8 +59,19 @@ void WriteDevices(TermWriter& w, const DevicesInfo& d) {
   w.Nil();
 }
 
+namespace {
+void WriteNames(TermWriter& w, const std::string& spaced) {
+  std::vector<std::string> names;
+  std::istringstream in{spaced};
+  for (std::string n; in >> n;) names.push_back(n);
+  w.List(static_cast<uint32_t>(names.size()));
+  for (auto& n : names) w.Atom(n);
+  w.Nil();
+}
+}  // namespace
+
 void WriteHello(TermWriter& w, const HelloInfo& h) {
-  w.Map(7);
+  w.Map(8);
   w.Atom("protocol").Int(kProtocolVersion);
   w.Atom("node").Atom(h.node);
   w.Atom("version").Binary(h.version);
@@ -78,6 +90,14 @@ void WriteHello(TermWriter& w, const HelloInfo& h) {
   w.Atom("ops").List(static_cast<uint32_t>(ops.size()));
   for (auto& op : ops) w.Atom(op);
   w.Nil();
+  // The op table's families (ir/ops.def), in its order: what a client checks its own rules against.
+  w.Atom("op_families").Map(3);
+  w.Atom("unary");
+  WriteNames(w, ir::UnaryNames());
+  w.Atom("binary");
+  WriteNames(w, ir::BinaryNames());
+  w.Atom("reduce");
+  WriteNames(w, ir::ReduceNames());
 }
 
 void WriteStats(TermWriter& w, const StatsInfo& s) {

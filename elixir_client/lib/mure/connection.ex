@@ -303,6 +303,8 @@ defmodule Mure.Connection do
 
         case hello(data) do
           {:ok, hello} ->
+            warn_if_ops_differ(node, hello)
+
             max_message =
               case hello do
                 %{limits: %{max_message_bytes: max}} when is_integer(max) -> max
@@ -329,6 +331,21 @@ defmodule Mure.Connection do
            reason: :connect_failed,
            details: "Node.connect(#{inspect(node)}) returned #{inspect(other)}"
          }}
+    end
+  end
+
+  # A node built from another tree than this client knows other ops: calls to those fail with
+  # the node's or the client's error, and this says why up front.
+  defp warn_if_ops_differ(node, hello) do
+    case Mure.Rules.compare_families(hello) do
+      {:differs, what} ->
+        Logger.warning(
+          "mure: #{node}'s op table differs from this client's (#{what}): calls to those ops " <>
+            "fail; build the client and the node from the same tree"
+        )
+
+      _ ->
+        :ok
     end
   end
 

@@ -42,6 +42,39 @@ defmodule Mure.Rules do
   @spec reductions() :: [atom()]
   def reductions, do: @reductions
 
+  @doc false
+  # A node's op families (its :hello) against these rules: `:same`, or what differs, for a
+  # warning at connect (a client built from another tree than the node's).
+  @spec compare_families(map()) :: :same | :unknown | {:differs, String.t()}
+  def compare_families(%{op_families: %{unary: u, binary: b, reduce: r}})
+      when is_list(u) and is_list(b) and is_list(r) do
+    mine = %{unary: @unary_ops, binary: @binary_ops, reduce: @reductions}
+    theirs = %{unary: u, binary: b, reduce: r}
+
+    diffs =
+      for family <- [:unary, :binary, :reduce],
+          node_only = theirs[family] -- mine[family],
+          client_only = mine[family] -- theirs[family],
+          node_only != [] or client_only != [] do
+        "#{family}: " <>
+          Enum.join(
+            if(client_only != [],
+              do: ["the node lacks #{Enum.join(client_only, ", ")}"],
+              else: []
+            ) ++
+              if(node_only != [],
+                do: ["this client does not know #{Enum.join(node_only, ", ")}"],
+                else: []
+              ),
+            "; "
+          )
+      end
+
+    if diffs == [], do: :same, else: {:differs, Enum.join(diffs, "; ")}
+  end
+
+  def compare_families(_hello), do: :unknown
+
   ## Types
 
   @spec float?(Mure.type()) :: boolean()

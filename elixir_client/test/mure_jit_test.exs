@@ -456,6 +456,11 @@ defmodule Mure.JitTest do
     conn: conn
   } do
     node = Mure.info(conn).node
+    # The module's connection is shared: the tensors of the previous test's (ended) process are
+    # freed when its DOWN reaches the node, which may be after this test starts.
+    assert wait_until(fn -> Mure.stats!(conn).tensors == 0 end, 10_000),
+           "tensors of earlier tests still resident: #{inspect(Mure.stats!(conn))}"
+
     stats = Mure.stats!(conn)
     data = {:data, {:f, 32}, {2}, f32([1.0, 2.0])}
 

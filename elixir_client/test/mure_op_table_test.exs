@@ -121,4 +121,17 @@ defmodule Mure.OpTableTest do
     assert listed.("{:unary, name, h}") == Mure.Rules.unary_ops()
     assert listed.("{:binary, name, a, b}") == Mure.Rules.binary_ops()
   end
+
+  test "README's op-set table names exactly the table's ops" do
+    readme = File.read!(Path.expand("../../README.md", __DIR__))
+
+    row = fn family ->
+      [_, names] = Regex.run(~r/^\| #{Regex.escape(family)} \| ([a-z0-9_ ]+)[;|]/m, readme)
+      names |> String.split(" ", trim: true) |> Enum.map(&String.to_atom/1)
+    end
+
+    assert row.("unary") == Mure.Rules.unary_ops()
+    assert row.("binary (broadcasting)") == Mure.Rules.binary_ops()
+    assert row.("reductions (any axes, `keep_axes`)") == Mure.Rules.reductions()
+  end
 end

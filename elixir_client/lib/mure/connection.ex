@@ -31,6 +31,7 @@ defmodule Mure.Connection do
   require Logger
 
   alias Mure.{ConnectionError, Cookie, Error, Launcher}
+  alias Mure.Connection.Diagnosis
 
   # The BEAM aborts when it has to send a distribution message of 2 GiB or more to a
   # node that does not support fragments (every ei node): refuse well before that.
@@ -187,7 +188,9 @@ defmodule Mure.Connection do
 
     cond do
       not Node.alive?() ->
-        {:error, %ConnectionError{reason: :not_alive}}
+        # The hint is in details so that a supervisor's report (which inspects the
+        # reason rather than calling Exception.message/1) carries it too.
+        {:error, %ConnectionError{reason: :not_alive, details: ConnectionError.not_alive_hint()}}
 
       is_nil(opts[:node]) and not File.regular?(Launcher.executable(opts)) ->
         {:error,
@@ -325,12 +328,8 @@ defmodule Mure.Connection do
             {:error, reason}
         end
 
-      other ->
-        {:error,
-         %ConnectionError{
-           reason: :connect_failed,
-           details: "Node.connect(#{inspect(node)}) returned #{inspect(other)}"
-         }}
+      _false_or_ignored ->
+        {:error, %ConnectionError{reason: :connect_failed, details: Diagnosis.explain(node)}}
     end
   end
 

@@ -43,6 +43,14 @@ defmodule Mure.ConnectionError do
 
   defexception [:reason, details: nil]
 
+  @doc false
+  # What a :not_alive error says to do; carried in `details`.
+  @spec not_alive_hint() :: String.t()
+  def not_alive_hint,
+    do:
+      "start it with `elixir --name client@127.0.0.1 ...` (or `iex --name ...`), or call " <>
+        "`Node.start(:\"client@127.0.0.1\", :longnames)` before starting mure"
+
   @impl true
   def message(%__MODULE__{reason: reason, details: details}) do
     base = "mure connection error: #{reason}" <> explain(reason)
@@ -60,16 +68,13 @@ defmodule Mure.ConnectionError do
   defp explain(:node_exited), do: " (the node's OS process exited)"
   defp explain(:closed), do: " (the connection process is not running)"
 
-  defp explain(:not_alive),
-    do:
-      " (the local BEAM is not distributed: start it with `elixir --name client@127.0.0.1 ...` " <>
-        "or call `Node.start(:\"client@127.0.0.1\", :longnames)` first)"
+  defp explain(:not_alive), do: " (the local BEAM is not distributed)"
 
   defp explain(:executable_not_found),
     do: " (build the node or pass `executable:` / set MURE_NODE_BIN)"
 
   defp explain(:ready_timeout), do: " (the node did not print MURE_READY in time)"
-  defp explain(:connect_failed), do: " (Node.connect/1 failed: check epmd, name and cookie)"
+  defp explain(:connect_failed), do: " (Node.connect/1 failed)"
   defp explain(:handshake_failed), do: " (the node did not answer :hello)"
   defp explain(_), do: ""
 end

@@ -73,7 +73,9 @@ defmodule Mure.Launcher do
         _ -> "127.0.0.1"
       end
 
-    :"mure_#{System.pid()}_#{System.unique_integer([:positive])}@#{host}"
+    # Not under Mure.Cluster's default name prefix "mure": a node launched for this BEAM
+    # is private to it, and a cluster discovering through epmd must not join it.
+    :"port_of_mure_#{System.pid()}_#{System.unique_integer([:positive])}@#{host}"
   end
 
   defp node_args(node_name, opts) do

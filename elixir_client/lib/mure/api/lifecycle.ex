@@ -26,8 +26,9 @@ defmodule Mure.Api.Lifecycle do
       ## Options
 
         * `:name` - register the connection under this local name
-        * `:node_name` - the node's name (default: a unique `:"mure_<pid>_<n>@<host>"` on the
-          local node's host)
+        * `:node_name` - the node's name (default: a unique
+          `:"port_of_mure_<os pid>_<n>@<host>"` on the local node's host: outside
+          `Mure.Cluster`'s default prefix `"mure"`, so no cluster joins a private node)
         * `:executable` - path of `mure_node` (default: `$MURE_NODE_BIN`, else
           `../build/mure_node` next to this client's source)
         * `:cookie` - the cookie to hand the node (default: `Node.get_cookie/0`); it is
@@ -80,6 +81,11 @@ defmodule Mure.Api.Lifecycle do
       `:cookie`, `:timeout`, `:connect_timeout`, `:sync_connect`, `:backoff_initial`,
       `:backoff_max`).
 
+      The node name is an atom or a string (`"mure@127.0.0.1"`). When the node cannot be
+      reached, the error's details say what was found: no epmd on the host, epmd without
+      that name (and the names it has), or the name listed but the handshake refused (the
+      cookie differs, or short and long names are mixed).
+
       ## Examples
 
           iex> {:ok, conn} = Mure.connect(:"mure@127.0.0.1")
@@ -87,9 +93,9 @@ defmodule Mure.Api.Lifecycle do
           [:blis, :opencl]
 
       """
-      @spec connect(node(), keyword()) :: GenServer.on_start()
-      def connect(node, opts \\ []) when is_atom(node) and is_list(opts),
-        do: start_link(Keyword.put(opts, :node, node))
+      @spec connect(node() | String.t(), keyword()) :: GenServer.on_start()
+      def connect(node, opts \\ []),
+        do: start_link(Keyword.put(opts, :node, Mure.Api.Lifecycle.node_name!(node, opts)))
 
       @doc """
       A child specification that starts a connection with `start_link/1`.
@@ -210,6 +216,34 @@ defmodule Mure.Api.Lifecycle do
       shutdown: 10_000,
       type: :worker
     }
+  end
+
+  @doc false
+  # connect/2's node argument: an atom or a string of the form name@host.
+  @spec node_name!(term(), term()) :: node()
+  def node_name!(node, opts) do
+    unless is_list(opts) do
+      raise ArgumentError,
+            "Mure.connect/2: expected options as a keyword list, got: #{inspect(opts)}"
+    end
+
+    case node do
+      node when is_atom(node) and node not in [nil, true, false] ->
+        node
+
+      node when is_binary(node) ->
+        if match?([_, _], String.split(node, "@")),
+          do: String.to_atom(node),
+          else:
+            raise(
+              ArgumentError,
+              "Mure.connect/2: expected a node name of the form \"name@host\", got: #{inspect(node)}"
+            )
+
+      other ->
+        raise ArgumentError,
+              "Mure.connect/2: expected a node name (an atom like :\"mure@127.0.0.1\" or a string), got: #{inspect(other)}"
+    end
   end
 
   @doc false

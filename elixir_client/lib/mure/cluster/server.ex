@@ -37,7 +37,7 @@ defmodule Mure.Cluster.Server do
       {:stop,
        %ConnectionError{
          reason: :not_alive,
-         details: "start the BEAM with --name to use a cluster"
+         details: ConnectionError.not_alive_hint()
        }}
     end
   end

@@ -251,6 +251,29 @@ defmodule Mure.Api.Shapes do
       @spec dot(Tensor.t(), Tensor.t()) :: {:ok, Tensor.t()} | {:error, error()}
       defdelegate dot(a, b), to: Mure.Api.Shapes
 
+      @doc """
+      The general contraction, with `Nx.dot/6`'s arguments: the axes of `a` in `contract_a`
+      are contracted with those of `b` in `contract_b` (pairwise, same sizes), and the axes in
+      `batch_a`/`batch_b` are batch axes (pairwise, same sizes, listed in the same order).
+
+      The result's shape is the batch axes, then `a`'s remaining axes, then `b`'s, in their
+      order. Negative axes count from the end. Both tensors must have the same type; the
+      options are the call options (`:timeout`, `:device`). Shape, axis and type mistakes
+      raise `ArgumentError` before anything is sent.
+
+      ## Examples
+
+          # a {2, 3, 4} batch of 3x4 matrices times a {2, 4, 5} batch of 4x5: {2, 3, 5}
+          iex> {:ok, bmm} = Mure.dot(x, [2], [0], y, [1], [0])
+          iex> bmm.shape
+          {2, 3, 5}
+
+          # a contraction over two axes at once: {3, 4} with {4, 3} on both axes -> {}
+          iex> {:ok, s} = Mure.dot(m, [0, 1], [], n, [1, 0], [], device: :cpu)
+          iex> s.shape
+          {}
+
+      """
       @spec dot(
               Tensor.t(),
               [integer()],

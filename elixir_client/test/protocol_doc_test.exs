@@ -202,7 +202,10 @@ defmodule Mure.ProtocolDocTest do
     text = String.replace(doc(), @doc_node, "'#{ctx.node}'")
     blocks = erlang_blocks(text)
     assert length(blocks) > 1, "docs/protocol.md has no Erlang examples"
-    patterns = blocks |> Enum.flat_map(fn {_, b} -> steps(b) end) |> Enum.count(&(elem(&1, 1) != :none))
+
+    patterns =
+      blocks |> Enum.flat_map(fn {_, b} -> steps(b) end) |> Enum.count(&(elem(&1, 1) != :none))
+
     assert patterns >= length(Map.keys(op_sections(text))), "fewer reply patterns than ops"
 
     failures = run_blocks(ctx.evaluator, blocks)

@@ -435,6 +435,21 @@ defmodule Mure.ClusterTest do
     assert status.members == []
     assert [%{node: ^node, attempts: 1}] = status.refused
     assert Mure.Cluster.format_status(status) =~ "could not join:\n  #{node}: epmd lists it"
+
+    # Given the node's cookie (as the README shows), a cluster joins it; the cookie never shows.
+    opts = [
+      hosts: ["127.0.0.1"],
+      name_prefix: prefix,
+      connect_opts: [cookie: "not_the_cookie_of_this_beam"]
+    ]
+
+    refute inspect(Mure.Cluster.child_spec(opts), limit: :infinity) =~
+             "not_the_cookie_of_this_beam"
+
+    with_cookie = start_supervised!(Supervisor.child_spec({Mure.Cluster, opts}, id: :with_cookie))
+    assert :ok = Mure.Cluster.await_members(with_cookie, 1, 30_000)
+    assert [%{node: ^node}] = Mure.Cluster.members(with_cookie)
+    refute inspect(:sys.get_state(with_cookie), limit: :infinity) =~ "not_the_cookie_of_this_beam"
   end
 
   test "the default prefix joins hand-started mure nodes, never a BEAM's private Port node" do

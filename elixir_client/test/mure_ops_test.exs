@@ -271,6 +271,27 @@ defmodule Mure.OpsTest do
       assert Mure.download!(Mure.add!(te, te)) == <<>>
     end
 
+    test "add and multiply broadcast and take any type, as binary/4", %{conn: conn} do
+      m = [1, -2, 3, 40_000, 5, -6]
+      v = [7, 8, -9]
+
+      tm =
+        Mure.upload!(conn, for(x <- m, into: <<>>, do: <<x::32-signed-native>>), {:s, 32}, {2, 3})
+
+      tv = Mure.upload!(conn, for(x <- v, into: <<>>, do: <<x::16-signed-native>>), {:s, 16}, {3})
+      expected_add = for {x, i} <- Enum.with_index(m), do: x + Enum.at(v, rem(i, 3))
+      expected_mul = for {x, i} <- Enum.with_index(m), do: x * Enum.at(v, rem(i, 3))
+
+      for {op, expected} <- [add: expected_add, multiply: expected_mul],
+          device <- [:cpu, :opencl] do
+        t = apply(Mure, :"#{op}!", [tm, tv, [device: device]])
+        assert {t.type, t.shape} == {{:s, 32}, {2, 3}}
+
+        assert for(<<x::32-signed-native <- Mure.download!(t)>>, do: x) == expected,
+               "#{op} on #{device}"
+      end
+    end
+
     test "special values", %{conn: conn} do
       a = Mure.upload!(conn, pack([0.0, -0.0, 1.0e30, 3.0], 32), {:f, 32}, {4})
       b = Mure.upload!(conn, pack([0.0, 0.0, 1.0e30, -3.0], 32), {:f, 32}, {4})

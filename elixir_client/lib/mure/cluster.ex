@@ -149,7 +149,12 @@ defmodule Mure.Cluster do
     unless Keyword.keyword?(opts[:connect_opts]),
       do: raise(ArgumentError, "Mure.Cluster: :connect_opts must be a keyword list")
 
-    opts
+    # Wrapped here, so that the child spec and the cluster's state never hold a bare cookie.
+    Keyword.update!(opts, :connect_opts, fn co ->
+      if Keyword.has_key?(co, :cookie),
+        do: Keyword.update!(co, :cookie, &Mure.Cookie.wrap/1),
+        else: co
+    end)
   end
 
   defp host?(h),

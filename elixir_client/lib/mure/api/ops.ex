@@ -28,21 +28,24 @@ defmodule Mure.Api.Ops do
       defdelegate matmul(a, b, opts \\ []), to: Mure.Api.Ops
 
       @doc """
-      Adds two `{:f, 32}` tensors of the same shape elementwise on the node's OpenCL device.
+      Adds two tensors elementwise: `binary(:add, a, b, opts)`, so any two types (the result
+      type is Nx's) and shapes that broadcast as in Nx. The node puts it on the device its
+      cost model picks, or on `device: :cpu | :opencl`.
 
       ## Examples
 
           iex> {:ok, c} = Mure.add(a, b)
-          iex> Mure.add(a, Mure.upload!(conn, <<0::64>>, {:f, 64}, {1}))
-          ** (ArgumentError) add: expected both tensors to be {:f, 32}, got {:f, 32} and {:f, 64}
+          iex> {:ok, rows_plus_v} = Mure.add(m, v)   # {2, 3} + {3}: broadcast
+          iex> Mure.add(m, Mure.upload!(conn, <<0::64>>, {:f, 64}, {2}))
+          ** (ArgumentError) add: shapes {2, 3} and {2} cannot be broadcast together (dimension 1: 3 vs 2)
 
       """
       @spec add(Tensor.t(), Tensor.t(), call_opts()) :: {:ok, Tensor.t()} | {:error, error()}
       defdelegate add(a, b, opts \\ []), to: Mure.Api.Ops
 
       @doc """
-      Multiplies two `{:f, 32}` tensors of the same shape elementwise on the node's OpenCL
-      device.
+      Multiplies two tensors elementwise: `binary(:multiply, a, b, opts)` (types and
+      broadcasting as `add/3`).
 
       ## Examples
 
@@ -228,33 +231,32 @@ defmodule Mure.Api.Ops do
 
   @doc false
   @spec add(Tensor.t(), Tensor.t(), keyword()) :: result()
-  def add(a, b, opts \\ []), do: elementwise(:add, a, b, opts)
+  def add(a, b, opts \\ []), do: binary(:add, a, b, opts)
 
   @doc false
   @spec multiply(Tensor.t(), Tensor.t(), keyword()) :: result()
-  def multiply(a, b, opts \\ []), do: elementwise(:multiply, a, b, opts)
-
-  # The OpenCL device's own ops (not the op set's broadcasting :add and :multiply).
-  defp elementwise(op, a, b, opts) do
-    Call.check_tensors!([a, b], Atom.to_string(op))
-
-    unless a.shape == b.shape do
-      raise ArgumentError,
-            "#{op}: expected tensors of the same shape, got #{Call.describe(a)} and #{Call.describe(b)}"
-    end
-
-    unless a.type == {:f, 32} and b.type == {:f, 32} do
-      raise ArgumentError,
-            "#{op}: expected both tensors to be {:f, 32}, got #{inspect(a.type)} and #{inspect(b.type)}"
-    end
-
-    Call.tensor(a.conn, {op, a.id, b.id}, [a, b], opts, {{:f, 32}, a.shape})
-  end
+  def multiply(a, b, opts \\ []), do: binary(:multiply, a, b, opts)
 
   @doc false
   @spec unary(atom(), Tensor.t(), keyword()) :: result()
-  def unary(op, %Tensor{} = t, opts \\ []),
+  def unary(op, t, opts \\ [])
+
+  def unary(op, %Tensor{} = t, opts) when is_atom(op),
     do: Eager.op("unary", [t], opts, fn [x] -> Expr.unary(op, x) end)
+
+  def unary(%Tensor{} = t, op, _opts) when is_atom(op),
+    do:
+      raise(
+        ArgumentError,
+        "unary: the op comes first: Mure.unary(#{inspect(op)}, tensor), got the tensor #{inspect(t)} first"
+      )
+
+  def unary(op, t, _opts),
+    do:
+      raise(
+        ArgumentError,
+        "unary: expected an op name (atom) and a %Mure.Tensor{}, got: #{inspect(op)} and #{inspect(t, limit: 5)}"
+      )
 
   @doc false
   @spec binary(atom(), Tensor.t(), Tensor.t(), keyword()) :: result()

@@ -61,10 +61,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) port_mode |= std::strcmp(argv[i], "--port-mode") == 0;
   Result<std::string> stdin_line = port_mode ? ReadLineFromFd(STDIN_FILENO, 1024) : Result<std::string>(std::string());
   auto cfg_or = ConfigFromArgs(argc, argv);
-  if (!cfg_or.ok()) return Fail(cfg_or.status().message() + "\n" + UsageText(), 2);
+  // The error alone, and where the flags are: the whole usage text would push it off the screen.
+  if (!cfg_or.ok()) {
+    const std::string& why = cfg_or.status().message();
+    return Fail(why.find("--help") == std::string::npos ? why + " (mure_node --help lists the flags)" : why, 2);
+  }
   const Config cfg = std::move(cfg_or.value());
   SetLogLevel(cfg.log_level);
-  if (!cfg.config_path.empty()) LogInfo("config read from " + cfg.config_path);
+  if (!cfg.config_path.empty()) {
+    LogInfo("config read from " + cfg.config_path);
+  } else {
+    LogInfo("no config file (no --config, no $MURE_CONFIG, none at ../config/mure.conf beside the binary): "
+            "built-in defaults");
+  }
 
   auto cookie = LoadCookie(cfg, &stdin_line);
   if (!cookie.ok()) return Fail(cookie.status().message(), 2);

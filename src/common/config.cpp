@@ -262,7 +262,7 @@ std::string UsageText() {
     out += flag + st.help + "\n";
   }
   out += "  --help                      this text\n"
-         "  --version                   the version, and the libraries it was built with\n"
+         "  --version                   the version and the compiler (libraries and devices: the start-up log)\n"
          "Every setting but --config can also be given in the config file, as `key = value` with the\n"
          "flag's name in underscores (--memory-limit 4G is memory_limit = 4G). The cookie is never\n"
          "accepted on the command line.\n";

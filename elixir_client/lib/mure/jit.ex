@@ -279,18 +279,15 @@ defmodule Mure.Jit do
         Enum.zip([value, outputs, modes])
         |> Enum.with_index(1)
         |> Enum.map(fn
-          {{{h, type, shape}, {_, type, shape}, :keep}, _i} when is_integer(h) and h > 0 ->
-            t = %Tensor{
-              conn: plan.conn,
-              node: node,
-              id: h,
-              type: type,
-              shape: shape,
-              session: session
-            }
+          {{{_, _, _} = got, {_, type, shape}, :keep}, i} ->
+            case Tensor.from_reply(plan.conn, got, node, session, {type, shape}) do
+              {:ok, t} ->
+                Request.track(t)
+                {:ok, t}
 
-            Request.track(t)
-            {:ok, t}
+              :error ->
+                mismatch(i, :keep, type, shape, got)
+            end
 
           {{{type, shape, bin}, {_, type, shape}, :return}, i} when is_binary(bin) ->
             if byte_size(bin) == bytes(type, shape),
@@ -298,9 +295,7 @@ defmodule Mure.Jit do
               else: {:error, "output #{i}: #{byte_size(bin)} bytes for #{inspect({type, shape})}"}
 
           {{got, {_, type, shape}, mode}, i} ->
-            {:error,
-             "output #{i} (#{mode}): expected #{Types.type_to_string(type)}#{Types.shape_to_string(shape)}, " <>
-               "the node returned #{inspect(got, limit: 4, printable_limit: 32)}"}
+            mismatch(i, mode, type, shape, got)
         end)
       else
         [{:error, "expected #{length(outputs)} results, got #{inspect(value, limit: 4)}"}]
@@ -314,6 +309,12 @@ defmodule Mure.Jit do
         for {:ok, %Tensor{} = t} <- results, do: Request.free_async(t)
         {:error, %Error{kind: :internal, message: "program: #{msg}"}}
     end
+  end
+
+  defp mismatch(i, mode, type, shape, got) do
+    {:error,
+     "output #{i} (#{mode}): expected #{Types.type_to_string(type)}#{Types.shape_to_string(shape)}, " <>
+       "the node returned #{inspect(got, limit: 4, printable_limit: 32)}"}
   end
 
   defp finish(plan, modes, value, node, session) do
@@ -402,19 +403,27 @@ defmodule Mure.Jit do
       Transfer.upload(conn, bin, type, shape, owner, budget, limits)
     else
       case Request.call(conn, {:upload, type, shape, bin}, [], owner, budget) do
-        {:ok, h, node, session} when is_integer(h) and h > 0 ->
-          t = %Tensor{conn: conn, node: node, id: h, type: type, shape: shape, session: session}
-          Request.track(t)
-          {:ok, t}
+        {:ok, h, node, session} when is_integer(h) ->
+          case Tensor.from_reply(conn, h, node, session, {type, shape}) do
+            {:ok, t} ->
+              Request.track(t)
+              {:ok, t}
+
+            :error ->
+              {:error, unexpected_upload(h)}
+          end
 
         {:ok, other, _, _} ->
-          {:error, %Error{kind: :internal, message: "upload: unexpected reply #{inspect(other)}"}}
+          {:error, unexpected_upload(other)}
 
         {:error, error} ->
           {:error, error}
       end
     end
   end
+
+  defp unexpected_upload(reply),
+    do: %Error{kind: :internal, message: "upload: unexpected reply #{inspect(reply)}"}
 
   defp downloads(list, modes, budget, limits) do
     Enum.zip(list, modes)

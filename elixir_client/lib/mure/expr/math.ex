@@ -15,15 +15,15 @@ defmodule Mure.Expr.Math do
   def unary(op, x) do
     check_op!(op, @unary_ops, "unary")
     x = operand!(x, nil, op)
-    type = ok!(Rules.unary_type(op, x.type), op)
+    type = ok!(Rules.unary_type(op, x.type), op, [x])
     new({:unary, op, x}, type, x.shape)
   end
 
   def binary(op, a, b) do
     check_op!(op, @binary_ops, "binary")
     {a, b} = operands!(a, b, op)
-    type = ok!(Rules.binary_type(op, a.type, b.type), op)
-    shape = ok!(Rules.broadcast_shapes(a.shape, b.shape), op)
+    type = ok!(Rules.binary_type(op, a.type, b.type), op, [a, b])
+    shape = ok!(Rules.broadcast_shapes(a.shape, b.shape), op, [a, b])
     new({:binary, op, a, b}, type, shape)
   end
 
@@ -39,7 +39,7 @@ defmodule Mure.Expr.Math do
     unless is_boolean(opts[:keep_axes]),
       do: raise(ArgumentError, "#{op}: :keep_axes must be a boolean")
 
-    {type, shape} = ok!(Rules.reduce(op, x.type, x.shape, axes, opts[:keep_axes]), op)
+    {type, shape} = ok!(Rules.reduce(op, x.type, x.shape, axes, opts[:keep_axes]), op, [x])
     new({:reduce, op, x, axes, opts[:keep_axes]}, type, shape)
   end
 
@@ -55,9 +55,10 @@ defmodule Mure.Expr.Math do
 
     unless elem(type, 1) == elem(x.type, 1),
       do:
-        raise(
-          ArgumentError,
-          "bitcast: bitcast needs types of the same width, got #{inspect(x.type)} to #{inspect(type)}"
+        fail!(
+          :bitcast,
+          "bitcast needs types of the same width, got #{inspect(x.type)} to #{inspect(type)}",
+          [x]
         )
 
     new({:bitcast, x, type}, type, x.shape)
@@ -66,8 +67,8 @@ defmodule Mure.Expr.Math do
   def select(pred, on_true, on_false) do
     pred = operand!(pred, nil, :select)
     {on_true, on_false} = operands!(on_true, on_false, :select)
-    bc = ok!(Rules.broadcast_shapes(on_true.shape, on_false.shape), :select)
-    shape = ok!(Rules.broadcast_shapes(pred.shape, bc), :select)
+    bc = ok!(Rules.broadcast_shapes(on_true.shape, on_false.shape), :select, [on_true, on_false])
+    shape = ok!(Rules.broadcast_shapes(pred.shape, bc), :select, [pred, on_true, on_false])
 
     new(
       {:select, pred, on_true, on_false},
@@ -78,10 +79,10 @@ defmodule Mure.Expr.Math do
 
   def clip(x, lo, hi) do
     x = operand!(x, nil, :clip)
-    lo = operand!(lo, x.type, :clip)
-    hi = operand!(hi, x.type, :clip)
-    bc = ok!(Rules.broadcast_shapes(lo.shape, hi.shape), :clip)
-    shape = ok!(Rules.broadcast_shapes(x.shape, bc), :clip)
+    lo = operand!(lo, x, :clip)
+    hi = operand!(hi, x, :clip)
+    bc = ok!(Rules.broadcast_shapes(lo.shape, hi.shape), :clip, [x, lo, hi])
+    shape = ok!(Rules.broadcast_shapes(x.shape, bc), :clip, [x, lo, hi])
     type = Rules.merge_types(x.type, Rules.merge_types(lo.type, hi.type))
     new({:clip, x, lo, hi}, type, shape)
   end
@@ -101,13 +102,13 @@ defmodule Mure.Expr.Math do
         do: raise(ArgumentError, "dot: axes must be lists of integers, got: #{inspect(list)}")
     end
 
-    shape = ok!(Rules.dot(a.shape, ca, ba, b.shape, cb, bb), :dot)
+    shape = ok!(Rules.dot(a.shape, ca, ba, b.shape, cb, bb), :dot, [a, b])
     new({:dot, a, ca, ba, b, cb, bb}, Rules.merge_types(a.type, b.type), shape)
   end
 
   def outer(a, b) do
     {a, b} = operands!(a, b, :outer)
-    shape = ok!(Rules.outer(a.shape, b.shape), :outer)
+    shape = ok!(Rules.outer(a.shape, b.shape), :outer, [a, b])
     new({:outer, a, b}, Rules.merge_types(a.type, b.type), shape)
   end
 
@@ -116,9 +117,12 @@ defmodule Mure.Expr.Math do
     b = operand!(b, nil, :matmul)
 
     unless a.type == b.type and a.type in [{:f, 32}, {:f, 64}] do
-      raise ArgumentError,
-            "matmul: expected both tensors to be {:f, 32} or both {:f, 64}, " <>
-              "got #{inspect(a.type)} and #{inspect(b.type)}"
+      fail!(
+        :matmul,
+        "expected both tensors to be {:f, 32} or both {:f, 64}, " <>
+          "got #{inspect(a.type)} and #{inspect(b.type)}",
+        [a, b]
+      )
     end
 
     case {a.shape, b.shape} do
@@ -126,8 +130,11 @@ defmodule Mure.Expr.Math do
         new({:matmul, a, b}, a.type, {m, n})
 
       _ ->
-        raise ArgumentError,
-              "matmul: matmul of #{inspect(a.shape)} by #{inspect(b.shape)}: needs {m, k} and {k, n}"
+        fail!(
+          :matmul,
+          "matmul of #{inspect(a.shape)} by #{inspect(b.shape)}: needs {m, k} and {k, n}",
+          [a, b]
+        )
     end
   end
 end

@@ -12,7 +12,7 @@ defmodule Mure.Expr.Shape do
   def reshape(x, shape) do
     x = operand!(x, nil, :reshape)
     Types.check_shape!(shape, "reshape")
-    ok!(Rules.reshape(x.shape, shape), :reshape)
+    ok!(Rules.reshape(x.shape, shape), :reshape, [x])
     new({:reshape, x, shape}, x.type, shape)
   end
 
@@ -20,7 +20,7 @@ defmodule Mure.Expr.Shape do
     x = operand!(x, nil, :transpose)
     rank = tuple_size(x.shape)
     opts = Keyword.validate!(opts, axes: Enum.to_list((rank - 1)..0//-1))
-    shape = ok!(Rules.transpose(x.shape, opts[:axes]), :transpose)
+    shape = ok!(Rules.transpose(x.shape, opts[:axes]), :transpose, [x])
     new({:transpose, x, List.to_tuple(opts[:axes])}, x.type, shape)
   end
 
@@ -36,7 +36,7 @@ defmodule Mure.Expr.Shape do
           raise(ArgumentError, "slice: #{what} must be a list of integers, got: #{inspect(list)}")
     end
 
-    shape = ok!(Rules.slice(x.shape, starts, lengths, strides), :slice)
+    shape = ok!(Rules.slice(x.shape, starts, lengths, strides), :slice, [x])
 
     new(
       {:slice, x, List.to_tuple(starts), List.to_tuple(lengths), List.to_tuple(strides)},
@@ -49,14 +49,17 @@ defmodule Mure.Expr.Shape do
     x = operand!(x, nil, :take)
     indices = operand!(indices, nil, :take)
     opts = Keyword.validate!(opts, axis: 0)
-    shape = ok!(Rules.take(x.shape, indices.type, indices.shape, opts[:axis]), :take)
+
+    shape =
+      ok!(Rules.take(x.shape, indices.type, indices.shape, opts[:axis]), :take, [x, indices])
+
     new({:take, x, indices, opts[:axis]}, x.type, shape)
   end
 
   def gather(x, indices) do
     x = operand!(x, nil, :gather)
     indices = operand!(indices, nil, :gather)
-    shape = ok!(Rules.gather(x.shape, indices.type, indices.shape), :gather)
+    shape = ok!(Rules.gather(x.shape, indices.type, indices.shape), :gather, [x, indices])
     new({:gather, x, indices}, x.type, shape)
   end
 
@@ -67,8 +70,11 @@ defmodule Mure.Expr.Shape do
     out_rank = tuple_size(shape)
 
     if rank > out_rank and not Keyword.has_key?(opts, :axes) do
-      raise ArgumentError,
-            "broadcast: cannot broadcast #{inspect(x.shape)} to #{inspect(shape)}, which has fewer dimensions"
+      fail!(
+        :broadcast,
+        "cannot broadcast #{inspect(x.shape)} to #{inspect(shape)}, which has fewer dimensions",
+        [x]
+      )
     end
 
     opts = Keyword.validate!(opts, axes: Enum.to_list((out_rank - rank)..(out_rank - 1)//1))
@@ -78,14 +84,14 @@ defmodule Mure.Expr.Shape do
       do:
         raise(ArgumentError, "broadcast: :axes must be a list of integers, got: #{inspect(axes)}")
 
-    ok!(Rules.broadcast_to(x.shape, shape, axes), :broadcast)
+    ok!(Rules.broadcast_to(x.shape, shape, axes), :broadcast, [x])
     new({:broadcast, x, shape, axes}, x.type, shape)
   end
 
   def reverse(x, opts) do
     x = operand!(x, nil, :reverse)
     opts = Keyword.validate!(opts, axes: Enum.to_list(0..(tuple_size(x.shape) - 1)//1))
-    ok!(Rules.reverse(x.shape, opts[:axes]), :reverse)
+    ok!(Rules.reverse(x.shape, opts[:axes]), :reverse, [x])
     new({:reverse, x, opts[:axes]}, x.type, x.shape)
   end
 
@@ -102,7 +108,7 @@ defmodule Mure.Expr.Shape do
             "pad: expected a list of {low, high, interior} tuples of integers, got: #{inspect(config)}"
     end
 
-    shape = ok!(Rules.pad(x.shape, config), :pad)
+    shape = ok!(Rules.pad(x.shape, config), :pad, [x])
     new({:pad, x, value, config}, x.type, shape)
   end
 
@@ -117,7 +123,7 @@ defmodule Mure.Expr.Shape do
     opts = Keyword.validate!(opts, axis: 0)
     exprs = Enum.map(list, &operand!(&1, nil, op))
 
-    shape = ok!(Rules.join(Enum.map(exprs, & &1.shape), opts[:axis], op == :stack), op)
+    shape = ok!(Rules.join(Enum.map(exprs, & &1.shape), opts[:axis], op == :stack), op, exprs)
 
     type = exprs |> Enum.map(& &1.type) |> Enum.reduce(&Rules.merge_types(&2, &1))
     new({op, exprs, opts[:axis]}, type, shape)
@@ -125,12 +131,12 @@ defmodule Mure.Expr.Shape do
 
   def put_slice(x, starts, update) do
     x = operand!(x, nil, :put_slice)
-    update = operand!(update, x.type, :put_slice)
+    update = operand!(update, x, :put_slice)
 
     unless is_list(starts) and Enum.all?(starts, &is_integer/1),
       do: raise(ArgumentError, "put_slice: starts must be a list of integers")
 
-    ok!(Rules.put_slice(x.shape, starts, update.shape), :put_slice)
+    ok!(Rules.put_slice(x.shape, starts, update.shape), :put_slice, [x, update])
     new({:put_slice, x, starts, update}, Rules.merge_types(x.type, update.type), x.shape)
   end
 
@@ -145,7 +151,7 @@ defmodule Mure.Expr.Shape do
     unless opts[:direction] in [:asc, :desc],
       do: raise(ArgumentError, "#{op}: :direction must be :asc or :desc")
 
-    ok!(Rules.axis(opts[:axis], tuple_size(x.shape), "sort axis"), op)
+    ok!(Rules.axis(opts[:axis], tuple_size(x.shape), "sort axis"), op, [x])
     type = if op == :argsort, do: {:s, 64}, else: x.type
     new({op, x, opts[:axis], opts[:direction]}, type, x.shape)
   end
@@ -158,7 +164,7 @@ defmodule Mure.Expr.Shape do
     axes = Enum.map(opts[:axes], fn a -> if a < 0, do: a + rank, else: a end)
 
     for a <- axes, a < 0 or a >= rank or elem(x.shape, a) != 1 do
-      raise ArgumentError, "squeeze: axis #{a} of #{describe(x)} is not of size 1"
+      fail!(:squeeze, "axis #{a} of #{describe(x)} is not of size 1", [x])
     end
 
     reshape(x, for({d, i} <- Enum.with_index(dims), i not in axes, do: d) |> List.to_tuple())
@@ -170,7 +176,7 @@ defmodule Mure.Expr.Shape do
     axis = if is_integer(axis) and axis < 0, do: axis + rank + 1, else: axis
 
     unless is_integer(axis) and axis in 0..rank,
-      do: raise(ArgumentError, "new_axis: axis out of range for #{describe(x)}")
+      do: fail!(:new_axis, "axis out of range for #{describe(x)}", [x])
 
     reshape(x, Tuple.insert_at(x.shape, axis, 1))
   end

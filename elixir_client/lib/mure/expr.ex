@@ -23,6 +23,7 @@ defmodule Mure.Expr do
   Every unary op (`unary_ops/0`), binary op (`binary_ops/0`) and reduction (`reductions/0`)
   also has a function of its own name. `add/2` and `multiply/2` are the general, broadcasting
   binary ops of the CPU executor (as `Mure.binary/4`), not the OpenCL-only `Mure.add/3`.
+  `operators/1` lets `+`, `*`, `<` ... stand for them (a macro: `require Mure.Expr` first).
 
   Types and shapes are checked as the expression is built, with the node's rules (Nx's type
   promotion and broadcasting): a mistake raises `ArgumentError` naming the op and the
@@ -574,6 +575,10 @@ defmodule Mure.Expr do
   numbers (or anything that is not an expression) they stay Elixir's own, so shape
   arithmetic inside the function still works. Guards cannot call functions: do not wrap
   code whose guards use these operators.
+
+  It is a macro: `require Mure.Expr` (or `import Mure.Expr, only: [operators: 1]`) where
+  it is called, as the example's first line does; without it the compiler warns and the
+  call raises `UndefinedFunctionError`.
 
   ## Examples
 

@@ -444,11 +444,100 @@ defmodule Mure.JitTest do
       Mure.run(Mure.jit(&Expr.exp/1), [{f32([1.0]), {:f, 32}, {1}}])
     end
 
-    assert_raise ArgumentError, ~r/argument 0 needs 8 bytes/, fn ->
+    assert_raise ArgumentError, ~r/argument 1 needs 8 bytes/, fn ->
       Mure.run(Mure.jit(&Expr.exp/1), [{f32([1.0]), {:f, 32}, {2}}], conn: conn)
     end
 
     # Only the stats call itself reached the node.
+    assert Mure.stats!(conn).requests == requests + 1
+  end
+
+  test "an error from a traced argument names its position (from 1), an intermediate the op that made it",
+       %{conn: conn} do
+    requests = Mure.stats!(conn).requests
+    f32_of = fn shape -> {f32(List.duplicate(0.0, Tuple.product(shape))), {:f, 32}, shape} end
+    message = fn fun, args -> Exception.message(catch_error(Mure.run(Mure.jit(fun), args))) end
+
+    # The operands are named by the position of the argument they are, not their order in
+    # the op: dot(y, x) names argument 2 first.
+    assert message.(&Expr.dot/2, [f32_of.({256, 784}), f32_of.({100, 128})]) ==
+             "dot: contraction axis 1 of {256, 784} and axis 0 of {100, 128} differ " <>
+               "(operands: argument 1 {256, 784} of type {:f, 32}, " <>
+               "argument 2 {100, 128} of type {:f, 32})"
+
+    assert message.(fn x, y -> Expr.dot(y, x) end, [f32_of.({256, 784}), f32_of.({100, 128})]) ==
+             "dot: contraction axis 1 of {100, 128} and axis 0 of {256, 784} differ " <>
+               "(operands: argument 2 {100, 128} of type {:f, 32}, " <>
+               "argument 1 {256, 784} of type {:f, 32})"
+
+    # Mure.trace/2 (signatures only) raises the same.
+    assert_raise ArgumentError, ~r/\(operands: argument 1 \{2, 3\} .*, argument 2 \{4\} /, fn ->
+      Mure.trace(Mure.jit(&Expr.add/2), [{{:f, 32}, {2, 3}}, {{:f, 32}, {4}}])
+    end
+
+    # An intermediate value is named by the op that made it, a number by its value.
+    assert message.(fn x, y -> x |> Expr.dot(y) |> Expr.add(x) end, [
+             f32_of.({2, 3}),
+             f32_of.({3, 4})
+           ]) ==
+             "add: shapes {2, 4} and {2, 3} cannot be broadcast together (dimension 1: 4 vs 3) " <>
+               "(operands: the result of dot {2, 4} of type {:f, 32}, argument 1 {2, 3} of type {:f, 32})"
+
+    assert message.(fn x -> x |> Expr.as_type({:u, 8}) |> Expr.add(256) end, [f32_of.({2})]) ==
+             "add: the constant 256 does not fit the other operand's type {:u, 8} " <>
+               "(operand: the result of as_type {2} of type {:u, 8})"
+
+    assert message.(fn x -> x |> Expr.sum(axes: [0]) |> Expr.reshape({3}) end, [f32_of.({2, 2})]) ==
+             "reshape: cannot reshape {2} (2 elements) to {3} (3 elements) " <>
+               "(operand: the result of sum {2} of type {:f, 32})"
+
+    assert message.(fn x, y -> Expr.select(x, y, 1.5) end, [f32_of.({2}), f32_of.({3})]) =~
+             "(operands: argument 1 {2} of type {:f, 32}, argument 2 {3} of type {:f, 32}, " <>
+               "the constant 1.5 of type {:f, 32})"
+
+    # Type errors: a dtype mismatch, an op's type rule.
+    assert message.(&Expr.matmul/2, [f32_of.({2, 3}), {pack([0.0], 64), {:f, 64}, {1}}]) ==
+             "matmul: expected both tensors to be {:f, 32} or both {:f, 64}, got {:f, 32} and " <>
+               "{:f, 64} (operands: argument 1 {2, 3} of type {:f, 32}, argument 2 {1} of type {:f, 64})"
+
+    assert message.(fn _x, y -> Expr.population_count(y) end, [f32_of.({1}), f32_of.({3})]) ==
+             "population_count: population_count takes integer tensors, got {:f, 32} " <>
+               "(operand: argument 2 {3} of type {:f, 32})"
+
+    # The call itself: arity, an argument that is not a tensor, a bad type, a wrong size.
+    assert message.(&Expr.exp/1, [f32_of.({1}), f32_of.({1})]) ==
+             "jit: the function takes 1 arguments, got 2: argument 2 is one too many"
+
+    assert message.(&Expr.add/2, [f32_of.({1})]) ==
+             "jit: the function takes 2 arguments, got 1: argument 2 is missing"
+
+    assert message.(&Expr.add/2, [f32_of.({1}), :oops]) ==
+             "jit: argument 2 must be a %Mure.Tensor{} or a {binary, type, shape} tuple, got: :oops"
+
+    assert message.(&Expr.add/2, [f32_of.({1}), {<<0>>, {:f, 8}, {1}}]) =~
+             ~r/^jit: argument 2: expected a type .* got: \{:f, 8\}$/
+
+    assert message.(&Expr.add/2, [f32_of.({1}), {<<0>>, {:f, 32}, {-1}}]) =~
+             ~r/^jit: argument 2: expected a shape of non-negative integers/
+
+    assert message.(&Expr.add/2, [f32_of.({1}), {{:f, 32}, {1}}]) =~
+             ~r/^run: argument 2 must be a %Mure.Tensor\{\} or a \{binary, type, shape\} tuple/
+
+    assert message.(&Expr.add/2, [f32_of.({1}), {f32([1.0]), {:f, 32}, {2}}]) =~
+             ~r/^run: argument 2 needs 8 bytes/
+
+    # Expressions built by hand (and eager calls, which build them) are not a trace's: their
+    # messages stay the op's alone.
+    assert_raise ArgumentError,
+                 "dot: contraction axis 1 of {8, 4} and axis 0 of {3, 2} differ",
+                 fn ->
+                   Expr.dot(
+                     Expr.parameter(0, {:f, 32}, {8, 4}),
+                     Expr.parameter(1, {:f, 32}, {3, 2})
+                   )
+                 end
+
+    # Nothing reached the node but the stats calls.
     assert Mure.stats!(conn).requests == requests + 1
   end
 

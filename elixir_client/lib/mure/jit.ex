@@ -68,7 +68,7 @@ defmodule Mure.Jit do
   @spec program(t(), list()) :: Program.t()
   def program(%__MODULE__{} = jit, args) when is_list(args) do
     check_arity!(jit, args)
-    signature = Enum.map(args, &signature!/1)
+    signature = args |> Enum.with_index(1) |> Enum.map(&signature!/1)
     key = {jit.fun, signature}
 
     case Mure.Jit.Cache.get(key) do
@@ -93,26 +93,42 @@ defmodule Mure.Jit do
     fun |> apply(params) |> Program.build(signature, trace)
   end
 
+  # Arguments are counted from 1 in messages, as in the errors of the traced ops.
   defp check_arity!(jit, args) do
-    unless length(args) == jit.arity do
-      raise ArgumentError,
-            "jit: the function takes #{jit.arity} arguments, got #{length(args)}"
+    got = length(args)
+
+    which =
+      cond do
+        got == jit.arity -> nil
+        got == jit.arity + 1 -> "argument #{got} is one too many"
+        got > jit.arity -> "arguments #{jit.arity + 1} to #{got} are too many"
+        got == jit.arity - 1 -> "argument #{jit.arity} is missing"
+        true -> "arguments #{got + 1} to #{jit.arity} are missing"
+      end
+
+    if which do
+      raise ArgumentError, "jit: the function takes #{jit.arity} arguments, got #{got}: #{which}"
     end
   end
 
-  defp signature!(%Tensor{type: type, shape: shape}), do: {type, shape}
-  defp signature!({data, type, shape}) when is_binary(data), do: {type, shape}
+  defp signature!({%Tensor{type: type, shape: shape}, _i}), do: {type, shape}
 
-  defp signature!({type, shape} = sig) when is_tuple(type) and is_tuple(shape) do
-    Types.check_type!(type, "jit")
-    Types.check_shape!(shape, "jit")
-    sig
+  defp signature!({{data, type, shape}, i}) when is_binary(data),
+    do: checked_signature!(type, shape, i)
+
+  defp signature!({{type, shape}, i}) when is_tuple(type) and is_tuple(shape),
+    do: checked_signature!(type, shape, i)
+
+  defp signature!({other, i}) do
+    raise ArgumentError,
+          "jit: argument #{i} must be a %Mure.Tensor{} or a {binary, type, shape} tuple, " <>
+            "got: #{inspect(other, limit: 5)}"
   end
 
-  defp signature!(other) do
-    raise ArgumentError,
-          "jit: an argument must be a %Mure.Tensor{} or a {binary, type, shape} tuple, " <>
-            "got: #{inspect(other, limit: 5)}"
+  defp checked_signature!(type, shape, i) do
+    Types.check_type!(type, "jit: argument #{i}")
+    Types.check_shape!(shape, "jit: argument #{i}")
+    {type, shape}
   end
 
   ## Running
@@ -165,7 +181,7 @@ defmodule Mure.Jit do
   defp plan!(jit, args, opts) do
     opts = validate_opts!(Keyword.merge(jit.opts, opts), @opts)
     program = program(jit, args)
-    args = Enum.with_index(args) |> Enum.map(&check_arg!/1)
+    args = Enum.with_index(args, 1) |> Enum.map(&check_arg!/1)
     conn = conn!(args, opts[:conn])
     modes = modes!(opts[:outputs], program)
     used = Enum.map(program.params, fn {i, _, _} -> Enum.at(args, i) end)
@@ -203,8 +219,6 @@ defmodule Mure.Jit do
   defp check_arg!({%Tensor{} = t, _i}), do: {:tensor, t}
 
   defp check_arg!({{data, type, shape}, i}) when is_binary(data) do
-    Types.check_type!(type, "run")
-    Types.check_shape!(shape, "run")
     expected = bytes(type, shape)
 
     if byte_size(data) != expected do
@@ -216,10 +230,16 @@ defmodule Mure.Jit do
     {:data, data, type, shape}
   end
 
+  defp check_arg!({other, i}) do
+    raise ArgumentError,
+          "run: argument #{i} must be a %Mure.Tensor{} or a {binary, type, shape} tuple " <>
+            "(a {type, shape} signature is for Mure.trace/2), got: #{inspect(other, limit: 5)}"
+  end
+
   defp bytes(type, shape), do: Types.size(shape) * Types.itemsize(type)
 
   defp conn!(args, conn) do
-    tensors = for {:tensor, t} <- args, do: t
+    tensors = for {{:tensor, t}, i} <- Enum.with_index(args, 1), do: {t, i}
 
     case {tensors, conn} do
       {[], nil} ->
@@ -229,16 +249,17 @@ defmodule Mure.Jit do
       {[], conn} ->
         conn
 
-      {[first | _], _} ->
-        for t <- tensors, t.conn != first.conn or t.node != first.node do
+      {[{first, i} | _], _} ->
+        for {t, j} <- tensors, t.conn != first.conn or t.node != first.node do
           raise ArgumentError,
-                "run: the tensors belong to different connections " <>
-                  "(#{inspect(first.conn)} on #{first.node} and #{inspect(t.conn)} on #{t.node})"
+                "run: the tensors belong to different connections (argument #{i} to " <>
+                  "#{inspect(first.conn)} on #{first.node}, argument #{j} to #{inspect(t.conn)} on #{t.node})"
         end
 
         if conn != nil and GenServer.whereis(conn) != GenServer.whereis(first.conn) do
           raise ArgumentError,
-                "run: conn: #{inspect(conn)} is not the connection of the tensor arguments (#{inspect(first.conn)})"
+                "run: conn: #{inspect(conn)} is not the connection of the tensor arguments " <>
+                  "(argument #{i}'s is #{inspect(first.conn)})"
         end
 
         first.conn
@@ -279,18 +300,15 @@ defmodule Mure.Jit do
         Enum.zip([value, outputs, modes])
         |> Enum.with_index(1)
         |> Enum.map(fn
-          {{{h, type, shape}, {_, type, shape}, :keep}, _i} when is_integer(h) and h > 0 ->
-            t = %Tensor{
-              conn: plan.conn,
-              node: node,
-              id: h,
-              type: type,
-              shape: shape,
-              session: session
-            }
+          {{{_, _, _} = got, {_, type, shape}, :keep}, i} ->
+            case Tensor.from_reply(plan.conn, got, node, session, {type, shape}) do
+              {:ok, t} ->
+                Request.track(t)
+                {:ok, t}
 
-            Request.track(t)
-            {:ok, t}
+              :error ->
+                mismatch(i, :keep, type, shape, got)
+            end
 
           {{{type, shape, bin}, {_, type, shape}, :return}, i} when is_binary(bin) ->
             if byte_size(bin) == bytes(type, shape),
@@ -298,9 +316,7 @@ defmodule Mure.Jit do
               else: {:error, "output #{i}: #{byte_size(bin)} bytes for #{inspect({type, shape})}"}
 
           {{got, {_, type, shape}, mode}, i} ->
-            {:error,
-             "output #{i} (#{mode}): expected #{Types.type_to_string(type)}#{Types.shape_to_string(shape)}, " <>
-               "the node returned #{inspect(got, limit: 4, printable_limit: 32)}"}
+            mismatch(i, mode, type, shape, got)
         end)
       else
         [{:error, "expected #{length(outputs)} results, got #{inspect(value, limit: 4)}"}]
@@ -314,6 +330,12 @@ defmodule Mure.Jit do
         for {:ok, %Tensor{} = t} <- results, do: Request.free_async(t)
         {:error, %Error{kind: :internal, message: "program: #{msg}"}}
     end
+  end
+
+  defp mismatch(i, mode, type, shape, got) do
+    {:error,
+     "output #{i} (#{mode}): expected #{Types.type_to_string(type)}#{Types.shape_to_string(shape)}, " <>
+       "the node returned #{inspect(got, limit: 4, printable_limit: 32)}"}
   end
 
   defp finish(plan, modes, value, node, session) do
@@ -402,19 +424,27 @@ defmodule Mure.Jit do
       Transfer.upload(conn, bin, type, shape, owner, budget, limits)
     else
       case Request.call(conn, {:upload, type, shape, bin}, [], owner, budget) do
-        {:ok, h, node, session} when is_integer(h) and h > 0 ->
-          t = %Tensor{conn: conn, node: node, id: h, type: type, shape: shape, session: session}
-          Request.track(t)
-          {:ok, t}
+        {:ok, h, node, session} when is_integer(h) ->
+          case Tensor.from_reply(conn, h, node, session, {type, shape}) do
+            {:ok, t} ->
+              Request.track(t)
+              {:ok, t}
+
+            :error ->
+              {:error, unexpected_upload(h)}
+          end
 
         {:ok, other, _, _} ->
-          {:error, %Error{kind: :internal, message: "upload: unexpected reply #{inspect(other)}"}}
+          {:error, unexpected_upload(other)}
 
         {:error, error} ->
           {:error, error}
       end
     end
   end
+
+  defp unexpected_upload(reply),
+    do: %Error{kind: :internal, message: "upload: unexpected reply #{inspect(reply)}"}
 
   defp downloads(list, modes, budget, limits) do
     Enum.zip(list, modes)

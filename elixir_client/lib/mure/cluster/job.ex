@@ -2,41 +2,35 @@ defmodule Mure.Cluster.Job do
   @moduledoc false
   # One data-parallel job of a Mure.Cluster, driven from the caller's process.
   #
-  # The rows (axis 0) of the split arguments are cut into pieces. Each ready member gets a
-  # contiguous share proportional to its measured speed for this job (compute and link:
-  # see `row_time/3`), in pieces of about @target_piece_ms each, with @depth pieces in flight
-  # so that a piece's transfer overlaps the previous piece's compute. A member that runs out
-  # of its own pieces takes the pieces of members that failed, then (balance: :speed) the
-  # last piece of the member furthest behind, when it would finish it sooner. A piece whose
-  # member fails (node down, link cut, piece deadline passed) goes back to the pool and that
-  # member gets no more work in this job. Results are kept by piece and assembled in row
-  # order (or, for reductions, combined on the client).
+  # The rows (axis 0) of the split arguments are cut into pieces (Mure.Cluster.Job.Plan).
+  # Each ready member gets a contiguous share proportional to its measured speed for this
+  # job (compute and link: see `Plan.row_time/2`), in pieces of about Plan's
+  # @target_piece_ms each, with @depth pieces in flight so that a piece's transfer overlaps
+  # the previous piece's compute (Mure.Cluster.Job.Piece). A member that runs out of its own
+  # pieces takes the pieces of members that failed, then (balance: :speed) the last piece of
+  # the member furthest behind, when it would finish it sooner. A piece whose member fails
+  # (node down, link cut, piece deadline passed) goes back to the pool and that member gets
+  # no more work in this job. Results are kept by piece and assembled in row order (or, for
+  # reductions, combined on the client).
 
   require Logger
 
-  alias Mure.{ClusterError, ConnectionError, Error, Types}
-  alias Mure.Cluster.{Member, Shared}
+  alias Mure.{ClusterError, ConnectionError}
+  alias Mure.Cluster.Job.{Piece, Plan}
 
   @depth 2
-  @target_piece_ms 150
-  @max_piece_bytes 4 * 1024 * 1024
   @refresh_ms 500
-  # A piece may take this many times its expected time (plus @deadline_floor_ms) before its
-  # member counts as failed for the job.
-  @deadline_factor 6
-  @deadline_floor_ms 3_000
   # When every member has failed: how often a member that only missed deadlines gets another
   # chance (with four times the slack each time), and how long to wait for joining members.
   @max_revives 3
   @join_wait_ms 30_000
-  @combinable [:sum, :product, :max, :min]
 
   @type spec :: %{kind: :gemm | :map, flops_per_row: non_neg_integer() | nil}
 
   @spec run(GenServer.server(), Mure.Jit.t(), list(), spec(), keyword()) ::
           {:ok, binary()} | {:error, Exception.t()}
   def run(cluster, jit, args, spec, opts) do
-    plan = plan!(jit, args, spec, opts)
+    plan = Plan.plan!(jit, args, spec, opts)
     deadline = deadline(opts[:timeout])
 
     case members(cluster) do
@@ -49,168 +43,21 @@ defmodule Mure.Cluster.Job do
     end
   end
 
+  @doc false
+  # Seconds per row of `plan` on a member of these speeds (Mure.Cluster.Accounting's too).
+  defdelegate row_time(speeds, plan), to: Plan
+
+  @doc false
+  # Splits `total` in proportion to `weights` (largest remainders).
+  defdelegate apportion(total, weights), to: Plan
+
   defp deadline(:infinity), do: :infinity
   defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
-
-  ## Planning (in the caller, before anything is sent)
-
-  defp plan!(jit, args, spec, opts) do
-    {split, rows} = split_args!(args)
-
-    sig = fn r ->
-      Enum.map(args, fn
-        {_bin, type, shape} -> {type, put_elem(shape, 0, r)}
-        %Shared{type: type, shape: shape} -> {type, shape}
-      end)
-    end
-
-    p1 = Mure.trace(jit, sig.(1))
-    p2 = Mure.trace(jit, sig.(2))
-
-    case {p1.outputs, p2.outputs, p1.result} do
-      {[{_, type, shape1}], [{_, _, shape2}], {:"$mure_output", _}} ->
-        combine = combine!(opts[:combine], jit, args, shape1, shape2)
-
-        out_row =
-          if combine == :concat,
-            do: div(Types.size(shape1) * Types.itemsize(type), 1),
-            else: 0
-
-        in_row = split |> Enum.map(fn {_i, row_bytes} -> row_bytes end) |> Enum.sum()
-
-        %{
-          # Jobs of the same program on rows of the same shape share what members learn.
-          key: :erlang.phash2({spec.kind, jit.fun, sig.(1)}),
-          jit: jit,
-          args: args,
-          split: Map.new(split),
-          rows: rows,
-          combine: combine,
-          out_type: type,
-          out_shape: shape1,
-          in_row: in_row,
-          out_row: out_row,
-          kind: spec.kind,
-          work_row:
-            if(spec.kind == :gemm, do: spec.flops_per_row, else: in_row + max(out_row, 0)),
-          device: opts[:device],
-          balance: opts[:balance],
-          piece_rows: opts[:piece_rows]
-        }
-
-      _ ->
-        raise ArgumentError,
-              "Mure.Cluster.run: the function must return a single tensor expression " <>
-                "(got #{length(p1.outputs)} outputs)"
-    end
-  end
-
-  defp split_args!(args) do
-    indexed =
-      args
-      |> Enum.with_index()
-      |> Enum.map(fn
-        {{bin, type, shape}, i} when is_binary(bin) ->
-          Types.check_type!(type, "Mure.Cluster.run")
-          Types.check_shape!(shape, "Mure.Cluster.run")
-
-          if tuple_size(shape) == 0,
-            do:
-              raise(
-                ArgumentError,
-                "Mure.Cluster.run: argument #{i} is a scalar: data arguments are split along " <>
-                  "axis 0; share a scalar with Mure.Cluster.share/3"
-              )
-
-          expected = Types.size(shape) * Types.itemsize(type)
-
-          if byte_size(bin) != expected,
-            do:
-              raise(
-                ArgumentError,
-                "Mure.Cluster.run: argument #{i} has #{byte_size(bin)} bytes, " <>
-                  "#{Types.type_to_string(type)}#{Types.shape_to_string(shape)} needs #{expected}"
-              )
-
-          {:split, i, elem(shape, 0),
-           if(elem(shape, 0) == 0, do: 0, else: div(expected, elem(shape, 0)))}
-
-        {%Shared{}, _i} ->
-          :shared
-
-        {%Mure.Tensor{}, i} ->
-          raise ArgumentError,
-                "Mure.Cluster.run: argument #{i} is a tensor resident on one node; a cluster " <>
-                  "job takes {binary, type, shape} data (split by rows) or Mure.Cluster.Shared " <>
-                  "tensors (see Mure.Cluster.share/3)"
-
-        {other, i} ->
-          raise ArgumentError,
-                "Mure.Cluster.run: argument #{i}: expected {binary, type, shape} or a " <>
-                  "Mure.Cluster.Shared, got: #{inspect(other, limit: 5)}"
-      end)
-
-    splits = for {:split, i, rows, row_bytes} <- indexed, do: {i, rows, row_bytes}
-
-    case Enum.uniq_by(splits, &elem(&1, 1)) do
-      [] ->
-        raise ArgumentError,
-              "Mure.Cluster.run: no argument to split: give at least one {binary, type, shape}"
-
-      [{_, 0, _}] ->
-        raise ArgumentError, "Mure.Cluster.run: the split arguments have no rows (axis 0 is 0)"
-
-      [{_, rows, _}] ->
-        {Enum.map(splits, fn {i, _, rb} -> {i, rb} end), rows}
-
-      _ ->
-        raise ArgumentError,
-              "Mure.Cluster.run: the split arguments differ in axis 0: " <>
-                inspect(Enum.map(splits, &elem(&1, 1)))
-    end
-  end
-
-  # How partial results come together: :concat (rows in order) or an elementwise op. :auto
-  # reads it off the program (Mure.Cluster.Split), and refuses what pieces cannot compute;
-  # an explicit choice is the caller's word that the program keeps rows apart.
-  defp combine!(:auto, jit, args, _shape1, _shape2) do
-    case Mure.Cluster.Split.combine(jit, args) do
-      {:ok, combine} ->
-        combine
-
-      {:error, why} ->
-        raise ArgumentError,
-              "Mure.Cluster.run: cannot split this function across members: #{why}; " <>
-                "give combine: :concat | :sum | :product | :max | :min if its pieces do combine"
-    end
-  end
-
-  defp combine!(:concat, _jit, _args, shape1, shape2) do
-    if tuple_size(shape1) > 0 and elem(shape1, 0) == 1 and elem(shape2, 0) == 2 and
-         Tuple.delete_at(shape1, 0) == Tuple.delete_at(shape2, 0),
-       do: :concat,
-       else:
-         raise(
-           ArgumentError,
-           "Mure.Cluster.run: combine: :concat needs an output with one row per input row"
-         )
-  end
-
-  defp combine!(op, _jit, _args, shape1, shape2) when op in @combinable do
-    if shape1 == shape2,
-      do: op,
-      else:
-        raise(
-          ArgumentError,
-          "Mure.Cluster.run: combine: #{inspect(op)} needs an output whose shape does not " <>
-            "depend on the rows (a reduction over axis 0)"
-        )
-  end
 
   ## Shares and pieces
 
   defp start(cluster, plan, members, opts, deadline) do
-    members = Map.new(members, &{&1.node, new_member(&1, plan)})
+    members = Map.new(members, &{&1.node, Plan.new_member(&1, plan)})
     ref = make_ref()
 
     state = %{
@@ -231,103 +78,8 @@ defmodule Mure.Cluster.Job do
       timer: Process.send_after(self(), {:mure_job_refresh, ref}, @refresh_ms)
     }
 
-    pieces = pieces(plan, Map.values(members))
+    pieces = Plan.pieces(plan, Map.values(members))
     %{state | pending: Map.new(pieces, &{&1.id, &1})}
-  end
-
-  # A member's time per row: what earlier jobs of this program took on it, else the estimate
-  # from its measured speeds.
-  defp new_member(%{node: node, member: pid, conn: conn, speeds: speeds} = member, plan) do
-    learned = get_in(member, [:learned, plan.key])
-
-    %{
-      node: node,
-      pid: pid,
-      conn: conn,
-      speeds: speeds,
-      row_time: learned || row_time(speeds, plan),
-      excluded: nil,
-      cooldown_until: nil,
-      inflight: 0,
-      slack: 1,
-      pieces: 0,
-      rows: 0,
-      intervals: []
-    }
-  end
-
-  # Seconds per row on this member: the link (in and out) and the compute overlap, so the
-  # slower of the two sets the pace.
-  @doc false
-  def row_time(nil, _plan), do: 1.0e-3
-
-  def row_time(speeds, plan) do
-    link = plan.in_row / speeds.upload_bytes_s + plan.out_row / speeds.download_bytes_s
-
-    compute =
-      case plan.kind do
-        :gemm -> plan.work_row / speeds.gemm_flops_s
-        :map -> plan.work_row / speeds.elementwise_bytes_s
-      end
-
-    max(max(link, compute), 1.0e-9)
-  end
-
-  defp pieces(plan, members) do
-    members = Enum.sort_by(members, & &1.node)
-
-    weights =
-      case plan.balance do
-        :equal -> Enum.map(members, fn _ -> 1.0 end)
-        :speed -> Enum.map(members, &(1.0 / &1.row_time))
-      end
-
-    shares = apportion(plan.rows, weights)
-
-    {pieces, _start} =
-      members
-      |> Enum.zip(shares)
-      |> Enum.flat_map_reduce(0, fn {m, share}, start ->
-        size = piece_rows(plan, m, share)
-
-        ps =
-          Stream.unfold({start, share}, fn
-            {_, 0} -> nil
-            {s, left} -> {{s, min(size, left)}, {s + min(size, left), left - min(size, left)}}
-          end)
-          |> Enum.map(fn {s, n} -> %{start: s, rows: n, owner: m.node} end)
-
-        {ps, start + share}
-      end)
-
-    pieces |> Enum.with_index() |> Enum.map(fn {p, i} -> Map.put(p, :id, i) end)
-  end
-
-  defp piece_rows(_plan, _m, 0), do: 1
-
-  defp piece_rows(plan, m, share) do
-    by_time = trunc(@target_piece_ms / 1000 / m.row_time)
-    by_bytes = if plan.in_row > 0, do: div(@max_piece_bytes, plan.in_row), else: share
-    two = div(share + 1, 2)
-    (plan.piece_rows || Enum.min([by_time, by_bytes, two])) |> max(1) |> min(share)
-  end
-
-  # Splits `total` in proportion to `weights` (largest remainders).
-  @doc false
-  def apportion(total, weights) do
-    sum = Enum.sum(weights)
-    exact = Enum.map(weights, &(total * &1 / sum))
-    floors = Enum.map(exact, &trunc/1)
-    left = total - Enum.sum(floors)
-
-    extra =
-      exact
-      |> Enum.with_index()
-      |> Enum.sort_by(fn {x, i} -> {-(x - trunc(x)), i} end)
-      |> Enum.take(left)
-      |> MapSet.new(fn {_, i} -> i end)
-
-    floors |> Enum.with_index() |> Enum.map(fn {f, i} -> if i in extra, do: f + 1, else: f end)
   end
 
   ## Driving
@@ -422,7 +174,7 @@ defmodule Mure.Cluster.Job do
     attempts = Map.get(state.attempts, piece.id, 0) + 1
 
     cond do
-      not retryable?(error) ->
+      not Piece.retryable?(error) ->
         fail(state, error)
 
       attempts > map_size(state.members) + 3 ->
@@ -430,7 +182,7 @@ defmodule Mure.Cluster.Job do
         fail(state, error)
 
       true ->
-        reason = short_reason(error)
+        reason = Piece.short_reason(error)
 
         state = %{
           state
@@ -439,7 +191,7 @@ defmodule Mure.Cluster.Job do
             failures: [{node, reason} | state.failures]
         }
 
-        if busy?(error) do
+        if Piece.busy?(error) do
           # A full queue or memory, perhaps only for the moment (other jobs): the member
           # stays, after a pause; the piece may go to another one meanwhile.
           until = System.monotonic_time(:millisecond) + 200 * attempts
@@ -506,19 +258,6 @@ defmodule Mure.Cluster.Job do
         )
     end
   end
-
-  # Errors that another member (or the same one, later) may not have: the transport, a full
-  # queue, memory, a handle lost with a connection.
-  defp retryable?(%ConnectionError{}), do: true
-  defp retryable?(%Error{kind: kind}), do: kind in [:overloaded, :out_of_memory, :unknown_handle]
-  defp retryable?(_), do: false
-
-  defp busy?(%Error{kind: kind}), do: kind in [:overloaded, :out_of_memory]
-  defp busy?(_), do: false
-
-  defp short_reason(%ConnectionError{reason: r}), do: r
-  defp short_reason(%Error{kind: k}), do: k
-  defp short_reason(e), do: inspect(e, limit: 3)
 
   defp update_member(state, node, fun),
     do: %{state | members: Map.update!(state.members, node, fun)}
@@ -614,7 +353,7 @@ defmodule Mure.Cluster.Job do
     Enum.reduce(members(state.cluster), state, fn m, acc ->
       case acc.members[m.node] do
         %{pid: pid} when pid == m.member -> acc
-        _ -> %{acc | members: Map.put(acc.members, m.node, new_member(m, acc.plan))}
+        _ -> %{acc | members: Map.put(acc.members, m.node, Plan.new_member(m, acc.plan))}
       end
     end)
   end
@@ -690,88 +429,21 @@ defmodule Mure.Cluster.Job do
     plan = state.plan
     driver = self()
     ref = state.ref
-    expected_ms = piece.rows * m.row_time * 1000 + (m.speeds[:rtt_ms] || 1)
-    timeout = trunc(@deadline_floor_ms + @deadline_factor * expected_ms * m.slack)
-    args = piece_args(plan, piece)
+    timeout = Piece.timeout(m, piece)
+    args = Piece.args(plan, piece)
 
     {pid, mon} =
       spawn_monitor(fn ->
         # Mure's requests give up when this monitor fires: a piece never outlives its job's
         # caller.
         Process.put(:"$mure_job_owner_mon", Process.monitor(driver))
-        {result, times} = run_piece(m, plan, args, timeout)
+        {result, times} = Piece.run(m, plan, args, timeout)
         send(driver, {:mure_piece, ref, self(), result, times})
       end)
 
     state = %{state | pending: Map.delete(state.pending, piece.id)}
     state = %{state | inflight: Map.put(state.inflight, pid, {mon, piece, m.node, m.pid})}
     update_member(state, m.node, &%{&1 | inflight: &1.inflight + 1})
-  end
-
-  defp piece_args(plan, piece) do
-    plan.args
-    |> Enum.with_index()
-    |> Enum.map(fn
-      {{bin, type, shape}, i} ->
-        row_bytes = Map.fetch!(plan.split, i)
-
-        {binary_part(bin, piece.start * row_bytes, piece.rows * row_bytes), type,
-         put_elem(shape, 0, piece.rows)}
-
-      {%Shared{} = s, _i} ->
-        s
-    end)
-  end
-
-  # In the piece's own process: the member's copies of the shared tensors (uploaded on
-  # first use, outside the piece's deadline), then the program with the piece's rows.
-  defp run_piece(m, plan, args, timeout) do
-    resolved =
-      Enum.reduce_while(args, {:ok, []}, fn
-        %Shared{} = s, {:ok, acc} ->
-          case Member.tensor(m.pid, s, shared_timeout(m, s)) do
-            {:ok, t} -> {:cont, {:ok, [t | acc]}}
-            {:error, _} = e -> {:halt, e}
-          end
-
-        data, {:ok, acc} ->
-          {:cont, {:ok, [data | acc]}}
-      end)
-
-    with {:ok, args} <- resolved do
-      t0 = System.monotonic_time(:microsecond)
-
-      opts = [outputs: :return, conn: m.conn, timeout: timeout]
-      opts = if plan.device, do: Keyword.put(opts, :device, plan.device), else: opts
-      result = Mure.run(plan.jit, Enum.reverse(args), opts)
-      {result, {t0, System.monotonic_time(:microsecond)}}
-    else
-      error -> {error, nil}
-    end
-  catch
-    # The member's process went away under us: the transport's failure, worth a retry.
-    :exit, reason ->
-      {{:error, %ConnectionError{reason: :closed, details: Exception.format_exit(reason)}}, nil}
-
-    # A bug, not a member's failure: the job stops with it.
-    kind, reason ->
-      {{:error,
-        %ClusterError{
-          reason: :piece_crashed,
-          details: Exception.format_banner(kind, reason, __STACKTRACE__)
-        }}, nil}
-  end
-
-  # A member uploads a shared tensor on its first piece that needs it, outside the piece's
-  # deadline but under one of its own: many times what the member's link should take.
-  defp shared_timeout(m, %Shared{data: data}) do
-    seconds =
-      case m.speeds do
-        %{upload_bytes_s: up} when up > 0 -> byte_size(data) / up
-        _ -> byte_size(data) / 1.0e6
-      end
-
-    trunc(@deadline_floor_ms + 10_000 + @deadline_factor * seconds * 1000)
   end
 
   ## Ending

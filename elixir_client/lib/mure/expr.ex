@@ -22,7 +22,7 @@ defmodule Mure.Expr do
 
   Every unary op (`unary_ops/0`), binary op (`binary_ops/0`) and reduction (`reductions/0`)
   also has a function of its own name. `add/2` and `multiply/2` are the general, broadcasting
-  binary ops of the CPU executor (as `Mure.binary/4`), not the OpenCL-only `Mure.add/3`.
+  binary ops (as `Mure.binary/4`, `Mure.add/3` and `Mure.multiply/3`).
   `operators/1` lets `+`, `*`, `<` ... stand for them (a macro: `require Mure.Expr` first).
 
   Types and shapes are checked as the expression is built, with the node's rules (Nx's type

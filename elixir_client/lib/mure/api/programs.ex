@@ -52,7 +52,7 @@ defmodule Mure.Api.Programs do
           iex> for <<v::float-32-native <- y>>, do: v
           [0.5, 0.5]
           iex> Mure.run(predict, [{f32.([0.0, 0.0, 0.0]), {:f, 32}, {1, 3}}, w, {f32.([0.0]), {:f, 32}, {1}}])
-          ** (ArgumentError) dot: contraction axis 1 of {1, 3} and axis 0 of {2, 2} differ
+          ** (ArgumentError) dot: contraction axis 1 of {1, 3} and axis 0 of {2, 2} differ (operands: argument 1 {1, 3} of type {:f, 32}, argument 2 {2, 2} of type {:f, 32})
           iex> Mure.stop(conn)
           :ok
 

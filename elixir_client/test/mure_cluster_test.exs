@@ -307,7 +307,7 @@ defmodule Mure.ClusterTest do
       Mure.Cluster.run(cluster, f, [{<<0::32*7>>, {:f, 32}, {8}}])
     end
 
-    assert_raise ArgumentError, ~r/scalar/, fn ->
+    assert_raise ArgumentError, ~r/argument 1 is a scalar/, fn ->
       Mure.Cluster.run(cluster, f, [{<<0::32>>, {:f, 32}, {}}])
     end
 

@@ -75,7 +75,7 @@ defmodule Mure.Cluster.Job.Plan do
             do:
               raise(
                 ArgumentError,
-                "Mure.Cluster.run: argument #{i} is a scalar: data arguments are split along " <>
+                "Mure.Cluster.run: argument #{i + 1} is a scalar: data arguments are split along " <>
                   "axis 0; share a scalar with Mure.Cluster.share/3"
               )
 
@@ -85,7 +85,7 @@ defmodule Mure.Cluster.Job.Plan do
             do:
               raise(
                 ArgumentError,
-                "Mure.Cluster.run: argument #{i} has #{byte_size(bin)} bytes, " <>
+                "Mure.Cluster.run: argument #{i + 1} has #{byte_size(bin)} bytes, " <>
                   "#{Types.type_to_string(type)}#{Types.shape_to_string(shape)} needs #{expected}"
               )
 
@@ -97,13 +97,13 @@ defmodule Mure.Cluster.Job.Plan do
 
         {%Mure.Tensor{}, i} ->
           raise ArgumentError,
-                "Mure.Cluster.run: argument #{i} is a tensor resident on one node; a cluster " <>
+                "Mure.Cluster.run: argument #{i + 1} is a tensor resident on one node; a cluster " <>
                   "job takes {binary, type, shape} data (split by rows) or Mure.Cluster.Shared " <>
                   "tensors (see Mure.Cluster.share/3)"
 
         {other, i} ->
           raise ArgumentError,
-                "Mure.Cluster.run: argument #{i}: expected {binary, type, shape} or a " <>
+                "Mure.Cluster.run: argument #{i + 1}: expected {binary, type, shape} or a " <>
                   "Mure.Cluster.Shared, got: #{inspect(other, limit: 5)}"
       end)
 

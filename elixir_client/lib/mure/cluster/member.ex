@@ -273,9 +273,11 @@ defmodule Mure.Cluster.Member do
   end
 
   # Units per second over `us` microseconds, less the round trips the requests spent on the
-  # wire (never less than a tenth of the time, so a noisy RTT cannot make it infinite).
+  # wire. Probes are sized so that one op or transfer takes @op_ms or more, so the wire is a
+  # small part of it: at most a quarter is taken off (a round trip measured on a busy host,
+  # taken off whole, once made a member's 25 GB/s read as 257).
   defp rate(units, us, rtt_ms) do
-    seconds = max(us / 1.0e6 - rtt_ms / 1000, us / 1.0e7)
+    seconds = max(us / 1.0e6 - rtt_ms / 1000, 0.75 * us / 1.0e6)
     units / max(seconds, 1.0e-6)
   end
 

@@ -15,6 +15,7 @@ namespace mure::ocl {
 using ir::BinaryOp;
 using ir::IsFloat;
 using ir::IsSigned;
+using ir::ReduceOp;
 using ir::UnaryOp;
 
 namespace {
@@ -336,6 +337,15 @@ std::string BinaryIntFormula(BinaryOp op) {
 #include "ir/ops.def"
   }
   return "MURE_NONE";
+}
+
+ReduceFormulas ReduceFormulaText(ReduceOp op) {
+  switch (op) {
+#define MURE_REDUCE(Id, name, rule, fusible, finit, fstep, iinit, istep) \
+  case ReduceOp::k##Id: return {#finit, #fstep, #iinit, #istep};
+#include "ir/ops.def"
+  }
+  return {"MURE_NONE", "MURE_NONE", "MURE_NONE", "MURE_NONE"};
 }
 
 std::string UnaryFloatStmt(UnaryOp op, const std::string& f, const std::string& r) {

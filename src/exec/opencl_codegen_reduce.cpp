@@ -24,7 +24,8 @@ Result<KernelSource> ReduceKernel(ReduceOp op, DType in, DType out, bool device_
   std::string f = fl ? (arg ? FType(in) : (device_fp64 || in == DType::kF64) ? "double" : "float") : "ulong";
   k.fp64 = Uses64({in, out}) || f == "double";
   const bool s = IsSigned(in);
-  const std::string zero = f == "double" ? "0.0" : "0.0f", one = f == "double" ? "1.0" : "1.0f";
+  const std::string zero = f == "double" ? "0.0" : "0.0f";
+  const ReduceFormulas fm = ReduceFormulaText(op);
   std::string init, step, store;
   const std::string load = fl ? (f == "double" && in != DType::kF64 ? "(double)" : "") + LoadNat(in, "a", "p")
                               : LoadI(in, "a", "p");
@@ -36,38 +37,14 @@ Result<KernelSource> ReduceKernel(ReduceOp op, DType in, DType out, bool device_
     step = "      if (r == 0 || " + better + ") {\n        best = v;\n        bi = r;\n      }\n";
     store = "  " + StoreI(out, "out", "o", "bi") + "\n";
   } else if (fl) {
-    std::string a0 = op == ReduceOp::kProduct || op == ReduceOp::kAll ? one
-                     : op == ReduceOp::kReduceMax ? "(" + f + ")(-INFINITY)"
-                     : op == ReduceOp::kReduceMin ? "(" + f + ")INFINITY" : zero;
-    init = "  " + f + " acc = " + a0 + ";\n";
-    switch (op) {
-      case ReduceOp::kSum: step = "acc += v;"; break;
-      case ReduceOp::kProduct: step = "acc *= v;"; break;
-      case ReduceOp::kReduceMax: step = "acc = (isnan(acc) || isnan(v)) ? (" + f + ")NAN : (acc < v ? v : acc);"; break;
-      case ReduceOp::kReduceMin: step = "acc = (isnan(acc) || isnan(v)) ? (" + f + ")NAN : (v < acc ? v : acc);"; break;
-      case ReduceOp::kAll: step = "acc = (acc != " + zero + " && v != " + zero + ") ? " + one + " : " + zero + ";"; break;
-      case ReduceOp::kAny: step = "acc = (acc != " + zero + " || v != " + zero + ") ? " + one + " : " + zero + ";"; break;
-      default: return Status::Internal("no kernel for " + k.name);
-    }
-    step = "      " + step + "\n";
+    if (fm.float_step == "MURE_NONE") return Status::Internal("no kernel for " + k.name);
+    init = "  " + f + " acc = (" + f + ")(" + fm.float_init + ");\n";
+    step = "      acc = (" + f + ")(" + fm.float_step + ");\n";
     store = "  " + StoreF(out, "out", "o", "acc", f) + "\n";
   } else {
-    const unsigned bits = DTypeBits(in);
-    const uint64_t umax = Mask(bits), smax = umax >> 1, smin = SignedMin(bits);
-    uint64_t a0 = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
-                  : op == ReduceOp::kReduceMax ? (s ? smin : 0)
-                  : op == ReduceOp::kReduceMin ? (s ? smax : umax) : 0;
-    init = "  ulong acc = " + Hex(a0) + ";\n";
-    switch (op) {
-      case ReduceOp::kSum: step = "acc += v;"; break;
-      case ReduceOp::kProduct: step = "acc *= v;"; break;
-      case ReduceOp::kReduceMax: step = "if (" + Lt(s, "acc", "v") + ") acc = v;"; break;
-      case ReduceOp::kReduceMin: step = "if (" + Lt(s, "v", "acc") + ") acc = v;"; break;
-      case ReduceOp::kAll: step = "acc = (ulong)(acc != 0UL && v != 0UL);"; break;
-      case ReduceOp::kAny: step = "acc = (ulong)(acc != 0UL || v != 0UL);"; break;
-      default: return Status::Internal("no kernel for " + k.name);
-    }
-    step = "      " + step + "\n";
+    if (fm.int_step == "MURE_NONE") return Status::Internal("no kernel for " + k.name);
+    init = IntConstants(in) + "  ulong acc = (ulong)(" + fm.int_init + ");\n";
+    step = "      acc = (ulong)(" + fm.int_step + ");\n";
     store = "  " + StoreI(out, "out", "o", "acc") + "\n";
   }
   std::string body =

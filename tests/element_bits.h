@@ -1,5 +1,6 @@
 // mure tests — reading elements back as bit patterns and floats, and how far apart two floats are,
-// for the tests that compare executors element by element (op_table_test, opencl_ops_test).
+// for the tests that compare executors element by element (op_table_test, opencl_ops_test), and
+// the lists of element types they walk.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,12 @@
 #include "mure/types.h"
 
 namespace mure::testing {
+
+/// Every element type, and the integer ones.
+inline constexpr DType kAllTypes[] = {DType::kU8,  DType::kU16, DType::kU32,  DType::kU64, DType::kS8,  DType::kS16,
+                                      DType::kS32, DType::kS64, DType::kF16, DType::kBF16, DType::kF32, DType::kF64};
+inline constexpr DType kIntTypes[] = {DType::kU8, DType::kU16, DType::kU32, DType::kU64,
+                                      DType::kS8, DType::kS16, DType::kS32, DType::kS64};
 
 /// Element i's bit pattern (zero-extended to 64 bits).
 inline uint64_t Bits(DType t, const uint8_t* p, uint64_t i) {

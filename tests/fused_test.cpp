@@ -8,6 +8,7 @@
 
 #include "exec/cpu_ops.h"
 #include "exec/opencl_fused.h"
+#include "opencl_fixture.h"
 #include "reference.h"
 
 using namespace mure;
@@ -15,19 +16,16 @@ using namespace mure::ocl;
 using ir::BinaryOp;
 using ir::ReduceOp;
 using ir::UnaryOp;
+using testing::Store;
 
 namespace {
 
+/// A fresh device per test (its own kernel caches), unlike opencl_fixture.h's shared one.
 std::unique_ptr<OpenClExecutor> Device() {
   Config cfg;
   auto ex = OpenClExecutor::Create(cfg);
   if (!ex.ok()) FAIL("no OpenCL device: " << ex.status().message() << " — this test does not skip");
   return std::move(ex.value());
-}
-
-TensorStore& Store() {
-  static TensorStore store(1ull << 30);
-  return store;
 }
 
 std::shared_ptr<Tensor> F32(const std::vector<float>& v, Shape s) {

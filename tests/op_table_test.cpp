@@ -20,40 +20,19 @@
 #include "exec/opencl_ops.h"
 #include "ir/ops.h"
 #include "element_bits.h"
+#include "opencl_fixture.h"
 
 using namespace mure;
 using ir::BinaryOp;
 using ir::IsFloat;
 using ir::UnaryOp;
+using testing::Alloc;
 using testing::Bits;
+using testing::Device;
+using testing::kAllTypes;
 using testing::UlpDistance;
 
 namespace {
-
-constexpr DType kAllTypes[] = {DType::kU8,  DType::kU16, DType::kU32, DType::kU64, DType::kS8,   DType::kS16,
-                               DType::kS32, DType::kS64, DType::kF16, DType::kBF16, DType::kF32, DType::kF64};
-
-OpenClExecutor& Device() {
-  static std::unique_ptr<OpenClExecutor> dev;
-  if (!dev) {
-    Config cfg;
-    auto ex = OpenClExecutor::Create(cfg);
-    if (!ex.ok()) FAIL("no OpenCL device: " << ex.status().message() << " — this test does not skip");
-    dev = std::move(ex.value());
-  }
-  return *dev;
-}
-
-TensorStore& Store() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
-
-std::shared_ptr<Tensor> Alloc(DType t, const Shape& s) {
-  auto x = Store().Allocate(t, s);
-  REQUIRE(x.ok());
-  return *x;
-}
 
 std::vector<double> FloatEdges() {
   const double inf = std::numeric_limits<double>::infinity();

@@ -273,52 +273,24 @@ Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor&
   }
 
   if (fl) {
-    double init = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
-                  : op == ReduceOp::kReduceMax ? -INFINITY
-                  : op == ReduceOp::kReduceMin ? INFINITY : 0;
+    const double init = dialect::ReduceFloatInit(op);
     auto acc_s = Scratch<double>::Make(out.budget(), outs, ir::Name(op));  // 8 bytes per result
     if (!acc_s.ok()) return acc_s.status();
     std::fill(acc_s->begin(), acc_s->end(), init);
     double* acc = acc_s->data();
     ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t) {
-      double v = LoadF(it, src, lin);
-      double& a = acc[o];
-      switch (op) {
-        case ReduceOp::kSum: a += v; break;
-        case ReduceOp::kProduct: a *= v; break;
-        case ReduceOp::kReduceMax: a = (std::isnan(a) || std::isnan(v)) ? NAN : std::max(a, v); break;
-        case ReduceOp::kReduceMin: a = (std::isnan(a) || std::isnan(v)) ? NAN : std::min(a, v); break;
-        case ReduceOp::kAll: a = (a != 0 && v != 0); break;
-        case ReduceOp::kAny: a = (a != 0 || v != 0); break;
-        default: break;
-      }
+      acc[o] = dialect::ReduceFloatStep(op, acc[o], LoadF(it, src, lin));
     });
     for (uint64_t o = 0; o < outs; ++o) StoreF(ot, dst, o, acc[o]);
     return Status::Ok();
   }
-  const unsigned bits = DTypeBits(it);
-  const uint64_t umax = bits == 64 ? ~uint64_t{0} : (uint64_t{1} << bits) - 1;
-  const uint64_t smax = umax >> 1, smin = Normalize(it, smax + 1);
-  uint64_t init = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
-                  : op == ReduceOp::kReduceMax ? (sgn ? smin : 0)
-                  : op == ReduceOp::kReduceMin ? (sgn ? smax : umax) : 0;
+  const uint64_t init = dialect::ReduceIntInit(op, sgn, DTypeBits(it));
   auto acc_s = Scratch<uint64_t>::Make(out.budget(), outs, ir::Name(op));  // 8 bytes per result
   if (!acc_s.ok()) return acc_s.status();
   std::fill(acc_s->begin(), acc_s->end(), init);
   uint64_t* acc = acc_s->data();
   ForEachIndex(shape, so, sr, [&](uint64_t lin, uint64_t o, uint64_t) {
-    uint64_t v = LoadI(it, src, lin);
-    uint64_t& a = acc[o];
-    auto lt = [&](uint64_t x, uint64_t y) { return sgn ? static_cast<int64_t>(x) < static_cast<int64_t>(y) : x < y; };
-    switch (op) {
-      case ReduceOp::kSum: a += v; break;
-      case ReduceOp::kProduct: a *= v; break;
-      case ReduceOp::kReduceMax: if (lt(a, v)) a = v; break;
-      case ReduceOp::kReduceMin: if (lt(v, a)) a = v; break;
-      case ReduceOp::kAll: a = (a != 0 && v != 0); break;
-      case ReduceOp::kAny: a = (a != 0 || v != 0); break;
-      default: break;
-    }
+    acc[o] = dialect::ReduceIntStep(op, sgn, acc[o], LoadI(it, src, lin));
   });
   for (uint64_t o = 0; o < outs; ++o) StoreI(ot, dst, o, acc[o]);
   return Status::Ok();

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ir/ops.h"
+
 namespace mure::dialect {
 
 using ulong = uint64_t;
@@ -73,5 +75,46 @@ inline int64_t mure_divisor(uint64_t y) { return as_long(y) == 0 || as_long(y) =
     body                              \
   }
 #include "ir/ops.def"
+
+// The reductions of ir/ops.def: the accumulator's start and step, floats in double, integers on
+// 64-bit patterns of a type of width BITS (signed when S). The CPU executor and the fused
+// kernels' host side use these; the kernels use the same formulas as text. MURE_NONE (argmax,
+// argmin: their own rule) gives 0.
+#define MURE_NONE 0
+inline double ReduceFloatInit(ir::ReduceOp op) {
+  switch (op) {
+#define MURE_REDUCE(Id, name, rule, fusible, finit, fstep, iinit, istep) \
+  case ir::ReduceOp::k##Id: return static_cast<double>(finit);
+#include "ir/ops.def"
+  }
+  return 0;
+}
+inline double ReduceFloatStep(ir::ReduceOp op, double acc, double v) {
+  switch (op) {
+#define MURE_REDUCE(Id, name, rule, fusible, finit, fstep, iinit, istep) \
+  case ir::ReduceOp::k##Id: return static_cast<double>(fstep);
+#include "ir/ops.def"
+  }
+  return 0;
+}
+inline uint64_t ReduceIntInit(ir::ReduceOp op, bool S, uint64_t BITS) {
+  const uint64_t MASK = BITS == 64 ? ~uint64_t{0} : (uint64_t{1} << BITS) - 1;
+  const uint64_t SMIN = ~(MASK >> 1);  // the signed minimum, sign-extended
+  switch (op) {
+#define MURE_REDUCE(Id, name, rule, fusible, finit, fstep, iinit, istep) \
+  case ir::ReduceOp::k##Id: return static_cast<uint64_t>(iinit);
+#include "ir/ops.def"
+  }
+  return 0;
+}
+inline uint64_t ReduceIntStep(ir::ReduceOp op, bool S, uint64_t acc, uint64_t v) {
+  switch (op) {
+#define MURE_REDUCE(Id, name, rule, fusible, finit, fstep, iinit, istep) \
+  case ir::ReduceOp::k##Id: return static_cast<uint64_t>(istep);
+#include "ir/ops.def"
+  }
+  return 0;
+}
+#undef MURE_NONE
 
 }  // namespace mure::dialect

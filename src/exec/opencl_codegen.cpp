@@ -5,6 +5,11 @@
 #include <limits>
 #include <string_view>
 
+#include "exec/opencl_codegen_internal.h"
+
+// The generators are in opencl_codegen_elementwise.cpp, opencl_codegen_shape.cpp and
+// opencl_codegen_reduce.cpp (see exec/opencl_codegen_internal.h).
+
 namespace mure::ocl {
 
 using ir::BinaryOp;
@@ -60,6 +65,16 @@ std::string FloatHelpers(const std::string& type) {
 #include "ir/ops.def"
   return out;
 }
+
+Status NoFp64(std::string_view what, DType t) {
+  return Status(ErrorKind::kUnsupported, std::string(what) + " on " + DTypeToString(t) +
+                                             " needs double precision, and the OpenCL device has none (no "
+                                             "cl_khr_fp64)");
+}
+
+}  // namespace
+
+namespace gen {
 
 std::string Hex(uint64_t v) {
   char buf[32];
@@ -125,12 +140,6 @@ uint64_t Mask(unsigned bits) { return bits == 64 ? ~uint64_t{0} : (uint64_t{1} <
 
 /// The minimum of a signed type as a sign-extended 64-bit pattern.
 uint64_t SignedMin(unsigned bits) { return ~(Mask(bits) >> 1); }
-
-Status NoFp64(std::string_view what, DType t) {
-  return Status(ErrorKind::kUnsupported, std::string(what) + " on " + DTypeToString(t) +
-                                             " needs double precision, and the OpenCL device has none (no "
-                                             "cl_khr_fp64)");
-}
 
 /// kUnsupported when one of `types` is f64 and the device has no fp64.
 Status CheckFp64(std::string_view what, std::initializer_list<DType> types, bool device_fp64) {
@@ -239,7 +248,63 @@ std::string IntConstants(DType t) {
          Hex(IsSigned(t) ? SignedMin(bits) : 0) + ";\n";
 }
 
-}  // namespace
+std::string Head(const std::string& params) {
+  return std::string("__kernel void ") + kKernelNamePlaceholder + "(" + params + ") {\n";
+}
+
+std::string In(DType t, const char* name) {
+  return std::string("__global const ") + InType(t) + "* restrict " + name;
+}
+std::string Out(DType t) { return std::string("__global ") + OutType(t) + "* restrict out"; }
+
+bool Uses64(std::initializer_list<DType> types) {
+  for (DType t : types) if (t == DType::kF64) return true;
+  return false;
+}
+
+/// cpu_ops' conversion of element `sidx` of `src` (type `in`) into element `didx` of `dst` (type
+/// `out`): integer -> float through the exact signed/unsigned value, float -> integer saturating
+/// (NaN -> 0), integer -> integer wrapping. Statements, indented by two.
+std::string ConvertStmts(DType in, const std::string& src, const std::string& sidx, DType out, const std::string& dst,
+                         const std::string& didx) {
+  if (IsFloat(in) || IsFloat(out)) {
+    if (!IsFloat(in)) {
+      const std::string f = FType(out);
+      return "  const " + f + " x = " + ToCompute(in, src, sidx, out == DType::kF64 ? DType::kF64 : DType::kF32) +
+             ";\n  " + StoreF(out, dst, didx, "x", f) + "\n";
+    }
+    const std::string f = in == DType::kF64 || out == DType::kF64 ? "double" : "float";
+    std::string x = LoadNat(in, src, sidx);
+    if (f == "double" && in != DType::kF64) x = "(double)" + x;
+    return "  const " + f + " x = " + x + ";\n  " + StoreF(out, dst, didx, "x", f) + "\n";
+  }
+  return "  const ulong v = " + LoadI(in, src, sidx) + ";\n  " + StoreI(out, dst, didx, "v") + "\n";
+}
+
+/// Like ConvertStmts, but a same-type element is copied bit for bit (cpu_ops' Convert memcpy's).
+std::string ConvertOrCopy(DType in, const std::string& src, const std::string& sidx, DType out, const std::string& dst,
+                          const std::string& didx) {
+  if (in != out) return ConvertStmts(in, src, sidx, out, dst, didx);
+  const std::string t = WidthType(static_cast<unsigned>(DTypeSize(in)));
+  return "  ((__global " + t + "*)" + dst + ")[" + didx + "] = ((__global const " + t + "*)" + src + ")[" + sidx +
+         "];\n";
+}
+
+/// Offsets of up to three operands of a broadcast (cpu_ops' BroadcastStrides): mode 0: all flat;
+/// otherwise meta = {rank, shape[rank], s0[rank], s1[rank], s2[rank]}.
+std::string BroadcastPrologue(int operands) {
+  std::string v[3] = {"i0", "i1", "i2"};
+  std::string out = "  ulong i0 = i, i1 = i, i2 = i;\n  if (mode != 0u) {\n    const ulong rank = meta[0];\n"
+                    "    ulong rem = i;\n    i0 = 0;\n    i1 = 0;\n    i2 = 0;\n"
+                    "    for (ulong d = rank; d > 0; --d) {\n      const ulong dim = meta[d], k = rem % dim;\n"
+                    "      rem /= dim;\n";
+  for (int o = 0; o < operands; ++o) {
+    out += "      " + v[o] + " += k * meta[" + std::to_string(o + 1) + " * rank + d];\n";
+  }
+  return out + "    }\n  }\n";
+}
+
+}  // namespace gen
 
 std::string UnaryFloatFormula(UnaryOp op) {
   switch (op) {
@@ -274,6 +339,15 @@ std::string BinaryIntFormula(BinaryOp op) {
   return "MURE_NONE";
 }
 
+ReduceFormulas ReduceFormulaText(ReduceOp op) {
+  switch (op) {
+#define MURE_REDUCE(Id, name, rule, fusible, finit, fstep, iinit, istep) \
+  case ReduceOp::k##Id: return {#finit, #fstep, #iinit, #istep};
+#include "ir/ops.def"
+  }
+  return {"MURE_NONE", "MURE_NONE", "MURE_NONE", "MURE_NONE"};
+}
+
 std::string UnaryFloatStmt(UnaryOp op, const std::string& f, const std::string& r) {
   const std::string e = UnaryFloatFormula(op);
   if (e == "MURE_NONE") return {};
@@ -284,26 +358,6 @@ std::string BinaryFloatStmt(BinaryOp op, const std::string& f, const std::string
   if (e == "MURE_NONE") return {};
   return r + " = (" + f + ")(" + e + ");";
 }
-
-namespace {
-
-std::string Head(const std::string& params) {
-  return std::string("__kernel void ") + kKernelNamePlaceholder + "(" + params + ") {\n";
-}
-
-std::string In(DType t, const char* name) {
-  return std::string("__global const ") + InType(t) + "* restrict " + name;
-}
-std::string Out(DType t) { return std::string("__global ") + OutType(t) + "* restrict out"; }
-
-const char* kFlatIndex = "  const ulong i = get_global_id(0);\n  if (i >= n) return;\n";
-
-bool Uses64(std::initializer_list<DType> types) {
-  for (DType t : types) if (t == DType::kF64) return true;
-  return false;
-}
-
-}  // namespace
 
 std::string Prelude(bool fp64) {
   std::string p = kPrelude + FloatHelpers("float");
@@ -330,522 +384,6 @@ std::string BatchSource(const std::vector<const KernelSource*>& ks, const std::v
   std::string out = Prelude(fp64);
   for (size_t i = 0; i < ks.size(); ++i) out += Renamed(ks[i]->text, names[i]);
   return out;
-}
-
-Result<KernelSource> UnaryKernel(UnaryOp op, DType in, DType out, bool device_fp64) {
-  const std::string what(ir::Name(op));
-  MURE_RETURN_IF_ERROR(CheckFp64(what, {in, out}, device_fp64));
-  KernelSource k;
-  k.name = "unary " + what + " " + DTypeToString(in) + " -> " + DTypeToString(out);
-  k.args = "ggl";
-  k.fp64 = Uses64({in, out});
-  std::string body;
-  if (IsFloat(in) || IsFloat(out)) {
-    // Float ops (integers converted to the float result type first).
-    const DType ct = IsFloat(out) ? out : in;
-    const std::string f = FType(ct);
-    std::string stmt = UnaryFloatStmt(op, f, "const " + f + " r");
-    if (stmt.empty()) return Status::Internal("no float kernel for " + k.name);
-    std::string x = IsFloat(out) ? ToCompute(in, "a", "i", out) : LoadNat(in, "a", "i");
-    body = "  const " + f + " x = " + x + ";\n  " + stmt + "\n  " + StoreF(out, "out", "i", "r", f) + "\n";
-  } else {
-    std::string expr = UnaryIntFormula(op);
-    if (expr == "MURE_NONE") return Status::Internal("no integer kernel for " + k.name);
-    body = IntConstants(in) + "  const ulong v = " + LoadI(in, "a", "i") + ";\n  const ulong r = (ulong)(" + expr +
-           ");\n  " + StoreI(out, "out", "i", "r") + "\n";
-  }
-  k.text = Head(In(in, "a") + ", " + Out(out) + ", const ulong n") + kFlatIndex + body + "}\n";
-  return k;
-}
-
-Result<KernelSource> BinaryKernel(BinaryOp op, DType a, DType b, DType compute, DType out, bool device_fp64) {
-  const std::string what(ir::Name(op));
-  MURE_RETURN_IF_ERROR(CheckFp64(what, {a, b, compute, out}, device_fp64));
-  KernelSource k;
-  k.name = "binary " + what + " " + DTypeToString(a) + " " + DTypeToString(b) + " (compute " +
-           DTypeToString(compute) + ") -> " + DTypeToString(out);
-  k.args = "ggglcu";
-  k.fp64 = Uses64({a, b, compute, out});
-  std::string body =
-      "  ulong ia = i, ib = i;\n"
-      "  if (mode == 1u) {\n    ib = 0;\n  } else if (mode == 2u) {\n    ia = 0;\n  } else if (mode == 3u) {\n"
-      "    const ulong rank = meta[0];\n    ulong rem = i;\n    ia = 0;\n    ib = 0;\n"
-      "    for (ulong d = rank; d > 0; --d) {\n      const ulong dim = meta[d], k = rem % dim;\n"
-      "      rem /= dim;\n      ia += k * meta[rank + d];\n      ib += k * meta[2 * rank + d];\n    }\n  }\n";
-  if (IsFloat(compute)) {
-    const std::string f = FType(compute);
-    std::string stmt = BinaryFloatStmt(op, f, "const " + f + " r");
-    if (stmt.empty()) return Status::Internal("no float kernel for " + k.name);
-    body += "  const " + f + " x = " + ToCompute(a, "a", "ia", compute) + ";\n  const " + f + " y = " +
-            ToCompute(b, "b", "ib", compute) + ";\n  " + stmt + "\n  " + StoreF(out, "out", "i", "r", f) + "\n";
-  } else {
-    if (IsFloat(a) || IsFloat(b)) return Status::Internal("float operands with an integer compute type: " + k.name);
-    std::string expr = BinaryIntFormula(op);
-    if (expr == "MURE_NONE") return Status::Internal("no integer kernel for " + k.name);
-    body += IntConstants(compute) + "  const ulong x = " + Normalize(compute, LoadI(a, "a", "ia")) +
-            ";\n  const ulong y = " + Normalize(compute, LoadI(b, "b", "ib")) + ";\n  const ulong r = (ulong)(" +
-            expr + ");\n  " + StoreI(out, "out", "i", "r") + "\n";
-  }
-  k.text = Head(In(a, "a") + ", " + In(b, "b") + ", " + Out(out) +
-                ", const ulong n, __constant ulong* restrict meta, const uint mode") +
-           kFlatIndex + body + "}\n";
-  return k;
-}
-
-Result<KernelSource> ReduceKernel(ReduceOp op, DType in, DType out, bool device_fp64) {
-  const std::string what(ir::Name(op));
-  MURE_RETURN_IF_ERROR(CheckFp64(what, {in, out}, device_fp64));
-  KernelSource k;
-  k.name = "reduce " + what + " " + DTypeToString(in) + " -> " + DTypeToString(out);
-  k.args = "gglc";
-  const bool arg = op == ReduceOp::kArgmax || op == ReduceOp::kArgmin;
-  const bool fl = IsFloat(in);
-  // Accumulator: the reference accumulates floats in double; so do we where the device can.
-  std::string f = fl ? (arg ? FType(in) : (device_fp64 || in == DType::kF64) ? "double" : "float") : "ulong";
-  k.fp64 = Uses64({in, out}) || f == "double";
-  const bool s = IsSigned(in);
-  const std::string zero = f == "double" ? "0.0" : "0.0f", one = f == "double" ? "1.0" : "1.0f";
-  std::string init, step, store;
-  const std::string load = fl ? (f == "double" && in != DType::kF64 ? "(double)" : "") + LoadNat(in, "a", "p")
-                              : LoadI(in, "a", "p");
-  if (arg) {
-    const bool mx = op == ReduceOp::kArgmax;
-    init = "  " + f + " best = " + (fl ? zero : "0UL") + ";\n  ulong bi = 0;\n";
-    std::string better = fl ? "(!isnan(best) && (isnan(v) || v " + std::string(mx ? ">" : "<") + " best))"
-                            : (mx ? Lt(s, "best", "v") : Lt(s, "v", "best"));
-    step = "      if (r == 0 || " + better + ") {\n        best = v;\n        bi = r;\n      }\n";
-    store = "  " + StoreI(out, "out", "o", "bi") + "\n";
-  } else if (fl) {
-    std::string a0 = op == ReduceOp::kProduct || op == ReduceOp::kAll ? one
-                     : op == ReduceOp::kReduceMax ? "(" + f + ")(-INFINITY)"
-                     : op == ReduceOp::kReduceMin ? "(" + f + ")INFINITY" : zero;
-    init = "  " + f + " acc = " + a0 + ";\n";
-    switch (op) {
-      case ReduceOp::kSum: step = "acc += v;"; break;
-      case ReduceOp::kProduct: step = "acc *= v;"; break;
-      case ReduceOp::kReduceMax: step = "acc = (isnan(acc) || isnan(v)) ? (" + f + ")NAN : (acc < v ? v : acc);"; break;
-      case ReduceOp::kReduceMin: step = "acc = (isnan(acc) || isnan(v)) ? (" + f + ")NAN : (v < acc ? v : acc);"; break;
-      case ReduceOp::kAll: step = "acc = (acc != " + zero + " && v != " + zero + ") ? " + one + " : " + zero + ";"; break;
-      case ReduceOp::kAny: step = "acc = (acc != " + zero + " || v != " + zero + ") ? " + one + " : " + zero + ";"; break;
-      default: return Status::Internal("no kernel for " + k.name);
-    }
-    step = "      " + step + "\n";
-    store = "  " + StoreF(out, "out", "o", "acc", f) + "\n";
-  } else {
-    const unsigned bits = DTypeBits(in);
-    const uint64_t umax = Mask(bits), smax = umax >> 1, smin = SignedMin(bits);
-    uint64_t a0 = op == ReduceOp::kProduct || op == ReduceOp::kAll ? 1
-                  : op == ReduceOp::kReduceMax ? (s ? smin : 0)
-                  : op == ReduceOp::kReduceMin ? (s ? smax : umax) : 0;
-    init = "  ulong acc = " + Hex(a0) + ";\n";
-    switch (op) {
-      case ReduceOp::kSum: step = "acc += v;"; break;
-      case ReduceOp::kProduct: step = "acc *= v;"; break;
-      case ReduceOp::kReduceMax: step = "if (" + Lt(s, "acc", "v") + ") acc = v;"; break;
-      case ReduceOp::kReduceMin: step = "if (" + Lt(s, "v", "acc") + ") acc = v;"; break;
-      case ReduceOp::kAll: step = "acc = (ulong)(acc != 0UL && v != 0UL);"; break;
-      case ReduceOp::kAny: step = "acc = (ulong)(acc != 0UL || v != 0UL);"; break;
-      default: return Status::Internal("no kernel for " + k.name);
-    }
-    step = "      " + step + "\n";
-    store = "  " + StoreI(out, "out", "o", "acc") + "\n";
-  }
-  std::string body =
-      "  const ulong o = get_global_id(0);\n  if (o >= n) return;\n"
-      "  const ulong nk = meta[0];\n  ulong rem = o, off = 0;\n"
-      "  for (ulong d = nk; d > 0; --d) {\n    const ulong dim = meta[d];\n    off += (rem % dim) * meta[nk + d];\n"
-      "    rem /= dim;\n  }\n"
-      "  __constant ulong* rm = meta + 1 + 2 * nk;\n"
-      "  const ulong nr = rm[0], inner = rm[nr], istride = rm[2 * nr], outer = rm[2 * nr + 1];\n"
-      "  ulong ridx[16];\n  for (int d = 0; d < 16; ++d) ridx[d] = 0;\n  ulong r = 0;\n" +
-      init +
-      "  for (ulong t = 0; t < outer; ++t) {\n"
-      "    for (ulong q = 0; q < inner; ++q, ++r) {\n"
-      "      const ulong p = off + q * istride;\n"
-      "      const " + f + " v = " + load + ";\n" + step +
-      "    }\n"
-      "    for (ulong j = nr - 1; j-- > 0;) {\n"
-      "      ridx[j] += 1;\n      off += rm[1 + nr + j];\n      if (ridx[j] < rm[1 + j]) break;\n"
-      "      off -= rm[1 + nr + j] * rm[1 + j];\n      ridx[j] = 0;\n    }\n  }\n" +
-      store;
-  k.text = Head(In(in, "a") + ", " + Out(out) + ", const ulong n, __constant ulong* restrict meta") + body + "}\n";
-  return k;
-}
-
-namespace {
-
-/// cpu_ops' conversion of element `sidx` of `src` (type `in`) into element `didx` of `dst` (type
-/// `out`): integer -> float through the exact signed/unsigned value, float -> integer saturating
-/// (NaN -> 0), integer -> integer wrapping. Statements, indented by two.
-std::string ConvertStmts(DType in, const std::string& src, const std::string& sidx, DType out, const std::string& dst,
-                         const std::string& didx) {
-  if (IsFloat(in) || IsFloat(out)) {
-    if (!IsFloat(in)) {
-      const std::string f = FType(out);
-      return "  const " + f + " x = " + ToCompute(in, src, sidx, out == DType::kF64 ? DType::kF64 : DType::kF32) +
-             ";\n  " + StoreF(out, dst, didx, "x", f) + "\n";
-    }
-    const std::string f = in == DType::kF64 || out == DType::kF64 ? "double" : "float";
-    std::string x = LoadNat(in, src, sidx);
-    if (f == "double" && in != DType::kF64) x = "(double)" + x;
-    return "  const " + f + " x = " + x + ";\n  " + StoreF(out, dst, didx, "x", f) + "\n";
-  }
-  return "  const ulong v = " + LoadI(in, src, sidx) + ";\n  " + StoreI(out, dst, didx, "v") + "\n";
-}
-
-}  // namespace
-
-Result<KernelSource> AsTypeKernel(DType in, DType out, bool device_fp64) {
-  MURE_RETURN_IF_ERROR(CheckFp64("as_type", {in, out}, device_fp64));
-  KernelSource k;
-  k.name = "as_type " + DTypeToString(in) + " -> " + DTypeToString(out);
-  k.args = "ggl";
-  k.fp64 = Uses64({in, out});
-  k.text = Head(In(in, "a") + ", " + Out(out) + ", const ulong n") + kFlatIndex +
-           ConvertStmts(in, "a", "i", out, "out", "i") + "}\n";
-  return k;
-}
-
-namespace {
-
-/// Like ConvertStmts, but a same-type element is copied bit for bit (cpu_ops' Convert memcpy's).
-std::string ConvertOrCopy(DType in, const std::string& src, const std::string& sidx, DType out, const std::string& dst,
-                          const std::string& didx) {
-  if (in != out) return ConvertStmts(in, src, sidx, out, dst, didx);
-  const std::string t = WidthType(static_cast<unsigned>(DTypeSize(in)));
-  return "  ((__global " + t + "*)" + dst + ")[" + didx + "] = ((__global const " + t + "*)" + src + ")[" + sidx +
-         "];\n";
-}
-
-/// Offsets of up to three operands of a broadcast (cpu_ops' BroadcastStrides): mode 0: all flat;
-/// otherwise meta = {rank, shape[rank], s0[rank], s1[rank], s2[rank]}.
-std::string BroadcastPrologue(int operands) {
-  std::string v[3] = {"i0", "i1", "i2"};
-  std::string out = "  ulong i0 = i, i1 = i, i2 = i;\n  if (mode != 0u) {\n    const ulong rank = meta[0];\n"
-                    "    ulong rem = i;\n    i0 = 0;\n    i1 = 0;\n    i2 = 0;\n"
-                    "    for (ulong d = rank; d > 0; --d) {\n      const ulong dim = meta[d], k = rem % dim;\n"
-                    "      rem /= dim;\n";
-  for (int o = 0; o < operands; ++o) {
-    out += "      " + v[o] + " += k * meta[" + std::to_string(o + 1) + " * rank + d];\n";
-  }
-  return out + "    }\n  }\n";
-}
-
-/// `e` (of OpenCL type `f`) rounded to the float type `t` (cpu_ops' RoundTo), still of type `f`.
-std::string RoundExpr(DType t, const std::string& e, const std::string& f) {
-  const std::string back = f == "double" ? "(double)" : "";
-  switch (t) {
-    case DType::kF64: return e;
-    case DType::kF32: return f == "double" ? "(double)(float)(" + e + ")" : "(" + e + ")";
-    case DType::kF16: return back + "mure_rf16((float)(" + e + "))";
-    default: return back + "mure_rbf16((float)(" + e + "))";
-  }
-}
-
-std::string FLit(double v, const std::string& f) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f == "double" ? "%a" : "%af", f == "double" ? v : static_cast<double>(static_cast<float>(v)));
-  return std::string("(") + buf + ")";
-}
-
-const char* kRandomHelpers = R"CL(#ifndef MURE_RANDOM_HELPERS
-#define MURE_RANDOM_HELPERS
-ulong mure_splitmix(ulong x) {
-  x += 0x9e3779b97f4a7c15UL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9UL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebUL;
-  return x ^ (x >> 31);
-}
-ulong mure_random_bits(ulong seed, ulong counter) { return mure_splitmix(seed ^ mure_splitmix(counter)); }
-#endif
-)CL";
-
-unsigned MantissaBits(DType t) {
-  switch (t) {
-    case DType::kF64: return 53;
-    case DType::kF32: return 24;
-    case DType::kF16: return 11;
-    default: return 8;
-  }
-}
-
-}  // namespace
-
-Result<KernelSource> CopyKernel(DType in, DType out, bool device_fp64) {
-  if (in != out) MURE_RETURN_IF_ERROR(CheckFp64("conversion", {in, out}, device_fp64));
-  KernelSource k;
-  k.args = "gglcll";
-  std::string params;
-  if (in == out) {
-    const std::string t = WidthType(static_cast<unsigned>(DTypeSize(in)));
-    k.name = "strided copy of " + std::to_string(DTypeSize(in)) + "-byte elements";
-    params = "__global const " + t + "* restrict a, __global " + t + "* restrict out";
-  } else {
-    k.name = "strided copy " + DTypeToString(in) + " -> " + DTypeToString(out);
-    k.fp64 = Uses64({in, out});
-    params = In(in, "a") + ", " + Out(out);
-  }
-  std::string body = in == out ? "  out[io] = a[ia];\n" : ConvertStmts(in, "a", "ia", out, "out", "io");
-  k.text = Head(params + ", const ulong n, __constant ulong* restrict meta, const ulong ibase, const ulong obase") +
-           kFlatIndex +
-           "  const ulong rank = meta[0];\n  ulong rem = i, ia = ibase, io = obase;\n"
-           "  for (ulong d = rank; d > 0; --d) {\n    const ulong dim = meta[d], k = rem % dim;\n    rem /= dim;\n"
-           "    ia += k * meta[rank + d];\n    io += k * meta[2 * rank + d];\n  }\n" +
-           body + "}\n";
-  return k;
-}
-
-Result<KernelSource> IotaKernel(DType out, bool device_fp64) {
-  MURE_RETURN_IF_ERROR(CheckFp64("iota", {out}, device_fp64));
-  KernelSource k;
-  k.name = "iota " + DTypeToString(out);
-  k.args = "glll";
-  k.fp64 = Uses64({out});
-  std::string store;
-  if (out == DType::kF64) store = StoreF(out, "out", "i", "(double)v", "double");
-  else if (IsFloat(out)) store = StoreF(out, "out", "i", "mure_u2f(v)", "float");
-  else store = StoreI(out, "out", "i", "v");
-  k.text = Head(Out(out) + ", const ulong n, const ulong inner, const ulong dim") + kFlatIndex +
-           "  const ulong v = (i / inner) % dim;\n  " + store + "\n}\n";
-  return k;
-}
-
-KernelSource EyeKernel(unsigned width) {
-  KernelSource k;
-  k.name = "eye " + std::to_string(width) + "-byte elements";
-  k.args = "glllll";
-  const std::string t = WidthType(width);
-  k.text = Head("__global " + t + "* restrict out, const ulong n, const ulong rows, const ulong cols, const ulong one, "
-                "const ulong zero") +
-           kFlatIndex + "  out[i] = (" + t + ")(((i / cols) % rows == i % cols) ? one : zero);\n}\n";
-  return k;
-}
-
-Result<KernelSource> RandomKernel(DType out, bool normal, bool device_fp64) {
-  const char* what = normal ? "random_normal" : "random_uniform";
-  MURE_RETURN_IF_ERROR(CheckFp64(what, {out}, device_fp64));
-  if (!IsFloat(out)) return Status::Internal(std::string(what) + " makes floats");
-  KernelSource k;
-  k.name = std::string(what) + " " + DTypeToString(out);
-  k.args = "gllll";
-  // The reference computes in double; so do we where the device can (then bit-identical).
-  const std::string f = device_fp64 ? "double" : "float";
-  k.fp64 = device_fp64;
-  auto param = [&](const char* p) { return f == "double" ? std::string("as_double(") + p + ")" : std::string("as_float((uint)") + p + ")"; };
-  std::string body;
-  if (!normal) {
-    const unsigned mb = MantissaBits(out);
-    body = "  const " + f + " lo = " + param("p1") + ", hi = " + param("p2") + ";\n"
-           "  const " + f + " u = (" + f + ")(mure_random_bits(seed, i) >> " + std::to_string(64 - mb) + ") * " +
-           FLit(std::ldexp(1.0, -static_cast<int>(mb)), f) + ";\n"
-           "  " + f + " v = " + RoundExpr(out, "lo + (hi - lo) * u", f) + ";\n"
-           "  if (v >= hi && hi > lo) v = lo;\n  " + StoreF(out, "out", "i", "v", f) + "\n";
-  } else {
-    body = "  const " + f + " mean = " + param("p1") + ", sd = " + param("p2") + ";\n"
-           "  const " + f + " u1 = ((" + f + ")(mure_random_bits(seed, 2 * i) >> 11) + " + FLit(1, f) + ") * " +
-           FLit(0x1.0p-53, f) + ";\n"
-           "  const " + f + " u2 = (" + f + ")(mure_random_bits(seed, 2 * i + 1) >> 11) * " + FLit(0x1.0p-53, f) + ";\n"
-           "  const " + f + " z = sqrt(" + FLit(-2, f) + " * log(u1)) * cos(" + FLit(6.283185307179586, f) + " * u2);\n"
-           "  const " + f + " r = mean + sd * z;\n  " + StoreF(out, "out", "i", "r", f) + "\n";
-  }
-  k.text = std::string(kRandomHelpers) +
-           Head(Out(out) + ", const ulong n, const ulong seed, const ulong p1, const ulong p2") + kFlatIndex + body +
-           "}\n";
-  return k;
-}
-
-Result<KernelSource> SelectKernel(DType pred, DType a, DType b, DType out, bool device_fp64) {
-  MURE_RETURN_IF_ERROR(CheckFp64("select", {pred, a, b, out}, device_fp64));
-  KernelSource k;
-  k.name = "select " + DTypeToString(pred) + " ? " + DTypeToString(a) + " : " + DTypeToString(b) + " -> " +
-           DTypeToString(out);
-  k.args = "gggglcu";
-  k.fp64 = Uses64({pred, a, b, out});
-  std::string cond = IsFloat(pred) ? LoadNat(pred, "p", "i0") + " != " + (pred == DType::kF64 ? "0.0" : "0.0f")
-                                   : LoadI(pred, "p", "i0") + " != 0UL";
-  k.text = Head(In(pred, "p") + ", " + In(a, "a") + ", " + In(b, "b") + ", " + Out(out) +
-                ", const ulong n, __constant ulong* restrict meta, const uint mode") +
-           kFlatIndex + BroadcastPrologue(3) + "  if (" + cond + ") {\n" + ConvertOrCopy(a, "a", "i1", out, "out", "i") +
-           "  } else {\n" + ConvertOrCopy(b, "b", "i2", out, "out", "i") + "  }\n}\n";
-  return k;
-}
-
-Result<KernelSource> ClipKernel(DType x, DType lo, DType hi, DType compute, DType out, bool device_fp64) {
-  MURE_RETURN_IF_ERROR(CheckFp64("clip", {x, lo, hi, compute, out}, device_fp64));
-  KernelSource k;
-  k.name = "clip " + DTypeToString(x) + " " + DTypeToString(lo) + " " + DTypeToString(hi) + " (compute " +
-           DTypeToString(compute) + ") -> " + DTypeToString(out);
-  k.args = "gggglcu";
-  k.fp64 = Uses64({x, lo, hi, compute, out});
-  std::string body;
-  if (IsFloat(compute)) {
-    const std::string f = FType(compute);
-    body = "  const " + f + " v = " + ToCompute(x, "x", "i0", compute) + ";\n  const " + f + " l = " +
-           ToCompute(lo, "lo", "i1", compute) + ";\n  const " + f + " h = " + ToCompute(hi, "hi", "i2", compute) +
-           ";\n  const " + f + " m = v < l ? l : v;\n  const " + f + " r = isnan(v) ? v : (h < m ? h : m);\n  " +
-           StoreF(out, "out", "i", "r", f) + "\n";
-  } else {
-    if (IsFloat(x) || IsFloat(lo) || IsFloat(hi)) return Status::Internal("float operands with an integer compute type: " + k.name);
-    const bool s = IsSigned(compute);
-    body = "  ulong v = " + Normalize(compute, LoadI(x, "x", "i0")) + ";\n  const ulong l = " +
-           Normalize(compute, LoadI(lo, "lo", "i1")) + ";\n  const ulong h = " + Normalize(compute, LoadI(hi, "hi", "i2")) +
-           ";\n  if " + Lt(s, "v", "l") + " v = l;\n  if " + Lt(s, "h", "v") + " v = h;\n  " +
-           StoreI(out, "out", "i", "v") + "\n";
-  }
-  k.text = Head(In(x, "x") + ", " + In(lo, "lo") + ", " + In(hi, "hi") + ", " + Out(out) +
-                ", const ulong n, __constant ulong* restrict meta, const uint mode") +
-           kFlatIndex + BroadcastPrologue(3) + body + "}\n";
-  return k;
-}
-
-Result<KernelSource> GatherCheckKernel(DType index) {
-  if (IsFloat(index)) return Status::Internal("gather with float indices");
-  KernelSource k;
-  k.name = "gather coordinate check, indices " + DTypeToString(index);
-  k.args = "gllclg";
-  k.text = Head(In(index, "idx") + ", const ulong count, const ulong rank, __constant ulong* restrict meta, "
-                "const ulong chunk, __global uint* restrict bad") +
-           "  const ulong g = get_global_id(0), start = g * chunk;\n  if (start >= count) return;\n"
-           "  const ulong end = min(start + chunk, count);\n"
-           "  for (ulong e = start; e < end; ++e) {\n    for (ulong d = 0; d < rank; ++d) {\n"
-           "      const ulong x = " + LoadI(index, "idx", "e * rank + d") + ";\n"
-           "      if (x >= meta[d]) {\n        atomic_min(bad, (uint)g);\n        return;\n      }\n    }\n  }\n}\n";
-  return k;
-}
-
-Result<KernelSource> GatherCopyKernel(unsigned width, DType index) {
-  if (IsFloat(index)) return Status::Internal("gather with float indices");
-  KernelSource k;
-  k.name = "gather " + std::to_string(width) + "-byte elements, indices " + DTypeToString(index);
-  k.args = "gggllc";
-  const std::string t = WidthType(width);
-  k.text = Head("__global const " + t + "* restrict a, " + In(index, "idx") + ", __global " + t +
-                "* restrict out, const ulong n, const ulong rank, __constant ulong* restrict meta") +
-           kFlatIndex +
-           "  ulong off = 0;\n  for (ulong d = 0; d < rank; ++d) {\n"
-           "    const ulong x = " + LoadI(index, "idx", "i * rank + d") + ";\n"
-           "    if (x >= meta[d]) return;  /* checked before: never taken */\n    off += x * meta[rank + d];\n  }\n"
-           "  out[i] = a[off];\n}\n";
-  return k;
-}
-
-Result<KernelSource> SortKernel(DType t, bool descending, bool arg, bool device_fp64) {
-  const char* what = arg ? "argsort" : "sort";
-  MURE_RETURN_IF_ERROR(CheckFp64(what, {t}, device_fp64));
-  KernelSource k;
-  k.name = std::string(what) + (descending ? " descending " : " ") + DTypeToString(t);
-  k.args = "gglllg";
-  k.fp64 = Uses64({t});
-  const DType out = arg ? DType::kS64 : t;
-  std::string before;
-  if (IsFloat(t)) {
-    const std::string f = FType(t);
-    before = "          const " + f + " x = " + LoadNat(t, "a", "AT(jq)") + ", y = " + LoadNat(t, "a", "AT(jp)") +
-             ";\n          const int xn = isnan(x), yn = isnan(y);\n          right = " +
-             (descending ? "xn ? !yn : (!yn && x > y)" : "!xn && (yn || x < y)") + ";\n";
-  } else {
-    const bool s = IsSigned(t);
-    before = "          const ulong x = " + LoadI(t, "a", "AT(jq)") + ", y = " + LoadI(t, "a", "AT(jp)") +
-             ";\n          right = " + (descending ? Lt(s, "y", "x") : Lt(s, "x", "y")) + ";\n";
-  }
-  std::string emit = arg ? "    " + StoreI(out, "out", "AT(j)", "ord[j]") + "\n"
-                         : ConvertOrCopy(t, "a", "AT(ord[j])", t, "out", "AT(j)");
-  // One work-item per row: a bottom-up stable merge sort of the row's indices in `scratch`
-  // (2 * n ulongs per row). "right" = the right run's head sorts strictly before the left's.
-  k.text = Head(In(t, "a") + ", " + Out(out) +
-                ", const ulong rows, const ulong n, const ulong inner, __global ulong* restrict scratch") +
-           "  const ulong row = get_global_id(0);\n  if (row >= rows) return;\n"
-           "  const ulong o = row / inner, ii = row % inner;\n"
-           "#define AT(j) ((o * n + (j)) * inner + ii)\n"
-           "  __global ulong* ord = scratch + row * 2 * n;\n  __global ulong* tmp = ord + n;\n"
-           "  for (ulong j = 0; j < n; ++j) ord[j] = j;\n"
-           "  for (ulong w = 1; w < n; w *= 2) {\n"
-           "    for (ulong lo = 0; lo < n; lo += 2 * w) {\n"
-           "      const ulong mid = min(lo + w, n), hi = min(lo + 2 * w, n);\n"
-           "      ulong p = lo, q = mid;\n"
-           "      for (ulong m = lo; m < hi; ++m) {\n"
-           "        int right = p >= mid;\n"
-           "        if (!right && q < hi) {\n"
-           "          const ulong jq = ord[q], jp = ord[p];\n" + before +
-           "        }\n"
-           "        tmp[m] = right ? ord[q++] : ord[p++];\n"
-           "      }\n    }\n"
-           "    __global ulong* sw = ord;\n    ord = tmp;\n    tmp = sw;\n  }\n"
-           "  for (ulong j = 0; j < n; ++j) {\n" + emit + "  }\n#undef AT\n}\n";
-  return k;
-}
-
-Result<KernelSource> MatmulKernel(DType compute, bool device_fp64) {
-  MURE_RETURN_IF_ERROR(CheckFp64("dot", {compute}, device_fp64));
-  KernelSource k;
-  k.name = "batched matmul " + DTypeToString(compute);
-  k.args = "gggllll";
-  std::string body;
-  if (IsFloat(compute)) {
-    // The reference's plain loops accumulate in double; so do we where the device can.
-    const std::string f = device_fp64 || compute == DType::kF64 ? "double" : "float";
-    k.fp64 = f == "double";
-    const std::string c = f == "double" && compute != DType::kF64 ? "(double)" : "";
-    body = "  " + f + " acc = " + FLit(0, f) + ";\n  for (ulong q = 0; q < kk; ++q) acc += " + c +
-           LoadNat(compute, "A", "ab + q") + " * " + c + LoadNat(compute, "B", "bb + q * nn") + ";\n  " +
-           StoreF(compute, "out", "i", "acc", f) + "\n";
-  } else {
-    body = "  ulong acc = 0;\n  for (ulong q = 0; q < kk; ++q) acc += " + LoadI(compute, "A", "ab + q") + " * " +
-           LoadI(compute, "B", "bb + q * nn") + ";\n  " + StoreI(compute, "out", "i", "acc") + "\n";
-  }
-  k.text = Head(In(compute, "A") + ", " + In(compute, "B") + ", " + Out(compute) +
-                ", const ulong n, const ulong mm, const ulong nn, const ulong kk") +
-           kFlatIndex +
-           "  const ulong j = i % nn, r = (i / nn) % mm, bt = i / (mm * nn);\n"
-           "  const ulong ab = (bt * mm + r) * kk, bb = bt * kk * nn + j;\n" + body + "}\n";
-  return k;
-}
-
-KernelSource GatherKernel(unsigned width) {
-  KernelSource k;
-  k.name = "gather " + std::to_string(width) + "-byte elements";
-  k.args = "gglcl";
-  const std::string t = WidthType(width);
-  k.text = Head("__global const " + t + "* restrict a, __global " + t +
-                "* restrict out, const ulong n, __constant ulong* restrict meta, const ulong base") +
-           kFlatIndex +
-           "  const ulong rank = meta[0];\n  ulong rem = i, off = base;\n"
-           "  for (ulong d = rank; d > 0; --d) {\n    const ulong dim = meta[d];\n"
-           "    off += (rem % dim) * meta[rank + d];\n    rem /= dim;\n  }\n"
-           "  out[i] = a[off];\n}\n";
-  return k;
-}
-
-Result<KernelSource> TakeKernel(unsigned width, DType index) {
-  if (IsFloat(index)) return Status::Internal("take with float indices");
-  KernelSource k;
-  k.name = "take " + std::to_string(width) + "-byte elements, indices " + DTypeToString(index);
-  k.args = "gggllll";
-  const std::string t = WidthType(width);
-  k.text = Head("__global const " + t + "* restrict a, " + In(index, "idx") + ", __global " + t +
-                "* restrict out, const ulong n, const ulong count, const ulong dim, const ulong post") +
-           kFlatIndex +
-           "  const ulong q = i % post, tj = i / post, j = tj % count, p = tj / count;\n"
-           "  const ulong x = " + LoadI(index, "idx", "j") + ";\n"
-           "  if (x >= dim) return;  /* checked before: never taken */\n"
-           "  out[i] = a[(p * dim + x) * post + q];\n}\n";
-  return k;
-}
-
-Result<KernelSource> TakeCheckKernel(DType index) {
-  if (IsFloat(index)) return Status::Internal("take with float indices");
-  KernelSource k;
-  k.name = "take index check, indices " + DTypeToString(index);
-  k.args = "glllg";
-  // A negative index is a pattern >= 2^63, so `x >= dim` catches it too.
-  k.text = Head(In(index, "idx") +
-                ", const ulong count, const ulong dim, const ulong chunk, __global uint* restrict bad") +
-           "  const ulong g = get_global_id(0), start = g * chunk;\n  if (start >= count) return;\n"
-           "  const ulong end = min(start + chunk, count);\n"
-           "  for (ulong j = start; j < end; ++j) {\n"
-           "    const ulong x = " + LoadI(index, "idx", "j") + ";\n"
-           "    if (x >= dim) {\n      atomic_min(bad, (uint)g);\n      return;\n    }\n  }\n}\n";
-  return k;
 }
 
 }  // namespace mure::ocl

@@ -54,6 +54,13 @@ std::string UnaryFloatFormula(ir::UnaryOp op);
 std::string UnaryIntFormula(ir::UnaryOp op);
 std::string BinaryFloatFormula(ir::BinaryOp op);
 std::string BinaryIntFormula(ir::BinaryOp op);
+/// A reduction's row of ir/ops.def as OpenCL C text: the accumulator's start and its step from
+/// `acc` and the element `v`, for floats and for integer patterns (which see S, BITS, MASK, SMIN:
+/// IntConstants); "MURE_NONE" where the row has none (argmax, argmin).
+struct ReduceFormulas {
+  std::string float_init, float_step, int_init, int_step;
+};
+ReduceFormulas ReduceFormulaText(ir::ReduceOp op);
 /// `r = (f)(formula);` of the float formula over `x` (and `y`) of OpenCL type `f`; `r` may be a
 /// declaration ("const float r"). Empty when the row has no float formula.
 std::string UnaryFloatStmt(ir::UnaryOp op, const std::string& f, const std::string& r);

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/signals.h"
+#include "exec/op_dialect.h"
 #include "exec/opencl_codegen.h"
 
 namespace mure::ocl {
@@ -79,9 +80,8 @@ std::string FusedGraph::Source() const {
          "  const ulong g = get_global_id(0);\n  if (g >= rows * chunks) return;\n"
          "  const ulong r = g / chunks, c = g % chunks;\n"
          "  const ulong j0 = c * chunk, j1 = min(j0 + chunk, len);\n";
-    const char* init = reduce_op == ReduceOp::kSum ? "0.0" : reduce_op == ReduceOp::kProduct ? "1.0"
-                       : reduce_op == ReduceOp::kReduceMax ? "-INFINITY" : "INFINITY";
-    s += std::string("  double acc = ") + init + ";\n  for (ulong j = j0; j < j1; ++j) {\n  const ulong i = r * len + j;\n";
+    s += "  double acc = (double)(" + ReduceFormulaText(reduce_op).float_init +
+         ");\n  for (ulong j = j0; j < j1; ++j) {\n  const ulong i = r * len + j;\n";
   }
   for (size_t k = 0; k < steps.size(); ++k) {
     const FusedStep& st = steps[k];
@@ -104,13 +104,8 @@ std::string FusedGraph::Source() const {
   if (!reduce) {
     s += "  out[i] = " + last + ";\n  }\n}\n";
   } else {
-    const std::string x = "(double)" + last;
-    switch (reduce_op) {
-      case ReduceOp::kSum: s += "  acc += " + x + ";\n"; break;
-      case ReduceOp::kProduct: s += "  acc *= " + x + ";\n"; break;
-      case ReduceOp::kReduceMax: s += "  acc = (isnan(acc) || isnan(" + x + ")) ? (double)NAN : fmax(acc, " + x + ");\n"; break;
-      default: s += "  acc = (isnan(acc) || isnan(" + x + ")) ? (double)NAN : fmin(acc, " + x + ");\n"; break;
-    }
+    s += "  {\n    const double v = (double)" + last + ";\n    acc = (double)(" +
+         ReduceFormulaText(reduce_op).float_step + ");\n  }\n";
     s += "  }\n  partial[g] = acc;\n}\n";
   }
   return s;
@@ -257,8 +252,7 @@ Status FusedKernels::Run(const FusedGraph& graph, const std::vector<const Tensor
   const uint64_t rows = graph.reduce ? out.elements() : 0;
   if (!graph.reduce && elements == 0) return Status::Ok();
   if (graph.reduce && (rows == 0 || row_length == 0)) {
-    double init = graph.reduce_op == ReduceOp::kSum ? 0.0 : graph.reduce_op == ReduceOp::kProduct ? 1.0
-                  : graph.reduce_op == ReduceOp::kReduceMax ? -INFINITY : INFINITY;
+    const double init = dialect::ReduceFloatInit(graph.reduce_op);
     for (uint64_t r = 0; r < rows; ++r) out.as<float>()[r] = static_cast<float>(init);
     return Status::Ok();
   }
@@ -316,13 +310,7 @@ Status FusedKernels::Run(const FusedGraph& graph, const std::vector<const Tensor
     for (uint64_t r = 0; r < rows; ++r) {
       double acc = partial[r * chunks];
       for (uint64_t c = 1; c < chunks; ++c) {
-        double v = partial[r * chunks + c];
-        switch (graph.reduce_op) {
-          case ReduceOp::kSum: acc += v; break;
-          case ReduceOp::kProduct: acc *= v; break;
-          case ReduceOp::kReduceMax: acc = (std::isnan(acc) || std::isnan(v)) ? NAN : std::max(acc, v); break;
-          default: acc = (std::isnan(acc) || std::isnan(v)) ? NAN : std::min(acc, v); break;
-        }
+        acc = dialect::ReduceFloatStep(graph.reduce_op, acc, partial[r * chunks + c]);
       }
       out.as<float>()[r] = static_cast<float>(acc);
     }

@@ -25,7 +25,7 @@ const std::vector<BinaryInfo>& BinaryRows() {
 }
 const std::vector<ReduceInfo>& ReduceRows() {
   static const std::vector<ReduceInfo> rows = {
-#define MURE_REDUCE(Id, name, rule, fusible) {ReduceOp::k##Id, name, ReduceRule::k##rule, fusible != 0},
+#define MURE_REDUCE(Id, name, rule, fusible, ...) {ReduceOp::k##Id, name, ReduceRule::k##rule, fusible != 0},
 #include "ir/ops.def"
   };
   return rows;

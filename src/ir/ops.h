@@ -27,7 +27,7 @@ enum class BinaryOp {
 };
 
 enum class ReduceOp {
-#define MURE_REDUCE(Id, name, rule, fusible) k##Id,
+#define MURE_REDUCE(Id, name, rule, fusible, ...) k##Id,
 #include "ir/ops.def"
 };
 

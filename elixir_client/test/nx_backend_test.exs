@@ -202,5 +202,26 @@ defmodule Mure.NxBackendTest do
       assert error.message =~ "its owner process exited"
       assert error.message =~ "Nx.backend_copy(tensor, Nx.BinaryBackend)"
     end
+
+    test "a node that dies: the error names the node and the cause; the restarted one works" do
+      name = :"nx_backend_death_#{System.unique_integer([:positive])}"
+      start_supervised!({Mure, name: name}, id: name)
+      Nx.default_backend({Mure.Backend, connection: name})
+      t = Nx.iota({8}, type: {:f, 32})
+      node = t.data.ref.node
+      old = GenServer.whereis(name)
+      {_, 0} = System.cmd("kill", ["-9", Integer.to_string(Mure.hello!(name).os_pid)])
+      assert wait_until(fn -> GenServer.whereis(name) not in [nil, old] end)
+
+      error = assert_raise Mure.ConnectionError, fn -> Nx.add(t, 1) end
+      message = Exception.message(error)
+      assert message =~ Atom.to_string(node)
+      assert message =~ "no longer connected"
+
+      # The next computation runs on the restarted node.
+      y = Nx.iota({8}, type: {:f, 32}) |> Nx.add(1) |> Nx.sum()
+      assert Nx.to_number(y) == 36.0
+      assert y.data.ref.node != node
+    end
   end
 end

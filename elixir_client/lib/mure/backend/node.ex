@@ -208,6 +208,23 @@ defmodule Mure.Backend.Node do
   def unwrap!({:ok, value}, _what, _tensors), do: value
 
   def unwrap!({:error, %Error{kind: :unknown_handle} = e}, what, tensors) do
+    # A tensor of a node that is gone (its OS process exited, the connection was lost and
+    # made again) is not a matter of lifetime: the node and its tensors are lost.
+    case Enum.find(tensors, &(&1.node not in Node.list([:hidden, :connected]))) do
+      nil ->
+        :ok
+
+      t ->
+        raise %ConnectionError{
+          reason: :node_down,
+          details:
+            "Mure.Backend #{what}: the tensor #{describe([t])} was on #{t.node}, which is no " <>
+              "longer connected (its OS process exited or the connection was lost): its " <>
+              "tensors are gone; compute them again (new tensors go to the node the " <>
+              "connection now has)"
+        }
+    end
+
     raise ArgumentError,
           "Mure.Backend #{what}: a tensor is no longer on its node (#{describe(tensors)}): " <>
             "it was deallocated (Nx.backend_deallocate/1), freed by the Mure.Backend.scope/1 " <>

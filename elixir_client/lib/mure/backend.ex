@@ -50,7 +50,7 @@ defmodule Mure.Backend do
 
   The callbacks the node's op set serves run there. The rest run on `Nx.BinaryBackend`
   (download, compute, upload) in one place, `Mure.Backend.Fallback`, which counts them:
-  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv reduce map window_reduce window_sum window_product window_max window_min window_scatter_max window_scatter_min indexed_add indexed_put take_along_axis lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
+  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv reduce map window_reduce window_sum window_product window_max window_min window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
   the complex types `{:c, 64}` and `{:c, 128}` (the node stores their bytes but has no
   complex arithmetic); and the variants of an op that the node's rules refuse (the
   reason is logged at debug level).
@@ -82,7 +82,6 @@ defmodule Mure.Backend do
     window_scatter_min: 6,
     indexed_add: 5,
     indexed_put: 5,
-    take_along_axis: 4,
     lu: 3,
     triangular_solve: 4,
     fft: 3,
@@ -449,18 +448,40 @@ defmodule Mure.Backend do
     end
   end
 
+  # The node's argmax/argmin take the first of equal values (tie_break: :low); the last
+  # (tie_break: :high) is the first of the reversed axis, counted from the end.
   for op <- [:argmax, :argmin] do
     @impl true
     def unquote(op)(out, t, opts) do
-      if opts[:tie_break] == :high do
-        fallback(unquote(op), [out, t, opts], [t], "tie_break: :high (the node takes the first)")
-      else
-        ro = if opts[:axis], do: [axes: [opts[:axis]]], else: []
-        ro = [keep_axes: opts[:keep_axis] || false] ++ ro
+      serve(unquote(op), out, [t], [out, t, opts], fn [x] ->
+        {x, axis} =
+          if opts[:axis], do: {x, opts[:axis]}, else: {Expr.reshape(x, {Nx.size(x.shape)}), 0}
 
-        serve(unquote(op), out, [t], [out, t, opts], fn [x] -> Expr.reduce(unquote(op), x, ro) end)
-      end
+        ro = [axes: [axis], keep_axes: opts[:keep_axis] || false]
+
+        if opts[:tie_break] == :high do
+          i = Expr.reduce(unquote(op), Expr.reverse(x, axes: [axis]), ro)
+          Expr.binary(:subtract, elem(x.shape, axis) - 1, i)
+        else
+          Expr.reduce(unquote(op), x, ro)
+        end
+      end)
     end
+  end
+
+  # Gathers at full coordinates: the indices along `axis`, the iotas of the other axes.
+  @impl true
+  def take_along_axis(out, t, indices, axis) do
+    serve(:take_along_axis, out, [t, indices], [out, t, indices, axis], fn [x, i] ->
+      i = cast(i, {:s, 64})
+      rank = tuple_size(i.shape)
+
+      coords =
+        for d <- 0..(rank - 1),
+            do: if(d == axis, do: i, else: Expr.iota(i.shape, type: {:s, 64}, axis: d))
+
+      Expr.gather(x, Expr.stack(coords, axis: rank))
+    end)
   end
 
   @impl true

@@ -5,6 +5,9 @@ defmodule Mure.NxBackendTest do
   # with the node's own memory figures (Mure.stats) as the measure.
   use ExUnit.Case, async: true
 
+  # The fallbacks' debug lines and the killed node's warnings show only for a failing test.
+  @moduletag :capture_log
+
   import Mure.TestSupport, only: [wait_until: 1]
 
   setup do
@@ -77,6 +80,14 @@ defmodule Mure.NxBackendTest do
       assert_raise ArgumentError, ~r/no longer on its node/, fn -> Nx.to_binary(t) end
     end
 
+    test "to_binary with a limit and inspect read only the head of a large tensor" do
+      big = Nx.iota({1_000_000}, type: {:f, 32})
+      head = for x <- [0.0, 1.0, 2.0], into: <<>>, do: <<x::float-32-native>>
+      assert Nx.to_binary(big, limit: 3) == head
+      assert inspect(big) =~ "[0.0, 1.0, 2.0, 3.0,"
+      assert byte_size(Nx.to_binary(big)) == 4_000_000
+    end
+
     test "Nx.backend_deallocate frees at once, the second time :already_deallocated", %{
       conn: conn
     } do
@@ -85,6 +96,22 @@ defmodule Mure.NxBackendTest do
       assert Nx.backend_deallocate(t) == :ok
       assert Mure.stats!(conn).connection_tensors == used - 1
       assert Nx.backend_deallocate(t) == :already_deallocated
+    end
+
+    test "device: places the ops (OpenCL kernels launch for :opencl, none for :cpu)", %{
+      conn: conn
+    } do
+      launches = fn -> Mure.stats!(conn).kernels.launches end
+      cpu = Nx.tensor([1.0, 2.0, 3.0], backend: {Mure.Backend, connection: conn, device: :cpu})
+      before = launches.()
+      y = cpu |> Nx.exp() |> Nx.multiply(2)
+      assert launches.() == before
+      assert y.data.device == :cpu
+
+      ocl = Nx.backend_transfer(cpu, {Mure.Backend, connection: conn, device: :opencl})
+      z = ocl |> Nx.exp() |> Nx.multiply(2)
+      assert launches.() > before
+      assert Nx.to_number(Nx.all_close(z, y, rtol: 1.0e-6)) == 1
     end
 
     test "the options are checked" do

@@ -219,11 +219,8 @@ defmodule Mure.Backend do
   def download(%Nx.Tensor{data: %__MODULE__{ref: ref}}, what), do: Node.download(ref, what)
 
   @impl true
-  def to_binary(%Nx.Tensor{type: {_, bits}} = t, limit) do
-    bin = download(t, "to_binary")
-    bytes = limit * div(bits, 8)
-    if byte_size(bin) <= bytes, do: bin, else: binary_part(bin, 0, bytes)
-  end
+  def to_binary(%Nx.Tensor{type: {_, bits}, data: %__MODULE__{ref: ref}}, limit),
+    do: Node.read(ref, limit * div(bits, 8), "to_binary")
 
   @impl true
   def backend_deallocate(%Nx.Tensor{data: %__MODULE__{ref: ref}}), do: Node.free(ref)

@@ -125,6 +125,23 @@ defmodule Mure.Backend.Node do
   def download(%Tensor{} = t, what), do: t |> Mure.download() |> unwrap!(what, [t])
 
   @doc false
+  # The first `bytes` bytes of a tensor: one {:read, ...} when that is less than all of it
+  # and fits one message (what inspect and Nx.to_binary(t, limit: n) need), else download.
+  @spec read(Tensor.t(), non_neg_integer(), String.t()) :: binary()
+  def read(%Tensor{} = t, bytes, what) do
+    with true <- bytes < Tensor.byte_size(t),
+         {:ok, %{piece: piece}} when bytes <= piece <- Transfer.limits(t.conn) do
+      case Request.call(t.conn, {:read, t.id, 0, bytes}, [t.session], self(), Request.budget(nil)) do
+        {:ok, bin, _node, _session} when is_binary(bin) and byte_size(bin) == bytes -> bin
+        {:ok, other, _node, _session} -> unwrap!({:error, unexpected(:read, other)}, what, [t])
+        {:error, error} -> unwrap!({:error, error}, what, [t])
+      end
+    else
+      _ -> t |> download(what) |> binary_part(0, min(bytes, Tensor.byte_size(t)))
+    end
+  end
+
+  @doc false
   @spec free(Tensor.t()) :: :ok | :already_deallocated
   def free(%Tensor{} = t) do
     case Mure.free(t) do

@@ -46,12 +46,39 @@ defmodule Mure.NxBackendTest do
       assert d.type == {:s, 64}
     end
 
+    test "window ops run on the node (strided slices) and agree with Nx.BinaryBackend", %{
+      conn: conn
+    } do
+      key = Nx.Random.key(7) |> Nx.backend_copy(Nx.BinaryBackend)
+      {ref_x, _} = Nx.Random.normal(key, shape: {2, 7, 9}, type: {:f, 32})
+      x = Nx.backend_copy(ref_x, {Mure.Backend, connection: conn})
+      before = Mure.Backend.fallbacks()
+
+      for fun <- [:window_sum, :window_product, :window_max, :window_min],
+          opts <- [
+            [],
+            [strides: [1, 2, 3]],
+            [padding: :same],
+            [padding: [{0, 0}, {2, 1}, {1, 3}], strides: [1, 1, 2], window_dilations: [1, 2, 1]]
+          ] do
+        got = apply(Nx, fun, [x, {1, 3, 2}, opts])
+        want = apply(Nx, fun, [ref_x, {1, 3, 2}, opts])
+        assert got.shape == want.shape and got.type == want.type
+        assert Nx.to_number(Nx.all_close(got, want, rtol: 1.0e-5)) == 1, "#{fun} #{inspect(opts)}"
+      end
+
+      s = Nx.window_sum(Nx.iota({5, 5}, type: {:s, 32}), {2, 2}, strides: [2, 2])
+      assert Nx.to_flat_list(s) == [12, 20, 52, 60]
+      assert Mure.Backend.fallbacks() == before
+    end
+
     test "an op the node lacks falls back to Nx.BinaryBackend, counted, result on the node" do
-      before = Map.get(Mure.Backend.fallbacks(), :window_sum, 0)
-      w = Nx.window_sum(Nx.iota({4}), {2})
+      before = Map.get(Mure.Backend.fallbacks(), :window_scatter_max, 0)
+      t = Nx.tensor([[1, 5, 2, 0], [3, 4, 7, 1]])
+      w = Nx.window_scatter_max(t, Nx.tensor([[10, 20]]), 0, {2, 2}, strides: [2, 2])
       assert on_node?(w)
-      assert Nx.to_flat_list(w) == [1, 3, 5]
-      assert Mure.Backend.fallbacks()[:window_sum] == before + 1
+      assert Nx.to_flat_list(w) == [0, 10, 0, 0, 0, 0, 20, 0]
+      assert Mure.Backend.fallbacks()[:window_scatter_max] == before + 1
     end
 
     test "complex tensors are stored on the node and computed by the fallback" do

@@ -50,15 +50,16 @@ defmodule Mure.Backend do
 
   The callbacks the node's op set serves run there. The rest run on `Nx.BinaryBackend`
   (download, compute, upload) in one place, `Mure.Backend.Fallback`, which counts them:
-  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv reduce map window_reduce window_sum window_product window_max window_min window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
+  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv reduce map window_reduce window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
   the complex types `{:c, 64}` and `{:c, 128}` (the node stores their bytes but has no
-  complex arithmetic); and the variants of an op that the node's rules refuse (the
-  reason is logged at debug level).
+  complex arithmetic); window sums, products, maxima and minima over windows of more
+  than 64 elements (smaller ones are composed from strided slices on the node); and the
+  variants of an op that the node's rules refuse (the reason is logged at debug level).
   """
 
   @behaviour Nx.Backend
 
-  alias Mure.Backend.{Fallback, Node}
+  alias Mure.Backend.{Compose, Fallback, Node}
   alias Mure.{Expr, Rules, Tensor}
 
   @enforce_keys [:ref]
@@ -74,10 +75,6 @@ defmodule Mure.Backend do
     reduce: 5,
     map: 4,
     window_reduce: 6,
-    window_sum: 4,
-    window_product: 4,
-    window_max: 4,
-    window_min: 4,
     window_scatter_max: 6,
     window_scatter_min: 6,
     indexed_add: 5,
@@ -98,7 +95,8 @@ defmodule Mure.Backend do
                    ~w(constant from_binary eye iota to_batched to_binary as_type bitcast reshape
                       squeeze broadcast transpose pad reverse dot clip slice put_slice take
                       gather concatenate select sum product reduce_max reduce_min all any argmax
-                      argmin sort argsort real imag)a
+                      argmin sort argsort real imag take_along_axis window_sum window_product
+                      window_max window_min)a
 
   ## Public API
 
@@ -382,7 +380,6 @@ defmodule Mure.Backend do
       fallback(
         :gather,
         [out, t, indices, opts],
-        [t],
         "gather over some of the axes (axes: #{inspect(opts[:axes])})"
       )
     end
@@ -445,40 +442,45 @@ defmodule Mure.Backend do
     end
   end
 
-  # The node's argmax/argmin take the first of equal values (tie_break: :low); the last
-  # (tie_break: :high) is the first of the reversed axis, counted from the end.
   for op <- [:argmax, :argmin] do
     @impl true
     def unquote(op)(out, t, opts) do
       serve(unquote(op), out, [t], [out, t, opts], fn [x] ->
-        {x, axis} =
-          if opts[:axis], do: {x, opts[:axis]}, else: {Expr.reshape(x, {Nx.size(x.shape)}), 0}
-
-        ro = [axes: [axis], keep_axes: opts[:keep_axis] || false]
-
-        if opts[:tie_break] == :high do
-          i = Expr.reduce(unquote(op), Expr.reverse(x, axes: [axis]), ro)
-          Expr.binary(:subtract, elem(x.shape, axis) - 1, i)
-        else
-          Expr.reduce(unquote(op), x, ro)
-        end
+        Compose.arg_reduce(unquote(op), x, opts)
       end)
     end
   end
 
-  # Gathers at full coordinates: the indices along `axis`, the iotas of the other axes.
   @impl true
   def take_along_axis(out, t, indices, axis) do
     serve(:take_along_axis, out, [t, indices], [out, t, indices, axis], fn [x, i] ->
-      i = cast(i, {:s, 64})
-      rank = tuple_size(i.shape)
-
-      coords =
-        for d <- 0..(rank - 1),
-            do: if(d == axis, do: i, else: Expr.iota(i.shape, type: {:s, 64}, axis: d))
-
-      Expr.gather(x, Expr.stack(coords, axis: rank))
+      Compose.take_along_axis(x, i, axis)
     end)
+  end
+
+  for {name, op} <- [
+        window_sum: :add,
+        window_product: :multiply,
+        window_max: :max,
+        window_min: :min
+      ] do
+    @impl true
+    def unquote(name)(out, t, window, opts) do
+      args = [out, t, window, opts]
+      size = Tuple.product(window)
+
+      if size > Compose.max_window() do
+        fallback(
+          unquote(name),
+          args,
+          "a window of #{size} elements (slices: at most #{Compose.max_window()})"
+        )
+      else
+        serve(unquote(name), out, [t], args, fn [x] ->
+          Compose.window(unquote(op), cast(x, out.type), window, opts, out.shape)
+        end)
+      end
+    end
   end
 
   @impl true
@@ -502,12 +504,7 @@ defmodule Mure.Backend do
     def unquote(name)(unquote_splicing(args)) do
       args = unquote(args)
 
-      fallback(
-        unquote(name),
-        args,
-        Enum.filter(List.flatten(tensors_in(args)), &mure?/1),
-        "no such op on the node"
-      )
+      fallback(unquote(name), args, "no such op on the node")
     end
   end
 
@@ -522,24 +519,37 @@ defmodule Mure.Backend do
   # Mure.Backend one) and wraps the result as `out`; falls back when a type is complex or
   # the node's rules refuse the op.
   defp serve(name, out, inputs, args, build) do
-    cond do
-      not Enum.all?([out | inputs], &node_type?(&1.type)) ->
-        fallback(name, args, inputs, "complex")
+    if Enum.all?([out | inputs], &node_type?(&1.type)) do
+      {conn, device} = home(args)
+      refs = Enum.map(inputs, &to_node(&1, conn))
 
-      true ->
-        %{ref: first, device: device} = Enum.find(inputs, &mure?/1).data
-        refs = Enum.map(inputs, &to_node(&1, first.conn))
-
-        case Node.run(first.conn, name, refs, build, {out.type, out.shape}, device) do
-          {:ok, ref} -> wrap(out, ref, device)
-          {:unsupported, why} -> fallback(name, args, inputs, why)
-        end
+      case Node.run(conn, name, refs, build, {out.type, out.shape}, device) do
+        {:ok, ref} -> wrap(out, ref, device)
+        {:unsupported, why} -> Fallback.run(name, args, conn, device, why)
+      end
+    else
+      fallback(name, args, "complex")
     end
   end
 
-  defp fallback(name, args, inputs, why) do
-    %{ref: first, device: device} = Enum.find(inputs, &mure?/1).data
-    Fallback.run(name, args, first.conn, device, why)
+  defp fallback(name, args, why) do
+    {conn, device} = home(args)
+    Fallback.run(name, args, conn, device, why)
+  end
+
+  # Where a callback's result goes: the node of its first Mure.Backend tensor (Nx chose
+  # this backend because one of its tensors is here: an operand, or a start index or a
+  # pad value of an operand of another backend), else the default backend's.
+  defp home(args) do
+    case args |> tensors_in() |> List.flatten() |> Enum.find(&mure?/1) do
+      %Nx.Tensor{data: %{ref: ref, device: device}} ->
+        {ref.conn, device}
+
+      nil ->
+        {__MODULE__, opts} = Nx.default_backend()
+        opts = init(opts)
+        {opts[:connection], opts[:device]}
+    end
   end
 
   defp mure?(%Nx.Tensor{data: %__MODULE__{}}), do: true

@@ -1,0 +1,92 @@
+defmodule Mure.Backend.Compose do
+  @moduledoc false
+  # Nx callbacks the node has no op of its own for, built from the ops it has (as Mure.Expr
+  # expressions: Mure.Backend.Node sends each as one program, so the node runs the whole
+  # composition in one request and frees its intermediates itself).
+
+  alias Mure.Expr
+
+  @doc false
+  # argmax/argmin over `axis` (nil: all, flattened). The node's take the first of equal
+  # values (tie_break: :low); the last (:high) is the first of the reversed axis, counted
+  # from the end.
+  @spec arg_reduce(:argmax | :argmin, Expr.t(), keyword()) :: Expr.t()
+  def arg_reduce(op, x, opts) do
+    {x, axis} =
+      if opts[:axis], do: {x, opts[:axis]}, else: {Expr.reshape(x, {Nx.size(x.shape)}), 0}
+
+    ro = [axes: [axis], keep_axes: opts[:keep_axis] || false]
+
+    if opts[:tie_break] == :high do
+      i = Expr.reduce(op, Expr.reverse(x, axes: [axis]), ro)
+      Expr.binary(:subtract, elem(x.shape, axis) - 1, i)
+    else
+      Expr.reduce(op, x, ro)
+    end
+  end
+
+  @doc false
+  # take_along_axis: a gather at full coordinates, the indices along `axis` and the iotas
+  # of the other axes.
+  @spec take_along_axis(Expr.t(), Expr.t(), non_neg_integer()) :: Expr.t()
+  def take_along_axis(x, indices, axis) do
+    i = if indices.type == {:s, 64}, do: indices, else: Expr.as_type(indices, {:s, 64})
+    rank = tuple_size(i.shape)
+
+    coords =
+      for d <- 0..(rank - 1),
+          do: if(d == axis, do: i, else: Expr.iota(i.shape, type: {:s, 64}, axis: d))
+
+    Expr.gather(x, Expr.stack(coords, axis: rank))
+  end
+
+  @doc false
+  # The largest window (in elements) composed from slices: one strided slice per element
+  # of the window, combined with the op.
+  @spec max_window() :: pos_integer()
+  def max_window, do: 64
+
+  @doc false
+  # window_sum/product/max/min: pad with the op's identity, then for every position k of
+  # the window the strided slice that holds, for each output element, the input element
+  # at k; the op combines the slices. `opts` are Nx's (padding: [{lo, hi}], strides:,
+  # window_dilations:, all lists); `out_shape` is Nx's result shape.
+  @spec window(:add | :multiply | :max | :min, Expr.t(), tuple(), keyword(), tuple()) ::
+          Expr.t()
+  def window(op, x, window, opts, out_shape) do
+    config = Enum.map(opts[:padding], fn {lo, hi} -> {lo, hi, 0} end)
+
+    x =
+      if Enum.all?(config, &(&1 == {0, 0, 0})),
+        do: x,
+        else: Expr.pad(x, identity(op, x.type), config)
+
+    strides = opts[:strides]
+    lengths = Enum.zip_with(Tuple.to_list(out_shape), strides, &max((&1 - 1) * &2 + 1, 0))
+
+    offsets =
+      window
+      |> Tuple.to_list()
+      |> Enum.zip(opts[:window_dilations])
+      |> Enum.reduce([[]], fn {w, d}, acc ->
+        for prefix <- acc, k <- 0..(w - 1), do: prefix ++ [k * d]
+      end)
+
+    offsets
+    |> Enum.map(&Expr.slice(x, &1, lengths, strides: strides))
+    |> Enum.reduce(fn slice, acc -> Expr.binary(op, acc, slice) end)
+  end
+
+  defp identity(:add, _type), do: 0
+  defp identity(:multiply, _type), do: 1
+  defp identity(:max, type), do: lowest(type)
+  defp identity(:min, type), do: highest(type)
+
+  defp lowest({:s, bits}), do: -Bitwise.bsl(1, bits - 1)
+  defp lowest({:u, _}), do: 0
+  defp lowest(_float), do: :neg_infinity
+
+  defp highest({:s, bits}), do: Bitwise.bsl(1, bits - 1) - 1
+  defp highest({:u, bits}), do: Bitwise.bsl(1, bits) - 1
+  defp highest(_float), do: :infinity
+end

@@ -72,6 +72,25 @@ defmodule Mure.NxBackendTest do
       assert Mure.Backend.fallbacks() == before
     end
 
+    test "map and reduce functions are traced into node ops; others fall back, counted" do
+      t = Nx.tensor([[1, 2, 3], [4, 5, 6]])
+      before = Mure.Backend.fallbacks()
+      assert Nx.to_flat_list(Nx.map(t, &Nx.add(Nx.multiply(&1, 2), 1))) == [3, 5, 7, 9, 11, 13]
+
+      sel = Nx.map(t, fn x -> Nx.select(Nx.greater(x, 2), x, Nx.tensor(0)) end)
+      assert Nx.to_flat_list(sel) == [0, 0, 3, 4, 5, 6]
+      assert Nx.to_flat_list(Nx.map(t, fn _ -> 7 end)) == List.duplicate(7, 6)
+      assert Nx.to_flat_list(Nx.reduce(t, 10, &Nx.add/2)) == [31]
+      assert Nx.to_flat_list(Nx.reduce(t, 1, [axes: [1]], &Nx.multiply/2)) == [6, 120]
+      maxed = Nx.reduce(t, 0, [axes: [0], keep_axes: true], fn x, acc -> Nx.max(acc, x) end)
+      assert maxed.shape == {1, 3} and Nx.to_flat_list(maxed) == [4, 5, 6]
+      assert Mure.Backend.fallbacks() == before
+
+      squares = Nx.reduce(t, 0, fn x, acc -> Nx.add(Nx.multiply(x, x), acc) end)
+      assert Nx.to_flat_list(squares) == [91]
+      assert Mure.Backend.fallbacks()[:reduce] == Map.get(before, :reduce, 0) + 1
+    end
+
     test "an op the node lacks falls back to Nx.BinaryBackend, counted, result on the node" do
       before = Map.get(Mure.Backend.fallbacks(), :window_scatter_max, 0)
       t = Nx.tensor([[1, 5, 2, 0], [3, 4, 7, 1]])

@@ -50,16 +50,18 @@ defmodule Mure.Backend do
 
   The callbacks the node's op set serves run there. The rest run on `Nx.BinaryBackend`
   (download, compute, upload) in one place, `Mure.Backend.Fallback`, which counts them:
-  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv reduce map window_reduce window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
+  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv window_reduce window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
   the complex types `{:c, 64}` and `{:c, 128}` (the node stores their bytes but has no
-  complex arithmetic); window sums, products, maxima and minima over windows of more
-  than 64 elements (smaller ones are composed from strided slices on the node); and the
+  complex arithmetic); `map` and `reduce` with a function that `Mure.Backend.Trace`
+  cannot translate (the function is traced into node ops, never sent; reduce takes add,
+  multiply, max and min of the element and the accumulator); window sums, products,
+  maxima and minima over windows of more than 64 elements (smaller ones are composed from strided slices on the node); and the
   variants of an op that the node's rules refuse (the reason is logged at debug level).
   """
 
   @behaviour Nx.Backend
 
-  alias Mure.Backend.{Compose, Fallback, Node}
+  alias Mure.Backend.{Compose, Fallback, Node, Trace}
   alias Mure.{Expr, Rules, Tensor}
 
   @enforce_keys [:ref]
@@ -72,8 +74,6 @@ defmodule Mure.Backend do
 
   @fallback_callbacks [
     conv: 4,
-    reduce: 5,
-    map: 4,
     window_reduce: 6,
     window_scatter_max: 6,
     window_scatter_min: 6,
@@ -96,7 +96,7 @@ defmodule Mure.Backend do
                       squeeze broadcast transpose pad reverse dot clip slice put_slice take
                       gather concatenate select sum product reduce_max reduce_min all any argmax
                       argmin sort argsort real imag take_along_axis window_sum window_product
-                      window_max window_min)a
+                      window_max window_min map reduce)a
 
   ## Public API
 
@@ -480,6 +480,40 @@ defmodule Mure.Backend do
           Compose.window(unquote(op), cast(x, out.type), window, opts, out.shape)
         end)
       end
+    end
+  end
+
+  ## Functions: traced (Mure.Backend.Trace), never sent
+
+  @impl true
+  def map(out, t, opts, fun) do
+    args = [out, t, opts, fun]
+
+    with true <- node_type?(t.type) and node_type?(out.type),
+         {:ok, build} <- Trace.map(fun, t.type, out.type) do
+      serve(:map, out, [t], args, fn [x] -> build.(x) end)
+    else
+      false -> fallback(:map, args, "complex")
+      {:error, why} -> fallback(:map, args, why)
+    end
+  end
+
+  @impl true
+  def reduce(out, t, acc, opts, fun) do
+    args = [out, t, acc, opts, fun]
+
+    ro =
+      [keep_axes: opts[:keep_axes] || false] ++ if(opts[:axes], do: [axes: opts[:axes]], else: [])
+
+    with true <- Enum.all?([out, t, acc], &node_type?(&1.type)),
+         {:ok, {reduction, op}} <- Trace.reduce(fun, t.type, acc.type) do
+      serve(:reduce, out, [t, acc], args, fn [x, a] ->
+        reduced = Expr.reduce(reduction, cast(x, out.type), ro)
+        Expr.binary(op, cast(reduced, out.type), cast(a, out.type))
+      end)
+    else
+      false -> fallback(:reduce, args, "complex")
+      {:error, why} -> fallback(:reduce, args, why)
     end
   end
 

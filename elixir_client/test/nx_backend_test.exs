@@ -72,6 +72,34 @@ defmodule Mure.NxBackendTest do
       assert Mure.Backend.fallbacks() == before
     end
 
+    test "conv runs on the node (im2col + dot) and agrees with Nx.BinaryBackend", %{conn: conn} do
+      mure = {Mure.Backend, connection: conn}
+      key = Nx.Random.key(3) |> Nx.backend_copy(Nx.BinaryBackend)
+      before = Mure.Backend.fallbacks()
+
+      for {xs, ks, opts} <- [
+            {{2, 3, 7, 6}, {4, 3, 3, 2}, []},
+            {{2, 3, 7, 6}, {4, 3, 3, 2}, strides: [2, 1], padding: [{1, 2}, {0, 1}]},
+            {{1, 2, 5, 5}, {3, 2, 3, 3}, padding: :same},
+            {{1, 2, 9, 8}, {3, 2, 2, 3}, kernel_dilation: [2, 1], input_dilation: [1, 2]},
+            {{2, 4, 6, 6}, {6, 2, 3, 3}, feature_group_size: 2},
+            {{2, 3, 10}, {5, 3, 4}, strides: [3]},
+            {{1, 2, 4, 5, 4}, {2, 2, 2, 2, 2}, []},
+            {{2, 7, 6, 3}, {4, 3, 3, 2},
+             input_permutation: [0, 3, 1, 2], output_permutation: [0, 3, 1, 2]}
+          ] do
+        {x, key} = Nx.Random.normal(key, shape: xs)
+        {k, _} = Nx.Random.normal(key, shape: ks)
+        want = Nx.conv(x, k, opts)
+        got = Nx.conv(Nx.backend_copy(x, mure), Nx.backend_copy(k, mure), opts)
+        assert on_node?(got) and got.shape == want.shape
+        close = Nx.all_close(binary(got), want, rtol: 1.0e-4, atol: 1.0e-5)
+        assert Nx.to_number(close) == 1, inspect(opts)
+      end
+
+      assert Mure.Backend.fallbacks() == before
+    end
+
     test "map and reduce functions are traced into node ops; others fall back, counted" do
       t = Nx.tensor([[1, 2, 3], [4, 5, 6]])
       before = Mure.Backend.fallbacks()

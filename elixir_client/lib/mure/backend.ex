@@ -50,13 +50,15 @@ defmodule Mure.Backend do
 
   The callbacks the node's op set serves run there. The rest run on `Nx.BinaryBackend`
   (download, compute, upload) in one place, `Mure.Backend.Fallback`, which counts them:
-  see `fallbacks/0`. They are: #{Enum.map_join(~w(conv window_reduce window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
+  see `fallbacks/0`. They are: #{Enum.map_join(~w(window_reduce window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
   the complex types `{:c, 64}` and `{:c, 128}` (the node stores their bytes but has no
   complex arithmetic); `map` and `reduce` with a function that `Mure.Backend.Trace`
   cannot translate (the function is traced into node ops, never sent; reduce takes add,
   multiply, max and min of the element and the accumulator); window sums, products,
   maxima and minima over windows of more than 64 elements (smaller ones are composed from strided slices on the node); and the
   variants of an op that the node's rules refuse (the reason is logged at debug level).
+  `conv` runs on the node as im2col (strided slices) and one dot, except with batch groups
+  or a kernel of more than 256 elements per channel.
   """
 
   @behaviour Nx.Backend
@@ -73,7 +75,6 @@ defmodule Mure.Backend do
   @add_backend_on_inspect Application.compile_env(:mure, :add_backend_on_inspect, true)
 
   @fallback_callbacks [
-    conv: 4,
     window_reduce: 6,
     window_scatter_max: 6,
     window_scatter_min: 6,
@@ -96,7 +97,7 @@ defmodule Mure.Backend do
                       squeeze broadcast transpose pad reverse dot clip slice put_slice take
                       gather concatenate select sum product reduce_max reduce_min all any argmax
                       argmin sort argsort real imag take_along_axis window_sum window_product
-                      window_max window_min map reduce)a
+                      window_max window_min map reduce conv)a
 
   ## Public API
 
@@ -480,6 +481,25 @@ defmodule Mure.Backend do
           Compose.window(unquote(op), cast(x, out.type), window, opts, out.shape)
         end)
       end
+    end
+  end
+
+  @impl true
+  def conv(out, t, k, opts) do
+    args = [out, t, k, opts]
+    window = k.shape |> Tuple.delete_at(0) |> Tuple.delete_at(0) |> Tuple.product()
+
+    cond do
+      opts[:batch_group_size] != 1 ->
+        fallback(:conv, args, "batch_group_size #{opts[:batch_group_size]} (not composed yet)")
+
+      window > Compose.max_kernel() or Nx.size(out.shape) == 0 ->
+        fallback(:conv, args, "a kernel of #{window} elements per channel, or an empty result")
+
+      true ->
+        serve(:conv, out, [t, k], args, fn [x, w] ->
+          Compose.conv(cast(x, out.type), cast(w, out.type), opts, out.shape)
+        end)
     end
   end
 

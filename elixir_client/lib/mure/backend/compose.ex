@@ -89,4 +89,84 @@ defmodule Mure.Backend.Compose do
   defp highest({:s, bits}), do: Bitwise.bsl(1, bits - 1) - 1
   defp highest({:u, bits}), do: Bitwise.bsl(1, bits) - 1
   defp highest(_float), do: :infinity
+
+  @doc false
+  # The largest kernel window (in elements per channel) a convolution is composed for.
+  @spec max_kernel() :: pos_integer()
+  def max_kernel, do: 256
+
+  @doc false
+  # conv as im2col + one dot (BLIS on the node): for every position k of the (dilated)
+  # kernel, the strided slice of the padded (and input-dilated) input that each output
+  # element sees at k; stacked they are the {N, C * K, P} columns, multiplied by the
+  # {O, C * K} kernel. Feature groups are convolved one by one and joined along the output
+  # channels. `opts` are Nx's (batch_group_size 1); `out_shape` is Nx's result shape.
+  @spec conv(Expr.t(), Expr.t(), keyword(), tuple()) :: Expr.t()
+  def conv(x, w, opts, out_shape) do
+    x = permute(x, opts[:input_permutation])
+    w = permute(w, opts[:kernel_permutation])
+    perm = opts[:output_permutation]
+    # The result before the output permutation: {N, O, spatial...}.
+    shape = List.to_tuple(for i <- perm, do: elem(out_shape, i))
+
+    config =
+      [{0, 0, 0}, {0, 0, 0}] ++
+        Enum.zip_with(opts[:padding], opts[:input_dilation], fn {lo, hi}, d -> {lo, hi, d - 1} end)
+
+    x = if Enum.all?(config, &(&1 == {0, 0, 0})), do: x, else: Expr.pad(x, 0, config)
+    groups = opts[:feature_group_size]
+    [n, _c | spatial] = Tuple.to_list(x.shape)
+    [o, cg | _] = Tuple.to_list(w.shape)
+    og = div(o, groups)
+    zeros = List.duplicate(0, length(spatial))
+    out_spatial = shape |> Tuple.to_list() |> Enum.drop(2)
+
+    results =
+      for g <- 0..(groups - 1) do
+        xg = if groups == 1, do: x, else: Expr.slice(x, [0, g * cg | zeros], [n, cg | spatial])
+
+        wg =
+          if groups == 1,
+            do: w,
+            else: Expr.slice(w, [g * og, 0 | zeros], [og | w.shape |> Tuple.to_list() |> tl()])
+
+        im2col(xg, wg, opts, out_spatial)
+      end
+
+    y = if groups == 1, do: hd(results), else: Expr.concatenate(results, axis: 1)
+    permute(y, inverse(perm))
+  end
+
+  defp im2col(x, w, opts, out_spatial) do
+    [n, c | _] = Tuple.to_list(x.shape)
+    [o, _c | kdims] = Tuple.to_list(w.shape)
+    strides = opts[:strides]
+    lengths = Enum.zip_with(out_spatial, strides, &max((&1 - 1) * &2 + 1, 0))
+
+    offsets =
+      kdims
+      |> Enum.zip(opts[:kernel_dilation])
+      |> Enum.reduce([[]], fn {k, d}, acc ->
+        for prefix <- acc, i <- 0..(k - 1), do: prefix ++ [i * d]
+      end)
+
+    cols =
+      offsets
+      |> Enum.map(&Expr.slice(x, [0, 0 | &1], [n, c | lengths], strides: [1, 1 | strides]))
+      |> Expr.stack(axis: 2)
+      |> Expr.reshape({n, c * length(offsets), Enum.product(out_spatial)})
+
+    cols
+    |> Expr.dot([1], [], Expr.reshape(w, {o, c * length(offsets)}), [1], [])
+    |> Expr.transpose(axes: [0, 2, 1])
+    |> Expr.reshape(List.to_tuple([n, o | out_spatial]))
+  end
+
+  defp permute(x, axes) do
+    if axes == Enum.to_list(0..(tuple_size(x.shape) - 1)),
+      do: x,
+      else: Expr.transpose(x, axes: axes)
+  end
+
+  defp inverse(perm), do: perm |> Enum.with_index() |> Enum.sort() |> Enum.map(&elem(&1, 1))
 end

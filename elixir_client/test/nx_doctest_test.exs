@@ -8,7 +8,8 @@ defmodule Mure.NxDoctestCase do
   # `exclusions` is %{doctest name => reason}: every excluded doctest has its reason.
   #
   # MURE_NX_DOCTEST_ONLY="map/3,conv/3" runs only those functions' doctests (a debugging
-  # aid; the line then counts the others as excluded).
+  # aid; the line then counts the others as excluded). MURE_NX_DOCTEST_FALLBACKS=1 also
+  # prints Mure.Backend.fallbacks/0 after the line.
   #
   # The tests are what ExUnit's doctest/2 macro defines in Elixir 1.14 (it expands to
   # ExUnit.DocTest.__doctests__/2 and ExUnit.Case.register_test/4), with a counter added.
@@ -57,6 +58,9 @@ defmodule Mure.NxDoctestCase do
             "\nnx doctests on Mure.Backend#{@label}: #{passed} of #{@total} passed, " <>
               "#{@total - @ran} excluded"
           )
+
+          if System.get_env("MURE_NX_DOCTEST_FALLBACKS"),
+            do: IO.puts("fallbacks so far: #{inspect(Mure.Backend.fallbacks())}")
         end)
 
         %{conn: conn}

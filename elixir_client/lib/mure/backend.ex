@@ -48,22 +48,26 @@ defmodule Mure.Backend do
 
   ## Ops the node does not have yet
 
-  The callbacks the node's op set serves run there. The rest run on `Nx.BinaryBackend`
-  (download, compute, upload) in one place, `Mure.Backend.Fallback`, which counts them:
-  see `fallbacks/0`. They are: #{Enum.map_join(~w(window_reduce window_scatter_max window_scatter_min indexed_add indexed_put lu triangular_solve fft ifft conjugate), ", ", &"`#{&1}`")}; every op on
-  the complex types `{:c, 64}` and `{:c, 128}` (the node stores their bytes but has no
-  complex arithmetic); `map` and `reduce` with a function that `Mure.Backend.Trace`
-  cannot translate (the function is traced into node ops, never sent; reduce takes add,
-  multiply, max and min of the element and the accumulator); window sums, products,
-  maxima and minima over windows of more than 64 elements (smaller ones are composed from strided slices on the node); and the
-  variants of an op that the node's rules refuse (the reason is logged at debug level).
-  `conv` runs on the node as im2col (strided slices) and one dot, except with batch groups
-  or a kernel of more than 256 elements per channel.
+  The callbacks the node's op set serves run there, some composed from its ops in one
+  program (`conv` as im2col and one dot, window sums/products/maxima/minima as strided
+  slices, `take_along_axis` as a gather); `map` and `reduce` functions are traced into node
+  ops (never sent). The rest run on `Nx.BinaryBackend` (download, compute, upload) in one
+  place, `Mure.Backend.Fallback`, which counts them (`fallbacks/0`) and logs why at debug
+  level:
+
+    * always: `window_reduce`, `window_scatter_max`, `window_scatter_min`, `indexed_add`,
+      `indexed_put`, `lu`, `triangular_solve`, `fft`, `ifft`, `conjugate`;
+    * every op on `{:c, 64}` and `{:c, 128}` (the node stores their bytes, has no complex
+      arithmetic);
+    * `map` and `reduce` with a function the trace cannot translate (reduce: only add,
+      multiply, max or min of the element and the accumulator); `gather` over some of the
+      axes; `conv` with batch groups or a kernel of more than 256 elements per channel;
+      window ops over more than 64 elements; any variant of an op the node's rules refuse.
   """
 
   @behaviour Nx.Backend
 
-  alias Mure.Backend.{Compose, Fallback, Node, Trace}
+  alias Mure.Backend.{Fallback, Node}
   alias Mure.{Expr, Rules, Tensor}
 
   @enforce_keys [:ref]
@@ -89,15 +93,6 @@ defmodule Mure.Backend do
 
   @unary_ops Rules.unary_ops()
   @binary_ops Rules.binary_ops()
-
-  @all_callbacks Keyword.keys(@fallback_callbacks) ++
-                   @unary_ops ++
-                   @binary_ops ++
-                   ~w(constant from_binary eye iota to_batched to_binary as_type bitcast reshape
-                      squeeze broadcast transpose pad reverse dot clip slice put_slice take
-                      gather concatenate select sum product reduce_max reduce_min all any argmax
-                      argmin sort argsort real imag take_along_axis window_sum window_product
-                      window_max window_min map reduce conv)a
 
   ## Public API
 
@@ -153,7 +148,7 @@ defmodule Mure.Backend do
             "Mure.Backend: expected :device to be :cpu, :opencl or :auto, got: #{inspect(opts[:device])}"
     end
 
-    Fallback.init_counters(@all_callbacks)
+    Fallback.init_counters(Keyword.keys(Nx.Backend.behaviour_info(:callbacks)))
     opts
   end
 
@@ -443,99 +438,27 @@ defmodule Mure.Backend do
     end
   end
 
-  for op <- [:argmax, :argmin] do
-    @impl true
-    def unquote(op)(out, t, opts) do
-      serve(unquote(op), out, [t], [out, t, opts], fn [x] ->
-        Compose.arg_reduce(unquote(op), x, opts)
-      end)
-    end
-  end
-
+  # Composed from node ops, or traced (Mure.Backend.Composite).
   @impl true
-  def take_along_axis(out, t, indices, axis) do
-    serve(:take_along_axis, out, [t, indices], [out, t, indices, axis], fn [x, i] ->
-      Compose.take_along_axis(x, i, axis)
-    end)
-  end
-
-  for {name, op} <- [
-        window_sum: :add,
-        window_product: :multiply,
-        window_max: :max,
-        window_min: :min
-      ] do
-    @impl true
-    def unquote(name)(out, t, window, opts) do
-      args = [out, t, window, opts]
-      size = Tuple.product(window)
-
-      if size > Compose.max_window() do
-        fallback(
-          unquote(name),
-          args,
-          "a window of #{size} elements (slices: at most #{Compose.max_window()})"
-        )
-      else
-        serve(unquote(name), out, [t], args, fn [x] ->
-          Compose.window(unquote(op), cast(x, out.type), window, opts, out.shape)
-        end)
-      end
-    end
-  end
-
+  defdelegate argmax(out, t, opts), to: Mure.Backend.Composite
   @impl true
-  def conv(out, t, k, opts) do
-    args = [out, t, k, opts]
-    window = k.shape |> Tuple.delete_at(0) |> Tuple.delete_at(0) |> Tuple.product()
-
-    cond do
-      opts[:batch_group_size] != 1 ->
-        fallback(:conv, args, "batch_group_size #{opts[:batch_group_size]} (not composed yet)")
-
-      window > Compose.max_kernel() or Nx.size(out.shape) == 0 ->
-        fallback(:conv, args, "a kernel of #{window} elements per channel, or an empty result")
-
-      true ->
-        serve(:conv, out, [t, k], args, fn [x, w] ->
-          Compose.conv(cast(x, out.type), cast(w, out.type), opts, out.shape)
-        end)
-    end
-  end
-
-  ## Functions: traced (Mure.Backend.Trace), never sent
-
+  defdelegate argmin(out, t, opts), to: Mure.Backend.Composite
   @impl true
-  def map(out, t, opts, fun) do
-    args = [out, t, opts, fun]
-
-    with true <- node_type?(t.type) and node_type?(out.type),
-         {:ok, build} <- Trace.map(fun, t.type, out.type) do
-      serve(:map, out, [t], args, fn [x] -> build.(x) end)
-    else
-      false -> fallback(:map, args, "complex")
-      {:error, why} -> fallback(:map, args, why)
-    end
-  end
-
+  defdelegate take_along_axis(out, t, indices, axis), to: Mure.Backend.Composite
   @impl true
-  def reduce(out, t, acc, opts, fun) do
-    args = [out, t, acc, opts, fun]
-
-    ro =
-      [keep_axes: opts[:keep_axes] || false] ++ if(opts[:axes], do: [axes: opts[:axes]], else: [])
-
-    with true <- Enum.all?([out, t, acc], &node_type?(&1.type)),
-         {:ok, {reduction, op}} <- Trace.reduce(fun, t.type, acc.type) do
-      serve(:reduce, out, [t, acc], args, fn [x, a] ->
-        reduced = Expr.reduce(reduction, cast(x, out.type), ro)
-        Expr.binary(op, cast(reduced, out.type), cast(a, out.type))
-      end)
-    else
-      false -> fallback(:reduce, args, "complex")
-      {:error, why} -> fallback(:reduce, args, why)
-    end
-  end
+  defdelegate window_sum(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_product(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_max(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_min(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate conv(out, t, k, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate map(out, t, opts, fun), to: Mure.Backend.Composite
+  @impl true
+  defdelegate reduce(out, t, acc, opts, fun), to: Mure.Backend.Composite
 
   @impl true
   def sort(out, t, opts) do
@@ -572,7 +495,9 @@ defmodule Mure.Backend do
   # Runs `build` on the node with `inputs` (Nx tensors, moved to the node of the first
   # Mure.Backend one) and wraps the result as `out`; falls back when a type is complex or
   # the node's rules refuse the op.
-  defp serve(name, out, inputs, args, build) do
+  @doc false
+  @spec serve(atom(), Nx.Tensor.t(), [Nx.Tensor.t()], list(), ([Expr.t()] -> Expr.t())) :: term()
+  def serve(name, out, inputs, args, build) do
     if Enum.all?([out | inputs], &node_type?(&1.type)) do
       {conn, device} = home(args)
       refs = Enum.map(inputs, &to_node(&1, conn))
@@ -586,7 +511,9 @@ defmodule Mure.Backend do
     end
   end
 
-  defp fallback(name, args, why) do
+  @doc false
+  @spec fallback(atom(), list(), String.t()) :: term()
+  def fallback(name, args, why) do
     {conn, device} = home(args)
     Fallback.run(name, args, conn, device, why)
   end
@@ -619,10 +546,14 @@ defmodule Mure.Backend do
   defp wrap(out, %Tensor{} = ref, device),
     do: %{out | data: %__MODULE__{ref: ref, device: device}}
 
-  defp node_type?(type), do: Mure.Types.valid_type?(type)
+  @doc false
+  @spec node_type?(Nx.Type.t()) :: boolean()
+  def node_type?(type), do: Mure.Types.valid_type?(type)
 
-  defp cast(%Expr{type: type} = x, type), do: x
-  defp cast(x, type), do: Expr.as_type(x, type)
+  @doc false
+  @spec cast(Expr.t(), Nx.Type.t()) :: Expr.t()
+  def cast(%Expr{type: type} = x, type), do: x
+  def cast(x, type), do: Expr.as_type(x, type)
 
   defp to_integer(i) when is_integer(i), do: i
   defp to_integer(%Nx.Tensor{} = t), do: Nx.to_number(t)

@@ -98,8 +98,8 @@ defmodule Mure.Backend.Compose do
   @doc false
   # conv as im2col + one dot (BLIS on the node): for every position k of the (dilated)
   # kernel, the strided slice of the padded (and input-dilated) input that each output
-  # element sees at k; stacked they are the {N, C * K, P} columns, multiplied by the
-  # {O, C * K} kernel. Feature groups are convolved one by one and joined along the output
+  # element sees at k; stacked they are the {N * P, C * K} columns, multiplied by the
+  # {C * K, O} kernel. Feature groups are convolved one by one and joined along the output
   # channels. `opts` are Nx's (batch_group_size 1); `out_shape` is Nx's result shape.
   @spec conv(Expr.t(), Expr.t(), keyword(), tuple()) :: Expr.t()
   def conv(x, w, opts, out_shape) do
@@ -150,14 +150,24 @@ defmodule Mure.Backend.Compose do
         for prefix <- acc, i <- 0..(k - 1), do: prefix ++ [i * d]
       end)
 
+    ck = c * length(offsets)
+    p = Enum.product(out_spatial)
+
+    # Columns as a {N * P, C * K} matrix and the kernel as {C * K, O}: one plain matrix
+    # product, which the node runs as a BLIS gemm.
     cols =
       offsets
       |> Enum.map(&Expr.slice(x, [0, 0 | &1], [n, c | lengths], strides: [1, 1 | strides]))
       |> Expr.stack(axis: 2)
-      |> Expr.reshape({n, c * length(offsets), Enum.product(out_spatial)})
+      |> Expr.reshape({n, ck, p})
+      |> Expr.transpose(axes: [0, 2, 1])
+      |> Expr.reshape({n * p, ck})
+
+    kernel = w |> Expr.reshape({o, ck}) |> Expr.transpose(axes: [1, 0])
 
     cols
-    |> Expr.dot([1], [], Expr.reshape(w, {o, c * length(offsets)}), [1], [])
+    |> Expr.dot([1], [], kernel, [0], [])
+    |> Expr.reshape({n, p, o})
     |> Expr.transpose(axes: [0, 2, 1])
     |> Expr.reshape(List.to_tuple([n, o | out_spatial]))
   end

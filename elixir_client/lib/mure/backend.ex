@@ -1,0 +1,560 @@
+defmodule Mure.Backend do
+  @moduledoc """
+  An `Nx.Backend` whose tensors live on a mure node: existing Nx code runs there unchanged.
+
+      {:ok, conn} = Mure.start_link([])
+      Nx.default_backend({Mure.Backend, connection: conn})
+
+      Nx.tensor([1.0, 2.0, 3.0]) |> Nx.exp() |> Nx.sum()   # computed on the node
+
+  Options (`Nx.default_backend/1`, `Nx.backend_transfer/2`, `backend: {Mure.Backend, opts}`):
+
+    * `:connection` - the `Mure.Connection` (pid or registered name) whose node holds the
+      tensors; default: `config :mure, Mure.Backend, connection: name`
+    * `:device` - `:cpu`, `:opencl` or `:auto` (default: the node's choice), where the
+      node runs the ops on these tensors
+
+  Every eager op runs on the node and its result stays resident there; only
+  `Nx.to_binary/2`, `Nx.to_number/1`, `inspect` and transfers to another backend read
+  data back. `Nx.backend_transfer/2` and `Nx.backend_copy/2` move tensors to and from
+  `Nx.BinaryBackend` (or any backend) and between connections (nodes). In `inspect` the
+  node is named (`Mure.Backend<node>`), except in the test environment (as EXLA does),
+  so that doctests compare Nx's own output.
+
+  ## Lifetime: the rule
+
+  Nx tensors are values: they are passed between processes and dropped without being
+  freed. The node frees a tensor when the process it was made for exits. So:
+
+    1. **A tensor lives as long as the process it was made for**: the process that called
+       the op, or, inside a `Task` (any process with `$callers`), the process that started
+       the Task (the first caller). Any process of the same BEAM node may use it meanwhile:
+       a tensor passed to a `Task` works there, and a tensor a Task returns works in its
+       caller.
+    2. **A long-running process frees as it goes with `scope/2`**: a `GenServer` doing eager
+       Nx ops in a loop runs each step as `Mure.Backend.scope(state, fn state -> ... end)`,
+       which frees every tensor made in the step and every tensor of the old state, except
+       those in the step's result (`scope/1`: no input). Without it a process that never
+       exits keeps every intermediate and every old state until it does.
+    3. **`Nx.backend_deallocate/1` frees a tensor at once.**
+
+  A tensor used after it was freed (its owner exited, its scope ended without returning
+  it, or it was deallocated) raises an `ArgumentError` that says so and what to do: make
+  it in a process that outlives its use, return it from the scope, or copy it out with
+  `Nx.backend_copy(tensor, Nx.BinaryBackend)`. Tensors a Task makes inside a scope of the
+  Task are freed by that scope; results a Task returns belong to its caller and are not
+  known to a scope of the caller: free them with `Nx.backend_deallocate/1`, or let the
+  caller's exit free them.
+
+  ## Ops the node does not have yet
+
+  The callbacks the node's op set serves run there, some composed from its ops in one
+  program (`conv` as im2col and one dot, window sums/products/maxima/minima as strided
+  slices, `take_along_axis` as a gather); `map` and `reduce` functions are traced into node
+  ops (never sent). The rest run on `Nx.BinaryBackend` (download, compute, upload) in one
+  place, `Mure.Backend.Fallback`, which counts them (`fallbacks/0`) and logs why at debug
+  level:
+
+    * always: `window_reduce`, `window_scatter_max`, `window_scatter_min`, `indexed_add`,
+      `indexed_put`, `lu`, `triangular_solve`, `fft`, `ifft`, `conjugate`;
+    * every op on `{:c, 64}` and `{:c, 128}` (the node stores their bytes, has no complex
+      arithmetic);
+    * `map` and `reduce` with a function the trace cannot translate (reduce: only add,
+      multiply, max or min of the element and the accumulator); `gather` over some of the
+      axes; `conv` with batch groups or a kernel of more than 256 elements per channel;
+      window ops over more than 64 elements; any variant of an op the node's rules refuse.
+  """
+
+  @behaviour Nx.Backend
+
+  alias Mure.Backend.{Fallback, Node}
+  alias Mure.{Expr, Rules, Tensor}
+
+  @enforce_keys [:ref]
+  defstruct [:ref, device: :auto]
+
+  @typedoc "The data of an `Nx.Tensor` on a mure node: the resident tensor and the device."
+  @type t :: %__MODULE__{ref: Tensor.t(), device: :cpu | :opencl | :auto}
+
+  @add_backend_on_inspect Application.compile_env(:mure, :add_backend_on_inspect, true)
+
+  @fallback_callbacks [
+    window_reduce: 6,
+    window_scatter_max: 6,
+    window_scatter_min: 6,
+    indexed_add: 5,
+    indexed_put: 5,
+    lu: 3,
+    triangular_solve: 4,
+    fft: 3,
+    ifft: 3,
+    conjugate: 2
+  ]
+
+  @unary_ops Rules.unary_ops()
+  @binary_ops Rules.binary_ops()
+
+  ## Public API
+
+  @doc """
+  Runs `fun` and frees every Mure.Backend tensor made in it by this process, except those
+  found in its result (in tuples, lists, maps and structs); those belong to the enclosing
+  scope, if any. On an exception everything made in it is freed. See "Lifetime" above.
+  """
+  @spec scope((() -> result)) :: result when result: term()
+  def scope(fun) when is_function(fun, 0), do: Node.scope(nil, fn nil -> fun.() end)
+
+  @doc """
+  Runs `fun.(input)` as `scope/1` does, and also frees the tensors of `input` that its
+  result does not contain: `input` is consumed. This is the step of a long-running process
+  whose state holds tensors: the old state is freed as the new one is made.
+
+      def handle_call({:step, batch}, _from, state) do
+        {loss, state} = Mure.Backend.scope(state, fn state -> train_step(state, batch) end)
+        {:reply, loss, state}
+      end
+
+  Only tensors this process holds alone belong in `input`: one also sent to another
+  process is freed for it too.
+  """
+  @spec scope(term(), (term() -> result)) :: result when result: term()
+  def scope(input, fun) when is_function(fun, 1), do: Node.scope(input, fun)
+
+  @doc """
+  How many times each callback ran on `Nx.BinaryBackend` instead of the node since the
+  BEAM started: `%{callback => count}` (callbacks that never fell back are absent).
+  """
+  @spec fallbacks() :: %{atom() => non_neg_integer()}
+  def fallbacks, do: Fallback.counts()
+
+  ## Creation and transfers
+
+  @impl true
+  def init(opts) do
+    opts =
+      Keyword.validate!(opts,
+        connection: Application.get_env(:mure, __MODULE__, [])[:connection],
+        device: :auto
+      )
+
+    unless opts[:connection] do
+      raise ArgumentError,
+            "Mure.Backend needs a connection: {Mure.Backend, connection: conn} (a Mure " <>
+              "connection's pid or name), or config :mure, Mure.Backend, connection: name"
+    end
+
+    unless opts[:device] in [:cpu, :opencl, :auto] do
+      raise ArgumentError,
+            "Mure.Backend: expected :device to be :cpu, :opencl or :auto, got: #{inspect(opts[:device])}"
+    end
+
+    Fallback.init_counters(Keyword.keys(Nx.Backend.behaviour_info(:callbacks)))
+    opts
+  end
+
+  @impl true
+  def constant(out, number, opts) do
+    if node_type?(out.type) and not is_struct(number, Complex) do
+      create(out, opts, :constant, fn -> Expr.full(number, out.shape, type: out.type) end)
+    else
+      Fallback.run(:constant, [out, number, []], opts[:connection], opts[:device], "complex")
+    end
+  end
+
+  @impl true
+  def eye(out, opts),
+    do: create(out, opts, :eye, fn -> Expr.eye(out.shape, type: out.type) end)
+
+  @impl true
+  def iota(out, axis, opts) do
+    iota_opts = if axis, do: [type: out.type, axis: axis], else: [type: out.type]
+    create(out, opts, :iota, fn -> Expr.iota(out.shape, iota_opts) end)
+  end
+
+  defp create(out, opts, name, build) do
+    conn = opts[:connection]
+
+    if node_type?(out.type) do
+      case Node.run(conn, name, [], fn [] -> build.() end, {out.type, out.shape}, opts[:device]) do
+        {:ok, t} ->
+          wrap(out, t, opts[:device])
+
+        {:unsupported, why} ->
+          Fallback.run(name, fallback_args(name, out), conn, opts[:device], why)
+      end
+    else
+      Fallback.run(name, fallback_args(name, out), conn, opts[:device], "complex")
+    end
+  end
+
+  defp fallback_args(:eye, out), do: [out, []]
+  defp fallback_args(:iota, out), do: [out, nil, []]
+
+  @impl true
+  def from_binary(out, binary, opts) do
+    opts = init(opts)
+    upload(out, IO.iodata_to_binary(binary), opts[:connection], opts[:device])
+  end
+
+  @doc false
+  # Puts `bin` (Nx's bytes of `out`) on the node. Complex tensors are stored as their
+  # floats ({:c, 64} as {:f, 32} pairs), read back as the same bytes.
+  @spec upload(Nx.Tensor.t(), binary(), GenServer.server(), atom()) :: Nx.Tensor.t()
+  def upload(out, bin, conn, device) do
+    {type, shape} = storage(out)
+    wrap(out, Node.upload(conn, bin, type, shape), device)
+  end
+
+  defp storage(%{type: {:c, bits}, shape: shape}), do: {{:f, div(bits, 2)}, {2 * Nx.size(shape)}}
+  defp storage(%{type: type, shape: shape}), do: {type, shape}
+
+  @doc false
+  @spec download(Nx.Tensor.t(), String.t()) :: binary()
+  def download(%Nx.Tensor{data: %__MODULE__{ref: ref}}, what), do: Node.download(ref, what)
+
+  @impl true
+  def to_binary(%Nx.Tensor{type: {_, bits}, data: %__MODULE__{ref: ref}}, limit),
+    do: Node.read(ref, limit * div(bits, 8), "to_binary")
+
+  @impl true
+  def backend_deallocate(%Nx.Tensor{data: %__MODULE__{ref: ref}}), do: Node.free(ref)
+
+  @impl true
+  def backend_copy(t, backend, opts), do: copy(t, backend, opts)
+
+  @impl true
+  def backend_transfer(%Nx.Tensor{data: %__MODULE__{ref: ref} = data} = t, backend, opts) do
+    if backend == __MODULE__ and same_connection?(ref, opts) do
+      %{t | data: %{data | device: init(opts)[:device]}}
+    else
+      result = copy(t, backend, opts)
+      Node.free(ref)
+      result
+    end
+  end
+
+  defp same_connection?(ref, opts) do
+    conn = init(opts)[:connection]
+    conn == ref.conn or GenServer.whereis(conn) == GenServer.whereis(ref.conn)
+  end
+
+  defp copy(t, backend, opts) do
+    bin = download(t, "backend_copy")
+    backend.from_binary(%{t | data: nil}, bin, opts)
+  end
+
+  @impl true
+  def inspect(%Nx.Tensor{data: %__MODULE__{ref: ref}} = t, inspect_opts) do
+    limit = inspect_opts.limit
+    bin = if limit == :infinity, do: to_binary(t, Nx.size(t)), else: to_binary(t, limit + 1)
+    doc = Nx.Backend.inspect(t, bin, inspect_opts)
+
+    if @add_backend_on_inspect,
+      do: Inspect.Algebra.concat(["Mure.Backend<#{ref.node}>", Inspect.Algebra.line(), doc]),
+      else: doc
+  end
+
+  @impl true
+  def to_batched(out, t, opts) do
+    b = elem(out.shape, 0)
+    n = elem(t.shape, 0)
+    full = div(n, b)
+    rest = rem(n, b)
+    zeros = List.duplicate(0, tuple_size(t.shape) - 1)
+    tail = t.shape |> Tuple.delete_at(0) |> Tuple.to_list()
+
+    slice = fn x, start, len -> Expr.slice(x, [start | zeros], [len | tail]) end
+
+    batches =
+      for i <- 0..(full - 1)//1 do
+        serve(:to_batched, out, [t], [out, t, opts], fn [x] -> slice.(x, i * b, b) end)
+      end
+
+    if rest != 0 and opts[:leftover] == :repeat do
+      last =
+        serve(:to_batched, out, [t], [out, t, opts], fn [x] ->
+          Expr.concatenate([slice.(x, full * b, rest), slice.(x, 0, b - rest)], axis: 0)
+        end)
+
+      batches ++ [last]
+    else
+      batches
+    end
+  end
+
+  ## Types and shapes
+
+  @impl true
+  def as_type(out, t),
+    do: serve(:as_type, out, [t], [out, t], fn [x] -> Expr.as_type(x, out.type) end)
+
+  @impl true
+  def bitcast(out, t),
+    do: serve(:bitcast, out, [t], [out, t], fn [x] -> Expr.bitcast(x, out.type) end)
+
+  @impl true
+  def reshape(out, t),
+    do: serve(:reshape, out, [t], [out, t], fn [x] -> Expr.reshape(x, out.shape) end)
+
+  @impl true
+  def squeeze(out, t, axes),
+    do: serve(:squeeze, out, [t], [out, t, axes], fn [x] -> Expr.squeeze(x, axes: axes) end)
+
+  @impl true
+  def broadcast(out, t, shape, axes) do
+    serve(:broadcast, out, [t], [out, t, shape, axes], fn [x] ->
+      Expr.broadcast(x, shape, axes: axes)
+    end)
+  end
+
+  @impl true
+  def transpose(out, t, axes),
+    do: serve(:transpose, out, [t], [out, t, axes], fn [x] -> Expr.transpose(x, axes: axes) end)
+
+  @impl true
+  def pad(out, t, pad_value, config) do
+    value = Nx.to_number(pad_value)
+
+    serve(:pad, out, [t], [out, t, pad_value, config], fn [x] ->
+      Expr.pad(cast(x, out.type), value, config)
+    end)
+  end
+
+  @impl true
+  def reverse(out, t, axes),
+    do: serve(:reverse, out, [t], [out, t, axes], fn [x] -> Expr.reverse(x, axes: axes) end)
+
+  @impl true
+  def slice(out, t, starts, lengths, strides) do
+    starts =
+      Enum.zip_with([starts, lengths, Tuple.to_list(t.shape)], fn [s, len, dim] ->
+        s |> to_integer() |> max(0) |> min(dim - len)
+      end)
+
+    serve(:slice, out, [t], [out, t, starts, lengths, strides], fn [x] ->
+      Expr.slice(x, starts, lengths, strides: strides)
+    end)
+  end
+
+  @impl true
+  def put_slice(out, t, starts, update) do
+    starts =
+      Enum.zip_with([starts, Tuple.to_list(update.shape), Tuple.to_list(t.shape)], fn [
+                                                                                        s,
+                                                                                        len,
+                                                                                        dim
+                                                                                      ] ->
+        s |> to_integer() |> max(0) |> min(dim - len)
+      end)
+
+    serve(:put_slice, out, [t, update], [out, t, starts, update], fn [x, u] ->
+      Expr.put_slice(cast(x, out.type), starts, cast(u, out.type))
+    end)
+  end
+
+  @impl true
+  def concatenate(out, tensors, axis) do
+    serve(:concatenate, out, tensors, [out, tensors, axis], fn xs ->
+      Expr.concatenate(Enum.map(xs, &cast(&1, out.type)), axis: axis)
+    end)
+  end
+
+  @impl true
+  def take(out, t, indices, axis),
+    do:
+      serve(:take, out, [t, indices], [out, t, indices, axis], fn [x, i] ->
+        Expr.take(x, i, axis: axis)
+      end)
+
+  @impl true
+  def gather(out, t, indices, opts) do
+    if opts[:axes] == Enum.to_list(0..(tuple_size(t.shape) - 1)//1) do
+      serve(:gather, out, [t, indices], [out, t, indices, opts], fn [x, i] ->
+        Expr.gather(x, i)
+      end)
+    else
+      fallback(
+        :gather,
+        [out, t, indices, opts],
+        "gather over some of the axes (axes: #{inspect(opts[:axes])})"
+      )
+    end
+  end
+
+  @impl true
+  def select(out, pred, on_true, on_false) do
+    serve(:select, out, [pred, on_true, on_false], [out, pred, on_true, on_false], fn [p, a, b] ->
+      Expr.select(p, cast(a, out.type), cast(b, out.type))
+    end)
+  end
+
+  @impl true
+  def clip(out, t, min, max) do
+    serve(:clip, out, [t, min, max], [out, t, min, max], fn [x, lo, hi] ->
+      Expr.clip(cast(x, out.type), cast(lo, out.type), cast(hi, out.type))
+    end)
+  end
+
+  @impl true
+  def dot(out, a, ca, ba, b, cb, bb) do
+    serve(:dot, out, [a, b], [out, a, ca, ba, b, cb, bb], fn [x, y] ->
+      Expr.dot(cast(x, out.type), ca, ba, cast(y, out.type), cb, bb)
+    end)
+  end
+
+  ## Elementwise
+
+  for op <- @unary_ops do
+    @impl true
+    def unquote(op)(out, t),
+      do: serve(unquote(op), out, [t], [out, t], fn [x] -> Expr.unary(unquote(op), x) end)
+  end
+
+  @impl true
+  def real(out, t), do: serve(:real, out, [t], [out, t], fn [x] -> Expr.as_type(x, out.type) end)
+
+  @impl true
+  def imag(out, t) do
+    serve(:imag, out, [t], [out, t], fn [_x] -> Expr.full(0, out.shape, type: out.type) end)
+  end
+
+  for op <- @binary_ops do
+    @impl true
+    def unquote(op)(out, a, b),
+      do:
+        serve(unquote(op), out, [a, b], [out, a, b], fn [x, y] ->
+          Expr.binary(unquote(op), x, y)
+        end)
+  end
+
+  ## Reductions and sorting
+
+  for op <- [:sum, :product, :reduce_max, :reduce_min, :all, :any] do
+    @impl true
+    def unquote(op)(out, t, opts) do
+      ro = if opts[:axes], do: [axes: opts[:axes]], else: []
+      ro = [keep_axes: opts[:keep_axes] || false] ++ ro
+      serve(unquote(op), out, [t], [out, t, opts], fn [x] -> Expr.reduce(unquote(op), x, ro) end)
+    end
+  end
+
+  # Composed from node ops, or traced (Mure.Backend.Composite).
+  @impl true
+  defdelegate argmax(out, t, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate argmin(out, t, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate take_along_axis(out, t, indices, axis), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_sum(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_product(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_max(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_min(out, t, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate conv(out, t, k, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate map(out, t, opts, fun), to: Mure.Backend.Composite
+  @impl true
+  defdelegate reduce(out, t, acc, opts, fun), to: Mure.Backend.Composite
+
+  @impl true
+  def sort(out, t, opts) do
+    so = [axis: opts[:axis], direction: opts[:direction]]
+    serve(:sort, out, [t], [out, t, opts], fn [x] -> Expr.sort(x, so) end)
+  end
+
+  @impl true
+  def argsort(out, t, opts) do
+    so = [axis: opts[:axis], direction: opts[:direction]]
+    serve(:argsort, out, [t], [out, t, opts], fn [x] -> Expr.argsort(x, so) end)
+  end
+
+  ## What the node does not have yet
+
+  for {name, arity} <- @fallback_callbacks do
+    args = Macro.generate_arguments(arity, __MODULE__)
+
+    @impl true
+    def unquote(name)(unquote_splicing(args)) do
+      args = unquote(args)
+
+      fallback(unquote(name), args, "no such op on the node")
+    end
+  end
+
+  defp tensors_in(args) when is_list(args), do: Enum.map(args, &tensors_in/1)
+  defp tensors_in(%Nx.Tensor{} = t), do: [t]
+  defp tensors_in(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> tensors_in()
+  defp tensors_in(_), do: []
+
+  ## Helpers
+
+  # Runs `build` on the node with `inputs` (Nx tensors, moved to the node of the first
+  # Mure.Backend one) and wraps the result as `out`; falls back when a type is complex or
+  # the node's rules refuse the op.
+  @doc false
+  @spec serve(atom(), Nx.Tensor.t(), [Nx.Tensor.t()], list(), ([Expr.t()] -> Expr.t())) :: term()
+  def serve(name, out, inputs, args, build) do
+    if Enum.all?([out | inputs], &node_type?(&1.type)) do
+      {conn, device} = home(args)
+      refs = Enum.map(inputs, &to_node(&1, conn))
+
+      case Node.run(conn, name, refs, build, {out.type, out.shape}, device) do
+        {:ok, ref} -> wrap(out, ref, device)
+        {:unsupported, why} -> Fallback.run(name, args, conn, device, why)
+      end
+    else
+      fallback(name, args, "complex")
+    end
+  end
+
+  @doc false
+  @spec fallback(atom(), list(), String.t()) :: term()
+  def fallback(name, args, why) do
+    {conn, device} = home(args)
+    Fallback.run(name, args, conn, device, why)
+  end
+
+  # Where a callback's result goes: the node of its first Mure.Backend tensor (Nx chose
+  # this backend because one of its tensors is here: an operand, or a start index or a
+  # pad value of an operand of another backend), else the default backend's.
+  defp home(args) do
+    case args |> tensors_in() |> List.flatten() |> Enum.find(&mure?/1) do
+      %Nx.Tensor{data: %{ref: ref, device: device}} ->
+        {ref.conn, device}
+
+      nil ->
+        {__MODULE__, opts} = Nx.default_backend()
+        opts = init(opts)
+        {opts[:connection], opts[:device]}
+    end
+  end
+
+  defp mure?(%Nx.Tensor{data: %__MODULE__{}}), do: true
+  defp mure?(_), do: false
+
+  defp to_node(%Nx.Tensor{data: %__MODULE__{ref: %{conn: conn} = ref}}, conn), do: ref
+
+  defp to_node(%Nx.Tensor{} = t, conn) do
+    bin = Nx.to_binary(t)
+    Node.upload(conn, bin, t.type, t.shape)
+  end
+
+  defp wrap(out, %Tensor{} = ref, device),
+    do: %{out | data: %__MODULE__{ref: ref, device: device}}
+
+  @doc false
+  @spec node_type?(Nx.Type.t()) :: boolean()
+  def node_type?(type), do: Mure.Types.valid_type?(type)
+
+  @doc false
+  @spec cast(Expr.t(), Nx.Type.t()) :: Expr.t()
+  def cast(%Expr{type: type} = x, type), do: x
+  def cast(x, type), do: Expr.as_type(x, type)
+
+  defp to_integer(i) when is_integer(i), do: i
+  defp to_integer(%Nx.Tensor{} = t), do: Nx.to_number(t)
+end

@@ -1,0 +1,182 @@
+defmodule Mure.Backend.Compose do
+  @moduledoc false
+  # Nx callbacks the node has no op of its own for, built from the ops it has (as Mure.Expr
+  # expressions: Mure.Backend.Node sends each as one program, so the node runs the whole
+  # composition in one request and frees its intermediates itself).
+
+  alias Mure.Expr
+
+  @doc false
+  # argmax/argmin over `axis` (nil: all, flattened). The node's take the first of equal
+  # values (tie_break: :low); the last (:high) is the first of the reversed axis, counted
+  # from the end.
+  @spec arg_reduce(:argmax | :argmin, Expr.t(), keyword()) :: Expr.t()
+  def arg_reduce(op, x, opts) do
+    {x, axis} =
+      if opts[:axis], do: {x, opts[:axis]}, else: {Expr.reshape(x, {Nx.size(x.shape)}), 0}
+
+    ro = [axes: [axis], keep_axes: opts[:keep_axis] || false]
+
+    if opts[:tie_break] == :high do
+      i = Expr.reduce(op, Expr.reverse(x, axes: [axis]), ro)
+      Expr.binary(:subtract, elem(x.shape, axis) - 1, i)
+    else
+      Expr.reduce(op, x, ro)
+    end
+  end
+
+  @doc false
+  # take_along_axis: a gather at full coordinates, the indices along `axis` and the iotas
+  # of the other axes.
+  @spec take_along_axis(Expr.t(), Expr.t(), non_neg_integer()) :: Expr.t()
+  def take_along_axis(x, indices, axis) do
+    i = if indices.type == {:s, 64}, do: indices, else: Expr.as_type(indices, {:s, 64})
+    rank = tuple_size(i.shape)
+
+    coords =
+      for d <- 0..(rank - 1),
+          do: if(d == axis, do: i, else: Expr.iota(i.shape, type: {:s, 64}, axis: d))
+
+    Expr.gather(x, Expr.stack(coords, axis: rank))
+  end
+
+  @doc false
+  # The largest window (in elements) composed from slices: one strided slice per element
+  # of the window, combined with the op.
+  @spec max_window() :: pos_integer()
+  def max_window, do: 64
+
+  @doc false
+  # window_sum/product/max/min: pad with the op's identity, then for every position k of
+  # the window the strided slice that holds, for each output element, the input element
+  # at k; the op combines the slices. `opts` are Nx's (padding: [{lo, hi}], strides:,
+  # window_dilations:, all lists); `out_shape` is Nx's result shape.
+  @spec window(:add | :multiply | :max | :min, Expr.t(), tuple(), keyword(), tuple()) ::
+          Expr.t()
+  def window(op, x, window, opts, out_shape) do
+    config = Enum.map(opts[:padding], fn {lo, hi} -> {lo, hi, 0} end)
+
+    x =
+      if Enum.all?(config, &(&1 == {0, 0, 0})),
+        do: x,
+        else: Expr.pad(x, identity(op, x.type), config)
+
+    strides = opts[:strides]
+    lengths = Enum.zip_with(Tuple.to_list(out_shape), strides, &max((&1 - 1) * &2 + 1, 0))
+
+    offsets =
+      window
+      |> Tuple.to_list()
+      |> Enum.zip(opts[:window_dilations])
+      |> Enum.reduce([[]], fn {w, d}, acc ->
+        for prefix <- acc, k <- 0..(w - 1), do: prefix ++ [k * d]
+      end)
+
+    offsets
+    |> Enum.map(&Expr.slice(x, &1, lengths, strides: strides))
+    |> Enum.reduce(fn slice, acc -> Expr.binary(op, acc, slice) end)
+  end
+
+  defp identity(:add, _type), do: 0
+  defp identity(:multiply, _type), do: 1
+  defp identity(:max, type), do: lowest(type)
+  defp identity(:min, type), do: highest(type)
+
+  defp lowest({:s, bits}), do: -Bitwise.bsl(1, bits - 1)
+  defp lowest({:u, _}), do: 0
+  defp lowest(_float), do: :neg_infinity
+
+  defp highest({:s, bits}), do: Bitwise.bsl(1, bits - 1) - 1
+  defp highest({:u, bits}), do: Bitwise.bsl(1, bits) - 1
+  defp highest(_float), do: :infinity
+
+  @doc false
+  # The largest kernel window (in elements per channel) a convolution is composed for.
+  @spec max_kernel() :: pos_integer()
+  def max_kernel, do: 256
+
+  @doc false
+  # conv as im2col + one dot (BLIS on the node): for every position k of the (dilated)
+  # kernel, the strided slice of the padded (and input-dilated) input that each output
+  # element sees at k; stacked they are the {N * P, C * K} columns, multiplied by the
+  # {C * K, O} kernel. Feature groups are convolved one by one and joined along the output
+  # channels. `opts` are Nx's (batch_group_size 1); `out_shape` is Nx's result shape.
+  @spec conv(Expr.t(), Expr.t(), keyword(), tuple()) :: Expr.t()
+  def conv(x, w, opts, out_shape) do
+    x = permute(x, opts[:input_permutation])
+    w = permute(w, opts[:kernel_permutation])
+    perm = opts[:output_permutation]
+    # The result before the output permutation: {N, O, spatial...}.
+    shape = List.to_tuple(for i <- perm, do: elem(out_shape, i))
+
+    config =
+      [{0, 0, 0}, {0, 0, 0}] ++
+        Enum.zip_with(opts[:padding], opts[:input_dilation], fn {lo, hi}, d -> {lo, hi, d - 1} end)
+
+    x = if Enum.all?(config, &(&1 == {0, 0, 0})), do: x, else: Expr.pad(x, 0, config)
+    groups = opts[:feature_group_size]
+    [n, _c | spatial] = Tuple.to_list(x.shape)
+    [o, cg | _] = Tuple.to_list(w.shape)
+    og = div(o, groups)
+    zeros = List.duplicate(0, length(spatial))
+    out_spatial = shape |> Tuple.to_list() |> Enum.drop(2)
+
+    results =
+      for g <- 0..(groups - 1) do
+        xg = if groups == 1, do: x, else: Expr.slice(x, [0, g * cg | zeros], [n, cg | spatial])
+
+        wg =
+          if groups == 1,
+            do: w,
+            else: Expr.slice(w, [g * og, 0 | zeros], [og | w.shape |> Tuple.to_list() |> tl()])
+
+        im2col(xg, wg, opts, out_spatial)
+      end
+
+    y = if groups == 1, do: hd(results), else: Expr.concatenate(results, axis: 1)
+    permute(y, inverse(perm))
+  end
+
+  defp im2col(x, w, opts, out_spatial) do
+    [n, c | _] = Tuple.to_list(x.shape)
+    [o, _c | kdims] = Tuple.to_list(w.shape)
+    strides = opts[:strides]
+    lengths = Enum.zip_with(out_spatial, strides, &max((&1 - 1) * &2 + 1, 0))
+
+    offsets =
+      kdims
+      |> Enum.zip(opts[:kernel_dilation])
+      |> Enum.reduce([[]], fn {k, d}, acc ->
+        for prefix <- acc, i <- 0..(k - 1), do: prefix ++ [i * d]
+      end)
+
+    ck = c * length(offsets)
+    p = Enum.product(out_spatial)
+
+    # Columns as a {N * P, C * K} matrix and the kernel as {C * K, O}: one plain matrix
+    # product, which the node runs as a BLIS gemm.
+    cols =
+      offsets
+      |> Enum.map(&Expr.slice(x, [0, 0 | &1], [n, c | lengths], strides: [1, 1 | strides]))
+      |> Expr.stack(axis: 2)
+      |> Expr.reshape({n, ck, p})
+      |> Expr.transpose(axes: [0, 2, 1])
+      |> Expr.reshape({n * p, ck})
+
+    kernel = w |> Expr.reshape({o, ck}) |> Expr.transpose(axes: [1, 0])
+
+    cols
+    |> Expr.dot([1], [], kernel, [0], [])
+    |> Expr.reshape({n, p, o})
+    |> Expr.transpose(axes: [0, 2, 1])
+    |> Expr.reshape(List.to_tuple([n, o | out_spatial]))
+  end
+
+  defp permute(x, axes) do
+    if axes == Enum.to_list(0..(tuple_size(x.shape) - 1)),
+      do: x,
+      else: Expr.transpose(x, axes: axes)
+  end
+
+  defp inverse(perm), do: perm |> Enum.with_index() |> Enum.sort() |> Enum.map(&elem(&1, 1))
+end

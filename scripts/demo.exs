@@ -1,4 +1,5 @@
-# mure demo: launch a node, multiply matrices on BLIS, run elementwise ops on OpenCL,
+# mure demo: launch a node, multiply matrices on BLIS, run elementwise ops on OpenCL, run
+# ordinary Nx code on the node (Mure.Backend),
 # check everything against references computed here, and print timings.
 #
 #   cd elixir_client && elixir --name demo_$$@127.0.0.1 -S mix run ../scripts/demo.exs
@@ -64,6 +65,7 @@ defmodule MureDemo do
 
     matmul(conn, n)
     elementwise(conn, elems)
+    nx(conn)
 
     stats = Mure.stats!(conn)
 
@@ -136,6 +138,40 @@ defmodule MureDemo do
     Enum.each([ta, tb, tc], &Mure.free!/1)
   end
 
+  # Ordinary Nx code, unchanged, on the node: a softmax layer over a matrix product, checked
+  # against the same code on Nx.BinaryBackend (the reference computed here).
+  defp nx(conn) do
+    IO.puts("\n== ordinary Nx code on Mure.Backend ==")
+
+    layer = fn x, w ->
+      logits = Nx.dot(x, w)
+      exp = Nx.exp(Nx.subtract(logits, Nx.reduce_max(logits, axes: [1], keep_axes: true)))
+      Nx.divide(exp, Nx.sum(exp, axes: [1], keep_axes: true))
+    end
+
+    # Made on Nx's default backend (this BEAM's Nx.BinaryBackend), then moved to the node.
+    key = Nx.Random.key(42)
+    {x, key} = Nx.Random.uniform(key, shape: {256, 128}, type: :f32)
+    {w, _key} = Nx.Random.uniform(key, shape: {128, 10}, type: :f32)
+    reference = layer.(x, w)
+
+    backend = {Mure.Backend, connection: conn}
+
+    {us, on_node} =
+      :timer.tc(fn -> layer.(Nx.backend_transfer(x, backend), Nx.backend_transfer(w, backend)) end)
+
+    IO.puts(
+      "softmax(x . w), x {256, 128}, w {128, 10}: #{ms(us)} on the node, result #{inspect(on_node.data.__struct__)}"
+    )
+
+    unless Nx.all_close(Nx.backend_transfer(on_node, Nx.BinaryBackend), reference, atol: 1.0e-5)
+           |> Nx.to_number() == 1 do
+      fail("Nx on Mure.Backend differs from Nx.BinaryBackend")
+    end
+
+    IO.puts("check:    the 2560 probabilities match Nx.BinaryBackend's (atol 1e-5)")
+  end
+
   defp elementwise(conn, elems) do
     IO.puts("\n== elementwise add and multiply, #{elems} f32 on OpenCL ==")
     a = random_f32(elems)
@@ -144,11 +180,12 @@ defmodule MureDemo do
     tb = Mure.upload!(conn, b, @f32, {elems})
 
     # Warm up (buffers, first kernel launches), then time a few runs of each.
-    Mure.free!(Mure.add!(ta, tb))
-    Mure.free!(Mure.multiply!(ta, tb))
+    on_opencl = [device: :opencl]
+    Mure.free!(Mure.add!(ta, tb, on_opencl))
+    Mure.free!(Mure.multiply!(ta, tb, on_opencl))
 
-    for {name, fun} <- [{"add:     ", &Mure.add!/2}, {"multiply:", &Mure.multiply!/2}] do
-      times = time_runs(5, fn -> fun.(ta, tb) end)
+    for {name, fun} <- [{"add:     ", &Mure.add!/3}, {"multiply:", &Mure.multiply!/3}] do
+      times = time_runs(5, fn -> fun.(ta, tb, on_opencl) end)
       best = Enum.min(times)
 
       IO.puts(
@@ -158,8 +195,8 @@ defmodule MureDemo do
       )
     end
 
-    tsum = Mure.add!(ta, tb)
-    tprod = Mure.multiply!(ta, tb)
+    tsum = Mure.add!(ta, tb, on_opencl)
+    tprod = Mure.multiply!(ta, tb, on_opencl)
 
     {down_us, {sum, prod}} = :timer.tc(fn -> {Mure.download!(tsum), Mure.download!(tprod)} end)
     IO.puts("download: #{ms(down_us)} (#{mib(byte_size(sum) * 2)})")

@@ -38,11 +38,12 @@ TEST_CASE("an upload decodes with its checked size and a view of the payload", "
   }));
   REQUIRE(d.check.ok());
   REQUIRE(d.req);
-  CHECK(d.req->op == Op::kUpload);
-  CHECK(d.req->type == DType::kF32);
-  CHECK(d.req->shape == Shape{2, 3});
-  CHECK(d.req->bytes == 24);
-  CHECK(d.req->data.size() == 24);
+  auto* up = std::get_if<Upload>(&d.req->body);
+  REQUIRE(up);
+  CHECK(up->type == DType::kF32);
+  CHECK(up->shape == Shape{2, 3});
+  CHECK(up->bytes == 24);
+  CHECK(up->data.size() == 24);
 }
 
 TEST_CASE("bare and tuple forms of the no-argument ops", "[request]") {
@@ -50,7 +51,11 @@ TEST_CASE("bare and tuple forms of the no-argument ops", "[request]") {
     auto bare = Decode(EnvelopeBytes([&](TermWriter& w) { w.Atom(name); }));
     CHECK(bare.req);
     auto tup = Decode(EnvelopeBytes([&](TermWriter& w) { w.Tuple(1).Atom(name); }));
-    CHECK(tup.req);
+    REQUIRE(tup.req);
+    CHECK(OpName(tup.req->body) == name);
+    auto two = Decode(EnvelopeBytes([&](TermWriter& w) { w.Tuple(2).Atom(name).Int(1); }));
+    REQUIRE_FALSE(two.req);
+    CHECK(two.status.message() == ":" + std::string(name) + " takes no arguments");
   }
 }
 
@@ -108,7 +113,8 @@ TEST_CASE("each class of bad request gets its error kind and a message naming th
 TEST_CASE("busy is an op only with test ops enabled", "[request]") {
   auto d = Decode(EnvelopeBytes([](TermWriter& w) { w.Tuple(2).Atom("busy").Int(10); }), true);
   REQUIRE(d.req);
-  CHECK(d.req->ms == 10);
+  REQUIRE(std::holds_alternative<Busy>(d.req->body));
+  CHECK(std::get<Busy>(d.req->body).ms == 10);
 }
 
 TEST_CASE("envelope checks: version and owner", "[request]") {
@@ -157,5 +163,141 @@ TEST_CASE("integer lists arrive as STRING_EXT from the BEAM and are read as inte
   w.Atom("false");
   auto d = Decode(out);
   REQUIRE(d.req);
-  CHECK(d.req->v1 == std::vector<int64_t>{0, 1});
+  REQUIRE(std::holds_alternative<ir::Node>(d.req->body));
+  const auto& node = std::get<ir::Node>(d.req->body);
+  REQUIRE(std::holds_alternative<ir::Reduce>(node));
+  CHECK(std::get<ir::Reduce>(node).axes == std::vector<int64_t>{0, 1});
+  CHECK(std::get<ir::Reduce>(node).op == ir::ReduceOp::kSum);
+}
+
+namespace {
+
+/// The compute node of a decoded request (fails the test when it is something else).
+ir::Node NodeOf(const std::function<void(TermWriter&)>& write) {
+  auto d = Decode(EnvelopeBytes(write));
+  INFO(d.status.message());
+  REQUIRE(d.req);
+  REQUIRE(std::holds_alternative<ir::Node>(d.req->body));
+  return std::get<ir::Node>(d.req->body);
+}
+
+}  // namespace
+
+TEST_CASE("the legacy matmul, add and multiply decode to dot and binary nodes", "[request][ir]") {
+  ir::Node mm = NodeOf([](TermWriter& w) { w.Tuple(3).Atom("matmul").Int(4).Int(5); });
+  REQUIRE(std::holds_alternative<ir::Dot>(mm));
+  const auto& dot = std::get<ir::Dot>(mm);
+  CHECK(dot.a == 4);
+  CHECK(dot.b == 5);
+  CHECK(dot.contract_a == std::vector<int64_t>{1});
+  CHECK(dot.contract_b == std::vector<int64_t>{0});
+  CHECK(dot.batch_a.empty());
+  CHECK(dot.batch_b.empty());
+  CHECK(dot.legacy == ir::Legacy::kMatmul);
+  CHECK(ir::Label(mm) == ":matmul");
+  for (auto [atom, op] : {std::pair{"add", ir::BinaryOp::kAdd}, std::pair{"multiply", ir::BinaryOp::kMultiply}}) {
+    ir::Node n = NodeOf([atom = atom](TermWriter& w) { w.Tuple(3).Atom(atom).Int(1).Int(2); });
+    REQUIRE(std::holds_alternative<ir::Binary>(n));
+    const auto& b = std::get<ir::Binary>(n);
+    CHECK(b.op == op);
+    CHECK(b.a == 1);
+    CHECK(b.b == 2);
+    CHECK(b.legacy != ir::Legacy::kNone);
+    CHECK(ir::Label(n) == ":" + std::string(atom));
+    CHECK(ir::Operands(n) == std::vector<ir::Id>{1, 2});
+  }
+  // The general forms carry no legacy contract.
+  ir::Node add = NodeOf([](TermWriter& w) { w.Tuple(4).Atom("binary").Atom("add").Int(1).Int(2); });
+  CHECK(std::get<ir::Binary>(add).legacy == ir::Legacy::kNone);
+  CHECK(ir::Label(add) == ":binary :add");
+}
+
+TEST_CASE("nodes carry their arguments in named fields", "[request][ir]") {
+  ir::Node sl = NodeOf([](TermWriter& w) {
+    w.Tuple(5).Atom("slice").Int(3).Tuple(2).Int(0).Int(1).List(2).Int(2).Int(2).Nil().Tuple(2).Int(1).Int(1);
+  });
+  REQUIRE(std::holds_alternative<ir::Slice>(sl));
+  CHECK(std::get<ir::Slice>(sl).x == 3);
+  CHECK(std::get<ir::Slice>(sl).starts == std::vector<int64_t>{0, 1});
+  CHECK(std::get<ir::Slice>(sl).lengths == std::vector<int64_t>{2, 2});
+  CHECK(std::get<ir::Slice>(sl).strides == std::vector<int64_t>{1, 1});
+
+  ir::Node dot = NodeOf([](TermWriter& w) {
+    w.Tuple(7).Atom("dot").Int(1).Tuple(1).Int(2).Tuple(1).Int(0).Int(9).Tuple(1).Int(1).Tuple(1).Int(0);
+  });
+  REQUIRE(std::holds_alternative<ir::Dot>(dot));
+  const auto& d = std::get<ir::Dot>(dot);
+  CHECK((d.a == 1 && d.b == 9));
+  CHECK(d.contract_a == std::vector<int64_t>{2});
+  CHECK(d.batch_a == std::vector<int64_t>{0});
+  CHECK(d.contract_b == std::vector<int64_t>{1});
+  CHECK(d.batch_b == std::vector<int64_t>{0});
+  CHECK(d.legacy == ir::Legacy::kNone);
+
+  ir::Node sel = NodeOf([](TermWriter& w) { w.Tuple(4).Atom("select").Int(7).Int(8).Int(9); });
+  CHECK(ir::Operands(sel) == std::vector<ir::Id>{7, 8, 9});
+  ir::Node iota = NodeOf([](TermWriter& w) { w.Tuple(4).Atom("iota").Tuple(2).Atom("s").Int(32).Tuple(2).Int(2).Int(3).Int(-1); });
+  REQUIRE(std::holds_alternative<ir::Iota>(iota));
+  CHECK(std::get<ir::Iota>(iota).axis == 1);  // normalised when decoded
+  CHECK(ir::Operands(iota).empty());
+  ir::Node st = NodeOf([](TermWriter& w) { w.Tuple(3).Atom("stack").List(2).Int(4).Int(5).Nil().Int(0); });
+  CHECK(std::holds_alternative<ir::Stack>(st));
+  CHECK(ir::Operands(st) == std::vector<ir::Id>{4, 5});
+  ir::Node unknown = NodeOf([](TermWriter& w) { w.Tuple(3).Atom("unary").Atom("nope").Int(1); });
+  CHECK_FALSE(std::get<ir::Unary>(unknown).op);  // refused when planned, after its operand is found
+  CHECK(ir::Label(unknown) == ":unary :nope");
+}
+
+TEST_CASE("an arity no decoder takes is answered with the op's form", "[request][ir]") {
+  struct Case {
+    std::function<void(TermWriter&)> req;
+    std::string message;
+  };
+  std::vector<Case> cases = {
+      {[](TermWriter& w) { w.Atom("matmul"); }, "matmul takes {:matmul, a, b}"},
+      {[](TermWriter& w) { w.Tuple(2).Atom("matmul").Int(1); }, "matmul takes {:matmul, a, b}; got a tuple of 2 elements"},
+      {[](TermWriter& w) { w.Tuple(4).Atom("add").Int(1).Int(2).Int(3); }, "add takes {:add, a, b}; got a tuple of 4 elements"},
+      {[](TermWriter& w) { w.Atom("upload"); }, "upload takes {:upload, type, shape, binary}"},
+      {[](TermWriter& w) { w.Tuple(2).Atom("select").Int(1); }, "select takes three tensors"},
+      {[](TermWriter& w) { w.Tuple(3).Atom("program").Nil().Nil(); },
+       "program takes {:program, inputs, nodes, outputs} or {:program, inputs, nodes, outputs, opts}"},
+      {[](TermWriter& w) { w.Tuple(3).Atom("binary").Atom("add").Int(1); },
+       "binary takes {:binary, name, a, b}; got a tuple of 3 elements"},
+  };
+  for (auto& c : cases) {
+    auto d = Decode(EnvelopeBytes(c.req));
+    REQUIRE_FALSE(d.req);
+    CHECK(d.status.kind() == ErrorKind::kBadArg);
+    CHECK(d.status.message() == c.message);
+  }
+}
+
+TEST_CASE("a program's nodes are typed nodes with their placement", "[request][ir][program]") {
+  auto d = Decode(EnvelopeBytes([](TermWriter& w) {
+    w.Tuple(4).Atom("program");
+    w.List(1).Tuple(2).Atom("handle").Int(5).Nil();
+    w.List(2);
+    w.Tuple(3).Atom("on").Atom("cpu").Tuple(2).Atom("free").Int(1);
+    w.Tuple(3).Atom("add").Int(1).Int(1);
+    w.Nil();
+    w.Nil();
+  }));
+  REQUIRE_FALSE(d.req);
+  CHECK(d.status.message() == "node 1: :free cannot be part of a program");
+  auto ok = Decode(EnvelopeBytes([](TermWriter& w) {
+    w.Tuple(4).Atom("program");
+    w.List(1).Tuple(2).Atom("handle").Int(5).Nil();
+    w.List(2);
+    w.Tuple(3).Atom("on").Atom("cpu").Tuple(3).Atom("unary").Atom("exp").Int(1);
+    w.Tuple(3).Atom("matmul").Int(1).Int(2);
+    w.Nil();
+    w.List(1).Tuple(2).Int(3).Atom("return").Nil();
+  }));
+  REQUIRE(ok.req);
+  const auto& prog = *std::get<RunProgram>(ok.req->body).program;
+  REQUIRE(prog.nodes.size() == 2);
+  CHECK(prog.nodes[0].placement == Placement::kCpu);
+  CHECK(std::holds_alternative<ir::Unary>(prog.nodes[0].node));
+  CHECK(prog.nodes[1].placement == Placement::kAuto);
+  CHECK(std::get<ir::Dot>(prog.nodes[1].node).legacy == ir::Legacy::kMatmul);
 }

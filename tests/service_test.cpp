@@ -182,13 +182,11 @@ namespace {
 
 /// A program built as the decoder would build it, but without the decoder's id checks: what
 /// PlanProgram sees if a later change forgets them.
-proto::Request Node(Op op, std::string_view name, uint64_t a, uint64_t b = 0) {
-  proto::Request r;
-  r.op = op;
-  r.name = name;
-  r.a = a;
-  r.b = b;
-  return r;
+proto::ProgramNode Unary(std::string_view name, uint64_t x) {
+  return proto::ProgramNode{ir::Unary{name, ir::UnaryFromName(name), x}};
+}
+proto::ProgramNode Binary(std::string_view name, uint64_t a, uint64_t b) {
+  return proto::ProgramNode{ir::Binary{name, ir::BinaryFromName(name), a, b}};
 }
 
 ProgramTarget FuseTarget(const CostModel& cost) {
@@ -206,8 +204,8 @@ TEST_CASE("PlanProgram refuses ids out of range before any pass reads them", "[p
   CostModel cost;
   proto::Program prog;
   prog.inputs.resize(1);
-  prog.nodes.push_back(Node(Op::kUnary, "exp", 1));
-  prog.nodes.push_back(Node(Op::kUnary, "negate", 2));
+  prog.nodes.push_back(Unary("exp", 1));
+  prog.nodes.push_back(Unary("negate", 2));
   const std::vector<ValueInfo> in{ValueInfo{DType::kF32, {4}}};
   for (uint64_t id : {uint64_t{0}, uint64_t{4}, uint64_t{99}, uint64_t{1} << 40, UINT64_MAX}) {
     INFO("output id " << id);
@@ -219,7 +217,7 @@ TEST_CASE("PlanProgram refuses ids out of range before any pass reads them", "[p
     // An operand that is not an earlier value.
     proto::Program bad = prog;
     bad.outputs = {{3, false}};
-    bad.nodes[1].a = id == 0 ? 3 : id;
+    std::get<ir::Unary>(bad.nodes[1].node).x = id == 0 ? 3 : id;
     auto plan2 = PlanProgram(bad, in, FuseTarget(cost));
     REQUIRE_FALSE(plan2.ok());
     CHECK_THAT(plan2.status().message(), Catch::Contains("node 2"));
@@ -234,10 +232,10 @@ TEST_CASE("PlanProgram's peak counts an operand used twice once", "[program]") {
   CostModel cost;
   proto::Program prog;
   prog.inputs.resize(1);
-  prog.nodes.push_back(Node(Op::kUnary, "exp", 1));             // 2
-  prog.nodes.push_back(Node(Op::kBinary, "multiply", 2, 2));    // 3 = 2 * 2: frees 2 (once)
-  prog.nodes.push_back(Node(Op::kUnary, "exp", 1));             // 4
-  prog.nodes.push_back(Node(Op::kBinary, "add", 3, 4));         // 5: 3, 4 and 5 alive at once
+  prog.nodes.push_back(Unary("exp", 1));             // 2
+  prog.nodes.push_back(Binary("multiply", 2, 2));    // 3 = 2 * 2: frees 2 (once)
+  prog.nodes.push_back(Unary("exp", 1));             // 4
+  prog.nodes.push_back(Binary("add", 3, 4));         // 5: 3, 4 and 5 alive at once
   prog.outputs = {{5, true}};
   ProgramTarget target = FuseTarget(cost);
   target.fuse = false;  // every value materialised

@@ -13,19 +13,6 @@
 namespace mure {
 namespace {
 
-const char* kSource = R"CL(
-__kernel void mure_add_f32(__global const float* restrict a, __global const float* restrict b,
-                           __global float* restrict out, const ulong n) {
-  size_t i = get_global_id(0);
-  if (i < n) out[i] = a[i] + b[i];
-}
-__kernel void mure_multiply_f32(__global const float* restrict a, __global const float* restrict b,
-                                __global float* restrict out, const ulong n) {
-  size_t i = get_global_id(0);
-  if (i < n) out[i] = a[i] * b[i];
-}
-)CL";
-
 const char* ClErrorName(cl_int e) {
   switch (e) {
     case CL_DEVICE_NOT_FOUND: return "CL_DEVICE_NOT_FOUND";
@@ -130,41 +117,15 @@ Result<std::unique_ptr<OpenClExecutor>> OpenClExecutor::Create(const Config& cfg
   if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateCommandQueue", err));
 
   auto t0 = std::chrono::steady_clock::now();
-  const char* src = kSource;
-  ex->program_ = ClProgram(clCreateProgramWithSource(ex->context_.get(), 1, &src, nullptr, &err));
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateProgramWithSource", err));
-  // The op set's build policy (no contraction, no mad): one for every kernel the node runs.
-  err = clBuildProgram(ex->program_.get(), 1, &ex->device_, ocl::kBuildOptions, nullptr, nullptr);
-  if (err != CL_SUCCESS) {
-    size_t n = 0;
-    clGetProgramBuildInfo(ex->program_.get(), ex->device_, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n);
-    std::string log(n, '\0');
-    clGetProgramBuildInfo(ex->program_.get(), ex->device_, CL_PROGRAM_BUILD_LOG, n, log.data(), nullptr);
-    return Status::Internal(ClErrorText("clBuildProgram", err) + "; build log: " + log);
-  }
-  ex->add_f32_ = ClKernel(clCreateKernel(ex->program_.get(), "mure_add_f32", &err));
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateKernel(mure_add_f32)", err));
-  ex->mul_f32_ = ClKernel(clCreateKernel(ex->program_.get(), "mure_multiply_f32", &err));
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateKernel(mure_multiply_f32)", err));
-  size_t wg = 1;
-  clGetKernelWorkGroupInfo(ex->add_f32_.get(), ex->device_, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, nullptr);
-  ex->local_size_ = std::max<size_t>(1, std::min<size_t>(wg, 256));
-  // Launch each kernel once: the device compiler may finish its work on first use, and that
-  // belongs at start-up, not on the first request.
-  {
-    TensorStore scratch(1 << 20);
-    auto a = scratch.Allocate(DType::kF32, {64});
-    auto o = scratch.Allocate(DType::kF32, {64});
-    if (!a.ok() || !o.ok()) return Status::Internal("cannot allocate the warm-up tensors");
-    std::memset((*a)->data(), 0, (*a)->bytes());
-    for (auto op : {ElementwiseOp::kAdd, ElementwiseOp::kMultiply}) {
-      Status s = ex->Elementwise(op, **a, **a, **o);
-      if (!s.ok()) return Status::Internal("warm-up launch failed: " + s.message());
-    }
-  }
   auto ops = ocl::OpenClOps::Create(ex->context_.get(), ex->device_, ex->queue_.get(), info.fp64);
   if (!ops.ok()) return ops.status();
   ex->ops_ = std::move(*ops);
+  // The f32 add and multiply kernels (Elementwise, the start-up calibration) are built and
+  // launched once now: the device compiler may finish its work on first use, and that belongs at
+  // start-up, not on the first request.
+  Status warm = ex->ops_->Prebuild({ocl::KernelRequest::Binary(ir::BinaryOp::kAdd, DType::kF32, DType::kF32),
+                                    ocl::KernelRequest::Binary(ir::BinaryOp::kMultiply, DType::kF32, DType::kF32)});
+  if (!warm.ok()) return Status::Internal("building the elementwise kernels failed: " + warm.message());
   info.build_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   RestoreFatalSignals();
   LogInfo("OpenCL: " + info.platform + " / " + info.name + " (" + info.device_type + ", " +
@@ -189,38 +150,8 @@ Status OpenClExecutor::CheckElementwise(ElementwiseOp op, const Tensor& a, const
 Status OpenClExecutor::Elementwise(ElementwiseOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   MURE_RETURN_IF_ERROR(CheckElementwise(op, a, b));
   if (out.type() != a.type() || out.shape() != a.shape()) return Status::Internal("elementwise output mismatch");
-  const uint64_t n = a.elements();
-  if (n == 0) return Status::Ok();
-  cl_int err = CL_SUCCESS;
-  cl_context ctx = context_.get();
-  // The tensors' memory is used in place (CL_MEM_USE_HOST_PTR): no copies on a CPU device.
-  ClMem ma(clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, a.bytes(), const_cast<uint8_t*>(a.data()), &err));
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer(a)", err));
-  ClMem mb(clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_USE_HOST_PTR, b.bytes(), const_cast<uint8_t*>(b.data()), &err));
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer(b)", err));
-  ClMem mo(clCreateBuffer(ctx, CL_MEM_WRITE_ONLY | CL_MEM_USE_HOST_PTR, out.bytes(), out.data(), &err));
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clCreateBuffer(out)", err));
-  cl_kernel k = op == ElementwiseOp::kAdd ? add_f32_.get() : mul_f32_.get();
-  cl_mem args[3] = {ma.get(), mb.get(), mo.get()};
-  cl_ulong count = n;
-  for (cl_uint i = 0; i < 3; ++i) {
-    err = clSetKernelArg(k, i, sizeof(cl_mem), &args[i]);
-    if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clSetKernelArg", err));
-  }
-  err = clSetKernelArg(k, 3, sizeof count, &count);
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clSetKernelArg", err));
-  size_t global = (n + local_size_ - 1) / local_size_ * local_size_;
-  err = clEnqueueNDRangeKernel(queue_.get(), k, 1, nullptr, &global, &local_size_, 0, nullptr, nullptr);
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueNDRangeKernel", err));
-  // Mapping the output makes the host copy current (a no-op on a CPU device with host memory).
-  void* mapped = clEnqueueMapBuffer(queue_.get(), mo.get(), CL_TRUE, CL_MAP_READ, 0, out.bytes(), 0, nullptr, nullptr, &err);
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueMapBuffer", err));
-  err = clEnqueueUnmapMemObject(queue_.get(), mo.get(), mapped, 0, nullptr, nullptr);
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clEnqueueUnmapMemObject", err));
-  err = clFinish(queue_.get());
-  RestoreFatalSignals();
-  if (err != CL_SUCCESS) return Status::Internal(ClErrorText("clFinish", err));
-  return Status::Ok();
+  // The op table's kernels (exec/opencl_ops.h): one formula per op for every path.
+  return ops_->Binary(op == ElementwiseOp::kAdd ? ir::BinaryOp::kAdd : ir::BinaryOp::kMultiply, a, b, DType::kF32, out);
 }
 
 }  // namespace mure

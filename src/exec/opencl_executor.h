@@ -1,9 +1,9 @@
 // mure — elementwise kernels on an OpenCL device (PoCL on the CPU here; GPUs in the field).
 //
 // Every OpenCL object is owned by an RAII handle; every failing call is reported by name with its
-// error code, and a failed build returns its build log. The add/multiply kernels are compiled at
-// start-up; the op set (ops(), exec/opencl_ops.h) generates and compiles its kernels on first use
-// and caches them (OpenClOps::Prebuild moves that to start-up for the variants named).
+// error code, and a failed build returns its build log. The op set (ops(), exec/opencl_ops.h)
+// generates and compiles its kernels on first use and caches them (OpenClOps::Prebuild moves that
+// to start-up for the variants named: the f32 add and multiply here).
 //
 // Thread-safety: one thread at a time per executor (the node runs it on its own work queue).
 #pragma once
@@ -81,7 +81,7 @@ class OpenClExecutor {
   static Result<std::unique_ptr<OpenClExecutor>> Create(const Config& cfg);
   ~OpenClExecutor();
 
-  /// out = a (op) b, elementwise, for f32 tensors of equal shape.
+  /// out = a (op) b, elementwise, for f32 tensors of equal shape (the op set's kernels).
   Status Elementwise(ElementwiseOp op, const Tensor& a, const Tensor& b, Tensor& out);
   /// Shape and type rules of the elementwise ops.
   static Status CheckElementwise(ElementwiseOp op, const Tensor& a, const Tensor& b);
@@ -100,10 +100,6 @@ class OpenClExecutor {
   cl_device_id device_ = nullptr;
   ClContext context_;
   ClQueue queue_;
-  ClProgram program_;
-  ClKernel add_f32_;
-  ClKernel mul_f32_;
-  size_t local_size_ = 1;
   OpenClInfo info_;
   std::unique_ptr<ocl::OpenClOps> ops_;  // declared after context_ and queue_: released first
 };

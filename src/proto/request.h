@@ -9,9 +9,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "mure/status.h"
+#include "ir/nodes.h"
 #include "ir/ops.h"
 #include "mure/types.h"
 #include "proto/term.h"
@@ -46,50 +48,35 @@ std::string PidKey(std::string_view pid_raw, std::string_view node);
 /// Version and owner checks of an envelope that can be answered.
 Status CheckEnvelope(const TermTree& tree, uint32_t root, const Envelope& env, std::string_view peer_node);
 
-enum class Op {
-  kHello, kDevices, kStats, kUpload, kDownload, kFree, kMatmul, kAdd, kMultiply, kBusy,
-  // The op set on the CPU executor (ir/ops.h):
-  kUnary, kBinary, kReduce, kAsType, kBitcast, kReshape, kTranspose, kSlice, kTake,
-  kIota, kEye, kFull, kRandomUniform, kRandomNormal, kSelect, kClip, kBroadcast, kReverse, kPad, kConcatenate,
-  kStack, kPutSlice, kGather, kSort, kArgsort, kDot, kOuter,
-  // Programs and transfers in pieces:
-  kProgram, kAlloc, kWrite, kRead,
-};
+/// Where a compute op should run (ir/nodes.h).
+using Placement = ir::Placement;
 
 struct Program;
 
-/// Where a compute op should run: the node's choice, or the caller's.
-enum class Placement { kAuto, kCpu, kOpenCl };
+// The requests that are not compute ops, each with its named fields.
+struct Hello {};
+struct Devices {};
+struct Stats {};
+struct Upload {
+  DType type = DType::kF32;
+  Shape shape;
+  uint64_t bytes = 0;     ///< checked byte size of type x shape
+  std::string_view data;  ///< the payload, exactly `bytes` long
+};
+struct Download { uint64_t handle = 0; };
+struct Free { uint64_t handle = 0; };
+struct Busy { uint64_t ms = 0; };  ///< test-only
+struct Alloc { DType type = DType::kF32; Shape shape; };
+struct Write { uint64_t handle = 0; uint64_t offset = 0; std::string_view data; };
+struct Read { uint64_t handle = 0; uint64_t offset = 0; uint64_t length = 0; };
+struct RunProgram { std::shared_ptr<Program> program; };
 
-/// The atom naming an op on the wire.
-std::string_view OpName(Op op);
+/// What a request asks: a compute node (ir::Node), or one of the others.
+using Body = std::variant<ir::Node, Hello, Devices, Stats, Upload, Download, Free, Busy, Alloc, Write, Read, RunProgram>;
 
 /// A decoded request. Views point into the frame it came from.
 struct Request {
-  Op op = Op::kHello;
-  DType type = DType::kF32;   ///< upload
-  Shape shape;                ///< upload
-  uint64_t bytes = 0;         ///< upload: checked byte size of type x shape
-  std::string_view data;      ///< upload payload
-  uint64_t a = 0, b = 0;      ///< handles: download/free use a; binary ops use a and b
-  uint64_t ms = 0;            ///< busy
-  std::string_view name;      ///< unary/binary/reduce: the op's name
-  std::vector<int64_t> v1;    ///< reduce axes, transpose axes, slice starts
-  std::vector<int64_t> v2;    ///< slice lengths
-  std::vector<int64_t> v3;    ///< slice strides
-  bool all_axes = false;      ///< reduce over every axis
-  bool keep_axes = false;     ///< reduce keeps reduced axes as size 1
-  int64_t axis = 0;           ///< take, iota (-1: none), concatenate, stack, sort
-  uint64_t c = 0;             ///< third handle: select's b, clip's hi
-  std::vector<int64_t> v4;    ///< dot: batch axes of b (v1/v2/v3: a's contraction, a's batch, b's contraction)
-  std::vector<uint64_t> handles;  ///< concatenate, stack
-  ir::Scalar s1, s2;          ///< full/pad value; random lo/hi or mean/std
-  uint64_t seed = 0;          ///< random
-  std::vector<ir::PadDim> pad;  ///< pad config
-  bool descending = false;    ///< sort, argsort
-  uint64_t offset = 0;        ///< write/read: byte offset
-  uint64_t length = 0;        ///< read: byte length
-  std::shared_ptr<Program> program;  ///< program
+  Body body;
   Placement placement = Placement::kAuto;  ///< {:on, device, request}
 };
 
@@ -103,22 +90,24 @@ struct ProgramInput {
   std::string_view data;
 };
 
+/// A node of a program and where it asked to run ({:on, device, node}).
+struct ProgramNode {
+  ir::Node node;
+  Placement placement = Placement::kAuto;
+};
+
 /// {:program, inputs, nodes, outputs[, opts]}: nodes' tensor arguments are 1-based value ids.
 /// A decoded program's ids are in range: node i (0-based) reads only values 1 .. inputs + i,
 /// and every output names one of the inputs + nodes values (DecodeRequest checks it).
 struct Program {
   std::vector<ProgramInput> inputs;
-  std::vector<Request> nodes;
+  std::vector<ProgramNode> nodes;
   std::vector<std::pair<uint64_t, bool>> outputs;  ///< value id, keep (true) or return (false)
   Placement placement = Placement::kAuto;          ///< opts device: auto | cpu | opencl
 };
 
-/// A compute request's tensor operands in kernel order (a, then b, then c; a join's list), by
-/// id: handles, or value ids inside a program. Creation ops have none.
-std::vector<uint64_t> Operands(const Request& req);
-
-/// ":binary :add", ":matmul": how error messages name a program's node.
-std::string NodeLabel(const Request& req);
+/// The atom naming a request's op on the wire ("upload", "binary", "matmul", ...).
+std::string_view OpName(const Body& body);
 
 /// Decode the request term. `test_ops` enables the test-only ops.
 Result<Request> DecodeRequest(const TermTree& tree, uint32_t req, bool test_ops);

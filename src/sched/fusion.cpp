@@ -6,8 +6,6 @@
 
 namespace mure {
 
-using proto::Op;
-
 namespace {
 
 uint64_t Elements(const Shape& s) {
@@ -17,7 +15,7 @@ uint64_t Elements(const Shape& s) {
 }
 
 /// The fused step for an elementwise node, or nullopt when it cannot join a f32 chain.
-std::optional<ocl::FusedStep> Step(const proto::Request& req, const PlannedOp& plan,
+std::optional<ocl::FusedStep> Step(const ir::Node& node, const PlannedOp& plan,
                                    const std::vector<ValueInfo>& values) {
   if (plan.type != DType::kF32) return std::nullopt;
   for (uint64_t id : plan.operands) {
@@ -26,20 +24,16 @@ std::optional<ocl::FusedStep> Step(const proto::Request& req, const PlannedOp& p
     if (v.shape != plan.shape && Elements(v.shape) != 1) return std::nullopt;
   }
   ocl::FusedStep st;
-  if (req.op == Op::kUnary) {
-    auto op = ir::UnaryFromName(req.name);
-    if (!op || !ocl::Fusible(*op)) return std::nullopt;
+  if (auto* u = std::get_if<ir::Unary>(&node)) {
+    if (!u->op || !ocl::Fusible(*u->op)) return std::nullopt;
     st.kind = ocl::FusedStep::Kind::kUnary;
-    st.unary = *op;
+    st.unary = *u->op;
     return st;
   }
-  std::optional<ir::BinaryOp> op;
-  if (req.op == Op::kBinary) op = ir::BinaryFromName(req.name);
-  if (req.op == Op::kAdd) op = ir::BinaryOp::kAdd;
-  if (req.op == Op::kMultiply) op = ir::BinaryOp::kMultiply;
-  if (!op || !ocl::Fusible(*op)) return std::nullopt;
+  auto* b = std::get_if<ir::Binary>(&node);
+  if (!b || !b->op || !ocl::Fusible(*b->op)) return std::nullopt;
   st.kind = ocl::FusedStep::Kind::kBinary;
-  st.binary = *op;
+  st.binary = *b->op;
   return st;
 }
 
@@ -64,7 +58,7 @@ FusionPlan PlanFusion(const proto::Program& prog, const std::vector<PlannedOp>& 
   std::vector<int64_t> group(plans.size(), -1);  // node -> current group root
   for (size_t i = 0; i < plans.size(); ++i) {
     if (prog.nodes[i].placement == proto::Placement::kCpu) continue;
-    steps[i] = Step(prog.nodes[i], plans[i], values);
+    steps[i] = Step(prog.nodes[i].node, plans[i], values);
     if (!steps[i]) continue;
     group[i] = static_cast<int64_t>(i);
     // Absorb operands that are elementwise nodes of this shape used only here.
@@ -80,16 +74,15 @@ FusionPlan PlanFusion(const proto::Program& prog, const std::vector<PlannedOp>& 
   std::vector<bool> reduce_top(plans.size(), false);
   if (allow_reduce) {
     for (size_t i = 0; i < plans.size(); ++i) {
-      const proto::Request& req = prog.nodes[i];
-      if (req.op != Op::kReduce || req.placement == proto::Placement::kCpu || plans[i].type != DType::kF32) continue;
-      auto op = ir::ReduceFromName(req.name);
-      if (!op || !ocl::FusibleReduce(*op)) continue;
+      auto* red = std::get_if<ir::Reduce>(&prog.nodes[i].node);
+      if (!red || prog.nodes[i].placement == proto::Placement::kCpu || plans[i].type != DType::kF32) continue;
+      if (!red->op || !ocl::FusibleReduce(*red->op)) continue;
       const uint64_t id = plans[i].operands[0];
       int64_t j = node_of(id);
       if (j < 0 || group[j] != j || uses[id] != 1 || is_output[id]) continue;
       const Shape& in = values[id - 1].shape;
-      std::vector<int64_t> axes = req.v1;
-      if (req.all_axes) {
+      std::vector<int64_t> axes = red->axes;
+      if (red->all_axes) {
         axes.clear();
         for (size_t d = 0; d < in.size(); ++d) axes.push_back(static_cast<int64_t>(d));
       }
@@ -137,7 +130,7 @@ FusionPlan PlanFusion(const proto::Program& prog, const std::vector<PlannedOp>& 
     f.elements = Elements(plans[last_elementwise].shape);
     if (reduce_top[top]) {
       f.graph.reduce = true;
-      f.graph.reduce_op = *ir::ReduceFromName(prog.nodes[top].name);
+      f.graph.reduce_op = *std::get<ir::Reduce>(prog.nodes[top].node).op;
       const uint64_t outs = Elements(plans[top].shape);
       f.row_length = outs ? f.elements / outs : 0;
     }

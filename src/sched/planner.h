@@ -1,18 +1,19 @@
-// mure — planning one op: from a decoded request and the types and shapes of its operands to the
-// result's type and shape and the kernel that computes it. Everything is checked here, before any
-// memory is allocated or any kernel runs. The same planner serves single requests (operands are
-// resident handles) and programs (operands are earlier values of the program).
+// mure — planning one op: from a typed IR node (ir/nodes.h) and the types and shapes of its
+// operands to the result's type and shape and the kernel that computes it. Two steps: the node is
+// validated (shapes, types, sizes with checked arithmetic; pure: no allocation, no device), then
+// bound to the executor its placement picks (exec/executor.h); each op is written once. The same
+// planner serves single requests (operands are resident handles) and programs (operands are
+// earlier values of the program).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <vector>
 
-#include "exec/blis_executor.h"
-#include "exec/opencl_executor.h"
+#include "exec/executor.h"
+#include "ir/nodes.h"
 #include "mure/status.h"
 #include "mure/types.h"
-#include "proto/request.h"
 #include "store/tensor_store.h"
 
 namespace mure {
@@ -26,7 +27,7 @@ struct ValueInfo {
 /// Computes `out` from the operand tensors, in the order of PlannedOp::operands.
 using KernelFn = std::function<Status(const std::vector<const Tensor*>& ins, Tensor& out)>;
 
-enum class Device { kCpu, kOpenCl };
+using Device = exec::Device;
 
 struct PlannedOp {
   DType type = DType::kF32;        ///< result type
@@ -36,15 +37,21 @@ struct PlannedOp {
   Device device = Device::kCpu;    ///< where the kernel must run
 };
 
+/// The node's executors. They outlive every plan bound to them.
+struct Executors {
+  exec::Executor* cpu = nullptr;     ///< null: the CPU kernels without BLIS
+  exec::Executor* opencl = nullptr;  ///< null: the node has no OpenCL device
+  bool blis = false;                 ///< the CPU executor multiplies through BLIS
+};
+
 /// Looks an operand id up: its type and shape, or why it cannot be used.
 using OperandLookup = std::function<Result<ValueInfo>(uint64_t id)>;
 
-/// Plan a compute op (the op set, matmul, add, multiply). `blis`/`opencl` may be null when that
-/// device is disabled; ops that need it are then kUnsupported.
-/// `placement` kOpenCl runs the op on the OpenCL device (kUnsupported for ops it lacks); kCpu
-/// and kAuto run the op set on the CPU executor (add/multiply keep the OpenCL device under kAuto).
-Result<PlannedOp> PlanOp(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
-                         OpenClExecutor* opencl, proto::Placement placement);
+/// Plan a compute node. `placement` kOpenCl binds it to the OpenCL executor (kUnsupported without
+/// one); kCpu and kAuto to the CPU executor, except the legacy add/multiply, which keep the
+/// OpenCL device under kAuto (docs/protocol.md).
+Result<PlannedOp> PlanOp(const ir::Node& node, const OperandLookup& lookup, const Executors& ex,
+                         ir::Placement placement);
 
 /// What the node measured of its devices at start-up, for placing ops the caller left to it.
 struct CostModel {
@@ -59,10 +66,7 @@ struct CostModel {
 /// PlanOp with the placement decided: the caller's, or under kAuto the CPU executor (BLIS for
 /// products) unless the op is elementwise, the OpenCL device measured clearly (1.5x) faster for
 /// memory-bound work at start-up, and the result is large enough.
-Result<PlannedOp> PlanPlaced(const proto::Request& req, const OperandLookup& lookup, BlisExecutor* blis,
-                             OpenClExecutor* opencl, proto::Placement placement, const CostModel& cost);
-
-/// True for requests PlanOp takes (compute ops; not hello, upload, programs...).
-bool IsComputeOp(proto::Op op);
+Result<PlannedOp> PlanPlaced(const ir::Node& node, const OperandLookup& lookup, const Executors& ex,
+                             ir::Placement placement, const CostModel& cost);
 
 }  // namespace mure

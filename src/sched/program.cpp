@@ -29,10 +29,10 @@ Result<ProgramPlan> PlanProgram(const proto::Program& prog, std::vector<ValueInf
     };
     const proto::Placement where =
         prog.nodes[i].placement != proto::Placement::kAuto ? prog.nodes[i].placement : prog.placement;
-    auto plan = PlanPlaced(prog.nodes[i], lookup, target.blis, target.opencl, where, *target.cost);
+    auto plan = PlanPlaced(prog.nodes[i].node, lookup, target.exec, where, *target.cost);
     if (!plan.ok()) {
       return Status(plan.status().kind(),
-                    "node " + std::to_string(i + 1) + " (" + proto::NodeLabel(prog.nodes[i]) + "): " + plan.status().message());
+                    "node " + std::to_string(i + 1) + " (" + ir::Label(prog.nodes[i].node) + "): " + plan.status().message());
     }
     pp.values.push_back(ValueInfo{plan->type, plan->shape});
     pp.plans.push_back(std::move(*plan));

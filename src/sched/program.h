@@ -19,8 +19,7 @@ namespace mure {
 /// What the node offers a program: its executors (null when disabled), its cost model, whether
 /// generated fused kernels exist (and may fuse reductions), and the reply size limit.
 struct ProgramTarget {
-  BlisExecutor* blis = nullptr;
-  OpenClExecutor* opencl = nullptr;
+  Executors exec;
   const CostModel* cost = nullptr;
   bool fuse = false;             ///< the device can run generated fused kernels
   bool fuse_reductions = false;  ///< ... with a reduction on top (needs double precision)

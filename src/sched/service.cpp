@@ -18,7 +18,6 @@
 
 namespace mure {
 
-using proto::Op;
 using proto::TermWriter;
 
 using proto::WriteHandle;
@@ -37,7 +36,12 @@ Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, Open
       dir = home && *home ? std::string(home) + dir.substr(1) : std::string();
     }
     fused_ = std::make_unique<ocl::FusedKernels>(*opencl_, dir);
+    opencl_exec_ = std::make_unique<exec::OpenClDevice>(*opencl_);
   }
+  cpu_exec_ = std::make_unique<exec::CpuExecutor>(blis_);
+  executors_.cpu = cpu_exec_.get();
+  executors_.opencl = opencl_exec_.get();
+  executors_.blis = blis_ != nullptr;
   const DeviceSpeeds speeds = MeasureDevices(blis_, opencl_);
   cost_.cpu_gbps = speeds.cpu_gbps;
   cost_.opencl_gbps = speeds.opencl_gbps;
@@ -53,38 +57,51 @@ void Service::Post(WorkQueue& q, std::shared_ptr<Reply> reply, std::function<voi
   }
 }
 
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+template <class... F>
+Overloaded(F...) -> Overloaded<F...>;
+
+}  // namespace
+
 void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
   requests_.fetch_add(1);
-  switch (req.op) {
-    case Op::kHello: return reply->Ok([&](TermWriter& w) { proto::WriteHello(w, Hello()); });
-    case Op::kDevices: return reply->Ok([&](TermWriter& w) { proto::WriteDevices(w, Devices()); });
-    case Op::kStats: return reply->Ok([&](TermWriter& w) { proto::WriteStats(w, Stats(ctx)); });
-    case Op::kUpload: return Upload(ctx, req, *reply);
-    case Op::kDownload: {
-      auto t = store_.Get(ctx.conn, req.a);
-      if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
-      if ((*t)->bytes() + 1024 > cfg_.max_message) {
-        errors_.fetch_add(1);
-        return reply->Error(Status(ErrorKind::kMessageTooLarge,
-                                   "tensor " + std::to_string(req.a) + " holds " + std::to_string((*t)->bytes()) +
-                                       " bytes, more than one message may carry (max_message = " +
-                                       std::to_string(cfg_.max_message) + ")"));
-      }
-      return reply->OkTensorBytes(std::move(*t));
-    }
-    case Op::kFree: {
-      Status s = store_.Free(ctx.conn, req.a);
-      if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
-      return reply->Ok([](TermWriter& w) { w.Atom("freed"); });
-    }
-    case Op::kBusy: return Busy(req, std::move(reply));
-    case Op::kProgram: return RunProgram(ctx, req, std::move(reply));
-    case Op::kAlloc: return Alloc(ctx, req, std::move(reply));
-    case Op::kWrite: return Write(ctx, req, *reply);
-    case Op::kRead: return Read(ctx, req, *reply);
-    default:  // the op set, matmul, add, multiply
-      return Compute(ctx, req, std::move(reply));
-  }
+  std::visit(
+      Overloaded{
+          [&](const ir::Node& node) { Compute(ctx, node, req.placement, std::move(reply)); },
+          [&](const proto::Hello&) { reply->Ok([&](TermWriter& w) { proto::WriteHello(w, Hello()); }); },
+          [&](const proto::Devices&) { reply->Ok([&](TermWriter& w) { proto::WriteDevices(w, Devices()); }); },
+          [&](const proto::Stats&) { reply->Ok([&](TermWriter& w) { proto::WriteStats(w, Stats(ctx)); }); },
+          [&](const proto::Upload& r) { Upload(ctx, r, *reply); },
+          [&](const proto::Download& r) {
+            auto t = store_.Get(ctx.conn, r.handle);
+            if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
+            if ((*t)->bytes() + 1024 > cfg_.max_message) {
+              errors_.fetch_add(1);
+              return reply->Error(Status(ErrorKind::kMessageTooLarge,
+                                         "tensor " + std::to_string(r.handle) + " holds " +
+                                             std::to_string((*t)->bytes()) +
+                                             " bytes, more than one message may carry (max_message = " +
+                                             std::to_string(cfg_.max_message) + ")"));
+            }
+            reply->OkTensorBytes(std::move(*t));
+          },
+          [&](const proto::Free& r) {
+            Status s = store_.Free(ctx.conn, r.handle);
+            if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
+            reply->Ok([](TermWriter& w) { w.Atom("freed"); });
+          },
+          [&](const proto::Busy& r) { Busy(r, std::move(reply)); },
+          [&](const proto::RunProgram& r) { RunProgram(ctx, *r.program, std::move(reply)); },
+          [&](const proto::Alloc& r) { Alloc(ctx, r, std::move(reply)); },
+          [&](const proto::Write& r) { Write(ctx, r, *reply); },
+          [&](const proto::Read& r) { Read(ctx, r, *reply); },
+      },
+      req.body);
 }
 
 proto::HelloInfo Service::Hello() const {
@@ -156,7 +173,7 @@ proto::StatsInfo Service::Stats(const RequestContext& ctx) const {
   return s;
 }
 
-void Service::Upload(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
+void Service::Upload(const RequestContext& ctx, const proto::Upload& req, Reply& reply) {
   auto t = store_.Allocate(req.type, req.shape);
   if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
   if (req.bytes) std::memcpy((*t)->data(), req.data.data(), req.bytes);
@@ -179,7 +196,7 @@ void Service::Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Re
   reply.Ok([&](TermWriter& w) { WriteHandle(w, handle, type, shape); });
 }
 
-void Service::Busy(const proto::Request& req, std::shared_ptr<Reply> reply) {
+void Service::Busy(const proto::Busy& req, std::shared_ptr<Reply> reply) {
   uint64_t ms = req.ms;
   Post(*blis_queue_, reply, [this, reply, ms] {
     // Occupies the executor like a long computation would (test-only op).
@@ -198,7 +215,8 @@ Status Service::RunKernel(const PlannedOp& op, const std::vector<const Tensor*>&
   return op.kernel(ins, out);
 }
 
-void Service::Compute(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
+void Service::Compute(const RequestContext& ctx, const ir::Node& node, proto::Placement placement,
+                      std::shared_ptr<Reply> reply) {
   auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
   std::map<uint64_t, std::shared_ptr<Tensor>> seen;  // the operands, resolved once
   OperandLookup lookup = [&](uint64_t h) -> Result<ValueInfo> {
@@ -210,7 +228,7 @@ void Service::Compute(const RequestContext& ctx, const proto::Request& req, std:
     }
     return ValueInfo{it->second->type(), it->second->shape()};
   };
-  auto plan = PlanPlaced(req, lookup, blis_, opencl_, req.placement, cost_);
+  auto plan = PlanPlaced(node, lookup, executors_, placement, cost_);
   if (!plan.ok()) return fail(plan.status());
   std::vector<std::shared_ptr<Tensor>> held;
   for (uint64_t id : plan->operands) held.push_back(seen.at(id));
@@ -227,7 +245,7 @@ void Service::Compute(const RequestContext& ctx, const proto::Request& req, std:
   });
 }
 
-void Service::Alloc(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
+void Service::Alloc(const RequestContext& ctx, const proto::Alloc& req, std::shared_ptr<Reply> reply) {
   auto t = store_.Allocate(req.type, req.shape);
   if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
   // Never hand out another tensor's bytes. Fresh pages are zero already; a reused buffer is
@@ -257,16 +275,16 @@ Result<std::shared_ptr<Tensor>> Service::Range(const RequestContext& ctx, uint64
   return t;
 }
 
-void Service::Write(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
-  auto t = Range(ctx, req.a, req.offset, req.data.size());
+void Service::Write(const RequestContext& ctx, const proto::Write& req, Reply& reply) {
+  auto t = Range(ctx, req.handle, req.offset, req.data.size());
   if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
   if (!req.data.empty()) std::memcpy((*t)->data() + req.offset, req.data.data(), req.data.size());
   uint64_t n = req.data.size();
   reply.Ok([&](TermWriter& w) { w.UInt(n); });
 }
 
-void Service::Read(const RequestContext& ctx, const proto::Request& req, Reply& reply) {
-  auto t = Range(ctx, req.a, req.offset, req.length);
+void Service::Read(const RequestContext& ctx, const proto::Read& req, Reply& reply) {
+  auto t = Range(ctx, req.handle, req.offset, req.length);
   if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
   if (req.length + 1024 > cfg_.max_message) {
     errors_.fetch_add(1);
@@ -276,9 +294,8 @@ void Service::Read(const RequestContext& ctx, const proto::Request& req, Reply& 
   reply.OkTensorBytes(std::move(*t), req.offset, req.length);
 }
 
-void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply) {
+void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, std::shared_ptr<Reply> reply) {
   auto fail = [&](const Status& st) { errors_.fetch_add(1); reply->Error(st); };
-  const proto::Program& prog = *req.program;
   // Values 1..n: inputs first, then nodes. Resident inputs are looked up; data inputs are only
   // described until the whole program has been validated.
   std::vector<std::shared_ptr<Tensor>> inputs(prog.inputs.size());
@@ -297,8 +314,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Request& req, s
     }
   }
   ProgramTarget target;
-  target.blis = blis_;
-  target.opencl = opencl_;
+  target.exec = executors_;
   target.cost = &cost_;
   target.fuse = fused_ != nullptr;
   target.fuse_reductions = opencl_ && opencl_->info().fp64;

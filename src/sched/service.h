@@ -21,6 +21,8 @@
 #include <string>
 
 #include "exec/blis_executor.h"
+#include "exec/cpu_executor.h"
+#include "exec/opencl_device.h"
 #include "exec/opencl_executor.h"
 #include "exec/opencl_fused.h"
 #include "mure/config.h"
@@ -52,18 +54,19 @@ class Service : public RequestHandler {
   proto::HelloInfo Hello() const;
   proto::DevicesInfo Devices() const;
   proto::StatsInfo Stats(const RequestContext& ctx) const;
-  void Upload(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  void Upload(const RequestContext& ctx, const proto::Upload& req, Reply& reply);
   /// Publish a computed tensor and answer {:ok, {handle, type, shape}}.
   void Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply);
-  void Busy(const proto::Request& req, std::shared_ptr<Reply> reply);
+  void Busy(const proto::Busy& req, std::shared_ptr<Reply> reply);
   /// A compute op: plan it (sched/planner.h), allocate the result, post the kernel to its device.
-  void Compute(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
+  void Compute(const RequestContext& ctx, const ir::Node& node, proto::Placement placement,
+               std::shared_ptr<Reply> reply);
   /// A whole program: inputs copied in, every node planned, the peak memory checked, then run in
   /// order on the CPU queue with intermediates freed after their last use.
-  void RunProgram(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
-  void Alloc(const RequestContext& ctx, const proto::Request& req, std::shared_ptr<Reply> reply);
-  void Write(const RequestContext& ctx, const proto::Request& req, Reply& reply);
-  void Read(const RequestContext& ctx, const proto::Request& req, Reply& reply);
+  void RunProgram(const RequestContext& ctx, const proto::Program& prog, std::shared_ptr<Reply> reply);
+  void Alloc(const RequestContext& ctx, const proto::Alloc& req, std::shared_ptr<Reply> reply);
+  void Write(const RequestContext& ctx, const proto::Write& req, Reply& reply);
+  void Read(const RequestContext& ctx, const proto::Read& req, Reply& reply);
   /// The tensor behind a handle when bytes [offset, offset + length) lie inside it.
   Result<std::shared_ptr<Tensor>> Range(const RequestContext& ctx, uint64_t handle, uint64_t offset,
                                         uint64_t length) const;
@@ -76,6 +79,10 @@ class Service : public RequestHandler {
   TensorStore& store_;
   BlisExecutor* blis_;
   OpenClExecutor* opencl_;
+  // Declared before the queues: destroyed after them, when no job can still run on them.
+  std::unique_ptr<exec::CpuExecutor> cpu_exec_;       ///< the op set on the CPU (BLIS for products)
+  std::unique_ptr<exec::OpenClDevice> opencl_exec_;   ///< ... on the OpenCL device (when there is one)
+  Executors executors_;                               ///< both, for the planner
   std::unique_ptr<WorkQueue> blis_queue_;
   std::unique_ptr<WorkQueue> opencl_queue_;
   DeviceLocks locks_;

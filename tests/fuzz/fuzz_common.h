@@ -133,9 +133,7 @@ struct World {
   /// Then check that the closed connection left nothing behind: no tensor, no byte of budget.
   void Settle() {
     auto sink = std::make_shared<CountingSink>();
-    proto::Request barrier;
-    barrier.op = proto::Op::kBusy;
-    barrier.ms = 0;
+    proto::Request barrier{proto::Busy{0}};
     RequestContext ctx;
     ctx.conn = 0;
     service.Handle(ctx, barrier, std::make_shared<Reply>(sink, std::string(), std::string()));

@@ -25,6 +25,8 @@
 
 #include "../test_util.h"
 #include "dist/dispatch.h"
+#include "exec/cpu_executor.h"
+#include "exec/opencl_device.h"
 #include "exec/opencl_executor.h"
 #include "fuzz_common.h"
 #include "proto/request.h"
@@ -174,15 +176,24 @@ void PlanMutated(Harness& h, const Program& decoded, uint8_t which, uint64_t id)
   if (which & 1 || prog.nodes.empty()) {
     prog.outputs[which / 2 % prog.outputs.size()].first = id;
   } else {
-    Request& node = prog.nodes[which / 2 % prog.nodes.size()];
-    if (node.a) node.a = id;
+    // The node's first operand, whatever its kind (creation nodes have none).
+    std::visit(
+        [id](auto& n) {
+          if constexpr (requires { n.x; }) n.x = id;
+          else if constexpr (requires { n.a; }) n.a = id;
+          else if constexpr (requires { n.pred; }) n.pred = id;
+          else if constexpr (requires { n.xs; }) n.xs[0] = id;
+        },
+        prog.nodes[which / 2 % prog.nodes.size()].node);
   }
   std::vector<ValueInfo> inputs;
   for (const ProgramInput& in : prog.inputs) inputs.push_back(ValueInfo{in.type, in.shape});
   CostModel cost;
+  static exec::CpuExecutor cpu(h.blis);
+  static std::unique_ptr<exec::OpenClDevice> opencl =
+      h.opencl ? std::make_unique<exec::OpenClDevice>(*h.opencl) : nullptr;
   ProgramTarget target;
-  target.blis = h.blis;
-  target.opencl = h.opencl;
+  target.exec = Executors{&cpu, opencl.get(), h.blis != nullptr};
   target.cost = &cost;
   target.fuse = true;
   target.fuse_reductions = true;
@@ -213,8 +224,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   auto req = DecodeRequest(tree, 0, false);
   if (req.ok()) {
-    PlanMutated(h, *req->program, mutate_which,
-                PickId(mutate_id, req->program->inputs.size() + req->program->nodes.size()));
+    const auto* run = std::get_if<RunProgram>(&req->body);
+    if (!run) {
+      std::fprintf(stderr, "fuzz: a program term decoded to another request\n");
+      std::abort();
+    }
+    PlanMutated(h, *run->program, mutate_which, PickId(mutate_id, run->program->inputs.size() + run->program->nodes.size()));
   }
 
   // The frame a client's SEND to the node carries: 'p', {2, '', To}, the envelope around the term.

@@ -1,0 +1,99 @@
+// mure — the typed IR: one struct per compute op, with named fields, and a Node that is one of
+// them. The decoder (proto/decode_ops.cpp) builds nodes from wire terms; the planner
+// (sched/planner.cpp) validates a node against its operands and binds it to an executor
+// (exec/executor.h). Operands are ids: tensor handles for a single request, 1-based value ids
+// inside a program.
+//
+// Views (names) point into the frame the node was decoded from.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "ir/ops.h"
+#include "mure/types.h"
+
+namespace mure::ir {
+
+/// Where a compute op should run: the node's choice, or the caller's.
+enum class Placement { kAuto, kCpu, kOpenCl };
+
+using Id = uint64_t;
+
+/// Protocol v1's first ops, which decode to the general nodes below but keep their documented
+/// contract (docs/protocol.md: matmul of two f32 or two f64 matrices; add and multiply of two f32
+/// tensors of one shape, on the OpenCL device unless placed) and their names in messages.
+enum class Legacy { kNone, kMatmul, kAdd, kMultiply };
+
+struct Unary {
+  std::string_view name;         ///< as sent (for messages)
+  std::optional<UnaryOp> op;     ///< nullopt: not an op of the table (refused when planned)
+  Id x = 0;
+};
+struct Binary {
+  std::string_view name;
+  std::optional<BinaryOp> op;
+  Id a = 0, b = 0;
+  Legacy legacy = Legacy::kNone;  ///< kAdd / kMultiply: a {:add, a, b} / {:multiply, a, b} request
+};
+struct Reduce {
+  std::string_view name;
+  std::optional<ReduceOp> op;
+  Id x = 0;
+  std::vector<int64_t> axes;
+  bool all_axes = false;   ///< :all
+  bool keep_axes = false;
+};
+struct AsType { Id x = 0; DType type = DType::kF32; };
+struct Bitcast { Id x = 0; DType type = DType::kF32; };
+struct Reshape { Id x = 0; Shape shape; };
+struct Transpose { Id x = 0; std::vector<int64_t> axes; };
+struct Slice { Id x = 0; std::vector<int64_t> starts, lengths, strides; };
+struct Take { Id x = 0; Id indices = 0; int64_t axis = 0; };
+struct Iota { DType type = DType::kF32; Shape shape; int64_t axis = -1; };  ///< axis normalised; -1: flat
+struct Eye { DType type = DType::kF32; Shape shape; };
+struct Full { DType type = DType::kF32; Shape shape; Scalar value; };
+struct RandomUniform { DType type = DType::kF32; Shape shape; uint64_t seed = 0; Scalar min, max; };
+struct RandomNormal { DType type = DType::kF32; Shape shape; uint64_t seed = 0; Scalar mean, std; };
+struct Select { Id pred = 0, on_true = 0, on_false = 0; };
+struct Clip { Id x = 0, lo = 0, hi = 0; };
+struct Broadcast { Id x = 0; Shape shape; std::vector<int64_t> axes; };
+struct Reverse { Id x = 0; std::vector<int64_t> axes; };
+struct Pad { Id x = 0; Scalar value; std::vector<PadDim> config; };
+struct Concatenate { std::vector<Id> xs; int64_t axis = 0; };
+struct Stack { std::vector<Id> xs; int64_t axis = 0; };
+struct PutSlice { Id x = 0; std::vector<int64_t> starts; Id update = 0; };
+struct Gather { Id x = 0; Id indices = 0; };
+struct Sort { Id x = 0; int64_t axis = 0; bool descending = false; };
+struct Argsort { Id x = 0; int64_t axis = 0; bool descending = false; };
+struct Dot {
+  Id a = 0;
+  std::vector<int64_t> contract_a, batch_a;
+  Id b = 0;
+  std::vector<int64_t> contract_b, batch_b;
+  Legacy legacy = Legacy::kNone;  ///< kMatmul: a {:matmul, a, b} request
+};
+struct Outer { Id a = 0, b = 0; };
+
+using Node = std::variant<Unary, Binary, Reduce, AsType, Bitcast, Reshape, Transpose, Slice, Take, Iota, Eye, Full,
+                          RandomUniform, RandomNormal, Select, Clip, Broadcast, Reverse, Pad, Concatenate, Stack,
+                          PutSlice, Gather, Sort, Argsort, Dot, Outer>;
+
+/// The atom the node's request was sent as ("binary", or "add" for a legacy add).
+std::string_view AtomName(const Node& node);
+
+/// ":binary :add", ":matmul": how error messages name a program's node.
+std::string Label(const Node& node);
+
+/// The node's tensor operands in kernel order (a, then b, then c; a join's list). Creation ops
+/// have none.
+std::vector<Id> Operands(const Node& node);
+
+/// True for nodes that need no operand (creation ops).
+bool IsCreation(const Node& node);
+
+}  // namespace mure::ir

@@ -56,6 +56,32 @@ TEST_CASE("handles belong to one connection and are freed with their owner", "[s
   CHECK(store.tensors() == 0);
 }
 
+TEST_CASE("a handle given to another owner follows that owner's lifetime", "[store]") {
+  TensorStore store(1 << 20);
+  uint64_t c = store.OpenConnection(), other = store.OpenConnection();
+  bool fresh = false;
+  auto a = store.Insert(c, "task", *store.Allocate(DType::kF32, {4}), &fresh);
+  auto b = store.Insert(c, "task", *store.Allocate(DType::kF32, {4}), &fresh);
+  REQUIRE((a.ok() && b.ok()));
+  REQUIRE(store.Insert(c, "caller", *store.Allocate(DType::kU8, {1}), &fresh).ok());
+  CHECK(fresh);
+
+  CHECK(store.Reown(c, *a, "caller", &fresh).ok());
+  CHECK_FALSE(fresh);  // the caller already owned a tensor: no new monitor needed
+  CHECK(store.Reown(c, *b, "keeper", &fresh).ok());
+  CHECK(fresh);  // a first tensor for "keeper": the caller of Reown monitors it
+  CHECK(store.Reown(other, *a, "caller", &fresh).kind() == ErrorKind::kUnknownHandle);  // not that connection's
+  CHECK(store.Reown(c, 999999, "caller", &fresh).kind() == ErrorKind::kUnknownHandle);
+
+  CHECK(store.FreeOwner(c, "task") == 0);  // the task gave both away before it exited
+  CHECK(store.Get(c, *a).ok());
+  CHECK(store.FreeOwner(c, "keeper") == 1);
+  CHECK(store.Get(c, *b).status().kind() == ErrorKind::kUnknownHandle);
+  CHECK(store.FreeOwner(c, "caller") == 2);
+  CHECK(store.tensors() == 0);
+  CHECK(store.memory_used() == 0);
+}
+
 TEST_CASE("closing a connection frees its tensors and refuses later inserts", "[store]") {
   TensorStore store(1 << 20);
   uint64_t c = store.OpenConnection();

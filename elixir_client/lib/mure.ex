@@ -154,6 +154,7 @@ defmodule Mure do
     {:download, quote(do: [tensor :: Tensor.t(), opts :: call_opts() \\ []]), quote(do: binary()),
      "the binary"},
     {:free, quote(do: [tensor :: Tensor.t(), opts :: call_opts() \\ []]), quote(do: :ok), nil},
+    {:give, quote(do: [tensor :: Tensor.t(), pid :: pid(), opts :: call_opts() \\ []]), quote(do: :ok), nil},
     {:matmul, quote(do: [a :: Tensor.t(), b :: Tensor.t(), opts :: call_opts() \\ []]),
      quote(do: Tensor.t()), "the tensor"},
     {:add, quote(do: [a :: Tensor.t(), b :: Tensor.t(), opts :: call_opts() \\ []]),

@@ -168,6 +168,7 @@ void Dispatch::OnMessage(std::string_view payload, size_t msg_offset, const std:
   ctx.conn = conn_;
   ctx.owner = proto::PidKey(env->owner, env->owner_node);
   ctx.owner_pid = env->owner;
+  ctx.peer_node = peer_;
   ctx.monitor_owner = monitor_owner_;
   handler_.Handle(ctx, *req, std::move(reply));
 }

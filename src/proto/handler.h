@@ -20,6 +20,7 @@ struct RequestContext {
   uint64_t conn = 0;                 ///< the store's connection id
   std::string owner;                 ///< owner key (proto::PidKey of the envelope's owner)
   std::string owner_pid;             ///< owner pid's encoding, for monitoring
+  std::string peer_node;             ///< the requesting node's name
   /// Ask the connection to monitor an owner pid (called once per new owner, any thread).
   std::function<void(const std::string& owner_pid)> monitor_owner;
 };

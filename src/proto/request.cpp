@@ -81,6 +81,16 @@ Result<Body> DecodeRange(const Args& a) {  // write, read
   return Body(Read{*h, static_cast<uint64_t>(*off), static_cast<uint64_t>(*len)});
 }
 
+Result<Body> DecodeGive(const Args& a) {
+  auto h = DecodeHandle(a.t, a.Arg(1), "the handle");
+  if (!h.ok()) return h.status();
+  uint32_t pid = a.Arg(2);
+  if (a.t[pid].kind != TermKind::kPid) {
+    return Status::BadArg("give's new owner must be a pid, got " + KindName(a.t[pid].kind));
+  }
+  return Body(Give{*h, a.t[pid].raw, a.t[pid].node});
+}
+
 Result<Body> DecodeProgram(const Args& a);
 
 constexpr Decoder kRequestDecoders[] = {
@@ -101,6 +111,7 @@ constexpr Decoder kRequestDecoders[] = {
     {"alloc", 3, DecodeAlloc, "{:alloc, type, shape}", Usage::kPlain},
     {"write", 4, DecodeRange, "{:write, h, byte_offset, binary}", Usage::kPlain},
     {"read", 4, DecodeRange, "{:read, h, byte_offset, byte_length}", Usage::kPlain},
+    {"give", 3, DecodeGive, "{:give, handle, pid}", Usage::kCount},
 };
 
 /// The request's row: by atom and arity. `known` tells whether any row has the atom.
@@ -263,7 +274,7 @@ Result<std::pair<Body, Placement>> DecodePlaced(const TermTree& t, uint32_t n, b
 
 std::string_view OpName(const Body& body) {
   static constexpr std::array<std::string_view, std::variant_size_v<Body>> kNames = {
-      "", "hello", "devices", "stats", "upload", "download", "free", "busy", "alloc", "write", "read", "program"};
+      "", "hello", "devices", "stats", "upload", "download", "free", "busy", "alloc", "write", "read", "program", "give"};
   if (auto* node = std::get_if<ir::Node>(&body)) return ir::AtomName(*node);
   return kNames[body.index()];
 }
@@ -271,7 +282,7 @@ std::string_view OpName(const Body& body) {
 std::string_view AllOpNames() {
   return "hello devices stats upload download free matmul add multiply unary binary reduce as_type bitcast reshape "
          "transpose slice take iota eye full random_uniform random_normal select clip broadcast reverse pad "
-         "concatenate stack put_slice gather sort argsort dot outer program alloc write read";
+         "concatenate stack put_slice gather sort argsort dot outer program alloc write read give";
 }
 
 Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {

@@ -70,9 +70,15 @@ struct Alloc { DType type = DType::kF32; Shape shape; };
 struct Write { uint64_t handle = 0; uint64_t offset = 0; std::string_view data; };
 struct Read { uint64_t handle = 0; uint64_t offset = 0; uint64_t length = 0; };
 struct RunProgram { std::shared_ptr<Program> program; };
+/// {:give, handle, pid}: the tensor's lifetime passes to another process of the requesting node.
+struct Give {
+  uint64_t handle = 0;
+  std::string_view pid;       ///< the new owner pid's encoding
+  std::string_view pid_node;  ///< its node (must be the requesting node)
+};
 
 /// What a request asks: a compute node (ir::Node), or one of the others.
-using Body = std::variant<ir::Node, Hello, Devices, Stats, Upload, Download, Free, Busy, Alloc, Write, Read, RunProgram>;
+using Body = std::variant<ir::Node, Hello, Devices, Stats, Upload, Download, Free, Busy, Alloc, Write, Read, RunProgram, Give>;
 
 /// A decoded request. Views point into the frame it came from.
 struct Request {

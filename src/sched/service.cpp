@@ -100,6 +100,19 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
           [&](const proto::Alloc& r) { Alloc(ctx, r, std::move(reply)); },
           [&](const proto::Write& r) { Write(ctx, r, *reply); },
           [&](const proto::Read& r) { Read(ctx, r, *reply); },
+          [&](const proto::Give& r) {
+            if (r.pid_node != ctx.peer_node) {
+              errors_.fetch_add(1);
+              return reply->Error(Status::BadArg("give: the new owner must be a pid of the requesting node " +
+                                                 ctx.peer_node + ", not of " + std::string(r.pid_node)));
+            }
+            bool new_owner = false;
+            Status s = store_.Reown(ctx.conn, r.handle, proto::PidKey(r.pid, r.pid_node), &new_owner);
+            if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
+            // A new owner already gone is answered DOWN at once, and its tensors freed then.
+            if (new_owner && ctx.monitor_owner) ctx.monitor_owner(std::string(r.pid));
+            reply->Ok([](TermWriter& w) { w.Atom("given"); });
+          },
       },
       req.body);
 }

@@ -199,6 +199,29 @@ Status TensorStore::Free(uint64_t conn, uint64_t handle) {
                                                " is not a resident tensor of this connection (already freed?)");
 }
 
+Status TensorStore::Reown(uint64_t conn, uint64_t handle, const std::string& owner, bool* new_owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = conns_.find(conn);
+  if (it != conns_.end()) {
+    auto h = it->second.handles.find(handle);
+    if (h != it->second.handles.end()) {
+      Entry& e = h->second;
+      auto& by_owner = it->second.by_owner;
+      if (auto o = by_owner.find(e.owner); o != by_owner.end()) {
+        o->second.erase(handle);
+        if (o->second.empty()) by_owner.erase(o);
+      }
+      auto& owned = by_owner[owner];
+      if (new_owner) *new_owner = owned.empty();
+      owned.insert(handle);
+      e.owner = owner;
+      return Status::Ok();
+    }
+  }
+  return Status(ErrorKind::kUnknownHandle, "handle " + std::to_string(handle) +
+                                               " is not a resident tensor of this connection (already freed?)");
+}
+
 size_t TensorStore::FreeOwner(uint64_t conn, const std::string& owner) {
   std::vector<std::shared_ptr<Tensor>> doomed;
   {

@@ -205,6 +205,9 @@ class TensorStore {
   Result<std::shared_ptr<Tensor>> Get(uint64_t conn, uint64_t handle) const;
   /// Drop a handle of this connection; kUnknownHandle when it is not one.
   Status Free(uint64_t conn, uint64_t handle);
+  /// Hand a handle of this connection to another owner (its lifetime follows that owner from
+  /// now on); kUnknownHandle when it is not one. `new_owner` as for Insert.
+  Status Reown(uint64_t conn, uint64_t handle, const std::string& owner, bool* new_owner);
   /// Drop every handle an owner holds on a connection (the owner died). Returns how many.
   size_t FreeOwner(uint64_t conn, const std::string& owner);
 

@@ -55,6 +55,11 @@ defmodule Corpus do
       "stats" => request(:stats, 1),
       "stats_tuple" => request({:stats}, 1),
       "tick_then_hello" => <<0::32>> <> request(:hello, 2),
+      "give" =>
+        request({:upload, {:u, 8}, {2}, <<1, 2>>}, 1) <>
+          request({:give, 1, pid(7)}, 2) <>
+          request({:give, 1, pid(8, "elsewhere@127.0.0.1")}, 3) <>
+          request({:give, 1, :not_a_pid}, 4) <> request({:download, 1}, 5),
       "upload_download_free" =>
         request({:upload, {:u, 8}, {4}, <<1, 2, 3, 4>>}, 1) <>
           request({:download, 1}, 2) <> request({:free, 1}, 3) <> request({:download, 1}, 4),

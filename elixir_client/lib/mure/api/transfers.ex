@@ -79,6 +79,31 @@ defmodule Mure.Api.Transfers do
       defdelegate free(tensor, opts \\ []), to: Mure.Api.Transfers
 
       @doc """
+      Hands a tensor to another process of this BEAM: from now on it lives as long as
+      `pid` does, not as long as the process that made it (see "Tensors belong to the
+      process that made them" in the moduledoc). The tensor itself is unchanged and any
+      process may go on using it.
+
+      The way to keep what a `Task` or a worker made after it exits: give it to the
+      process that will hold it, before the maker exits. Giving it to a process that has
+      already exited frees it. `pid` must be a local pid (an `ArgumentError` otherwise).
+
+      ## Examples
+
+          iex> task = Task.async(fn ->
+          ...>   t = Mure.iota!(conn, {1024})
+          ...>   :ok = Mure.give(t, caller)
+          ...>   t
+          ...> end)
+          iex> t = Task.await(task)          # still resident after the task's exit
+          iex> Mure.download!(t) |> byte_size()
+          4096
+
+      """
+      @spec give(Tensor.t(), pid(), call_opts()) :: :ok | {:error, error()}
+      defdelegate give(tensor, pid, opts \\ []), to: Mure.Api.Transfers
+
+      @doc """
       Like `upload/5`, but returns at once with a `Mure.Request` to await (`await/2`). Data
       larger than the connection's `:chunk_size` moves in pieces from a helper process while
       the caller goes on; the tensor belongs to the caller.
@@ -149,6 +174,23 @@ defmodule Mure.Api.Transfers do
     case Call.call(tensor.conn, {:free, tensor.id}, [tensor.session], opts) do
       {:ok, :freed, _node, _session} -> :ok
       {:ok, other, _node, _session} -> {:error, Call.unexpected(:free, other)}
+      {:error, error} -> {:error, error}
+    end
+  end
+
+  @doc false
+  @spec give(Tensor.t(), pid(), keyword()) :: :ok | {:error, Exception.t()}
+  def give(tensor, pid, opts \\ []) do
+    Call.check_tensor!(tensor, "give")
+
+    unless is_pid(pid) and node(pid) == node() do
+      raise ArgumentError,
+            "give: the new owner must be a pid of this BEAM (#{node()}), got: #{inspect(pid)}"
+    end
+
+    case Call.call(tensor.conn, {:give, tensor.id, pid}, [tensor.session], opts) do
+      {:ok, :given, _node, _session} -> :ok
+      {:ok, other, _node, _session} -> {:error, Call.unexpected(:give, other)}
       {:error, error} -> {:error, error}
     end
   end

@@ -114,8 +114,10 @@ Result<Body> DecodeCreation(const Args& a) {  // iota, eye, full, random_uniform
     return Node(ir::Full{type, std::move(shape), v});
   }
   uint32_t seed = a.Arg(3);
-  if (a.t[seed].kind != TermKind::kInteger && a.t[seed].kind != TermKind::kBigInteger) {
-    return Status::BadArg("the seed must be an integer");
+  if (a.t[seed].kind != TermKind::kInteger) {
+    return Status::BadArg(a.t[seed].kind == TermKind::kBigInteger
+                              ? "the seed must be an integer in -2^63..2^63-1"
+                              : "the seed must be an integer");
   }
   MURE_TRY(p1, DecodeScalar(a.t, a.Arg(4), "the first parameter"));
   MURE_TRY(p2, DecodeScalar(a.t, a.Arg(5), "the second parameter"));

@@ -107,6 +107,7 @@ Result<std::vector<uint64_t>> DecodeHandleList(const TermTree& t, uint32_t n, co
     }
     return out;
   }
+  if (term.kind == TermKind::kNil) return std::vector<uint64_t>{};  // [] (the op says what it needs)
   if (term.kind != TermKind::kList || term.improper) {
     return Status::BadArg(std::string(what) + " must be a list of tensor handles");
   }

@@ -220,13 +220,19 @@ struct Check {
     auto axis = ir::NormalizeAxis(axis_in, rank, "axis");
     if (!axis.ok()) return axis.status();
     if (stack) {
-      for (auto& s : shapes) {
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        Shape& s = shapes[i];
         if (s.size() + 1 != rank) {
           return Status(ErrorKind::kShapeMismatch, "stack needs tensors of one rank; got " + std::to_string(s.size()) +
                                                        " and " + std::to_string(rank - 1));
         }
-        s.insert(s.begin() + static_cast<std::ptrdiff_t>(*axis), 1);
+        if (s != in[0].shape) {
+          return Status(ErrorKind::kShapeMismatch, "stack: tensor " + std::to_string(i) + " has shape " +
+                                                       ShapeToString(s) + ", the first has " +
+                                                       ShapeToString(in[0].shape) + " (stacked tensors have one shape)");
+        }
       }
+      for (auto& s : shapes) s.insert(s.begin() + static_cast<std::ptrdiff_t>(*axis), 1);
     }
     auto shape = ir::ConcatShape(shapes, *axis);
     if (!shape.ok()) return shape.status();

@@ -14,24 +14,11 @@
 #include "exec/opencl_device.h"
 #include "exec/opencl_ops.h"
 #include "sched/planner.h"
+#include "opencl_fixture.h"
 
 using namespace mure;
 
 namespace {
-
-OpenClExecutor& ClDevice() {
-  static std::unique_ptr<OpenClExecutor> dev;
-  if (!dev) {
-    Config cfg;
-    auto ex = OpenClExecutor::Create(cfg);
-    if (!ex.ok()) {
-      FAIL("no OpenCL device: " << ex.status().message()
-                                << " — install pocl-opencl-icd (scripts/bootstrap does); this test does not skip");
-    }
-    dev = std::move(ex.value());
-  }
-  return *dev;
-}
 
 BlisExecutor& Blis() {
   static std::unique_ptr<BlisExecutor> blis = [] {
@@ -102,7 +89,7 @@ ir::Node Matmul(uint64_t a, uint64_t b) { return ir::Dot{a, {1}, {}, b, {0}, {},
 
 TEST_CASE("legacy add and multiply keep their contract and the OpenCL device", "[planner][executor][opencl]") {
   exec::CpuExecutor cpu(&Blis());
-  exec::OpenClDevice opencl(ClDevice());
+  exec::OpenClDevice opencl(testing::Device());
   const Executors with{&cpu, &opencl, true}, without{&cpu, nullptr, true};
   Operands ops;
   ops.byid[1] = F32({2, 3}, {1, 2, 3, 4, 5, 6});
@@ -150,7 +137,7 @@ TEST_CASE("legacy add and multiply keep their contract and the OpenCL device", "
 
 TEST_CASE("legacy matmul is a dot node with matmul's contract, on BLIS or the device", "[planner][executor][opencl]") {
   exec::CpuExecutor cpu(&Blis());
-  exec::OpenClDevice opencl(ClDevice());
+  exec::OpenClDevice opencl(testing::Device());
   const Executors both{&cpu, &opencl, true}, no_blis{&cpu, nullptr, false};
   Operands ops;
   ops.byid[1] = F32({2, 3}, {1, 2, 3, 4, 5, 6});
@@ -179,7 +166,7 @@ TEST_CASE("legacy matmul is a dot node with matmul's contract, on BLIS or the de
 }
 
 TEST_CASE("the same-shape fast path gives the generic OpenCL kernel's and the CPU's bits", "[executor][opencl]") {
-  exec::OpenClDevice dev(ClDevice());
+  exec::OpenClDevice dev(testing::Device());
   const uint64_t n = 100003;  // not a multiple of any block or work-group size
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1000, 1000);
@@ -204,7 +191,7 @@ TEST_CASE("the same-shape fast path gives the generic OpenCL kernel's and the CP
     fast += takes_fast;
     auto via_device = Alloc(DType::kF32, {n}), via_kernel = Alloc(DType::kF32, {n}), via_cpu = Alloc(DType::kF32, {n});
     REQUIRE(dev.Binary(info.op, *a, *b, DType::kF32, *via_device).ok());
-    REQUIRE(ClDevice().ops().Binary(info.op, *a, *b, DType::kF32, *via_kernel).ok());
+    REQUIRE(testing::Device().ops().Binary(info.op, *a, *b, DType::kF32, *via_kernel).ok());
     REQUIRE(cpu::Binary(info.op, *a, *b, DType::kF32, *via_cpu).ok());
     CHECK(SameBits(*via_device, *via_kernel) == n);
     if (info.exact) CHECK(SameBits(*via_device, *via_cpu) == n);

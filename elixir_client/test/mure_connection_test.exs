@@ -111,6 +111,35 @@ defmodule Mure.ConnectionTest do
       assert out =~ "start it with `elixir --name client@127.0.0.1"
     end
 
+    test "the default binary is found at run time: a copied checkout runs its own node" do
+      # A copy of a checkout with its compiled client: the copy's build/mure_node must be the
+      # default, not the path of the tree the client was compiled in.
+      copy = Path.join(System.tmp_dir!(), "mure_copy_#{System.unique_integer([:positive])}")
+      on_exit(fn -> File.rm_rf(copy) end)
+      ebin = Path.join(copy, "elixir_client/_build/test/lib/mure/ebin")
+      File.mkdir_p!(ebin)
+
+      File.cp!(
+        List.to_string(:code.which(Mure.Launcher)),
+        Path.join(ebin, "Elixir.Mure.Launcher.beam")
+      )
+
+      File.mkdir_p!(Path.join(copy, "build"))
+      File.write!(Path.join(copy, "build/mure_node"), "#!/bin/sh\n")
+
+      # Only the copy's module on the path (`elixir` brings its own standard library).
+      args = ["-pa", ebin]
+      code = "IO.puts(Mure.Launcher.default_executable())"
+
+      {out, 0} = System.cmd("elixir", args ++ ["-e", code], env: [{"MURE_NODE_BIN", nil}])
+      assert String.trim(out) == Path.join(copy, "build/mure_node")
+
+      {out, 0} =
+        System.cmd("elixir", args ++ ["-e", code], env: [{"MURE_NODE_BIN", "/opt/x/mure_node"}])
+
+      assert String.trim(out) == "/opt/x/mure_node"
+    end
+
     test "the cookie never shows in inspect" do
       secret = "mure-test-secret-#{System.unique_integer([:positive])}"
       spec = Mure.child_spec(cookie: secret)

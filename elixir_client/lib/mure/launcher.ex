@@ -19,8 +19,23 @@ defmodule Mure.Launcher do
   @type node_process :: %{port: port(), os_pid: non_neg_integer() | nil, name: node()}
 
   @doc false
+  # Resolved at each call: $MURE_NODE_BIN, else build/mure_node of the checkout whose _build
+  # holds this very module (a copied checkout runs its own node, not the one of the tree it
+  # was compiled in), else the path of the tree it was compiled in.
   @spec default_executable() :: Path.t()
-  def default_executable, do: System.get_env("MURE_NODE_BIN") || @default_executable
+  def default_executable,
+    do: System.get_env("MURE_NODE_BIN") || in_checkout_of_loaded_code() || @default_executable
+
+  # <checkout>/elixir_client/_build/<env>/lib/mure/ebin/Elixir.Mure.Launcher.beam
+  defp in_checkout_of_loaded_code do
+    with path when is_list(path) <- :code.which(__MODULE__),
+         exe = Path.expand("../../../../../../build/mure_node", Path.dirname(List.to_string(path))),
+         true <- File.regular?(exe) do
+      exe
+    else
+      _ -> nil
+    end
+  end
 
   @doc false
   # The executable that `opts` (Mure.start_link/1's) name.

@@ -115,7 +115,10 @@ defmodule Mure.ValidationTest do
     end)
   end
 
-  test "add and multiply check shapes and connections as binary/4 does", %{conn: conn, other: other} do
+  test "add and multiply check shapes and connections as binary/4 does", %{
+    conn: conn,
+    other: other
+  } do
     a = f32(conn, {2, 3})
     b = f32(conn, {3, 2})
     x = f32(other, {2, 3})

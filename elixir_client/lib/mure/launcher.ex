@@ -29,7 +29,8 @@ defmodule Mure.Launcher do
   # <checkout>/elixir_client/_build/<env>/lib/mure/ebin/Elixir.Mure.Launcher.beam
   defp in_checkout_of_loaded_code do
     with path when is_list(path) <- :code.which(__MODULE__),
-         exe = Path.expand("../../../../../../build/mure_node", Path.dirname(List.to_string(path))),
+         exe =
+           Path.expand("../../../../../../build/mure_node", Path.dirname(List.to_string(path))),
          true <- File.regular?(exe) do
       exe
     else

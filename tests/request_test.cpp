@@ -1,6 +1,8 @@
 // Decoding protocol v1 requests: each op, each error kind, named in the message.
 #include <catch2/catch.hpp>
 
+#include <deque>
+
 #include "proto/request.h"
 #include "test_util.h"
 
@@ -172,9 +174,12 @@ TEST_CASE("integer lists arrive as STRING_EXT from the BEAM and are read as inte
 
 namespace {
 
-/// The compute node of a decoded request (fails the test when it is something else).
+/// The compute node of a decoded request (fails the test when it is something else). A node's
+/// views (an op's name as sent) point into its frame: the frames are kept for the whole run.
 ir::Node NodeOf(const std::function<void(TermWriter&)>& write) {
-  auto d = Decode(EnvelopeBytes(write));
+  static std::deque<std::string> frames;
+  frames.push_back(EnvelopeBytes(write));
+  auto d = Decode(frames.back());
   INFO(d.status.message());
   REQUIRE(d.req);
   REQUIRE(std::holds_alternative<ir::Node>(d.req->body));

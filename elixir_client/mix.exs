@@ -18,20 +18,38 @@ defmodule Mure.MixProject do
 
   # Nx is what every user of mure already has: Mure.Backend makes mure an Nx backend. Hex is
   # not reachable on the project's machines, so Nx 0.7.2 (the newest for Elixir 1.14) and its
-  # two deps come from the vendored source trees in ../../shared/vendor (read-only in CI; Mix
-  # writes nothing there); where that folder is absent they come from Hex.
+  # two deps come from vendored source trees (read-only in CI; Mix writes nothing there):
+  # $MURE_VENDOR, else shared/vendor beside this checkout, else beside the local checkout this
+  # one was cloned from (a clone in /tmp of a working tree); where none is, from Hex.
   defp deps do
-    vendor = Path.expand("../../shared/vendor", __DIR__)
+    case Enum.find(vendor_candidates(), &File.dir?(Path.join(&1, "nx"))) do
+      nil ->
+        [{:nx, "~> 0.7.2"}]
 
-    if File.dir?(vendor) do
-      [
-        {:nx, path: Path.join(vendor, "nx")},
-        {:complex, path: Path.join(vendor, "complex"), override: true},
-        {:telemetry, path: Path.join(vendor, "telemetry"), override: true}
-      ]
-    else
-      [{:nx, "~> 0.7.2"}]
+      vendor ->
+        [
+          {:nx, path: Path.join(vendor, "nx")},
+          {:complex, path: Path.join(vendor, "complex"), override: true},
+          {:telemetry, path: Path.join(vendor, "telemetry"), override: true}
+        ]
     end
+  end
+
+  defp vendor_candidates do
+    origin =
+      case System.cmd("git", ["-C", __DIR__, "config", "--get", "remote.origin.url"],
+             stderr_to_stdout: true
+           ) do
+        {"/" <> _ = path, 0} -> [Path.expand("../shared/vendor", String.trim(path))]
+        _ -> []
+      end
+
+    List.wrap(System.get_env("MURE_VENDOR")) ++
+      [Path.expand("../../shared/vendor", __DIR__)] ++ origin
+  rescue
+    # No git on the PATH: the other places only.
+    ErlangError ->
+      List.wrap(System.get_env("MURE_VENDOR")) ++ [Path.expand("../../shared/vendor", __DIR__)]
   end
 
   # test/support holds helpers that :peer nodes run, so they must be real

@@ -256,30 +256,35 @@ defmodule Mure.Backend do
 
   @impl true
   def to_batched(out, t, opts) do
+    if node_type?(t.type) do
+      batches_on_node(out, t, opts)
+    else
+      fallback(:to_batched, [out, t, opts], "complex")
+    end
+  end
+
+  # A lazy stream, as Nx.BinaryBackend's (Nx.to_batched/3 returns it as is): each batch is
+  # sliced on the node when it is taken, by the process taking it.
+  defp batches_on_node(out, t, opts) do
     b = elem(out.shape, 0)
     n = elem(t.shape, 0)
     full = div(n, b)
     rest = rem(n, b)
     zeros = List.duplicate(0, tuple_size(t.shape) - 1)
     tail = t.shape |> Tuple.delete_at(0) |> Tuple.to_list()
+    last = if rest != 0 and opts[:leftover] == :repeat, do: full, else: full - 1
 
     slice = fn x, start, len -> Expr.slice(x, [start | zeros], [len | tail]) end
 
-    batches =
-      for i <- 0..(full - 1)//1 do
-        serve(:to_batched, out, [t], [out, t, opts], fn [x] -> slice.(x, i * b, b) end)
-      end
-
-    if rest != 0 and opts[:leftover] == :repeat do
-      last =
+    Stream.map(0..last//1, fn
+      ^full ->
         serve(:to_batched, out, [t], [out, t, opts], fn [x] ->
           Expr.concatenate([slice.(x, full * b, rest), slice.(x, 0, b - rest)], axis: 0)
         end)
 
-      batches ++ [last]
-    else
-      batches
-    end
+      i ->
+        serve(:to_batched, out, [t], [out, t, opts], fn [x] -> slice.(x, i * b, b) end)
+    end)
   end
 
   ## Types and shapes

@@ -94,6 +94,13 @@ defmodule Mure.NxSuiteTest do
 
     IO.puts("nx tests on Mure.Backend: the slowest tests:\n" <> slowest)
 
+    [fallbacks] = for {:fallbacks, counts} <- results, do: counts
+
+    IO.puts(
+      "nx tests on Mure.Backend: callbacks run on Nx.BinaryBackend (the node lacks the op " <>
+        "or type): #{inspect(Enum.sort_by(fallbacks, &(-elem(&1, 1))))}"
+    )
+
     for file <- @files do
       in_file = for {{^file, _}, {status, _}} <- tests, do: status
       passed = Enum.count(in_file, &(&1 == :passed))
@@ -116,7 +123,9 @@ defmodule Mure.NxSuiteTest do
       for {key, {:failed, reason}} <- tests, not Map.has_key?(failing, key), do: {key, reason}
 
     now_passing = for {key, {:passed, _}} <- tests, Map.has_key?(failing, key), do: key
-    missing = for key <- Map.keys(failing), not Map.has_key?(tests, key), do: key
+
+    missing =
+      for key <- Map.keys(failing) ++ Map.keys(not_run), not Map.has_key?(tests, key), do: key
 
     unless now_passing == [] do
       IO.puts(

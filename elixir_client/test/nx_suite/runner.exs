@@ -13,10 +13,13 @@
 # `assert a != b` become the same comparisons of `Mure.NxSuite.Value.plain(a)` and
 # `plain(b)`: every Mure.Backend tensor in them (in lists, tuples, maps, structs) is copied
 # to Nx.BinaryBackend, and two tensors are then equal exactly when their type, shape,
-# names and bytes are. Nothing else in the files changes.
+# names and bytes are (any NaN equal to any NaN: Nx fixes no NaN bit pattern). Nx.Helpers'
+# assert_all_close (`unless Nx.all_close(...) == Nx.tensor(1, ...)`) gets the same
+# treatment. Nothing else in the files changes.
 #
 # The results (one {file, test name, :passed | :failed | :excluded, reason} per test, and
-# {file, :file_error, reason} for a file that did not compile) are written to RESULTS_FILE
+# {file, :file_error, reason} for a file that did not compile, and {:fallbacks, counts}: the
+# callbacks that ran on Nx.BinaryBackend, Mure.Backend.fallbacks/0) are written to RESULTS_FILE
 # as an Erlang term; every failure's full ExUnit report goes to LOG_FILE.
 
 defmodule Mure.NxSuite.Value do
@@ -179,4 +182,7 @@ tests =
   for {{file, name}, status, reason, time} <- :ets.tab2list(:nx_suite),
       do: {file, name, status, reason, time}
 
-File.write!(results_file, :erlang.term_to_binary(file_errors ++ tests))
+File.write!(
+  results_file,
+  :erlang.term_to_binary([{:fallbacks, Mure.Backend.fallbacks()} | file_errors ++ tests])
+)

@@ -179,11 +179,13 @@ defmodule Bench.NxSection do
   def fmt(x), do: :erlang.float_to_binary(x / 1, decimals: 3)
   def mmm(xs), do: "#{fmt(median(xs))} | #{fmt(Enum.min(xs))} | #{fmt(Enum.max(xs))}"
 
-  # ms of each of `reps` runs of `fun` (after one warm-up run); every Mure.Backend tensor a run
-  # makes is freed after its clock stops.
+  # ms of each of `reps` runs of `fun` after one warm-up run (3 runs where the warm-up took over
+  # 5 s: a loaded machine); every Mure.Backend tensor a run makes is freed after its clock stops.
   def times(reps, fun) do
-    Mure.Backend.scope(fun)
-    for _ <- 1..reps, do: Mure.Backend.scope(fn -> ms(fun) end)
+    warm = ms(fn -> Mure.Backend.scope(fun) end)
+
+    for _ <- 1..if(warm > 5000, do: min(reps, 3), else: reps),
+        do: Mure.Backend.scope(fn -> ms(fun) end)
   end
 
   def ms(fun), do: elem(:timer.tc(fun), 0) / 1000
@@ -310,7 +312,7 @@ defmodule Bench.NxSection do
       before = proc_stat(pid)
       ms = times(reps, f)
       now = proc_stat(pid)
-      per_op = Map.new(now, fn {k, v} -> {k, (v - before[k]) / (reps + 1)} end)
+      per_op = Map.new(now, fn {k, v} -> {k, (v - before[k]) / (length(ms) + 1)} end)
       %{device: dev, what: what, bytes: bytes * n, first: first, ms: ms, node: per_op}
     end
   end
@@ -348,6 +350,12 @@ quick = Keyword.get(opts, :quick, false)
 root = Path.expand("..", __DIR__)
 baseline = opts[:baseline] || Path.join(root, "build/bench/mure_bench_baseline")
 py = NumPy.python()
+
+load = fn ->
+  File.read!("/proc/loadavg") |> String.split(" ") |> Enum.take(3) |> Enum.join(" ")
+end
+
+load_start = load.()
 dir = Path.join(System.tmp_dir!(), "mure_bench_nx_#{System.pid()}")
 File.mkdir_p!(dir)
 Nx.default_backend(Nx.BinaryBackend)
@@ -471,6 +479,7 @@ end
 maxrel = Map.new(checks, &{&1["op"], &1["maxrel"]})
 limits = Limits.get(opts[:limits], baseline, quick)
 hello = Mure.hello!(conn)
+load_end = load.()
 Mure.stop(conn)
 File.rm_rf!(dir)
 
@@ -552,8 +561,9 @@ lines =
     "",
     "The same plain Nx code (eager: one request per Nx op) on `{Mure.Backend, connection: conn}` (node #{hello.version}, " <>
       "devices #{Enum.map_join(hello.devices, ", ", & &1.name)}), on `Nx.BinaryBackend` and in NumPy, same run, same input bytes. " <>
-      "#{ctx.reps} runs after a warm-up (Nx.BinaryBackend: #{ctx.bb_reps}); ms median | min | max. Machine limits #{limits.source}: " <>
-      "f32 FMA peak #{peak_text} (#{limits.cpus} cores × the 1-thread figure), triad #{triad_text}.",
+      "#{ctx.reps} runs after a warm-up (3 where the warm-up took over 5 s; Nx.BinaryBackend: #{ctx.bb_reps}); ms median | min | max. Machine limits #{limits.source}: " <>
+      "f32 FMA peak #{peak_text} (#{limits.cpus} cores × the 1-thread figure), triad #{triad_text}. Load average " <>
+      "(1/5/15 min) at start → end of this section: #{load_start} → #{load_end} (other work on the machine is noise: compare min and max).",
     "",
     "Nx.BinaryBackend runs a smaller size where the full one would take it more than a few seconds: the *ran at* column " <>
       "gives each row's size, and the last column compares rates per unit of work (per FLOP, per element, per 5·n·log2 n), " <>

@@ -6,14 +6,9 @@
 #   cd elixir_client && MIX_ENV=bench elixir --name b_$$@127.0.0.1 -S mix run ../bench/nx.exs -- \
 #     [--quick] [--out FILE] [--limits DEFAULT_PASS_TERM] [--baseline PATH_OF_mure_bench_baseline]
 #
-# Prints a markdown section and appends it to FILE when given. Exits non-zero when a measurement
-# breaks (a wrong result, an error reply, NumPy missing); never because of a figure.
-#
-# Every runner gets the same random f32 bytes (NumPy's generator, uniform in [-1, 1)). Where the
-# full size would take Nx.BinaryBackend more than a few seconds it runs a smaller size; the table
-# states the size each row ran at, and a ratio across sizes is a ratio of rates per unit of work
-# (FLOP, element, 5·n·log2 n), never an extrapolated time. Mure.Backend's results are checked
-# against float64 references computed by NumPy (full size) and against Nx.BinaryBackend's (small).
+# Prints a markdown section (appended to FILE when given). Exits non-zero when a measurement
+# breaks (a wrong result, an error reply, NumPy missing); never because of a figure. Method: the
+# section's text and bench/README.md (same input bytes for all; per-unit ratios across sizes).
 import Bitwise
 
 defmodule Bench.NxSection.NumPy do
@@ -114,9 +109,7 @@ defmodule Bench.NxSection.Limits do
     [%{cpus: cpus}] = run(baseline, ["cpu"])
     reps = if quick, do: "3", else: "5"
     peak = run(baseline, ["peak", "--seconds", "0.15", "--reps", reps])
-
-    stream =
-      run(baseline, ["stream", "--n", "#{16 <<< 20}", "--reps", reps, "--threads", "1,#{cpus}"])
+    stream = run(baseline, ~w(stream --n #{16 <<< 20} --reps #{reps} --threads 1,#{cpus}))
 
     from(peak, stream, String.to_integer(cpus), "measured by this script (no --limits)")
   end
@@ -125,21 +118,24 @@ defmodule Bench.NxSection.Limits do
     main = path |> File.read!() |> :erlang.binary_to_term()
     peak = get_in(main.sections, [:limits, :peak]) || []
     stream = get_in(main.sections, [:memory, :stream]) || []
-    from(peak, stream, String.to_integer(main.cpu.cpus), "from the default pass of this run")
+
+    from(
+      peak,
+      stream,
+      String.to_integer(main.cpu.cpus),
+      "from the default pass (--limits: in scripts/bench, this run's)"
+    )
   end
 
   defp from(peak, stream, cpus, source) do
     one = Enum.find(peak, &(&1.type == "f32" and &1.threads == "1"))
 
-    triads =
-      for l <- stream,
-          l.kernel == "triad",
-          l.fresh == "0",
-          do: median(Enum.map(l.secs, &(12 * String.to_integer(l.n) / &1 / 1.0e9)))
+    gbs = fn l -> median(Enum.map(l.secs, &(12 * String.to_integer(l.n) / &1 / 1.0e9))) end
+    triad = stream |> Enum.filter(&(&1.kernel == "triad" and &1.fresh == "0")) |> Enum.map(gbs)
 
     %{
       peak: one && median(one.gflops) * cpus,
-      triad: if(triads == [], do: nil, else: Enum.max(triads)),
+      triad: Enum.max(triad, fn -> nil end),
       cpus: cpus,
       source: source
     }
@@ -157,9 +153,7 @@ defmodule Bench.NxSection.Limits do
     [kind | pairs] = String.split(line, " ", trim: true)
 
     for pair <- pairs, [k, v] <- [String.split(pair, "=", parts: 2)], into: %{kind: kind} do
-      if k in ["secs", "gflops"],
-        do: {String.to_atom(k), NumPy.secs(v, 1)},
-        else: {String.to_atom(k), v}
+      {String.to_atom(k), if(k in ["secs", "gflops"], do: NumPy.secs(v, 1), else: v)}
     end
   end
 
@@ -310,9 +304,10 @@ defmodule Bench.NxSection do
     for {what, bytes, f} <- ops do
       first = ms(fn -> Mure.Backend.scope(f) end)
       before = proc_stat(pid)
-      ms = times(reps, f)
+      # The first call was the warm-up; 3 runs each (16 Mi outputs: the table has 27 rows).
+      ms = for _ <- 1..min(reps, 3), do: Mure.Backend.scope(fn -> ms(f) end)
       now = proc_stat(pid)
-      per_op = Map.new(now, fn {k, v} -> {k, (v - before[k]) / (length(ms) + 1)} end)
+      per_op = Map.new(now, fn {k, v} -> {k, (v - before[k]) / length(ms)} end)
       %{device: dev, what: what, bytes: bytes * n, first: first, ms: ms, node: per_op}
     end
   end
@@ -459,7 +454,14 @@ gen =
 NumPy.cmd(py, ["gen", dir | gen], ctx.cpus)
 {np_info, numpy} = S.numpy_time(py, ctx, workloads)
 all_fallbacks_before = Mure.Backend.fallbacks()
-results = Map.new(workloads, &{&1.key, S.workload(&1, ctx)})
+
+progress = fn what ->
+  IO.puts(:stderr, "bench/nx.exs: #{what} (#{Time.utc_now() |> Time.truncate(:second)})")
+end
+
+progress.("NumPy done")
+results = Map.new(workloads, &{&1.key, progress.(&1.key) && S.workload(&1, ctx)})
+progress.("elementwise diagnostics")
 elementwise = S.elementwise(ctx, elem(sm, 0))
 fallbacks = Mure.Backend.fallbacks()
 
@@ -561,7 +563,7 @@ lines =
     "",
     "The same plain Nx code (eager: one request per Nx op) on `{Mure.Backend, connection: conn}` (node #{hello.version}, " <>
       "devices #{Enum.map_join(hello.devices, ", ", & &1.name)}), on `Nx.BinaryBackend` and in NumPy, same run, same input bytes. " <>
-      "#{ctx.reps} runs after a warm-up (3 where the warm-up took over 5 s; Nx.BinaryBackend: #{ctx.bb_reps}); ms median | min | max. Machine limits #{limits.source}: " <>
+      "#{ctx.reps} runs after a warm-up (at most 3 where it took over 5 s; Nx.BinaryBackend: #{ctx.bb_reps}); ms median | min | max. Machine limits #{limits.source}: " <>
       "f32 FMA peak #{peak_text} (#{limits.cpus} cores × the 1-thread figure), triad #{triad_text}. Load average " <>
       "(1/5/15 min) at start → end of this section: #{load_start} → #{load_end} (other work on the machine is noise: compare min and max).",
     "",
@@ -589,10 +591,10 @@ lines =
       "Eager elementwise ops of the softmax on #{elem(sm, 0)} f32, resident, with the node's placement (auto) and forced onto " <>
         "each device (`device:` option of Mure.Backend), beside the same op as one eager request of Mure's own API (no program); " <>
         "GB/s = bytes read and written / time (8 B/element unary or with a scalar, 12 B binary, 4 B reductions). The node's own " <>
-        "CPU time and minor page faults per op (`/proc/<pid>/stat`, 10 ms ticks averaged over the runs) do not depend on the " <>
-        "load of other processes as wall time does.",
+        "CPU time and minor page faults per op (`/proc/<pid>/stat`, 10 ms ticks averaged over 3 runs) say where the time " <>
+        "goes (compute, page faults) without the time spent waiting for a core; contention still inflates them.",
       "",
-      "| device | op | first call ms | ms median | min | max | GB/s | of triad | node user ms/op | node sys ms/op | node page faults/op |",
+      "| device | op | first call ms | ms median of 3 | min | max | GB/s | of triad | node user ms/op | node sys ms/op | node page faults/op |",
       "|---|---|---|---|---|---|---|---|---|---|---|"
     ] ++
     ew_rows ++

@@ -190,9 +190,7 @@ defmodule Bench.NxSection do
     {result, diff(before, Mure.Backend.fallbacks())}
   end
 
-  def diff(before, now),
-    do:
-      for({k, v} <- now, v > Map.get(before, k, 0), into: %{}, do: {k, v - Map.get(before, k, 0)})
+  def diff(a, b), do: Map.new(for {k, v} <- b, v > (a[k] || 0), do: {k, v - (a[k] || 0)})
 
   def read(dir, name, shape, backend),
     do:
@@ -223,8 +221,7 @@ defmodule Bench.NxSection do
     %{dir: dir, mure: mure} = ctx
     full = Enum.map(w.inputs, fn {name, shape} -> {"#{name}_full", shape.(w.full)} end)
     small = Enum.map(w.inputs, fn {name, shape} -> {"#{name}_small", shape.(w.small)} end)
-    mure_size = if w[:mure_small], do: w.small, else: w.full
-    mure_inputs = if w[:mure_small], do: small, else: full
+    {mure_size, mure_inputs} = if w[:mure_small], do: {w.small, small}, else: {w.full, full}
     bins = Enum.map(mure_inputs, fn {name, _} -> File.read!(Path.join(dir, name)) end)
 
     upload = fn ->
@@ -363,13 +360,8 @@ mure = {Mure.Backend, connection: conn}
 # fallback counters (Mure.Backend.fallbacks/0) would not exist and would count nothing.
 Mure.Backend.init(connection: conn)
 
-ctx = %{
-  dir: dir,
-  mure: mure,
-  reps: if(quick, do: 3, else: 5),
-  bb_reps: 3,
-  cpus: System.schedulers_online()
-}
+reps = if quick, do: 3, else: 5
+ctx = %{dir: dir, mure: mure, reps: reps, bb_reps: 3, cpus: System.schedulers_online()}
 
 # Full size (Mure.Backend and NumPy) and small size (Nx.BinaryBackend: a few seconds per run).
 quick_sizes =
@@ -465,11 +457,7 @@ progress.("elementwise diagnostics")
 elementwise = S.elementwise(ctx, elem(sm, 0))
 fallbacks = Mure.Backend.fallbacks()
 
-section_fallbacks =
-  for {k, v} <- fallbacks,
-      v - Map.get(all_fallbacks_before, k, 0) > 0,
-      into: %{},
-      do: {k, v - Map.get(all_fallbacks_before, k, 0)}
+section_fallbacks = S.diff(all_fallbacks_before, fallbacks)
 
 # Mure.Backend's results against float64 NumPy references.
 checks = NumPy.cmd(py, ["check", dir | Enum.map(workloads, &results[&1.key].check)], 1)

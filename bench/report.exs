@@ -78,7 +78,10 @@ defmodule Report do
     mem_md = memory(s[:memory], triad)
     user_md = user(s[:user])
     ocl_md = opencl(s[:opencl], s[:memory], s[:messaging])
-    # A section written by another script of this run (bench/programs.exs), included as it is.
+    # The sections written by other scripts of this run (bench/programs.exs, bench/cluster.exs,
+    # bench/nx.exs: scripts/bench joins them in --extra), included as they are. bench/nx.exs takes
+    # the peak and the triad of this report's main pass (its --limits), so its fractions of the
+    # machine's limits use the figures of the "Machine limits" table above.
     extra_md = if opts[:extra] && File.exists?(opts[:extra]), do: ["\n", File.read!(opts[:extra]) |> String.trim(), "\n"], else: []
     # The spot check comes after the extra sections: its number follows theirs.
     extra_sections = extra_md |> IO.iodata_to_binary() |> String.split("\n") |> Enum.count(&String.starts_with?(&1, "## "))
@@ -553,6 +556,7 @@ defmodule Report do
       small_row.(:matmul_16, "per-request cost, `matmul` 16×16, default placement"),
       measured,
       "\nNot measured here: f64 elementwise, fused kernels and the JIT (see the programs section when present), ",
+      "eager Nx ops through Mure.Backend (see the Nx section when present), ",
       "a per-request kernel build (kernels are built at start-up or cached), and OpenCL on a GPU (PoCL's CPU device only on this machine).\n"
     ]
   end

@@ -125,6 +125,45 @@ TEST_CASE("freed large buffers are reused, within the cache limit", "[store]") {
   CHECK(store.memory_cached() == (4u << 20));
 }
 
+TEST_CASE("the buffer cache keeps the most recently freed buffers and serves smaller sizes from larger ones",
+          "[store]") {
+  TensorStore store(1ull << 30, 12ull << 20);  // a 12 MiB cache
+  const void* recent = nullptr;
+  {
+    // Fill the cache with two 6 MiB buffers of a size the loop below never asks for.
+    auto a = store.Allocate(DType::kU8, {6u << 20});
+    auto b = store.Allocate(DType::kU8, {6u << 20});
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+  }
+  CHECK(store.memory_cached() == (12u << 20));
+  {
+    auto t = store.Allocate(DType::kU8, {4u << 20});  // taken from a 6 MiB buffer, tail trimmed
+    REQUIRE(t.ok());
+    CHECK_FALSE((*t)->zeroed());
+    CHECK(store.memory_cached() == (6u << 20));
+    recent = (*t)->data();
+  }
+  // Freed: 4 MiB joins the cache (10 MiB held), within the limit.
+  CHECK(store.memory_cached() == (10u << 20));
+  {
+    auto big = store.Allocate(DType::kU8, {8u << 20});  // nothing holds 8 MiB: fresh pages
+    REQUIRE(big.ok());
+    CHECK((*big)->zeroed());
+  }
+  // 8 + 4 + 6 MiB is over the limit: the least recently freed (the 6 MiB one) is pushed out.
+  CHECK(store.memory_cached() == (12u << 20));
+  {
+    auto again = store.Allocate(DType::kU8, {8u << 20});
+    REQUIRE(again.ok());
+    CHECK_FALSE((*again)->zeroed());
+    auto small = store.Allocate(DType::kU8, {3u << 20});  // the 4 MiB one, trimmed
+    REQUIRE(small.ok());
+    CHECK((*small)->data() == recent);
+    CHECK(store.memory_cached() == 0);
+  }
+}
+
 TEST_CASE("every resident handle costs the budget its bookkeeping, empty tensors too", "[store][security]") {
   TensorStore store(1000);  // room for three handles' bookkeeping (3 x 256), not four
   uint64_t c = store.OpenConnection();

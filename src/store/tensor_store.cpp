@@ -37,7 +37,7 @@ Result<Reservation> Reservation::Make(MemoryBudget* budget, uint64_t bytes, std:
 }
 
 MemoryBudget::~MemoryBudget() {
-  for (auto& [cap, p] : cache_) ::munmap(p, cap);
+  for (const Cached& c : cache_) ::munmap(c.data, c.capacity);
 }
 
 void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity, bool* zeroed) {
@@ -48,16 +48,30 @@ void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity, bool* zeroed) {
   }
   constexpr uint64_t kHuge = 2u << 20;
   const uint64_t cap = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* reused = nullptr;
+  uint64_t reused_cap = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(cap);
-    if (it != cache_.end()) {
-      void* p = it->second;
-      cache_.erase(it);
-      cached_ -= cap;
-      *capacity = cap;
-      return p;
+    // The same size if it is there, else the smallest buffer that holds `cap`.
+    auto best = cache_.end();
+    for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+      if (it->capacity < cap) continue;
+      if (best == cache_.end() || it->capacity < best->capacity) best = it;
+      if (it->capacity == cap) break;
     }
+    if (best != cache_.end()) {
+      reused = best->data;
+      reused_cap = best->capacity;
+      cached_ -= reused_cap;
+      cache_.erase(best);
+    }
+  }
+  if (reused) {
+    // A larger buffer gives its tail back: the tensor holds exactly `cap` (whole 2 MiB units, so
+    // the tail starts on a page boundary), and the pages it keeps are already faulted in.
+    if (reused_cap > cap) ::munmap(static_cast<char*>(reused) + cap, reused_cap - cap);
+    *capacity = cap;
+    return reused;
   }
   // Fresh pages straight from the kernel: page-aligned and already zero. (No MADV_HUGEPAGE: with
   // THP defrag on madvise, faulting such a region compacts memory, measured at ~7 ms/MiB here.)
@@ -70,19 +84,26 @@ void* MemoryBudget::Acquire(uint64_t bytes, uint64_t* capacity, bool* zeroed) {
 
 void MemoryBudget::Recycle(void* data, uint64_t capacity) {
   if (!data) return;
-  if (capacity >= kLargeBuffer) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (cached_ + capacity <= cache_limit_) {
-        cache_.emplace(capacity, data);
-        cached_ += capacity;
-        return;
-      }
-    }
+  if (capacity < kLargeBuffer) {
+    std::free(data);
+    return;
+  }
+  if (capacity > cache_limit_) {
     ::munmap(data, capacity);
     return;
   }
-  std::free(data);
+  std::vector<Cached> evicted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cache_.push_front(Cached{capacity, data});
+    cached_ += capacity;
+    while (cached_ > cache_limit_) {
+      evicted.push_back(cache_.back());
+      cached_ -= cache_.back().capacity;
+      cache_.pop_back();
+    }
+  }
+  for (const Cached& c : evicted) ::munmap(c.data, c.capacity);  // outside the lock
 }
 
 uint64_t MemoryBudget::cached() const {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,7 +28,10 @@ namespace mure {
 /// The memory tensors live in: a budget of bytes the node may hold (Reserve fails instead of
 /// over-committing) and a cache of large buffers that are already faulted in. Fresh pages cost
 /// ~0.35 ms/MiB in page faults on these VMs, so a freed 64 MiB buffer is kept and handed to the
-/// next tensor of the same size class instead of going back to the kernel.
+/// next tensor that fits in it instead of going back to the kernel. The cache keeps the most
+/// recently freed buffers: a new one pushes out the least recently freed (an eager loop reuses
+/// what its last step freed, whatever older sizes filled the cache before), and a request for a
+/// smaller size takes the smallest cached buffer that holds it, its tail returned to the kernel.
 class MemoryBudget {
  public:
   /// `cache_limit`: bytes of freed buffers kept for reuse (not counted as used).
@@ -39,10 +43,11 @@ class MemoryBudget {
   uint64_t limit() const { return limit_; }
 
   /// A buffer of at least `bytes` (aligned to Tensor::kAlignment; large ones are whole pages
-  /// from mmap), from the cache when one of its size class is there. Sets `*capacity`, and
+  /// from mmap), from the cache when a buffer there holds it. Sets `*capacity`, and
   /// `*zeroed` when the bytes are known to be zero (fresh pages). nullptr when the system refuses.
   void* Acquire(uint64_t bytes, uint64_t* capacity, bool* zeroed);
-  /// Give a buffer back: cached while the cache has room, freed otherwise.
+  /// Give a buffer back: cached (pushing out the least recently freed ones while the cache is
+  /// over its limit) when it fits in the cache at all, freed otherwise.
   void Recycle(void* data, uint64_t capacity);
   uint64_t cached() const;
 
@@ -54,7 +59,11 @@ class MemoryBudget {
   const uint64_t cache_limit_;
   std::atomic<uint64_t> used_{0};
   mutable std::mutex mu_;
-  std::multimap<uint64_t, void*> cache_;  // guarded by mu_: capacity -> buffer
+  struct Cached {
+    uint64_t capacity;
+    void* data;
+  };
+  std::list<Cached> cache_;  // guarded by mu_: most recently freed first (at most cache_limit / 2 MiB)
   uint64_t cached_ = 0;                   // guarded by mu_
 };
 

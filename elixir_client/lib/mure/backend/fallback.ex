@@ -67,8 +67,13 @@ defmodule Mure.Backend.Fallback do
     :ok
   end
 
+  # Tensors made with a `backend:` option never pass through Mure.Backend.init/1, so the
+  # counters are also made here, on the first fallback.
   defp count(name) do
-    case :persistent_term.get(@key, nil) do
+    if :persistent_term.get(@key, nil) == nil,
+      do: init_counters(Keyword.keys(Nx.Backend.behaviour_info(:callbacks)))
+
+    case :persistent_term.get(@key) do
       {names, ref} when is_map_key(names, name) -> :counters.add(ref, Map.fetch!(names, name), 1)
       _ -> :ok
     end

@@ -71,7 +71,9 @@ defmodule Mure.Compiler do
   @impl true
   def __compile__(key, vars, fun, opts) do
     opts = validate!(opts)
-    signature = Enum.map(vars, &{&1.type, &1.shape, &1.names, &1.vectorized_axes})
+    # The arguments as Nx passes them at call time: flat, one per tensor of `vars`.
+    flat = Nx.Defn.Composite.flatten_list(vars)
+    signature = Enum.map(flat, &{&1.type, &1.shape, &1.names, &1.vectorized_axes})
     cache_key = {__MODULE__, key, signature, opts[:hooks]}
 
     plan =
@@ -80,7 +82,7 @@ defmodule Mure.Compiler do
           plan
 
         :error ->
-          plan = Lower.plan(fun.(vars), vars, opts[:hooks])
+          plan = Lower.plan(fun.(vars), flat, opts[:hooks])
           Mure.Jit.Cache.put(cache_key, plan)
           plan
       end

@@ -52,9 +52,9 @@ defmodule Mure.Compiler.Lower do
         params: Enum.map(params, & &1.data.slot),
         steps: Enum.reverse(ctx.steps),
         templates: ctx.templates,
-        # The traced result (its tensors are the templates of the results) and the slot
+        # The traced result's templates (its tensors, without their expressions) and the slot
         # of each of its tensors, in Composite.flatten_list/1 order.
-        result: {expr, slots(leaves)}
+        result: {Composite.traverse(expr, &%{&1 | data: nil}), slots(leaves)}
       }
     end)
   end

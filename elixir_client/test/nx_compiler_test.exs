@@ -195,6 +195,14 @@ defmodule Mure.NxCompilerTest do
     assert_close(mure(&with_lacking_op/1, conn).(x), reference(&with_lacking_op/1, [x]), 1.0e-4)
   end
 
+  test "vectorized arguments and results", %{conn: conn} do
+    x = Nx.iota({3, 4}, type: {:f, 32}) |> Nx.vectorize(:rows)
+    fun = mure(fn x -> Nx.sum(Nx.multiply(x, x)) end, conn)
+    got = fun.(x)
+    assert got.vectorized_axes == [rows: 3] and got.shape == {}
+    assert Nx.to_flat_list(Nx.devectorize(binary(got))) == [14.0, 126.0, 366.0]
+  end
+
   test "the plan is cached per signature", %{conn: conn} do
     parent = self()
 

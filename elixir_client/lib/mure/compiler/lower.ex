@@ -36,11 +36,13 @@ defmodule Mure.Compiler.Lower do
   @spec plan(term(), [Nx.Tensor.t()], map()) :: map()
   def plan(expr, vars, hooks) do
     ctx = %__MODULE__{trace: make_ref(), hooks: hooks}
-    {params, ctx} = Enum.map_reduce(vars, ctx, &new_slot(&2, &1))
+    # Vectorized tensors are walked devectorized, as Nx.Defn.Evaluator does; the results
+    # take their vectorized axes back from the templates.
+    {params, ctx} = Enum.map_reduce(vars, ctx, &new_slot(&2, Nx.devectorize(&1)))
 
     Sym.lowering(fn ->
       ctx = %{ctx | params: List.to_tuple(params)}
-      {result, ctx} = composite(expr, ctx)
+      {result, ctx} = expr |> Composite.traverse(&Nx.devectorize/1) |> composite(ctx)
       leaves = Composite.flatten_list([result])
       # Results are fresh tensors: an argument or a captured tensor returned as such is
       # copied by the program (Mure.Program.build copies parameters it outputs).

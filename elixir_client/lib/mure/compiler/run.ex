@@ -22,7 +22,7 @@ defmodule Mure.Compiler.Run do
   # The function's result (the plan's result container, Mure.Backend tensors) for `args`.
   @spec run(map(), [Nx.Tensor.t()], GenServer.server(), atom(), timeout()) :: term()
   def run(plan, args, conn, device, timeout) do
-    env = plan.params |> Enum.zip(args) |> Map.new()
+    env = plan.params |> Enum.zip(Enum.map(args, &Nx.devectorize/1)) |> Map.new()
     env = for {s, {_t, {:tensor, t}}} <- plan.templates, into: env, do: {s, t}
     st = %{conn: conn, device: device, templates: plan.templates, timeout: timeout}
     {env, made} = steps(plan.steps, env, st, [])

@@ -73,7 +73,9 @@ defmodule Mure.Compiler do
     opts = validate!(opts)
     # The arguments as Nx passes them at call time: flat, one per tensor of `vars`.
     flat = Nx.Defn.Composite.flatten_list(vars)
-    signature = Enum.map(flat, &{&1.type, &1.shape, &1.names, &1.vectorized_axes})
+    # The signature: the arguments' structure (containers, map keys) with their tensors'
+    # types, shapes, names and vectorized axes.
+    signature = Enum.map(vars, &Nx.Defn.Composite.traverse(&1, fn t -> %{t | data: nil} end))
     cache_key = {__MODULE__, key, signature, opts[:hooks]}
 
     plan =

@@ -43,14 +43,15 @@ files =
 dir = Path.join(System.tmp_dir!(), "mure_defn_suite_#{System.unique_integer([:positive])}")
 File.mkdir_p!(dir)
 
+# Copied under the same relative paths (test/nx/...), and loaded from there: the tests
+# that check compile errors compare messages that name the file.
 copies =
-  for f <- files,
-      do:
-        (
-          copy = Path.join(dir, Path.basename(f))
-          File.cp!(f, copy)
-          copy
-        )
+  for f <- files do
+    relative = Path.relative_to(f, Path.dirname(tests))
+    File.mkdir_p!(Path.join(dir, Path.dirname(relative)))
+    File.cp!(f, Path.join(dir, relative))
+    relative
+  end
 
 # Unconsolidated protocols, so that the support files' implementations are found.
 for p <- [Nx.Container, Nx.LazyContainer] do
@@ -110,7 +111,7 @@ ExUnit.start(
   timeout: 120_000
 )
 
-Enum.each(copies, &Code.require_file/1)
+{:ok, _, _} = File.cd!(dir, fn -> Kernel.ParallelCompiler.require(copies) end)
 result = ExUnit.run()
 File.rm_rf!(dir)
 

@@ -24,12 +24,25 @@ defmodule Mure.Compiler.Lower do
   #                                     first: %{steps, pred}; body: %{steps, state, pred}
   #   {:cond, [{pred_block, body_block}], last_block, out}
 
+  require Logger
+
   alias Mure.Compiler.Sym
   alias Mure.{Expr, Program}
   alias Nx.Defn.{Composite, Tree}
   alias Nx.Defn.Expr, as: DExpr
 
-  defstruct [:trace, :params, hooks: %{}, memo: %{}, steps: [], next: 1, templates: %{}]
+  # scope: the ids of the current scope (Nx.Defn.Tree.scope_ids/2): nodes a cond's branches
+  # share with it are computed before the cond, once, as Nx.Defn.Evaluator does.
+  defstruct [
+    :trace,
+    :params,
+    hooks: %{},
+    memo: %{},
+    steps: [],
+    next: 1,
+    templates: %{},
+    scope: %{}
+  ]
 
   @doc false
   # The plan of `expr` (the traced function's result) for `vars` (its parameter templates).
@@ -42,7 +55,8 @@ defmodule Mure.Compiler.Lower do
 
     Sym.lowering(fn ->
       ctx = %{ctx | params: List.to_tuple(params)}
-      {result, ctx} = expr |> Composite.traverse(&Nx.devectorize/1) |> composite(ctx)
+      walked = Composite.traverse(expr, &Nx.devectorize/1)
+      {result, ctx} = composite(walked, %{ctx | scope: Tree.scope_ids(walked)})
       leaves = Composite.flatten_list([result])
       # Results are fresh tensors: an argument or a captured tensor returned as such is
       # copied by the program (Mure.Program.build copies parameters it outputs).
@@ -158,10 +172,11 @@ defmodule Mure.Compiler.Lower do
 
       _ ->
         # The fallback expression, with the call's arguments as its parameters.
-        saved = {ctx.memo, ctx.params}
-        {value, ctx} = composite(expr, %{ctx | memo: %{}, params: List.to_tuple(args)})
-        {memo, params} = saved
-        {value, %{ctx | memo: memo, params: params}}
+        saved = {ctx.memo, ctx.params, ctx.scope}
+        inner = %{ctx | memo: %{}, params: List.to_tuple(args), scope: Tree.scope_ids(expr)}
+        {value, ctx} = composite(expr, inner)
+        {memo, params, scope} = saved
+        {value, %{ctx | memo: memo, params: params, scope: scope}}
     end
   end
 
@@ -173,7 +188,9 @@ defmodule Mure.Compiler.Lower do
     saved = {ctx.memo, ctx.params, ctx.steps}
 
     # The first test of the condition, on the initial state.
-    ctx = %{ctx | memo: %{}, params: List.to_tuple(params), steps: []}
+    outer_scope = ctx.scope
+    scope = Tree.scope_ids({condition, block})
+    ctx = %{ctx | memo: %{}, params: List.to_tuple(params), steps: [], scope: scope}
     {pred, ctx} = eval(condition, ctx)
     {[pred], ctx} = flush([pred], ctx, fn _ -> false end, :return)
     first = %{steps: Enum.reverse(ctx.steps), pred: pred}
@@ -193,7 +210,7 @@ defmodule Mure.Compiler.Lower do
     body = %{steps: Enum.reverse(ctx.steps), state: state, pred: pred}
 
     {memo, outer_params, steps} = saved
-    ctx = %{ctx | memo: memo, params: outer_params, steps: steps}
+    ctx = %{ctx | memo: memo, params: outer_params, steps: steps, scope: outer_scope}
     {out, ctx} = Enum.map_reduce(init_leaves, ctx, &new_slot(&2, &1, :made))
     ctx = step(ctx, {:while, slots(init_leaves), slots(params), first, body, slots(out)})
     {value, []} = Composite.traverse(init, out, fn _, [o | r] -> {o, r} end)
@@ -201,7 +218,15 @@ defmodule Mure.Compiler.Lower do
   end
 
   defp op(:cond, %{data: %{args: [clauses, last]}}, ctx) do
-    saved = {ctx.memo, ctx.steps}
+    # What the branches share with the enclosing scope is computed there, first.
+    branches = [Enum.map(clauses, &Tuple.to_list/1), last]
+
+    ctx =
+      branches
+      |> shared(ctx.scope)
+      |> Enum.reduce(ctx, fn t, ctx -> elem(eval(t, ctx), 1) end)
+
+    saved = {ctx.memo, ctx.steps, ctx.scope}
 
     {clauses, ctx} =
       Enum.map_reduce(clauses, ctx, fn {pred, body}, ctx ->
@@ -218,8 +243,8 @@ defmodule Mure.Compiler.Lower do
       end)
 
     {last_block, ctx} = branch(ctx, last)
-    {memo, steps} = saved
-    ctx = %{ctx | memo: memo, steps: steps}
+    {memo, steps, scope} = saved
+    ctx = %{ctx | memo: memo, steps: steps, scope: scope}
     {out, ctx} = Enum.map_reduce(last_block.value, ctx, &new_slot(&2, &1, :made))
     ctx = step(ctx, {:cond, clauses, last_block, slots(out)})
     {value, []} = Composite.traverse(last, out, fn _, [o | r] -> {o, r} end)
@@ -240,7 +265,9 @@ defmodule Mure.Compiler.Lower do
       {:ok, value} ->
         {value, ctx}
 
-      {:client, _why} ->
+      {:client, why} ->
+        Logger.debug("Mure.Compiler: #{op} splits the program: it runs as an eager op (#{why})")
+
         args =
           cond do
             op in [:eye, :iota] -> [t | args] ++ [:"$backend_opts"]
@@ -321,16 +348,47 @@ defmodule Mure.Compiler.Lower do
 
   # A branch of a cond: evaluated in a block; the memo is left as it was.
   defp branch(ctx, body) do
-    memo = ctx.memo
+    {memo, scope} = {ctx.memo, ctx.scope}
 
     {block, ctx} =
-      block(ctx, fn ctx ->
+      block(%{ctx | scope: Tree.scope_ids(body, scope)}, fn ctx ->
         {value, ctx} = composite(body, ctx)
         flush(Composite.flatten_list([value]), ctx)
       end)
 
-    {block, %{ctx | memo: memo}}
+    {block, %{ctx | memo: memo, scope: scope}}
   end
+
+  # The nodes of `exprs` (not inside a while or a function) that are in `scope`: walked
+  # from the roots, not below such a node.
+  defp shared(exprs, scope) do
+    {_, {found, _seen}} = traverse_all(exprs, {[], MapSet.new()}, scope)
+    Enum.reverse(found)
+  end
+
+  defp traverse_all(list, acc, scope) when is_list(list),
+    do: Enum.map_reduce(list, acc, &traverse_all(&1, &2, scope))
+
+  defp traverse_all(other, acc, scope),
+    do: Composite.traverse(other, acc, &collect(&1, &2, scope))
+
+  defp collect(%Nx.Tensor{data: %DExpr{id: id, op: op}} = t, {found, seen} = acc, scope) do
+    cond do
+      MapSet.member?(seen, id) or op == :constant ->
+        {t, acc}
+
+      Map.has_key?(scope, id) ->
+        {t, {[t | found], MapSet.put(seen, id)}}
+
+      true ->
+        {_, acc} =
+          Tree.apply_args(t, :scope, {found, MapSet.put(seen, id)}, &collect(&1, &2, scope))
+
+        {t, acc}
+    end
+  end
+
+  defp collect(other, acc, _scope), do: {other, acc}
 
   ## Flushing
 

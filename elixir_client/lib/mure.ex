@@ -301,4 +301,16 @@ defmodule Mure do
     def unquote(bang)(unquote_splicing(params)),
       do: Mure.Call.unwrap!(unquote(name)(unquote_splicing(vars)))
   end
+
+  # `compiler: Mure` in Nx.Defn options: Mure.Compiler's callbacks.
+  @doc false
+  defdelegate __jit__(key, vars, fun, args_list, opts), to: Mure.Compiler
+  @doc false
+  defdelegate __compile__(key, vars, fun, opts), to: Mure.Compiler
+  @doc false
+  defdelegate __stream__(key, input, acc, vars, fun, args_list, opts), to: Mure.Compiler
+  @doc false
+  defdelegate __partitions_options__(opts), to: Mure.Compiler
+  @doc false
+  defdelegate __to_backend__(opts), to: Mure.Compiler
 end

@@ -502,6 +502,9 @@ defmodule Mure.Backend do
   # the node's rules refuse the op.
   @doc false
   @spec serve(atom(), Nx.Tensor.t(), [Nx.Tensor.t()], list(), ([Expr.t()] -> Expr.t())) :: term()
+  def serve(name, out, [%Nx.Tensor{data: %Mure.Compiler.Sym{}} | _] = ins, args, build),
+    do: Mure.Compiler.Sym.serve(name, out, ins, args, build)
+
   def serve(name, out, inputs, args, build) do
     if Enum.all?([out | inputs], &node_type?(&1.type)) do
       {conn, device} = home(args)
@@ -519,6 +522,7 @@ defmodule Mure.Backend do
   @doc false
   @spec fallback(atom(), list(), String.t()) :: term()
   def fallback(name, args, why) do
+    if Mure.Compiler.Sym.lowering?(), do: Mure.Compiler.Sym.refuse(name, why)
     {conn, device} = home(args)
     Fallback.run(name, args, conn, device, why)
   end

@@ -77,7 +77,8 @@ TEST_CASE("Nx type tuples map to dtypes and back", "[types]") {
   }
   CHECK_FALSE(DTypeFromNx("f", 8));
   CHECK_FALSE(DTypeFromNx("bf", 32));
-  CHECK_FALSE(DTypeFromNx("c", 64));
+  CHECK_FALSE(DTypeFromNx("c", 32));
+  CHECK(DTypeFromNx("c", 128) == DType::kC128);
 }
 
 TEST_CASE("sizes with suffixes", "[config]") {

@@ -51,7 +51,7 @@ defmodule Mure.OpTableTest do
     assert Mure.Rules.compare_families(%{}) == :unknown
   end
 
-  @types [{:u, 8}, {:s, 32}, {:s, 64}, {:f, 16}, {:f, 32}, {:f, 64}]
+  @types [{:u, 8}, {:s, 32}, {:s, 64}, {:f, 16}, {:f, 32}, {:f, 64}, {:c, 64}, {:c, 128}]
 
   # Raw requests, not Mure's eager functions: those check with Mure.Rules before sending, and
   # the node must be asked itself.
@@ -88,7 +88,7 @@ defmodule Mure.OpTableTest do
   end
 
   test "Rules' binary type classes give the node's result types", %{node: node} do
-    for a <- @types, b <- [{:s, 32}, {:f, 32}], op <- Mure.Rules.binary_ops() do
+    for a <- @types, b <- [{:s, 32}, {:f, 32}, {:c, 64}], op <- Mure.Rules.binary_ops() do
       x = zeros(node, a, 2)
       y = zeros(node, b, 2)
 

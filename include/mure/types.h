@@ -14,15 +14,16 @@
 
 namespace mure {
 
-/// Nx's element types: `{:u, 8}` ... `{:bf, 16}`.
-enum class DType : uint8_t { kU8, kU16, kU32, kU64, kS8, kS16, kS32, kS64, kF16, kBF16, kF32, kF64 };
+/// Nx's element types: `{:u, 8}` ... `{:bf, 16}`, and the complex `{:c, 64}` / `{:c, 128}` (a pair of
+/// f32 / f64, real part first: Nx.BinaryBackend's layout).
+enum class DType : uint8_t { kU8, kU16, kU32, kU64, kS8, kS16, kS32, kS64, kF16, kBF16, kF32, kF64, kC64, kC128 };
 
 /// The most dimensions a tensor may have.
 inline constexpr size_t kMaxDims = 16;
 
-/// Nx's class letter of a type: "u", "s", "f" or "bf".
+/// Nx's class letter of a type: "u", "s", "f", "bf" or "c".
 std::string_view DTypeClass(DType t);
-/// Bits per element (8 .. 64).
+/// Bits per element (8 .. 128).
 unsigned DTypeBits(DType t);
 /// Bytes per element.
 inline size_t DTypeSize(DType t) { return DTypeBits(t) / 8; }

@@ -10,6 +10,7 @@ std::string_view DTypeClass(DType t) {
     case DType::kS8: case DType::kS16: case DType::kS32: case DType::kS64: return "s";
     case DType::kF16: case DType::kF32: case DType::kF64: return "f";
     case DType::kBF16: return "bf";
+    case DType::kC64: case DType::kC128: return "c";
   }
   return "?";
 }
@@ -19,7 +20,8 @@ unsigned DTypeBits(DType t) {
     case DType::kU8: case DType::kS8: return 8;
     case DType::kU16: case DType::kS16: case DType::kF16: case DType::kBF16: return 16;
     case DType::kU32: case DType::kS32: case DType::kF32: return 32;
-    case DType::kU64: case DType::kS64: case DType::kF64: return 64;
+    case DType::kU64: case DType::kS64: case DType::kF64: case DType::kC64: return 64;
+    case DType::kC128: return 128;
   }
   return 0;
 }
@@ -33,6 +35,8 @@ std::optional<DType> DTypeFromNx(std::string_view cls, int64_t bits) {
     switch (bits) { case 16: return DType::kF16; case 32: return DType::kF32; case 64: return DType::kF64; }
   } else if (cls == "bf" && bits == 16) {
     return DType::kBF16;
+  } else if (cls == "c") {
+    switch (bits) { case 64: return DType::kC64; case 128: return DType::kC128; }
   }
   return std::nullopt;
 }

@@ -1,9 +1,12 @@
-// mure — element access for the CPU kernels: load any of the twelve types as a double or as a
+// mure — element access for the CPU kernels: load any of the fourteen types as a double or as a
 // 64-bit integer pattern, store back with Nx's conversion rules, and walk strided index spaces.
+// A complex element loads as its real part and a real value stores with imaginary part 0 (Nx's
+// as_type); LoadC/StoreC move whole complex values.
 // Internal to src/exec (cpu_ops.cpp, cpu_shape_ops.cpp).
 #pragma once
 
 #include <cmath>
+#include <complex>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -44,6 +47,8 @@ inline double LoadF(DType t, const uint8_t* p, uint64_t i) {
     case DType::kBF16: return BF16ToFloat(Get<uint16_t>(p, i));
     case DType::kF32: return Get<float>(p, i);
     case DType::kF64: return Get<double>(p, i);
+    case DType::kC64: return Get<float>(p, 2 * i);
+    case DType::kC128: return Get<double>(p, 2 * i);
   }
   return 0;
 }
@@ -85,6 +90,8 @@ inline void StoreI(DType t, uint8_t* p, uint64_t i, uint64_t v) {
     case DType::kBF16: Put<uint16_t>(p, i, FloatToBF16(static_cast<float>(static_cast<int64_t>(v)))); return;
     case DType::kF32: Put<float>(p, i, static_cast<float>(static_cast<int64_t>(v))); return;
     case DType::kF64: Put<double>(p, i, static_cast<double>(static_cast<int64_t>(v))); return;
+    case DType::kC64: Put<float>(p, 2 * i, static_cast<float>(static_cast<int64_t>(v))); Put<float>(p, 2 * i + 1, 0.0f); return;
+    case DType::kC128: Put<double>(p, 2 * i, static_cast<double>(static_cast<int64_t>(v))); Put<double>(p, 2 * i + 1, 0.0); return;
   }
 }
 
@@ -95,6 +102,8 @@ inline void StoreF(DType t, uint8_t* p, uint64_t i, double v) {
     case DType::kBF16: Put<uint16_t>(p, i, FloatToBF16(static_cast<float>(v))); return;
     case DType::kF32: Put<float>(p, i, static_cast<float>(v)); return;
     case DType::kF64: Put<double>(p, i, v); return;
+    case DType::kC64: Put<float>(p, 2 * i, static_cast<float>(v)); Put<float>(p, 2 * i + 1, 0.0f); return;
+    case DType::kC128: Put<double>(p, 2 * i, v); Put<double>(p, 2 * i + 1, 0.0); return;
     case DType::kU8: StoreI(t, p, i, Saturate<uint8_t>(v)); return;
     case DType::kU16: StoreI(t, p, i, Saturate<uint16_t>(v)); return;
     case DType::kU32: StoreI(t, p, i, Saturate<uint32_t>(v)); return;
@@ -111,8 +120,36 @@ inline double RoundTo(DType t, double v) {
   switch (t) {
     case DType::kF16: return HalfToFloat(FloatToHalf(static_cast<float>(v)));
     case DType::kBF16: return BF16ToFloat(FloatToBF16(static_cast<float>(v)));
-    case DType::kF32: return static_cast<float>(v);
+    case DType::kF32: case DType::kC64: return static_cast<float>(v);
     default: return v;
+  }
+}
+
+/// Element i as a complex double (real types: imaginary part 0).
+inline std::complex<double> LoadC(DType t, const uint8_t* p, uint64_t i) {
+  if (t == DType::kC64) return {Get<float>(p, 2 * i), Get<float>(p, 2 * i + 1)};
+  if (t == DType::kC128) return {Get<double>(p, 2 * i), Get<double>(p, 2 * i + 1)};
+  if (IsFloat(t)) return LoadF(t, p, i);
+  const uint64_t v = LoadI(t, p, i);
+  return IsSigned(t) ? static_cast<double>(static_cast<int64_t>(v)) : static_cast<double>(v);
+}
+
+/// A complex double rounded to a complex type's precision ({:c, 64}: each part to float).
+inline std::complex<double> RoundC(DType t, std::complex<double> v) {
+  if (t != DType::kC64) return v;
+  return {static_cast<float>(v.real()), static_cast<float>(v.imag())};
+}
+
+/// Store a complex double: complex types round each part, real types take the real part.
+inline void StoreC(DType t, uint8_t* p, uint64_t i, std::complex<double> v) {
+  if (t == DType::kC64) {
+    Put<float>(p, 2 * i, static_cast<float>(v.real()));
+    Put<float>(p, 2 * i + 1, static_cast<float>(v.imag()));
+  } else if (t == DType::kC128) {
+    Put<double>(p, 2 * i, v.real());
+    Put<double>(p, 2 * i + 1, v.imag());
+  } else {
+    StoreF(t, p, i, v.real());
   }
 }
 

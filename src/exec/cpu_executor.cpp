@@ -1,5 +1,6 @@
 #include "exec/cpu_executor.h"
 
+#include "exec/cpu_complex.h"
 #include "exec/cpu_ops.h"
 
 namespace mure::exec {
@@ -73,5 +74,7 @@ Status CpuExecutor::Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& pla
 Status CpuExecutor::Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
   return cpu::Outer(a, b, compute, out);
 }
+
+Status CpuExecutor::Fft(const Tensor& in, bool inverse, Tensor& out) { return cpu::Fft(in, inverse, out); }
 
 }  // namespace mure::exec

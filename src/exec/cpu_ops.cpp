@@ -1,5 +1,6 @@
 #include "exec/cpu_ops.h"
 
+#include "exec/cpu_complex.h"
 #include "exec/cpu_elements.h"
 #include "exec/op_dialect.h"
 
@@ -140,6 +141,7 @@ uint64_t BinaryInt(BinaryOp op, DType t, uint64_t x, uint64_t y) {
 }  // namespace
 
 Status Unary(UnaryOp op, const Tensor& in, Tensor& out) {
+  if (ir::IsComplex(in.type()) || ir::IsComplex(out.type())) return ComplexUnary(op, in, out);
   const DType it = in.type(), ot = out.type();
   const uint8_t* src = in.data();
   uint8_t* dst = out.data();
@@ -186,6 +188,7 @@ bool FastBinary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 }  // namespace
 
 Status Binary(BinaryOp op, const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
+  if (ir::IsComplex(compute)) return ComplexBinary(op, a, b, compute, out);
   if (a.type() == compute && b.type() == compute && out.type() == compute) {
     if (compute == DType::kF32 && FastBinary<float>(op, a, b, out)) return Status::Ok();
     if (compute == DType::kF64 && FastBinary<double>(op, a, b, out)) return Status::Ok();
@@ -211,6 +214,7 @@ Status Binary(BinaryOp op, const Tensor& a, const Tensor& b, DType compute, Tens
 }
 
 Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor& out) {
+  if (ir::IsComplex(in.type())) return ComplexReduce(op, in, plan, out);
   const Shape& shape = in.shape();
   const size_t rank = shape.size();
   // Strides into the output (0 along reduced axes) and into the reduced sub-space.
@@ -297,6 +301,7 @@ Status Reduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor&
 }
 
 Status AsType(const Tensor& in, Tensor& out) {
+  if (ir::IsComplex(in.type()) || ir::IsComplex(out.type())) return ComplexAsType(in, out);
   const DType it = in.type(), ot = out.type();
   const uint64_t n = in.elements();
   if (IsFloat(it) || IsFloat(ot)) {

@@ -15,7 +15,8 @@ namespace {
 
 /// Store a request's scalar into element i of a tensor of type t.
 void StoreScalar(DType t, uint8_t* p, uint64_t i, const ir::Scalar& v) {
-  if (v.integer && !IsFloat(t)) StoreI(t, p, i, static_cast<uint64_t>(v.i));
+  if (ir::IsComplex(t)) StoreC(t, p, i, {v.AsDouble(), v.im});
+  else if (v.integer && !IsFloat(t)) StoreI(t, p, i, static_cast<uint64_t>(v.i));
   else StoreF(t, p, i, v.AsDouble());
 }
 
@@ -24,6 +25,8 @@ inline void Convert(DType st, const uint8_t* sp, uint64_t from, DType dt, uint8_
   if (st == dt) {
     const size_t item = DTypeSize(st);
     std::memcpy(dp + to * item, sp + from * item, item);
+  } else if (ir::IsComplex(dt) || ir::IsComplex(st)) {
+    StoreC(dt, dp, to, LoadC(st, sp, from));
   } else if (IsFloat(dt) || IsFloat(st)) {
     double v = IsFloat(st) ? LoadF(st, sp, from)
                : IsSigned(st) ? static_cast<double>(static_cast<int64_t>(LoadI(st, sp, from)))
@@ -425,8 +428,18 @@ Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& p, DType compute
     const uint8_t* Bb = B + bt * k * n * item;
     uint8_t* Cb = C + bt * m * n * item;
     if (m * n == 0) continue;
-    if ((compute == DType::kF32 || compute == DType::kF64) && gemm && k > 0) {
+    if ((compute == DType::kF32 || compute == DType::kF64 || ir::IsComplex(compute)) && gemm && k > 0) {
       MURE_RETURN_IF_ERROR(gemm(compute, m, n, k, Ab, Bb, Cb));
+      continue;
+    }
+    if (ir::IsComplex(compute)) {  // no BLIS: plain loops in complex double
+      for (uint64_t i = 0; i < m; ++i) {
+        for (uint64_t j = 0; j < n; ++j) {
+          std::complex<double> acc = 0;
+          for (uint64_t q = 0; q < k; ++q) acc += LoadC(compute, Ab, i * k + q) * LoadC(compute, Bb, q * n + j);
+          StoreC(compute, Cb, i * n + j, acc);
+        }
+      }
       continue;
     }
     for (uint64_t i = 0; i < m; ++i) {
@@ -451,7 +464,10 @@ Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
   if (out.elements() == 0) return Status::Ok();  // not a's elements one by one against an empty b
   for (uint64_t i = 0; i < na; ++i) {
     for (uint64_t j = 0; j < nb; ++j) {
-      if (IsFloat(compute)) {
+      if (ir::IsComplex(compute)) {
+        StoreC(out.type(), out.data(), i * nb + j,
+               RoundC(compute, LoadC(a.type(), a.data(), i)) * RoundC(compute, LoadC(b.type(), b.data(), j)));
+      } else if (IsFloat(compute)) {
         double x = RoundTo(compute, LoadF(a.type(), a.data(), i)), y = RoundTo(compute, LoadF(b.type(), b.data(), j));
         StoreF(out.type(), out.data(), i * nb + j, x * y);
       } else {

@@ -10,6 +10,7 @@
 // precision).
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -60,6 +61,10 @@ class Executor {
   /// Floating products go through the device's fastest matrix product (BLIS on the CPU).
   virtual Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& plan, DType compute, Tensor& out) = 0;
   virtual Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) = 0;
+  /// fft / ifft over the last axis (cpu::Fft's contract); devices without it refuse.
+  virtual Status Fft(const Tensor& in, bool inverse, Tensor& out) {
+    return Status(ErrorKind::kUnsupported, std::string(inverse ? "ifft" : "fft") + " runs on the CPU executor only");
+  }
 };
 
 }  // namespace mure::exec

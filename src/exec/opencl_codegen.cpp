@@ -108,6 +108,7 @@ const char* InType(DType t) {
     case DType::kBF16: return "ushort";
     case DType::kF32: return "float";
     case DType::kF64: return "double";
+    case DType::kC64: case DType::kC128: return "?";  // complex runs on the CPU executor only
   }
   return "?";
 }

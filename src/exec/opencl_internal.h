@@ -38,7 +38,7 @@ using cpu::detail::RowMajorStrides;
 
 /// A request's scalar as the bytes of one element of type t (cpu_ops' StoreScalar).
 inline uint64_t ScalarPattern(DType t, const ir::Scalar& v) {
-  uint8_t buf[8] = {};
+  uint8_t buf[16] = {};  // room for any type's element (complex never reaches the device)
   if (v.integer && !ir::IsFloat(t)) cpu::detail::StoreI(t, buf, 0, static_cast<uint64_t>(v.i));
   else cpu::detail::StoreF(t, buf, 0, v.AsDouble());
   uint64_t bits = 0;

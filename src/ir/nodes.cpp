@@ -51,6 +51,7 @@ std::string_view AtomName(const Node& node) {
                         [](const Argsort&) -> std::string_view { return "argsort"; },
                         [](const Dot& n) { return LegacyName(n.legacy, "dot"); },
                         [](const Outer&) -> std::string_view { return "outer"; },
+                        [](const Fft& n) -> std::string_view { return n.inverse ? "ifft" : "fft"; },
                     },
                     node);
 }
@@ -92,6 +93,7 @@ std::vector<Id> Operands(const Node& node) {
                         [](const Argsort& n) { return std::vector<Id>{n.x}; },
                         [](const Dot& n) { return std::vector<Id>{n.a, n.b}; },
                         [](const Outer& n) { return std::vector<Id>{n.a, n.b}; },
+                        [](const Fft& n) { return std::vector<Id>{n.x}; },
                     },
                     node);
 }

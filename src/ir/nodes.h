@@ -78,10 +78,12 @@ struct Dot {
   Legacy legacy = Legacy::kNone;  ///< kMatmul: a {:matmul, a, b} request
 };
 struct Outer { Id a = 0, b = 0; };
+/// fft / ifft over the last axis, cut or zero-padded to `length` (checked by the planner).
+struct Fft { Id x = 0; int64_t length = 0; bool inverse = false; };
 
 using Node = std::variant<Unary, Binary, Reduce, AsType, Bitcast, Reshape, Transpose, Slice, Take, Iota, Eye, Full,
                           RandomUniform, RandomNormal, Select, Clip, Broadcast, Reverse, Pad, Concatenate, Stack,
-                          PutSlice, Gather, Sort, Argsort, Dot, Outer>;
+                          PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft>;
 
 /// The atom the node's request was sent as ("binary", or "add" for a legacy add).
 std::string_view AtomName(const Node& node);

@@ -91,8 +91,45 @@ std::string UnaryNames() { return Names(UnaryRows()); }
 std::string BinaryNames() { return Names(BinaryRows()); }
 std::string ReduceNames() { return Names(ReduceRows()); }
 
+std::optional<ComplexRule> ComplexUnaryRule(UnaryOp op) {
+  switch (op) {
+#define MURE_COMPLEX_UNARY(Id, rule, cexpr) \
+  case UnaryOp::k##Id: return ComplexRule::k##rule;
+#include "ir/ops.def"
+    default: return std::nullopt;
+  }
+}
+bool TakesComplex(BinaryOp op) {
+  switch (op) {
+#define MURE_COMPLEX_BINARY(Id, cexpr) \
+  case BinaryOp::k##Id: return true;
+#include "ir/ops.def"
+    default: return false;
+  }
+}
+bool TakesComplex(ReduceOp op) {
+  switch (op) {
+#define MURE_COMPLEX_REDUCE(Id, cinit, cstep) \
+  case ReduceOp::k##Id: return true;
+#include "ir/ops.def"
+    default: return false;
+  }
+}
+
+namespace {
+Status NotOnComplex(std::string_view op, DType t) {
+  return Status(ErrorKind::kTypeMismatch, std::string(op) + " is not defined on complex tensors, got " +
+                                              DTypeToString(t));
+}
+}  // namespace
+
 DType MergeTypes(DType a, DType b) {
   if (a == b) return a;
+  // Nx.Type.merge: a complex type wins over every real one ({:c, 64} with {:f, 64} stays {:c, 64}).
+  if (IsComplex(a) || IsComplex(b)) {
+    if (IsComplex(a) && IsComplex(b)) return DType::kC128;
+    return IsComplex(a) ? a : b;
+  }
   const unsigned ba = DTypeBits(a), bb = DTypeBits(b);
   if (IsFloat(a) && IsFloat(b)) {
     if (a == DType::kBF16 || b == DType::kBF16) {
@@ -109,14 +146,27 @@ DType MergeTypes(DType a, DType b) {
   return Make("s", std::max(s, std::min(2 * u, 64u)));
 }
 
-DType ToFloating(DType t) { return IsFloat(t) ? t : DType::kF32; }
+DType ToFloating(DType t) { return IsFloat(t) || IsComplex(t) ? t : DType::kF32; }
 
 Result<DType> UnaryResultType(UnaryOp op, DType in) {
+  if (IsComplex(in)) {
+    auto rule = ComplexUnaryRule(op);
+    if (!rule) return NotOnComplex(Name(op), in);
+    switch (*rule) {
+      case ComplexRule::kSame: return in;
+      case ComplexRule::kReal: return RealPart(in);
+      case ComplexRule::kPredicate: return DType::kU8;
+    }
+  }
   switch (Info(op).rule) {
+    case UnaryRule::kComplex: return ToComplex(in);
+    case UnaryRule::kComplexPart:
+      return Status(ErrorKind::kTypeMismatch, std::string(Name(op)) + " takes complex tensors ({:c, 64} or {:c, 128}), got " +
+                                                  DTypeToString(in));
     case UnaryRule::kSame: return in;
     case UnaryRule::kPredicate: return DType::kU8;
     case UnaryRule::kIntegerOnly:
-      if (IsFloat(in)) return NeedsIntegers(Name(op), in);
+      if (!IsInteger(in)) return NeedsIntegers(Name(op), in);
       return in;
     case UnaryRule::kFloating: break;
   }
@@ -125,11 +175,15 @@ Result<DType> UnaryResultType(UnaryOp op, DType in) {
 
 Result<BinaryTypes> BinaryResultTypes(BinaryOp op, DType a, DType b) {
   const DType m = MergeTypes(a, b);
+  if (IsComplex(m) && !TakesComplex(op)) {
+    return Status(ErrorKind::kTypeMismatch, std::string(Name(op)) + " is not defined on complex tensors, got " +
+                                                DTypeToString(a) + " and " + DTypeToString(b));
+  }
   switch (Info(op).rule) {
     case BinaryRule::kFloating: return BinaryTypes{ToFloating(m), ToFloating(m)};
     case BinaryRule::kCompare: return BinaryTypes{m, DType::kU8};
     case BinaryRule::kIntegerOnly:
-      if (IsFloat(m)) {
+      if (!IsInteger(m)) {
         return Status(ErrorKind::kTypeMismatch, std::string(Name(op)) + " takes integer tensors, got " +
                                                     DTypeToString(a) + " and " + DTypeToString(b));
       }
@@ -161,6 +215,7 @@ Result<Shape> BroadcastShapes(const Shape& a, const Shape& b) {
 Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const std::vector<int64_t>& axes,
                               bool keep_axes) {
   ReducePlan plan;
+  if (IsComplex(in) && !TakesComplex(op)) return NotOnComplex(Name(op), in);
   for (int64_t a : axes) {
     auto ax = Axis(a, shape.size(), "reduction axis");
     if (!ax.ok()) return ax.status();
@@ -186,7 +241,7 @@ Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const s
     else if (keep_axes) plan.out_shape.push_back(1);
   }
   switch (Info(op).rule) {
-    case ReduceRule::kWiden: plan.out_type = IsFloat(in) ? in : IsSigned(in) ? DType::kS64 : DType::kU64; break;
+    case ReduceRule::kWiden: plan.out_type = !IsInteger(in) ? in : IsSigned(in) ? DType::kS64 : DType::kU64; break;
     case ReduceRule::kSame: plan.out_type = in; break;
     case ReduceRule::kPredicate: plan.out_type = DType::kU8; break;
     case ReduceRule::kIndex: plan.out_type = DType::kS64; break;
@@ -226,7 +281,7 @@ Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, co
 }
 
 Result<Shape> TakeShape(const Shape& in, DType index_type, const Shape& indices, int64_t axis) {
-  if (IsFloat(index_type)) {
+  if (!IsInteger(index_type)) {
     return Status(ErrorKind::kTypeMismatch, "take's indices must be integers, got " + DTypeToString(index_type));
   }
   auto ax = Axis(axis, in.size(), "take axis");
@@ -377,7 +432,7 @@ Status CheckPutSlice(const Shape& in, const std::vector<int64_t>& starts, const 
 }
 
 Result<Shape> GatherShape(const Shape& in, DType index_type, const Shape& indices) {
-  if (IsFloat(index_type)) {
+  if (!IsInteger(index_type)) {
     return Status(ErrorKind::kTypeMismatch, "gather's indices must be integers, got " + DTypeToString(index_type));
   }
   if (indices.empty() || indices.back() != in.size()) {

@@ -32,7 +32,7 @@ enum class ReduceOp {
 };
 
 /// The type-rule classes of ir/ops.def (its header says what each means).
-enum class UnaryRule { kSame, kFloating, kPredicate, kIntegerOnly };
+enum class UnaryRule { kSame, kFloating, kPredicate, kIntegerOnly, kComplex, kComplexPart };
 enum class BinaryRule { kMerge, kFloating, kCompare, kIntegerOnly };
 enum class ReduceRule { kWiden, kSame, kPredicate, kIndex };
 
@@ -65,6 +65,13 @@ const UnaryInfo& Info(UnaryOp op);
 const BinaryInfo& Info(BinaryOp op);
 const ReduceInfo& Info(ReduceOp op);
 
+/// The complex table's rules (ir/ops.def): what a unary op gives for a complex operand.
+enum class ComplexRule { kSame, kReal, kPredicate };
+/// The op's complex row, or nullopt when it does not take complex operands.
+std::optional<ComplexRule> ComplexUnaryRule(UnaryOp op);
+bool TakesComplex(BinaryOp op);
+bool TakesComplex(ReduceOp op);
+
 std::optional<UnaryOp> UnaryFromName(std::string_view name);
 std::optional<BinaryOp> BinaryFromName(std::string_view name);
 std::optional<ReduceOp> ReduceFromName(std::string_view name);
@@ -79,7 +86,12 @@ std::string ReduceNames();
 inline bool IsFloat(DType t) { return t == DType::kF16 || t == DType::kBF16 || t == DType::kF32 || t == DType::kF64; }
 inline bool IsSigned(DType t) { return t == DType::kS8 || t == DType::kS16 || t == DType::kS32 || t == DType::kS64; }
 inline bool IsUnsigned(DType t) { return t == DType::kU8 || t == DType::kU16 || t == DType::kU32 || t == DType::kU64; }
-inline bool IsInteger(DType t) { return !IsFloat(t); }
+inline bool IsComplex(DType t) { return t == DType::kC64 || t == DType::kC128; }
+inline bool IsInteger(DType t) { return !IsFloat(t) && !IsComplex(t); }
+/// The real type of a complex type's parts ({:c, 64} -> {:f, 32}); other types unchanged.
+inline DType RealPart(DType t) { return t == DType::kC64 ? DType::kF32 : t == DType::kC128 ? DType::kF64 : t; }
+/// Nx.Type.to_complex: {:f, 64} -> {:c, 128}, complex stays, everything else -> {:c, 64}.
+inline DType ToComplex(DType t) { return IsComplex(t) ? t : t == DType::kF64 ? DType::kC128 : DType::kC64; }
 
 /// Nx.Type.merge: the type two operands are promoted to ({:s, 32} + {:f, 32} -> {:f, 32}).
 DType MergeTypes(DType a, DType b);
@@ -118,6 +130,7 @@ struct Scalar {
   bool integer = true;
   int64_t i = 0;
   double f = 0;
+  double im = 0;  ///< the imaginary part of a complex scalar ({re, im} on the wire; integer is false)
   double AsDouble() const { return integer ? static_cast<double>(i) : f; }
 };
 

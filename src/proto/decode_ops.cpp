@@ -209,6 +209,12 @@ Result<Body> DecodeDot(const Args& a) {
   return Node(ir::Dot{x, std::move(ca), std::move(ba), y, std::move(cb), std::move(bb), ir::Legacy::kNone});
 }
 
+Result<Body> DecodeFft(const Args& a) {  // fft, ifft
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the operand"));
+  MURE_TRY(length, DecodeInt(a.t, a.Arg(2), "the length"));
+  return Node(ir::Fft{x, length, a.name == "ifft"});
+}
+
 #undef MURE_TRY
 
 constexpr Decoder kNodeDecoders[] = {
@@ -242,6 +248,8 @@ constexpr Decoder kNodeDecoders[] = {
     {"sort", 4, DecodeSort, "{op, h, axis, :asc | :desc}", Usage::kPlain},
     {"argsort", 4, DecodeSort, "{op, h, axis, :asc | :desc}", Usage::kPlain},
     {"dot", 7, DecodeDot, "{:dot, a, contract_a, batch_a, b, contract_b, batch_b}", Usage::kPlain},
+    {"fft", 3, DecodeFft, "{op, h, length}", Usage::kPlain},
+    {"ifft", 3, DecodeFft, "{op, h, length}", Usage::kPlain},
 };
 
 }  // namespace

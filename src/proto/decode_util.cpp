@@ -1,6 +1,7 @@
 #include "proto/decode_util.h"
 
 #include <cmath>
+#include <optional>
 
 namespace mure::proto {
 namespace {
@@ -40,7 +41,7 @@ Result<DType> DecodeType(const TermTree& t, uint32_t n) {
       if (auto d = DTypeFromNx(t[cls].data, t[bits].integer)) return *d;
       return Status(ErrorKind::kBadType, "type {:" + std::string(t[cls].data) + ", " +
                                              std::to_string(t[bits].integer) +
-                                             "} is not supported; use {:u|:s, 8|16|32|64}, {:f, 16|32|64} or {:bf, 16}");
+                                             "} is not supported; use {:u|:s, 8|16|32|64}, {:f, 16|32|64}, {:bf, 16} or {:c, 64|128}");
     }
   }
   return Status(ErrorKind::kBadType, "type must be a tuple like {:f, 32}, got " + KindName(term.kind));
@@ -78,8 +79,10 @@ Result<uint64_t> DecodeHandle(const TermTree& t, uint32_t n, const char* what) {
   return static_cast<uint64_t>(t[n].integer);
 }
 
-/// A number: an integer, a float, or Nx's :infinity / :neg_infinity / :nan.
-Result<ir::Scalar> DecodeScalar(const TermTree& t, uint32_t n, const char* what) {
+namespace {
+
+/// One real number: an integer, a float, or Nx's :infinity / :neg_infinity / :nan.
+std::optional<ir::Scalar> RealScalar(const TermTree& t, uint32_t n) {
   ir::Scalar s;
   if (t[n].kind == TermKind::kInteger) {
     s.i = t[n].integer;
@@ -90,8 +93,27 @@ Result<ir::Scalar> DecodeScalar(const TermTree& t, uint32_t n, const char* what)
   else if (t.IsAtom(n, "infinity")) s.f = INFINITY;
   else if (t.IsAtom(n, "neg_infinity")) s.f = -INFINITY;
   else if (t.IsAtom(n, "nan")) s.f = NAN;
-  else return Status::BadArg(std::string(what) + " must be a number (or :infinity, :neg_infinity, :nan)");
+  else return std::nullopt;
   return s;
+}
+
+}  // namespace
+
+/// A number as above, or a complex one: `{re, im}`, two such numbers.
+Result<ir::Scalar> DecodeScalar(const TermTree& t, uint32_t n, const char* what) {
+  if (auto s = RealScalar(t, n)) return *s;
+  if (t[n].kind == TermKind::kTuple && t[n].count == 2) {
+    auto re = RealScalar(t, t.Child(n, 0)), im = RealScalar(t, t.Child(n, 1));
+    if (re && im) {
+      ir::Scalar s;
+      s.integer = false;
+      s.f = re->AsDouble();
+      s.im = im->AsDouble();
+      return s;
+    }
+  }
+  return Status::BadArg(std::string(what) +
+                        " must be a number (or :infinity, :neg_infinity, :nan), or {re, im} of two for a complex one");
 }
 
 Result<std::vector<uint64_t>> DecodeHandleList(const TermTree& t, uint32_t n, const char* what) {

@@ -1,6 +1,7 @@
 #include "sched/planner.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "exec/cpu_executor.h"
@@ -141,6 +142,9 @@ struct Check {
     return Checked{n.type, n.shape, [](exec::Executor& e, const Ins&, Tensor& out) { return e.Eye(out); }};
   }
   Result<Checked> operator()(const ir::Full& n) const {
+    if (n.value.im != 0 && !ir::IsComplex(n.type)) {
+      return Status::BadArg("full: a complex value {re, im} needs a complex type, got " + DTypeToString(n.type));
+    }
     return Checked{n.type, n.shape, [v = n.value](exec::Executor& e, const Ins&, Tensor& out) { return e.Fill(out, v); }};
   }
   Result<Checked> operator()(const ir::RandomUniform& n) const {
@@ -183,6 +187,7 @@ struct Check {
     auto shape = Broadcast3();
     if (!shape.ok()) return shape.status();
     const DType t = ir::MergeTypes(in[0].type, ir::MergeTypes(in[1].type, in[2].type));
+    if (ir::IsComplex(t)) return Status(ErrorKind::kTypeMismatch, "clip is not defined on complex tensors (no order)");
     return Checked{t, std::move(*shape), [t](exec::Executor& e, const Ins& x, Tensor& out) {
                      return e.Clip(*x[0], *x[1], *x[2], t, out);
                    }};
@@ -206,6 +211,9 @@ struct Check {
     return Same([axes](exec::Executor& e, const Ins& x, Tensor& out) { return e.Reverse(*x[0], axes, out); });
   }
   Result<Checked> operator()(const ir::Pad& n) const {
+    if (n.value.im != 0 && !ir::IsComplex(in[0].type)) {
+      return Status::BadArg("pad: a complex value {re, im} needs a complex tensor, got " + DTypeToString(in[0].type));
+    }
     auto shape = ir::PadShape(in[0].shape, n.config);
     if (!shape.ok()) return shape.status();
     return Checked{in[0].type, std::move(*shape), [v = n.value, cfg = n.config](exec::Executor& e, const Ins& x, Tensor& out) {
@@ -260,6 +268,11 @@ struct Check {
   Result<Checked> SortLike(int64_t axis_in, bool desc, bool arg) const {
     auto axis = ir::NormalizeAxis(axis_in, in[0].shape.size(), "sort axis");
     if (!axis.ok()) return axis.status();
+    if (ir::IsComplex(in[0].type)) {
+      return Status(ErrorKind::kTypeMismatch, std::string(arg ? "argsort" : "sort") +
+                                                  " is not defined on complex tensors (no order), got " +
+                                                  DTypeToString(in[0].type));
+    }
     return Checked{arg ? DType::kS64 : in[0].type, in[0].shape,
                    [ax = *axis, desc, arg](exec::Executor& e, const Ins& x, Tensor& out) {
                      return e.Sort(*x[0], ax, desc, arg, out);
@@ -287,7 +300,29 @@ struct Check {
                      return e.Outer(*x[0], *x[1], t, out);
                    }};
   }
+  Result<Checked> operator()(const ir::Fft& n) const {
+    const char* op = n.inverse ? "ifft" : "fft";
+    if (in[0].shape.empty()) {
+      return Status(ErrorKind::kBadShape, std::string(op) + " needs a tensor of rank 1 or more (it runs over the last axis)");
+    }
+    if (n.length < 1 || n.length > INT_MAX) {
+      return Status::BadArg(std::string(op) + "'s length must be between 1 and 2^31-1 (FFTW's limit), got " +
+                            std::to_string(n.length));
+    }
+    Shape shape = in[0].shape;
+    shape.back() = static_cast<uint64_t>(n.length);
+    return Checked{ir::ToComplex(in[0].type), std::move(shape), [inverse = n.inverse](exec::Executor& e, const Ins& x, Tensor& out) {
+                     return e.Fft(*x[0], inverse, out);
+                   }};
+  }
 };
+
+/// Complex types and FFTs run on the CPU executor only.
+bool NeedsCpu(const ir::Node& node, const std::vector<ValueInfo>& in, DType result) {
+  if (std::holds_alternative<ir::Fft>(node) || ir::IsComplex(result)) return true;
+  for (const auto& v : in) if (ir::IsComplex(v.type)) return true;
+  return false;
+}
 
 bool IsLegacyElementwise(const ir::Node& node) {
   auto* b = std::get_if<ir::Binary>(&node);
@@ -329,6 +364,13 @@ Result<PlannedOp> PlanOp(const ir::Node& node, const OperandLookup& lookup, cons
 
   auto checked = std::visit(Check{in, placement}, node);
   if (!checked.ok()) return checked.status();
+  if (executor->device() != exec::Device::kCpu && NeedsCpu(node, in, checked->type)) {
+    if (placement == ir::Placement::kOpenCl) {
+      return Status(ErrorKind::kUnsupported, ir::Label(node) + " with complex types or an FFT runs on the CPU executor "
+                                             "only; place it :cpu or :auto");
+    }
+    executor = ex.cpu ? ex.cpu : &plain_cpu;
+  }
   p.type = checked->type;
   p.shape = std::move(checked->shape);
   p.device = executor->device();

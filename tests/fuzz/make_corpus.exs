@@ -194,6 +194,26 @@ defmodule Corpus do
           {:slice, 1, {1, 0}, {0, 0}, {1, 1}},
           {:take, 1, 5, 7}
         ]),
+      "op_set_complex_fft" =>
+        requests([
+          {:upload, {:c, 64}, {2, 3}, f32([1.0, 2.0, -0.5, 0.0, 3.0, 1.0, 0.0, -1.0, 2.0, 2.0, 1.0, 0.5])},
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:fft, 1, 3},
+          {:ifft, 2, 5},
+          {:fft, 2, 0},
+          {:ifft, 1, 1 <<< 40},
+          {:binary, :multiply, 1, 2},
+          {:unary, :conjugate, 2},
+          {:unary, :real, 1},
+          {:unary, :floor, 1},
+          {:reduce, :sum, 1, [1], false},
+          {:dot, 1, [1], [], 1, [1], []},
+          {:full, {:c, 128}, {2}, {1.5, -2.0}},
+          {:pad, 1, {0.0, 1.0}, [{1, 1, 0}, {0, 0, 1}]},
+          {:as_type, 1, {:f, 64}},
+          {:on, :opencl, {:fft, 1, 3}},
+          {:download, 3}
+        ]),
       "op_set_creation" =>
         requests([
           {:iota, {:s, 32}, {3, 2}, 0},

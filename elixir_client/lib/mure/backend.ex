@@ -56,9 +56,12 @@ defmodule Mure.Backend do
   level:
 
     * always: `window_reduce`, `window_scatter_max`, `window_scatter_min`, `indexed_add`,
-      `indexed_put`, `lu`, `triangular_solve`, `fft`, `ifft`, `conjugate`;
-    * every op on `{:c, 64}` and `{:c, 128}` (the node stores their bytes, has no complex
-      arithmetic);
+      `indexed_put`, `lu`, `triangular_solve`;
+    * on `{:c, 64}` and `{:c, 128}`: the ops Nx defines on complex that the node's complex
+      table lacks (the node has data movement, as_type, `+ - * /`, `pow`, `equal`,
+      `not_equal`, `sum`, `product`, `dot`, `conjugate`, `real`, `imag`, `abs`, `exp`,
+      `log`, `sqrt`, the trigonometric and hyperbolic functions; `fft` and `ifft` run there
+      through FFTW, on the node's CPU whatever `:device` says);
     * `map` and `reduce` with a function the trace cannot translate (reduce: only add,
       multiply, max or min of the element and the accumulator); `gather` over some of the
       axes; `conv` with batch groups or a kernel of more than 256 elements per channel;
@@ -85,10 +88,7 @@ defmodule Mure.Backend do
     indexed_add: 5,
     indexed_put: 5,
     lu: 3,
-    triangular_solve: 4,
-    fft: 3,
-    ifft: 3,
-    conjugate: 2
+    triangular_solve: 4
   ]
 
   @unary_ops Rules.unary_ops()
@@ -154,10 +154,10 @@ defmodule Mure.Backend do
 
   @impl true
   def constant(out, number, opts) do
-    if node_type?(out.type) and not is_struct(number, Complex) do
+    if node_type?(out.type) do
       create(out, opts, :constant, fn -> Expr.full(number, out.shape, type: out.type) end)
     else
-      Fallback.run(:constant, [out, number, []], opts[:connection], opts[:device], "complex")
+      Fallback.run(:constant, [out, number, []], opts[:connection], opts[:device], "type")
     end
   end
 
@@ -175,7 +175,9 @@ defmodule Mure.Backend do
     conn = opts[:connection]
 
     if node_type?(out.type) do
-      case Node.run(conn, name, [], fn [] -> build.() end, {out.type, out.shape}, opts[:device]) do
+      device = cpu_for_complex(opts[:device], [out], name)
+
+      case Node.run(conn, name, [], fn [] -> build.() end, {out.type, out.shape}, device) do
         {:ok, t} ->
           wrap(out, t, opts[:device])
 
@@ -183,7 +185,7 @@ defmodule Mure.Backend do
           Fallback.run(name, fallback_args(name, out), conn, opts[:device], why)
       end
     else
-      Fallback.run(name, fallback_args(name, out), conn, opts[:device], "complex")
+      Fallback.run(name, fallback_args(name, out), conn, opts[:device], "type")
     end
   end
 
@@ -197,16 +199,11 @@ defmodule Mure.Backend do
   end
 
   @doc false
-  # Puts `bin` (Nx's bytes of `out`) on the node. Complex tensors are stored as their
-  # floats ({:c, 64} as {:f, 32} pairs), read back as the same bytes.
+  # Puts `bin` (Nx's bytes of `out`) on the node; complex types too, in Nx's layout (real
+  # part, then imaginary part, per element).
   @spec upload(Nx.Tensor.t(), binary(), GenServer.server(), atom()) :: Nx.Tensor.t()
-  def upload(out, bin, conn, device) do
-    {type, shape} = storage(out)
-    wrap(out, Node.upload(conn, bin, type, shape), device)
-  end
-
-  defp storage(%{type: {:c, bits}, shape: shape}), do: {{:f, div(bits, 2)}, {2 * Nx.size(shape)}}
-  defp storage(%{type: type, shape: shape}), do: {type, shape}
+  def upload(out, bin, conn, device),
+    do: wrap(out, Node.upload(conn, bin, out.type, out.shape), device)
 
   @doc false
   @spec download(Nx.Tensor.t(), String.t()) :: binary()
@@ -415,12 +412,15 @@ defmodule Mure.Backend do
       do: serve(unquote(op), out, [t], [out, t], fn [x] -> Expr.unary(unquote(op), x) end)
   end
 
-  @impl true
-  def real(out, t), do: serve(:real, out, [t], [out, t], fn [x] -> Expr.as_type(x, out.type) end)
-
-  @impl true
-  def imag(out, t) do
-    serve(:imag, out, [t], [out, t], fn [_x] -> Expr.full(0, out.shape, type: out.type) end)
+  # fft/ifft: the node transforms the last axis (FFTW); another axis is moved there and back.
+  # Parts of magnitude <= opts[:eps] become 0, as Nx.BinaryBackend does.
+  for kind <- [:fft, :ifft] do
+    @impl true
+    def unquote(kind)(out, t, opts) do
+      serve(unquote(kind), out, [t], [out, t, opts], fn [x] ->
+        Mure.Backend.Compose.fft(unquote(kind), x, opts[:axis], opts[:length], opts[:eps])
+      end)
+    end
   end
 
   for op <- @binary_ops do
@@ -509,15 +509,26 @@ defmodule Mure.Backend do
     if Enum.all?([out | inputs], &node_type?(&1.type)) do
       {conn, device} = home(args)
       refs = Enum.map(inputs, &to_node(&1, conn))
+      device = cpu_for_complex(device, [out | inputs], name)
 
       case Node.run(conn, name, refs, build, {out.type, out.shape}, device) do
         {:ok, ref} -> wrap(out, ref, device)
         {:unsupported, why} -> Fallback.run(name, args, conn, device, why)
       end
     else
-      fallback(name, args, "complex")
+      fallback(name, args, "type")
     end
   end
+
+  # Complex types and FFTs run on the node's CPU executor only: `device: :opencl` sends them
+  # there (:auto does already).
+  defp cpu_for_complex(:opencl, tensors, name) do
+    if name in [:fft, :ifft] or Enum.any?(tensors, &match?({:c, _}, &1.type)),
+      do: :cpu,
+      else: :opencl
+  end
+
+  defp cpu_for_complex(device, _tensors, _name), do: device
 
   @doc false
   @spec fallback(atom(), list(), String.t()) :: term()

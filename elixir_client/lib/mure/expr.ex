@@ -499,6 +499,23 @@ defmodule Mure.Expr do
   @spec matmul(operand(), operand()) :: t()
   defdelegate matmul(a, b), to: Math
 
+  @doc """
+  The discrete Fourier transform over the last axis, each row cut or zero-padded to `length`
+  first (as `Nx.fft/2`; `ifft/2` is the inverse, scaled by 1/length). Complex result.
+
+  ## Examples
+
+      iex> Mure.Expr.fft(Mure.Expr.parameter(0, {:f, 32}, {2, 5}), 8).type
+      {:c, 64}
+
+  """
+  @spec fft(operand(), pos_integer()) :: t()
+  def fft(x, length), do: Math.fft(:fft, x, length)
+
+  @doc "The inverse of `fft/2`, scaled by 1/length, as `Nx.ifft/2`."
+  @spec ifft(operand(), pos_integer()) :: t()
+  def ifft(x, length), do: Math.fft(:ifft, x, length)
+
   ## Creation
 
   @doc """

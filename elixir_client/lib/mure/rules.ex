@@ -20,20 +20,36 @@ defmodule Mure.Rules do
   @op_table Path.expand("../../../src/ir/ops.def", __DIR__)
   @external_resource @op_table
 
-  @op_rows (for [_, family, name, rule] <-
+  @op_rows (for [_, family, id, name, rule] <-
                   Regex.scan(
-                    ~r/^MURE_(UNARY|BINARY|REDUCE)\(\w+, "(\w+)", (\w+)/m,
+                    ~r/^MURE_(UNARY|BINARY|REDUCE)\((\w+), "(\w+)", (\w+)/m,
                     File.read!(@op_table)
                   ) do
-              {String.to_atom(String.downcase(family)), String.to_atom(name), rule}
+              {String.to_atom(String.downcase(family)), String.to_atom(name), rule, id}
             end)
 
-  @unary_ops for {:unary, name, _} <- @op_rows, do: name
-  @binary_ops for {:binary, name, _} <- @op_rows, do: name
-  @reductions for {:reduce, name, _} <- @op_rows, do: name
-  @unary_rules Map.new(for {:unary, name, rule} <- @op_rows, do: {name, rule})
-  @binary_rules Map.new(for {:binary, name, rule} <- @op_rows, do: {name, rule})
-  @reduce_rules Map.new(for {:reduce, name, rule} <- @op_rows, do: {name, rule})
+  # The complex table's rows (`MURE_COMPLEX_UNARY(Id, Rule, ...`, `MURE_COMPLEX_BINARY(Id, ...`,
+  # `MURE_COMPLEX_REDUCE(Id, ...`): the ops that take {:c, 64} and {:c, 128}, by the Id of
+  # their row above.
+  @names_by_id Map.new(for {family, name, _, id} <- @op_rows, do: {{family, id}, name})
+  @complex_rows (for [_, family, id, rest] <-
+                       Regex.scan(
+                         ~r/^MURE_COMPLEX_(UNARY|BINARY|REDUCE)\((\w+), ([^,\n]*)/m,
+                         File.read!(@op_table)
+                       ) do
+                   family = String.to_atom(String.downcase(family))
+                   {family, Map.fetch!(@names_by_id, {family, id}), rest}
+                 end)
+  @complex_unary Map.new(for {:unary, name, rule} <- @complex_rows, do: {name, rule})
+  @complex_binary for {:binary, name, _} <- @complex_rows, do: name
+  @complex_reduce for {:reduce, name, _} <- @complex_rows, do: name
+
+  @unary_ops for {:unary, name, _, _} <- @op_rows, do: name
+  @binary_ops for {:binary, name, _, _} <- @op_rows, do: name
+  @reductions for {:reduce, name, _, _} <- @op_rows, do: name
+  @unary_rules Map.new(for {:unary, name, rule, _} <- @op_rows, do: {name, rule})
+  @binary_rules Map.new(for {:binary, name, rule, _} <- @op_rows, do: {name, rule})
+  @reduce_rules Map.new(for {:reduce, name, rule, _} <- @op_rows, do: {name, rule})
 
   @spec unary_ops() :: [atom()]
   def unary_ops, do: @unary_ops
@@ -79,6 +95,23 @@ defmodule Mure.Rules do
   def float?({:bf, 16}), do: true
   def float?(_), do: false
 
+  @spec complex?(Mure.type()) :: boolean()
+  def complex?({:c, _}), do: true
+  def complex?(_), do: false
+
+  @doc false
+  # Nx.Type.to_complex: {:f, 64} -> {:c, 128}, complex stays, the rest -> {:c, 64}.
+  @spec to_complex(Mure.type()) :: Mure.type()
+  def to_complex({:c, _} = t), do: t
+  def to_complex({:f, 64}), do: {:c, 128}
+  def to_complex(_), do: {:c, 64}
+
+  @doc false
+  # The type of a complex type's parts ({:c, 64} -> {:f, 32}).
+  @spec real_part(Mure.type()) :: Mure.type()
+  def real_part({:c, bits}), do: {:f, div(bits, 2)}
+  def real_part(t), do: t
+
   @spec signed?(Mure.type()) :: boolean()
   def signed?({:s, _}), do: true
   def signed?(_), do: false
@@ -90,6 +123,16 @@ defmodule Mure.Rules do
 
   def merge_types({_, ba} = a, {_, bb} = b) do
     cond do
+      # The complex class wins over every real one ({:c, 64} with {:f, 64} stays {:c, 64}).
+      complex?(a) and complex?(b) ->
+        {:c, max(ba, bb)}
+
+      complex?(a) ->
+        a
+
+      complex?(b) ->
+        b
+
       float?(a) and float?(b) ->
         cond do
           a == {:bf, 16} or b == {:bf, 16} ->
@@ -119,13 +162,28 @@ defmodule Mure.Rules do
   end
 
   @spec to_floating(Mure.type()) :: Mure.type()
-  def to_floating(t), do: if(float?(t), do: t, else: {:f, 32})
+  def to_floating(t), do: if(float?(t) or complex?(t), do: t, else: {:f, 32})
 
   ## Elementwise
 
   @spec unary_type(atom(), Mure.type()) :: {:ok, Mure.type()} | {:error, String.t()}
+  def unary_type(op, {:c, _} = t) do
+    case Map.get(@complex_unary, op) do
+      "Same" -> {:ok, t}
+      "Real" -> {:ok, real_part(t)}
+      "Predicate" -> {:ok, {:u, 8}}
+      nil -> {:error, "#{op} is not defined on complex tensors, got #{inspect(t)}"}
+    end
+  end
+
   def unary_type(op, t) do
     case Map.get(@unary_rules, op, "Floating") do
+      "Complex" ->
+        {:ok, to_complex(t)}
+
+      "ComplexPart" ->
+        {:error, "#{op} takes complex tensors ({:c, 64} or {:c, 128}), got #{inspect(t)}"}
+
       "Same" ->
         {:ok, t}
 
@@ -146,6 +204,14 @@ defmodule Mure.Rules do
   def binary_type(op, a, b) do
     m = merge_types(a, b)
 
+    if complex?(m) and op not in @complex_binary do
+      {:error, "#{op} is not defined on complex tensors, got #{inspect(a)} and #{inspect(b)}"}
+    else
+      binary_rule(op, a, b, m)
+    end
+  end
+
+  defp binary_rule(op, a, b, m) do
     case Map.get(@binary_rules, op, "Merge") do
       "Floating" ->
         {:ok, to_floating(m)}
@@ -237,7 +303,8 @@ defmodule Mure.Rules do
     rank = tuple_size(shape)
     axes = if axes == :all, do: Enum.to_list(0..(rank - 1)//1), else: axes
 
-    with {:ok, axes} <- axes(axes, rank, "reduction axis"),
+    with :ok <- check_complex_reduce(op, type),
+         {:ok, axes} <- axes(axes, rank, "reduction axis"),
          :ok <- check_arg_reduce(op, shape, axes) do
       dims =
         for {d, i} <- Enum.with_index(Tuple.to_list(shape)),
@@ -248,7 +315,7 @@ defmodule Mure.Rules do
         case Map.fetch!(@reduce_rules, op) do
           "Widen" ->
             cond do
-              float?(type) -> type
+              float?(type) or complex?(type) -> type
               signed?(type) -> {:s, 64}
               true -> {:u, 64}
             end
@@ -266,6 +333,14 @@ defmodule Mure.Rules do
       {:ok, {out_type, List.to_tuple(dims)}}
     end
   end
+
+  defp check_complex_reduce(op, {:c, _} = type) do
+    if op in @complex_reduce,
+      do: :ok,
+      else: {:error, "#{op} is not defined on complex tensors, got #{inspect(type)}"}
+  end
+
+  defp check_complex_reduce(_op, _type), do: :ok
 
   defp check_arg_reduce(op, shape, axes) do
     cond do
@@ -373,7 +448,7 @@ defmodule Mure.Rules do
   end
 
   defp integer_indices(op, type) do
-    if float?(type),
+    if float?(type) or complex?(type),
       do: {:error, "#{op}'s indices must be integers, got #{inspect(type)}"},
       else: :ok
   end
@@ -586,6 +661,22 @@ defmodule Mure.Rules do
     if Enum.any?(contract, &(&1 in batch)),
       do: {:error, "an axis of #{which} is both a contraction and a batch axis"},
       else: :ok
+  end
+
+  @spec fft(atom(), Mure.type(), Mure.shape(), term()) ::
+          {:ok, {Mure.type(), Mure.shape()}} | {:error, String.t()}
+  def fft(op, type, shape, length) do
+    cond do
+      tuple_size(shape) == 0 ->
+        {:error, "#{op} needs a tensor of rank 1 or more (it runs over the last axis)"}
+
+      not is_integer(length) or length < 1 or length > 2_147_483_647 ->
+        {:error,
+         "#{op}'s length must be between 1 and 2^31-1 (FFTW's limit), got #{inspect(length)}"}
+
+      true ->
+        {:ok, {to_complex(type), put_elem(shape, tuple_size(shape) - 1, length)}}
+    end
   end
 
   @spec outer(Mure.shape(), Mure.shape()) :: {:ok, Mure.shape()} | {:error, String.t()}

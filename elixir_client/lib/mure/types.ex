@@ -13,6 +13,7 @@ defmodule Mure.Types do
   def valid_type?({:s, bits}) when bits in [8, 16, 32, 64], do: true
   def valid_type?({:f, bits}) when bits in [16, 32, 64], do: true
   def valid_type?({:bf, 16}), do: true
+  def valid_type?({:c, bits}) when bits in [64, 128], do: true
   def valid_type?(_), do: false
 
   @spec itemsize(Mure.type()) :: pos_integer()
@@ -27,8 +28,8 @@ defmodule Mure.Types do
       type
     else
       raise ArgumentError,
-            "#{what}: expected a type {:u, 8|16|32|64}, {:s, 8|16|32|64}, {:f, 16|32|64} " <>
-              "or {:bf, 16}, got: #{inspect(type)}"
+            "#{what}: expected a type {:u, 8|16|32|64}, {:s, 8|16|32|64}, {:f, 16|32|64}, " <>
+              "{:bf, 16} or {:c, 64|128}, got: #{inspect(type)}"
     end
   end
 

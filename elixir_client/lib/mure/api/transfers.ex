@@ -39,7 +39,7 @@ defmodule Mure.Api.Transfers do
           iex> Mure.upload(conn, <<1, 2, 3>>, {:f, 32}, {1})
           ** (ArgumentError) upload: expected 4 bytes for a f32[1] tensor (1 elements of 4 bytes), got 3 bytes
           iex> Mure.upload(conn, <<>>, {:f, 33}, {0})
-          ** (ArgumentError) upload: expected a type {:u, 8|16|32|64}, {:s, 8|16|32|64}, {:f, 16|32|64} or {:bf, 16}, got: {:f, 33}
+          ** (ArgumentError) upload: expected a type {:u, 8|16|32|64}, {:s, 8|16|32|64}, {:f, 16|32|64}, {:bf, 16} or {:c, 64|128}, got: {:f, 33}
 
       """
       @spec upload(conn(), binary(), type(), shape(), call_opts()) ::

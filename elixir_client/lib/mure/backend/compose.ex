@@ -179,4 +179,40 @@ defmodule Mure.Backend.Compose do
   end
 
   defp inverse(perm), do: perm |> Enum.with_index() |> Enum.sort() |> Enum.map(&elem(&1, 1))
+
+  @doc false
+  # fft/ifft over `axis`: the node transforms the last axis, so another axis is moved there
+  # and back; then parts of magnitude <= eps become 0 (Nx.BinaryBackend's cleaning).
+  @spec fft(:fft | :ifft, Expr.t(), non_neg_integer() | nil, pos_integer(), number() | nil) ::
+          Expr.t()
+  def fft(kind, x, axis, length, eps) do
+    last = tuple_size(x.shape) - 1
+    axis = axis || last
+    perm = Enum.to_list(0..last) |> List.delete(axis) |> Kernel.++([axis])
+    back = Enum.map(0..last, fn d -> Enum.find_index(perm, &(&1 == d)) end)
+    moved = if axis == last, do: x, else: Expr.transpose(x, axes: perm)
+    y = if kind == :fft, do: Expr.fft(moved, length), else: Expr.ifft(moved, length)
+    y = if eps, do: clean(y, eps), else: y
+    if axis == last, do: y, else: Expr.transpose(y, axes: back)
+  end
+
+  defp clean(y, eps) do
+    real = Mure.Rules.real_part(y.type)
+    zero = Expr.full(0.0, {}, type: real)
+    limit = Expr.full(eps, {}, type: real)
+
+    [re, im] =
+      for part <- [:real, :imag] do
+        p = Expr.unary(part, y)
+        Expr.select(Expr.binary(:less_equal, Expr.unary(:abs, p), limit), zero, p)
+      end
+
+    i = Expr.full({0.0, 1.0}, {}, type: y.type)
+
+    Expr.binary(
+      :add,
+      Expr.as_type(re, y.type),
+      Expr.binary(:multiply, Expr.as_type(im, y.type), i)
+    )
+  end
 end

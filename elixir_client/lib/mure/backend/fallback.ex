@@ -1,9 +1,9 @@
 defmodule Mure.Backend.Fallback do
   @moduledoc false
   # The one place where Mure.Backend runs a callback on Nx.BinaryBackend instead of the
-  # node: the callbacks whose op the node lacks (conv, window ops, FFT, LU, ...), the
-  # complex types (the node has no {:c, _} yet), and the variants of an op that Mure.Expr's
-  # rules refuse (for example argmax with tie_break: :high). The tensors are downloaded,
+  # node: the callbacks whose op the node lacks (window ops, LU, ...), the ops Nx defines on
+  # complex types that the node's complex table lacks, and the variants of an op that
+  # Mure.Expr's rules refuse (for example argmax with tie_break: :high). The tensors are downloaded,
   # the callback runs here, and its results are uploaded to the node again. Every fallback
   # is counted per callback (`Mure.Backend.fallbacks/0`), logged at debug level and sent as
   # the telemetry event [:mure, :backend, :fallback] (measurements %{count: 1}, metadata

@@ -113,7 +113,7 @@ defmodule Mure.Expr.Build do
   defp constant_type(n, type, op), do: constant_type(n, type, op, [])
 
   defp constant_type(n, peer, op, others) when is_integer(n) do
-    if Rules.float?(peer) or fits?(n, peer) do
+    if Rules.float?(peer) or Rules.complex?(peer) or fits?(n, peer) do
       peer
     else
       fail!(
@@ -132,12 +132,20 @@ defmodule Mure.Expr.Build do
     do: n >= -Bitwise.bsl(1, bits - 1) and n < Bitwise.bsl(1, bits - 1)
 
   def default_type(n) when is_integer(n), do: {:s, 32}
+  def default_type(%Complex{}), do: {:c, 64}
+  def default_type({_re, _im}), do: {:c, 64}
   def default_type(_), do: {:f, 32}
 
   def check_scalar!(v, _what) when is_number(v) or v in [:infinity, :neg_infinity, :nan], do: :ok
+  def check_scalar!({re, im}, what), do: check_scalar!(re, what) && check_scalar!(im, what)
 
   def check_scalar!(v, what),
     do: raise(ArgumentError, "#{what}: expected a number, got: #{inspect(v)}")
+
+  # A scalar as the node takes it: a number, or {re, im} for a complex one (a Complex struct
+  # becomes that pair; its parts may be :infinity, :neg_infinity or :nan).
+  def scalar_term(%Complex{re: re, im: im}), do: {re, im}
+  def scalar_term(v), do: v
 
   def describe(%Mure.Expr{type: type, shape: shape}),
     do: Types.type_to_string(type) <> Types.shape_to_string(shape)

@@ -8,6 +8,7 @@ defmodule Mure.Expr.Create do
   alias Mure.{Rules, Types}
 
   def full(value, shape, opts) do
+    value = scalar_term(value)
     check_scalar!(value, "full")
     opts = Keyword.validate!(opts, type: default_type(value))
     Types.check_type!(opts[:type], "full")

@@ -84,6 +84,10 @@ defmodule Mure.Expr.Math do
     bc = ok!(Rules.broadcast_shapes(lo.shape, hi.shape), :clip, [x, lo, hi])
     shape = ok!(Rules.broadcast_shapes(x.shape, bc), :clip, [x, lo, hi])
     type = Rules.merge_types(x.type, Rules.merge_types(lo.type, hi.type))
+
+    if Rules.complex?(type),
+      do: fail!(:clip, "clip is not defined on complex tensors (no order)", [x, lo, hi])
+
     new({:clip, x, lo, hi}, type, shape)
   end
 
@@ -104,6 +108,12 @@ defmodule Mure.Expr.Math do
 
     shape = ok!(Rules.dot(a.shape, ca, ba, b.shape, cb, bb), :dot, [a, b])
     new({:dot, a, ca, ba, b, cb, bb}, Rules.merge_types(a.type, b.type), shape)
+  end
+
+  def fft(op, x, length) when op in [:fft, :ifft] do
+    x = operand!(x, nil, op)
+    {type, shape} = ok!(Rules.fft(op, x.type, x.shape, length), op, [x])
+    new({op, x, length}, type, shape)
   end
 
   def outer(a, b) do

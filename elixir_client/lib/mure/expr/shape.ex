@@ -97,6 +97,7 @@ defmodule Mure.Expr.Shape do
 
   def pad(x, value, config) do
     x = operand!(x, nil, :pad)
+    value = scalar_term(value)
     check_scalar!(value, "pad")
 
     unless is_list(config) and
@@ -152,6 +153,13 @@ defmodule Mure.Expr.Shape do
       do: raise(ArgumentError, "#{op}: :direction must be :asc or :desc")
 
     ok!(Rules.axis(opts[:axis], tuple_size(x.shape), "sort axis"), op, [x])
+
+    if Rules.complex?(x.type),
+      do:
+        fail!(op, "#{op} is not defined on complex tensors (no order), got #{inspect(x.type)}", [
+          x
+        ])
+
     type = if op == :argsort, do: {:s, 64}, else: x.type
     new({op, x, opts[:axis], opts[:direction]}, type, x.shape)
   end

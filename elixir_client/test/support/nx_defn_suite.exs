@@ -1,7 +1,7 @@
 # Nx's own defn tests (the vendored Nx 0.7.2: test/nx/defn/*_test.exs and
 # test/nx/defn_test.exs, grad_test.exs among them) with Mure.Compiler as the global default
-# compiler, against a real node. A script, not part of `mix test` (the whole suite takes
-# ~20 min on a loaded 2-core machine):
+# compiler, against a real node. test/nx_defn_suite_test.exs runs it in a BEAM of its own
+# (~1.5 min on 2 cores) and checks its count; by hand:
 #
 #     cd elixir_client && MIX_ENV=test mix run test/support/nx_defn_suite.exs [NAME ...]
 #

@@ -1,0 +1,62 @@
+defmodule Mure.NxDefnSuiteTest do
+  # Nx's own defn tests (test/nx/defn/*_test.exs and test/nx/defn_test.exs of the vendored
+  # Nx 0.7.2, grad_test.exs among them) with Mure.Compiler as the global default compiler,
+  # against a real node (issue 14, "the measure"). The files run in a BEAM of their own:
+  # test/support/nx_defn_suite.exs (its own ExUnit, its own node; its header says how it
+  # adapts Nx's `==` comparisons and what it excludes, and why). It prints
+  #
+  #     defn tests on Mure: P of R passed, E excluded
+  #
+  # and this test fails when fewer than @floor pass (see there) or the BEAM does not finish
+  # in @limit_s.
+  # Run it alone: mix test test/nx_defn_suite_test.exs (or --only nx_defn_suite).
+  use ExUnit.Case, async: false
+
+  @moduletag :nx_defn_suite
+  @moduletag timeout: 900_000
+
+  # 488 of 508 passed when this test was added (Zen 5, 2 cores); the failures then: the 14
+  # stream tests (__stream__ raises: no streaming on the node yet), the evaluator's svd test
+  # (Nx's defn svd: loops of eager round trips, past the 30 s per-test limit) and 5 tests that
+  # compare f32 results with == whose last digit differs (the node computes f32 in f32:
+  # qr, cholesky grad, exp/sin grads, pad grad). The floor leaves room for 3 of those
+  # last-digit comparisons to move with BLIS's kernel (it differs between CPUs).
+  @floor 485
+  @limit_s 700
+
+  test "Nx's defn test files pass with compiler: Mure" do
+    script = Path.expand("support/nx_defn_suite.exs", __DIR__)
+
+    code_path =
+      Path.wildcard(Path.join(Mix.Project.build_path(), "lib/*/ebin"))
+      |> Enum.flat_map(&["-pa", &1])
+
+    vendor = Mix.Project.deps_paths()[:nx] |> Path.dirname()
+
+    unless File.dir?(Path.join(vendor, "nx/test/nx/defn")) do
+      flunk("Nx's own test files are not under #{vendor}: this test needs the vendored Nx tree")
+    end
+
+    args = ["#{@limit_s}", System.find_executable("elixir")] ++ code_path ++ [script]
+    started = System.monotonic_time(:millisecond)
+
+    {output, status} =
+      System.cmd("timeout", args,
+        stderr_to_stdout: true,
+        env: [{"MURE_VENDOR", vendor}, {"MIX_ENV", "test"}]
+      )
+
+    seconds = round((System.monotonic_time(:millisecond) - started) / 1000)
+    line = Regex.run(~r/defn tests on Mure: (\d+) of (\d+) passed, (\d+) excluded/, output)
+
+    assert line,
+           "the defn suite's BEAM exited with status #{status} after #{seconds} s " <>
+             "(124: killed at #{@limit_s} s) without its count:\n#{String.slice(output, -8000, 8000)}"
+
+    [text, passed, _total, _excluded] = line
+    IO.puts("\n#{text} (in #{seconds} s)")
+
+    assert String.to_integer(passed) >= @floor,
+           "#{text}: fewer than #{@floor}; the failures:\n#{String.slice(output, -20000, 20000)}"
+  end
+end

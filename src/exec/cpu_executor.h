@@ -45,6 +45,8 @@ class CpuExecutor final : public Executor {
   Status Sort(const Tensor& in, uint64_t axis, bool descending, bool arg, Tensor& out) override;
   Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& plan, DType compute, Tensor& out) override;
   Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) override;
+  /// LAPACK(E): exec/cpu_linalg.cpp.
+  Status Linalg(const ir::LinalgPlan& plan, const Tensor& a, const Tensor* b, Tensor& out) override;
 
  private:
   const BlisExecutor* blis_;

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ir/linalg.h"
 #include "ir/ops.h"
 #include "mure/status.h"
 #include "store/tensor_store.h"
@@ -60,6 +61,13 @@ class Executor {
   /// Floating products go through the device's fastest matrix product (BLIS on the CPU).
   virtual Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& plan, DType compute, Tensor& out) = 0;
   virtual Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) = 0;
+  /// Linear algebra (ir/linalg.h): `out` is the single result, or the tuple value whose parts sit
+  /// at plan.parts[i].offset. `b` is null for the ops of one operand. Only the CPU executor
+  /// (exec/cpu_linalg.cpp, LAPACK) has it; the planner places these ops there.
+  virtual Status Linalg(const ir::LinalgPlan& plan, const Tensor& /*a*/, const Tensor* /*b*/, Tensor& /*out*/) {
+    return Status(ErrorKind::kUnsupported, std::string(ir::LinalgName(plan.op)) + " runs on the CPU only (LAPACK); "
+                                           "place it :cpu or :auto");
+  }
 };
 
 }  // namespace mure::exec

@@ -51,6 +51,8 @@ std::string_view AtomName(const Node& node) {
                         [](const Argsort&) -> std::string_view { return "argsort"; },
                         [](const Dot& n) { return LegacyName(n.legacy, "dot"); },
                         [](const Outer&) -> std::string_view { return "outer"; },
+                        [](const Linalg& n) { return LinalgName(n.op); },
+                        [](const Elem&) -> std::string_view { return "elem"; },
                     },
                     node);
 }
@@ -92,6 +94,8 @@ std::vector<Id> Operands(const Node& node) {
                         [](const Argsort& n) { return std::vector<Id>{n.x}; },
                         [](const Dot& n) { return std::vector<Id>{n.a, n.b}; },
                         [](const Outer& n) { return std::vector<Id>{n.a, n.b}; },
+                        [](const Linalg& n) { return n.b ? std::vector<Id>{n.a, n.b} : std::vector<Id>{n.a}; },
+                        [](const Elem& n) { return std::vector<Id>{n.x}; },
                     },
                     node);
 }

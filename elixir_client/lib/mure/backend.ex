@@ -56,7 +56,7 @@ defmodule Mure.Backend do
   level:
 
     * always: `window_reduce`, `window_scatter_max`, `window_scatter_min`, `indexed_add`,
-      `indexed_put`, `lu`, `triangular_solve`, `fft`, `ifft`, `conjugate`;
+      `indexed_put`, `fft`, `ifft`, `conjugate`;
     * every op on `{:c, 64}` and `{:c, 128}` (the node stores their bytes, has no complex
       arithmetic);
     * `map` and `reduce` with a function the trace cannot translate (reduce: only add,
@@ -84,8 +84,6 @@ defmodule Mure.Backend do
     window_scatter_min: 6,
     indexed_add: 5,
     indexed_put: 5,
-    lu: 3,
-    triangular_solve: 4,
     fft: 3,
     ifft: 3,
     conjugate: 2
@@ -472,6 +470,24 @@ defmodule Mure.Backend do
     serve(:argsort, out, [t], [out, t, opts], fn [x] -> Expr.argsort(x, so) end)
   end
 
+  # Nx.LinAlg through LAPACK on the node (Mure.Backend.Linalg).
+  @impl true
+  defdelegate lu(out, t, opts), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate triangular_solve(out, a, b, opts), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate qr(out, t, opts), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate cholesky(out, t), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate eigh(out, t, opts), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate svd(out, t, opts), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate solve(out, a, b), to: Mure.Backend.Linalg
+  @impl true
+  defdelegate determinant(out, t), to: Mure.Backend.Linalg
+
   ## What the node does not have yet
 
   for {name, arity} <- @fallback_callbacks do
@@ -505,6 +521,32 @@ defmodule Mure.Backend do
       case Node.run(conn, name, refs, build, {out.type, out.shape}, device) do
         {:ok, ref} -> wrap(out, ref, device)
         {:unsupported, why} -> Fallback.run(name, args, conn, device, why)
+      end
+    else
+      fallback(name, args, "complex")
+    end
+  end
+
+  @doc false
+  # `serve` for an op with several results: `outs` (Nx's templates, in order) and `build`
+  # giving one expression per out; the result is the tuple of Nx tensors.
+  @spec serve_many(atom(), [Nx.Tensor.t()], [Nx.Tensor.t()], list(), ([Expr.t()] -> [Expr.t()])) ::
+          tuple()
+  def serve_many(name, outs, inputs, args, build) do
+    if Enum.all?(outs ++ inputs, &node_type?(&1.type)) do
+      {conn, device} = home(args)
+      refs = Enum.map(inputs, &to_node(&1, conn))
+      shapes = Enum.map(outs, &{&1.type, &1.shape})
+
+      case Node.run_many(conn, name, refs, build, shapes, device) do
+        {:ok, made} ->
+          outs
+          |> Enum.zip(made)
+          |> Enum.map(fn {o, r} -> wrap(o, r, device) end)
+          |> List.to_tuple()
+
+        {:unsupported, why} ->
+          Fallback.run(name, args, conn, device, why)
       end
     else
       fallback(name, args, "complex")

@@ -1,7 +1,7 @@
 // mure — the linear-algebra ops on the CPU executor, through LAPACKE's _work entry points
 // (column-major, workspace queried and then reserved on the node's budget: LAPACKE's own
-// allocations would not be). f32 and f64 run in their own precision; f16/bf16 and integer
-// operands run in f32 and are stored as Nx's output type says (ir/linalg.cpp).
+// allocations would not be). The plan says the precision (ir/linalg.cpp: double for every type,
+// rounded once to Nx's output type when stored); both are instantiated.
 //
 // Each matrix of the batch is staged column-major in scratch memory, factorised, and its results
 // written row-major into the output (or the tuple value's parts). LAPACK's info is mapped to a
@@ -183,8 +183,13 @@ class Kernel {
       LoadA(bi, a->data());
       info = geqrf(m_, n_, a->data(), tau->data(), work->data(), static_cast<li>(lw));
       if (info < 0) return Info(info, "geqrf");
+      // Nx's sign convention: a reflection maps its column onto +norm (R's diagonal >= 0 where
+      // one was applied); LAPACK's onto -sign(alpha) * norm. Row i of R and column i of Q flip
+      // together, so Q.R is unchanged (+ 0.0: a flipped zero prints as 0.0, not -0.0).
+      auto sign = [&](uint64_t i) { return i < k && (*tau)[i] != 0 && (*a)[i + i * m] < 0 ? -1.0 : 1.0; };
       for (uint64_t i = 0; i < rr; ++i) {
-        for (uint64_t j = 0; j < n; ++j) Put(1, bi, rr, n, i, j, i <= j ? (*a)[i + j * m] : 0);
+        const double si = sign(i);
+        for (uint64_t j = 0; j < n; ++j) Put(1, bi, rr, n, i, j, i <= j ? si * (*a)[i + j * m] + 0.0 : 0);
       }
       if (qc == 0) continue;
       for (uint64_t j = 0; j < qc; ++j) {
@@ -193,7 +198,7 @@ class Kernel {
       info = orgqr(m_, qc_, k_, q->data(), tau->data(), work->data(), static_cast<li>(lw));
       if (info < 0) return Info(info, "orgqr");
       for (uint64_t i = 0; i < m; ++i) {
-        for (uint64_t j = 0; j < qc; ++j) Put(0, bi, m, qc, i, j, (*q)[i + j * m]);
+        for (uint64_t j = 0; j < qc; ++j) Put(0, bi, m, qc, i, j, sign(j) * (*q)[i + j * m] + 0.0);
       }
     }
     return Status::Ok();
@@ -390,7 +395,7 @@ class Kernel {
         det *= static_cast<double>((*a)[i + i * n]);
         if ((*ipiv)[i] != static_cast<li>(i + 1)) det = -det;
       }
-      StoreF(p_.parts[0].type, out_.data(), bi, det);
+      StoreF(p_.parts[0].type, out_.data(), bi, det + 0.0);  // + 0.0: a zero determinant is +0.0, as Nx's
     }
     return Status::Ok();
   }

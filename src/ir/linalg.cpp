@@ -64,7 +64,10 @@ Result<LinalgPlan> PlanLinalg(LinalgOp op, const LinalgOptions& opts, DType a_ty
   }
   DType out = ToFloating(a_type);
   if (has_b) out = ToFloating(MergeTypes(a_type, b_type));
-  p.compute = out == DType::kF64 ? DType::kF64 : DType::kF32;
+  // LAPACK runs in double for every type: an f32 result is then LAPACK's double result rounded
+  // once, as Nx.BinaryBackend's (which computes in f64) - single-precision LAPACK differs from
+  // it in the last places of every printed f32 (Nx's own doctests show it).
+  p.compute = DType::kF64;
   const uint64_t m = p.m, n = p.n, k = std::min(p.m, p.n);
   switch (op) {
     case LinalgOp::kLu:

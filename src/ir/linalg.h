@@ -43,7 +43,7 @@ struct LinalgPlan {
   LinalgOp op = LinalgOp::kLu;
   LinalgOptions opts;
   DType a_type = DType::kF32, b_type = DType::kF32;
-  DType compute = DType::kF32;  ///< kF32 or kF64: what LAPACK runs in
+  DType compute = DType::kF64;  ///< what LAPACK runs in: kF64 (kF32 is supported by the kernels)
   uint64_t batch = 1, m = 0, n = 0;
   uint64_t nrhs = 0;        ///< solve / triangular_solve: b's columns (1 for a vector)
   bool b_vector = false;    ///< b is a batch of vectors

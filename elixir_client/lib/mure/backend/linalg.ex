@@ -68,6 +68,17 @@ defmodule Mure.Backend.Linalg do
     end)
   end
 
+  @doc false
+  # What Nx does for an optional callback that a backend lacks (Nx.BinaryBackend lacks them
+  # all): its own composition, here on Nx.BinaryBackend tensors (Mure.Backend.Fallback, for
+  # the types the node does not have: complex).
+  def compose(:qr, [_out, t, opts]), do: Nx.LinAlg.qr(t, opts)
+  def compose(:eigh, [_out, t, opts]), do: Nx.LinAlg.eigh(t, opts)
+  def compose(:svd, [_out, t, opts]), do: Nx.LinAlg.svd(t, opts)
+  def compose(:cholesky, [_out, t]), do: Nx.LinAlg.cholesky(t)
+  def compose(:determinant, [_out, t]), do: Nx.LinAlg.determinant(t)
+  def compose(:solve, [_out, a, b]), do: Nx.LinAlg.solve(a, b)
+
   # The node's op as one expression of Nx's result (the node computes Nx's type and shape).
   defp one(node, out), do: Build.new(node, out.type, out.shape)
 

@@ -46,6 +46,19 @@ defmodule Mure.Backend do
   known to a scope of the caller: free them with `Nx.backend_deallocate/1`, or let the
   caller's exit free them.
 
+  ## Linear algebra
+
+  `Nx.LinAlg`'s `lu`, `triangular_solve`, `qr`, `cholesky`, `eigh`, `svd`, `solve` and
+  `determinant` run on the node through LAPACK, each one node op (batched), in double
+  whatever the type (an `{:f, 32}` result is rounded once). Where a factorisation leaves a
+  choice, LAPACK's is not Nx.BinaryBackend's: `lu` pivots by partial pivoting, `eigh` gives
+  eigenvalues in ascending order, and the signs of eigen and singular vectors may differ
+  (the products `p.l.u`, `v.diag(w).vt`, `u.s.vt` are the input either way). A singular
+  system raises Nx's `ArgumentError`; `:eps` and `:max_iter` do not apply.
+
+      {q, r} = Nx.LinAlg.qr(Nx.tensor([[3.0, 1.0], [4.0, 2.0]]))
+      Nx.dot(q, r)  # [[3.0, 1.0], [4.0, 2.0]], to f32 rounding
+
   ## Ops the node does not have yet
 
   The callbacks the node's op set serves run there, some composed from its ops in one

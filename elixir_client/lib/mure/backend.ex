@@ -56,9 +56,6 @@ defmodule Mure.Backend do
   (the products `p.l.u`, `v.diag(w).vt`, `u.s.vt` are the input either way). A singular
   system raises Nx's `ArgumentError`; `:eps` and `:max_iter` do not apply.
 
-      {q, r} = Nx.LinAlg.qr(Nx.tensor([[3.0, 1.0], [4.0, 2.0]]))
-      Nx.dot(q, r)  # [[3.0, 1.0], [4.0, 2.0]], to f32 rounding
-
   ## Ops the node does not have yet
 
   The callbacks the node's op set serves run there, some composed from its ops in one
@@ -484,22 +481,13 @@ defmodule Mure.Backend do
   end
 
   # Nx.LinAlg through LAPACK on the node (Mure.Backend.Linalg).
-  @impl true
-  defdelegate lu(out, t, opts), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate triangular_solve(out, a, b, opts), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate qr(out, t, opts), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate cholesky(out, t), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate eigh(out, t, opts), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate svd(out, t, opts), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate solve(out, a, b), to: Mure.Backend.Linalg
-  @impl true
-  defdelegate determinant(out, t), to: Mure.Backend.Linalg
+  for {name, arity} <-
+        [lu: 3, triangular_solve: 4, qr: 3, cholesky: 2, eigh: 3, svd: 3] ++
+          [solve: 3, determinant: 2] do
+    args = Macro.generate_arguments(arity, __MODULE__)
+    @impl true
+    defdelegate unquote(name)(unquote_splicing(args)), to: Mure.Backend.Linalg
+  end
 
   ## What the node does not have yet
 

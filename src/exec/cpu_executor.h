@@ -46,6 +46,8 @@ class CpuExecutor final : public Executor {
   Status Dot(const Tensor& a, const Tensor& b, const ir::DotPlan& plan, DType compute, Tensor& out) override;
   Status Outer(const Tensor& a, const Tensor& b, DType compute, Tensor& out) override;
   Status Fft(const Tensor& in, bool inverse, Tensor& out) override;
+  /// LAPACK(E): exec/cpu_linalg.cpp.
+  Status Linalg(const ir::LinalgPlan& plan, const Tensor& a, const Tensor* b, Tensor& out) override;
 
  private:
   const BlisExecutor* blis_;

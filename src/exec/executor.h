@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ir/linalg.h"
 #include "ir/ops.h"
 #include "mure/status.h"
 #include "store/tensor_store.h"
@@ -64,6 +65,13 @@ class Executor {
   /// fft / ifft over the last axis (cpu::Fft's contract); devices without it refuse.
   virtual Status Fft(const Tensor& in, bool inverse, Tensor& out) {
     return Status(ErrorKind::kUnsupported, std::string(inverse ? "ifft" : "fft") + " runs on the CPU executor only");
+  }
+  /// Linear algebra (ir/linalg.h): `out` is the single result, or the tuple value whose parts sit
+  /// at plan.parts[i].offset. `b` is null for the ops of one operand. Only the CPU executor
+  /// (exec/cpu_linalg.cpp, LAPACK) has it; the planner places these ops there.
+  virtual Status Linalg(const ir::LinalgPlan& plan, const Tensor& /*a*/, const Tensor* /*b*/, Tensor& /*out*/) {
+    return Status(ErrorKind::kUnsupported, std::string(ir::LinalgName(plan.op)) + " runs on the CPU only (LAPACK); "
+                                           "place it :cpu or :auto");
   }
 };
 

@@ -52,6 +52,8 @@ std::string_view AtomName(const Node& node) {
                         [](const Dot& n) { return LegacyName(n.legacy, "dot"); },
                         [](const Outer&) -> std::string_view { return "outer"; },
                         [](const Fft& n) -> std::string_view { return n.inverse ? "ifft" : "fft"; },
+                        [](const Linalg& n) { return LinalgName(n.op); },
+                        [](const Elem&) -> std::string_view { return "elem"; },
                     },
                     node);
 }
@@ -94,6 +96,8 @@ std::vector<Id> Operands(const Node& node) {
                         [](const Dot& n) { return std::vector<Id>{n.a, n.b}; },
                         [](const Outer& n) { return std::vector<Id>{n.a, n.b}; },
                         [](const Fft& n) { return std::vector<Id>{n.x}; },
+                        [](const Linalg& n) { return n.b ? std::vector<Id>{n.a, n.b} : std::vector<Id>{n.a}; },
+                        [](const Elem& n) { return std::vector<Id>{n.x}; },
                     },
                     node);
 }

@@ -14,6 +14,7 @@
 #include <variant>
 #include <vector>
 
+#include "ir/linalg.h"
 #include "ir/ops.h"
 #include "mure/types.h"
 
@@ -81,9 +82,15 @@ struct Outer { Id a = 0, b = 0; };
 /// fft / ifft over the last axis, cut or zero-padded to `length` (checked by the planner).
 struct Fft { Id x = 0; int64_t length = 0; bool inverse = false; };
 
+/// A linear-algebra op (ir/linalg.h); b is 0 for the ops of one operand. lu, qr, eigh and svd
+/// yield a tuple value (read with Elem).
+struct Linalg { LinalgOp op = LinalgOp::kLu; Id a = 0, b = 0; LinalgOptions opts; };
+/// {:elem, v, i}: part i (0-based) of a tuple value, as its own tensor.
+struct Elem { Id x = 0; int64_t index = 0; };
+
 using Node = std::variant<Unary, Binary, Reduce, AsType, Bitcast, Reshape, Transpose, Slice, Take, Iota, Eye, Full,
                           RandomUniform, RandomNormal, Select, Clip, Broadcast, Reverse, Pad, Concatenate, Stack,
-                          PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft>;
+                          PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft, Linalg, Elem>;
 
 /// The atom the node's request was sent as ("binary", or "add" for a legacy add).
 std::string_view AtomName(const Node& node);

@@ -1,6 +1,7 @@
 // mure — decoders of the compute ops: wire terms (docs/protocol.md) to ir::Node structs. The
 // table at the end maps {atom, arity} to its decoder; the legacy matmul/add/multiply requests
 // decode to dot and binary nodes.
+#include <string>
 #include <utility>
 
 #include "proto/decode_util.h"
@@ -215,6 +216,57 @@ Result<Body> DecodeFft(const Args& a) {  // fft, ifft
   return Node(ir::Fft{x, length, a.name == "ifft"});
 }
 
+Result<bool> DecodeBool(const TermTree& t, uint32_t n, const char* what) {
+  if (t.IsAtom(n, "true")) return true;
+  if (t.IsAtom(n, "false")) return false;
+  return Status::BadArg(std::string(what) + " must be true or false");
+}
+
+Result<Body> DecodeLinalg(const Args& a) {  // lu, qr, cholesky, eigh, svd, determinant, solve, triangular_solve
+  ir::Linalg l;
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), a.name == "solve" || a.name == "triangular_solve" ? "a" : "the operand"));
+  l.a = x;
+  if (a.name == "lu") l.op = ir::LinalgOp::kLu;
+  if (a.name == "cholesky") l.op = ir::LinalgOp::kCholesky;
+  if (a.name == "eigh") l.op = ir::LinalgOp::kEigh;
+  if (a.name == "determinant") l.op = ir::LinalgOp::kDeterminant;
+  if (a.name == "qr") {
+    l.op = ir::LinalgOp::kQr;
+    if (!a.t.IsAtom(a.Arg(2), "reduced") && !a.t.IsAtom(a.Arg(2), "complete")) {
+      return Status::BadArg("qr's mode must be :reduced or :complete");
+    }
+    l.opts.complete = a.t.IsAtom(a.Arg(2), "complete");
+  }
+  if (a.name == "svd") {
+    l.op = ir::LinalgOp::kSvd;
+    MURE_TRY(full, DecodeBool(a.t, a.Arg(2), "svd's full_matrices"));
+    l.opts.full_matrices = full;
+  }
+  if (a.name == "solve" || a.name == "triangular_solve") {
+    MURE_TRY(y, DecodeHandle(a.t, a.Arg(2), "b"));
+    l.b = y;
+    l.op = a.name == "solve" ? ir::LinalgOp::kSolve : ir::LinalgOp::kTriangularSolve;
+  }
+  if (a.name == "triangular_solve") {
+    MURE_TRY(left, DecodeBool(a.t, a.Arg(3), "triangular_solve's left_side"));
+    MURE_TRY(lower, DecodeBool(a.t, a.Arg(4), "triangular_solve's lower"));
+    if (!a.t.IsAtom(a.Arg(5), "none") && !a.t.IsAtom(a.Arg(5), "transpose")) {
+      return Status::BadArg("triangular_solve's transform_a must be :none or :transpose (complex :conjugate is not "
+                            "supported)");
+    }
+    l.opts.left_side = left;
+    l.opts.lower = lower;
+    l.opts.transpose_a = a.t.IsAtom(a.Arg(5), "transpose");
+  }
+  return Node(l);
+}
+
+Result<Body> DecodeElem(const Args& a) {
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the tuple value"));
+  MURE_TRY(i, DecodeInt(a.t, a.Arg(2), "the part's index"));
+  return Node(ir::Elem{x, i});
+}
+
 #undef MURE_TRY
 
 constexpr Decoder kNodeDecoders[] = {
@@ -250,6 +302,16 @@ constexpr Decoder kNodeDecoders[] = {
     {"dot", 7, DecodeDot, "{:dot, a, contract_a, batch_a, b, contract_b, batch_b}", Usage::kPlain},
     {"fft", 3, DecodeFft, "{op, h, length}", Usage::kPlain},
     {"ifft", 3, DecodeFft, "{op, h, length}", Usage::kPlain},
+    {"lu", 2, DecodeLinalg, "{:lu, h}", Usage::kPlain},
+    {"qr", 3, DecodeLinalg, "{:qr, h, :reduced | :complete}", Usage::kPlain},
+    {"cholesky", 2, DecodeLinalg, "{:cholesky, h}", Usage::kPlain},
+    {"eigh", 2, DecodeLinalg, "{:eigh, h}", Usage::kPlain},
+    {"svd", 3, DecodeLinalg, "{:svd, h, full_matrices}", Usage::kPlain},
+    {"determinant", 2, DecodeLinalg, "{:determinant, h}", Usage::kPlain},
+    {"solve", 3, DecodeLinalg, "{:solve, a, b}", Usage::kPlain},
+    {"triangular_solve", 6, DecodeLinalg, "{:triangular_solve, a, b, left_side, lower, :none | :transpose}",
+     Usage::kPlain},
+    {"elem", 3, DecodeElem, "{:elem, v, i}", Usage::kPlain},
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstring>
 
 #include "exec/cpu_executor.h"
 #include "ir/ops.h"
@@ -20,6 +21,7 @@ struct Checked {
   DType type = DType::kF32;
   Shape shape;
   Run run;
+  std::vector<PartInfo> parts;  ///< a tuple result's parts
 };
 
 Status Unknown(const char* family, std::string_view name, const std::string& known) {
@@ -291,6 +293,48 @@ struct Check {
     };
     return c;
   }
+  Result<Checked> operator()(const ir::Linalg& n) const {
+    const bool has_b = n.b != 0;
+    auto plan = ir::PlanLinalg(n.op, n.opts, in[0].type, in[0].shape, has_b, has_b ? in[1].type : DType::kF32,
+                               has_b ? in[1].shape : Shape{});
+    if (!plan.ok()) return plan.status();
+    Checked c;
+    if (plan->tuple()) {
+      c.type = DType::kU8;
+      c.shape = {plan->packed_bytes};
+      for (const ir::LinalgPart& part : plan->parts) c.parts.push_back(PartInfo{part.type, part.shape, part.offset});
+    } else {
+      c.type = plan->parts[0].type;
+      c.shape = plan->parts[0].shape;
+    }
+    c.run = [plan = std::move(*plan)](exec::Executor& e, const Ins& x, Tensor& out) {
+      return e.Linalg(plan, *x[0], x.size() > 1 ? x[1] : nullptr, out);
+    };
+    return c;
+  }
+  Result<Checked> operator()(const ir::Elem& n) const {
+    const auto& parts = in[0].parts;
+    if (parts.empty()) {
+      return Status::BadArg("elem reads a part of a tuple value (the result of lu, qr, eigh or svd); its operand is "
+                            "a tensor");
+    }
+    if (n.index < 0 || static_cast<uint64_t>(n.index) >= parts.size()) {
+      return Status(ErrorKind::kOutOfRange, "elem index " + std::to_string(n.index) + " is outside the tuple's " +
+                                                std::to_string(parts.size()) + " parts (0.." +
+                                                std::to_string(parts.size() - 1) + ")");
+    }
+    const PartInfo& part = parts[static_cast<size_t>(n.index)];
+    auto bytes = ByteSize(part.type, part.shape);
+    if (!bytes.ok()) return bytes.status();
+    return Checked{part.type, part.shape, [offset = part.offset, bytes = *bytes](exec::Executor&, const Ins& x, Tensor& out) {
+                     uint64_t end = 0;
+                     if (__builtin_add_overflow(offset, bytes, &end) || end > x[0]->bytes() || bytes > out.bytes()) {
+                       return Status::Internal("elem: the part lies outside its tuple value");
+                     }
+                     if (bytes) std::memcpy(out.data(), x[0]->data() + offset, bytes);
+                     return Status::Ok();
+                   }};
+  }
   Result<Checked> operator()(const ir::Outer&) const {
     const DType t = ir::MergeTypes(in[0].type, in[1].type);
     Shape shape = in[0].shape;
@@ -347,6 +391,23 @@ Result<PlannedOp> PlanOp(const ir::Node& node, const OperandLookup& lookup, cons
     if (!info.ok()) return info.status();
     in.push_back(std::move(*info));
   }
+  // A tuple value is read only through elem: no other op knows its packed bytes.
+  const bool is_elem = std::holds_alternative<ir::Elem>(node);
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (!in[i].parts.empty() && !is_elem) {
+      return Status::BadArg("operand " + std::to_string(i + 1) + " is a tuple of " + std::to_string(in[i].parts.size()) +
+                            " tensors (the result of lu, qr, eigh or svd): read a part with {:elem, v, i}");
+    }
+  }
+  // Linear algebra runs on the CPU executor (LAPACK); elem is a copy, done there too.
+  if (std::holds_alternative<ir::Linalg>(node) || is_elem) {
+    if (placement == ir::Placement::kOpenCl && !is_elem) {
+      return Status(ErrorKind::kUnsupported, std::string(ir::AtomName(node)) +
+                                                 " runs on the CPU only (LAPACK), not on the OpenCL device: place it "
+                                                 ":cpu or :auto");
+    }
+    placement = ir::Placement::kCpu;
+  }
   if (IsLegacyElementwise(node) && placement == ir::Placement::kAuto) {
     if (!ex.opencl) {
       return Status(ErrorKind::kUnsupported, std::string(ir::AtomName(node)) +
@@ -373,6 +434,7 @@ Result<PlannedOp> PlanOp(const ir::Node& node, const OperandLookup& lookup, cons
   }
   p.type = checked->type;
   p.shape = std::move(checked->shape);
+  p.parts = std::move(checked->parts);
   p.device = executor->device();
   // Every result passes the shape rule (types.h) before a kernel is bound to it, whatever rule
   // made the shape, so the kernels' own sub-products of its dims cannot wrap.

@@ -18,10 +18,20 @@
 
 namespace mure {
 
+/// One part of a tuple value (the result of lu, qr, eigh, svd): read with {:elem, v, i}.
+struct PartInfo {
+  DType type = DType::kF32;
+  Shape shape;
+  uint64_t offset = 0;  ///< where its bytes start in the tuple value's packed bytes
+};
+
 /// What the planner needs to know of an operand.
 struct ValueInfo {
   DType type = DType::kF32;
   Shape shape;
+  /// Empty for a tensor. A tuple value (type {:u, 8}, shape {packed bytes}) lists its parts; only
+  /// Elem may read it, and no program may return it.
+  std::vector<PartInfo> parts;
 };
 
 /// Computes `out` from the operand tensors, in the order of PlannedOp::operands.
@@ -35,6 +45,7 @@ struct PlannedOp {
   std::vector<uint64_t> operands;  ///< ids (handles, or value ids in a program), kernel order
   KernelFn kernel;
   Device device = Device::kCpu;    ///< where the kernel must run
+  std::vector<PartInfo> parts;     ///< a tuple result's parts (type and shape are its packed bytes)
 };
 
 /// The node's executors. They outlive every plan bound to them.

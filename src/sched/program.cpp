@@ -34,7 +34,7 @@ Result<ProgramPlan> PlanProgram(const proto::Program& prog, std::vector<ValueInf
       return Status(plan.status().kind(),
                     "node " + std::to_string(i + 1) + " (" + ir::Label(prog.nodes[i].node) + "): " + plan.status().message());
     }
-    pp.values.push_back(ValueInfo{plan->type, plan->shape});
+    pp.values.push_back(ValueInfo{plan->type, plan->shape, plan->parts});
     pp.plans.push_back(std::move(*plan));
   }
   // 2. Every output names a value of the program.
@@ -44,6 +44,11 @@ Result<ProgramPlan> PlanProgram(const proto::Program& prog, std::vector<ValueInf
     if (id < 1 || id > n_values) {
       return Status::BadArg("output " + std::to_string(i + 1) + ": value " + std::to_string(id) +
                             " does not exist (the program has " + std::to_string(n_values) + ")");
+    }
+    if (!pp.values[id - 1].parts.empty()) {
+      return Status::BadArg("output " + std::to_string(i + 1) + ": value " + std::to_string(id) + " is a tuple of " +
+                            std::to_string(pp.values[id - 1].parts.size()) +
+                            " tensors: return its parts, each read with {:elem, v, i}");
     }
   }
   // Validation is complete: from here on every id read from the program is in range.

@@ -247,6 +247,7 @@ void Service::Compute(const RequestContext& ctx, const ir::Node& node, proto::Pl
   for (uint64_t id : plan->operands) held.push_back(seen.at(id));
   auto out = store_.Allocate(plan->type, plan->shape);
   if (!out.ok()) return fail(out.status());
+  if (!plan->parts.empty()) return ComputeTuple(ctx, std::move(*plan), std::move(held), std::move(*out), reply);
   WorkQueue& q = plan->device == Device::kOpenCl ? *opencl_queue_ : *blis_queue_;
   Post(q, reply, [this, ctx, reply, held = std::move(held), plan = std::move(*plan), out = std::move(*out)]() mutable {
     if (reply->Abandoned()) return;  // the connection closed while this waited: nobody to answer
@@ -255,6 +256,52 @@ void Service::Compute(const RequestContext& ctx, const ir::Node& node, proto::Pl
     Status st = RunKernel(plan, ins, *out);
     if (!st.ok()) { errors_.fetch_add(1); return reply->Error(st); }
     Publish(ctx, std::move(out), *reply);
+  });
+}
+
+void Service::ComputeTuple(const RequestContext& ctx, PlannedOp plan, std::vector<std::shared_ptr<Tensor>> held,
+                           std::shared_ptr<Tensor> packed, std::shared_ptr<Reply> reply) {
+  // Every part is reserved before any work: a request the budget cannot hold fails here.
+  std::vector<std::shared_ptr<Tensor>> parts;
+  for (const PartInfo& part : plan.parts) {
+    auto t = store_.Allocate(part.type, part.shape);
+    if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
+    parts.push_back(std::move(*t));
+  }
+  Post(*blis_queue_, reply, [this, ctx, reply, held = std::move(held), plan = std::move(plan),
+                             packed = std::move(packed), parts = std::move(parts)]() mutable {
+    if (reply->Abandoned()) return;
+    std::vector<const Tensor*> ins;
+    for (auto& t : held) ins.push_back(t.get());
+    Status st = RunKernel(plan, ins, *packed);
+    if (!st.ok()) { errors_.fetch_add(1); return reply->Error(st); }
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const uint64_t offset = plan.parts[i].offset, bytes = parts[i]->bytes();
+      if (offset > packed->bytes() || bytes > packed->bytes() - offset) {
+        errors_.fetch_add(1);
+        return reply->Error(Status::Internal("a part lies outside its tuple value"));
+      }
+      if (bytes) std::memcpy(parts[i]->data(), packed->data() + offset, bytes);
+    }
+    packed.reset();
+    // One handle per part, in order; on a failure the ones made are freed again.
+    std::vector<uint64_t> handles;
+    for (auto& t : parts) {
+      bool new_owner = false;
+      auto h = store_.Insert(ctx.conn, ctx.owner, t, &new_owner);
+      if (!h.ok()) {
+        for (uint64_t made : handles) (void)store_.Free(ctx.conn, made);
+        errors_.fetch_add(1);
+        return reply->Error(h.status());
+      }
+      if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
+      handles.push_back(*h);
+    }
+    reply->Ok([&](TermWriter& w) {
+      w.List(static_cast<uint32_t>(handles.size()));
+      for (size_t i = 0; i < handles.size(); ++i) WriteHandle(w, handles[i], parts[i]->type(), parts[i]->shape());
+      w.Nil();
+    });
   });
 }
 

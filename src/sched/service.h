@@ -63,6 +63,10 @@ class Service : public RequestHandler {
                std::shared_ptr<Reply> reply);
   /// A whole program: inputs copied in, every node planned, the peak memory checked, then run in
   /// order on the CPU queue with intermediates freed after their last use.
+  /// The rest of Compute for an op with several results (lu, qr, eigh, svd): runs it into the
+  /// packed tuple value and replies one handle per part.
+  void ComputeTuple(const RequestContext& ctx, PlannedOp plan, std::vector<std::shared_ptr<Tensor>> held,
+                    std::shared_ptr<Tensor> packed, std::shared_ptr<Reply> reply);
   void RunProgram(const RequestContext& ctx, const proto::Program& prog, std::shared_ptr<Reply> reply);
   void Alloc(const RequestContext& ctx, const proto::Alloc& req, std::shared_ptr<Reply> reply);
   void Write(const RequestContext& ctx, const proto::Write& req, Reply& reply);

@@ -46,6 +46,16 @@ defmodule Mure.Backend do
   known to a scope of the caller: free them with `Nx.backend_deallocate/1`, or let the
   caller's exit free them.
 
+  ## Linear algebra
+
+  `Nx.LinAlg`'s `lu`, `triangular_solve`, `qr`, `cholesky`, `eigh`, `svd`, `solve` and
+  `determinant` run on the node through LAPACK, each one node op (batched), in double
+  whatever the type (an `{:f, 32}` result is rounded once). Where a factorisation leaves a
+  choice, LAPACK's is not Nx.BinaryBackend's: `lu` pivots by partial pivoting, `eigh` gives
+  eigenvalues in ascending order, and the signs of eigen and singular vectors may differ
+  (the products `p.l.u`, `v.diag(w).vt`, `u.s.vt` are the input either way). A singular
+  system raises Nx's `ArgumentError`; `:eps` and `:max_iter` do not apply.
+
   ## Ops the node does not have yet
 
   The callbacks the node's op set serves run there, some composed from its ops in one
@@ -56,12 +66,13 @@ defmodule Mure.Backend do
   level:
 
     * always: `window_reduce`, `window_scatter_max`, `window_scatter_min`, `indexed_add`,
-      `indexed_put`, `lu`, `triangular_solve`;
+      `indexed_put`;
     * on `{:c, 64}` and `{:c, 128}`: the ops Nx defines on complex that the node's complex
       table lacks (the node has data movement, as_type, `+ - * /`, `pow`, `equal`,
       `not_equal`, `sum`, `product`, `dot`, `conjugate`, `real`, `imag`, `abs`, `exp`,
       `log`, `sqrt`, the trigonometric and hyperbolic functions; `fft` and `ifft` run there
-      through FFTW, on the node's CPU whatever `:device` says);
+      through FFTW, on the node's CPU whatever `:device` says), and the linear algebra of
+      complex matrices (Nx's own composition of node ops, or the fallback);
     * `map` and `reduce` with a function the trace cannot translate (reduce: only add,
       multiply, max or min of the element and the accumulator); `gather` over some of the
       axes; `conv` with batch groups or a kernel of more than 256 elements per channel;
@@ -86,9 +97,7 @@ defmodule Mure.Backend do
     window_scatter_max: 6,
     window_scatter_min: 6,
     indexed_add: 5,
-    indexed_put: 5,
-    lu: 3,
-    triangular_solve: 4
+    indexed_put: 5
   ]
 
   @unary_ops Rules.unary_ops()
@@ -477,6 +486,15 @@ defmodule Mure.Backend do
     serve(:argsort, out, [t], [out, t, opts], fn [x] -> Expr.argsort(x, so) end)
   end
 
+  # Nx.LinAlg through LAPACK on the node (Mure.Backend.Linalg).
+  for {name, arity} <-
+        [lu: 3, triangular_solve: 4, qr: 3, cholesky: 2, eigh: 3, svd: 3] ++
+          [solve: 3, determinant: 2] do
+    args = Macro.generate_arguments(arity, __MODULE__)
+    @impl true
+    defdelegate unquote(name)(unquote_splicing(args)), to: Mure.Backend.Linalg
+  end
+
   ## What the node does not have yet
 
   for {name, arity} <- @fallback_callbacks do
@@ -529,6 +547,32 @@ defmodule Mure.Backend do
   end
 
   defp cpu_for_complex(device, _tensors, _name), do: device
+
+  @doc false
+  # `serve` for an op with several results: `outs` (Nx's templates, in order) and `build`
+  # giving one expression per out; the result is the tuple of Nx tensors.
+  @spec serve_many(atom(), [Nx.Tensor.t()], [Nx.Tensor.t()], list(), ([Expr.t()] -> [Expr.t()])) ::
+          tuple()
+  def serve_many(name, outs, inputs, args, build) do
+    if Enum.all?(outs ++ inputs, &node_type?(&1.type)) do
+      {conn, device} = home(args)
+      refs = Enum.map(inputs, &to_node(&1, conn))
+      shapes = Enum.map(outs, &{&1.type, &1.shape})
+
+      case Node.run_many(conn, name, refs, build, shapes, device) do
+        {:ok, made} ->
+          outs
+          |> Enum.zip(made)
+          |> Enum.map(fn {o, r} -> wrap(o, r, device) end)
+          |> List.to_tuple()
+
+        {:unsupported, why} ->
+          Fallback.run(name, args, conn, device, why)
+      end
+    else
+      fallback(name, args, "complex")
+    end
+  end
 
   @doc false
   @spec fallback(atom(), list(), String.t()) :: term()

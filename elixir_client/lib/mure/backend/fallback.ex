@@ -33,7 +33,10 @@ defmodule Mure.Backend.Fallback do
 
     result =
       try do
-        apply(Nx.BinaryBackend, name, args)
+        if function_exported?(Nx.BinaryBackend, name, length(args)),
+          do: apply(Nx.BinaryBackend, name, args),
+          # an optional callback Nx.BinaryBackend leaves to Nx's own composition
+          else: Mure.Backend.Linalg.compose(name, args)
       after
         Nx.default_backend(previous)
       end

@@ -210,6 +210,90 @@ defmodule Mure.Backend.Node do
     result |> unwrap!(Atom.to_string(what), tensors) |> made()
   end
 
+  @doc false
+  # `run` for an op with several results (Nx.LinAlg's lu, qr, eigh, svd): `build` returns a
+  # list of expressions, one per `{type, shape}` of `outs`; one program returns them all.
+  @spec run_many(
+          GenServer.server(),
+          atom(),
+          [Tensor.t()],
+          ([Expr.t()] -> [Expr.t()]),
+          [tuple()],
+          atom()
+        ) ::
+          {:ok, [Tensor.t()]} | {:unsupported, String.t()}
+  def run_many(conn, what, tensors, build, outs, device) do
+    trace = make_ref()
+
+    params =
+      tensors
+      |> Enum.with_index()
+      |> Enum.map(fn {t, i} -> Expr.parameter(i, t.type, t.shape, trace) end)
+
+    try do
+      params
+      |> build.()
+      |> Enum.zip(outs)
+      |> Enum.map(fn {expr, {type, shape}} ->
+        expr = if expr.type != type, do: Expr.as_type(expr, type), else: expr
+        if expr.shape != shape, do: Expr.reshape(expr, shape), else: expr
+      end)
+    rescue
+      e in ArgumentError -> {:unsupported, Exception.message(e)}
+    else
+      exprs -> {:ok, send_many(conn, what, tensors, exprs, trace, outs, device)}
+    end
+  end
+
+  defp send_many(conn, what, tensors, exprs, trace, outs, device) do
+    signature = Enum.map(tensors, &{&1.type, &1.shape})
+    program = Program.build(exprs, signature, trace)
+    by_index = tensors |> Enum.with_index() |> Map.new(fn {t, i} -> {i, t} end)
+    inputs = Enum.map(program.params, fn {i, _, _} -> {:handle, Map.fetch!(by_index, i).id} end)
+    outputs = Enum.map(program.outputs, fn {vid, _, _} -> {vid, :keep} end)
+
+    request =
+      if device in [nil, :auto],
+        do: {:program, inputs, program.nodes, outputs},
+        else: {:program, inputs, program.nodes, outputs, %{device: device}}
+
+    sessions = tensors |> Enum.map(& &1.session) |> Enum.uniq()
+
+    result =
+      case Request.call(conn, request, sessions, owner(), Request.budget(nil)) do
+        {:ok, replies, node, session} when is_list(replies) and length(replies) == length(outs) ->
+          Enum.zip(replies, outs)
+          |> Enum.reduce_while({:ok, []}, fn
+            {{h, type, shape}, {type, shape}}, {:ok, acc} when is_integer(h) and h > 0 ->
+              t = %Tensor{
+                conn: conn,
+                node: node,
+                id: h,
+                type: type,
+                shape: shape,
+                session: session
+              }
+
+              {:cont, {:ok, [t | acc]}}
+
+            _, _ ->
+              {:halt, {:error, unexpected(what, replies)}}
+          end)
+          |> case do
+            {:ok, ts} -> {:ok, Enum.reverse(ts)}
+            error -> error
+          end
+
+        {:ok, value, _node, _session} ->
+          {:error, unexpected(what, value)}
+
+        {:error, error} ->
+          {:error, error}
+      end
+
+    result |> unwrap!(Atom.to_string(what), tensors) |> Enum.map(&made/1)
+  end
+
   ## Errors
 
   defp unexpected(what, value),

@@ -28,10 +28,10 @@ defmodule Mure.NxComplexTest do
            "got #{inspect(got)}, want #{inspect(want)}"
   end
 
+  # Fallbacks of this test's process only (Mure.Test.Fallbacks).
   defp no_fallbacks(fun) do
-    before = Mure.Backend.fallbacks()
-    result = fun.()
-    assert Mure.Backend.fallbacks() == before, "fell back: #{inspect(Mure.Backend.fallbacks())}"
+    {result, fallbacks} = Mure.Test.Fallbacks.during(fun)
+    assert fallbacks == %{}, "fell back: #{inspect(fallbacks)}"
     result
   end
 

@@ -41,10 +41,10 @@ defmodule Mure.NxLinAlgTest do
     x
   end
 
+  # Fallbacks of this test's process only (Mure.Test.Fallbacks).
   defp with_no_fallback(fun) do
-    before = Mure.Backend.fallbacks()
-    result = fun.()
-    assert Mure.Backend.fallbacks() == before, "a linear-algebra op fell back"
+    {result, fallbacks} = Mure.Test.Fallbacks.during(fun)
+    assert fallbacks == %{}, "a linear-algebra op fell back: #{inspect(fallbacks)}"
     result
   end
 

@@ -43,6 +43,11 @@ Result<LinalgPlan> PlanLinalg(LinalgOp op, const LinalgOptions& opts, DType a_ty
   p.b_type = b_type;
   const bool needs_b = op == LinalgOp::kTriangularSolve || op == LinalgOp::kSolve;
   if (needs_b != has_b) return Status::Internal("linalg planned with the wrong operands");
+  if (IsComplex(a_type) || (has_b && IsComplex(b_type))) {
+    return Bad(op, ErrorKind::kTypeMismatch,
+               "takes real matrices only (the node's LAPACK ops are real), got " +
+                   DTypeToString(IsComplex(a_type) ? a_type : b_type));
+  }
   if (a.size() < 2) {
     return Bad(op, ErrorKind::kBadShape, "needs a matrix or a batch of matrices (rank 2 or more), got shape " +
                                              ShapeToString(a));

@@ -13,9 +13,10 @@ defmodule Mure.Backend.Linalg do
   alias Mure.Expr.Build
 
   @singular "can't solve for singular matrix"
+  @complex "complex matrices (the node's LAPACK ops are real)"
 
   def lu({p, l, u} = out, t, opts) do
-    Backend.serve_many(:lu, [p, l, u], [t], [out, t, opts], fn [x] ->
+    serve_many(:lu, [p, l, u], [t], [out, t, opts], fn [x] ->
       parts({:lu, x}, [p, l, u])
     end)
   end
@@ -23,13 +24,13 @@ defmodule Mure.Backend.Linalg do
   def qr({q, r} = out, t, opts) do
     mode = Keyword.get(opts, :mode, :reduced)
 
-    Backend.serve_many(:qr, [q, r], [t], [out, t, opts], fn [x] ->
+    serve_many(:qr, [q, r], [t], [out, t, opts], fn [x] ->
       parts({:qr, x, mode}, [q, r])
     end)
   end
 
   def eigh({vals, vecs} = out, t, opts) do
-    Backend.serve_many(:eigh, [vals, vecs], [t], [out, t, opts], fn [x] ->
+    serve_many(:eigh, [vals, vecs], [t], [out, t, opts], fn [x] ->
       parts({:eigh, x}, [vals, vecs])
     end)
   end
@@ -37,22 +38,22 @@ defmodule Mure.Backend.Linalg do
   def svd({u, s, vt} = out, t, opts) do
     full = Keyword.get(opts, :full_matrices?, true)
 
-    Backend.serve_many(:svd, [u, s, vt], [t], [out, t, opts], fn [x] ->
+    serve_many(:svd, [u, s, vt], [t], [out, t, opts], fn [x] ->
       parts({:svd, x, full}, [u, s, vt])
     end)
   end
 
   def cholesky(out, t) do
-    Backend.serve(:cholesky, out, [t], [out, t], fn [x] -> one({:cholesky, x}, out) end)
+    serve(:cholesky, out, [t], [out, t], fn [x] -> one({:cholesky, x}, out) end)
   end
 
   def determinant(out, t) do
-    Backend.serve(:determinant, out, [t], [out, t], fn [x] -> one({:determinant, x}, out) end)
+    serve(:determinant, out, [t], [out, t], fn [x] -> one({:determinant, x}, out) end)
   end
 
   def solve(out, a, b) do
     singular_as_nx(fn ->
-      Backend.serve(:solve, out, [a, b], [out, a, b], fn [x, y] -> one({:solve, x, y}, out) end)
+      serve(:solve, out, [a, b], [out, a, b], fn [x, y] -> one({:solve, x, y}, out) end)
     end)
   end
 
@@ -62,7 +63,7 @@ defmodule Mure.Backend.Linalg do
     transform = Keyword.get(opts, :transform_a, :none)
 
     singular_as_nx(fn ->
-      Backend.serve(:triangular_solve, out, [a, b], [out, a, b, opts], fn [x, y] ->
+      serve(:triangular_solve, out, [a, b], [out, a, b, opts], fn [x, y] ->
         one({:triangular_solve, x, y, left, lower, transform}, out)
       end)
     end)
@@ -78,6 +79,23 @@ defmodule Mure.Backend.Linalg do
   def compose(:cholesky, [_out, t]), do: Nx.LinAlg.cholesky(t)
   def compose(:determinant, [_out, t]), do: Nx.LinAlg.determinant(t)
   def compose(:solve, [_out, a, b]), do: Nx.LinAlg.solve(a, b)
+
+  # Complex matrices take Nx's way (Mure.Backend.Fallback: Nx.BinaryBackend's lu and
+  # triangular_solve, Nx's composition for the optional ones); real ones go to the node.
+  defp serve(name, out, inputs, args, build) do
+    if Enum.any?([out | inputs], &complex?/1),
+      do: Backend.fallback(name, args, @complex),
+      else: Backend.serve(name, out, inputs, args, build)
+  end
+
+  defp serve_many(name, outs, inputs, args, build) do
+    if Enum.any?(outs ++ inputs, &complex?/1),
+      do: Backend.fallback(name, args, @complex),
+      else: Backend.serve_many(name, outs, inputs, args, build)
+  end
+
+  defp complex?(%{type: {:c, _}}), do: true
+  defp complex?(_), do: false
 
   # The node's op as one expression of Nx's result (the node computes Nx's type and shape).
   defp one(node, out), do: Build.new(node, out.type, out.shape)

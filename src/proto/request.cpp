@@ -282,7 +282,7 @@ std::string_view OpName(const Body& body) {
 std::string_view AllOpNames() {
   return "hello devices stats upload download free matmul add multiply unary binary reduce as_type bitcast reshape "
          "transpose slice take iota eye full random_uniform random_normal select clip broadcast reverse pad "
-         "concatenate stack put_slice gather sort argsort dot outer program alloc write read give";
+         "concatenate stack put_slice gather sort argsort dot outer window window_scatter indexed cumulative program alloc write read give";
 }
 
 Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {

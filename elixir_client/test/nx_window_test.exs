@@ -2,7 +2,9 @@ defmodule Mure.NxWindowTest do
   # The node's window, window_scatter, indexed and cumulative ops under Mure.Backend, each
   # against Nx.BinaryBackend for every option, with no fallback counted; and the errors
   # (out-of-range indices) as Nx.BinaryBackend gives them.
-  use ExUnit.Case, async: true
+  # async: false: the window_reduce test makes one fallback on purpose, and other modules
+  # compare the whole fallback count map
+  use ExUnit.Case, async: false
 
   @moduletag :capture_log
 
@@ -19,6 +21,25 @@ defmodule Mure.NxWindowTest do
   defp on_node?(_), do: false
 
   defp ref(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
+
+  # The fallback counts of this module's callbacks (other modules run alongside and count
+  # their own).
+  @mine [
+    :window_sum,
+    :window_product,
+    :window_max,
+    :window_min,
+    :window_reduce,
+    :window_scatter_max,
+    :window_scatter_min,
+    :indexed_add,
+    :indexed_put,
+    :cumulative_sum,
+    :cumulative_product,
+    :cumulative_max,
+    :cumulative_min
+  ]
+  defp mine(counts), do: Map.take(counts, @mine)
 
   # Runs `fun` on the node's copies of `inputs` and on Nx.BinaryBackend's; same type,
   # shape and values (floats within `rtol`).
@@ -66,7 +87,7 @@ defmodule Mure.NxWindowTest do
       same(&apply(Nx, fun, [&1, window, opts]), [x], mure, 1.0e-5)
     end
 
-    assert Mure.Backend.fallbacks() == before
+    assert mine(Mure.Backend.fallbacks()) == mine(before)
   end
 
   test "window_reduce with a traced function and an accumulator that pads", %{mure: mure} do
@@ -94,7 +115,7 @@ defmodule Mure.NxWindowTest do
       mure
     )
 
-    assert Mure.Backend.fallbacks() == before
+    assert mine(Mure.Backend.fallbacks()) == mine(before)
 
     # A function the trace cannot translate falls back, counted.
     squares =
@@ -133,7 +154,7 @@ defmodule Mure.NxWindowTest do
       same(&apply(Nx, fun, [&1, &2, 1, {2, 3}, [strides: [1, 2]]]), [r, src], mure)
     end
 
-    assert Mure.Backend.fallbacks() == before
+    assert mine(Mure.Backend.fallbacks()) == mine(before)
   end
 
   test "indexed_add/put: duplicates, axes, types, and out-of-range indices", %{mure: mure} do
@@ -164,7 +185,7 @@ defmodule Mure.NxWindowTest do
       )
     end
 
-    assert Mure.Backend.fallbacks() == before
+    assert mine(Mure.Backend.fallbacks()) == mine(before)
 
     bad = Nx.tensor([[0, 1], [3, 0]])
     upd = Nx.tensor([[1, 1], [1, 1]])
@@ -195,7 +216,7 @@ defmodule Mure.NxWindowTest do
     end
 
     assert Nx.to_flat_list(Nx.cumulative_product(Nx.tensor([1, 2, 3, 4]))) == [1, 2, 6, 24]
-    assert Mure.Backend.fallbacks() == before
+    assert mine(Mure.Backend.fallbacks()) == mine(before)
   end
 
   test "device :opencl refuses the ops clearly; :auto runs them", %{conn: conn} do

@@ -48,6 +48,13 @@ class CpuExecutor final : public Executor {
   Status Fft(const Tensor& in, bool inverse, Tensor& out) override;
   /// LAPACK(E): exec/cpu_linalg.cpp.
   Status Linalg(const ir::LinalgPlan& plan, const Tensor& a, const Tensor* b, Tensor& out) override;
+  Status Window(ir::ReduceOp op, const Tensor& in, const ir::WindowPlan& plan, const std::optional<ir::Scalar>& init,
+                Tensor& out) override;
+  Status WindowScatter(bool max, const Tensor& in, const Tensor& source, const ir::WindowPlan& plan,
+                       const ir::Scalar& init, Tensor& out) override;
+  Status Indexed(bool add, const Tensor& in, const Tensor& indices, const Tensor& updates,
+                 const ir::IndexedPlan& plan, Tensor& out) override;
+  Status Cumulative(ir::ReduceOp op, const Tensor& in, uint64_t axis, bool reverse, Tensor& out) override;
 
  private:
   const BlisExecutor* blis_;

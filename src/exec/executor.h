@@ -10,12 +10,14 @@
 // precision).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "ir/linalg.h"
 #include "ir/ops.h"
+#include "ir/window.h"
 #include "mure/status.h"
 #include "store/tensor_store.h"
 
@@ -72,6 +74,38 @@ class Executor {
   virtual Status Linalg(const ir::LinalgPlan& plan, const Tensor& /*a*/, const Tensor* /*b*/, Tensor& /*out*/) {
     return Status(ErrorKind::kUnsupported, std::string(ir::LinalgName(plan.op)) + " runs on the CPU only (LAPACK); "
                                            "place it :cpu or :auto");
+  }
+
+  // The window, scatter and cumulative ops (ir/window.h). The CPU executor has them; an
+  // executor without one answers kUnsupported, naming the op and where it does run.
+  /// out = op over every window of `in` (padding and accumulator start: `init`).
+  virtual Status Window(ir::ReduceOp op, const Tensor& in, const ir::WindowPlan& plan,
+                        const std::optional<ir::Scalar>& init, Tensor& out) {
+    (void)op, (void)in, (void)plan, (void)init, (void)out;
+    return NotHere("window");
+  }
+  /// out = init everywhere, plus each source value at its window's max (min) of `in`.
+  virtual Status WindowScatter(bool max, const Tensor& in, const Tensor& source, const ir::WindowPlan& plan,
+                               const ir::Scalar& init, Tensor& out) {
+    (void)max, (void)in, (void)source, (void)plan, (void)init, (void)out;
+    return NotHere("window_scatter");
+  }
+  /// out = in with the updates added (add) or written (put) at the indices' positions.
+  virtual Status Indexed(bool add, const Tensor& in, const Tensor& indices, const Tensor& updates,
+                         const ir::IndexedPlan& plan, Tensor& out) {
+    (void)add, (void)in, (void)indices, (void)updates, (void)plan, (void)out;
+    return NotHere("indexed");
+  }
+  /// out = the running op along `axis` (from the end when `reverse`).
+  virtual Status Cumulative(ir::ReduceOp op, const Tensor& in, uint64_t axis, bool reverse, Tensor& out) {
+    (void)op, (void)in, (void)axis, (void)reverse, (void)out;
+    return NotHere("cumulative");
+  }
+
+ protected:
+  Status NotHere(std::string_view op) const {
+    return Status(ErrorKind::kUnsupported, std::string(op) + " has no kernel on the " + std::string(name()) +
+                                               " device; run it with device :cpu or :auto");
   }
 };
 

@@ -54,6 +54,10 @@ std::string_view AtomName(const Node& node) {
                         [](const Fft& n) -> std::string_view { return n.inverse ? "ifft" : "fft"; },
                         [](const Linalg& n) { return LinalgName(n.op); },
                         [](const Elem&) -> std::string_view { return "elem"; },
+                        [](const Window&) -> std::string_view { return "window"; },
+                        [](const WindowScatter&) -> std::string_view { return "window_scatter"; },
+                        [](const Indexed&) -> std::string_view { return "indexed"; },
+                        [](const Cumulative&) -> std::string_view { return "cumulative"; },
                     },
                     node);
 }
@@ -63,6 +67,10 @@ std::string Label(const Node& node) {
   if (auto* u = std::get_if<Unary>(&node)) name = u->name;
   if (auto* b = std::get_if<Binary>(&node); b && b->legacy == Legacy::kNone) name = b->name;
   if (auto* r = std::get_if<Reduce>(&node)) name = r->name;
+  if (auto* w = std::get_if<Window>(&node)) name = w->name;
+  if (auto* w = std::get_if<WindowScatter>(&node)) name = w->name;
+  if (auto* i = std::get_if<Indexed>(&node)) name = i->name;
+  if (auto* c = std::get_if<Cumulative>(&node)) name = c->name;
   return ":" + std::string(AtomName(node)) + (name.empty() ? "" : " :" + std::string(name.substr(0, 64)));
 }
 
@@ -98,6 +106,10 @@ std::vector<Id> Operands(const Node& node) {
                         [](const Fft& n) { return std::vector<Id>{n.x}; },
                         [](const Linalg& n) { return n.b ? std::vector<Id>{n.a, n.b} : std::vector<Id>{n.a}; },
                         [](const Elem& n) { return std::vector<Id>{n.x}; },
+                        [](const Window& n) { return std::vector<Id>{n.x}; },
+                        [](const WindowScatter& n) { return std::vector<Id>{n.x, n.source}; },
+                        [](const Indexed& n) { return std::vector<Id>{n.x, n.indices, n.updates}; },
+                        [](const Cumulative& n) { return std::vector<Id>{n.x}; },
                     },
                     node);
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -88,9 +89,45 @@ struct Linalg { LinalgOp op = LinalgOp::kLu; Id a = 0, b = 0; LinalgOptions opts
 /// {:elem, v, i}: part i (0-based) of a tuple value, as its own tensor.
 struct Elem { Id x = 0; int64_t index = 0; };
 
+/// {:window, op, x, dims, strides, padding, dilations(, init)}: a reduction of the table (sum,
+/// product, reduce_max, reduce_min) over every window; padding {lo, hi} per dim holds `init`
+/// (the table's start when absent), which also starts each window's accumulator.
+struct Window {
+  std::string_view name;
+  std::optional<ReduceOp> op;
+  Id x = 0;
+  std::vector<int64_t> dims, strides;
+  std::vector<std::pair<int64_t, int64_t>> padding;
+  std::vector<int64_t> dilations;
+  std::optional<Scalar> init;
+};
+/// {:window_scatter, :max | :min, x, source, init, dims, strides, padding}.
+struct WindowScatter {
+  std::string_view name;  ///< "max" or "min" (anything else is refused when planned)
+  Id x = 0, source = 0;
+  Scalar init;
+  std::vector<int64_t> dims, strides;
+  std::vector<std::pair<int64_t, int64_t>> padding;
+};
+/// {:indexed, :add | :put, x, indices, updates, axes}.
+struct Indexed {
+  std::string_view name;  ///< "add" or "put"
+  Id x = 0, indices = 0, updates = 0;
+  std::vector<int64_t> axes;
+};
+/// {:cumulative, op, x, axis, reverse}: op one of sum, product, reduce_max, reduce_min.
+struct Cumulative {
+  std::string_view name;
+  std::optional<ReduceOp> op;
+  Id x = 0;
+  int64_t axis = 0;
+  bool reverse = false;
+};
+
 using Node = std::variant<Unary, Binary, Reduce, AsType, Bitcast, Reshape, Transpose, Slice, Take, Iota, Eye, Full,
                           RandomUniform, RandomNormal, Select, Clip, Broadcast, Reverse, Pad, Concatenate, Stack,
-                          PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft, Linalg, Elem>;
+                          PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft, Linalg, Elem, Window, WindowScatter,
+                          Indexed, Cumulative>;
 
 /// The atom the node's request was sent as ("binary", or "add" for a legacy add).
 std::string_view AtomName(const Node& node);

@@ -265,6 +265,66 @@ Result<Body> DecodeElem(const Args& a) {
   MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the tuple value"));
   MURE_TRY(i, DecodeInt(a.t, a.Arg(2), "the part's index"));
   return Node(ir::Elem{x, i});
+/// A list of {lo, hi} pairs (window padding), at most kMaxDims.
+Result<std::vector<std::pair<int64_t, int64_t>>> DecodePadPairs(const TermTree& t, uint32_t n, const char* what) {
+  if ((t[n].kind != TermKind::kList && t[n].kind != TermKind::kNil) || t[n].improper || t[n].count > kMaxDims) {
+    return Status::BadArg(std::string(what) + " must be a list of {low, high} tuples");
+  }
+  std::vector<std::pair<int64_t, int64_t>> out;
+  uint32_t c = n + 1;
+  for (uint32_t i = 0; i < t[n].count; ++i, c = t[c].end) {
+    auto pair = DecodeInts(t, c, what);
+    if (!pair.ok() || pair->size() != 2 || t[c].kind != TermKind::kTuple) {
+      return Status::BadArg(std::string(what) + " must be a list of {low, high} tuples");
+    }
+    out.emplace_back((*pair)[0], (*pair)[1]);
+  }
+  return out;
+}
+
+Result<Body> DecodeWindow(const Args& a) {  // arity 7, or 8 with the init value
+  MURE_TRY(name, DecodeName(a.t, a.Arg(1), "reduce"));
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(2), "the operand"));
+  MURE_TRY(dims, DecodeInts(a.t, a.Arg(3), "window dims"));
+  MURE_TRY(strides, DecodeInts(a.t, a.Arg(4), "window strides"));
+  MURE_TRY(padding, DecodePadPairs(a.t, a.Arg(5), "window padding"));
+  MURE_TRY(dilations, DecodeInts(a.t, a.Arg(6), "window dilations"));
+  ir::Window w{name, ir::ReduceFromName(name), x, std::move(dims), std::move(strides), std::move(padding),
+               std::move(dilations), std::nullopt};
+  if (a.t[a.n].count == 8) {
+    MURE_TRY(init, DecodeScalar(a.t, a.Arg(7), "the window's init value"));
+    w.init = init;
+  }
+  return Node(std::move(w));
+}
+
+Result<Body> DecodeWindowScatter(const Args& a) {
+  MURE_TRY(name, DecodeName(a.t, a.Arg(1), "window_scatter"));
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(2), "the operand"));
+  MURE_TRY(source, DecodeHandle(a.t, a.Arg(3), "the source"));
+  MURE_TRY(init, DecodeScalar(a.t, a.Arg(4), "the init value"));
+  MURE_TRY(dims, DecodeInts(a.t, a.Arg(5), "window dims"));
+  MURE_TRY(strides, DecodeInts(a.t, a.Arg(6), "window strides"));
+  MURE_TRY(padding, DecodePadPairs(a.t, a.Arg(7), "window padding"));
+  return Node(ir::WindowScatter{name, x, source, init, std::move(dims), std::move(strides), std::move(padding)});
+}
+
+Result<Body> DecodeIndexed(const Args& a) {
+  MURE_TRY(name, DecodeName(a.t, a.Arg(1), "indexed"));
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(2), "the target"));
+  MURE_TRY(indices, DecodeHandle(a.t, a.Arg(3), "the indices"));
+  MURE_TRY(updates, DecodeHandle(a.t, a.Arg(4), "the updates"));
+  MURE_TRY(axes, DecodeInts(a.t, a.Arg(5), "indexed axes"));
+  return Node(ir::Indexed{name, x, indices, updates, std::move(axes)});
+}
+
+Result<Body> DecodeCumulative(const Args& a) {
+  MURE_TRY(name, DecodeName(a.t, a.Arg(1), "reduce"));
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(2), "the operand"));
+  MURE_TRY(axis, DecodeInt(a.t, a.Arg(3), "the axis"));
+  uint32_t rev = a.Arg(4);
+  if (!a.t.IsAtom(rev, "true") && !a.t.IsAtom(rev, "false")) return Status::BadArg("reverse must be true or false");
+  return Node(ir::Cumulative{name, ir::ReduceFromName(name), x, axis, a.t.IsAtom(rev, "true")});
 }
 
 #undef MURE_TRY
@@ -312,6 +372,13 @@ constexpr Decoder kNodeDecoders[] = {
     {"triangular_solve", 6, DecodeLinalg, "{:triangular_solve, a, b, left_side, lower, :none | :transpose}",
      Usage::kPlain},
     {"elem", 3, DecodeElem, "{:elem, v, i}", Usage::kPlain},
+    {"window", 7, DecodeWindow, "{:window, op, h, dims, strides, [{lo, hi}], dilations} (or with an init value)",
+     Usage::kPlain},
+    {"window", 8, DecodeWindow, "{:window, op, h, dims, strides, [{lo, hi}], dilations, init}", Usage::kPlain},
+    {"window_scatter", 8, DecodeWindowScatter, "{:window_scatter, :max | :min, h, source, init, dims, strides, [{lo, hi}]}",
+     Usage::kPlain},
+    {"indexed", 6, DecodeIndexed, "{:indexed, :add | :put, h, indices, updates, axes}", Usage::kPlain},
+    {"cumulative", 5, DecodeCumulative, "{:cumulative, op, h, axis, reverse}", Usage::kPlain},
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "exec/cpu_executor.h"
 #include "ir/ops.h"
+#include "ir/window.h"
 
 namespace mure {
 
@@ -359,6 +360,58 @@ struct Check {
                      return e.Fft(*x[0], inverse, out);
                    }};
   }
+  Result<Checked> operator()(const ir::Window& n) const {
+    if (!n.op) return Unknown("reduction", n.name, ir::ReduceNames());
+    MURE_RETURN_IF_ERROR(ir::CheckWindowReduction("window", *n.op));
+    auto plan = ir::PlanWindow("window", in[0].shape, n.dims, n.strides, n.padding, n.dilations);
+    if (!plan.ok()) return plan.status();
+    Checked c{in[0].type, plan->out_shape, {}};
+    c.run = [op = *n.op, plan = std::move(*plan), init = n.init](exec::Executor& e, const Ins& x, Tensor& out) {
+      return e.Window(op, *x[0], plan, init, out);
+    };
+    return c;
+  }
+  Result<Checked> operator()(const ir::WindowScatter& n) const {
+    if (n.name != "max" && n.name != "min") {
+      return Status(ErrorKind::kUnknownOp, "unknown window_scatter :" + std::string(n.name.substr(0, 64)) +
+                                               "; known: max min");
+    }
+    std::vector<int64_t> ones(in[0].shape.size(), 1);
+    auto plan = ir::PlanWindow("window_scatter", in[0].shape, n.dims, n.strides, n.padding, ones);
+    if (!plan.ok()) return plan.status();
+    if (in[1].shape != plan->out_shape) {
+      return Status(ErrorKind::kShapeMismatch, "window_scatter: the source has shape " + ShapeToString(in[1].shape) +
+                                                   "; the windows of " + ShapeToString(in[0].shape) + " make " +
+                                                   ShapeToString(plan->out_shape));
+    }
+    Checked c{ir::MergeTypes(in[0].type, in[1].type), in[0].shape, {}};
+    c.run = [max = n.name == "max", plan = std::move(*plan), init = n.init](exec::Executor& e, const Ins& x,
+                                                                             Tensor& out) {
+      return e.WindowScatter(max, *x[0], *x[1], plan, init, out);
+    };
+    return c;
+  }
+  Result<Checked> operator()(const ir::Indexed& n) const {
+    if (n.name != "add" && n.name != "put") {
+      return Status(ErrorKind::kUnknownOp, "unknown indexed :" + std::string(n.name.substr(0, 64)) + "; known: add put");
+    }
+    auto plan = ir::PlanIndexed(in[0].shape, in[1].type, in[1].shape, in[2].shape, n.axes);
+    if (!plan.ok()) return plan.status();
+    Checked c{ir::MergeTypes(in[0].type, in[2].type), in[0].shape, {}};
+    c.run = [add = n.name == "add", plan = std::move(*plan)](exec::Executor& e, const Ins& x, Tensor& out) {
+      return e.Indexed(add, *x[0], *x[1], *x[2], plan, out);
+    };
+    return c;
+  }
+  Result<Checked> operator()(const ir::Cumulative& n) const {
+    if (!n.op) return Unknown("reduction", n.name, ir::ReduceNames());
+    MURE_RETURN_IF_ERROR(ir::CheckWindowReduction("cumulative", *n.op));
+    auto axis = ir::NormalizeAxis(n.axis, in[0].shape.size(), "cumulative axis");
+    if (!axis.ok()) return axis.status();
+    return Same([op = *n.op, ax = *axis, rev = n.reverse](exec::Executor& e, const Ins& x, Tensor& out) {
+      return e.Cumulative(op, *x[0], ax, rev, out);
+    });
+  }
 };
 
 /// Complex types and FFTs run on the CPU executor only.
@@ -447,7 +500,8 @@ Result<PlannedOp> PlanOp(const ir::Node& node, const OperandLookup& lookup, cons
   // operands (pad of an empty tensor, a reduction over an empty axis, dot with k = 0).
   // take is the exception: its indices are data and are range-checked even when the result is
   // empty, as before (that walk is bounded by the indices' real bytes; cpu::Take returns after it).
-  if (*ElementCount(p.shape) == 0 && !std::holds_alternative<ir::Take>(node)) {
+  if (*ElementCount(p.shape) == 0 && !std::holds_alternative<ir::Take>(node) &&
+      !std::holds_alternative<ir::Indexed>(node)) {
     p.kernel = [](const Ins&, Tensor&) { return Status::Ok(); };
     return p;
   }

@@ -214,6 +214,26 @@ defmodule Corpus do
           {:on, :opencl, {:fft, 1, 3}},
           {:download, 3}
         ]),
+      # window, window_scatter, indexed and cumulative: one good request of each, then the
+      # edges (a window larger than the axis, zero stride, an index out of range, huge padding).
+      "op_set_window" =>
+        requests([
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:window, :sum, 1, [1, 2], [1, 1], [{0, 0}, {1, 0}], [1, 1]},
+          {:window, :reduce_max, 1, [2, 2], [1, 1], [{1, 1}, {0, 0}], [1, 2], -1.5},
+          {:upload, {:f, 32}, {1, 2}, f32([1.0, 2.0])},
+          {:window_scatter, :max, 1, 4, 0.0, [2, 2], [1, 1], [{0, 0}, {0, 0}]},
+          {:upload, {:s, 64}, {2, 1}, <<1::64-signed-native, 0::64-signed-native>>},
+          {:indexed, :add, 1, 6, 4, [1]},
+          {:indexed, :put, 1, 6, 4, []},
+          {:cumulative, :product, 1, -1, true},
+          {:window, :sum, 1, [3, 1], [1, 1], [{0, 0}, {0, 0}], [1, 1]},
+          {:window, :sum, 1, [1, 1], [0, 1], [{0, 0}, {0, 0}], [1, 1]},
+          {:window, :sum, 1, [1, 1], [1, 1], [{1 <<< 40, 1 <<< 40}, {0, 0}], [1, 1]},
+          {:upload, {:s, 64}, {1, 1}, <<7::64-signed-native>>},
+          {:indexed, :put, 1, 14, 4, [1]},
+          {:cumulative, :argmax, 1, 0, false}
+        ]),
       "op_set_creation" =>
         requests([
           {:iota, {:s, 32}, {3, 2}, 0},

@@ -56,27 +56,35 @@ defmodule Mure.Backend do
   (the products `p.l.u`, `v.diag(w).vt`, `u.s.vt` are the input either way). A singular
   system raises Nx's `ArgumentError`; `:eps` and `:max_iter` do not apply.
 
-  ## Ops the node does not have yet
+  ## What does not run on the node
 
   The callbacks the node's op set serves run there, some composed from its ops in one
-  program (`conv` as im2col and one dot, window sums/products/maxima/minima as strided
-  slices, `take_along_axis` as a gather); `map` and `reduce` functions are traced into node
-  ops (never sent). The rest run on `Nx.BinaryBackend` (download, compute, upload) in one
-  place, `Mure.Backend.Fallback`, which counts them (`fallbacks/0`) and logs why at debug
-  level:
+  program (`conv` as im2col and one dot, `take_along_axis` as a gather); the window ops,
+  `window_scatter_max/min`, `indexed_add/put` and `cumulative_*` are node ops of their own
+  (`Mure.Expr.Window`); `map`, `reduce` and `window_reduce` functions are traced into node
+  ops (never sent); FFTs and linear algebra are node ops too (FFTW, LAPACK). Every
+  callback of `Nx.Backend` has its node op; what still runs on `Nx.BinaryBackend`
+  (download, compute, upload) goes through one place, `Mure.Backend.Fallback`, which counts
+  it (`fallbacks/0`) and logs why at debug level:
 
-    * always: `window_reduce`, `window_scatter_max`, `window_scatter_min`, `indexed_add`,
-      `indexed_put`;
     * on `{:c, 64}` and `{:c, 128}`: the ops Nx defines on complex that the node's complex
       table lacks (the node has data movement, as_type, `+ - * /`, `pow`, `equal`,
       `not_equal`, `sum`, `product`, `dot`, `conjugate`, `real`, `imag`, `abs`, `exp`,
       `log`, `sqrt`, the trigonometric and hyperbolic functions; `fft` and `ifft` run there
       through FFTW, on the node's CPU whatever `:device` says), and the linear algebra of
-      complex matrices (Nx's own composition of node ops, or the fallback);
-    * `map` and `reduce` with a function the trace cannot translate (reduce: only add,
-      multiply, max or min of the element and the accumulator); `gather` over some of the
-      axes; `conv` with batch groups or a kernel of more than 256 elements per channel;
-      window ops over more than 64 elements; any variant of an op the node's rules refuse.
+      complex matrices (the node's LAPACK ops are real);
+    * `map`, `reduce` and `window_reduce` with a function the trace cannot translate
+      (reduce, window_reduce: only add, multiply, max or min of the element and the
+      accumulator); `gather` over some of the axes; `conv` with batch groups or a kernel
+      of more than 256 elements per channel; any variant of an op the node's rules refuse.
+
+  Where the node differs from `Nx.BinaryBackend` in these ops: `window_scatter_max/min`
+  never select a padding position (Nx.BinaryBackend pads with the init value and maps the
+  padded position onto the unpadded output, which shifts it); `indexed_add/put` with an
+  update window smaller than the target's other axes write it from coordinate 0 of those
+  axes (as EXLA's scatter does; Nx.BinaryBackend writes it contiguously); float
+  `cumulative_*` accumulate in double and round once per element. Out-of-range indices
+  raise, as in Nx.BinaryBackend.
   """
 
   @behaviour Nx.Backend
@@ -92,13 +100,6 @@ defmodule Mure.Backend do
 
   @add_backend_on_inspect Application.compile_env(:mure, :add_backend_on_inspect, true)
 
-  @fallback_callbacks [
-    window_reduce: 6,
-    window_scatter_max: 6,
-    window_scatter_min: 6,
-    indexed_add: 5,
-    indexed_put: 5
-  ]
 
   @unary_ops Rules.unary_ops()
   @binary_ops Rules.binary_ops()
@@ -462,6 +463,24 @@ defmodule Mure.Backend do
   @impl true
   defdelegate window_sum(out, t, window, opts), to: Mure.Backend.Composite
   @impl true
+  defdelegate window_reduce(out, t, acc, window, opts, fun), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_scatter_max(out, t, source, init, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate window_scatter_min(out, t, source, init, window, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate indexed_add(out, t, indices, updates, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate indexed_put(out, t, indices, updates, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate cumulative_sum(out, t, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate cumulative_product(out, t, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate cumulative_max(out, t, opts), to: Mure.Backend.Composite
+  @impl true
+  defdelegate cumulative_min(out, t, opts), to: Mure.Backend.Composite
+  @impl true
   defdelegate window_product(out, t, window, opts), to: Mure.Backend.Composite
   @impl true
   defdelegate window_max(out, t, window, opts), to: Mure.Backend.Composite
@@ -493,19 +512,6 @@ defmodule Mure.Backend do
     args = Macro.generate_arguments(arity, __MODULE__)
     @impl true
     defdelegate unquote(name)(unquote_splicing(args)), to: Mure.Backend.Linalg
-  end
-
-  ## What the node does not have yet
-
-  for {name, arity} <- @fallback_callbacks do
-    args = Macro.generate_arguments(arity, __MODULE__)
-
-    @impl true
-    def unquote(name)(unquote_splicing(args)) do
-      args = unquote(args)
-
-      fallback(unquote(name), args, "no such op on the node")
-    end
   end
 
   defp tensors_in(args) when is_list(args), do: Enum.map(args, &tensors_in/1)

@@ -41,56 +41,6 @@ defmodule Mure.Backend.Compose do
   end
 
   @doc false
-  # The largest window (in elements) composed from slices: one strided slice per element
-  # of the window, combined with the op.
-  @spec max_window() :: pos_integer()
-  def max_window, do: 64
-
-  @doc false
-  # window_sum/product/max/min: pad with the op's identity, then for every position k of
-  # the window the strided slice that holds, for each output element, the input element
-  # at k; the op combines the slices. `opts` are Nx's (padding: [{lo, hi}], strides:,
-  # window_dilations:, all lists); `out_shape` is Nx's result shape.
-  @spec window(:add | :multiply | :max | :min, Expr.t(), tuple(), keyword(), tuple()) ::
-          Expr.t()
-  def window(op, x, window, opts, out_shape) do
-    config = Enum.map(opts[:padding], fn {lo, hi} -> {lo, hi, 0} end)
-
-    x =
-      if Enum.all?(config, &(&1 == {0, 0, 0})),
-        do: x,
-        else: Expr.pad(x, identity(op, x.type), config)
-
-    strides = opts[:strides]
-    lengths = Enum.zip_with(Tuple.to_list(out_shape), strides, &max((&1 - 1) * &2 + 1, 0))
-
-    offsets =
-      window
-      |> Tuple.to_list()
-      |> Enum.zip(opts[:window_dilations])
-      |> Enum.reduce([[]], fn {w, d}, acc ->
-        for prefix <- acc, k <- 0..(w - 1), do: prefix ++ [k * d]
-      end)
-
-    offsets
-    |> Enum.map(&Expr.slice(x, &1, lengths, strides: strides))
-    |> Enum.reduce(fn slice, acc -> Expr.binary(op, acc, slice) end)
-  end
-
-  defp identity(:add, _type), do: 0
-  defp identity(:multiply, _type), do: 1
-  defp identity(:max, type), do: lowest(type)
-  defp identity(:min, type), do: highest(type)
-
-  defp lowest({:s, bits}), do: -Bitwise.bsl(1, bits - 1)
-  defp lowest({:u, _}), do: 0
-  defp lowest(_float), do: :neg_infinity
-
-  defp highest({:s, bits}), do: Bitwise.bsl(1, bits - 1) - 1
-  defp highest({:u, bits}), do: Bitwise.bsl(1, bits) - 1
-  defp highest(_float), do: :infinity
-
-  @doc false
   # The largest kernel window (in elements per channel) a convolution is composed for.
   @spec max_kernel() :: pos_integer()
   def max_kernel, do: 256

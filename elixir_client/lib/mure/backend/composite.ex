@@ -1,14 +1,16 @@
 defmodule Mure.Backend.Composite do
   @moduledoc false
-  # Mure.Backend's callbacks that the node has no op of its own for but runs all the same:
-  # composed from its ops (Mure.Backend.Compose: argmax/argmin with tie_break: :high,
-  # take_along_axis, window sums/products/maxima/minima, conv), or with an Elixir function
-  # traced into its ops (Mure.Backend.Trace: map, reduce). Each runs as one program; what
-  # cannot be composed falls back (Mure.Backend.Fallback) with the reason.
+  # Mure.Backend's callbacks that are not one op of the table: composed from the node's ops
+  # (Mure.Backend.Compose: argmax/argmin with tie_break: :high, take_along_axis, conv), the
+  # window, scatter and cumulative ops (Mure.Expr.Window: the node's window,
+  # window_scatter, indexed and cumulative requests), or with an Elixir function traced
+  # into its ops (Mure.Backend.Trace: map, reduce, window_reduce). Each runs as one
+  # program; what cannot be composed falls back (Mure.Backend.Fallback) with the reason.
 
   alias Mure.Backend
   alias Mure.Backend.{Compose, Trace}
   alias Mure.Expr
+  alias Mure.Expr.Window
 
   for op <- [:argmax, :argmin] do
     def unquote(op)(out, t, opts) do
@@ -24,28 +26,92 @@ defmodule Mure.Backend.Composite do
     end)
   end
 
+  ## Window, scatter and cumulative ops: one node op each (Mure.Expr.Window)
+
   for {name, op} <- [
-        window_sum: :add,
-        window_product: :multiply,
-        window_max: :max,
-        window_min: :min
+        window_sum: :sum,
+        window_product: :product,
+        window_max: :reduce_max,
+        window_min: :reduce_min
       ] do
     def unquote(name)(out, t, window, opts) do
-      args = [out, t, window, opts]
-      size = Tuple.product(window)
+      Backend.serve(unquote(name), out, [t], [out, t, window, opts], fn [x] ->
+        Window.window(unquote(op), Backend.cast(x, out.type), window, window_opts(opts))
+      end)
+    end
+  end
 
-      if size > Compose.max_window() do
-        Backend.fallback(
-          unquote(name),
-          args,
-          "a window of #{size} elements (slices: at most #{Compose.max_window()})"
-        )
-      else
-        Backend.serve(unquote(name), out, [t], args, fn [x] ->
-          Compose.window(unquote(op), Backend.cast(x, out.type), window, opts, out.shape)
+  # Nx's function is traced (Mure.Backend.Trace.reduce) to the table's reduction; the
+  # accumulator pads the tensor and starts every window, as in Nx.BinaryBackend.
+  def window_reduce(out, t, acc, window, opts, fun) do
+    args = [out, t, acc, window, opts, fun]
+
+    with true <- Enum.all?([out, t, acc], &Backend.node_type?(&1.type)),
+         {:ok, {reduction, _op}} <- Trace.reduce(fun, t.type, acc.type) do
+      init = Nx.to_number(acc)
+
+      Backend.serve(:window_reduce, out, [t], args, fn [x] ->
+        Window.window(reduction, Backend.cast(x, out.type), window, [
+          {:init, init} | window_opts(opts)
+        ])
+      end)
+    else
+      false -> Backend.fallback(:window_reduce, args, "complex")
+      {:error, why} -> Backend.fallback(:window_reduce, args, why)
+    end
+  end
+
+  for {name, op} <- [window_scatter_max: :max, window_scatter_min: :min] do
+    def unquote(name)(out, t, source, init, window, opts) do
+      args = [out, t, source, init, window, opts]
+
+      if Backend.node_type?(init.type) do
+        value = Nx.to_number(init)
+
+        Backend.serve(unquote(name), out, [t, source], args, fn [x, s] ->
+          Window.window_scatter(unquote(op), x, s, value, window,
+            strides: opts[:strides],
+            padding: opts[:padding]
+          )
         end)
+      else
+        Backend.fallback(unquote(name), args, "complex")
       end
     end
+  end
+
+  for {name, op} <- [indexed_add: :add, indexed_put: :put] do
+    def unquote(name)(out, t, indices, updates, opts) do
+      args = [out, t, indices, updates, opts]
+
+      Backend.serve(unquote(name), out, [t, indices, updates], args, fn [x, i, u] ->
+        Window.indexed(unquote(op), x, i, u, axes: opts[:axes])
+      end)
+    end
+  end
+
+  for {name, op} <- [
+        cumulative_sum: :sum,
+        cumulative_product: :product,
+        cumulative_max: :reduce_max,
+        cumulative_min: :reduce_min
+      ] do
+    def unquote(name)(out, t, opts) do
+      Backend.serve(unquote(name), out, [t], [out, t, opts], fn [x] ->
+        Window.cumulative(unquote(op), Backend.cast(x, out.type),
+          axis: opts[:axis],
+          reverse: opts[:reverse]
+        )
+      end)
+    end
+  end
+
+  defp window_opts(opts) do
+    [
+      strides: opts[:strides],
+      padding: opts[:padding],
+      window_dilations: opts[:window_dilations]
+    ]
   end
 
   def conv(out, t, k, opts) do

@@ -265,6 +265,8 @@ Result<Body> DecodeElem(const Args& a) {
   MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the tuple value"));
   MURE_TRY(i, DecodeInt(a.t, a.Arg(2), "the part's index"));
   return Node(ir::Elem{x, i});
+}
+
 /// A list of {lo, hi} pairs (window padding), at most kMaxDims.
 Result<std::vector<std::pair<int64_t, int64_t>>> DecodePadPairs(const TermTree& t, uint32_t n, const char* what) {
   if ((t[n].kind != TermKind::kList && t[n].kind != TermKind::kNil) || t[n].improper || t[n].count > kMaxDims) {

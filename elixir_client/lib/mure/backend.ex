@@ -100,7 +100,6 @@ defmodule Mure.Backend do
 
   @add_backend_on_inspect Application.compile_env(:mure, :add_backend_on_inspect, true)
 
-
   @unary_ops Rules.unary_ops()
   @binary_ops Rules.binary_ops()
 

@@ -23,6 +23,24 @@ defmodule Mure.Test.Fallbacks do
   end
 
   @doc false
+  # Starts counting the calling process's fallbacks; `counts/1` reads them so far.
+  @spec start() :: term()
+  def start do
+    id = {__MODULE__, make_ref()}
+    :telemetry.attach(id, [:mure, :backend, :fallback], &__MODULE__.seen/4, {self(), id})
+    ExUnit.Callbacks.on_exit(fn -> :telemetry.detach(id) end)
+    {id, :counts}
+  end
+
+  @doc false
+  @spec counts(term()) :: %{atom() => pos_integer()}
+  def counts({id, key}) do
+    total = collect(id, Process.get({id, key}, %{}))
+    Process.put({id, key}, total)
+    total
+  end
+
+  @doc false
   def seen(_event, _measurements, %{callback: name}, {pid, id}),
     do: if(self() == pid, do: send(pid, {id, name}))
 

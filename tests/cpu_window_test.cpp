@@ -280,7 +280,7 @@ TEST_CASE("indexed add accumulates duplicates, put keeps the last, both over cho
     auto r = b.Run(ir::Indexed{"put", x, bad, one, {}});
     REQUIRE_FALSE(r.ok());
     CHECK(r.status().kind() == ErrorKind::kOutOfRange);
-    CHECK_THAT(r.status().message(), Catch::Contains("outside axis"));
+    CHECK_THAT(r.status().message(), Catch::Contains("is out of bounds for axis"));
   }
   const uint64_t fidx = b.Add(Make(DType::kF32, {1, 2}, {0, 0}));
   auto fl = b.Run(ir::Indexed{"add", x, fidx, one, {}});

@@ -138,7 +138,7 @@ defmodule Mure.DigitsTest do
       "digits: test accuracy #{Float.round(accuracy, 1)} % (#{correct} of #{length(test_labels)}; " <>
         "#{@epochs} epochs, #{steps} steps of #{@batch} in #{Float.round(micros / 1.0e6, 1)} s, " <>
         "#{Float.round(micros / steps / 1000, 2)} ms/step, #{programs / steps} round trips " <>
-        "per step, final batch loss #{:erlang.float_to_binary(Nx.to_number(last_loss) * 1.0, decimals: 5)})"
+        "per step, final batch loss #{:erlang.float_to_binary(abs(Nx.to_number(last_loss)) * 1.0, scientific: 2)})"
     )
 
     assert programs == steps

@@ -190,7 +190,8 @@ defmodule Mure.NxWindowTest do
     bad = Nx.tensor([[0, 1], [3, 0]])
     upd = Nx.tensor([[1, 1], [1, 1]])
 
-    assert_raise Mure.Error, ~r/index 3 .*outside axis 0/, fn ->
+    # Nx.BinaryBackend's exception and words (the node's out_of_range, raised as Nx does).
+    assert_raise ArgumentError, "index 3 is out of bounds for axis 0 in shape {3, 4, 2}", fn ->
       Nx.indexed_add(Nx.backend_copy(t, mure), bad, upd)
     end
 

@@ -25,12 +25,14 @@ Status Indexed(bool add, const Tensor& in, const Tensor& indices, const Tensor& 
       const uint64_t v = LoadI(it, indices.data(), r * plan.k + j);
       const uint64_t axis = plan.axes[j];
       if ((IsSigned(it) && static_cast<int64_t>(v) < 0) || v >= s[axis]) {
+        // Nx's words for it (Nx.BinaryBackend raises "index 3 is out of bounds for axis 0 in shape
+        // {2, 2}"), then where in the indices it was.
         return Status(ErrorKind::kOutOfRange, std::string(what) + ": index " +
                                                   (IsSigned(it) ? std::to_string(static_cast<int64_t>(v))
                                                                 : std::to_string(v)) +
-                                                  " (row " + std::to_string(r) + ", column " + std::to_string(j) +
-                                                  ") is outside axis " + std::to_string(axis) + " of size " +
-                                                  std::to_string(s[axis]) + " of " + ShapeToString(s));
+                                                  " is out of bounds for axis " + std::to_string(axis) + " in shape " +
+                                                  ShapeToString(s) + " (row " + std::to_string(r) + ", column " +
+                                                  std::to_string(j) + " of the indices)");
       }
       off += v * st[axis];
     }

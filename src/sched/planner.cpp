@@ -360,8 +360,18 @@ struct Check {
                      return e.Fft(*x[0], inverse, out);
                    }};
   }
+  /// The window, scatter and scan kernels take real types.
+  static Status RealOnly(const char* op, std::initializer_list<DType> types) {
+    for (DType t : types) {
+      if (ir::IsComplex(t)) {
+        return Status(ErrorKind::kTypeMismatch, std::string(op) + " takes real tensors, got " + DTypeToString(t));
+      }
+    }
+    return Status::Ok();
+  }
   Result<Checked> operator()(const ir::Window& n) const {
     if (!n.op) return Unknown("reduction", n.name, ir::ReduceNames());
+    MURE_RETURN_IF_ERROR(RealOnly("window", {in[0].type}));
     MURE_RETURN_IF_ERROR(ir::CheckWindowReduction("window", *n.op));
     auto plan = ir::PlanWindow("window", in[0].shape, n.dims, n.strides, n.padding, n.dilations);
     if (!plan.ok()) return plan.status();
@@ -376,6 +386,7 @@ struct Check {
       return Status(ErrorKind::kUnknownOp, "unknown window_scatter :" + std::string(n.name.substr(0, 64)) +
                                                "; known: max min");
     }
+    MURE_RETURN_IF_ERROR(RealOnly("window_scatter", {in[0].type, in[1].type}));
     std::vector<int64_t> ones(in[0].shape.size(), 1);
     auto plan = ir::PlanWindow("window_scatter", in[0].shape, n.dims, n.strides, n.padding, ones);
     if (!plan.ok()) return plan.status();
@@ -395,6 +406,7 @@ struct Check {
     if (n.name != "add" && n.name != "put") {
       return Status(ErrorKind::kUnknownOp, "unknown indexed :" + std::string(n.name.substr(0, 64)) + "; known: add put");
     }
+    MURE_RETURN_IF_ERROR(RealOnly("indexed", {in[0].type, in[1].type, in[2].type}));
     auto plan = ir::PlanIndexed(in[0].shape, in[1].type, in[1].shape, in[2].shape, n.axes);
     if (!plan.ok()) return plan.status();
     Checked c{ir::MergeTypes(in[0].type, in[2].type), in[0].shape, {}};
@@ -406,6 +418,7 @@ struct Check {
   Result<Checked> operator()(const ir::Cumulative& n) const {
     if (!n.op) return Unknown("reduction", n.name, ir::ReduceNames());
     MURE_RETURN_IF_ERROR(ir::CheckWindowReduction("cumulative", *n.op));
+    MURE_RETURN_IF_ERROR(RealOnly("cumulative", {in[0].type}));
     auto axis = ir::NormalizeAxis(n.axis, in[0].shape.size(), "cumulative axis");
     if (!axis.ok()) return axis.status();
     return Same([op = *n.op, ax = *axis, rev = n.reverse](exec::Executor& e, const Ins& x, Tensor& out) {

@@ -101,6 +101,8 @@ unless Node.alive?(),
   do: {:ok, _} = Node.start(:"mure_defn_suite_#{System.pid()}@127.0.0.1", :longnames)
 
 Application.put_env(:mure, :node_log_level, :error)
+# Run as a plain `elixir -pa ...` (test/nx_defn_suite_test.exs) nothing is started yet.
+{:ok, _} = Application.ensure_all_started(:mure)
 {:ok, conn} = Mure.start_link(timeout: 60_000)
 Nx.Defn.global_default_options(compiler: Mure.DefnSuite.Compiler, connection: conn)
 

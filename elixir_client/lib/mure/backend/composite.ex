@@ -84,10 +84,23 @@ defmodule Mure.Backend.Composite do
     def unquote(name)(out, t, indices, updates, opts) do
       args = [out, t, indices, updates, opts]
 
-      Backend.serve(unquote(name), out, [t, indices, updates], args, fn [x, i, u] ->
-        Window.indexed(unquote(op), x, i, u, axes: opts[:axes])
+      out_of_bounds_as_nx(fn ->
+        Backend.serve(unquote(name), out, [t, indices, updates], args, fn [x, i, u] ->
+          Window.indexed(unquote(op), x, i, u, axes: opts[:axes])
+        end)
       end)
     end
+  end
+
+  # An index out of range: the node says it in Nx's words, and Nx raises an ArgumentError.
+  defp out_of_bounds_as_nx(fun) do
+    fun.()
+  rescue
+    e in Mure.Error ->
+      case {e.kind, Regex.run(~r/index -?\d+ is out of bounds for axis \d+ in shape \{[^}]*\}/, e.message)} do
+        {:out_of_range, [nx_words]} -> raise ArgumentError, nx_words
+        _ -> reraise e, __STACKTRACE__
+      end
   end
 
   for {name, op} <- [

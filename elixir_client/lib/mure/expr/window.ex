@@ -40,7 +40,7 @@ defmodule Mure.Expr.Window do
   @spec window(atom(), Mure.Expr.operand(), tuple(), keyword()) :: Mure.Expr.t()
   def window(op, x, window_dims, opts \\ []) do
     check_op!(op, @reductions, "window")
-    x = operand!(x, nil, :window)
+    x = operand!(x, nil, :window) |> real!(:window)
     rank = tuple_size(x.shape)
     ones = List.duplicate(1, rank)
 
@@ -90,8 +90,8 @@ defmodule Mure.Expr.Window do
           Mure.Expr.t()
   def window_scatter(op, x, source, init, window_dims, opts \\ []) do
     check_op!(op, [:max, :min], "window_scatter")
-    x = operand!(x, nil, :window_scatter)
-    source = operand!(source, nil, :window_scatter)
+    x = operand!(x, nil, :window_scatter) |> real!(:window_scatter)
+    source = operand!(source, nil, :window_scatter) |> real!(:window_scatter)
     check_scalar!(init, "window_scatter's init")
     rank = tuple_size(x.shape)
 
@@ -144,7 +144,8 @@ defmodule Mure.Expr.Window do
           Mure.Expr.t()
   def indexed(op, x, indices, updates, opts \\ []) do
     check_op!(op, [:add, :put], "indexed")
-    [x, indices, updates] = Enum.map([x, indices, updates], &operand!(&1, nil, :indexed))
+    [x, indices, updates] =
+      Enum.map([x, indices, updates], &(&1 |> operand!(nil, :indexed) |> real!(:indexed)))
     operands = [x, indices, updates]
     rank = tuple_size(x.shape)
 
@@ -204,7 +205,7 @@ defmodule Mure.Expr.Window do
   @spec cumulative(atom(), Mure.Expr.operand(), keyword()) :: Mure.Expr.t()
   def cumulative(op, x, opts \\ []) do
     check_op!(op, @reductions, "cumulative")
-    x = operand!(x, nil, :cumulative)
+    x = operand!(x, nil, :cumulative) |> real!(:cumulative)
     opts = Keyword.validate!(opts, axis: 0, reverse: false)
     rank = tuple_size(x.shape)
     axis = opts[:axis]
@@ -256,4 +257,11 @@ defmodule Mure.Expr.Window do
     end)
     |> List.to_tuple()
   end
+
+  # The node's window, scatter and scan kernels take real types (its complex ops are the
+  # elementwise table's complex rows, dot and FFT).
+  defp real!(%{type: {:c, _} = type}, name),
+    do: raise(ArgumentError, "#{name} takes real tensors on the node, got #{inspect(type)}")
+
+  defp real!(x, _name), do: x
 end

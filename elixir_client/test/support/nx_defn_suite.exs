@@ -108,13 +108,9 @@ Nx.Defn.global_default_options(compiler: Mure.DefnSuite.Compiler, connection: co
 
 Logger.configure(level: :info)
 
-# Excluded groups (describe blocks), with the reason.
-exclusions = [
-  {"svd",
-   "Mure.Backend has no svd, so Nx.LinAlg.svd runs as its defn fallback: while loops " <>
-     "whose bodies read computed indices (eager ops, round trips each iteration); one " <>
-     "grad test ran for minutes (the BEAM past 1.6 GB) without finishing"}
-]
+# Excluded groups (describe blocks), with the reason: none (svd, which took minutes as Nx's
+# defn composition, is one LAPACK op on the node now).
+exclusions = []
 
 for {group, why} <- exclusions, do: IO.puts("excluded: describe #{inspect(group)}: #{why}")
 timeout = String.to_integer(System.get_env("MURE_DEFN_SUITE_TIMEOUT", "30000"))

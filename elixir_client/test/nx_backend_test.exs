@@ -72,6 +72,45 @@ defmodule Mure.NxBackendTest do
       assert Mure.Test.Fallbacks.counts(watch) == %{}
     end
 
+    test "all_close and top_k run on the node as one program each, as Nx.BinaryBackend", %{
+      conn: conn
+    } do
+      mure = {Mure.Backend, connection: conn}
+      watch = Mure.Test.Fallbacks.start()
+      a = Nx.tensor([[1.0, 2.0, :nan], [:infinity, 5.0, 6.0]], backend: Nx.BinaryBackend)
+      b = Nx.tensor([[1.0, 2.00001, :nan], [:infinity, 5.0, 6.1]], backend: Nx.BinaryBackend)
+      i = Nx.tensor([[3, 1, 4], [1, 5, 9]], backend: Nx.BinaryBackend)
+      [ma, mb, mi] = Enum.map([a, b, i], &Nx.backend_copy(&1, mure))
+      {:ok, %{requests: before}} = Mure.stats(conn)
+
+      for {x, y, mx, my} <- [{a, b, ma, mb}, {i, i, mi, mi}],
+          opts <- [[], [equal_nan: true], [atol: 0.2], [rtol: 0.0, atol: 0.0, equal_nan: true]] do
+        # The reference entirely on Nx.BinaryBackend (Nx's composition makes its scalars on
+        # the default backend).
+        want = Nx.with_default_backend(Nx.BinaryBackend, fn -> Nx.all_close(x, y, opts) end)
+        got = Nx.all_close(mx, my, opts)
+        assert on_node?(got) and got.type == want.type
+        assert Nx.to_number(got) == Nx.to_number(want), "#{inspect(opts)}"
+      end
+
+      t =
+        Nx.tensor([[3.0, 1.0, 4.0, 1.0, 5.0], [9.0, 2.0, 6.0, 5.0, 3.0]],
+          backend: Nx.BinaryBackend
+        )
+
+      {wv, wi} = Nx.with_default_backend(Nx.BinaryBackend, fn -> Nx.top_k(t, k: 3) end)
+      {gv, gi} = Nx.top_k(Nx.backend_copy(t, mure), k: 3)
+      assert on_node?(gv) and on_node?(gi)
+      assert Nx.backend_copy(gv, Nx.BinaryBackend) == wv
+      assert Nx.backend_copy(gi, Nx.BinaryBackend) == wi
+
+      # 8 all_close + 1 top_k, each one program (Nx's compositions would be 5 to 10 eager ops
+      # each), 1 upload, 10 reads of their results, and this stats call: exactly.
+      {:ok, %{requests: now}} = Mure.stats(conn)
+      assert Mure.Test.Fallbacks.counts(watch) == %{}
+      assert now - before == 8 + 1 + 1 + 10 + 1
+    end
+
     test "conv runs on the node (im2col + dot) and agrees with Nx.BinaryBackend", %{conn: conn} do
       mure = {Mure.Backend, connection: conn}
       key = Nx.Random.key(3) |> Nx.backend_copy(Nx.BinaryBackend)

@@ -15,7 +15,7 @@ defmodule Mure.NxDefnSuiteTest do
   @moduletag :nx_defn_suite
   @moduletag timeout: 900_000
 
-XX
+  XX
   # this test was added (Zen 5, 2 cores); the failures then: the 14 stream tests (__stream__
   # raises: no streaming on the node yet), the svd grads (LAPACK's singular vectors' signs are
   # not Nx's, and its grad rule reads them), and tests that compare f32 results with == whose

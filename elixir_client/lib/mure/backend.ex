@@ -62,7 +62,8 @@ defmodule Mure.Backend do
   program (`conv` as im2col and one dot, `take_along_axis` as a gather); the window ops,
   `window_scatter_max/min`, `indexed_add/put` and `cumulative_*` are node ops of their own
   (`Mure.Expr.Window`); `map`, `reduce` and `window_reduce` functions are traced into node
-  ops (never sent); FFTs and linear algebra are node ops too (FFTW, LAPACK). Every
+  ops (never sent); FFTs and linear algebra are node ops too (FFTW, LAPACK); `all_close`
+  and `top_k` are one program each (Nx would compose them of several eager ops). Every
   callback of `Nx.Backend` has its node op; what still runs on `Nx.BinaryBackend`
   (download, compute, upload) goes through one place, `Mure.Backend.Fallback`, which counts
   it (`fallbacks/0`) and logs why at debug level:
@@ -460,6 +461,10 @@ defmodule Mure.Backend do
   @impl true
   defdelegate take_along_axis(out, t, indices, axis), to: Mure.Backend.Composite
   @impl true
+  defdelegate all_close(out, a, b, opts), to: Mure.Backend.Optional
+  @impl true
+  defdelegate top_k(out, t, opts), to: Mure.Backend.Optional
+  @impl true
   defdelegate window_sum(out, t, window, opts), to: Mure.Backend.Composite
   @impl true
   defdelegate window_reduce(out, t, acc, window, opts, fun), to: Mure.Backend.Composite
@@ -558,6 +563,11 @@ defmodule Mure.Backend do
   # giving one expression per out; the result is the tuple of Nx tensors.
   @spec serve_many(atom(), [Nx.Tensor.t()], [Nx.Tensor.t()], list(), ([Expr.t()] -> [Expr.t()])) ::
           tuple()
+  # Several results (lu, qr, eigh, svd, top_k): while Mure.Compiler lowers a defn function
+  # the op becomes a client step between programs (the compiler's lowering makes one result).
+  def serve_many(name, _outs, [%Nx.Tensor{data: %Mure.Compiler.Sym{}} | _], _args, _build),
+    do: Mure.Compiler.Sym.refuse(name, "an op of several results runs as its own request")
+
   def serve_many(name, outs, inputs, args, build) do
     if Enum.all?(outs ++ inputs, &node_type?(&1.type)) do
       {conn, device} = home(args)

@@ -97,7 +97,8 @@ defmodule Mure.Backend.Composite do
     fun.()
   rescue
     e in Mure.Error ->
-      case {e.kind, Regex.run(~r/index -?\d+ is out of bounds for axis \d+ in shape \{[^}]*\}/, e.message)} do
+      case {e.kind,
+            Regex.run(~r/index -?\d+ is out of bounds for axis \d+ in shape \{[^}]*\}/, e.message)} do
         {:out_of_range, [nx_words]} -> raise ArgumentError, nx_words
         _ -> reraise e, __STACKTRACE__
       end

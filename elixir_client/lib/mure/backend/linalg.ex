@@ -79,6 +79,8 @@ defmodule Mure.Backend.Linalg do
   def compose(:cholesky, [_out, t]), do: Nx.LinAlg.cholesky(t)
   def compose(:determinant, [_out, t]), do: Nx.LinAlg.determinant(t)
   def compose(:solve, [_out, a, b]), do: Nx.LinAlg.solve(a, b)
+  def compose(:all_close, [_out, a, b, opts]), do: Nx.all_close(a, b, opts)
+  def compose(:top_k, [_out, t, opts]), do: Nx.top_k(t, opts)
 
   # Complex matrices take Nx's way (Mure.Backend.Fallback: Nx.BinaryBackend's lu and
   # triangular_solve, Nx's composition for the optional ones); real ones go to the node.

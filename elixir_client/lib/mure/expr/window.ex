@@ -144,8 +144,10 @@ defmodule Mure.Expr.Window do
           Mure.Expr.t()
   def indexed(op, x, indices, updates, opts \\ []) do
     check_op!(op, [:add, :put], "indexed")
+
     [x, indices, updates] =
       Enum.map([x, indices, updates], &(&1 |> operand!(nil, :indexed) |> real!(:indexed)))
+
     operands = [x, indices, updates]
     rank = tuple_size(x.shape)
 

@@ -122,6 +122,8 @@ defmodule Mure.NxBackendTest do
             {{1, 2, 5, 5}, {3, 2, 3, 3}, padding: :same},
             {{1, 2, 9, 8}, {3, 2, 2, 3}, kernel_dilation: [2, 1], input_dilation: [1, 2]},
             {{2, 4, 6, 6}, {6, 2, 3, 3}, feature_group_size: 2},
+            {{4, 3, 6, 6}, {6, 3, 3, 3}, batch_group_size: 2},
+            {{6, 2, 7, 5}, {9, 2, 2, 3}, batch_group_size: 3, strides: [2, 1], padding: :same},
             {{2, 3, 10}, {5, 3, 4}, strides: [3]},
             {{1, 2, 4, 5, 4}, {2, 2, 2, 2, 2}, []},
             {{2, 7, 6, 3}, {4, 3, 3, 2},

@@ -76,7 +76,7 @@ defmodule Mure.Backend do
       complex matrices (the node's LAPACK ops are real);
     * `map`, `reduce` and `window_reduce` with a function the trace cannot translate
       (reduce, window_reduce: only add, multiply, max or min of the element and the
-      accumulator); `gather` over some of the axes; `conv` with batch groups or a kernel
+      accumulator); `gather` over some of the axes; `conv` with a kernel
       of more than 256 elements per channel; any variant of an op the node's rules refuse.
 
   Where the node differs from `Nx.BinaryBackend` in these ops: `window_scatter_max/min`

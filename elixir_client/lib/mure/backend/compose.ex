@@ -49,8 +49,8 @@ defmodule Mure.Backend.Compose do
   # conv as im2col + one dot (BLIS on the node): for every position k of the (dilated)
   # kernel, the strided slice of the padded (and input-dilated) input that each output
   # element sees at k; stacked they are the {N * P, C * K} columns, multiplied by the
-  # {C * K, O} kernel. Feature groups are convolved one by one and joined along the output
-  # channels. `opts` are Nx's (batch_group_size 1); `out_shape` is Nx's result shape.
+  # {C * K, O} kernel. Feature and batch groups are convolved one by one and joined along the
+  # output channels. `opts` are Nx's; `out_shape` is Nx's result shape.
   @spec conv(Expr.t(), Expr.t(), keyword(), tuple()) :: Expr.t()
   def conv(x, w, opts, out_shape) do
     x = permute(x, opts[:input_permutation])
@@ -64,27 +64,40 @@ defmodule Mure.Backend.Compose do
         Enum.zip_with(opts[:padding], opts[:input_dilation], fn {lo, hi}, d -> {lo, hi, d - 1} end)
 
     x = if Enum.all?(config, &(&1 == {0, 0, 0})), do: x, else: Expr.pad(x, 0, config)
-    groups = opts[:feature_group_size]
-    [n, _c | spatial] = Tuple.to_list(x.shape)
-    [o, cg | _] = Tuple.to_list(w.shape)
-    og = div(o, groups)
-    zeros = List.duplicate(0, length(spatial))
     out_spatial = shape |> Tuple.to_list() |> Enum.drop(2)
+    # Batch groups: batch group g of the input (rows g * N/B ...) meets output-feature group
+    # g of the kernel; the results are joined along the output features.
+    y =
+      groups(x, w, 0, opts[:batch_group_size], fn xb, wb ->
+        # Feature groups: input-channel group g meets output-feature group g.
+        groups(xb, wb, 1, opts[:feature_group_size], &im2col(&1, &2, opts, out_spatial))
+      end)
 
-    results =
-      for g <- 0..(groups - 1) do
-        xg = if groups == 1, do: x, else: Expr.slice(x, [0, g * cg | zeros], [n, cg | spatial])
-
-        wg =
-          if groups == 1,
-            do: w,
-            else: Expr.slice(w, [g * og, 0 | zeros], [og | w.shape |> Tuple.to_list() |> tl()])
-
-        im2col(xg, wg, opts, out_spatial)
-      end
-
-    y = if groups == 1, do: hd(results), else: Expr.concatenate(results, axis: 1)
     permute(y, inverse(perm))
+  end
+
+  # Splits x along `x_axis` and w along its output features (axis 0) into `count` groups,
+  # convolves group g of one with group g of the other, joins along the output features.
+  defp groups(x, w, _x_axis, 1, conv), do: conv.(x, w)
+
+  defp groups(x, w, x_axis, count, conv) do
+    xs = Tuple.to_list(x.shape)
+    ws = Tuple.to_list(w.shape)
+    xg = div(Enum.at(xs, x_axis), count)
+    og = div(hd(ws), count)
+
+    for g <- 0..(count - 1) do
+      xi =
+        Expr.slice(
+          x,
+          xs |> Enum.map(fn _ -> 0 end) |> List.replace_at(x_axis, g * xg),
+          List.replace_at(xs, x_axis, xg)
+        )
+
+      wi = Expr.slice(w, [g * og | tl(Enum.map(ws, fn _ -> 0 end))], [og | tl(ws)])
+      conv.(xi, wi)
+    end
+    |> Expr.concatenate(axis: 1)
   end
 
   defp im2col(x, w, opts, out_spatial) do

@@ -133,13 +133,6 @@ defmodule Mure.Backend.Composite do
     window = k.shape |> Tuple.delete_at(0) |> Tuple.delete_at(0) |> Tuple.product()
 
     cond do
-      opts[:batch_group_size] != 1 ->
-        Backend.fallback(
-          :conv,
-          args,
-          "batch_group_size #{opts[:batch_group_size]} (not composed yet)"
-        )
-
       window > Compose.max_kernel() or Nx.size(out.shape) == 0 ->
         Backend.fallback(
           :conv,

@@ -14,7 +14,13 @@ defmodule Mure.Backend.Optional do
 
   def all_close(out, a, b, opts) do
     Backend.serve(:all_close, out, [a, b], [out, a, b, opts], fn [x, y] ->
-      float = Nx.Type.to_floating(y.type)
+      # |a - b| and |b| are real (of a complex type: its parts' type).
+      float =
+        case Nx.Type.to_floating(y.type) do
+          {:c, bits} -> {:f, div(bits, 2)}
+          type -> type
+        end
+
       scalar = &Expr.full(&1, {}, type: float)
 
       bound =

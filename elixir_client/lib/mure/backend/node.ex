@@ -180,34 +180,10 @@ defmodule Mure.Backend.Node do
     end
   end
 
-  defp send_program(conn, what, tensors, expr, trace, {type, shape}, device) do
-    signature = Enum.map(tensors, &{&1.type, &1.shape})
-    program = Program.build(expr, signature, trace)
-    by_index = tensors |> Enum.with_index() |> Map.new(fn {t, i} -> {i, t} end)
-    inputs = Enum.map(program.params, fn {i, _, _} -> {:handle, Map.fetch!(by_index, i).id} end)
-    outputs = Enum.map(program.outputs, fn {vid, _, _} -> {vid, :keep} end)
-
-    request =
-      if device in [nil, :auto],
-        do: {:program, inputs, program.nodes, outputs},
-        else: {:program, inputs, program.nodes, outputs, %{device: device}}
-
-    sessions = tensors |> Enum.map(& &1.session) |> Enum.uniq()
-
-    result =
-      case Request.call(conn, request, sessions, owner(), Request.budget(nil)) do
-        {:ok, [{h, ^type, ^shape}], node, session} when is_integer(h) and h > 0 ->
-          {:ok,
-           %Tensor{conn: conn, node: node, id: h, type: type, shape: shape, session: session}}
-
-        {:ok, value, _node, _session} ->
-          {:error, unexpected(what, value)}
-
-        {:error, error} ->
-          {:error, error}
-      end
-
-    result |> unwrap!(Atom.to_string(what), tensors) |> made()
+  # One result: the program of several with one output.
+  defp send_program(conn, what, tensors, expr, trace, out, device) do
+    [t] = send_many(conn, what, tensors, [expr], trace, [out], device)
+    t
   end
 
   @doc false

@@ -82,16 +82,7 @@ Status ComplexBinary(BinaryOp op, const Tensor& a, const Tensor& b, DType comput
 Status ComplexReduce(ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor& out) {
   if (!ir::IsComplex(in.type()) || !ir::TakesComplex(op)) return Status::Internal("ComplexReduce of a non-complex op");
   const Shape& shape = in.shape();
-  const size_t rank = shape.size();
-  std::vector<bool> reduced(rank, false);
-  for (uint64_t ax : plan.axes) reduced[ax] = true;
-  Shape kept, red;
-  for (size_t d = 0; d < rank; ++d) (reduced[d] ? red : kept).push_back(shape[d]);
-  auto kept_st = RowMajorStrides(kept), red_st = RowMajorStrides(red);
-  std::vector<uint64_t> so(rank, 0), sr(rank, 0);
-  for (size_t d = 0, k = 0, r = 0; d < rank; ++d) {
-    if (reduced[d]) sr[d] = red_st[r++]; else so[d] = kept_st[k++];
-  }
+  const auto [so, sr] = ReduceStrides(shape, plan.axes);
   const uint64_t outs = out.elements();
   auto acc_s = Scratch<C>::Make(out.budget(), outs, ir::Name(op));  // 16 bytes per result
   if (!acc_s.ok()) return acc_s.status();

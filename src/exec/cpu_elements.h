@@ -169,6 +169,23 @@ inline std::vector<uint64_t> RowMajorStrides(const Shape& s) {
   return st;
 }
 
+/// A reduction's walk over `shape`: per axis, its stride into the output (0 along the reduced
+/// `axes`) and into the reduced sub-space (0 along the kept axes).
+inline std::pair<std::vector<uint64_t>, std::vector<uint64_t>> ReduceStrides(const Shape& shape,
+                                                                             const std::vector<uint64_t>& axes) {
+  const size_t rank = shape.size();
+  std::vector<bool> reduced(rank, false);
+  for (uint64_t ax : axes) reduced[ax] = true;
+  Shape kept, red;
+  for (size_t d = 0; d < rank; ++d) (reduced[d] ? red : kept).push_back(shape[d]);
+  auto kept_st = RowMajorStrides(kept), red_st = RowMajorStrides(red);
+  std::vector<uint64_t> so(rank, 0), sr(rank, 0);
+  for (size_t d = 0, k = 0, r = 0; d < rank; ++d) {
+    if (reduced[d]) sr[d] = red_st[r++]; else so[d] = kept_st[k++];
+  }
+  return {so, sr};
+}
+
 /// Strides of `in` seen through a broadcast to `out` (0 where `in` has size 1 or is missing).
 inline std::vector<uint64_t> BroadcastStrides(const Shape& in, const Shape& out) {
   std::vector<uint64_t> st(out.size(), 0);

@@ -3,23 +3,9 @@ defmodule Mure.NxBackendTest do
   # fallback count, and the lifetime rule of the moduledoc (scopes in a long-running
   # GenServer, tensors passed to and returned from Tasks, a tensor whose owner exited),
   # with the node's own memory figures (Mure.stats) as the measure.
-  use ExUnit.Case, async: true
-
-  # The fallbacks' debug lines and the killed node's warnings show only for a failing test.
-  @moduletag :capture_log
+  use Mure.NxCase, async: true
 
   import Mure.TestSupport, only: [wait_until: 1]
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    Nx.default_backend({Mure.Backend, connection: conn})
-    %{conn: conn}
-  end
-
-  defp on_node?(%Nx.Tensor{data: %Mure.Backend{}}), do: true
-  defp on_node?(_), do: false
-
-  defp binary(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
 
   describe "ops" do
     test "eager ops run on the node and agree with Nx.BinaryBackend", %{conn: conn} do
@@ -38,7 +24,7 @@ defmodule Mure.NxBackendTest do
         |> Nx.sum(axes: [1])
         |> Nx.divide(7)
 
-      assert Nx.all_close(binary(y), ref, rtol: 1.0e-6) |> Nx.to_number() == 1
+      assert Nx.all_close(ref(y), ref, rtol: 1.0e-6) |> Nx.to_number() == 1
       assert y.type == {:f, 32} and y.shape == {3}
 
       d = Nx.dot(Nx.iota({2, 3}), Nx.iota({3, 2}))
@@ -134,7 +120,7 @@ defmodule Mure.NxBackendTest do
         want = Nx.conv(x, k, opts)
         got = Nx.conv(Nx.backend_copy(x, mure), Nx.backend_copy(k, mure), opts)
         assert on_node?(got) and got.shape == want.shape
-        close = Nx.all_close(binary(got), want, rtol: 1.0e-4, atol: 1.0e-5)
+        close = Nx.all_close(ref(got), want, rtol: 1.0e-4, atol: 1.0e-5)
         assert Nx.to_number(close) == 1, inspect(opts)
       end
 

@@ -231,12 +231,55 @@ defmodule Mure.NxCompilerTest do
     assert_raise ArgumentError, ~r/:device to be :cpu, :opencl or :auto/, fn ->
       mure(&Nx.exp/1, conn, device: :gpu).(Nx.tensor(1.0))
     end
+  end
 
-    assert_raise ArgumentError, ~r/does not support Nx.Defn.stream/, fn ->
-      Nx.Defn.stream(fn x, acc -> {x, acc} end, [Nx.tensor(1.0), Nx.tensor(0.0)],
-        compiler: Mure,
-        connection: conn
-      )
+  test "Nx.Defn.stream: each element one program, the accumulator stays on the node", %{
+    conn: conn
+  } do
+    # Nx 0.7.2's stream checks each output against the accumulator's template; the output
+    # and the new accumulator share a count (a value the stream must not free under the
+    # caller when it replaces the accumulator).
+    fun = fn x, {sum, count} ->
+      count = Nx.add(count, 1)
+      {{Nx.multiply(x, sum), count}, {Nx.add(sum, x), count}}
     end
+
+    acc = {Nx.tensor([0.0, 0.0]), Nx.tensor(0)}
+    stream = Nx.Defn.stream(fun, [Nx.template({2}, :f32), acc], compiler: Mure, connection: conn)
+    inputs = [Nx.tensor([1.0, 2.0]), Nx.tensor([3.0, -1.0]), Nx.tensor([0.5, 4.0])]
+
+    {outputs, programs} =
+      programs(conn, fn ->
+        for x <- inputs do
+          :ok = Nx.Stream.send(stream, x)
+          Nx.Stream.recv(stream)
+        end
+      end)
+
+    {sum, count} = Nx.Stream.done(stream)
+
+    # The reference: the same function on Nx.BinaryBackend, element by element.
+    {expected, {ref_sum, ref_count}} =
+      Enum.map_reduce(inputs, acc, fn x, acc ->
+        Nx.Defn.jit(fun, compiler: Nx.Defn.Evaluator).(Nx.backend_copy(x, Nx.BinaryBackend), acc)
+      end)
+
+    assert programs == 3
+
+    for {{o, n}, {e, m}} <- Enum.zip(outputs, expected) do
+      assert Nx.to_list(o) == Nx.to_list(e)
+      assert Nx.to_number(n) == Nx.to_number(m)
+    end
+
+    assert %Mure.Backend{} = sum.data
+    assert Nx.to_list(sum) == Nx.to_list(ref_sum)
+    assert Nx.to_number(count) == Nx.to_number(ref_count)
+
+    # The earlier accumulators were freed: what the stream left on the node is the final
+    # accumulator and the outputs the caller holds.
+    outputs |> Enum.flat_map(&Tuple.to_list/1) |> Enum.each(&Nx.backend_deallocate/1)
+    Nx.backend_deallocate(sum)
+    Nx.backend_deallocate(count)
+    assert {:ok, %{connection_tensors: 0}} = Mure.stats(conn)
   end
 end

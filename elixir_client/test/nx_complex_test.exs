@@ -2,37 +2,16 @@ defmodule Mure.NxComplexTest do
   # The complex types and fft/ifft on Mure.Backend against a real node: results against
   # Nx.BinaryBackend's, bytes identical both ways, inspect as Nx prints, and no fallback
   # counted for the ops the node has.
-  use ExUnit.Case, async: true
-
-  @moduletag :capture_log
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    Nx.default_backend({Mure.Backend, connection: conn})
-    %{conn: conn}
-  end
-
-  defp on_node?(%Nx.Tensor{data: %Mure.Backend{}}), do: true
-  defp on_node?(_), do: false
-
-  defp binary(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
-  defp ref(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
+  use Mure.NxCase, async: true
 
   defp close!(got, want, tol) do
     assert got.type == want.type and got.shape == want.shape,
            "#{inspect(got.type)}#{inspect(got.shape)} vs #{inspect(want.type)}#{inspect(want.shape)}"
 
-    got = binary(got)
+    got = ref(got)
 
     assert Nx.all_close(got, want, atol: tol, rtol: tol) |> Nx.to_number() == 1,
            "got #{inspect(got)}, want #{inspect(want)}"
-  end
-
-  # Fallbacks of this test's process only (Mure.Test.Fallbacks).
-  defp no_fallbacks(fun) do
-    {result, fallbacks} = Mure.Test.Fallbacks.during(fun)
-    assert fallbacks == %{}, "fell back: #{inspect(fallbacks)}"
-    result
   end
 
   test "complex tensors upload and download byte-identical to Nx.BinaryBackend's", %{conn: conn} do

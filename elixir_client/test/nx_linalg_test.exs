@@ -3,53 +3,33 @@ defmodule Mure.NxLinAlgTest do
   # Nx.BinaryBackend's, or, where a decomposition is not unique (signs of vectors, the order
   # of eigenvalues), against its defining identity; batched inputs; Nx's errors; and no
   # fallback counted for any of them.
-  use ExUnit.Case, async: true
+  use Mure.NxCase, async: true
 
-  @moduletag :capture_log
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    Nx.default_backend({Mure.Backend, connection: conn})
-    %{conn: conn}
-  end
-
-  defp on_node?(%Nx.Tensor{data: %Mure.Backend{}}), do: true
-  defp on_node?(_), do: false
-
-  defp bin(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
   defp on(t), do: Nx.backend_copy(t, Nx.default_backend())
 
   # A reference result: Nx.BinaryBackend throughout (Nx's compositions make tensors of the
   # default backend as they go).
   defp nx_ref(fun), do: Nx.with_default_backend(Nx.BinaryBackend, fun)
-  defp ref(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
 
   defp close!(a, b, tol) do
-    a = bin(a)
-    b = bin(b)
+    a = ref(a)
+    b = ref(b)
     assert a.shape == b.shape, "shapes #{inspect(a.shape)} and #{inspect(b.shape)}"
     diff = Nx.subtract(a, b) |> Nx.abs() |> Nx.reduce_max() |> Nx.to_number()
     assert diff <= tol, "max |a - b| = #{diff} > #{tol}:\n#{inspect(a)}\n#{inspect(b)}"
   end
 
   # a.b of batched matrices, on Nx.BinaryBackend.
-  defp mm(a, b), do: Nx.dot(bin(a), [-1], [0], bin(b), [-2], [0])
+  defp mm(a, b), do: Nx.dot(ref(a), [-1], [0], ref(b), [-2], [0])
 
   defp random(shape, type, seed) do
-    key = Nx.Random.key(seed) |> bin()
+    key = Nx.Random.key(seed) |> ref()
     {x, _} = Nx.Random.uniform(key, -1.0, 1.0, shape: shape, type: type)
     x
   end
 
-  # Fallbacks of this test's process only (Mure.Test.Fallbacks).
-  defp with_no_fallback(fun) do
-    {result, fallbacks} = Mure.Test.Fallbacks.during(fun)
-    assert fallbacks == %{}, "a linear-algebra op fell back: #{inspect(fallbacks)}"
-    result
-  end
-
   test "lu: the same p, l and u as Nx.BinaryBackend, batched; p keeps an integer type", %{conn: _} do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       for {type, tol} <- [{{:f, 64}, 1.0e-12}, {{:f, 32}, 1.0e-5}] do
         a = random({3, 4, 4}, type, 1)
         {p, l, u} = Nx.LinAlg.lu(on(a))
@@ -57,10 +37,10 @@ defmodule Mure.NxLinAlgTest do
         # Nx.BinaryBackend pivots on the original columns, LAPACK on the updated ones (partial
         # pivoting): both give A = P.L.U with a permutation P, unit lower L and upper U.
         close!(mm(p, mm(l, u)), a, 10 * tol)
-        close!(Nx.sum(bin(p), axes: [1]), Nx.broadcast(1.0, {3, 4}), 0)
-        close!(Nx.sum(bin(p), axes: [2]), Nx.broadcast(1.0, {3, 4}), 0)
-        close!(Nx.tril(bin(l), k: -1) |> Nx.add(Nx.eye(4)), l, 0)
-        close!(Nx.triu(bin(u)), u, 0)
+        close!(Nx.sum(ref(p), axes: [1]), Nx.broadcast(1.0, {3, 4}), 0)
+        close!(Nx.sum(ref(p), axes: [2]), Nx.broadcast(1.0, {3, 4}), 0)
+        close!(Nx.tril(ref(l), k: -1) |> Nx.add(Nx.eye(4)), l, 0)
+        close!(Nx.triu(ref(u)), u, 0)
       end
 
       # Partial pivoting by hand: 7 leads, then 6/7 over 3/7.
@@ -71,7 +51,7 @@ defmodule Mure.NxLinAlgTest do
   end
 
   test "triangular_solve: Nx.BinaryBackend's results for every option; singular a raises" do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       a = Nx.tensor([[2.0, 0, 0], [1, 3, 0], [-1, 2, 4]], type: {:f, 64})
 
       for left <- [true, false], lower <- [true, false], transform <- [:none, :transpose] do
@@ -97,7 +77,7 @@ defmodule Mure.NxLinAlgTest do
   end
 
   test "qr: Q.R == A, Q orthonormal, R upper triangular; reduced and complete, batched" do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       for {m, n} <- [{5, 3}, {3, 5}, {4, 4}], mode <- [:reduced, :complete] do
         a = random({2, m, n}, {:f, 64}, 4)
         {q, r} = Nx.LinAlg.qr(on(a), mode: mode)
@@ -108,44 +88,44 @@ defmodule Mure.NxLinAlgTest do
         qc = elem(q.shape, 2)
 
         close!(
-          mm(Nx.transpose(bin(q), axes: [0, 2, 1]), q),
+          mm(Nx.transpose(ref(q), axes: [0, 2, 1]), q),
           Nx.broadcast(Nx.eye(qc), {2, qc, qc}),
           1.0e-12
         )
 
-        close!(Nx.triu(bin(r)), r, 0)
+        close!(Nx.triu(ref(r)), r, 0)
       end
     end)
   end
 
   test "cholesky: Nx.BinaryBackend's factor, batched" do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       m = random({2, 4, 4}, {:f, 64}, 5)
       a = Nx.add(mm(m, Nx.transpose(m, axes: [0, 2, 1])), Nx.multiply(Nx.eye(4), 4))
       l = Nx.LinAlg.cholesky(on(a))
       assert on_node?(l)
-      close!(mm(l, Nx.transpose(bin(l), axes: [0, 2, 1])), a, 1.0e-12)
+      close!(mm(l, Nx.transpose(ref(l), axes: [0, 2, 1])), a, 1.0e-12)
       # Nx's own composition is the less accurate one (~3e-11 from L.L^T = A here).
       close!(l, nx_ref(fn -> Nx.LinAlg.cholesky(ref(a)) end), 1.0e-9)
     end)
   end
 
   test "eigh: V.diag(w).V^T == A, and Nx.BinaryBackend's eigenvalues (its own precision)" do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       m = random({2, 5, 5}, {:f, 64}, 6)
       a = Nx.add(m, Nx.transpose(m, axes: [0, 2, 1]))
       {w, v} = Nx.LinAlg.eigh(on(a))
       assert on_node?(w) and on_node?(v)
-      vd = Nx.multiply(bin(v), Nx.new_axis(bin(w), 1))
-      close!(mm(vd, Nx.transpose(bin(v), axes: [0, 2, 1])), a, 1.0e-12)
+      vd = Nx.multiply(ref(v), Nx.new_axis(ref(w), 1))
+      close!(mm(vd, Nx.transpose(ref(v), axes: [0, 2, 1])), a, 1.0e-12)
       {rw, _} = nx_ref(fn -> Nx.LinAlg.eigh(ref(a)) end)
       # Nx.BinaryBackend's eigh is an iteration stopped at eps 1.0e-4: its values to that.
-      close!(Nx.sort(bin(w), axis: 1), Nx.sort(rw, axis: 1), 1.0e-3)
+      close!(Nx.sort(ref(w), axis: 1), Nx.sort(rw, axis: 1), 1.0e-3)
     end)
   end
 
   test "svd: U.S.Vt == A, Nx.BinaryBackend's singular values; full and reduced" do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       for {m, n} <- [{4, 3}, {3, 4}], full <- [true, false] do
         a = random({m, n}, {:f, 64}, 7)
         {u, s, vt} = Nx.LinAlg.svd(on(a), full_matrices?: full)
@@ -153,15 +133,15 @@ defmodule Mure.NxLinAlgTest do
         {ru, rs, rvt} = nx_ref(fn -> Nx.LinAlg.svd(ref(a), full_matrices?: full) end)
         assert {u.shape, s.shape, vt.shape} == {ru.shape, rs.shape, rvt.shape}
         k = min(m, n)
-        us = Nx.multiply(Nx.slice(bin(u), [0, 0], [m, k]), bin(s))
-        close!(Nx.dot(us, Nx.slice(bin(vt), [0, 0], [k, n])), a, 1.0e-12)
+        us = Nx.multiply(Nx.slice(ref(u), [0, 0], [m, k]), ref(s))
+        close!(Nx.dot(us, Nx.slice(ref(vt), [0, 0], [k, n])), a, 1.0e-12)
         close!(s, rs, 1.0e-3)
       end
     end)
   end
 
   test "solve and determinant: Nx.BinaryBackend's results, batched; singular solve raises" do
-    with_no_fallback(fn ->
+    no_fallbacks(fn ->
       a = random({3, 4, 4}, {:f, 64}, 8)
       b = random({3, 4, 2}, {:f, 64}, 9)
       x = Nx.LinAlg.solve(on(a), b)
@@ -188,6 +168,6 @@ defmodule Mure.NxLinAlgTest do
     a = Nx.tensor([[4.0, 7.0], [2.0, 6.0]], type: {:f, 64})
     inv = Nx.LinAlg.invert(a)
     close!(inv, nx_ref(fn -> Nx.LinAlg.invert(ref(a)) end), 1.0e-12)
-    close!(Nx.dot(bin(a), bin(inv)), Nx.eye(2, type: {:f, 64}), 1.0e-12)
+    close!(Nx.dot(ref(a), ref(inv)), Nx.eye(2, type: {:f, 64}), 1.0e-12)
   end
 end

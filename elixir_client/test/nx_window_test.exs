@@ -4,23 +4,9 @@ defmodule Mure.NxWindowTest do
   # (out-of-range indices) as Nx.BinaryBackend gives them.
   # async: false: the window_reduce test makes one fallback on purpose, and other modules
   # compare the whole fallback count map
-  use ExUnit.Case, async: false
-
-  @moduletag :capture_log
+  use Mure.NxCase, async: false
 
   doctest Mure.Expr.Window
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    mure = {Mure.Backend, connection: conn}
-    Nx.default_backend(mure)
-    %{conn: conn, mure: mure}
-  end
-
-  defp on_node?(%Nx.Tensor{data: %Mure.Backend{}}), do: true
-  defp on_node?(_), do: false
-
-  defp ref(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
 
   # The fallback counts of this module's callbacks (other modules run alongside and count
   # their own).

@@ -61,6 +61,7 @@ defmodule Mure.Compiler do
 
   @behaviour Nx.Defn.Compiler
 
+  alias Mure.Backend.Node
   alias Mure.Compiler.{Lower, Run}
   alias Mure.Request
 
@@ -71,23 +72,7 @@ defmodule Mure.Compiler do
   @impl true
   def __compile__(key, vars, fun, opts) do
     opts = validate!(opts)
-    # The arguments as Nx passes them at call time: flat, one per tensor of `vars`.
-    flat = Nx.Defn.Composite.flatten_list(vars)
-    # The signature: the arguments' structure (containers, map keys) with their tensors'
-    # types, shapes, names and vectorized axes.
-    signature = Enum.map(vars, &Nx.Defn.Composite.traverse(&1, fn t -> %{t | data: nil} end))
-    cache_key = {__MODULE__, key, signature, opts[:hooks]}
-
-    plan =
-      case Mure.Jit.Cache.get(cache_key) do
-        {:ok, plan} ->
-          plan
-
-        :error ->
-          plan = Lower.plan(fun.(vars), flat, opts[:hooks])
-          Mure.Jit.Cache.put(cache_key, plan)
-          plan
-      end
+    plan = plan(key, vars, fun, opts)
 
     fn args_list ->
       Enum.map(args_list, fn args ->
@@ -98,12 +83,99 @@ defmodule Mure.Compiler do
     end
   end
 
+  @doc """
+  `Nx.Defn.stream/3` on a node: each element sent to the stream runs the function as a
+  compiled call (one program when the function is straight-line), with the accumulator
+  kept on the node between elements.
+
+  The stream's outputs and its final accumulator (`Nx.Stream.done/1`) belong to the
+  process that started the stream (see "Lifetime" in `Mure.Backend`); accumulators of
+  earlier elements are freed as the next one replaces them.
+
+  ## Examples
+
+      iex> {:ok, conn} = Mure.start_link([])
+      iex> stream =
+      ...>   Nx.Defn.stream(fn x, acc -> {Nx.multiply(x, 2), Nx.add(x, acc)} end,
+      ...>     [Nx.template({}, :f32), Nx.tensor(0.0)], compiler: Mure, connection: conn)
+      iex> Nx.Stream.send(stream, Nx.tensor(1.0))
+      iex> Nx.Stream.recv(stream) |> Nx.to_number()
+      2.0
+      iex> Nx.Stream.send(stream, Nx.tensor(2.0))
+      iex> Nx.Stream.recv(stream) |> Nx.to_number()
+      4.0
+      iex> Nx.Stream.done(stream) |> Nx.to_number()
+      3.0
+      iex> Mure.stop(conn)
+      :ok
+
+  """
   @impl true
-  def __stream__(_key, _input, _acc, _vars, _fun, _args_list, _opts) do
-    raise ArgumentError,
-          "Mure.Compiler does not support Nx.Defn.stream/3 yet: call the function with " <>
-            "Nx.Defn.jit/2 once per element of the stream, or stream with " <>
-            "compiler: Nx.Defn.Evaluator and Mure.Backend tensors"
+  def __stream__(key, input, acc, vars, fun, [args], opts) do
+    opts = validate!(opts)
+    plan = plan(key, vars, fun, opts)
+    count = Nx.Defn.Composite.count(input) + Nx.Defn.Composite.count(acc)
+    rest = args |> Enum.drop(count) |> Enum.map(& &1.())
+    caller = Node.owner()
+
+    [
+      Nx.Defn.Stream.start_link(input, acc, fn input_params, acc ->
+        # The stream's own process runs each element for the caller: what it makes belongs
+        # to the caller (Mure.Backend.Node.owner/0 reads $callers), not to the stream's
+        # process, which exits at Nx.Stream.done/1.
+        Process.put(:"$callers", [caller])
+        params = Enum.map(input_params, & &1.()) ++ Nx.Defn.Composite.flatten_list([acc]) ++ rest
+        {conn, device} = target(params, opts)
+        {output, new_acc} = Run.run(plan, params, conn, device, opts[:timeout])
+        free_old_acc(new_acc, output)
+        {output, new_acc}
+      end)
+    ]
+  end
+
+  # The accumulator an element replaces is freed, unless it was the stream's initial one
+  # (the caller's) or also an output (the caller has it).
+  defp free_old_acc(new_acc, output) do
+    keys = fn container ->
+      for %Nx.Tensor{data: %Mure.Backend{ref: t}} <- Nx.Defn.Composite.flatten_list([container]),
+          do: {t.session, t.id}
+    end
+
+    output_keys = MapSet.new(keys.(output))
+
+    for %Nx.Tensor{data: %Mure.Backend{ref: t}} = old <-
+          Process.get(:"$mure_stream_acc", []),
+        not MapSet.member?(output_keys, {t.session, t.id}),
+        do: Nx.backend_deallocate(old)
+
+    owned =
+      for %Nx.Tensor{data: %Mure.Backend{ref: t}} = new <-
+            Nx.Defn.Composite.flatten_list([new_acc]),
+          not MapSet.member?(output_keys, {t.session, t.id}),
+          do: new
+
+    Process.put(:"$mure_stream_acc", owned)
+  end
+
+  # The plan of `fun` for this signature and these hooks: traced and lowered once, then
+  # taken from Mure.jit's cache.
+  defp plan(key, vars, fun, opts) do
+    # The arguments as Nx passes them at call time: flat, one per tensor of `vars`.
+    flat = Nx.Defn.Composite.flatten_list(vars)
+    # The signature: the arguments' structure (containers, map keys) with their tensors'
+    # types, shapes, names and vectorized axes.
+    signature = Enum.map(vars, &Nx.Defn.Composite.traverse(&1, fn t -> %{t | data: nil} end))
+    cache_key = {__MODULE__, key, signature, opts[:hooks]}
+
+    case Mure.Jit.Cache.get(cache_key) do
+      {:ok, plan} ->
+        plan
+
+      :error ->
+        plan = Lower.plan(fun.(vars), flat, opts[:hooks])
+        Mure.Jit.Cache.put(cache_key, plan)
+        plan
+    end
   end
 
   @impl true

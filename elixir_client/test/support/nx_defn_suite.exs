@@ -14,7 +14,8 @@
 #     Nx.Helpers compares Nx.all_close/3's result with `==` to a BinaryBackend tensor), as
 #     Nx.Defn.Evaluator's results are. Mure.Compiler's results are Mure.Backend tensors, so
 #     the compiler the tests get (Mure.DefnSuite.Compiler below) is Mure.Compiler with each
-#     result copied to Nx.BinaryBackend after it ran on the node.
+#     result copied to Nx.BinaryBackend after it ran on the node (a stream's too: what
+#     Nx.Stream.recv/1 and done/1 give).
 #   * Nx's test support implements Nx.Container/Nx.LazyContainer for its own structs; this
 #     project's protocols are consolidated, so they are reloaded unconsolidated here.
 #
@@ -54,7 +55,7 @@ copies =
   end
 
 # Unconsolidated protocols, so that the support files' implementations are found.
-for p <- [Nx.Container, Nx.LazyContainer] do
+for p <- [Nx.Container, Nx.LazyContainer, Nx.Stream] do
   :code.purge(p)
   :code.delete(p)
 end
@@ -63,7 +64,7 @@ for path <- :code.get_path(),
     String.ends_with?(to_string(path), "consolidated"),
     do: :code.del_path(path)
 
-for p <- [Nx.Container, Nx.LazyContainer], do: {:module, _} = Code.ensure_loaded(p)
+for p <- [Nx.Container, Nx.LazyContainer, Nx.Stream], do: {:module, _} = Code.ensure_loaded(p)
 
 for f <- Path.wildcard(Path.join(tests, "support/*.ex")), do: Code.require_file(f)
 
@@ -90,11 +91,31 @@ defmodule Mure.DefnSuite.Compiler do
   end
 
   @impl true
-  defdelegate __stream__(key, input, acc, vars, fun, args_list, opts), to: Mure.Compiler
+  def __stream__(key, input, acc, vars, fun, args_list, opts) do
+    key
+    |> Mure.Compiler.__stream__(input, acc, vars, fun, args_list, opts)
+    |> Enum.map(&struct(Mure.DefnSuite.Stream, stream: &1, pid: &1.pid))
+  end
+
   @impl true
   defdelegate __partitions_options__(opts), to: Mure.Compiler
   @impl true
   defdelegate __to_backend__(opts), to: Mure.Compiler
+end
+
+defmodule Mure.DefnSuite.Stream do
+  @moduledoc false
+  # Mure.Compiler's stream, its outputs and final accumulator copied to Nx.BinaryBackend.
+  defstruct [:stream, :pid]
+
+  defimpl Nx.Stream do
+    def send(%{stream: s}, data), do: Nx.Stream.send(s, data)
+    def recv(%{stream: s}), do: s |> Nx.Stream.recv() |> binary()
+    def done(%{stream: s}), do: s |> Nx.Stream.done() |> binary()
+
+    defp binary(container),
+      do: Nx.Defn.Composite.traverse(container, &Nx.backend_transfer(&1, Nx.BinaryBackend))
+  end
 end
 
 unless Node.alive?(),

@@ -234,6 +234,32 @@ defmodule Corpus do
           {:indexed, :put, 1, 14, 4, [1]},
           {:cumulative, :argmax, 1, 0, false}
         ]),
+      # LAPACK: one good request of each, ops of several results in a program read with elem,
+      # then the edges (not square, rank 1, singular, an elem past the parts, a tuple output).
+      "op_set_linalg" =>
+        requests([
+          {:upload, {:f, 32}, {2, 2}, f32([4.0, 2.0, 2.0, 5.0])},
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:lu, 1},
+          {:qr, 2, :reduced},
+          {:qr, 2, :complete},
+          {:cholesky, 1},
+          {:eigh, 1},
+          {:svd, 2, true},
+          {:svd, 2, false},
+          {:triangular_solve, 1, 1, true, true, :none},
+          {:triangular_solve, 1, 2, false, false, :transpose},
+          {:solve, 1, 1},
+          {:determinant, 1},
+          {:cholesky, 2},
+          {:lu, 1 <<< 40},
+          {:upload, {:f, 32}, {2}, f32([1.0, 2.0])},
+          {:determinant, 15},
+          {:solve, 2, 15},
+          {:program, [{:handle, 1}], [{:svd, 1, true}, {:elem, 2, 1}, {:elem, 2, 7}], [{3, :return}]},
+          {:program, [{:handle, 1}], [{:lu, 1}, {:elem, 2, 2}], [{2, :keep}, {3, :return}]},
+          {:on, :opencl, {:eigh, 1}}
+        ]),
       "op_set_creation" =>
         requests([
           {:iota, {:s, 32}, {3, 2}, 0},

@@ -72,11 +72,11 @@ defmodule Mure.Compiler do
   @impl true
   def __compile__(key, vars, fun, opts) do
     opts = validate!(opts)
-    plan = plan(key, vars, fun, opts)
+    {plan, used} = plan(key, vars, fun, opts)
 
     fn args_list ->
       Enum.map(args_list, fn args ->
-        args = Enum.map(args, & &1.())
+        args = arguments(args, used, vars)
         {conn, device} = target(args, opts)
         Run.run(plan, args, conn, device, opts[:timeout])
       end)
@@ -113,9 +113,9 @@ defmodule Mure.Compiler do
   @impl true
   def __stream__(key, input, acc, vars, fun, [args], opts) do
     opts = validate!(opts)
-    plan = plan(key, vars, fun, opts)
+    {plan, used} = plan(key, vars, fun, opts)
     count = Nx.Defn.Composite.count(input) + Nx.Defn.Composite.count(acc)
-    rest = args |> Enum.drop(count) |> Enum.map(& &1.())
+    rest = Enum.drop(args, count)
     caller = Node.owner()
 
     [
@@ -124,7 +124,8 @@ defmodule Mure.Compiler do
         # to the caller (Mure.Backend.Node.owner/0 reads $callers), not to the stream's
         # process, which exits at Nx.Stream.done/1.
         Process.put(:"$callers", [caller])
-        params = Enum.map(input_params, & &1.()) ++ Nx.Defn.Composite.flatten_list([acc]) ++ rest
+        acc_params = Nx.Defn.Composite.flatten_list([acc]) |> Enum.map(&fn -> &1 end)
+        params = arguments(input_params ++ acc_params ++ rest, used, vars)
         {conn, device} = target(params, opts)
         {output, new_acc} = Run.run(plan, params, conn, device, opts[:timeout])
         free_old_acc(new_acc, output)
@@ -157,8 +158,8 @@ defmodule Mure.Compiler do
     Process.put(:"$mure_stream_acc", owned)
   end
 
-  # The plan of `fun` for this signature and these hooks: traced and lowered once, then
-  # taken from Mure.jit's cache.
+  # The plan of `fun` for this signature and these hooks, and the indices of the
+  # arguments it reads: traced and lowered once, then taken from Mure.jit's cache.
   defp plan(key, vars, fun, opts) do
     # The arguments as Nx passes them at call time: flat, one per tensor of `vars`.
     flat = Nx.Defn.Composite.flatten_list(vars)
@@ -168,15 +169,54 @@ defmodule Mure.Compiler do
     cache_key = {__MODULE__, key, signature, opts[:hooks]}
 
     case Mure.Jit.Cache.get(cache_key) do
-      {:ok, plan} ->
-        plan
+      {:ok, planned} ->
+        planned
 
       :error ->
-        plan = Lower.plan(fun.(vars), flat, opts[:hooks])
-        Mure.Jit.Cache.put(cache_key, plan)
-        plan
+        expr = fun.(vars)
+        planned = {Lower.plan(expr, flat, opts[:hooks]), used_parameters(expr)}
+        Mure.Jit.Cache.put(cache_key, planned)
+        planned
     end
   end
+
+  # The call's arguments: those the function reads, evaluated (Nx passes each as a
+  # function: a lazy container's part is only read when used); the others stay templates.
+  defp arguments(funs, used, vars) do
+    templates = Nx.Defn.Composite.flatten_list(vars)
+
+    [funs, templates, 0..(length(funs) - 1)//1]
+    |> Enum.zip_with(fn [f, t, i] -> if MapSet.member?(used, i), do: f.(), else: t end)
+  end
+
+  # The indices of the parameters that `expr` reads outside of a while's condition and
+  # body, functions and optional's fallbacks (whose parameters are their own).
+  defp used_parameters(expr) do
+    {_, {used, _seen}} =
+      Nx.Defn.Composite.traverse(expr, {MapSet.new(), MapSet.new()}, &collect_parameters/2)
+
+    used
+  end
+
+  defp collect_parameters(%Nx.Tensor{data: %Nx.Defn.Expr{id: id, op: op, args: args}} = t, acc) do
+    {used, seen} = acc
+
+    cond do
+      MapSet.member?(seen, id) ->
+        {t, acc}
+
+      op == :parameter ->
+        {t, {MapSet.put(used, hd(args)), MapSet.put(seen, id)}}
+
+      true ->
+        {_, acc} =
+          Nx.Defn.Tree.apply_args(t, :scope, {used, MapSet.put(seen, id)}, &collect_parameters/2)
+
+        {t, acc}
+    end
+  end
+
+  defp collect_parameters(other, acc), do: {other, acc}
 
   @impl true
   def __partitions_options__(opts), do: [opts]

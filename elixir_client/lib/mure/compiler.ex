@@ -24,6 +24,38 @@ defmodule Mure.Compiler do
       run of a program may build its fused kernels), or `:infinity`
     * `:hooks` - `%{name => fun}`, as for `Nx.Defn.Evaluator`: functions that run on the
       client with the hooked value (downloaded) as the function runs
+    * `:connections` - a list of connections: partitions of an `Nx.Serving` (below); a
+      call without partitions runs on the first
+    * `:cluster` - a `Mure.Cluster` (pid or name): its ready members' connections, as
+      `:connections`
+
+  ## Partitions (`Nx.Serving`)
+
+  An `Nx.Serving` started with `partitions: true` runs one partition per entry of
+  `__partitions_options__/1`, and hands each batch to a partition that is free:
+
+    * with `:connections` and/or `:cluster`: one partition per connection (per member of
+      the cluster that is ready when the serving starts), so batches spread over the nodes;
+    * else, without `:device`, on a node that has both a CPU and an OpenCL device: two
+      partitions on its connection, `device: :cpu` and `device: :opencl`;
+    * else one partition.
+
+  A batch's results are tensors of the serving's process (see "Lifetime" in
+  `Mure.Backend`), which lives as long as the serving: copy them out in the batch
+  function, and they are freed as they are copied.
+
+      serving =
+        Nx.Serving.new(
+          fn opts ->
+            predict = Nx.Defn.jit(&MyModel.predict/1, opts)
+            fn batch -> batch |> predict.() |> Nx.backend_transfer(Nx.BinaryBackend) end
+          end,
+          compiler: Mure,
+          cluster: MyApp.Cluster
+        )
+
+      children = [{Nx.Serving, serving: serving, name: MyServing, partitions: true, batch_size: 64}]
+      Nx.Serving.batched_run(MyServing, Nx.Batch.stack([x]))
 
   ## How a function becomes programs
 
@@ -107,18 +139,92 @@ defmodule Mure.Compiler do
   end
 
   @impl true
-  def __partitions_options__(opts), do: [opts]
+  def __partitions_options__(opts) do
+    {compiler, opts} = Keyword.pop(opts, :compiler)
+    opts = validate!(opts)
+    base = Keyword.drop(opts, [:cluster, :connections])
+    conns = Enum.uniq(List.wrap(opts[:connections]) ++ cluster_conns(opts[:cluster]))
+
+    partitions =
+      cond do
+        conns != [] -> Enum.map(conns, &Keyword.put(base, :connection, &1))
+        opts[:device] != nil -> [base]
+        conn = default_conn(opts) -> device_partitions(base, conn)
+        true -> [base]
+      end
+
+    if compiler, do: Enum.map(partitions, &[{:compiler, compiler} | &1]), else: partitions
+  end
+
+  # The connections of the cluster's ready members, in node order.
+  defp cluster_conns(nil), do: []
+
+  defp cluster_conns(cluster) do
+    case cluster |> Mure.Cluster.members() |> Enum.sort_by(& &1.node) do
+      [] ->
+        raise ArgumentError,
+              "Mure.Compiler: the cluster #{inspect(cluster)} has no ready member: wait for " <>
+                "them first (Mure.Cluster.await_members/3)"
+
+      members ->
+        Enum.map(members, & &1.conn)
+    end
+  end
+
+  # One partition per device of the node (:cpu and :opencl where it has both).
+  defp device_partitions(base, conn) do
+    case Mure.devices(conn) do
+      {:ok, devices} ->
+        ids = Enum.map(devices, & &1.id)
+
+        if :blis in ids and :opencl in ids,
+          do:
+            for(
+              d <- [:cpu, :opencl],
+              do: base |> Keyword.put(:connection, conn) |> Keyword.put(:device, d)
+            ),
+          else: [Keyword.put(base, :connection, conn)]
+
+      {:error, error} ->
+        raise error
+    end
+  end
 
   @impl true
   def __to_backend__(opts) do
     opts = validate!(opts)
+
+    opts = Keyword.put(opts, :connection, opts[:connection] || first_conn(opts))
 
     {Mure.Backend,
      Keyword.take(opts, [:connection, :device]) |> Enum.reject(&is_nil(elem(&1, 1)))}
   end
 
   defp validate!(opts) do
-    opts = Keyword.validate!(opts, [:connection, :device, hooks: %{}, timeout: 60_000])
+    opts =
+      Keyword.validate!(opts, [
+        :connection,
+        :connections,
+        :cluster,
+        :device,
+        # Nx.Serving's, for functions that take a batch key: not used here.
+        :batch_keys,
+        hooks: %{},
+        timeout: 60_000
+      ])
+
+    unless opts[:connections] == nil or (is_list(opts[:connections]) and opts[:connections] != []) do
+      raise ArgumentError,
+            "Mure.Compiler: expected :connections to be a non-empty list of connections, got: " <>
+              inspect(opts[:connections])
+    end
+
+    unless opts[:cluster] == nil or is_pid(opts[:cluster]) or is_atom(opts[:cluster]) or
+             is_tuple(opts[:cluster]) do
+      raise ArgumentError,
+            "Mure.Compiler: expected :cluster to be a Mure.Cluster (pid or name), got: " <>
+              inspect(opts[:cluster])
+    end
 
     unless opts[:device] in [nil, :cpu, :opencl, :auto] do
       raise ArgumentError,
@@ -153,7 +259,7 @@ defmodule Mure.Compiler do
 
     config = Application.get_env(:mure, Mure.Backend, [])[:connection]
     {arg_conn, arg_device} = from_arg || {nil, nil}
-    conn = opts[:connection] || arg_conn || elem(from_default, 0) || config
+    conn = opts[:connection] || first_conn(opts) || arg_conn || elem(from_default, 0) || config
 
     unless conn do
       raise ArgumentError,
@@ -163,5 +269,27 @@ defmodule Mure.Compiler do
     end
 
     {conn, opts[:device] || arg_device || elem(from_default, 1) || :auto}
+  end
+
+  # Without partitions, :connections and :cluster name where to run: the first of them.
+  defp first_conn(opts) do
+    case {opts[:connections], opts[:cluster]} do
+      {[conn | _], _} -> conn
+      {nil, nil} -> nil
+      {nil, cluster} -> hd(cluster_conns(cluster))
+    end
+  end
+
+  # The connection a call would run on, known before any argument is: the option's, the
+  # default backend's, the config's.
+  defp default_conn(opts) do
+    from_default =
+      case Nx.default_backend() do
+        {Mure.Backend, bopts} -> bopts[:connection]
+        _ -> nil
+      end
+
+    opts[:connection] || from_default ||
+      Application.get_env(:mure, Mure.Backend, [])[:connection]
   end
 end

@@ -51,6 +51,7 @@ defmodule Mure.NxServingTest do
   defp check_results(results) do
     for {i, result} <- results do
       assert result.shape == {1, 3}
+      result = Nx.backend_copy(result, Nx.BinaryBackend)
       assert Nx.all_close(result, reference(input(i)), atol: 1.0e-6) == Nx.tensor(1, type: :u8)
     end
   end
@@ -91,6 +92,21 @@ defmodule Mure.NxServingTest do
 
     # The serving's process keeps nothing on the node.
     assert {:ok, %{connection_tensors: 0}} = Mure.stats(conn)
+
+    # Nx.Serving.jit/2 too (its batch results stay on the node, the serving's tensors; the
+    # clients' slices of them are theirs).
+    jit_serving = Nx.Serving.jit(&Model.predict/1, compiler: Mure, connection: conn)
+    jit_name = :"serving_#{System.unique_integer([:positive])}"
+
+    start_supervised!(
+      {Nx.Serving, serving: jit_serving, name: jit_name, batch_size: 4, batch_timeout: 60_000},
+      id: :jit_serving
+    )
+
+    {results, counts} = count_programs(fn -> concurrent_requests(jit_name, 4) end)
+    assert Enum.all?(results, fn {_, r} -> match?(%Mure.Backend{}, r.data) end)
+    check_results(results)
+    assert counts == %{GenServer.whereis(conn) => 1}
   end
 
   describe "partitions: true" do
@@ -213,6 +229,10 @@ defmodule Mure.NxServingTest do
       end
 
       Mure.Cluster.stop(empty)
+
+      assert_raise ArgumentError, ~r/the cluster #PID<.*> is not running/, fn ->
+        Mure.Compiler.__partitions_options__(compiler: Mure, cluster: empty)
+      end
     end
   end
 end

@@ -32,10 +32,10 @@ defmodule Mure.Cluster do
 
   ## Jobs
 
-  `run/4` runs a jit'ed function (see `Mure.jit/2`) with its `{binary, type, shape}`
-  arguments split along axis 0; `dot/4` multiplies a matrix split by rows with a shared
-  one. Shared tensors (`share/3`) go whole to every member, uploaded once per member and
-  kept there. The pieces' results come back in row order; a function that reduces over
+  `run/4` runs a jit'ed function (see `Mure.jit/2`) or a `defn` function with its
+  `{binary, type, shape}` arguments split along axis 0; `dot/4` multiplies a matrix split
+  by rows with a shared one. Shared tensors (`share/3`) go whole to every member, uploaded
+  once per member and kept there. The pieces' results come back in row order; a function that reduces over
   axis 0 (`sum`, `product`, `max`, `min`) gets its partial results combined on the client.
 
   The caller's process drives the job; several jobs may run at once from different

@@ -160,7 +160,17 @@ defmodule Mure.Compiler do
   defp cluster_conns(nil), do: []
 
   defp cluster_conns(cluster) do
-    case cluster |> Mure.Cluster.members() |> Enum.sort_by(& &1.node) do
+    members =
+      try do
+        Mure.Cluster.members(cluster)
+      catch
+        :exit, reason ->
+          raise ArgumentError,
+                "Mure.Compiler: the cluster #{inspect(cluster)} is not running " <>
+                  "(#{Exception.format_exit(reason)})"
+      end
+
+    case Enum.sort_by(members, & &1.node) do
       [] ->
         raise ArgumentError,
               "Mure.Compiler: the cluster #{inspect(cluster)} has no ready member: wait for " <>

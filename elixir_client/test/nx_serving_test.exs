@@ -175,6 +175,48 @@ defmodule Mure.NxServingTest do
     n
   end
 
+  # Nx's own serving_test.exs (Nx 0.7.2, vendored) with compiler: Mure as the global default
+  # compiler, in a BEAM of its own (test/support/nx_defn_suite.exs). Its :distributed tests
+  # are excluded (Nx's peer nodes); the tests that fail are those that assert the exact
+  # options their serving's init gets, `[[batch_keys: [:default]]]`: a global default
+  # compiler adds its options there (compiler:, connection:), whichever it is.
+  @tag timeout: 300_000
+  test "Nx's own serving tests pass with compiler: Mure, but for the init options they assert" do
+    script = Path.expand("support/nx_defn_suite.exs", __DIR__)
+
+    code_path =
+      Path.wildcard(Path.join(Mix.Project.build_path(), "lib/*/ebin"))
+      |> Enum.flat_map(&["-pa", &1])
+
+    vendor = Mix.Project.deps_paths()[:nx] |> Path.dirname()
+    assert File.regular?(Path.join(vendor, "nx/test/nx/serving_test.exs"))
+
+    {output, _status} =
+      System.cmd(
+        "timeout",
+        ["240", System.find_executable("elixir")] ++ code_path ++ [script, "serving_test"],
+        stderr_to_stdout: true,
+        env: [{"MURE_VENDOR", vendor}, {"MIX_ENV", "test"}]
+      )
+
+    line = Regex.run(~r/defn tests on Mure \(serving_test\): (\d+) of (\d+) passed/, output)
+    assert line, "no count from the serving suite:\n#{String.slice(output, -8000, 8000)}"
+    [text, passed, total] = line
+    IO.puts("\nNx's #{text}")
+
+    failed = Regex.scan(~r/^\s+code: (.*)$/m, output) |> Enum.map(&List.last/1)
+    assert length(failed) == String.to_integer(total) - String.to_integer(passed)
+
+    for code <- failed do
+      assert code =~
+               ~r/^assert_received \{:init, :(inline|process), \[\[batch_keys: \[:default\]/,
+             "a serving test failed otherwise than on its init options:\n" <>
+               String.slice(output, -20000, 20000)
+    end
+
+    assert String.to_integer(passed) >= 37
+  end
+
   describe "partitions of one node" do
     test "one per device where the node has a CPU and an OpenCL device" do
       conn = start_supervised!({Mure, []}, id: :both)
@@ -202,6 +244,10 @@ defmodule Mure.NxServingTest do
       assert [[connection: ^conn, hooks: _, timeout: _], [connection: ^blis_only] ++ _] =
                partitions(connections: [conn, blis_only])
 
+      # max_concurrency: partitions per connection and device, as Nx.Defn.Evaluator's.
+      assert [[connection: ^blis_only] ++ _ = p, p] =
+               partitions(connections: [blis_only], max_concurrency: 2)
+
       f = Nx.Defn.jit(&Model.predict/1, compiler: Mure, connections: [blis_only, conn])
       x = Nx.stack([input(3)])
       {result, counts} = count_programs(fn -> Nx.backend_transfer(f.(x), Nx.BinaryBackend) end)
@@ -212,6 +258,10 @@ defmodule Mure.NxServingTest do
     test "bad partition options raise before anything starts" do
       assert_raise ArgumentError, ~r/:connections to be a non-empty list/, fn ->
         Mure.Compiler.__partitions_options__(compiler: Mure, connections: [])
+      end
+
+      assert_raise ArgumentError, ~r/:max_concurrency to be a positive integer, got: 0/, fn ->
+        Mure.Compiler.__partitions_options__(max_concurrency: 0)
       end
 
       assert_raise ArgumentError, ~r/:cluster to be a Mure.Cluster/, fn ->

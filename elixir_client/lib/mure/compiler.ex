@@ -28,6 +28,8 @@ defmodule Mure.Compiler do
       call without partitions runs on the first
     * `:cluster` - a `Mure.Cluster` (pid or name): its ready members' connections, as
       `:connections`
+    * `:max_concurrency` - partitions per connection and device (default 1), as for
+      `Nx.Defn.Evaluator`: batches in flight on each at once
 
   ## Partitions (`Nx.Serving`)
 
@@ -142,7 +144,7 @@ defmodule Mure.Compiler do
   def __partitions_options__(opts) do
     {compiler, opts} = Keyword.pop(opts, :compiler)
     opts = validate!(opts)
-    base = Keyword.drop(opts, [:cluster, :connections])
+    base = Keyword.drop(opts, [:cluster, :connections, :max_concurrency])
     conns = Enum.uniq(List.wrap(opts[:connections]) ++ cluster_conns(opts[:cluster]))
 
     partitions =
@@ -153,6 +155,7 @@ defmodule Mure.Compiler do
         true -> [base]
       end
 
+    partitions = Enum.flat_map(partitions, &List.duplicate(&1, opts[:max_concurrency]))
     if compiler, do: Enum.map(partitions, &[{:compiler, compiler} | &1]), else: partitions
   end
 
@@ -219,9 +222,16 @@ defmodule Mure.Compiler do
         :device,
         # Nx.Serving's, for functions that take a batch key: not used here.
         :batch_keys,
+        max_concurrency: 1,
         hooks: %{},
         timeout: 60_000
       ])
+
+    unless is_integer(opts[:max_concurrency]) and opts[:max_concurrency] > 0 do
+      raise ArgumentError,
+            "Mure.Compiler: expected :max_concurrency to be a positive integer, got: " <>
+              inspect(opts[:max_concurrency])
+    end
 
     unless opts[:connections] == nil or (is_list(opts[:connections]) and opts[:connections] != []) do
       raise ArgumentError,

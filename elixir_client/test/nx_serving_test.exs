@@ -219,7 +219,7 @@ defmodule Mure.NxServingTest do
 
   describe "partitions of one node" do
     test "one per device where the node has a CPU and an OpenCL device" do
-      conn = start_supervised!({Mure, []}, id: :both)
+      conn = start_supervised!({Mure, timeout: 60_000}, id: :both)
       {:ok, devices} = Mure.devices(conn)
       ids = devices |> Enum.map(& &1.id) |> Enum.sort()
       parts = Mure.Compiler.__partitions_options__(compiler: Mure, connection: conn)
@@ -230,6 +230,26 @@ defmodule Mure.NxServingTest do
       else
         flunk("the node has no OpenCL device here (#{inspect(ids)}): PoCL is expected")
       end
+
+      # A serving on them: batches run on both devices (Nx.Serving.jit/2: the results are
+      # the partition's tensors, marked with its device; the clients slice them on the node,
+      # an OpenCL kernel built the first time: the connection's timeout allows for that).
+      name = :"serving_#{System.unique_integer([:positive])}"
+
+      start_supervised!(
+        {Nx.Serving,
+         serving: Nx.Serving.jit(&Model.predict/1, compiler: Mure, connection: conn),
+         name: name,
+         partitions: true,
+         batch_size: 2,
+         batch_timeout: 60_000}
+      )
+
+      results = concurrent_requests(name, 8)
+      check_results(results)
+
+      assert results |> Enum.map(fn {_, r} -> r.data.device end) |> Enum.uniq() |> Enum.sort() ==
+               [:cpu, :opencl]
 
       # An explicit device: one partition.
       assert [[compiler: Mure, connection: ^conn, device: :cpu, hooks: %{}, timeout: 60_000]] =

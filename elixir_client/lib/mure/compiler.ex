@@ -189,14 +189,11 @@ defmodule Mure.Compiler do
     case Mure.devices(conn) do
       {:ok, devices} ->
         ids = Enum.map(devices, & &1.id)
+        base = Keyword.put(base, :connection, conn)
 
         if :blis in ids and :opencl in ids,
-          do:
-            for(
-              d <- [:cpu, :opencl],
-              do: base |> Keyword.put(:connection, conn) |> Keyword.put(:device, d)
-            ),
-          else: [Keyword.put(base, :connection, conn)]
+          do: [Keyword.put(base, :device, :cpu), Keyword.put(base, :device, :opencl)],
+          else: [base]
 
       {:error, error} ->
         raise error
@@ -301,11 +298,11 @@ defmodule Mure.Compiler do
   end
 
   # The connection a call would run on, known before any argument is: the option's, the
-  # default backend's, the config's.
+  # default backend's (unless it names a device), the config's.
   defp default_conn(opts) do
     from_default =
       case Nx.default_backend() do
-        {Mure.Backend, bopts} -> bopts[:connection]
+        {Mure.Backend, bopts} -> if bopts[:device] in [nil, :auto], do: bopts[:connection]
         _ -> nil
       end
 

@@ -32,10 +32,10 @@ defmodule Mure.Cluster do
 
   ## Jobs
 
-  `run/4` runs a jit'ed function (see `Mure.jit/2`) with its `{binary, type, shape}`
-  arguments split along axis 0; `dot/4` multiplies a matrix split by rows with a shared
-  one. Shared tensors (`share/3`) go whole to every member, uploaded once per member and
-  kept there. The pieces' results come back in row order; a function that reduces over
+  `run/4` runs a jit'ed function (see `Mure.jit/2`) or a `defn` function with its
+  `{binary, type, shape}` arguments split along axis 0; `dot/4` multiplies a matrix split
+  by rows with a shared one. Shared tensors (`share/3`) go whole to every member, uploaded
+  once per member and kept there. The pieces' results come back in row order; a function that reduces over
   axis 0 (`sum`, `product`, `max`, `min`) gets its partial results combined on the client.
 
   The caller's process drives the job; several jobs may run at once from different
@@ -261,7 +261,14 @@ defmodule Mure.Cluster do
   ## Jobs
 
   @doc """
-  Runs a jit'ed function across the members and returns its result as a binary.
+  Runs a jit'ed function (see `Mure.jit/2`), or a `defn` function, across the members and
+  returns its result as a binary.
+
+  A `defn` function (`&MyModel.predict/2`, or any function `Nx.Defn` can trace, one tensor
+  per argument) is compiled as `compiler: Mure` compiles it, once per piece size: it must
+  be one program on the node (no `while`, `cond`, hooks, or ops the node lacks: they need
+  the client between programs), and must not capture tensors (pass them as arguments,
+  `share/3`d). Its pieces are checked and combined as those of a `Mure.jit` function.
 
   Each `{binary, type, shape}` argument is split along axis 0 (all of them must have the
   same number of rows); each `Mure.Cluster.Shared` argument goes whole to every member.
@@ -302,11 +309,18 @@ defmodule Mure.Cluster do
       iex> softplus = Mure.jit(fn x -> x |> Mure.Expr.exp() |> Mure.Expr.log1p() end)
       iex> {:ok, y} = Mure.Cluster.run(cluster, softplus, [{x_bin, {:f, 32}, {1_000_000, 16}}])
       iex> {:ok, total} = Mure.Cluster.run(cluster, Mure.jit(&Mure.Expr.sum/1), [{x_bin, {:f, 32}, {1_000_000, 16}}])
+      iex> {:ok, w} = Mure.Cluster.share(cluster, {w_bin, {:f, 32}, {16, 4}})
+      iex> {:ok, y} = Mure.Cluster.run(cluster, &MyModel.predict/2, [{x_bin, {:f, 32}, {1_000_000, 16}}, w])
 
   """
-  @spec run(cluster(), Mure.Jit.t(), [data() | Shared.t()], keyword()) ::
+  @spec run(cluster(), Mure.Jit.t() | function(), [data() | Shared.t()], keyword()) ::
           {:ok, binary()} | {:error, Exception.t()}
-  def run(cluster, %Mure.Jit{} = jit, args, opts \\ []) when is_list(args) do
+  def run(cluster, fun, args, opts \\ [])
+
+  def run(cluster, fun, args, opts) when is_function(fun) and is_list(args),
+    do: run(cluster, Mure.Cluster.Defn.jit(fun), args, opts)
+
+  def run(cluster, %Mure.Jit{} = jit, args, opts) when is_list(args) do
     alive(fn ->
       opts = job_opts!(cluster, opts)
       check_shared!(cluster, args)

@@ -24,6 +24,40 @@ defmodule Mure.Compiler do
       run of a program may build its fused kernels), or `:infinity`
     * `:hooks` - `%{name => fun}`, as for `Nx.Defn.Evaluator`: functions that run on the
       client with the hooked value (downloaded) as the function runs
+    * `:connections` - a list of connections: partitions of an `Nx.Serving` (below); a
+      call without partitions runs on the first
+    * `:cluster` - a `Mure.Cluster` (pid or name): its ready members' connections, as
+      `:connections`
+    * `:max_concurrency` - partitions per connection and device (default 1), as for
+      `Nx.Defn.Evaluator`: batches in flight on each at once
+
+  ## Partitions (`Nx.Serving`)
+
+  An `Nx.Serving` started with `partitions: true` runs one partition per entry of
+  `__partitions_options__/1`, and hands each batch to a partition that is free:
+
+    * with `:connections` and/or `:cluster`: one partition per connection (per member of
+      the cluster that is ready when the serving starts), so batches spread over the nodes;
+    * else, without `:device`, on a node that has both a CPU and an OpenCL device: two
+      partitions on its connection, `device: :cpu` and `device: :opencl`;
+    * else one partition.
+
+  A batch's results are tensors of the serving's process (see "Lifetime" in
+  `Mure.Backend`), which lives as long as the serving: copy them out in the batch
+  function, and they are freed as they are copied.
+
+      serving =
+        Nx.Serving.new(
+          fn opts ->
+            predict = Nx.Defn.jit(&MyModel.predict/1, opts)
+            fn batch -> batch |> predict.() |> Nx.backend_transfer(Nx.BinaryBackend) end
+          end,
+          compiler: Mure,
+          cluster: MyApp.Cluster
+        )
+
+      children = [{Nx.Serving, serving: serving, name: MyServing, partitions: true, batch_size: 64}]
+      Nx.Serving.batched_run(MyServing, Nx.Batch.stack([x]))
 
   ## How a function becomes programs
 
@@ -219,18 +253,107 @@ defmodule Mure.Compiler do
   defp collect_parameters(other, acc), do: {other, acc}
 
   @impl true
-  def __partitions_options__(opts), do: [opts]
+  def __partitions_options__(opts) do
+    {compiler, opts} = Keyword.pop(opts, :compiler)
+    opts = validate!(opts)
+    base = Keyword.drop(opts, [:cluster, :connections, :max_concurrency])
+    conns = Enum.uniq(List.wrap(opts[:connections]) ++ cluster_conns(opts[:cluster]))
+
+    partitions =
+      cond do
+        conns != [] -> Enum.map(conns, &Keyword.put(base, :connection, &1))
+        opts[:device] != nil -> [base]
+        conn = default_conn(opts) -> device_partitions(base, conn)
+        true -> [base]
+      end
+
+    partitions = Enum.flat_map(partitions, &List.duplicate(&1, opts[:max_concurrency]))
+    if compiler, do: Enum.map(partitions, &[{:compiler, compiler} | &1]), else: partitions
+  end
+
+  # The connections of the cluster's ready members, in node order.
+  defp cluster_conns(nil), do: []
+
+  defp cluster_conns(cluster) do
+    members =
+      try do
+        Mure.Cluster.members(cluster)
+      catch
+        :exit, reason ->
+          raise ArgumentError,
+                "Mure.Compiler: the cluster #{inspect(cluster)} is not running " <>
+                  "(#{Exception.format_exit(reason)})"
+      end
+
+    case Enum.sort_by(members, & &1.node) do
+      [] ->
+        raise ArgumentError,
+              "Mure.Compiler: the cluster #{inspect(cluster)} has no ready member: wait for " <>
+                "them first (Mure.Cluster.await_members/3)"
+
+      members ->
+        Enum.map(members, & &1.conn)
+    end
+  end
+
+  # One partition per device of the node (:cpu and :opencl where it has both).
+  defp device_partitions(base, conn) do
+    case Mure.devices(conn) do
+      {:ok, devices} ->
+        ids = Enum.map(devices, & &1.id)
+        base = Keyword.put(base, :connection, conn)
+
+        if :blis in ids and :opencl in ids,
+          do: [Keyword.put(base, :device, :cpu), Keyword.put(base, :device, :opencl)],
+          else: [base]
+
+      {:error, error} ->
+        raise error
+    end
+  end
 
   @impl true
   def __to_backend__(opts) do
     opts = validate!(opts)
+
+    opts = Keyword.put(opts, :connection, opts[:connection] || first_conn(opts))
 
     {Mure.Backend,
      Keyword.take(opts, [:connection, :device]) |> Enum.reject(&is_nil(elem(&1, 1)))}
   end
 
   defp validate!(opts) do
-    opts = Keyword.validate!(opts, [:connection, :device, hooks: %{}, timeout: 60_000])
+    opts =
+      Keyword.validate!(opts, [
+        :connection,
+        :connections,
+        :cluster,
+        :device,
+        # Nx.Serving's, for functions that take a batch key: not used here.
+        :batch_keys,
+        max_concurrency: 1,
+        hooks: %{},
+        timeout: 60_000
+      ])
+
+    unless is_integer(opts[:max_concurrency]) and opts[:max_concurrency] > 0 do
+      raise ArgumentError,
+            "Mure.Compiler: expected :max_concurrency to be a positive integer, got: " <>
+              inspect(opts[:max_concurrency])
+    end
+
+    unless opts[:connections] == nil or (is_list(opts[:connections]) and opts[:connections] != []) do
+      raise ArgumentError,
+            "Mure.Compiler: expected :connections to be a non-empty list of connections, got: " <>
+              inspect(opts[:connections])
+    end
+
+    unless opts[:cluster] == nil or is_pid(opts[:cluster]) or is_atom(opts[:cluster]) or
+             is_tuple(opts[:cluster]) do
+      raise ArgumentError,
+            "Mure.Compiler: expected :cluster to be a Mure.Cluster (pid or name), got: " <>
+              inspect(opts[:cluster])
+    end
 
     unless opts[:device] in [nil, :cpu, :opencl, :auto] do
       raise ArgumentError,
@@ -265,7 +388,7 @@ defmodule Mure.Compiler do
 
     config = Application.get_env(:mure, Mure.Backend, [])[:connection]
     {arg_conn, arg_device} = from_arg || {nil, nil}
-    conn = opts[:connection] || arg_conn || elem(from_default, 0) || config
+    conn = opts[:connection] || first_conn(opts) || arg_conn || elem(from_default, 0) || config
 
     unless conn do
       raise ArgumentError,
@@ -275,5 +398,27 @@ defmodule Mure.Compiler do
     end
 
     {conn, opts[:device] || arg_device || elem(from_default, 1) || :auto}
+  end
+
+  # Without partitions, :connections and :cluster name where to run: the first of them.
+  defp first_conn(opts) do
+    case {opts[:connections], opts[:cluster]} do
+      {[conn | _], _} -> conn
+      {nil, nil} -> nil
+      {nil, cluster} -> hd(cluster_conns(cluster))
+    end
+  end
+
+  # The connection a call would run on, known before any argument is: the option's, the
+  # default backend's (unless it names a device), the config's.
+  defp default_conn(opts) do
+    from_default =
+      case Nx.default_backend() do
+        {Mure.Backend, bopts} -> if bopts[:device] in [nil, :auto], do: bopts[:connection]
+        _ -> nil
+      end
+
+    opts[:connection] || from_default ||
+      Application.get_env(:mure, Mure.Backend, [])[:connection]
   end
 end

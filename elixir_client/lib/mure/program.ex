@@ -29,15 +29,18 @@ defmodule Mure.Program do
 
   alias Mure.Expr
 
-  defstruct [:signature, :params, :nodes, :outputs, :result]
+  defstruct [:signature, :params, :nodes, :outputs, :result, exprs: nil]
 
   @type t :: %__MODULE__{
           signature: [{Mure.type(), Mure.shape()}],
           params: [{non_neg_integer(), Mure.type(), Mure.shape()}],
           nodes: [tuple()],
           outputs: [{pos_integer(), Mure.type(), Mure.shape()}],
-          result: term()
+          result: term(),
+          exprs: [Expr.t()] | nil
         }
+
+  @keep_exprs :"$mure_program_keep_exprs"
 
   # The node's limits on a program (src/proto/request.cpp).
   @max_nodes 10_000
@@ -122,8 +125,24 @@ defmodule Mure.Program do
         Enum.map(params, fn %Expr{node: {:parameter, i, _}} = p -> {i, p.type, p.shape} end),
       nodes: Enum.map(nodes, &wire(&1.node, ids)),
       outputs: Enum.map(outputs, &{Map.fetch!(ids, &1.id), &1.type, &1.shape}),
-      result: result
+      result: result,
+      exprs: if(Process.get(@keep_exprs), do: outputs)
     }
+  end
+
+  @doc false
+  # Runs `fun`; the programs it builds keep their output expressions in `exprs` (one per
+  # output; Mure.Cluster.Defn reads them). Never otherwise: a program goes into the JIT
+  # cache's ETS table, where shared subexpressions would be copied apart.
+  @spec keeping_exprs((() -> result)) :: result when result: term()
+  def keeping_exprs(fun) do
+    previous = Process.put(@keep_exprs, true)
+
+    try do
+      fun.()
+    after
+      unless previous, do: Process.delete(@keep_exprs)
+    end
   end
 
   # The return value's structure, with {:"$mure_output", i} in place of each expression.

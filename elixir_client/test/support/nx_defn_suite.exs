@@ -35,11 +35,16 @@ vendor =
 tests = Path.join(vendor, "nx/test")
 names = System.argv()
 
+# Nx.Serving's tests (serving_test.exs: batching and partitions over defn-compiled
+# functions) run only when named: test/nx_serving_test.exs runs them.
+serving = if "serving_test" in names, do: [Path.join(tests, "nx/serving_test.exs")], else: []
+
 files =
   (Path.wildcard(Path.join(tests, "nx/defn/*_test.exs")) ++ [Path.join(tests, "nx/defn_test.exs")])
   |> Enum.filter(fn f ->
     names == [] or Enum.any?(names, &String.contains?(Path.basename(f), &1))
   end)
+  |> Kernel.++(serving)
 
 dir = Path.join(System.tmp_dir!(), "mure_defn_suite_#{System.unique_integer([:positive])}")
 File.mkdir_p!(dir)

@@ -63,6 +63,12 @@ Status Concatenate(const std::vector<const Tensor*>& ins, const std::vector<Shap
                    Tensor& out);
 /// out = in with `update` written at `starts` (both converted to out's type).
 Status PutSlice(const Tensor& in, const std::vector<int64_t>& starts, const Tensor& update, Tensor& out);
+/// The starts of a dynamic slice or put_slice (ir::DynamicSlice, ir::DynamicPutSlice): each scalar
+/// integer tensor's value clamped as Nx clamps it, to [0, dims[i] - spans[i]] (`spans`: the slice's
+/// lengths or the update's dims, each at most its dim: checked by the planner). Any executor
+/// calls this on the host before its own Slice / PutSlice.
+std::vector<int64_t> ClampedStarts(const std::vector<const Tensor*>& starts, const Shape& dims,
+                                   const std::vector<uint64_t>& spans);
 /// out = the elements of in at the coordinates in `indices` (last dim = rank of in); every
 /// coordinate is range-checked before anything is written.
 Status Gather(const Tensor& in, const Tensor& indices, Tensor& out);

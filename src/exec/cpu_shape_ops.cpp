@@ -286,6 +286,19 @@ Status PutSlice(const Tensor& in, const std::vector<int64_t>& starts, const Tens
   return Status::Ok();
 }
 
+std::vector<int64_t> ClampedStarts(const std::vector<const Tensor*>& starts, const Shape& dims,
+                                   const std::vector<uint64_t>& spans) {
+  std::vector<int64_t> out(starts.size(), 0);
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const Tensor& s = *starts[i];
+    const uint64_t v = LoadI(s.type(), s.data(), 0);
+    const uint64_t hi = dims[i] - spans[i];  // spans[i] <= dims[i]
+    if (IsSigned(s.type()) && static_cast<int64_t>(v) < 0) continue;  // below 0: 0
+    out[i] = static_cast<int64_t>(std::min({v, hi, uint64_t{INT64_MAX}}));
+  }
+  return out;
+}
+
 Status Gather(const Tensor& in, const Tensor& indices, Tensor& out) {
   const Shape& s = in.shape();
   const size_t rank = s.size(), item = DTypeSize(in.type());

@@ -58,6 +58,8 @@ std::string_view AtomName(const Node& node) {
                         [](const WindowScatter&) -> std::string_view { return "window_scatter"; },
                         [](const Indexed&) -> std::string_view { return "indexed"; },
                         [](const Cumulative&) -> std::string_view { return "cumulative"; },
+                        [](const DynamicSlice&) -> std::string_view { return "dynamic_slice"; },
+                        [](const DynamicPutSlice&) -> std::string_view { return "dynamic_put_slice"; },
                     },
                     node);
 }
@@ -110,6 +112,16 @@ std::vector<Id> Operands(const Node& node) {
                         [](const WindowScatter& n) { return std::vector<Id>{n.x, n.source}; },
                         [](const Indexed& n) { return std::vector<Id>{n.x, n.indices, n.updates}; },
                         [](const Cumulative& n) { return std::vector<Id>{n.x}; },
+                        [](const DynamicSlice& n) {
+                          std::vector<Id> ids{n.x};
+                          ids.insert(ids.end(), n.starts.begin(), n.starts.end());
+                          return ids;
+                        },
+                        [](const DynamicPutSlice& n) {
+                          std::vector<Id> ids{n.x, n.update};
+                          ids.insert(ids.end(), n.starts.begin(), n.starts.end());
+                          return ids;
+                        },
                     },
                     node);
 }

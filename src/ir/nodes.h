@@ -124,10 +124,18 @@ struct Cumulative {
   bool reverse = false;
 };
 
+/// {:dynamic_slice, x, starts, lengths, strides}: a slice (as Slice) whose starts are the ids of
+/// scalar integer tensors, one per axis, read when the op runs and clamped as Nx clamps them: to
+/// [0, dim - length].
+struct DynamicSlice { Id x = 0; std::vector<Id> starts; std::vector<int64_t> lengths, strides; };
+/// {:dynamic_put_slice, x, starts, update}: put_slice with such starts, clamped to
+/// [0, dim - update's dim].
+struct DynamicPutSlice { Id x = 0; std::vector<Id> starts; Id update = 0; };
+
 using Node = std::variant<Unary, Binary, Reduce, AsType, Bitcast, Reshape, Transpose, Slice, Take, Iota, Eye, Full,
                           RandomUniform, RandomNormal, Select, Clip, Broadcast, Reverse, Pad, Concatenate, Stack,
                           PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft, Linalg, Elem, Window, WindowScatter,
-                          Indexed, Cumulative>;
+                          Indexed, Cumulative, DynamicSlice, DynamicPutSlice>;
 
 /// The atom the node's request was sent as ("binary", or "add" for a legacy add).
 std::string_view AtomName(const Node& node);
@@ -135,7 +143,8 @@ std::string_view AtomName(const Node& node);
 /// ":binary :add", ":matmul": how error messages name a program's node.
 std::string Label(const Node& node);
 
-/// The node's tensor operands in kernel order (a, then b, then c; a join's list). Creation ops
+/// The node's tensor operands in kernel order (a, then b, then c; a join's list; a dynamic
+/// slice's x then its starts, a dynamic put_slice's x, update, then its starts). Creation ops
 /// have none.
 std::vector<Id> Operands(const Node& node);
 

@@ -183,6 +183,33 @@ Result<Body> DecodePutSlice(const Args& a) {
   return Node(ir::PutSlice{x, std::move(starts), update});
 }
 
+/// The starts of a dynamic slice: a list of tensor ids, one per axis (the planner checks the count
+/// against the rank, and that each is a scalar integer tensor).
+Result<std::vector<uint64_t>> DecodeStarts(const Args& a, uint32_t n) {
+  const std::string what = std::string(a.name) + " starts";
+  MURE_TRY(starts, DecodeHandleList(a.t, n, what.c_str()));
+  if (starts.size() > kMaxDims) {
+    return Status::BadArg(what + ": one scalar integer tensor per axis, at most " + std::to_string(kMaxDims) +
+                          "; got " + std::to_string(starts.size()));
+  }
+  return starts;
+}
+
+Result<Body> DecodeDynamicSlice(const Args& a) {
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the operand"));
+  MURE_TRY(starts, DecodeStarts(a, a.Arg(2)));
+  MURE_TRY(lengths, DecodeInts(a.t, a.Arg(3), "dynamic_slice lengths"));
+  MURE_TRY(strides, DecodeInts(a.t, a.Arg(4), "dynamic_slice strides"));
+  return Node(ir::DynamicSlice{x, std::move(starts), std::move(lengths), std::move(strides)});
+}
+
+Result<Body> DecodeDynamicPutSlice(const Args& a) {
+  MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the operand"));
+  MURE_TRY(starts, DecodeStarts(a, a.Arg(2)));
+  MURE_TRY(update, DecodeHandle(a.t, a.Arg(3), "the update"));
+  return Node(ir::DynamicPutSlice{x, std::move(starts), update});
+}
+
 Result<Body> DecodePair(const Args& a) {  // gather, outer
   MURE_TRY(x, DecodeHandle(a.t, a.Arg(1), "the first operand"));
   MURE_TRY(y, DecodeHandle(a.t, a.Arg(2), "the second operand"));
@@ -381,6 +408,8 @@ constexpr Decoder kNodeDecoders[] = {
      Usage::kPlain},
     {"indexed", 6, DecodeIndexed, "{:indexed, :add | :put, h, indices, updates, axes}", Usage::kPlain},
     {"cumulative", 5, DecodeCumulative, "{:cumulative, op, h, axis, reverse}", Usage::kPlain},
+    {"dynamic_slice", 5, DecodeDynamicSlice, "{:dynamic_slice, h, [start tensor], lengths, strides}", Usage::kCount},
+    {"dynamic_put_slice", 4, DecodeDynamicPutSlice, "{:dynamic_put_slice, h, [start tensor], update}", Usage::kCount},
 };
 
 }  // namespace

@@ -284,7 +284,7 @@ std::string_view AllOpNames() {
          "transpose slice take iota eye full random_uniform random_normal select clip broadcast reverse pad "
          "concatenate stack put_slice gather sort argsort dot outer fft ifft "
          "lu qr cholesky eigh svd triangular_solve solve determinant elem "
-         "window window_scatter indexed cumulative program alloc write read give";
+         "window window_scatter indexed cumulative dynamic_slice dynamic_put_slice program alloc write read give";
 }
 
 Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {

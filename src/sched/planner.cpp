@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "exec/cpu_executor.h"
+#include "exec/cpu_ops.h"
 #include "ir/ops.h"
 #include "ir/window.h"
 
@@ -260,6 +261,74 @@ struct Check {
     return Checked{ir::MergeTypes(in[0].type, in[1].type), in[0].shape,
                    [starts = n.starts](exec::Executor& e, const Ins& x, Tensor& out) {
                      return e.PutSlice(*x[0], starts, *x[1], out);
+                   }};
+  }
+  /// The starts of a dynamic slice, operands `first`..: one scalar integer tensor per axis of x.
+  Status CheckStarts(const char* op, size_t first) const {
+    const size_t rank = in[0].shape.size(), count = in.size() - first;
+    if (count != rank) {
+      return Status::BadArg(std::string(op) + " of a rank-" + std::to_string(rank) + " tensor needs " +
+                            std::to_string(rank) + " starts (one scalar integer tensor per axis); got " +
+                            std::to_string(count));
+    }
+    for (size_t i = first; i < in.size(); ++i) {
+      const std::string which = std::string(op) + ": start " + std::to_string(i - first) + " (axis " +
+                                std::to_string(i - first) + ")";
+      if (!in[i].shape.empty()) {
+        return Status(ErrorKind::kShapeMismatch,
+                      which + " must be a scalar tensor, got shape " + ShapeToString(in[i].shape));
+      }
+      if (!ir::IsInteger(in[i].type)) {
+        return Status(ErrorKind::kTypeMismatch,
+                      which + " must be an integer tensor, got " + DTypeToString(in[i].type));
+      }
+    }
+    return Status::Ok();
+  }
+  Result<Checked> operator()(const ir::DynamicSlice& n) const {
+    MURE_RETURN_IF_ERROR(CheckStarts("dynamic_slice", 1));
+    const Shape& dims = in[0].shape;
+    if (n.lengths.size() != dims.size() || n.strides.size() != dims.size()) {
+      return Status::BadArg("dynamic_slice of a rank-" + std::to_string(dims.size()) + " tensor needs " +
+                            std::to_string(dims.size()) + " lengths and strides; got " +
+                            std::to_string(n.lengths.size()) + " and " + std::to_string(n.strides.size()));
+    }
+    for (size_t i = 0; i < dims.size(); ++i) {
+      if (n.lengths[i] < 0 || static_cast<uint64_t>(n.lengths[i]) > dims[i]) {
+        return Status(ErrorKind::kOutOfRange, "dynamic_slice: length " + std::to_string(n.lengths[i]) +
+                                                  " of dimension " + std::to_string(i) + " is outside 0.." +
+                                                  std::to_string(dims[i]) + " (its size)");
+      }
+    }
+    // Lengths and strides as a slice from 0 (the starts are clamped to fit when it runs).
+    auto shape = ir::SliceShape(in[0].shape, std::vector<int64_t>(n.lengths.size(), 0), n.lengths, n.strides);
+    if (!shape.ok()) return shape.status();
+    std::vector<uint64_t> spans(n.lengths.begin(), n.lengths.end());
+    return Checked{in[0].type, std::move(*shape),
+                   [dims, spans, strides = n.strides](exec::Executor& e, const Ins& x, Tensor& out) {
+                     const Ins starts(x.begin() + 1, x.end());
+                     return e.Slice(*x[0], cpu::ClampedStarts(starts, dims, spans), strides, out);
+                   }};
+  }
+  Result<Checked> operator()(const ir::DynamicPutSlice&) const {
+    MURE_RETURN_IF_ERROR(CheckStarts("dynamic_put_slice", 2));
+    const Shape& dims = in[0].shape;
+    const Shape& update = in[1].shape;
+    if (update.size() != dims.size()) {
+      return Status(ErrorKind::kShapeMismatch, "dynamic_put_slice: the update " + ShapeToString(update) +
+                                                   " must have the rank of the tensor " + ShapeToString(dims));
+    }
+    for (size_t i = 0; i < dims.size(); ++i) {
+      if (update[i] > dims[i]) {  // else it fits: the starts are clamped to keep it inside when it runs
+        return Status(ErrorKind::kOutOfRange, "dynamic_put_slice: the update " + ShapeToString(update) +
+                                                  " is larger than the tensor " + ShapeToString(dims) +
+                                                  " in dimension " + std::to_string(i));
+      }
+    }
+    return Checked{ir::MergeTypes(in[0].type, in[1].type), dims,
+                   [dims, spans = update](exec::Executor& e, const Ins& x, Tensor& out) {
+                     const Ins starts(x.begin() + 2, x.end());
+                     return e.PutSlice(*x[0], cpu::ClampedStarts(starts, dims, spans), *x[1], out);
                    }};
   }
   Result<Checked> operator()(const ir::Gather&) const {

@@ -260,6 +260,29 @@ defmodule Corpus do
           {:program, [{:handle, 1}], [{:lu, 1}, {:elem, 2, 2}], [{2, :keep}, {3, :return}]},
           {:on, :opencl, {:eigh, 1}}
         ]),
+      # dynamic_slice and dynamic_put_slice: starts of several integer types (clamped), then the
+      # edges (a float start, a vector start, a missing handle, a length past the dim, a program).
+      "op_set_dynamic_slice" =>
+        requests([
+          {:upload, {:f, 32}, {2, 3}, a},
+          {:upload, {:s, 64}, {}, <<-5::64-signed-native>>},
+          {:upload, {:u, 8}, {}, <<200>>},
+          {:dynamic_slice, 1, [2, 3], [1, 2], [1, 1]},
+          {:dynamic_slice, 1, [3, 2], [2, 3], [1, 2]},
+          {:upload, {:f, 32}, {1, 2}, f32([9.0, 8.0])},
+          {:dynamic_put_slice, 1, [2, 3], 6},
+          {:dynamic_put_slice, 6, [2, 3], 1},
+          {:dynamic_slice, 1, [1, 3], [1, 1], [1, 1]},
+          {:upload, {:s, 32}, {2}, <<1::32-signed-native, 0::32-signed-native>>},
+          {:dynamic_slice, 1, [10, 3], [1, 1], [1, 1]},
+          {:dynamic_slice, 1, [2, 99], [1, 1], [1, 1]},
+          {:dynamic_slice, 1, [2, 3], [3, 1 <<< 40], [1, 1]},
+          {:dynamic_slice, 1, [2], [1, 1], [1, 1]},
+          {:program, [{:handle, 1}, {:data, {:s, 32}, {}, <<1::32-signed-native>>}],
+           [{:dynamic_slice, 1, [2, 2], [1, 2], [1, 1]}, {:dynamic_put_slice, 1, [2, 2], 3}],
+           [{4, :return}]},
+          {:download, 4}
+        ]),
       "op_set_creation" =>
         requests([
           {:iota, {:s, 32}, {3, 2}, 0},

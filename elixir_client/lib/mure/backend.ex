@@ -336,33 +336,11 @@ defmodule Mure.Backend do
   def reverse(out, t, axes),
     do: serve(:reverse, out, [t], [out, t, axes], fn [x] -> Expr.reverse(x, axes: axes) end)
 
+  # Starts on the node or computed by a defn function are not read: dynamic_slice (Slice).
   @impl true
-  def slice(out, t, starts, lengths, strides) do
-    starts =
-      Enum.zip_with([starts, lengths, Tuple.to_list(t.shape)], fn [s, len, dim] ->
-        s |> to_integer() |> max(0) |> min(dim - len)
-      end)
-
-    serve(:slice, out, [t], [out, t, starts, lengths, strides], fn [x] ->
-      Expr.slice(x, starts, lengths, strides: strides)
-    end)
-  end
-
+  defdelegate slice(out, t, starts, lengths, strides), to: Mure.Backend.Slice
   @impl true
-  def put_slice(out, t, starts, update) do
-    starts =
-      Enum.zip_with([starts, Tuple.to_list(update.shape), Tuple.to_list(t.shape)], fn [
-                                                                                        s,
-                                                                                        len,
-                                                                                        dim
-                                                                                      ] ->
-        s |> to_integer() |> max(0) |> min(dim - len)
-      end)
-
-    serve(:put_slice, out, [t, update], [out, t, starts, update], fn [x, u] ->
-      Expr.put_slice(cast(x, out.type), starts, cast(u, out.type))
-    end)
-  end
+  defdelegate put_slice(out, t, starts, update), to: Mure.Backend.Slice
 
   @impl true
   def concatenate(out, tensors, axis) do
@@ -633,7 +611,4 @@ defmodule Mure.Backend do
   @spec cast(Expr.t(), Nx.Type.t()) :: Expr.t()
   def cast(%Expr{type: type} = x, type), do: x
   def cast(x, type), do: Expr.as_type(x, type)
-
-  defp to_integer(i) when is_integer(i), do: i
-  defp to_integer(%Nx.Tensor{} = t), do: Nx.to_number(t)
 end

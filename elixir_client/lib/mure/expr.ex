@@ -255,6 +255,24 @@ defmodule Mure.Expr do
   defdelegate slice(x, starts, lengths, opts \\ []), to: Shape
 
   @doc """
+  A slice whose `starts` are scalar integer expressions (or integers), computed by the
+  program: the node reads them when it runs and clamps each, as `Nx.slice/4` does, to
+  `0..dim - length`. `lengths` and `strides:` are as `slice/4`'s.
+
+  ## Examples
+
+      iex> x = Mure.Expr.parameter(0, {:f, 32}, {6, 4})
+      iex> i = Mure.Expr.parameter(1, {:s, 64}, {})
+      iex> Mure.Expr.dynamic_slice(x, [i, 0], [2, 4]).shape
+      {2, 4}
+      iex> Mure.Expr.dynamic_slice(x, [Mure.Expr.parameter(1, {:f, 32}, {}), 0], [2, 4])
+      ** (ArgumentError) dynamic_slice: start 0 must be an integer tensor, got f32
+
+  """
+  @spec dynamic_slice(operand(), [t() | integer()], [integer()], keyword()) :: t()
+  defdelegate dynamic_slice(x, starts, lengths, opts \\ []), to: Shape
+
+  @doc """
   Takes entries along `axis:` (default 0) at an integer `indices` expression, as
   `Mure.take/3`. Indices are range-checked by the node when the program runs.
 
@@ -363,6 +381,22 @@ defmodule Mure.Expr do
   """
   @spec put_slice(operand(), [integer()], operand()) :: t()
   defdelegate put_slice(x, starts, update), to: Shape
+
+  @doc """
+  `put_slice/3` with `starts` that are scalar integer expressions (or integers), clamped
+  by the node when the program runs so that `update` fits, as `Nx.put_slice/3` does.
+
+  ## Examples
+
+      iex> x = Mure.Expr.parameter(0, {:s, 32}, {4, 4})
+      iex> u = Mure.Expr.parameter(1, {:f, 32}, {1, 4})
+      iex> y = Mure.Expr.dynamic_put_slice(x, [Mure.Expr.parameter(2, {:u, 8}, {}), 0], u)
+      iex> {y.type, y.shape}
+      {{:f, 32}, {4, 4}}
+
+  """
+  @spec dynamic_put_slice(operand(), [t() | integer()], operand()) :: t()
+  defdelegate dynamic_put_slice(x, starts, update), to: Shape
 
   @doc """
   Sorts along `axis:` (default 0), `direction:` `:asc` or `:desc`, as `Mure.sort/2`.

@@ -1,7 +1,8 @@
 defmodule Mure.Expr.Shape do
   @moduledoc false
-  # The bodies of Mure.Expr's shape ops (reshape, transpose, slice, take, gather, broadcast,
-  # reverse, pad, concatenate, stack, put_slice, sort, squeeze, new_axis; their docs are
+  # The bodies of Mure.Expr's shape ops (reshape, transpose, slice, dynamic_slice, take,
+  # gather, broadcast, reverse, pad, concatenate, stack, put_slice, dynamic_put_slice, sort,
+  # squeeze, new_axis; their docs are
   # Mure.Expr's): each checks its operands and options with Mure.Rules and returns the new
   # expression.
 
@@ -43,6 +44,70 @@ defmodule Mure.Expr.Shape do
       x.type,
       shape
     )
+  end
+
+  # Starts that are tensors (docs/protocol.md, dynamic_slice): one scalar integer expression
+  # per axis (an integer becomes an {:s, 64} constant), clamped by the node as Nx clamps them.
+  def dynamic_slice(x, starts, lengths, opts) do
+    x = operand!(x, nil, :dynamic_slice)
+    rank = tuple_size(x.shape)
+    opts = Keyword.validate!(opts, strides: List.duplicate(1, rank))
+    strides = opts[:strides]
+    starts = starts!(starts, rank, :dynamic_slice)
+
+    for {list, what} <- [{lengths, "lengths"}, {strides, "strides"}] do
+      unless is_list(list) and Enum.all?(list, &is_integer/1),
+        do:
+          raise(
+            ArgumentError,
+            "dynamic_slice: #{what} must be a list of integers, got: #{inspect(list)}"
+          )
+    end
+
+    zeros = List.duplicate(0, length(lengths))
+    shape = ok!(Rules.slice(x.shape, zeros, lengths, strides), :dynamic_slice, [x])
+
+    new(
+      {:dynamic_slice, x, starts, List.to_tuple(lengths), List.to_tuple(strides)},
+      x.type,
+      shape
+    )
+  end
+
+  def dynamic_put_slice(x, starts, update) do
+    x = operand!(x, nil, :dynamic_put_slice)
+    update = operand!(update, x, :dynamic_put_slice)
+    starts = starts!(starts, tuple_size(x.shape), :dynamic_put_slice)
+    zeros = List.duplicate(0, tuple_size(x.shape))
+    ok!(Rules.put_slice(x.shape, zeros, update.shape), :dynamic_put_slice, [x, update])
+    new({:dynamic_put_slice, x, starts, update}, Rules.merge_types(x.type, update.type), x.shape)
+  end
+
+  defp starts!(starts, rank, op) do
+    unless is_list(starts) and length(starts) == rank,
+      do:
+        raise(
+          ArgumentError,
+          "#{op}: expected a list of #{rank} starts (one per axis), got: #{inspect(starts, limit: 5)}"
+        )
+
+    starts
+    |> Enum.with_index()
+    |> Enum.map(fn
+      {i, _axis} when is_integer(i) ->
+        new({:full, {:s, 64}, {}, i}, {:s, 64}, {})
+
+      {%Mure.Expr{shape: {}} = s, axis} ->
+        if Rules.float?(s.type) or Rules.complex?(s.type),
+          do: fail!(op, "start #{axis} must be an integer tensor, got #{describe(s)}", [s])
+
+        s
+
+      {other, axis} ->
+        raise ArgumentError,
+              "#{op}: start #{axis} must be an integer or a scalar integer expression, got: " <>
+                inspect(other, limit: 5)
+    end)
   end
 
   def take(x, indices, opts) do

@@ -581,6 +581,12 @@ defmodule Bench.Main do
           ^bytes = byte_size(back)
           Mure.free!(t)
           :erlang.garbage_collect()
+          # The client with shared memory off: the distribution path the same-host one replaces.
+          {dup, t} = tc(fn -> Mure.upload!(ctx.conn, data, {:u, 8}, {bytes}, shared_memory: false) end)
+          {ddown, back} = tc(fn -> Mure.download!(t, shared_memory: false) end)
+          ^bytes = byte_size(back)
+          Mure.free!(t)
+          :erlang.garbage_collect()
           # The same through raw envelopes (one message each way, no client process): the node alone.
           {rup, h} = tc(fn -> Bench.Raw.call(ctx.node, {:upload, {:u, 8}, {bytes}, data}, 600_000) end)
           {rdown, back} = tc(fn -> Bench.Raw.call(ctx.node, {:download, h}, 600_000) end)
@@ -594,6 +600,7 @@ defmodule Bench.Main do
           :erlang.garbage_collect()
 
           [mure_up: up, mure_down: down, mure_rt: up + down, raw_up: rup, raw_down: rdown, raw_rt: rup + rdown] ++
+            [dist_up: dup, dist_down: ddown] ++
             [beam_push: push, beam_pull: pull, beam_echo: echo]
           |> Enum.reduce(acc, fn {k, v}, acc -> Map.update(acc, k, [v], &[v | &1]) end)
         end)

@@ -74,6 +74,7 @@ defmodule Report do
     {limits_md, peaks, triad} = limits(main)
     {msg_md, goals} = messaging([main | others], goals)
     {xfer_md, goals} = transfer(s[:transfer], main[:client_chunk_size], goals)
+    {shm_md, goals} = same_host(s[:transfer], s[:user], get_in(main.sections, [:user, :numpy]), goals)
     {mm_md, goals} = compute(s[:compute], peaks, goals)
     mem_md = memory(s[:memory], triad)
     user_md = user(s[:user])
@@ -92,6 +93,7 @@ defmodule Report do
       limits_md,
       msg_md,
       xfer_md,
+      shm_md,
       mm_md,
       mem_md,
       user_md,
@@ -447,6 +449,62 @@ defmodule Report do
       for({n, e} <- Enum.sort(u.matmul), do: row.("matmul #{n}×#{n}", "matmul", n, e)),
       for({n, e} <- Enum.sort(u.add), do: row.("add #{fmt_count(n)} elements", "add", n, e))
     ]
+  end
+
+  # Issue 18, goal 2: the client's same-host path (shared memory; :mure_up / :mure_down when the
+  # node shares the host) against the client with shared_memory: false (:dist_up / :dist_down),
+  # in the same run; and `add` of 16 Mi f32 end to end against NumPy.
+  defp same_host(t, u, np, goals) do
+    mib = 1024 * 1024
+
+    {rows, goals} =
+      for {bytes, s} <- Enum.sort(t || %{}),
+          bytes >= 16 * mib,
+          {dir, mk, dk} <- [{"upload", :mure_up, :dist_up}, {"download", :mure_down, :dist_down}],
+          s[mk] && s[dk],
+          reduce: {[], goals} do
+        {rows, goals} ->
+          tput = fn secs -> bytes / secs / 1.0e9 end
+          m = summary(s[mk], tput)
+          d = summary(s[dk], tput)
+          ratio = elem(m, 0) / elem(d, 0)
+          ok = ratio >= 4.0
+          row = "| #{div(bytes, mib)} MiB | #{dir} | #{mmm(m, 2)} | #{mmm(d, 2)} | #{fmt(ratio, 2)} | #{if ok, do: "met", else: "**not met**"} |\n"
+          {[row | rows], [{"Same-host #{dir} #{div(bytes, mib)} MiB: ≥ 4 × the distribution path", "#{fmt(ratio, 2)}×", ok} | goals]}
+      end
+
+    n = 16 * mib
+    mure_add = u && u[:add] && u.add[n] && u.add[n].mure
+    np_add = np && np.default[{"add", "f32", n}]
+
+    {add_md, goals} =
+      if mure_add && np_add do
+        ratio = median(mure_add) / median(np_add.e2e)
+        ok = ratio <= 1.0
+
+        {"\n`add` of 16 Mi f32 end to end (upload both, add, download, free): mure #{fmt(median(mure_add) * 1000)} ms, " <>
+           "NumPy #{fmt(median(np_add.e2e) * 1000)} ms: #{fmt(ratio, 2)} × NumPy's time (goal ≤ 1.0: #{if ok, do: "met", else: "**not met**"}).\n",
+         [{"`add` 16 Mi f32 end to end: ≤ 1.0 × NumPy", "#{fmt(ratio, 2)}×", ok} | goals]}
+      else
+        {"\n`add` of 16 Mi f32 vs NumPy: not measured (full mode and NumPy needed).\n", goals}
+      end
+
+    md =
+      if rows == [] do
+        ["\n## 2b. Same-host transfers (shared memory)\n\nNot measured (transfers of 16 MiB and more are measured in full mode).\n", add_md]
+      else
+        [
+          "\n## 2b. Same-host transfers (shared memory)\n\n",
+          "GB/s. The client as a user calls it (`Mure.upload/4`, `Mure.download/1`: tensors of 1 MiB and more through a shared segment ",
+          "when the node shares the host) against the same calls with `shared_memory: false` (the distribution), in the same run. Goal: ≥ 4 ×.\n\n",
+          "| size | direction | shared GB/s median | min | max | distribution GB/s median | min | max | ratio | goal ≥ 4 |\n",
+          "|---|---|---|---|---|---|---|---|---|---|\n",
+          Enum.reverse(rows),
+          add_md
+        ]
+      end
+
+    {md, goals}
   end
 
   defp fmt_bytes(b) when rem(b, 1024 * 1024) == 0, do: "#{div(b, 1024 * 1024)} MiB"

@@ -119,7 +119,11 @@ defmodule Mure do
   Options of every call: `timeout:` in milliseconds or `:infinity`. Compute ops also take
   `device: :cpu | :opencl | :auto` (default `:auto`: the node's choice).
   """
-  @type call_opts :: [timeout: timeout(), device: :cpu | :opencl | :auto]
+  @type call_opts :: [
+          timeout: timeout(),
+          device: :cpu | :opencl | :auto,
+          shared_memory: boolean()
+        ]
 
   # The documented functions, grouped by what they do; each group's docs, specs and
   # implementation live in its own module.

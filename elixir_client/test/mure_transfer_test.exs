@@ -15,7 +15,7 @@ defmodule Mure.TransferTest do
   defp payload(bytes), do: :crypto.strong_rand_bytes(bytes)
 
   test "40 MiB up and down in pieces, byte for byte" do
-    conn = start_supervised!({Mure, chunk_size: 512 * 1024})
+    conn = start_supervised!({Mure, chunk_size: 512 * 1024, shared_memory: false})
     data = payload(40 * @mib + 12_345)
     before = Mure.stats!(conn).requests
 
@@ -50,7 +50,7 @@ defmodule Mure.TransferTest do
   end
 
   test "small requests of other processes interleave with a large upload" do
-    conn = start_supervised!({Mure, chunk_size: 1 * @mib})
+    conn = start_supervised!({Mure, chunk_size: 1 * @mib, shared_memory: false})
     data = payload(256 * @mib)
     tiny = Mure.upload!(conn, <<1, 2, 3, 4>>, {:u, 8}, {4})
     tensors = Mure.stats!(conn).connection_tensors
@@ -98,7 +98,7 @@ defmodule Mure.TransferTest do
   end
 
   test "a piece that fails fails the whole upload with its error and frees the tensor" do
-    conn = start_supervised!({Mure, chunk_size: 64 * 1024})
+    conn = start_supervised!({Mure, chunk_size: 64 * 1024, shared_memory: false})
     before = Mure.stats!(conn)
     data = payload(1 * @mib)
 
@@ -144,7 +144,7 @@ defmodule Mure.TransferTest do
   end
 
   test "an abandoned upload in pieces is cancelled and frees what it created" do
-    conn = start_supervised!({Mure, chunk_size: 64 * 1024})
+    conn = start_supervised!({Mure, chunk_size: 64 * 1024, shared_memory: false})
     before = Mure.stats!(conn)
     big = payload(64 * @mib)
     req = Mure.async_upload(conn, big, {:u, 8}, {byte_size(big)})

@@ -101,7 +101,7 @@ void WriteHello(TermWriter& w, const HelloInfo& h) {
 }
 
 void WriteStats(TermWriter& w, const StatsInfo& s) {
-  w.Map(11);
+  w.Map(12);
   w.Atom("kernels").Map(8);
   w.Atom("fused_compiled").UInt(s.fused_compiled);
   w.Atom("fused_disk_hits").UInt(s.fused_disk_hits);
@@ -118,6 +118,7 @@ void WriteStats(TermWriter& w, const StatsInfo& s) {
   w.Atom("memory_limit_bytes").UInt(s.memory_limit_bytes);
   w.Atom("connections").UInt(s.connections);
   w.Atom("connection_tensors").UInt(s.connection_tensors);
+  w.Atom("shm_segments").UInt(s.shm_segments);
   w.Atom("requests").UInt(s.requests);
   w.Atom("errors").UInt(s.errors);
   w.Atom("queued").UInt(s.queued);

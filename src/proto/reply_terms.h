@@ -87,6 +87,7 @@ struct StatsInfo {
   uint64_t memory_limit_bytes = 0;
   uint64_t connections = 0;
   uint64_t connection_tensors = 0;  ///< the asking connection's
+  uint64_t shm_segments = 0;        ///< same-host transfer segments held, node-wide
   uint64_t requests = 0;
   uint64_t errors = 0;
   uint64_t queued = 0;

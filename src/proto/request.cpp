@@ -91,6 +91,34 @@ Result<Body> DecodeGive(const Args& a) {
   return Body(Give{*h, a.t[pid].raw, a.t[pid].node});
 }
 
+Result<Body> DecodeShm(const Args& a) {  // shm_alloc, shm_upload, shm_download, shm_free
+  if (a.name == "shm_download") {
+    auto h = DecodeHandle(a.t, a.Arg(1), "the handle");
+    if (!h.ok()) return h.status();
+    return Body(ShmDownload{*h});
+  }
+  if (a.name == "shm_alloc") {
+    auto n = DecodeInt(a.t, a.Arg(1), "the byte size");
+    if (!n.ok()) return n.status();
+    if (*n < 1) return Status(ErrorKind::kOutOfRange, "a shared segment holds at least 1 byte");
+    return Body(ShmAlloc{static_cast<uint64_t>(*n)});
+  }
+  uint32_t seg = a.Arg(1);
+  if (a.t[seg].kind != TermKind::kInteger || a.t[seg].integer <= 0) {
+    return Status::BadArg(std::string(a.name) + ": the segment must be an id from shm_alloc or shm_download (a "
+                          "positive integer), got " + KindName(a.t[seg].kind));
+  }
+  const uint64_t id = static_cast<uint64_t>(a.t[seg].integer);
+  if (a.name == "shm_free") return Body(ShmFree{id});
+  auto type = DecodeType(a.t, a.Arg(2));
+  if (!type.ok()) return type.status();
+  auto shape = DecodeShape(a.t, a.Arg(3));
+  if (!shape.ok()) return shape.status();
+  auto bytes = ByteSize(*type, *shape);
+  if (!bytes.ok()) return bytes.status();
+  return Body(ShmUpload{id, *type, std::move(*shape)});
+}
+
 Result<Body> DecodeProgram(const Args& a);
 
 constexpr Decoder kRequestDecoders[] = {
@@ -112,6 +140,10 @@ constexpr Decoder kRequestDecoders[] = {
     {"write", 4, DecodeRange, "{:write, h, byte_offset, binary}", Usage::kPlain},
     {"read", 4, DecodeRange, "{:read, h, byte_offset, byte_length}", Usage::kPlain},
     {"give", 3, DecodeGive, "{:give, handle, pid}", Usage::kCount},
+    {"shm_alloc", 2, DecodeShm, "{:shm_alloc, bytes}", Usage::kCount},
+    {"shm_upload", 4, DecodeShm, "{:shm_upload, segment, type, shape}", Usage::kCount},
+    {"shm_download", 2, DecodeShm, "{:shm_download, handle}", Usage::kCount},
+    {"shm_free", 2, DecodeShm, "{:shm_free, segment}", Usage::kCount},
 };
 
 /// The request's row: by atom and arity. `known` tells whether any row has the atom.
@@ -274,7 +306,8 @@ Result<std::pair<Body, Placement>> DecodePlaced(const TermTree& t, uint32_t n, b
 
 std::string_view OpName(const Body& body) {
   static constexpr std::array<std::string_view, std::variant_size_v<Body>> kNames = {
-      "", "hello", "devices", "stats", "upload", "download", "free", "busy", "alloc", "write", "read", "program", "give"};
+      "", "hello", "devices", "stats", "upload", "download", "free", "busy", "alloc", "write", "read", "program", "give",
+      "shm_alloc", "shm_upload", "shm_download", "shm_free"};
   if (auto* node = std::get_if<ir::Node>(&body)) return ir::AtomName(*node);
   return kNames[body.index()];
 }
@@ -284,7 +317,8 @@ std::string_view AllOpNames() {
          "transpose slice take iota eye full random_uniform random_normal select clip broadcast reverse pad "
          "concatenate stack put_slice gather sort argsort dot outer fft ifft "
          "lu qr cholesky eigh svd triangular_solve solve determinant elem "
-         "window window_scatter indexed cumulative dynamic_slice dynamic_put_slice program alloc write read give";
+         "window window_scatter indexed cumulative dynamic_slice dynamic_put_slice program alloc write read give "
+         "shm_alloc shm_upload shm_download shm_free";
 }
 
 Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {

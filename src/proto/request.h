@@ -77,8 +77,19 @@ struct Give {
   std::string_view pid_node;  ///< its node (must be the requesting node)
 };
 
+// Same-host transfers through shared segments (store/shm_segments.h): ids, never paths.
+/// {:shm_alloc, bytes}: an empty segment for the client to write.
+struct ShmAlloc { uint64_t bytes = 0; };
+/// {:shm_upload, segment, type, shape}: the written segment becomes a tensor.
+struct ShmUpload { uint64_t segment = 0; DType type = DType::kF32; Shape shape; };
+/// {:shm_download, handle}: a segment holding a copy of the tensor's bytes.
+struct ShmDownload { uint64_t handle = 0; };
+/// {:shm_free, segment}
+struct ShmFree { uint64_t segment = 0; };
+
 /// What a request asks: a compute node (ir::Node), or one of the others.
-using Body = std::variant<ir::Node, Hello, Devices, Stats, Upload, Download, Free, Busy, Alloc, Write, Read, RunProgram, Give>;
+using Body = std::variant<ir::Node, Hello, Devices, Stats, Upload, Download, Free, Busy, Alloc, Write, Read, RunProgram, Give,
+                          ShmAlloc, ShmUpload, ShmDownload, ShmFree>;
 
 /// A decoded request. Views point into the frame it came from.
 struct Request {

@@ -11,6 +11,7 @@
 #include "exec/calibration.h"
 #include "exec/opencl_ops.h"
 #include "sched/program.h"
+#include "store/shm_segments.h"
 
 #ifndef MURE_VERSION
 #define MURE_VERSION "0.0.0"
@@ -113,6 +114,28 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
             if (new_owner && ctx.monitor_owner) ctx.monitor_owner(std::string(r.pid));
             reply->Ok([](TermWriter& w) { w.Atom("given"); });
           },
+          [&](const proto::ShmAlloc& r) {
+            bool new_owner = false;
+            auto ticket = store_.shm().Create(ctx.conn, ctx.owner, r.bytes, &new_owner);
+            ShmReply(ctx, std::move(ticket), new_owner, *reply);
+          },
+          [&](const proto::ShmUpload& r) {
+            auto t = store_.shm().Adopt(ctx.conn, r.segment, r.type, r.shape);
+            if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
+            Publish(ctx, std::move(*t), *reply);
+          },
+          [&](const proto::ShmDownload& r) {
+            auto t = store_.Get(ctx.conn, r.handle);
+            if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
+            bool new_owner = false;
+            auto ticket = store_.shm().Export(ctx.conn, ctx.owner, **t, &new_owner);
+            ShmReply(ctx, std::move(ticket), new_owner, *reply);
+          },
+          [&](const proto::ShmFree& r) {
+            Status s = store_.shm().Free(ctx.conn, r.segment);
+            if (!s.ok()) { errors_.fetch_add(1); return reply->Error(s); }
+            reply->Ok([](TermWriter& w) { w.Atom("freed"); });
+          },
       },
       req.body);
 }
@@ -180,6 +203,7 @@ proto::StatsInfo Service::Stats(const RequestContext& ctx) const {
   s.memory_limit_bytes = store_.memory_limit();
   s.connections = store_.connections();
   s.connection_tensors = store_.connection_tensors(ctx.conn);
+  s.shm_segments = store_.shm().count();
   s.requests = requests_.load();
   s.errors = errors_.load();
   s.queued = blis_queue_->pending() + (opencl_queue_ ? opencl_queue_->pending() : 0);
@@ -196,6 +220,15 @@ void Service::Upload(const RequestContext& ctx, const proto::Upload& req, Reply&
   if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
   uint64_t handle = *h;
   reply.Ok([&](TermWriter& w) { w.UInt(handle); });
+}
+
+void Service::ShmReply(const RequestContext& ctx, Result<ShmTicket> ticket, bool new_owner, Reply& reply) {
+  if (!ticket.ok()) { errors_.fetch_add(1); return reply.Error(ticket.status()); }
+  // An owner already gone is answered DOWN at once, and its segments dropped then.
+  if (new_owner && ctx.monitor_owner) ctx.monitor_owner(ctx.owner_pid);
+  reply.Ok([&](TermWriter& w) {
+    w.Tuple(3).UInt(ticket->id).Binary(ticket->path).Binary(ticket->tag);
+  });
 }
 
 void Service::Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply) {

@@ -1,7 +1,7 @@
 // mure — what the node does with a decoded request: validate it against the store, answer the
 // cheap ones on the spot, and hand compute to an executor's bounded queue.
 //
-// Cheap requests (hello, devices, stats, upload, download, free) run on the calling connection's
+// Cheap requests (hello, devices, stats, upload, download, free, shm_*) run on the calling connection's
 // I/O thread: they are bounded memory copies. Compute (matmul on BLIS, elementwise on OpenCL,
 // busy) runs on work queues; a full queue answers {:error, :overloaded} at once. BLIS and an
 // OpenCL device that is itself the CPU never compute at the same time (they would fight for the
@@ -34,6 +34,7 @@
 #include "sched/fusion.h"
 #include "sched/planner.h"
 #include "sched/work_queue.h"
+#include "store/shm_segments.h"
 #include "store/tensor_store.h"
 
 namespace mure {
@@ -55,6 +56,9 @@ class Service : public RequestHandler {
   proto::DevicesInfo Devices() const;
   proto::StatsInfo Stats(const RequestContext& ctx) const;
   void Upload(const RequestContext& ctx, const proto::Upload& req, Reply& reply);
+  /// {:ok, {segment, path, tag}} for a same-host segment (store/shm_segments.h), or its error;
+  /// monitors a new owner.
+  void ShmReply(const RequestContext& ctx, Result<ShmTicket> ticket, bool new_owner, Reply& reply);
   /// Publish a computed tensor and answer {:ok, {handle, type, shape}}.
   void Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply);
   void Busy(const proto::Busy& req, std::shared_ptr<Reply> reply);

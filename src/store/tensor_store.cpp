@@ -1,5 +1,7 @@
 #include "store/tensor_store.h"
 
+#include "store/shm_segments.h"
+
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -112,7 +114,11 @@ uint64_t MemoryBudget::cached() const {
 }
 
 Tensor::~Tensor() {
-  budget_->Recycle(data_, capacity_);
+  if (mapped_) {
+    ::munmap(data_, capacity_);
+  } else {
+    budget_->Recycle(data_, capacity_);
+  }
   budget_->Release(bytes_);
 }
 
@@ -142,6 +148,12 @@ Result<std::shared_ptr<Tensor>> TensorStore::Allocate(DType type, const Shape& s
   return t;
 }
 
+TensorStore::TensorStore(uint64_t memory_limit, uint64_t cache_limit)
+    : budget_(std::make_shared<MemoryBudget>(memory_limit, cache_limit)),
+      shm_(std::make_unique<ShmSegments>(budget_)) {}
+
+TensorStore::~TensorStore() = default;
+
 uint64_t TensorStore::OpenConnection() {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t id = next_conn_++;
@@ -150,6 +162,7 @@ uint64_t TensorStore::OpenConnection() {
 }
 
 size_t TensorStore::CloseConnection(uint64_t conn) {
+  shm_->CloseConnection(conn);
   Conn dead;  // destroyed outside the lock: freeing big buffers takes time
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -244,6 +257,7 @@ Status TensorStore::Reown(uint64_t conn, uint64_t handle, const std::string& own
 }
 
 size_t TensorStore::FreeOwner(uint64_t conn, const std::string& owner) {
+  shm_->FreeOwner(conn, owner);
   std::vector<std::shared_ptr<Tensor>> doomed;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -92,6 +92,9 @@ class Tensor {
   /// The budget this tensor's bytes count against (null only for tensors made outside a store):
   /// a kernel reserves its working memory (Scratch) on its output's budget.
   MemoryBudget* budget() const { return budget_.get(); }
+  /// The bytes are a file mapping of their own (a shared segment, store/shm_segments.h):
+  /// unmapped when the tensor dies instead of going back to the budget's cache.
+  void MarkMapped() { mapped_ = true; }
 
   /// Alignment of every tensor's data, in bytes.
   static constexpr size_t kAlignment = 128;
@@ -105,6 +108,7 @@ class Tensor {
   uint64_t capacity_;
   std::shared_ptr<MemoryBudget> budget_;
   bool zeroed_ = false;
+  bool mapped_ = false;
 };
 
 /// Bytes held on a budget for as long as this lives, released on destruction (or not counted at
@@ -130,6 +134,14 @@ class Reservation {
   Reservation& operator=(const Reservation&) = delete;
   ~Reservation() { Reset(); }
   uint64_t bytes() const { return budget_ ? bytes_ : 0; }
+  /// Release `release` of the bytes now and stop holding the rest, which the caller accounts
+  /// for from now on (a Tensor releases its bytes when destroyed). Returns the rest.
+  uint64_t Disown(uint64_t release) {
+    const uint64_t rest = bytes_ - release;
+    if (budget_) budget_->Release(release);
+    budget_ = nullptr;
+    return rest;
+  }
 
  private:
   void Reset() {
@@ -186,12 +198,14 @@ class Scratch {
   uint64_t count_ = 0;
 };
 
+class ShmSegments;
+
 /// The table of resident tensors.
 class TensorStore {
  public:
   /// `cache_limit`: bytes of freed large buffers kept faulted in for reuse.
-  explicit TensorStore(uint64_t memory_limit, uint64_t cache_limit = 0)
-      : budget_(std::make_shared<MemoryBudget>(memory_limit, cache_limit)) {}
+  explicit TensorStore(uint64_t memory_limit, uint64_t cache_limit = 0);
+  ~TensorStore();
 
   /// An uninitialised tensor whose bytes are reserved against the budget. kBadShape when the size
   /// overflows, kOutOfMemory when the budget (or the system) cannot hold it: nothing is allocated.
@@ -228,6 +242,9 @@ class TensorStore {
   uint64_t memory_used() const { return budget_->used(); }
   uint64_t memory_limit() const { return budget_->limit(); }
   uint64_t memory_cached() const { return budget_->cached(); }
+  /// Same-host transfer segments, per connection like tensors (freed by CloseConnection too).
+  ShmSegments& shm() { return *shm_; }
+  const ShmSegments& shm() const { return *shm_; }
 
  private:
   struct Entry {
@@ -241,6 +258,7 @@ class TensorStore {
   };
 
   std::shared_ptr<MemoryBudget> budget_;
+  std::unique_ptr<ShmSegments> shm_;
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Conn> conns_;  // guarded by mu_
   uint64_t next_conn_ = 1;                    // guarded by mu_

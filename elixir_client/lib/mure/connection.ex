@@ -60,7 +60,8 @@ defmodule Mure.Connection do
     sync_connect: true,
     backoff_initial: 500,
     backoff_max: 30_000,
-    chunk_size: 8 * 1024 * 1024
+    chunk_size: 8 * 1024 * 1024,
+    shared_memory: true
   ]
 
   # Transfers in pieces (Mure.Transfer): the bounds of the :chunk_size option.
@@ -79,7 +80,9 @@ defmodule Mure.Connection do
     :session,
     :default_timeout,
     :backoff,
-    inflight: %{}
+    inflight: %{},
+    # Cleared when a same-host transfer found the node's segments out of reach (Mure.Transfer).
+    shm_reachable: true
   ]
 
   ## Start-up
@@ -123,6 +126,7 @@ defmodule Mure.Connection do
     )
 
     check!(opts, :test_ops, &is_boolean/1, "a boolean")
+    check!(opts, :shared_memory, &is_boolean/1, "a boolean")
     check!(opts, :sync_connect, &is_boolean/1, "a boolean")
 
     check!(
@@ -515,10 +519,20 @@ defmodule Mure.Connection do
       default_timeout: data.default_timeout,
       # For transfers in pieces (Mure.Transfer).
       chunk_size: data.opts[:chunk_size],
-      max_message: data.max_message
+      max_message: data.max_message,
+      # For same-host transfers (Mure.Transfer).
+      shared_memory: data.opts[:shared_memory] != false and data.shm_reachable
     }
 
     {:keep_state_and_data, [{:reply, from, info}]}
+  end
+
+  def handle_event(:cast, :shm_unreachable, _state, data) do
+    Logger.info(
+      "mure: #{data.node}'s shared segments are out of reach; transfers use the network"
+    )
+
+    {:keep_state, %{data | shm_reachable: false}}
   end
 
   def handle_event(:info, msg, _state, data) do

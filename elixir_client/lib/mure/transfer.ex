@@ -9,6 +9,12 @@ defmodule Mure.Transfer do
   #
   # These functions run in the caller (synchronous calls) or in a job's helper process
   # (Mure.Request.job/3); the tensors they create belong to `owner` either way.
+  #
+  # Same host (docs/protocol.md, "shm_alloc"): tensors of @shm_threshold bytes and more move
+  # through a shared segment the node makes: the client reads the segment's tag back through
+  # the path the node replies and compares it before it writes or trusts a byte. A node out of
+  # reach (another host or user) fails that check: the transfer goes through the network and
+  # the connection stops trying (its :info then says shared_memory: false).
 
   alias Mure.{ConnectionError, Error, Request, Tensor}
 
@@ -16,6 +22,17 @@ defmodule Mure.Transfer do
 
   # Room for the envelope and the control message around a piece of data.
   @headroom 4096
+
+  # Same-host transfers: the smallest tensor that goes through shared memory, the bytes before
+  # its data in a segment, and the tag's length.
+  @shm_threshold 1024 * 1024
+  @shm_header 4096
+  @shm_tag 16
+
+  @doc false
+  # Whether `bytes` go through shared memory on a connection with these limits.
+  @spec shm?(map(), non_neg_integer()) :: boolean()
+  def shm?(limits, bytes), do: Map.get(limits, :shm, false) and bytes >= @shm_threshold
 
   @doc false
   @spec window() :: pos_integer()
@@ -37,7 +54,13 @@ defmodule Mure.Transfer do
         _ -> chunk
       end
 
-    {:ok, %{chunk_size: chunk, piece: piece, default_timeout: Map.fetch!(info, :default_timeout)}}
+    {:ok,
+     %{
+       chunk_size: chunk,
+       piece: piece,
+       default_timeout: Map.fetch!(info, :default_timeout),
+       shm: Map.get(info, :shared_memory, false) == true
+     }}
   catch
     :exit, reason ->
       {:error,
@@ -58,6 +81,16 @@ defmodule Mure.Transfer do
         ) ::
           {:ok, Tensor.t()} | {:error, Exception.t()}
   def upload(conn, data, type, shape, owner, budget, limits) do
+    with true <- shm?(limits, byte_size(data)),
+         result when result != :unreachable <-
+           shm_upload(conn, data, type, shape, owner, budget, limits) do
+      result
+    else
+      _ -> upload_pieces(conn, data, type, shape, owner, budget, limits)
+    end
+  end
+
+  defp upload_pieces(conn, data, type, shape, owner, budget, limits) do
     case alloc(conn, type, shape, owner, budget, limits.default_timeout) do
       {:ok, %Tensor{id: h, session: session} = t} ->
         Request.track(t)
@@ -135,6 +168,15 @@ defmodule Mure.Transfer do
   # Downloads a tensor in pieces and joins them, in order, into one binary.
   @spec download(Tensor.t(), term(), map()) :: {:ok, binary()} | {:error, Exception.t()}
   def download(%Tensor{} = t, budget, limits) do
+    with true <- shm?(limits, Tensor.byte_size(t)),
+         result when result != :unreachable <- shm_download(t, budget, limits) do
+      result
+    else
+      _ -> download_pieces(t, budget, limits)
+    end
+  end
+
+  defp download_pieces(t, budget, limits) do
     size = Tensor.byte_size(t)
     piece = limits.piece
     reads = for off <- 0..(size - 1)//piece, do: {:read, t.id, off, min(piece, size - off)}
@@ -151,6 +193,169 @@ defmodule Mure.Transfer do
            Request.pipeline(t.conn, reads, [t.session], self(), budget, @window, check) do
       {:ok, IO.iodata_to_binary(pieces)}
     end
+  end
+
+  # {:shm_alloc, n}, the bytes written into the segment, {:shm_upload, ...}. :unreachable
+  # when the segment's path does not lead to it (the node runs elsewhere).
+  defp shm_upload(conn, data, type, shape, owner, budget, limits) do
+    with {:ok, {seg, path, tag}, session} <-
+           shm_call(conn, {:shm_alloc, byte_size(data)}, [], owner, budget, limits),
+         :ok <- shm_reached(conn, seg, session, owner, shm_write(path, tag, data)) do
+      # A tensor made past the deadline is freed again.
+      undo = fn reply, node, session ->
+        with {:ok, t} <- Tensor.from_reply(conn, reply, node, session, {type, shape}),
+             do: Request.free_async(t)
+      end
+
+      case call(conn, {:shm_upload, seg, type, shape}, [session], owner, budget, limits, undo) do
+        {:ok, reply, node, session} ->
+          with :error <- Tensor.from_reply(conn, reply, node, session, {type, shape}),
+               do: {:error, unexpected(:shm_upload, inspect(reply, limit: 10))}
+
+        {:error, error} ->
+          # Not adopted (a shape of another size, a timeout): the segment goes now.
+          shm_free(conn, seg, session, owner)
+          {:error, error}
+      end
+    end
+  end
+
+  # {:shm_download, h}, the bytes read from the segment, {:shm_free, segment} (not awaited).
+  defp shm_download(%Tensor{} = t, budget, limits) do
+    size = Tensor.byte_size(t)
+
+    with {:ok, {seg, path, tag}, session} <-
+           shm_call(t.conn, {:shm_download, t.id}, [t.session], self(), budget, limits) do
+      read = shm_read(path, tag, size)
+      shm_free(t.conn, seg, session, self())
+
+      case read do
+        {:ok, bin} -> {:ok, bin}
+        :unreachable -> shm_unreachable(t.conn)
+        {:error, reason} -> {:error, shm_error(:shm_download, path, reason)}
+      end
+    end
+  end
+
+  # A request that makes a segment: {:ok, {segment, path, tag}, session}. One made past the
+  # deadline is freed again.
+  defp shm_call(conn, request, sessions, owner, budget, limits) do
+    undo = fn
+      {seg, _path, _tag}, _node, session when is_integer(seg) ->
+        shm_free(conn, seg, session, owner)
+
+      _, _, _ ->
+        :ok
+    end
+
+    case call(conn, request, sessions, owner, budget, limits, undo) do
+      {:ok, {seg, path, tag}, _node, session}
+      when is_integer(seg) and is_binary(path) and byte_size(tag) == @shm_tag ->
+        {:ok, {seg, path, tag}, session}
+
+      {:ok, other, _node, _session} ->
+        {:error, unexpected(elem(request, 0), inspect(other, limit: 10))}
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  # A request that makes something on the node: like alloc/6, its reply is awaited even past
+  # the call's deadline (up to the connection's own timer), so that what it made can be undone
+  # (`undo.(value, node, session)`) and the call fail with :timeout.
+  defp call(conn, request, sessions, owner, budget, limits, undo) do
+    send_timeout =
+      case budget do
+        :default -> nil
+        :infinity -> :infinity
+        {:deadline, t} -> max(t - System.monotonic_time(:millisecond), limits.default_timeout)
+      end
+
+    result =
+      with {:ok, _pid, alias} <- Request.send_call(conn, request, sessions, owner, send_timeout) do
+        Request.receive_call(alias, :infinity, nil, false)
+      end
+
+    case result do
+      {:ok, value, node, session} ->
+        if expired?(budget) do
+          undo.(value, node, session)
+          {:error, %ConnectionError{reason: :timeout}}
+        else
+          result
+        end
+
+      {:error, error} ->
+        {:error, error}
+    end
+  end
+
+  # After writing: :ok, or the segment freed and :unreachable / the error.
+  defp shm_reached(_conn, _seg, _session, _owner, :ok), do: :ok
+
+  defp shm_reached(conn, seg, session, owner, failed) do
+    shm_free(conn, seg, session, owner)
+
+    case failed do
+      :unreachable -> shm_unreachable(conn)
+      {:error, path, reason} -> {:error, shm_error(:shm_upload, path, reason)}
+    end
+  end
+
+  defp shm_unreachable(conn) do
+    :gen_statem.cast(conn, :shm_unreachable)
+    :unreachable
+  end
+
+  defp shm_error(op, path, reason),
+    do: %Error{kind: :internal, message: "#{op}: the shared segment #{path}: #{inspect(reason)}"}
+
+  # Opens the segment, checks its tag, runs `fun` on it. :unreachable when it cannot be
+  # opened or holds another tag.
+  defp with_segment(path, modes, tag, fun) do
+    case :file.open(path, [:raw, :binary | modes]) do
+      {:ok, fd} ->
+        try do
+          case :file.pread(fd, 0, @shm_tag) do
+            {:ok, ^tag} -> fun.(fd)
+            _ -> :unreachable
+          end
+        after
+          :file.close(fd)
+        end
+
+      {:error, _} ->
+        :unreachable
+    end
+  end
+
+  defp shm_write(path, tag, data) do
+    with_segment(path, [:read, :write], tag, fn fd ->
+      case :file.pwrite(fd, @shm_header, data) do
+        :ok -> :ok
+        {:error, reason} -> {:error, path, reason}
+      end
+    end)
+  end
+
+  defp shm_read(path, tag, size) do
+    with_segment(path, [:read], tag, fn fd ->
+      case :file.pread(fd, @shm_header, size) do
+        {:ok, bin} when byte_size(bin) == size -> {:ok, bin}
+        {:ok, bin} -> {:error, "#{byte_size(bin)} bytes for #{size}"}
+        other -> {:error, other}
+      end
+    end)
+  end
+
+  # Frees a segment without waiting for the reply (it goes to a dead alias).
+  defp shm_free(conn, seg, session, owner) do
+    with {:ok, _pid, alias} <- Request.send_call(conn, {:shm_free, seg}, [session], owner, nil) do
+      Request.drop(alias)
+    end
+
+    :ok
   end
 
   defp unexpected(op, what),

@@ -148,6 +148,19 @@ defmodule Mure.TestSupport do
     end
   end
 
+  @doc "Like raw_call/3, with `owner` (a pid of this node) owning what the request makes."
+  def raw_call_as(node, owner, request, timeout \\ 5_000) do
+    ref = make_ref()
+    send({:mure, node}, {:"$mure", 1, self(), ref, owner, request})
+
+    receive do
+      {:"$mure_reply", ^ref, result} -> result
+    after
+      timeout ->
+        flunk("no reply from #{node} to #{inspect(request, limit: 8)} within #{timeout} ms")
+    end
+  end
+
   ## Data and references
 
   @doc "A list of random floats exactly representable in the given float type."

@@ -55,6 +55,10 @@ defmodule Mure.Api.Lifecycle do
         * `:chunk_size` - uploads and downloads larger than this many bytes move in pieces of
           at most this size, several in flight (default 8 MiB; 64 KiB to 1 GiB); see
           `upload/5`
+        * `:shared_memory` - when the node runs on this host as this user, tensors of 1 MiB
+          and more move through shared memory instead of the network (default `true`; the
+          client checks that it reaches the node's segments, else it uses the network); see
+          `upload/5`
 
       Returns `{:error, %Mure.ConnectionError{reason: :not_alive}}` when the local BEAM is
       not distributed.

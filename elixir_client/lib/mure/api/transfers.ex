@@ -28,6 +28,14 @@ defmodule Mure.Api.Transfers do
       gets the connection's default timeout. A piece that fails fails the upload with its error
       and frees the tensor.
 
+      When the node runs on this host as this user (a node the connection launched, or one
+      started by hand), data of 1 MiB or more goes through shared memory instead: the node
+      makes an anonymous segment, this process writes the bytes into it with `:file` and the
+      node adopts them as the tensor, without a copy (docs/protocol.md, `shm_alloc`). The
+      client first reads back a random tag through the segment's path, so a node elsewhere is
+      never written to: its transfers fall back to the network. `shared_memory: false` turns
+      it off for one call (the connection's `:shared_memory` option for all of them).
+
       The calling process owns the tensor: it is freed when that process exits.
 
       ## Examples
@@ -52,7 +60,8 @@ defmodule Mure.Api.Transfers do
       A tensor larger than the connection's `:chunk_size` comes in pieces
       (`{:read, h, offset, length}`, several in flight), joined in order into one binary;
       `timeout:` then bounds the whole download (without it, each piece gets the connection's
-      default timeout).
+      default timeout). On the node's host a tensor of 1 MiB or more comes through shared
+      memory instead (see `upload/5`; `shared_memory: false` turns it off for one call).
 
       ## Examples
 
@@ -142,7 +151,7 @@ defmodule Mure.Api.Transfers do
         Transfer.upload(conn, data, type, shape, self(), Request.budget(timeout), limits)
 
       :whole ->
-        case Call.call(conn, {:upload, type, shape, data}, [], opts) do
+        case Call.call(conn, {:upload, type, shape, data}, [], call_opts(opts)) do
           {:ok, value, node, session} -> uploaded(conn, type, shape, value, node, session)
           {:error, error} -> {:error, error}
         end
@@ -159,7 +168,7 @@ defmodule Mure.Api.Transfers do
         Transfer.download(tensor, Request.budget(timeout), limits)
 
       :whole ->
-        case Call.call(tensor.conn, {:download, tensor.id}, [tensor.session], opts) do
+        case Call.call(tensor.conn, {:download, tensor.id}, [tensor.session], call_opts(opts)) do
           {:ok, value, _node, _session} -> downloaded(tensor, value)
           {:error, error} -> {:error, error}
         end
@@ -264,9 +273,18 @@ defmodule Mure.Api.Transfers do
 
   # Whether `bytes` move in pieces (see Mure.Transfer): {:pieces, limits, timeout} or
   # :whole. Pieces take `timeout:` only (it bounds the whole transfer).
+  # With `shared_memory: false` (or on a connection without it) nothing goes through shared
+  # memory; else a transfer of 1 MiB or more does when the node is on this host (Mure.Transfer).
   defp in_pieces(conn, bytes, opts) do
+    shm = Keyword.get(opts, :shared_memory, true)
+
+    unless is_boolean(shm),
+      do: raise(ArgumentError, "expected :shared_memory to be a boolean, got: #{inspect(shm)}")
+
     with true <- bytes > Connection.min_chunk_size(),
-         {:ok, %{chunk_size: chunk} = limits} when bytes > chunk <- Transfer.limits(conn) do
+         {:ok, %{chunk_size: chunk} = limits} <- Transfer.limits(conn),
+         limits = %{limits | shm: limits.shm and shm},
+         true <- bytes > chunk or Transfer.shm?(limits, bytes) do
       {:pieces, limits, timeout(opts)}
     else
       _ -> :whole
@@ -274,8 +292,11 @@ defmodule Mure.Api.Transfers do
   end
 
   defp timeout(opts) do
-    opts = Keyword.validate!(opts, [:timeout])
+    opts = Keyword.validate!(opts, [:timeout, :shared_memory])
     Call.check_timeout!(opts[:timeout])
     opts[:timeout]
   end
+
+  # The options a single message takes.
+  defp call_opts(opts), do: Keyword.take(opts, [:timeout])
 end

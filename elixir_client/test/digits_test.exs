@@ -25,11 +25,24 @@ defmodule Mure.DigitsTest do
     assert length(train_labels) == 1437 and length(test_labels) == 360
 
     # The training set, on the node once, in batches (the last, short one is dropped).
-    batches =
-      train_x |> Digits.batches(Digits.one_hot(train_labels), @batch) |> Digits.to_node(conn)
+    on_host = Digits.batches(train_x, Digits.one_hot(train_labels), @batch)
+    batches = Digits.to_node(on_host, conn)
 
     step = Nx.Defn.jit(&Digits.train_step/4, compiler: Mure, connection: conn)
     lr = Nx.tensor(0.5, type: {:f, 32})
+
+    # The loss a step returns is the batch's loss, as Nx.BinaryBackend computes it (a node once
+    # fused the mean's sum onto the fused row sums and answered -0.0).
+    {x0, y0} = hd(on_host)
+    want = Digits.loss(Digits.init_params(), x0, y0) |> Nx.to_number()
+
+    {node_x0, node_y0} = hd(batches)
+    {first, loss} = step.(Digits.to_node(Digits.init_params(), conn), node_x0, node_y0, lr)
+    got = Nx.to_number(loss)
+    Digits.free([first, loss])
+
+    assert abs(got - want) <= 1.0e-5 * abs(want),
+           "first step's loss #{got}, Nx.BinaryBackend's #{want}"
 
     {{micros, {params, last_loss}}, programs} =
       Digits.programs(conn, fn ->

@@ -128,8 +128,21 @@ defmodule Mure.Examples.Digits do
   def epoch(step, params, batches, lr) do
     Enum.reduce(batches, {params, nil}, fn {x, y}, {params, _} ->
       {new, loss} = step.(params, x, y, lr)
-      params |> Tuple.to_list() |> Enum.each(&Nx.backend_deallocate/1)
+      free(params)
       {new, loss}
+    end)
+  end
+
+  @doc "Every Mure.Backend tensor of `container` (or of a list of them) freed on its node."
+  def free(list) when is_list(list), do: Enum.each(list, &free/1)
+
+  def free(container) do
+    container
+    |> List.wrap()
+    |> Nx.Defn.Composite.flatten_list()
+    |> Enum.each(fn
+      %Nx.Tensor{data: %Mure.Backend{}} = t -> Nx.backend_deallocate(t)
+      _ -> :ok
     end)
   end
 

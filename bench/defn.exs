@@ -337,7 +337,6 @@ end
 rows_md =
   for r <- results do
     m = B.median(r.ms)
-    np = min(B.median(r.np_ms), B.median(r.np1_ms))
 
     bb =
       if r.bb_ms,

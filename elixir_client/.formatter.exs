@@ -1,3 +1,7 @@
 [
-  inputs: ["{mix,.formatter}.exs", "{config,lib,test}/**/*.{ex,exs}", "../scripts/demo.exs"]
+  inputs: [
+    "{mix,.formatter}.exs",
+    "{config,lib,test,examples}/**/*.{ex,exs}",
+    "../scripts/demo.exs"
+  ]
 ]

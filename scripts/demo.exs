@@ -5,8 +5,11 @@
 #   cd elixir_client && elixir --name demo_$$@127.0.0.1 -S mix run ../scripts/demo.exs
 #
 # Environment: MURE_DEMO_N (matrix size, default 512), MURE_DEMO_ELEMS (elementwise
-# element count, default 1_048_576), MURE_NODE_BIN (the node binary).
+# element count, default 1_048_576), MURE_DEMO_EPOCHS (epochs of the digits model, default 10),
+# MURE_NODE_BIN (the node binary).
 # Exits non-zero on any mismatch or error.
+
+Code.require_file("../elixir_client/examples/digits.exs", __DIR__)
 
 defmodule MureDemo do
   @f32 {:f, 32}
@@ -66,6 +69,7 @@ defmodule MureDemo do
     matmul(conn, n)
     elementwise(conn, elems)
     nx(conn)
+    digits(conn, env_int("MURE_DEMO_EPOCHS", 10))
 
     stats = Mure.stats!(conn)
 
@@ -170,6 +174,68 @@ defmodule MureDemo do
     end
 
     IO.puts("check:    the 2560 probabilities match Nx.BinaryBackend's (atol 1e-5)")
+  end
+
+  # A real model trained on the node: the 64-64-10 MLP of examples/digits.exs (plain defn,
+  # value_and_grad, SGD) jitted with compiler: Mure, one program per step, on the 8x8 digits of
+  # python3-sklearn; then its accuracy on held-out digits, classified on the node too.
+  defp digits(conn, epochs) do
+    alias Mure.Examples.Digits
+
+    IO.puts(
+      "\n== a real model: the digits MLP (64-64-10, plain defn) trained with compiler: Mure =="
+    )
+
+    {{train_x, train_labels}, {test_x, test_labels}} =
+      case Digits.load() do
+        {:ok, data} -> data
+        {:error, message} -> fail(message)
+      end
+
+    batch = 64
+
+    batches =
+      train_x |> Digits.batches(Digits.one_hot(train_labels), batch) |> Digits.to_node(conn)
+
+    step = Nx.Defn.jit(&Digits.train_step/4, compiler: Mure, connection: conn)
+    lr = Nx.tensor(0.5, type: @f32)
+    steps = length(batches)
+
+    IO.puts(
+      "#{length(train_labels)} training rows in #{steps} batches of #{batch} (on the node), " <>
+        "#{length(test_labels)} held out; lr 0.5"
+    )
+
+    params =
+      Enum.reduce(1..epochs, Digits.to_node(Digits.init_params(), conn), fn epoch, params ->
+        {{us, {params, loss}}, programs} =
+          Digits.programs(conn, fn ->
+            :timer.tc(fn -> Digits.epoch(step, params, batches, lr) end)
+          end)
+
+        if programs != steps,
+          do: fail("epoch #{epoch}: #{programs} programs for #{steps} steps (one each expected)")
+
+        IO.puts(
+          "epoch #{String.pad_leading("#{epoch}", 2)}: #{ms(us)}, #{Float.round(us / steps / 1000, 2)} ms/step, " <>
+            "#{programs / steps} round trips per step, last batch loss #{Float.round(Nx.to_number(loss), 4)}" <>
+            if(epoch == 1, do: " (the first step traces and builds kernels)", else: "")
+        )
+
+        params
+      end)
+
+    classify = Nx.Defn.jit(&Digits.classify/2, compiler: Mure, connection: conn)
+    {us, predicted} = :timer.tc(fn -> classify.(params, Digits.to_node(test_x, conn)) end)
+    {accuracy, correct} = Digits.accuracy(predicted, test_labels)
+
+    IO.puts(
+      "digits: test accuracy #{Float.round(accuracy, 1)} % (#{correct} of #{length(test_labels)} " <>
+        "held-out digits after #{epochs} epochs; classified on the node in #{ms(us)})"
+    )
+
+    Enum.each([params, predicted | batches], &Digits.free/1)
+    if accuracy < 90.0, do: fail("the digits model reached only #{Float.round(accuracy, 1)} %")
   end
 
   defp elementwise(conn, elems) do

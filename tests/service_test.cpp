@@ -228,6 +228,24 @@ TEST_CASE("PlanProgram refuses ids out of range before any pass reads them", "[p
   CHECK(good->fusion.groups.size() == 1);  // exp -> negate, one kernel
 }
 
+TEST_CASE("PlanProgram tops a fused group with one reduction, never a second", "[program]") {
+  // sum(sum(x * y, axes: [1])): the row sum tops the multiply's group; the total runs alone
+  // (fused onto the row sum it read a step that does not exist: the digits model's loss was -0.0).
+  CostModel cost;
+  proto::Program prog;
+  prog.inputs.resize(2);
+  prog.nodes.push_back(Binary("multiply", 1, 2));  // 3
+  prog.nodes.push_back(proto::ProgramNode{ir::Reduce{"sum", ir::ReduceFromName("sum"), 3, {1}, false, false}});  // 4
+  prog.nodes.push_back(proto::ProgramNode{ir::Reduce{"sum", ir::ReduceFromName("sum"), 4, {}, true, false}});  // 5
+  prog.outputs = {{5, false}};
+  const std::vector<ValueInfo> in{ValueInfo{DType::kF32, {4, 3}}, ValueInfo{DType::kF32, {4, 3}}};
+  auto plan = PlanProgram(prog, in, FuseTarget(cost));
+  REQUIRE(plan.ok());
+  REQUIRE(plan->fusion.groups.size() == 1);
+  CHECK(plan->fusion.groups.count(1) == 1);  // rooted at the row sum (node index 1)
+  CHECK(plan->fusion.root == std::vector<int64_t>{1, 1, -1});
+}
+
 TEST_CASE("PlanProgram's peak counts an operand used twice once", "[program]") {
   CostModel cost;
   proto::Program prog;

@@ -79,7 +79,9 @@ FusionPlan PlanFusion(const proto::Program& prog, const std::vector<PlannedOp>& 
       if (!red->op || !ocl::FusibleReduce(*red->op)) continue;
       const uint64_t id = plans[i].operands[0];
       int64_t j = node_of(id);
-      if (j < 0 || group[j] != j || uses[id] != 1 || is_output[id]) continue;
+      // A group already topped by a reduction takes no second one (its root has no elementwise
+      // step to chain onto: a sum of row sums, as a mean of a loss is, runs as its own node).
+      if (j < 0 || group[j] != j || reduce_top[j] || uses[id] != 1 || is_output[id]) continue;
       const Shape& in = values[id - 1].shape;
       std::vector<int64_t> axes = red->axes;
       if (red->all_axes) {

@@ -280,6 +280,23 @@ Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, co
   return out;
 }
 
+Result<Shape> DynamicSliceShape(const Shape& in, const std::vector<int64_t>& lengths,
+                                const std::vector<int64_t>& strides) {
+  if (lengths.size() != in.size() || strides.size() != in.size()) {
+    return Status::BadArg("dynamic_slice of a rank-" + std::to_string(in.size()) + " tensor needs " +
+                          std::to_string(in.size()) + " lengths and strides; got " + std::to_string(lengths.size()) +
+                          " and " + std::to_string(strides.size()));
+  }
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (lengths[i] < 0 || static_cast<uint64_t>(lengths[i]) > in[i]) {
+      return Status(ErrorKind::kOutOfRange, "dynamic_slice: length " + std::to_string(lengths[i]) + " of dimension " +
+                                                std::to_string(i) + " is outside 0.." + std::to_string(in[i]) +
+                                                " (its size)");
+    }
+  }
+  return SliceShape(in, std::vector<int64_t>(in.size(), 0), lengths, strides);  // from 0: the strides' rule
+}
+
 Result<Shape> TakeShape(const Shape& in, DType index_type, const Shape& indices, int64_t axis) {
   if (!IsInteger(index_type)) {
     return Status(ErrorKind::kTypeMismatch, "take's indices must be integers, got " + DTypeToString(index_type));
@@ -426,6 +443,21 @@ Status CheckPutSlice(const Shape& in, const std::vector<int64_t>& starts, const 
       return Status(ErrorKind::kOutOfRange, "put_slice: an update of " + std::to_string(update[i]) +
                                                 " elements at " + std::to_string(starts[i]) + " does not fit in dimension " +
                                                 std::to_string(i) + " (size " + std::to_string(in[i]) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Status CheckDynamicPutSlice(const Shape& in, const Shape& update) {
+  if (update.size() != in.size()) {
+    return Status(ErrorKind::kShapeMismatch, "dynamic_put_slice: the update " + ShapeToString(update) +
+                                                 " must have the rank of the tensor " + ShapeToString(in));
+  }
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (update[i] > in[i]) {
+      return Status(ErrorKind::kOutOfRange, "dynamic_put_slice: the update " + ShapeToString(update) +
+                                                " is larger than the tensor " + ShapeToString(in) + " in dimension " +
+                                                std::to_string(i));
     }
   }
   return Status::Ok();

@@ -123,6 +123,10 @@ Result<ReducePlan> PlanReduce(ReduceOp op, DType in, const Shape& shape, const s
 /// clamped); the output keeps every stride-th element of it, ceil(length / stride) of them.
 Result<Shape> SliceShape(const Shape& in, const std::vector<int64_t>& starts, const std::vector<int64_t>& lengths,
                          const std::vector<int64_t>& strides);
+/// dynamic_slice's lengths and strides (its starts are clamped to fit when it runs): one each per
+/// dim, each length in 0..dim, each stride at least 1; the result shape as SliceShape's.
+Result<Shape> DynamicSliceShape(const Shape& in, const std::vector<int64_t>& lengths,
+                                const std::vector<int64_t>& strides);
 /// take(t, indices, axis): t.shape[:axis] ++ indices.shape ++ t.shape[axis+1:]; indices integer.
 Result<Shape> TakeShape(const Shape& in, DType index_type, const Shape& indices, int64_t axis);
 /// A number sent with a request (a fill or pad value, a random range): integer or float.
@@ -148,6 +152,9 @@ Result<Shape> PadShape(const Shape& in, const std::vector<PadDim>& config);
 Result<Shape> ConcatShape(const std::vector<Shape>& ins, uint64_t axis);
 /// put_slice: the update fits inside the tensor at `starts` (no clamping: outside is an error).
 Status CheckPutSlice(const Shape& in, const std::vector<int64_t>& starts, const Shape& update);
+/// dynamic_put_slice: the update has the tensor's rank and fits in it (its starts are clamped to
+/// keep it inside when it runs).
+Status CheckDynamicPutSlice(const Shape& in, const Shape& update);
 /// gather(t, indices): indices' last dim has rank(t) entries (full coordinates); result shape is
 /// indices.shape without its last dim.
 Result<Shape> GatherShape(const Shape& in, DType index_type, const Shape& indices);

@@ -288,20 +288,7 @@ struct Check {
   Result<Checked> operator()(const ir::DynamicSlice& n) const {
     MURE_RETURN_IF_ERROR(CheckStarts("dynamic_slice", 1));
     const Shape& dims = in[0].shape;
-    if (n.lengths.size() != dims.size() || n.strides.size() != dims.size()) {
-      return Status::BadArg("dynamic_slice of a rank-" + std::to_string(dims.size()) + " tensor needs " +
-                            std::to_string(dims.size()) + " lengths and strides; got " +
-                            std::to_string(n.lengths.size()) + " and " + std::to_string(n.strides.size()));
-    }
-    for (size_t i = 0; i < dims.size(); ++i) {
-      if (n.lengths[i] < 0 || static_cast<uint64_t>(n.lengths[i]) > dims[i]) {
-        return Status(ErrorKind::kOutOfRange, "dynamic_slice: length " + std::to_string(n.lengths[i]) +
-                                                  " of dimension " + std::to_string(i) + " is outside 0.." +
-                                                  std::to_string(dims[i]) + " (its size)");
-      }
-    }
-    // Lengths and strides as a slice from 0 (the starts are clamped to fit when it runs).
-    auto shape = ir::SliceShape(in[0].shape, std::vector<int64_t>(n.lengths.size(), 0), n.lengths, n.strides);
+    auto shape = ir::DynamicSliceShape(dims, n.lengths, n.strides);
     if (!shape.ok()) return shape.status();
     std::vector<uint64_t> spans(n.lengths.begin(), n.lengths.end());
     return Checked{in[0].type, std::move(*shape),
@@ -314,17 +301,7 @@ struct Check {
     MURE_RETURN_IF_ERROR(CheckStarts("dynamic_put_slice", 2));
     const Shape& dims = in[0].shape;
     const Shape& update = in[1].shape;
-    if (update.size() != dims.size()) {
-      return Status(ErrorKind::kShapeMismatch, "dynamic_put_slice: the update " + ShapeToString(update) +
-                                                   " must have the rank of the tensor " + ShapeToString(dims));
-    }
-    for (size_t i = 0; i < dims.size(); ++i) {
-      if (update[i] > dims[i]) {  // else it fits: the starts are clamped to keep it inside when it runs
-        return Status(ErrorKind::kOutOfRange, "dynamic_put_slice: the update " + ShapeToString(update) +
-                                                  " is larger than the tensor " + ShapeToString(dims) +
-                                                  " in dimension " + std::to_string(i));
-      }
-    }
+    MURE_RETURN_IF_ERROR(ir::CheckDynamicPutSlice(dims, update));
     return Checked{ir::MergeTypes(in[0].type, in[1].type), dims,
                    [dims, spans = update](exec::Executor& e, const Ins& x, Tensor& out) {
                      const Ins starts(x.begin() + 2, x.end());

@@ -58,6 +58,8 @@ std::string_view AtomName(const Node& node) {
                         [](const WindowScatter&) -> std::string_view { return "window_scatter"; },
                         [](const Indexed&) -> std::string_view { return "indexed"; },
                         [](const Cumulative&) -> std::string_view { return "cumulative"; },
+                        [](const While&) -> std::string_view { return "while"; },
+                        [](const If&) -> std::string_view { return "if"; },
                     },
                     node);
 }
@@ -110,6 +112,16 @@ std::vector<Id> Operands(const Node& node) {
                         [](const WindowScatter& n) { return std::vector<Id>{n.x, n.source}; },
                         [](const Indexed& n) { return std::vector<Id>{n.x, n.indices, n.updates}; },
                         [](const Cumulative& n) { return std::vector<Id>{n.x}; },
+                        [](const While& n) {
+                          std::vector<Id> ids = n.inits;
+                          ids.insert(ids.end(), n.invariants.begin(), n.invariants.end());
+                          return ids;
+                        },
+                        [](const If& n) {
+                          std::vector<Id> ids{n.pred};
+                          ids.insert(ids.end(), n.captured.begin(), n.captured.end());
+                          return ids;
+                        },
                     },
                     node);
 }

@@ -28,6 +28,7 @@ defmodule Mure.Compiler.Lower do
 
   alias Mure.Compiler.Sym
   alias Mure.{Expr, Program}
+  alias Mure.Expr.Build
   alias Nx.Defn.{Composite, Tree}
   alias Nx.Defn.Expr, as: DExpr
 
@@ -41,14 +42,15 @@ defmodule Mure.Compiler.Lower do
     steps: [],
     next: 1,
     templates: %{},
-    scope: %{}
+    scope: %{},
+    max_iterations: 10_000_000
   ]
 
   @doc false
   # The plan of `expr` (the traced function's result) for `vars` (its parameter templates).
-  @spec plan(term(), [Nx.Tensor.t()], map()) :: map()
-  def plan(expr, vars, hooks) do
-    ctx = %__MODULE__{trace: make_ref(), hooks: hooks}
+  @spec plan(term(), [Nx.Tensor.t()], map(), pos_integer()) :: map()
+  def plan(expr, vars, hooks, max_iterations \\ 10_000_000) do
+    ctx = %__MODULE__{trace: make_ref(), hooks: hooks, max_iterations: max_iterations}
     # Vectorized tensors are walked devectorized, as Nx.Defn.Evaluator does; the results
     # take their vectorized axes back from the templates.
     {params, ctx} = Enum.map_reduce(vars, ctx, &new_slot(&2, Nx.devectorize(&1)))
@@ -180,7 +182,59 @@ defmodule Mure.Compiler.Lower do
     end
   end
 
-  defp op(:while, %{data: %{args: [initial, arg, condition, block]}}, ctx) do
+  defp op(:while, %{data: %{args: args}}, ctx) do
+    case node_while(args, ctx) do
+      {:ok, value, ctx} -> {value, ctx}
+      :client -> client_while(args, ctx)
+    end
+  end
+
+  defp op(:cond, %{data: %{args: [clauses, last]}}, ctx) do
+    # What the branches share with the enclosing scope is computed there, first.
+    branches = [Enum.map(clauses, &Tuple.to_list/1), last]
+
+    ctx =
+      branches
+      |> shared(ctx.scope)
+      |> Enum.reduce(ctx, fn t, ctx -> elem(eval(t, ctx), 1) end)
+
+    case node_cond(clauses, last, ctx) do
+      {:ok, value, ctx} -> {value, ctx}
+      :client -> client_cond(clauses, last, ctx)
+    end
+  end
+
+  defp op(op, t, ctx) do
+    {args, ctx} = Tree.apply_args(t, ctx, &eval/2)
+
+    result =
+      cond do
+        op in [:eye, :iota] -> lower(fn -> create(op, t, args) end)
+        match?({:tuple, _}, t.type) -> lower(fn -> apply(Mure.Backend, op, args) end)
+        true -> lower(fn -> apply(Mure.Backend, op, [t | args]) end)
+      end
+
+    case result do
+      {:ok, value} ->
+        {value, ctx}
+
+      {:client, why} ->
+        Logger.debug("Mure.Compiler: #{op} splits the program: it runs as an eager op (#{why})")
+
+        args =
+          cond do
+            op in [:eye, :iota] -> [t | args] ++ [:"$backend_opts"]
+            match?({:tuple, _}, t.type) -> args
+            true -> [t | args]
+          end
+
+        client(op, args, if(match?({:tuple, _}, t.type), do: hd(args), else: t), ctx)
+    end
+  end
+
+  # The client loop: each iteration one program (the fallback when the condition or the body
+  # is not straight-line).
+  defp client_while([initial, arg, condition, block], ctx) do
     {init, ctx} = composite(initial, ctx)
     {init_leaves, ctx} = flush(Composite.flatten_list([init]), ctx)
 
@@ -217,15 +271,9 @@ defmodule Mure.Compiler.Lower do
     {value, ctx}
   end
 
-  defp op(:cond, %{data: %{args: [clauses, last]}}, ctx) do
-    # What the branches share with the enclosing scope is computed there, first.
-    branches = [Enum.map(clauses, &Tuple.to_list/1), last]
-
-    ctx =
-      branches
-      |> shared(ctx.scope)
-      |> Enum.reduce(ctx, fn t, ctx -> elem(eval(t, ctx), 1) end)
-
+  # The client cond: each clause's test a program, then the chosen branch (the fallback when
+  # a branch is not straight-line).
+  defp client_cond(clauses, last, ctx) do
     saved = {ctx.memo, ctx.steps, ctx.scope}
 
     {clauses, ctx} =
@@ -251,32 +299,129 @@ defmodule Mure.Compiler.Lower do
     {value, ctx}
   end
 
-  defp op(op, t, ctx) do
-    {args, ctx} = Tree.apply_args(t, ctx, &eval/2)
+  ## while and cond on the node
 
-    result =
-      cond do
-        op in [:eye, :iota] -> lower(fn -> create(op, t, args) end)
-        match?({:tuple, _}, t.type) -> lower(fn -> apply(Mure.Backend, op, args) end)
-        true -> lower(fn -> apply(Mure.Backend, op, [t | args]) end)
-      end
+  # The loop as one {:while, ...} node of the program being built (docs/protocol.md, "while
+  # / if"), when the condition and the body are straight-line: lowering them in a fresh
+  # sub-context adds no step (no hook, client op or client loop). Captured tensors the
+  # regions read become its invariants. {:ok, value, ctx}, or :client.
+  defp node_while([initial, arg, condition, block], ctx) do
+    {init, ctx} = composite(initial, ctx)
+    init_leaves = Composite.flatten_list([init])
 
-    case result do
-      {:ok, value} ->
-        {value, ctx}
+    {params, ctx} =
+      Enum.map_reduce(Composite.flatten_list([arg]), ctx, &new_slot(&2, &1, :region))
 
-      {:client, why} ->
-        Logger.debug("Mure.Compiler: #{op} splits the program: it runs as an eager op (#{why})")
+    watermark = System.unique_integer([:positive, :monotonic])
+    scope = Tree.scope_ids({condition, block})
+    inner = %{ctx | memo: %{}, params: List.to_tuple(params), steps: [], scope: scope}
+    {pred, inner} = eval(condition, inner)
+    {state, inner} = composite(block, %{inner | memo: %{}})
+    state = Composite.flatten_list([state])
 
-        args =
-          cond do
-            op in [:eye, :iota] -> [t | args] ++ [:"$backend_opts"]
-            match?({:tuple, _}, t.type) -> args
-            true -> [t | args]
-          end
+    if inner.steps == [] and predicate?(pred) and symbolic?(init_leaves ++ params ++ state) and
+         same_types?(params, state) and same_types?(params, init_leaves) do
+      fixed = Enum.map(params, & &1.data.expr)
+      cond_out = [pred.data.expr]
+      body_out = Enum.map(state, & &1.data.expr)
+      {_, _, captured} = Program.region(cond_out, fixed, watermark)
+      {_, _, captured} = Program.region(body_out, fixed, watermark, captured)
+      {cond_nodes, [pred_id], captured} = Program.region(cond_out, fixed, watermark, captured)
+      {body_nodes, out_ids, captured} = Program.region(body_out, fixed, watermark, captured)
+      inits = Enum.map(init_leaves, & &1.data.expr)
 
-        client(op, args, if(match?({:tuple, _}, t.type), do: hd(args), else: t), ctx)
+      node =
+        Build.new(
+          {:while, inits, captured, {cond_nodes, pred_id}, {body_nodes, out_ids},
+           ctx.max_iterations},
+          {:u, 8},
+          {}
+        )
+
+      out = parts(node, init_leaves)
+      {value, []} = Composite.traverse(init, out, fn _, [o | r] -> {o, r} end)
+
+      {:ok, value,
+       %{inner | memo: ctx.memo, params: ctx.params, steps: ctx.steps, scope: ctx.scope}}
+    else
+      :client
     end
+  end
+
+  # A cond as nested {:if, ...} nodes (one per clause, the last branch innermost), when its
+  # predicates are integer scalars and every branch is straight-line. The predicates are
+  # computed before the first if (they are pure); what the branches read of the enclosing
+  # program is captured. {:ok, value, ctx}, or :client.
+  defp node_cond(clauses, last, ctx) do
+    {preds, ctx} = Enum.map_reduce(clauses, ctx, fn {pred, _}, ctx -> eval(pred, ctx) end)
+    watermark = System.unique_integer([:positive, :monotonic])
+    bodies = Enum.map(clauses, &elem(&1, 1)) ++ [last]
+    {branches, ctx} = Enum.map_reduce(bodies, ctx, &node_branch/2)
+    {clause_leaves, [last_leaves]} = Enum.split(branches, length(clauses))
+
+    if Enum.all?(preds, &predicate?/1) and Enum.all?(branches, &(&1 != :client)) and
+         Enum.all?(clause_leaves, &same_types?(&1, last_leaves)) do
+      exprs = fn leaves -> Enum.map(leaves, & &1.data.expr) end
+
+      result =
+        preds
+        |> Enum.zip(clause_leaves)
+        |> Enum.reverse()
+        |> Enum.reduce(exprs.(last_leaves), fn {pred, then_leaves}, else_out ->
+          then_out = exprs.(then_leaves)
+          {_, _, captured} = Program.region(then_out, [], watermark)
+          {_, _, captured} = Program.region(else_out, [], watermark, captured)
+          {then_nodes, then_ids, captured} = Program.region(then_out, [], watermark, captured)
+          {else_nodes, else_ids, captured} = Program.region(else_out, [], watermark, captured)
+
+          node =
+            Build.new(
+              {:if, pred.data.expr, captured, {then_nodes, then_ids}, {else_nodes, else_ids}},
+              {:u, 8},
+              {}
+            )
+
+          node |> parts(then_leaves) |> exprs.()
+        end)
+
+      out = Enum.zip_with(last_leaves, result, &Sym.wrap/2)
+      {value, []} = Composite.traverse(last, out, fn _, [o | r] -> {o, r} end)
+      {:ok, value, ctx}
+    else
+      :client
+    end
+  end
+
+  # A branch lowered as a region: its leaves, or :client when it needs a step. The memo and
+  # scope are left as they were (what a branch computes is its own).
+  defp node_branch(body, ctx) do
+    {memo, scope, steps} = {ctx.memo, ctx.scope, ctx.steps}
+    inner = %{ctx | steps: [], scope: Tree.scope_ids(body, scope)}
+    {value, inner} = composite(body, inner)
+    leaves = Composite.flatten_list([value])
+    result = if inner.steps == [] and symbolic?(leaves), do: leaves, else: :client
+    {result, %{inner | memo: memo, scope: scope, steps: steps}}
+  end
+
+  # The parts of a tuple value (a while's final state, an if's outputs) as tensors of the
+  # templates' types and shapes.
+  defp parts(node, templates) do
+    templates
+    |> Enum.with_index()
+    |> Enum.map(fn {t, i} -> Sym.wrap(t, Build.new({:elem, node, i}, t.type, t.shape)) end)
+  end
+
+  defp predicate?(%Nx.Tensor{shape: {}, type: {kind, _}, data: %Sym{expr: %Expr{}}}),
+    do: kind in [:u, :s]
+
+  defp predicate?(_), do: false
+
+  defp symbolic?(tensors),
+    do: Enum.all?(tensors, &match?(%Nx.Tensor{data: %Sym{expr: %Expr{}}}, &1))
+
+  defp same_types?(a, b) do
+    length(a) == length(b) and
+      Enum.all?(Enum.zip(a, b), fn {x, y} -> x.type == y.type and x.shape == y.shape end)
   end
 
   defp create(:eye, t, []) do

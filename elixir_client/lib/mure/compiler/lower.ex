@@ -26,9 +26,8 @@ defmodule Mure.Compiler.Lower do
 
   require Logger
 
-  alias Mure.Compiler.Sym
+  alias Mure.Compiler.{Control, Sym}
   alias Mure.{Expr, Program}
-  alias Mure.Expr.Build
   alias Nx.Defn.{Composite, Tree}
   alias Nx.Defn.Expr, as: DExpr
 
@@ -299,12 +298,11 @@ defmodule Mure.Compiler.Lower do
     {value, ctx}
   end
 
-  ## while and cond on the node
+  ## while and cond on the node (Mure.Compiler.Control builds the nodes)
 
-  # The loop as one {:while, ...} node of the program being built (docs/protocol.md, "while
-  # / if"), when the condition and the body are straight-line: lowering them in a fresh
-  # sub-context adds no step (no hook, client op or client loop). Captured tensors the
-  # regions read become its invariants. {:ok, value, ctx}, or :client.
+  # The loop as one {:while, ...} node of the program being built, when the condition and
+  # the body are straight-line: lowering them in a fresh sub-context adds no step (no hook,
+  # client op or client loop). {:ok, value, ctx}, or :client.
   defp node_while([initial, arg, condition, block], ctx) do
     {init, ctx} = composite(initial, ctx)
     init_leaves = Composite.flatten_list([init])
@@ -312,83 +310,41 @@ defmodule Mure.Compiler.Lower do
     {params, ctx} =
       Enum.map_reduce(Composite.flatten_list([arg]), ctx, &new_slot(&2, &1, :region))
 
-    watermark = System.unique_integer([:positive, :monotonic])
+    watermark = Control.watermark()
     scope = Tree.scope_ids({condition, block})
     inner = %{ctx | memo: %{}, params: List.to_tuple(params), steps: [], scope: scope}
     {pred, inner} = eval(condition, inner)
     {state, inner} = composite(block, %{inner | memo: %{}})
     state = Composite.flatten_list([state])
 
-    if inner.steps == [] and predicate?(pred) and symbolic?(init_leaves ++ params ++ state) and
-         same_types?(params, state) and same_types?(params, init_leaves) do
-      fixed = Enum.map(params, & &1.data.expr)
-      cond_out = [pred.data.expr]
-      body_out = Enum.map(state, & &1.data.expr)
-      {_, _, captured} = Program.region(cond_out, fixed, watermark)
-      {_, _, captured} = Program.region(body_out, fixed, watermark, captured)
-      {cond_nodes, [pred_id], captured} = Program.region(cond_out, fixed, watermark, captured)
-      {body_nodes, out_ids, captured} = Program.region(body_out, fixed, watermark, captured)
-      inits = Enum.map(init_leaves, & &1.data.expr)
-
-      node =
-        Build.new(
-          {:while, inits, captured, {cond_nodes, pred_id}, {body_nodes, out_ids},
-           ctx.max_iterations},
-          {:u, 8},
-          {}
-        )
-
-      out = parts(node, init_leaves)
+    with [] <- inner.steps,
+         {:ok, out} <-
+           Control.while(init_leaves, params, pred, state, watermark, ctx.max_iterations) do
       {value, []} = Composite.traverse(init, out, fn _, [o | r] -> {o, r} end)
 
       {:ok, value,
        %{inner | memo: ctx.memo, params: ctx.params, steps: ctx.steps, scope: ctx.scope}}
     else
-      :client
+      _ -> :client
     end
   end
 
-  # A cond as nested {:if, ...} nodes (one per clause, the last branch innermost), when its
-  # predicates are integer scalars and every branch is straight-line. The predicates are
-  # computed before the first if (they are pure); what the branches read of the enclosing
-  # program is captured. {:ok, value, ctx}, or :client.
+  # A cond as nested {:if, ...} nodes when every branch is straight-line. The predicates
+  # are computed first, in the enclosing program (they are pure). {:ok, value, ctx}, or
+  # :client.
   defp node_cond(clauses, last, ctx) do
     {preds, ctx} = Enum.map_reduce(clauses, ctx, fn {pred, _}, ctx -> eval(pred, ctx) end)
-    watermark = System.unique_integer([:positive, :monotonic])
+    watermark = Control.watermark()
     bodies = Enum.map(clauses, &elem(&1, 1)) ++ [last]
     {branches, ctx} = Enum.map_reduce(bodies, ctx, &node_branch/2)
-    {clause_leaves, [last_leaves]} = Enum.split(branches, length(clauses))
 
-    if Enum.all?(preds, &predicate?/1) and Enum.all?(branches, &(&1 != :client)) and
-         Enum.all?(clause_leaves, &same_types?(&1, last_leaves)) do
-      exprs = fn leaves -> Enum.map(leaves, & &1.data.expr) end
+    case Control.cond(preds, branches, watermark) do
+      {:ok, out} ->
+        {value, []} = Composite.traverse(last, out, fn _, [o | r] -> {o, r} end)
+        {:ok, value, ctx}
 
-      result =
-        preds
-        |> Enum.zip(clause_leaves)
-        |> Enum.reverse()
-        |> Enum.reduce(exprs.(last_leaves), fn {pred, then_leaves}, else_out ->
-          then_out = exprs.(then_leaves)
-          {_, _, captured} = Program.region(then_out, [], watermark)
-          {_, _, captured} = Program.region(else_out, [], watermark, captured)
-          {then_nodes, then_ids, captured} = Program.region(then_out, [], watermark, captured)
-          {else_nodes, else_ids, captured} = Program.region(else_out, [], watermark, captured)
-
-          node =
-            Build.new(
-              {:if, pred.data.expr, captured, {then_nodes, then_ids}, {else_nodes, else_ids}},
-              {:u, 8},
-              {}
-            )
-
-          node |> parts(then_leaves) |> exprs.()
-        end)
-
-      out = Enum.zip_with(last_leaves, result, &Sym.wrap/2)
-      {value, []} = Composite.traverse(last, out, fn _, [o | r] -> {o, r} end)
-      {:ok, value, ctx}
-    else
-      :client
+      :client ->
+        :client
     end
   end
 
@@ -398,30 +354,8 @@ defmodule Mure.Compiler.Lower do
     {memo, scope, steps} = {ctx.memo, ctx.scope, ctx.steps}
     inner = %{ctx | steps: [], scope: Tree.scope_ids(body, scope)}
     {value, inner} = composite(body, inner)
-    leaves = Composite.flatten_list([value])
-    result = if inner.steps == [] and symbolic?(leaves), do: leaves, else: :client
+    result = if inner.steps == [], do: Composite.flatten_list([value]), else: :client
     {result, %{inner | memo: memo, scope: scope, steps: steps}}
-  end
-
-  # The parts of a tuple value (a while's final state, an if's outputs) as tensors of the
-  # templates' types and shapes.
-  defp parts(node, templates) do
-    templates
-    |> Enum.with_index()
-    |> Enum.map(fn {t, i} -> Sym.wrap(t, Build.new({:elem, node, i}, t.type, t.shape)) end)
-  end
-
-  defp predicate?(%Nx.Tensor{shape: {}, type: {kind, _}, data: %Sym{expr: %Expr{}}}),
-    do: kind in [:u, :s]
-
-  defp predicate?(_), do: false
-
-  defp symbolic?(tensors),
-    do: Enum.all?(tensors, &match?(%Nx.Tensor{data: %Sym{expr: %Expr{}}}, &1))
-
-  defp same_types?(a, b) do
-    length(a) == length(b) and
-      Enum.all?(Enum.zip(a, b), fn {x, y} -> x.type == y.type and x.shape == y.shape end)
   end
 
   defp create(:eye, t, []) do

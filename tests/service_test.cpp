@@ -36,12 +36,12 @@ struct WaitSink : ReplySink {
 
 struct Fixture {
   Config cfg;
-  TensorStore store{1ull << 30};
+  TensorStore store;
   std::unique_ptr<BlisExecutor> blis;
   std::unique_ptr<Service> service;
   std::shared_ptr<WaitSink> sink = std::make_shared<WaitSink>();
   RequestContext ctx;
-  Fixture() {
+  explicit Fixture(uint64_t memory_limit = 1ull << 30) : store(memory_limit) {
     cfg.blis_arch = "generic";
     blis = std::move(BlisExecutor::Create(cfg).value());
     service = std::make_unique<Service>(cfg, store, blis.get(), nullptr);
@@ -276,4 +276,285 @@ TEST_CASE("PlanProgram refuses returned outputs that would not fit in one reply"
   CHECK_THAT(plan.status().message(), Catch::Contains("Mure.download"));
   prog.outputs.assign(4, {1, true});  // kept outputs do not travel
   CHECK(PlanProgram(prog, in, FuseTarget(cost)).ok());
+}
+
+// ---- while and if nodes ----------------------------------------------------------------------
+
+namespace {
+
+/// {:full, {:s, 64}, {}, v}
+void FullS64(TermWriter& w, int64_t v) { w.Tuple(4).Atom("full").Tuple(2).Atom("s").Int(64).Tuple(0).Int(v); }
+void Bin(TermWriter& w, const char* op, int64_t a, int64_t b) { w.Tuple(4).Atom("binary").Atom(op).Int(a).Int(b); }
+void Ids(TermWriter& w, std::initializer_list<int64_t> ids) {
+  if (ids.size() == 0) { w.Nil(); return; }
+  w.List(static_cast<uint32_t>(ids.size()));
+  for (int64_t id : ids) w.Int(id);
+  w.Nil();
+}
+
+/// The factorial of n as a program: state {acc, n}; while n > 0: acc *= n, n -= 1. Returns acc.
+void Factorial(TermWriter& w, int64_t n, int64_t max_iterations) {
+  w.Tuple(4).Atom("program").Nil();
+  w.List(4);
+  FullS64(w, 1);
+  FullS64(w, n);
+  w.Tuple(6).Atom("while");
+  Ids(w, {1, 2});
+  w.Nil();
+  w.Tuple(2).List(2);
+  FullS64(w, 0);
+  Bin(w, "greater", 2, 3);
+  w.Nil().Int(4);
+  w.Tuple(2).List(3);
+  Bin(w, "multiply", 1, 2);
+  FullS64(w, 1);
+  Bin(w, "subtract", 2, 4);
+  w.Nil();
+  Ids(w, {3, 5});
+  w.Int(max_iterations);
+  w.Tuple(3).Atom("elem").Int(3).Int(0).Nil();
+  w.List(1).Tuple(2).Int(4).Atom("return").Nil();
+}
+
+int64_t S64(std::string_view bytes) {
+  int64_t v = 0;
+  REQUIRE(bytes.size() == 8);
+  std::memcpy(&v, bytes.data(), 8);
+  return v;
+}
+
+std::string ErrorText(const TermTree& rt, uint32_t res) {
+  REQUIRE(rt.IsAtom(rt.Child(res, 0), "error"));
+  return std::string(rt[rt.Child(rt.Child(res, 1), 1)].data);
+}
+
+/// depth nested whiles, each running its inner loop in its body: the innermost body adds 1.
+void Nested(TermWriter& w, int depth) {
+  // State {x}; cond: x < 1 (runs once); body: the next level, or x + 1.
+  w.Tuple(6).Atom("while");
+  Ids(w, {1});
+  w.Nil();
+  w.Tuple(2).List(2);
+  FullS64(w, 1);
+  Bin(w, "less", 1, 2);
+  w.Nil().Int(3);
+  if (depth == 1) {
+    w.Tuple(2).List(2);
+    FullS64(w, 1);
+    Bin(w, "add", 1, 2);
+    w.Nil();
+    Ids(w, {3});
+  } else {
+    w.Tuple(2).List(2);
+    Nested(w, depth - 1);
+    w.Tuple(3).Atom("elem").Int(2).Int(0).Nil();
+    Ids(w, {3});
+  }
+  w.Int(10);
+}
+
+}  // namespace
+
+TEST_CASE("a while node runs its loop on the node: factorial", "[service][program][control]") {
+  Fixture fx;
+  TermTree rt;
+  uint32_t res;
+  auto frame = fx.Call([](TermWriter& w) { Factorial(w, 10, 100); }, rt, res);
+  REQUIRE(rt.IsAtom(rt.Child(res, 0), "ok"));
+  CHECK(S64(rt[rt.Child(rt.Child(rt.Child(res, 1), 0), 2)].data) == 3628800);
+  CHECK(fx.store.memory_used() == 0);
+  // Zero iterations: the state as it came in.
+  auto f0 = fx.Call([](TermWriter& w) { Factorial(w, 0, 1); }, rt, res);
+  REQUIRE(rt.IsAtom(rt.Child(res, 0), "ok"));
+  CHECK(S64(rt[rt.Child(rt.Child(rt.Child(res, 1), 0), 2)].data) == 1);
+}
+
+TEST_CASE("a while past its max_iterations is an error naming the bound", "[service][program][control]") {
+  Fixture fx;
+  TermTree rt;
+  uint32_t res;
+  auto frame = fx.Call([](TermWriter& w) { Factorial(w, 10, 9); }, rt, res);
+  REQUIRE(rt.IsAtom(rt.Child(rt.Child(res, 1), 0), "out_of_range"));
+  CHECK_THAT(ErrorText(rt, res), Catch::Contains("node 3") && Catch::Contains("9 iterations") &&
+                                     Catch::Contains("max_iterations"));
+  CHECK(fx.store.memory_used() == 0);
+  // The node's own cap applies when it is lower, and says so.
+  fx.cfg.max_loop_iterations = 4;
+  auto f2 = fx.Call([](TermWriter& w) { Factorial(w, 10, 100); }, rt, res);
+  CHECK_THAT(ErrorText(rt, res), Catch::Contains("max_loop_iterations = 4"));
+  auto f3 = fx.Call([](TermWriter& w) { Factorial(w, 4, 100); }, rt, res);
+  REQUIRE(rt.IsAtom(rt.Child(res, 0), "ok"));
+  CHECK(S64(rt[rt.Child(rt.Child(rt.Child(res, 1), 0), 2)].data) == 24);
+}
+
+TEST_CASE("bad while and if nodes are refused before anything runs", "[service][program][control][security]") {
+  Fixture fx;
+  TermTree rt;
+  uint32_t res;
+  SECTION("as a single request") {
+    auto f = fx.Call([](TermWriter& w) {
+      w.Tuple(6).Atom("while");
+      Ids(w, {1});
+      w.Nil().Tuple(2).Nil().Int(1).Tuple(2).Nil().Nil().Int(1);
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("node of a program"));
+  }
+  SECTION("a body output of another type than its state part") {
+    auto f = fx.Call([](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(2);
+      FullS64(w, 3);
+      w.Tuple(6).Atom("while");
+      Ids(w, {1});
+      w.Nil().Tuple(2).Nil().Int(1);
+      w.Tuple(2).List(1).Tuple(3).Atom("as_type").Int(1).Tuple(2).Atom("f").Int(32).Nil();
+      Ids(w, {2});
+      w.Int(5).Nil();
+      w.List(1).Tuple(2).Int(1).Atom("return").Nil();
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("node 2 (:while): body output 1") &&
+                                       Catch::Contains("state part 1 is {:s, 64}"));
+  }
+  SECTION("a predicate that is not an integer scalar, and an error deep in a region") {
+    auto f = fx.Call([](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(2);
+      w.Tuple(4).Atom("full").Tuple(2).Atom("f").Int(32).Tuple(1).Int(2).Double(1.0);
+      w.Tuple(6).Atom("while");
+      Ids(w, {1});
+      w.Nil().Tuple(2).Nil().Int(1).Tuple(2).Nil();
+      Ids(w, {1});
+      w.Int(5).Nil();
+      w.List(1).Tuple(2).Int(1).Atom("return").Nil();
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("predicate") && Catch::Contains("integer scalar"));
+    auto f2 = fx.Call([](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(2);
+      FullS64(w, 3);
+      w.Tuple(6).Atom("while");
+      Ids(w, {1});
+      w.Nil().Tuple(2).List(1).Tuple(3).Atom("reshape").Int(1).Tuple(1).Int(2).Nil().Int(2);
+      w.Tuple(2).Nil();
+      Ids(w, {1});
+      w.Int(5).Nil();
+      w.List(1).Tuple(2).Int(1).Atom("return").Nil();
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("node 2 (:while): cond node 1 (:reshape): "));
+  }
+  SECTION("an id of a region outside the region's numbering") {
+    auto f = fx.Call([](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(2);
+      FullS64(w, 3);
+      w.Tuple(6).Atom("while");
+      Ids(w, {1});
+      w.Nil().Tuple(2).Nil().Int(1).Tuple(2).List(1);
+      Bin(w, "add", 1, 2);  // value 2 is the node itself
+      w.Nil();
+      Ids(w, {2});
+      w.Int(5).Nil();
+      w.List(1).Tuple(2).Int(1).Atom("return").Nil();
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("node 2 (:while): body node 1 (:binary :add): value 2 is not an earlier"));
+  }
+  SECTION("nesting deeper than 8") {
+    auto f = fx.Call([](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(3);
+      FullS64(w, 0);
+      Nested(w, 9);
+      w.Tuple(3).Atom("elem").Int(2).Int(0).Nil();
+      w.List(1).Tuple(2).Int(3).Atom("return").Nil();
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("nest at most 8"));
+  }
+  SECTION("more than 10000 nodes, those of regions included") {
+    auto f = fx.Call([](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(2);
+      FullS64(w, 0);
+      w.Tuple(6).Atom("while");
+      Ids(w, {1});
+      w.Nil().Tuple(2).Nil().Int(1).Tuple(2).List(10000);
+      for (int i = 0; i < 10000; ++i) FullS64(w, i);
+      w.Nil();
+      Ids(w, {2});
+      w.Int(5).Nil();
+      w.List(1).Tuple(2).Int(1).Atom("return").Nil();
+    }, rt, res);
+    CHECK_THAT(ErrorText(rt, res), Catch::Contains("at most 10000 nodes"));
+  }
+  CHECK(fx.store.memory_used() == 0);
+}
+
+TEST_CASE("whiles nest 8 deep, and if picks its branch", "[service][program][control]") {
+  Fixture fx;
+  TermTree rt;
+  uint32_t res;
+  auto frame = fx.Call([](TermWriter& w) {
+    w.Tuple(4).Atom("program").Nil().List(3);
+    FullS64(w, 0);
+    Nested(w, 8);
+    w.Tuple(3).Atom("elem").Int(2).Int(0).Nil();
+    w.List(1).Tuple(2).Int(3).Atom("return").Nil();
+  }, rt, res);
+  REQUIRE(rt.IsAtom(rt.Child(res, 0), "ok"));
+  CHECK(S64(rt[rt.Child(rt.Child(rt.Child(res, 1), 0), 2)].data) == 1);
+  for (int64_t p : {0, 7}) {
+    // {:if, pred, [a, b], then: a - b, else: a * b}
+    auto f = fx.Call([p](TermWriter& w) {
+      w.Tuple(4).Atom("program").Nil().List(5);
+      FullS64(w, p);
+      FullS64(w, 6);
+      FullS64(w, 4);
+      w.Tuple(5).Atom("if").Int(1);
+      Ids(w, {2, 3});
+      w.Tuple(2).List(1);
+      Bin(w, "subtract", 1, 2);
+      w.Nil();
+      Ids(w, {3});
+      w.Tuple(2).List(1);
+      Bin(w, "multiply", 1, 2);
+      w.Nil();
+      Ids(w, {3});
+      w.Tuple(3).Atom("elem").Int(4).Int(0).Nil();
+      w.List(1).Tuple(2).Int(5).Atom("return").Nil();
+    }, rt, res);
+    REQUIRE(rt.IsAtom(rt.Child(res, 0), "ok"));
+    CHECK(S64(rt[rt.Child(rt.Child(rt.Child(res, 1), 0), 2)].data) == (p ? 2 : 24));
+  }
+}
+
+TEST_CASE("a while's memory does not grow with its iterations", "[service][program][control]") {
+  // A 256 KiB state updated 2000 times under a 4 MiB limit: 500 MiB if any iteration's values
+  // outlived it.
+  Fixture fx(4ull << 20);
+  TermTree rt;
+  uint32_t res;
+  auto frame = fx.Call([](TermWriter& w) {
+    w.Tuple(4).Atom("program").Nil().List(4);
+    w.Tuple(4).Atom("full").Tuple(2).Atom("f").Int(32).Tuple(1).Int(65536).Double(0.0);
+    FullS64(w, 0);
+    w.Tuple(6).Atom("while");
+    Ids(w, {1, 2});
+    w.Nil();
+    w.Tuple(2).List(2);
+    FullS64(w, 2000);
+    Bin(w, "less", 2, 3);
+    w.Nil().Int(4);
+    w.Tuple(2).List(4);
+    w.Tuple(4).Atom("full").Tuple(2).Atom("f").Int(32).Tuple(0).Double(0.5);
+    Bin(w, "add", 1, 3);
+    FullS64(w, 1);
+    Bin(w, "add", 2, 5);
+    w.Nil();
+    Ids(w, {4, 6});
+    w.Int(1000000);
+    w.Tuple(3).Atom("elem").Int(3).Int(0).Nil();
+    w.List(1).Tuple(2).Int(4).Atom("keep").Nil();
+  }, rt, res);
+  REQUIRE(rt.IsAtom(rt.Child(res, 0), "ok"));
+  CHECK(fx.store.memory_used() == 65536 * 4 + 256);  // the kept output (and its handle's bookkeeping) only
+  auto t = fx.store.Get(fx.ctx.conn, static_cast<uint64_t>(rt[rt.Child(rt.Child(rt.Child(res, 1), 0), 0)].integer));
+  REQUIRE(t.ok());
+  float v[2];
+  std::memcpy(v, (*t)->data(), 4);
+  std::memcpy(v + 1, (*t)->data() + 65535 * 4, 4);
+  CHECK(v[0] == 1000.0f);
+  CHECK(v[1] == 1000.0f);
 }

@@ -24,6 +24,7 @@ struct Config {
   uint64_t buffer_cache = 1ull << 30;       ///< bytes of freed large tensor buffers kept for reuse
   uint64_t max_message = 1ull << 30;        ///< largest request frame accepted, in bytes
   uint32_t queue_depth = 1024;              ///< requests waiting per executor before :overloaded
+  uint64_t max_loop_iterations = 10'000'000;  ///< most iterations one program while node may run
   uint32_t blis_threads = 0;                ///< BLIS threads; 0 = one per online CPU
   std::string blis_arch = "auto";           ///< BLIS kernel set: auto (calibrate) | skx | zen3 | haswell | generic
   bool use_blis = true;                     ///< devices: BLIS executor enabled

@@ -67,6 +67,7 @@ constexpr SettingInfo kSettings[] = {
     {"buffer_cache", "BYTES", "freed large buffers kept faulted in for reuse (e.g. 1G; 0 = none)"},
     {"max_message", "BYTES", "largest request frame (e.g. 1G)"},
     {"queue_depth", "N", "queued requests per executor before {:error, :overloaded}"},
+    {"max_loop_iterations", "N", "most iterations of one while node of a program (default 10000000)"},
     {"blis_threads", "N", "BLIS threads (0 = all CPUs)"},
     {"blis_arch", "A", "auto | skx | zen3 | haswell | generic (auto: the fastest, measured at start-up)"},
     {"devices", "LIST", "blis,opencl (or one of them)"},
@@ -163,6 +164,13 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw,
     if (cfg.max_message < 1024 || cfg.max_message >= (2ull << 30)) {
       return Status::BadArg(name + " must be between 1K and 2G-1 (the BEAM cannot send 2 GiB messages)");
     }
+    return Status::Ok();
+  }
+  if (key == "max_loop_iterations") {
+    auto v = ParseUint(name, value, uint64_t{1} << 62);
+    if (!v.ok()) return v.status();
+    if (*v == 0) return Status::BadArg(name + " must be at least 1");
+    cfg.max_loop_iterations = *v;
     return Status::Ok();
   }
   if (key == "queue_depth") {

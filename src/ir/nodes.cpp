@@ -60,6 +60,8 @@ std::string_view AtomName(const Node& node) {
                         [](const Cumulative&) -> std::string_view { return "cumulative"; },
                         [](const DynamicSlice&) -> std::string_view { return "dynamic_slice"; },
                         [](const DynamicPutSlice&) -> std::string_view { return "dynamic_put_slice"; },
+                        [](const While&) -> std::string_view { return "while"; },
+                        [](const If&) -> std::string_view { return "if"; },
                     },
                     node);
 }
@@ -120,6 +122,16 @@ std::vector<Id> Operands(const Node& node) {
                         [](const DynamicPutSlice& n) {
                           std::vector<Id> ids{n.x, n.update};
                           ids.insert(ids.end(), n.starts.begin(), n.starts.end());
+                          return ids;
+                        },
+                        [](const While& n) {
+                          std::vector<Id> ids = n.inits;
+                          ids.insert(ids.end(), n.invariants.begin(), n.invariants.end());
+                          return ids;
+                        },
+                        [](const If& n) {
+                          std::vector<Id> ids{n.pred};
+                          ids.insert(ids.end(), n.captured.begin(), n.captured.end());
                           return ids;
                         },
                     },

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,10 @@
 #include "ir/linalg.h"
 #include "ir/ops.h"
 #include "mure/types.h"
+
+namespace mure::proto {
+struct Program;
+}
 
 namespace mure::ir {
 
@@ -131,11 +136,31 @@ struct DynamicSlice { Id x = 0; std::vector<Id> starts; std::vector<int64_t> len
 /// {:dynamic_put_slice, x, starts, update}: put_slice with such starts, clamped to
 /// [0, dim - update's dim].
 struct DynamicPutSlice { Id x = 0; std::vector<Id> starts; Id update = 0; };
+/// A region of a control-flow node: a program of its own (proto::Program, value numbering from 1),
+/// whose inputs are the values the node hands it and whose outputs are its results.
+using Region = std::shared_ptr<const proto::Program>;
+
+/// {:while, inits, invariants, {cond_nodes, pred_id}, {body_nodes, out_ids}, max_iterations}, inside
+/// programs only. Both regions number 1..k the state, k+1..k+m the invariants; cond's one output is
+/// the predicate (an integer scalar, non-zero: go on), body's k outputs the next state. The value is
+/// a tuple of the k final state parts.
+struct While {
+  std::vector<Id> inits, invariants;
+  Region cond, body;
+  uint64_t max_iterations = 0;
+};
+/// {:if, pred_id, captured, {then_nodes, then_out_ids}, {else_nodes, else_out_ids}}, inside programs
+/// only: regions number 1..m the captured values; the value is a tuple of the branch's outputs.
+struct If {
+  Id pred = 0;
+  std::vector<Id> captured;
+  Region then_branch, else_branch;
+};
 
 using Node = std::variant<Unary, Binary, Reduce, AsType, Bitcast, Reshape, Transpose, Slice, Take, Iota, Eye, Full,
                           RandomUniform, RandomNormal, Select, Clip, Broadcast, Reverse, Pad, Concatenate, Stack,
                           PutSlice, Gather, Sort, Argsort, Dot, Outer, Fft, Linalg, Elem, Window, WindowScatter,
-                          Indexed, Cumulative, DynamicSlice, DynamicPutSlice>;
+                          Indexed, Cumulative, DynamicSlice, DynamicPutSlice, While, If>;
 
 /// The atom the node's request was sent as ("binary", or "add" for a legacy add).
 std::string_view AtomName(const Node& node);

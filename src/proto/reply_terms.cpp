@@ -78,10 +78,11 @@ void WriteHello(TermWriter& w, const HelloInfo& h) {
   w.Atom("os_pid").Int(h.os_pid);
   w.Atom("devices");
   WriteDevices(w, h.devices);
-  w.Atom("limits").Map(4);
+  w.Atom("limits").Map(5);
   w.Atom("max_message_bytes").UInt(h.max_message);
   w.Atom("memory_limit_bytes").UInt(h.memory_limit);
   w.Atom("queue_depth").UInt(h.queue_depth);
+  w.Atom("max_loop_iterations").UInt(h.max_loop_iterations);
   w.Atom("max_dims").UInt(kMaxDims);
   std::vector<std::string> ops;
   std::istringstream names{std::string(AllOpNames())};
@@ -122,6 +123,7 @@ void WriteStats(TermWriter& w, const StatsInfo& s) {
   w.Atom("requests").UInt(s.requests);
   w.Atom("errors").UInt(s.errors);
   w.Atom("queued").UInt(s.queued);
+  w.Atom("loop_iterations").UInt(s.loop_iterations);
 }
 
 }  // namespace mure::proto

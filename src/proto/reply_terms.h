@@ -62,6 +62,7 @@ struct HelloInfo {
   uint64_t max_message = 0;
   uint64_t memory_limit = 0;
   uint64_t queue_depth = 0;
+  uint64_t max_loop_iterations = 0;  ///< the cap on one program while node's iterations
   bool test_ops = false;       ///< the test-only ops (busy) are on
   DevicesInfo devices;
 };
@@ -91,6 +92,7 @@ struct StatsInfo {
   uint64_t requests = 0;
   uint64_t errors = 0;
   uint64_t queued = 0;
+  uint64_t loop_iterations = 0;  ///< body runs of program while nodes, since start
 };
 
 /// The stats map.

@@ -13,6 +13,13 @@ namespace {
 
 constexpr uint32_t kMaxProgramNodes = 10000;
 constexpr uint32_t kMaxProgramInputs = 1024;
+/// How deep while/if regions may nest inside one another.
+constexpr int kMaxControlDepth = 8;
+
+/// What is left of a program's node limit: every node of every region counts against it.
+struct NodeBudget {
+  uint32_t left = kMaxProgramNodes;
+};
 
 Result<Body> DecodeNoArgs(const Args& a) {
   if (a.name == "hello") return Body(Hello{});
@@ -121,6 +128,11 @@ Result<Body> DecodeShm(const Args& a) {  // shm_alloc, shm_upload, shm_download,
 
 Result<Body> DecodeProgram(const Args& a);
 
+Result<Body> DecodeControlAlone(const Args& a) {
+  return Status::BadArg(":" + std::string(a.name) +
+                        " is a node of a program, not a request: send it inside {:program, inputs, nodes, outputs}");
+}
+
 constexpr Decoder kRequestDecoders[] = {
     {"hello", 0, DecodeNoArgs, "", Usage::kNoArgs},
     {"hello", 1, DecodeNoArgs, "", Usage::kNoArgs},
@@ -144,6 +156,12 @@ constexpr Decoder kRequestDecoders[] = {
     {"shm_upload", 4, DecodeShm, "{:shm_upload, segment, type, shape}", Usage::kCount},
     {"shm_download", 2, DecodeShm, "{:shm_download, handle}", Usage::kCount},
     {"shm_free", 2, DecodeShm, "{:shm_free, segment}", Usage::kCount},
+    {"while", 6, DecodeControlAlone,
+     "{:while, inits, invariants, {cond_nodes, pred_id}, {body_nodes, out_ids}, max_iterations} (inside a program)",
+     Usage::kPlain},
+    {"if", 5, DecodeControlAlone,
+     "{:if, pred_id, captured, {then_nodes, then_out_ids}, {else_nodes, else_out_ids}} (inside a program)",
+     Usage::kPlain},
 };
 
 /// The request's row: by atom and arity. `known` tells whether any row has the atom.
@@ -167,6 +185,167 @@ Status WrongArity(const Decoder& d, bool bare, uint32_t count) {
 }
 
 Result<std::pair<Body, Placement>> DecodePlaced(const TermTree& t, uint32_t n, bool test_ops);
+
+bool IsPlainList(const TermTree& t, uint32_t x) {
+  return (t[x].kind == TermKind::kList && !t[x].improper) || t[x].kind == TermKind::kNil;
+}
+
+Status DecodeNodes(const TermTree& t, uint32_t list, Program& prog, NodeBudget& budget, int depth);
+
+/// A list of value ids, each in 1..`limit`, at most `max` of them.
+Result<std::vector<uint64_t>> DecodeIds(const TermTree& t, uint32_t list, uint64_t limit, uint32_t max,
+                                        const std::string& what) {
+  std::vector<uint64_t> ids;
+  if (t[list].kind == TermKind::kString) {  // the BEAM sends a list of integers below 256 as STRING_EXT
+    if (t[list].data.size() > max) return Status::BadArg(what + " holds more than " + std::to_string(max) + " ids");
+    for (size_t i = 0; i < t[list].data.size(); ++i) {
+      const uint64_t id = static_cast<uint8_t>(t[list].data[i]);
+      if (id < 1 || id > limit) {
+        return Status::BadArg(what + ": element " + std::to_string(i + 1) + " is not a value id in 1.." +
+                              std::to_string(limit));
+      }
+      ids.push_back(id);
+    }
+    return ids;
+  }
+  if (!IsPlainList(t, list)) return Status::BadArg(what + " must be a list of value ids");
+  if (t[list].count > max) return Status::BadArg(what + " holds more than " + std::to_string(max) + " ids");
+  uint32_t c = list + 1;
+  for (uint32_t i = 0; i < t[list].count; ++i, c = t[c].end) {
+    if (t[c].kind != TermKind::kInteger || t[c].integer < 1 || static_cast<uint64_t>(t[c].integer) > limit) {
+      return Status::BadArg(what + ": element " + std::to_string(i + 1) + " is not a value id in 1.." +
+                            std::to_string(limit));
+    }
+    ids.push_back(static_cast<uint64_t>(t[c].integer));
+  }
+  return ids;
+}
+
+/// A region `{nodes, out}`: a program of its own whose `n_inputs` inputs are handed in by the
+/// control node; `out` is one value id (`single`) or a list of them.
+Result<ir::Region> DecodeRegion(const TermTree& t, uint32_t n, uint64_t n_inputs, bool single,
+                                NodeBudget& budget, int depth, const std::string& what) {
+  if (t[n].kind != TermKind::kTuple || t[n].count != 2 || !IsPlainList(t, t.Child(n, 0))) {
+    return Status::BadArg(what + " must be {nodes, " + (single ? "value_id" : "[value_id]") + "}");
+  }
+  auto prog = std::make_shared<Program>();
+  prog->inputs.resize(n_inputs);  // described by the control node when planned
+  if (Status st = DecodeNodes(t, t.Child(n, 0), *prog, budget, depth); !st.ok()) {
+    return Status(st.kind(), what + " " + st.message());
+  }
+  const uint64_t n_values = n_inputs + prog->nodes.size();
+  const uint32_t out = t.Child(n, 1);
+  if (single) {
+    if (t[out].kind != TermKind::kInteger || t[out].integer < 1 || static_cast<uint64_t>(t[out].integer) > n_values) {
+      return Status::BadArg(what + ": the predicate must be a value id in 1.." + std::to_string(n_values));
+    }
+    prog->outputs.emplace_back(static_cast<uint64_t>(t[out].integer), false);
+  } else {
+    auto ids = DecodeIds(t, out, n_values, kMaxProgramInputs, what + " outputs");
+    if (!ids.ok()) return ids.status();
+    for (uint64_t id : *ids) prog->outputs.emplace_back(id, false);
+  }
+  return ir::Region(std::move(prog));
+}
+
+/// {:while, ...} or {:if, ...} as node of a program whose nodes before it give `earlier` values.
+Result<ir::Node> DecodeControl(const TermTree& t, uint32_t n, uint64_t earlier, NodeBudget& budget, int depth) {
+  if (depth + 1 > kMaxControlDepth) {
+    return Status::BadArg("while and if nest at most " + std::to_string(kMaxControlDepth) + " deep");
+  }
+  if (t.IsAtom(n + 1, "while")) {
+    if (t[n].count != 6) {
+      return Status::BadArg("while takes {:while, inits, invariants, {cond_nodes, pred_id}, {body_nodes, out_ids}, "
+                            "max_iterations}");
+    }
+    ir::While w;
+    auto inits = DecodeIds(t, t.Child(n, 1), earlier, kMaxProgramInputs / 2, "the inits");
+    if (!inits.ok()) return inits.status();
+    if (inits->empty()) return Status::BadArg("a while needs at least one init value (its state)");
+    auto inv = DecodeIds(t, t.Child(n, 2), earlier, kMaxProgramInputs / 2, "the invariants");
+    if (!inv.ok()) return inv.status();
+    w.inits = std::move(*inits);
+    w.invariants = std::move(*inv);
+    const uint64_t n_in = w.inits.size() + w.invariants.size();
+    auto cond = DecodeRegion(t, t.Child(n, 3), n_in, true, budget, depth + 1, "cond");
+    if (!cond.ok()) return cond.status();
+    auto body = DecodeRegion(t, t.Child(n, 4), n_in, false, budget, depth + 1, "body");
+    if (!body.ok()) return body.status();
+    if ((*body)->outputs.size() != w.inits.size()) {
+      return Status::BadArg("body gives " + std::to_string((*body)->outputs.size()) + " outputs for a state of " +
+                            std::to_string(w.inits.size()));
+    }
+    const uint32_t max = t.Child(n, 5);
+    if (t[max].kind != TermKind::kInteger || t[max].integer < 1) {
+      return Status::BadArg("max_iterations must be a positive integer");
+    }
+    w.cond = std::move(*cond);
+    w.body = std::move(*body);
+    w.max_iterations = static_cast<uint64_t>(t[max].integer);
+    return ir::Node(std::move(w));
+  }
+  if (t[n].count != 5) {
+    return Status::BadArg("if takes {:if, pred_id, captured, {then_nodes, then_out_ids}, {else_nodes, else_out_ids}}");
+  }
+  ir::If f;
+  const uint32_t pred = t.Child(n, 1);
+  if (t[pred].kind != TermKind::kInteger || t[pred].integer < 1 || static_cast<uint64_t>(t[pred].integer) > earlier) {
+    return Status::BadArg("the predicate must be a value id in 1.." + std::to_string(earlier));
+  }
+  f.pred = static_cast<uint64_t>(t[pred].integer);
+  auto cap = DecodeIds(t, t.Child(n, 2), earlier, kMaxProgramInputs, "the captured values");
+  if (!cap.ok()) return cap.status();
+  f.captured = std::move(*cap);
+  auto then_r = DecodeRegion(t, t.Child(n, 3), f.captured.size(), false, budget, depth + 1, "then");
+  if (!then_r.ok()) return then_r.status();
+  auto else_r = DecodeRegion(t, t.Child(n, 4), f.captured.size(), false, budget, depth + 1, "else");
+  if (!else_r.ok()) return else_r.status();
+  if ((*then_r)->outputs.size() != (*else_r)->outputs.size() || (*then_r)->outputs.empty()) {
+    return Status::BadArg("then gives " + std::to_string((*then_r)->outputs.size()) + " outputs and else " +
+                          std::to_string((*else_r)->outputs.size()) + ": both must give the same number (at least 1)");
+  }
+  f.then_branch = std::move(*then_r);
+  f.else_branch = std::move(*else_r);
+  return ir::Node(std::move(f));
+}
+
+/// The nodes of `list` into `prog` (whose inputs are set): each reads earlier values only.
+Status DecodeNodes(const TermTree& t, uint32_t list, Program& prog, NodeBudget& budget, int depth) {
+  uint32_t c = list + 1;
+  for (uint32_t i = 0; i < t[list].count; ++i, c = t[c].end) {
+    const std::string where = "node " + std::to_string(i + 1);
+    if (budget.left == 0) {
+      return Status::BadArg(where + ": a program holds at most " + std::to_string(kMaxProgramNodes) +
+                            " nodes, those of its while and if regions included");
+    }
+    --budget.left;
+    const uint64_t earlier = prog.inputs.size() + i;
+    if (t[c].kind == TermKind::kTuple && t[c].count > 0 && (t.IsAtom(c + 1, "while") || t.IsAtom(c + 1, "if"))) {
+      auto node = DecodeControl(t, c, earlier, budget, depth);
+      if (!node.ok()) {
+        return Status(node.status().kind(),
+                      where + " (:" + std::string(t[c + 1].data) + "): " + node.status().message());
+      }
+      prog.nodes.push_back(ProgramNode{std::move(*node), Placement::kAuto});
+      continue;
+    }
+    auto placed = DecodePlaced(t, c, false);
+    if (!placed.ok()) return Status(placed.status().kind(), where + ": " + placed.status().message());
+    ir::Node* node = std::get_if<ir::Node>(&placed->first);
+    if (!node) {
+      return Status::BadArg(where + ": :" + std::string(OpName(placed->first)) + " cannot be part of a program");
+    }
+    // Node i reads earlier values only: the inputs and nodes before it.
+    for (uint64_t id : ir::Operands(*node)) {
+      if (id < 1 || id > earlier) {
+        return Status::BadArg(where + " (" + ir::Label(*node) + "): value " + std::to_string(id) +
+                              " is not an earlier value (1.." + std::to_string(earlier) + ")");
+      }
+    }
+    prog.nodes.push_back(ProgramNode{std::move(*node), placed->second});
+  }
+  return Status::Ok();
+}
 
 Result<Body> DecodeProgram(const Args& a) {
   const TermTree& t = a.t;
@@ -210,25 +389,8 @@ Result<Body> DecodeProgram(const Args& a) {
     }
     prog->inputs.push_back(std::move(in));
   }
-  c = nodes + 1;
-  for (uint32_t i = 0; i < t[nodes].count; ++i, c = t[c].end) {
-    auto placed = DecodePlaced(t, c, false);
-    const std::string where = "node " + std::to_string(i + 1) + ": ";
-    if (!placed.ok()) return Status(placed.status().kind(), where + placed.status().message());
-    ir::Node* node = std::get_if<ir::Node>(&placed->first);
-    if (!node) {
-      return Status::BadArg(where + ":" + std::string(OpName(placed->first)) + " cannot be part of a program");
-    }
-    // Node i reads earlier values only: the inputs and nodes before it.
-    const uint64_t earlier = prog->inputs.size() + i;
-    for (uint64_t id : ir::Operands(*node)) {
-      if (id < 1 || id > earlier) {
-        return Status::BadArg("node " + std::to_string(i + 1) + " (" + ir::Label(*node) + "): value " +
-                              std::to_string(id) + " is not an earlier value (1.." + std::to_string(earlier) + ")");
-      }
-    }
-    prog->nodes.push_back(ProgramNode{std::move(*node), placed->second});
-  }
+  NodeBudget budget;
+  MURE_RETURN_IF_ERROR(DecodeNodes(t, nodes, *prog, budget, 0));
   c = outs + 1;
   for (uint32_t i = 0; i < t[outs].count; ++i, c = t[c].end) {
     if (t[c].kind != TermKind::kTuple || t[c].count != 2 || t[t.Child(c, 0)].kind != TermKind::kInteger ||
@@ -318,7 +480,7 @@ std::string_view AllOpNames() {
          "concatenate stack put_slice gather sort argsort dot outer fft ifft "
          "lu qr cholesky eigh svd triangular_solve solve determinant elem "
          "window window_scatter indexed cumulative dynamic_slice dynamic_put_slice program alloc write read give "
-         "shm_alloc shm_upload shm_download shm_free";
+         "shm_alloc shm_upload shm_download shm_free while if";
 }
 
 Result<Request> DecodeRequest(const TermTree& t, uint32_t n, bool test_ops) {

@@ -471,6 +471,14 @@ struct Check {
       return e.Cumulative(op, *x[0], ax, rev, out);
     });
   }
+  // Control flow is planned by PlanProgram (sched/program.h), region by region; the decoder
+  // refuses it outside a program, so these answer only a caller that skipped it.
+  Result<Checked> operator()(const ir::While&) const {
+    return Status::BadArg(":while is a node of a program: send it inside {:program, inputs, nodes, outputs}");
+  }
+  Result<Checked> operator()(const ir::If&) const {
+    return Status::BadArg(":if is a node of a program: send it inside {:program, inputs, nodes, outputs}");
+  }
 };
 
 /// Complex types and FFTs run on the CPU executor only.

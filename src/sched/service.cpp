@@ -148,6 +148,7 @@ proto::HelloInfo Service::Hello() const {
   h.max_message = cfg_.max_message;
   h.memory_limit = cfg_.memory_limit;
   h.queue_depth = cfg_.queue_depth;
+  h.max_loop_iterations = cfg_.max_loop_iterations;
   h.test_ops = cfg_.test_ops;
   h.devices = Devices();
   return h;
@@ -207,6 +208,7 @@ proto::StatsInfo Service::Stats(const RequestContext& ctx) const {
   s.requests = requests_.load();
   s.errors = errors_.load();
   s.queued = blis_queue_->pending() + (opencl_queue_ ? opencl_queue_->pending() : 0);
+  s.loop_iterations = loop_iterations_.load();
   return s;
 }
 
@@ -412,6 +414,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
   target.fuse = fused_ != nullptr;
   target.fuse_reductions = opencl_ && opencl_->info().fp64;
   target.max_message = cfg_.max_message;
+  target.max_loop_iterations = cfg_.max_loop_iterations;
   auto planned = PlanProgram(prog, std::move(infos), target);
   if (!planned.ok()) return fail(planned.status());
   // The memory the program needs at its peak, its data inputs included.
@@ -434,45 +437,19 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
     if (in.bytes) std::memcpy((*t)->data(), in.data.data(), in.bytes);
     inputs[i] = std::move(*t);
   }
-  std::vector<PlannedOp> plans = std::move(planned->plans);
-  std::vector<uint64_t> last_use = std::move(planned->last_use);
-  FusionPlan fusion = std::move(planned->fusion);
+  auto plan = std::make_shared<const ProgramPlan>(std::move(*planned));
   auto outputs = prog.outputs;
   const size_t n_inputs = prog.inputs.size();
-  Post(*blis_queue_, reply, [this, ctx, reply, inputs = std::move(inputs), plans = std::move(plans), last_use,
-                             outputs, n_inputs, fusion = std::move(fusion)]() mutable {
+  Post(*blis_queue_, reply, [this, ctx, reply, inputs = std::move(inputs), plan, outputs, n_inputs]() mutable {
     if (reply->Abandoned()) return;  // the connection closed while this waited
-    std::vector<std::shared_ptr<Tensor>> vals(n_inputs + plans.size() + 1);
+    std::vector<std::shared_ptr<Tensor>> vals(n_inputs + plan->plans.size() + 1);
     for (size_t i = 0; i < inputs.size(); ++i) vals[i + 1] = std::move(inputs[i]);
-    for (size_t i = 0; i < plans.size(); ++i) {
-      const uint64_t id = n_inputs + i + 1;
-      if (fusion.root[i] >= 0 && static_cast<size_t>(fusion.root[i]) != i) continue;  // inside a fused kernel
-      auto out = store_.Allocate(plans[i].type, plans[i].shape);
-      if (!out.ok()) {
-        errors_.fetch_add(1);
-        return reply->Error(Status(out.status().kind(), "node " + std::to_string(i + 1) + ": " + out.status().message()));
-      }
-      std::vector<const Tensor*> ins;
-      Status st;
-      if (fusion.root[i] >= 0) {
-        const Fusion& f = fusion.groups.at(i);
-        for (uint64_t v : f.inputs) ins.push_back(vals[v].get());
-        auto held = locks_.Hold(Device::kOpenCl);
-        st = fused_->Run(f.graph, ins, f.elements, f.row_length, **out);
-      } else {
-        for (uint64_t v : plans[i].operands) ins.push_back(vals[v].get());
-        st = RunKernel(plans[i], ins, **out);
-      }
-      if (!st.ok()) {
-        errors_.fetch_add(1);
-        return reply->Error(Status(st.kind(), "node " + std::to_string(i + 1) + ": " + st.message()));
-      }
-      vals[id] = std::move(*out);
-      const std::vector<uint64_t>& used = fusion.root[i] >= 0 ? fusion.groups.at(i).inputs : plans[i].operands;
-      for (uint64_t v : used) {
-        if (last_use[v] == id) vals[v].reset();  // an intermediate (or input) past its last use
-      }
-      if (last_use[id] == 0) vals[id].reset();
+    inputs.clear();
+    Status st = RunNodes(*plan, n_inputs, vals, *reply);
+    if (!st.ok()) {
+      if (reply->Abandoned()) return;  // stopped because nobody waits for the answer
+      errors_.fetch_add(1);
+      return reply->Error(st);
     }
     // Keep or return each output; the reply carries them in order.
     std::vector<uint64_t> kept;
@@ -531,6 +508,116 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
     put(nil.data(), nil.size());
     reply->OkEncoded(std::move(*encoded));
   });
+}
+
+Status Service::RunNodes(const ProgramPlan& plan, size_t n_inputs, std::vector<std::shared_ptr<Tensor>>& vals,
+                         const Reply& reply) {
+  const std::vector<PlannedOp>& plans = plan.plans;
+  const FusionPlan& fusion = plan.fusion;
+  const std::vector<uint64_t>& last_use = plan.last_use;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const uint64_t id = n_inputs + i + 1;
+    if (fusion.root[i] >= 0 && static_cast<size_t>(fusion.root[i]) != i) continue;  // inside a fused kernel
+    auto where = [&](const Status& st) { return Status(st.kind(), "node " + std::to_string(i + 1) + ": " + st.message()); };
+    if (plan.control[i]) {
+      std::vector<std::shared_ptr<Tensor>> ins;
+      for (uint64_t v : plans[i].operands) ins.push_back(vals[v]);
+      auto out = RunControl(*plan.control[i], plans[i], ins, reply);
+      if (!out.ok()) return where(out.status());
+      vals[id] = std::move(*out);
+    } else {
+      auto out = store_.Allocate(plans[i].type, plans[i].shape);
+      if (!out.ok()) return where(out.status());
+      std::vector<const Tensor*> ins;
+      Status st;
+      if (fusion.root[i] >= 0) {
+        const Fusion& f = fusion.groups.at(i);
+        for (uint64_t v : f.inputs) ins.push_back(vals[v].get());
+        auto held = locks_.Hold(Device::kOpenCl);
+        st = fused_->Run(f.graph, ins, f.elements, f.row_length, **out);
+      } else {
+        for (uint64_t v : plans[i].operands) ins.push_back(vals[v].get());
+        st = RunKernel(plans[i], ins, **out);
+      }
+      if (!st.ok()) return where(st);
+      vals[id] = std::move(*out);
+    }
+    const std::vector<uint64_t>& used = fusion.root[i] >= 0 ? fusion.groups.at(i).inputs : plans[i].operands;
+    for (uint64_t v : used) {
+      if (last_use[v] == id) vals[v].reset();  // an intermediate (or input) past its last use
+    }
+    if (last_use[id] == 0) vals[id].reset();
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+/// A scalar predicate of an integer type: non-zero when any of its bytes is.
+bool Holds(const Tensor& pred) {
+  for (uint64_t i = 0; i < pred.bytes(); ++i) {
+    if (pred.data()[i] != 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Tensor>> Service::RunControl(const ControlPlan& ctl, const PlannedOp& op,
+                                                    const std::vector<std::shared_ptr<Tensor>>& ins,
+                                                    const Reply& reply) {
+  // Runs region r on `args`: its outputs, in order.
+  auto run = [&](size_t r, const std::vector<std::shared_ptr<Tensor>>& args, const char* name)
+      -> Result<std::vector<std::shared_ptr<Tensor>>> {
+    const ProgramPlan& p = ctl.regions[r];
+    std::vector<std::shared_ptr<Tensor>> vals(args.size() + p.plans.size() + 1);
+    for (size_t i = 0; i < args.size(); ++i) vals[i + 1] = args[i];
+    Status st = RunNodes(p, args.size(), vals, reply);
+    if (!st.ok()) return Status(st.kind(), std::string(name) + " " + st.message());
+    std::vector<std::shared_ptr<Tensor>> outs;
+    for (uint64_t id : ctl.outputs[r]) outs.push_back(vals[id]);
+    return outs;
+  };
+  std::vector<std::shared_ptr<Tensor>> results;
+  if (ctl.is_while) {
+    const size_t k = ctl.outputs[1].size();
+    std::vector<std::shared_ptr<Tensor>> args = ins;  // the state (1..k), then the invariants
+    for (uint64_t done = 0;; ++done) {
+      if (reply.Abandoned()) return Status(ErrorKind::kInternal, "the caller is gone");
+      auto pred = run(0, args, "cond");
+      if (!pred.ok()) return pred.status();
+      if (!Holds(*(*pred)[0])) break;
+      if (done == ctl.max_iterations) {
+        return Status(ErrorKind::kOutOfRange,
+                      "the loop ran " + std::to_string(done) + " iterations, its bound, and its condition still holds: " +
+                          (ctl.node_cap ? "the node caps loops at max_loop_iterations = " +
+                                              std::to_string(ctl.max_iterations) + " (config/mure.conf)"
+                                        : "raise max_iterations (Mure.Compiler option :max_iterations)"));
+      }
+      auto next = run(1, args, "body");
+      if (!next.ok()) return next.status();
+      for (size_t i = 0; i < k; ++i) args[i] = std::move((*next)[i]);  // the old state freed here
+      loop_iterations_.fetch_add(1, std::memory_order_relaxed);
+    }
+    args.resize(k);
+    results = std::move(args);
+  } else {
+    std::vector<std::shared_ptr<Tensor>> captured(ins.begin() + 1, ins.end());
+    const bool then_branch = Holds(*ins[0]);
+    auto outs = run(then_branch ? 0 : 1, captured, then_branch ? "then" : "else");
+    if (!outs.ok()) return outs.status();
+    results = std::move(*outs);
+  }
+  auto packed = store_.Allocate(op.type, op.shape);
+  if (!packed.ok()) return packed.status();
+  for (size_t i = 0; i < results.size(); ++i) {
+    const uint64_t offset = op.parts[i].offset, bytes = results[i]->bytes();
+    if (offset > (*packed)->bytes() || bytes > (*packed)->bytes() - offset) {
+      return Status::Internal("a part lies outside its tuple value");
+    }
+    if (bytes) std::memcpy((*packed)->data() + offset, results[i]->data(), bytes);
+  }
+  return packed;
 }
 
 }  // namespace mure

@@ -33,6 +33,7 @@
 #include "sched/device_locks.h"
 #include "sched/fusion.h"
 #include "sched/planner.h"
+#include "sched/program.h"
 #include "sched/work_queue.h"
 #include "store/shm_segments.h"
 #include "store/tensor_store.h"
@@ -72,6 +73,15 @@ class Service : public RequestHandler {
   void ComputeTuple(const RequestContext& ctx, PlannedOp plan, std::vector<std::shared_ptr<Tensor>> held,
                     std::shared_ptr<Tensor> packed, std::shared_ptr<Reply> reply);
   void RunProgram(const RequestContext& ctx, const proto::Program& prog, std::shared_ptr<Reply> reply);
+  /// Run a planned program's (or region's) nodes in order: `vals` (by value id, 1-based) holds its
+  /// inputs and gets its values, intermediates freed after their last use, outputs kept. The same
+  /// loop serves the top level and every while/if region. Errors name the node ("node 3: ...").
+  Status RunNodes(const ProgramPlan& plan, size_t n_inputs, std::vector<std::shared_ptr<Tensor>>& vals,
+                  const Reply& reply);
+  /// A while or if node: its regions run on `ins` (its operands in ir::Operands order); the result
+  /// is its tuple value, the final state / the branch's outputs packed.
+  Result<std::shared_ptr<Tensor>> RunControl(const ControlPlan& ctl, const PlannedOp& op,
+                                             const std::vector<std::shared_ptr<Tensor>>& ins, const Reply& reply);
   void Alloc(const RequestContext& ctx, const proto::Alloc& req, std::shared_ptr<Reply> reply);
   void Write(const RequestContext& ctx, const proto::Write& req, Reply& reply);
   void Read(const RequestContext& ctx, const proto::Read& req, Reply& reply);
@@ -99,6 +109,7 @@ class Service : public RequestHandler {
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> loop_iterations_{0};
 };
 
 }  // namespace mure

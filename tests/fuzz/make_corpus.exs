@@ -303,6 +303,31 @@ defmodule Corpus do
           {:program, [{:handle, 1}], [{:binary, :multiply, 1, 1}], [{2, :return}], %{device: :cpu}},
           {:program, [{:handle, 99}], [{:binary, :add, 1, 5}], [{7, :keep}]}
         ]),
+      # while and if nodes: a factorial loop, an if, then the edges (a loop past its bound, a
+      # body output of another type, region ids out of range, while as a request, deep nesting).
+      "program_control" =>
+        requests([
+          {:program, [{:data, {:s, 64}, {}, <<1::64-signed-native>>}, {:data, {:s, 64}, {}, <<5::64-signed-native>>}],
+           [
+             {:while, [1, 2], [], {[{:full, {:s, 64}, {}, 0}, {:binary, :greater, 2, 3}], 4},
+              {[{:binary, :multiply, 1, 2}, {:full, {:s, 64}, {}, 1}, {:binary, :subtract, 2, 4}], [3, 5]}, 100},
+             {:elem, 3, 0},
+             {:if, 2, [1, 2], {[{:binary, :subtract, 1, 2}], [3]}, {[{:binary, :multiply, 1, 2}], [3]}},
+             {:elem, 5, 0}
+           ], [{4, :return}, {6, :keep}]},
+          {:program, [{:data, {:s, 64}, {}, <<5::64-signed-native>>}],
+           [{:while, [1], [], {[], 1}, {[{:full, {:s, 64}, {}, 1}, {:binary, :add, 1, 2}], [3]}, 7}],
+           [{1, :return}]},
+          {:program, [{:data, {:s, 64}, {}, <<5::64-signed-native>>}],
+           [{:while, [1], [], {[], 1}, {[{:as_type, 1, {:f, 32}}], [2]}, 7}], [{1, :return}]},
+          {:program, [{:data, {:s, 64}, {}, <<5::64-signed-native>>}],
+           [{:while, [1, 9], [], {[], 99}, {[{:binary, :add, 1, 5}], [1 <<< 40]}, 0}], [{1, :return}]},
+          {:while, [1], [], {[], 1}, {[], [1]}, 1},
+          {:program, [{:data, {:s, 64}, {}, <<0::64-signed-native>>}],
+           [Enum.reduce(1..10, {:binary, :add, 1, 1}, fn _, inner ->
+              {:while, [1], [], {[inner], 2}, {[inner, {:elem, 2, 0}], [3]}, 2}
+            end)], [{1, :return}]}
+        ]),
       "chunked" =>
         requests([
           {:alloc, {:u, 8}, {16}},

@@ -24,6 +24,9 @@ defmodule Mure.Compiler do
       run of a program may build its fused kernels), or `:infinity`
     * `:hooks` - `%{name => fun}`, as for `Nx.Defn.Evaluator`: functions that run on the
       client with the hooked value (downloaded) as the function runs
+    * `:max_iterations` - the most iterations a `while` run on the node may take (default
+      10 000 000, the node's default `max_loop_iterations`; the smaller of the two applies);
+      a loop still going at the bound raises `Mure.Error`
     * `:connections` - a list of connections: partitions of an `Nx.Serving` (below); a
       call without partitions runs on the first
     * `:cluster` - a `Mure.Cluster` (pid or name): its ready members' connections, as
@@ -68,16 +71,27 @@ defmodule Mure.Compiler do
   maps are containers, `optional` ops use the node's op when `Mure.Backend` has one and
   their fallback expression otherwise. A straight-line function is **one request**.
 
+  `while` and `cond` run on the node when they are straight-line: the condition and the body
+  of a `while` (each branch of a `cond`) lowered on their own make no client step (no hook,
+  no op the node lacks, no client loop inside). A `while` then becomes one `{:while, ...}`
+  node of the program (docs/protocol.md, "while / if"): the node runs every iteration, and
+  the tensors the loop captures are its invariants; a `cond` becomes nested `{:if, ...}`
+  nodes (one per clause; its predicates are computed before the first). Loops nest. A
+  training loop of 100 steps is then one request, not 100. The loop's bound is the option
+  `:max_iterations` (and the node's `max_loop_iterations`); a loop still running at the
+  bound raises `Mure.Error` (`:out_of_range`).
+
   What one program cannot hold splits the function there: the values needed are computed
   by the program so far and stay on the node; then
 
     * an op the node lacks (see "Ops the node does not have yet" in `Mure.Backend`) runs as
       the eager `Mure.Backend` op;
-    * `while` runs on the client: the condition is tested once on the initial state, then
-      each iteration is one program (the body and the test of the condition on the new
-      state, whose result comes back in the reply): one round trip per iteration;
-    * `cond` tests its clauses in order (a program each, the predicate in the reply) and
-      runs the chosen branch;
+    * a `while` that is not straight-line runs on the client: the condition is tested once
+      on the initial state, then each iteration is one program (the body and the test of
+      the condition on the new state, whose result comes back in the reply): one round
+      trip per iteration;
+    * a `cond` with a branch that is not straight-line tests its clauses in order (a
+      program each, the predicate in the reply) and runs the chosen branch;
     * hooks get their values downloaded and run on the client;
 
   and the function goes on with a new program.
@@ -94,6 +108,10 @@ defmodule Mure.Compiler do
   """
 
   @behaviour Nx.Defn.Compiler
+
+  # The default bound of a `while` run on the node: the node's own default cap
+  # (max_loop_iterations in config/mure.conf); the smaller of the two applies.
+  @max_iterations 10_000_000
 
   alias Mure.Backend.Node
   alias Mure.Compiler.{Lower, Run}
@@ -200,7 +218,7 @@ defmodule Mure.Compiler do
     # The signature: the arguments' structure (containers, map keys) with their tensors'
     # types, shapes, names and vectorized axes.
     signature = Enum.map(vars, &Nx.Defn.Composite.traverse(&1, fn t -> %{t | data: nil} end))
-    cache_key = {__MODULE__, key, signature, opts[:hooks]}
+    cache_key = {__MODULE__, key, signature, opts[:hooks], opts[:max_iterations]}
 
     case Mure.Jit.Cache.get(cache_key) do
       {:ok, planned} ->
@@ -208,7 +226,10 @@ defmodule Mure.Compiler do
 
       :error ->
         expr = fun.(vars)
-        planned = {Lower.plan(expr, flat, opts[:hooks]), used_parameters(expr)}
+
+        planned =
+          {Lower.plan(expr, flat, opts[:hooks], opts[:max_iterations]), used_parameters(expr)}
+
         Mure.Jit.Cache.put(cache_key, planned)
         planned
     end
@@ -333,8 +354,15 @@ defmodule Mure.Compiler do
         :batch_keys,
         max_concurrency: 1,
         hooks: %{},
-        timeout: 60_000
+        timeout: 60_000,
+        max_iterations: @max_iterations
       ])
+
+    unless is_integer(opts[:max_iterations]) and opts[:max_iterations] >= 1 do
+      raise ArgumentError,
+            "Mure.Compiler: expected :max_iterations to be a positive integer, got: " <>
+              inspect(opts[:max_iterations])
+    end
 
     unless is_integer(opts[:max_concurrency]) and opts[:max_concurrency] > 0 do
       raise ArgumentError,

@@ -145,6 +145,56 @@ defmodule Mure.Program do
     end
   end
 
+  @doc false
+  # A region of a {:while, ...} or {:if, ...} node (docs/protocol.md, "while / if"): the
+  # nodes computing `outputs` with their own value numbering. `fixed` are the expressions
+  # that are values 1..length(fixed) (a while's state parameters); every other expression
+  # reached that is a parameter or that existed before the region was lowered (an id at most
+  # `watermark`) is a value the region captures from the enclosing program, numbered after
+  # `fixed` (pass `captured` to give some a number first). Returns
+  # `{nodes, output_ids, captured}`, `captured` in value order.
+  @spec region([Expr.t()], [Expr.t()], integer(), [Expr.t()]) ::
+          {[tuple()], [pos_integer()], [Expr.t()]}
+  def region(outputs, fixed, watermark, captured \\ []) do
+    fixed_ids = MapSet.new(fixed, & &1.id)
+
+    outside? = fn e ->
+      MapSet.member?(fixed_ids, e.id) or match?({:parameter, _, _}, e.node) or
+        e.id <= watermark
+    end
+
+    {inner, outer} = reach_region(outputs, outside?, %{}, [])
+    known = MapSet.new(fixed ++ captured, & &1.id)
+
+    captured =
+      captured ++
+        (outer
+         |> Enum.reverse()
+         |> Enum.uniq_by(& &1.id)
+         |> Enum.reject(&MapSet.member?(known, &1.id))
+         |> Enum.sort_by(& &1.id))
+
+    nodes = inner |> Map.values() |> Enum.sort_by(& &1.id)
+
+    ids =
+      (fixed ++ captured ++ nodes)
+      |> Enum.with_index(1)
+      |> Map.new(fn {e, vid} -> {e.id, vid} end)
+
+    {Enum.map(nodes, &wire(&1.node, ids)), Enum.map(outputs, &Map.fetch!(ids, &1.id)), captured}
+  end
+
+  # The region's own nodes (by id) and the outside expressions it reads.
+  defp reach_region([], _outside?, seen, outer), do: {seen, outer}
+
+  defp reach_region([%Expr{id: id} = e | rest], outside?, seen, outer) do
+    cond do
+      Map.has_key?(seen, id) -> reach_region(rest, outside?, seen, outer)
+      outside?.(e) -> reach_region(rest, outside?, seen, [e | outer])
+      true -> reach_region(operands(e.node) ++ rest, outside?, Map.put(seen, id, e), outer)
+    end
+  end
+
   # The return value's structure, with {:"$mure_output", i} in place of each expression.
   defp flatten(%Expr{} = e, acc), do: {{:"$mure_output", length(acc)}, [e | acc]}
 

@@ -26,7 +26,7 @@ defmodule Mure.Compiler.Lower do
 
   require Logger
 
-  alias Mure.Compiler.Sym
+  alias Mure.Compiler.{Control, Sym}
   alias Mure.{Expr, Program}
   alias Nx.Defn.{Composite, Tree}
   alias Nx.Defn.Expr, as: DExpr
@@ -41,14 +41,15 @@ defmodule Mure.Compiler.Lower do
     steps: [],
     next: 1,
     templates: %{},
-    scope: %{}
+    scope: %{},
+    max_iterations: 10_000_000
   ]
 
   @doc false
   # The plan of `expr` (the traced function's result) for `vars` (its parameter templates).
-  @spec plan(term(), [Nx.Tensor.t()], map()) :: map()
-  def plan(expr, vars, hooks) do
-    ctx = %__MODULE__{trace: make_ref(), hooks: hooks}
+  @spec plan(term(), [Nx.Tensor.t()], map(), pos_integer()) :: map()
+  def plan(expr, vars, hooks, max_iterations \\ 10_000_000) do
+    ctx = %__MODULE__{trace: make_ref(), hooks: hooks, max_iterations: max_iterations}
     # Vectorized tensors are walked devectorized, as Nx.Defn.Evaluator does; the results
     # take their vectorized axes back from the templates.
     {params, ctx} = Enum.map_reduce(vars, ctx, &new_slot(&2, Nx.devectorize(&1)))
@@ -180,7 +181,59 @@ defmodule Mure.Compiler.Lower do
     end
   end
 
-  defp op(:while, %{data: %{args: [initial, arg, condition, block]}}, ctx) do
+  defp op(:while, %{data: %{args: args}}, ctx) do
+    case node_while(args, ctx) do
+      {:ok, value, ctx} -> {value, ctx}
+      :client -> client_while(args, ctx)
+    end
+  end
+
+  defp op(:cond, %{data: %{args: [clauses, last]}}, ctx) do
+    # What the branches share with the enclosing scope is computed there, first.
+    branches = [Enum.map(clauses, &Tuple.to_list/1), last]
+
+    ctx =
+      branches
+      |> shared(ctx.scope)
+      |> Enum.reduce(ctx, fn t, ctx -> elem(eval(t, ctx), 1) end)
+
+    case node_cond(clauses, last, ctx) do
+      {:ok, value, ctx} -> {value, ctx}
+      :client -> client_cond(clauses, last, ctx)
+    end
+  end
+
+  defp op(op, t, ctx) do
+    {args, ctx} = Tree.apply_args(t, ctx, &eval/2)
+
+    result =
+      cond do
+        op in [:eye, :iota] -> lower(fn -> create(op, t, args) end)
+        match?({:tuple, _}, t.type) -> lower(fn -> apply(Mure.Backend, op, args) end)
+        true -> lower(fn -> apply(Mure.Backend, op, [t | args]) end)
+      end
+
+    case result do
+      {:ok, value} ->
+        {value, ctx}
+
+      {:client, why} ->
+        Logger.debug("Mure.Compiler: #{op} splits the program: it runs as an eager op (#{why})")
+
+        args =
+          cond do
+            op in [:eye, :iota] -> [t | args] ++ [:"$backend_opts"]
+            match?({:tuple, _}, t.type) -> args
+            true -> [t | args]
+          end
+
+        client(op, args, if(match?({:tuple, _}, t.type), do: hd(args), else: t), ctx)
+    end
+  end
+
+  # The client loop: each iteration one program (the fallback when the condition or the body
+  # is not straight-line).
+  defp client_while([initial, arg, condition, block], ctx) do
     {init, ctx} = composite(initial, ctx)
     {init_leaves, ctx} = flush(Composite.flatten_list([init]), ctx)
 
@@ -217,15 +270,9 @@ defmodule Mure.Compiler.Lower do
     {value, ctx}
   end
 
-  defp op(:cond, %{data: %{args: [clauses, last]}}, ctx) do
-    # What the branches share with the enclosing scope is computed there, first.
-    branches = [Enum.map(clauses, &Tuple.to_list/1), last]
-
-    ctx =
-      branches
-      |> shared(ctx.scope)
-      |> Enum.reduce(ctx, fn t, ctx -> elem(eval(t, ctx), 1) end)
-
+  # The client cond: each clause's test a program, then the chosen branch (the fallback when
+  # a branch is not straight-line).
+  defp client_cond(clauses, last, ctx) do
     saved = {ctx.memo, ctx.steps, ctx.scope}
 
     {clauses, ctx} =
@@ -251,32 +298,64 @@ defmodule Mure.Compiler.Lower do
     {value, ctx}
   end
 
-  defp op(op, t, ctx) do
-    {args, ctx} = Tree.apply_args(t, ctx, &eval/2)
+  ## while and cond on the node (Mure.Compiler.Control builds the nodes)
 
-    result =
-      cond do
-        op in [:eye, :iota] -> lower(fn -> create(op, t, args) end)
-        match?({:tuple, _}, t.type) -> lower(fn -> apply(Mure.Backend, op, args) end)
-        true -> lower(fn -> apply(Mure.Backend, op, [t | args]) end)
-      end
+  # The loop as one {:while, ...} node of the program being built, when the condition and
+  # the body are straight-line: lowering them in a fresh sub-context adds no step (no hook,
+  # client op or client loop). {:ok, value, ctx}, or :client.
+  defp node_while([initial, arg, condition, block], ctx) do
+    {init, ctx} = composite(initial, ctx)
+    init_leaves = Composite.flatten_list([init])
 
-    case result do
-      {:ok, value} ->
-        {value, ctx}
+    {params, ctx} =
+      Enum.map_reduce(Composite.flatten_list([arg]), ctx, &new_slot(&2, &1, :region))
 
-      {:client, why} ->
-        Logger.debug("Mure.Compiler: #{op} splits the program: it runs as an eager op (#{why})")
+    watermark = Control.watermark()
+    scope = Tree.scope_ids({condition, block})
+    inner = %{ctx | memo: %{}, params: List.to_tuple(params), steps: [], scope: scope}
+    {pred, inner} = eval(condition, inner)
+    {state, inner} = composite(block, %{inner | memo: %{}})
+    state = Composite.flatten_list([state])
 
-        args =
-          cond do
-            op in [:eye, :iota] -> [t | args] ++ [:"$backend_opts"]
-            match?({:tuple, _}, t.type) -> args
-            true -> [t | args]
-          end
+    with [] <- inner.steps,
+         {:ok, out} <-
+           Control.while(init_leaves, params, pred, state, watermark, ctx.max_iterations) do
+      {value, []} = Composite.traverse(init, out, fn _, [o | r] -> {o, r} end)
 
-        client(op, args, if(match?({:tuple, _}, t.type), do: hd(args), else: t), ctx)
+      {:ok, value,
+       %{inner | memo: ctx.memo, params: ctx.params, steps: ctx.steps, scope: ctx.scope}}
+    else
+      _ -> :client
     end
+  end
+
+  # A cond as nested {:if, ...} nodes when every branch is straight-line. The predicates
+  # are computed first, in the enclosing program (they are pure). {:ok, value, ctx}, or
+  # :client.
+  defp node_cond(clauses, last, ctx) do
+    {preds, ctx} = Enum.map_reduce(clauses, ctx, fn {pred, _}, ctx -> eval(pred, ctx) end)
+    watermark = Control.watermark()
+    bodies = Enum.map(clauses, &elem(&1, 1)) ++ [last]
+    {branches, ctx} = Enum.map_reduce(bodies, ctx, &node_branch/2)
+
+    case Control.cond(preds, branches, watermark) do
+      {:ok, out} ->
+        {value, []} = Composite.traverse(last, out, fn _, [o | r] -> {o, r} end)
+        {:ok, value, ctx}
+
+      :client ->
+        :client
+    end
+  end
+
+  # A branch lowered as a region: its leaves, or :client when it needs a step. The memo and
+  # scope are left as they were (what a branch computes is its own).
+  defp node_branch(body, ctx) do
+    {memo, scope, steps} = {ctx.memo, ctx.scope, ctx.steps}
+    inner = %{ctx | steps: [], scope: Tree.scope_ids(body, scope)}
+    {value, inner} = composite(body, inner)
+    result = if inner.steps == [], do: Composite.flatten_list([value]), else: :client
+    {result, %{inner | memo: memo, scope: scope, steps: steps}}
   end
 
   defp create(:eye, t, []) do

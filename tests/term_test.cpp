@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "proto/reply_terms.h"
 #include "proto/term.h"
 
 using namespace mure;
@@ -185,4 +186,29 @@ TEST_CASE("every truncation and every single-byte corruption of a request is han
     }
   }
   CHECK(parsed > 0);
+}
+
+// The node's own replies (hello, devices, stats) are terms whose map and tuple arities match what
+// follows them: each parses as exactly one term that ends where the bytes end, and every map
+// key is an atom. (A map announced with fewer pairs than written reads back as a shorter map on
+// the BEAM, silently dropping a counter.)
+TEST_CASE("hello, devices and stats replies are each one well-formed term", "[term][reply]") {
+  auto check = [](const std::string& bytes, TermKind kind) {
+    TermTree tree;
+    auto end = ParseExternal(bytes, 0, tree);
+    REQUIRE(end.ok());
+    CHECK(*end == bytes.size());
+    REQUIRE(tree.size() > 0);
+    CHECK(tree[0].kind == kind);
+    for (uint32_t n = 0; n < tree.size(); ++n) {
+      if (tree[n].kind != TermKind::kMap) continue;
+      for (uint32_t i = 0; i < tree[n].count; i += 2) CHECK(tree[tree.Child(n, i)].kind == TermKind::kAtom);
+    }
+  };
+  check(Encode([](TermWriter& w) { WriteStats(w, StatsInfo{}); }), TermKind::kMap);
+  check(Encode([](TermWriter& w) { WriteHello(w, HelloInfo{}); }), TermKind::kMap);
+  DevicesInfo both;
+  both.blas.emplace();
+  both.opencl.emplace();
+  check(Encode([&](TermWriter& w) { WriteDevices(w, both); }), TermKind::kList);
 }

@@ -135,7 +135,16 @@ defmodule Mure.NxServingTest do
       conns = members |> Enum.sort_by(& &1.node) |> Enum.map(& &1.conn)
 
       assert partitions(compiler: Mure, cluster: cluster) ==
-               Enum.map(conns, &[compiler: Mure, connection: &1, hooks: %{}, timeout: 60_000])
+               Enum.map(
+                 conns,
+                 &[
+                   compiler: Mure,
+                   connection: &1,
+                   hooks: %{},
+                   max_iterations: 10_000_000,
+                   timeout: 60_000
+                 ]
+               )
 
       before = Map.new(conns, &{&1, requests(&1)})
       name = :"serving_#{System.unique_integer([:positive])}"
@@ -252,17 +261,34 @@ defmodule Mure.NxServingTest do
                [:cpu, :opencl]
 
       # An explicit device: one partition.
-      assert [[compiler: Mure, connection: ^conn, device: :cpu, hooks: %{}, timeout: 60_000]] =
-               partitions(compiler: Mure, connection: conn, device: :cpu)
+      assert [
+               [
+                 compiler: Mure,
+                 connection: ^conn,
+                 device: :cpu,
+                 hooks: %{},
+                 max_iterations: 10_000_000,
+                 timeout: 60_000
+               ]
+             ] = partitions(compiler: Mure, connection: conn, device: :cpu)
 
       blis_only = start_supervised!({Mure, devices: [:blis]}, id: :blis)
 
-      assert [[compiler: Mure, connection: ^blis_only, hooks: %{}, timeout: 60_000]] =
-               partitions(compiler: Mure, connection: blis_only)
+      assert [
+               [
+                 compiler: Mure,
+                 connection: ^blis_only,
+                 hooks: %{},
+                 max_iterations: 10_000_000,
+                 timeout: 60_000
+               ]
+             ] = partitions(compiler: Mure, connection: blis_only)
 
       # Connections named: one each; a call without partitions runs on the first.
-      assert [[connection: ^conn, hooks: _, timeout: _], [connection: ^blis_only] ++ _] =
-               partitions(connections: [conn, blis_only])
+      assert [
+               [connection: ^conn, hooks: _, max_iterations: _, timeout: _],
+               [connection: ^blis_only] ++ _
+             ] = partitions(connections: [conn, blis_only])
 
       # max_concurrency: partitions per connection and device, as Nx.Defn.Evaluator's.
       assert [[connection: ^blis_only] ++ _ = p, p] =

@@ -102,7 +102,7 @@ void WriteHello(TermWriter& w, const HelloInfo& h) {
 }
 
 void WriteStats(TermWriter& w, const StatsInfo& s) {
-  w.Map(12);
+  w.Map(13);  // kernels, then the 12 counters below
   w.Atom("kernels").Map(8);
   w.Atom("fused_compiled").UInt(s.fused_compiled);
   w.Atom("fused_disk_hits").UInt(s.fused_disk_hits);

@@ -276,6 +276,8 @@ defmodule Mure.Api.Transfers do
   # With `shared_memory: false` (or on a connection without it) nothing goes through shared
   # memory; else a transfer of 1 MiB or more does when the node is on this host (Mure.Transfer).
   defp in_pieces(conn, bytes, opts) do
+    opts = Keyword.validate!(opts, [:timeout, :shared_memory])
+    Call.check_timeout!(opts[:timeout])
     shm = Keyword.get(opts, :shared_memory, true)
 
     unless is_boolean(shm),
@@ -285,17 +287,14 @@ defmodule Mure.Api.Transfers do
          {:ok, %{chunk_size: chunk} = limits} <- Transfer.limits(conn),
          limits = %{limits | shm: limits.shm and shm},
          true <- bytes > chunk or Transfer.shm?(limits, bytes) do
-      {:pieces, limits, timeout(opts)}
+      {:pieces, limits, opts[:timeout]}
     else
       _ -> :whole
     end
   end
 
-  defp timeout(opts) do
-    opts = Keyword.validate!(opts, [:timeout, :shared_memory])
-    Call.check_timeout!(opts[:timeout])
-    opts[:timeout]
-  end
+  # The timeout of a whole transfer (in_pieces/3 has validated the options).
+  defp timeout(opts), do: opts[:timeout]
 
   # The options a single message takes.
   defp call_opts(opts), do: Keyword.take(opts, [:timeout])

@@ -11,7 +11,6 @@
 # Prints a markdown section (appended to FILE when given). Exits non-zero when a measurement
 # breaks (the runners disagree, an error reply, NumPy missing); never because of a figure.
 Code.require_file("../elixir_client/examples/digits.exs", __DIR__)
-Code.require_file("defn_fusion.exs", __DIR__)
 
 defmodule Bench.Defn.NumPy do
   @moduledoc false
@@ -136,7 +135,7 @@ defmodule Bench.Defn do
 end
 
 alias Bench.Defn, as: B
-alias Bench.Defn.{Fusion, NumPy}
+alias Bench.Defn.NumPy
 alias Mure.Examples.Digits
 
 {opts, _, _} =
@@ -193,7 +192,6 @@ numpy = Map.new(np_rows, &{&1["task"], &1})
 
 {:ok, conn} = Mure.start_link(timeout: 120_000)
 hello = Mure.hello!(conn)
-opencl = Enum.find(hello.devices, &(&1.id == :opencl))
 lr_t = Nx.tensor(lr, type: {:f, 32}, backend: Nx.BinaryBackend)
 mure = [compiler: Mure, connection: conn]
 step_m = Nx.Defn.jit(&Digits.train_step/4, mure)
@@ -203,7 +201,6 @@ eval = [compiler: Nx.Defn.Evaluator]
 step_b = Nx.Defn.jit(&Digits.train_step/4, eval)
 loss_b = Nx.Defn.jit(&Digits.loss/3, eval)
 fwd_b = Nx.Defn.jit(&Digits.predict/2, eval)
-fusible = Fusion.fusible(Path.join(root, "src/ir/ops.def"))
 p_node = Digits.to_node(params, conn)
 lr_node = Digits.to_node(lr_t, conn)
 
@@ -221,22 +218,26 @@ results =
           {fn -> fwd_m.(p_node, x) end, fn -> fwd_b.(params, w.x) end}
       end
 
-    # The program of the first call (a cold JIT cache: traced and lowered again), its nodes' fusion
-    # and the fused kernels the node built or loaded for it.
+    # The first call (a cold JIT cache: traced and lowered again) and the fused kernels the node
+    # built or loaded for it; then one more call, whose program nodes the node counts, with those
+    # it ran inside generated fused kernels (stats.kernels: program_nodes, fused_nodes, fused_groups).
+    Mure.Jit.Cache.clear()
     k0 = Mure.stats!(conn).kernels
-    {cold, {first_result, programs, plan_steps}} = B.ms(fn -> Fusion.program(mure_fun) end)
+    {cold, first_result} = B.ms(mure_fun)
     k1 = Mure.stats!(conn).kernels
     kernels = k1.fused_compiled + k1.fused_disk_hits - k0.fused_compiled - k0.fused_disk_hits
-    allow_reduce = opencl != nil and opencl.fp64 == true
-
-    fusion =
-      if opencl do
-        Enum.map(programs, &Fusion.plan(&1, Fusion.values(conn, &1), fusible, allow_reduce))
-      else
-        Enum.map(programs, &%{nodes: length(&1.nodes), fused: 0, groups: 0, kernels: 0})
-      end
-
     B.free(first_result)
+    B.free(mure_fun.())
+    k2 = Mure.stats!(conn).kernels
+
+    fusion = [
+      %{
+        nodes: k2.program_nodes - k1.program_nodes,
+        fused: k2.fused_nodes - k1.fused_nodes,
+        groups: k2.fused_groups - k1.fused_groups
+      }
+    ]
+
     {_warm, ms, result} = B.times(reps, mure_fun)
     {requests, sent} = B.round_trips(conn, reps, mure_fun)
 
@@ -316,7 +317,6 @@ results =
       np1_ms: NumPy.secs(numpy1[w.task]["ms"]),
       requests: requests,
       sent: sent,
-      plan_steps: plan_steps,
       fusion: fusion,
       kernels: kernels,
       agree: agree
@@ -360,14 +360,14 @@ ratio_md =
     f =
       Enum.reduce(
         r.fusion,
-        %{nodes: 0, fused: 0, groups: 0, kernels: 0},
+        %{nodes: 0, fused: 0, groups: 0},
         &Map.merge(&1, &2, fn _, a, b -> a + b end)
       )
 
     frac =
       if f.nodes > 0,
         do:
-          "#{B.fmt(100 * f.fused / f.nodes)} % (#{f.fused} of #{f.nodes} nodes in #{f.groups} groups; #{f.kernels} distinct kernels)",
+          "#{B.fmt(100 * f.fused / f.nodes)} % (#{f.fused} of #{f.nodes} nodes, in #{f.groups} fused kernels run)",
         else: "—"
 
     names = [mure: "Mure", bb: "BinaryBackend", numpy: "NumPy"]
@@ -422,10 +422,8 @@ lines =
       "",
       "*Round trips per call*: programs Mure.Compiler sent (telemetry `[:mure, :compiler, :program]`) per call (goal: 1); " <>
         "in brackets, requests the node counted (`stats.requests`) per call, its own `stats` calls left out. " <>
-        "*Fused fraction*: of the program's nodes (every node Mure.Compiler sent), those the node runs inside generated fused " <>
-        "kernels: the rules of `src/sched/fusion.cpp` (f32 elementwise trees of one shape with single-use inner values, " <>
-        "topped by a trailing-axes reduction where the OpenCL device has fp64) applied to the program with every value's " <>
-        "type and shape as the node reports them, and the fusible ops of `src/ir/ops.def`; *new fused kernels* is what the node's " <>
+        "*Fused fraction*: of the program nodes the node ran for one call, those it ran inside generated fused kernels " <>
+        "(its own counters, `stats.kernels`: `program_nodes`, `fused_nodes`, `fused_groups`); *new fused kernels* is what the node's " <>
         "`stats.kernels` counted at the first call (`fused_compiled` + `fused_disk_hits`; identical groups share a kernel; 0 where an earlier row built them). " <>
         "*Agrees*: loss of the batch before → after the step (the new parameters on the same rows), each within 1e-4 " <>
         "(relative) of Nx.BinaryBackend's (NumPy's where it did not run); forward logits within 1e-4.",

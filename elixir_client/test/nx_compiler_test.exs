@@ -134,6 +134,31 @@ defmodule Mure.NxCompilerTest do
     assert_close(got, reference(&softmax_layer/3, [x, w, b]))
   end
 
+  test "the node counts the program's nodes and those it fused (stats.kernels)", %{conn: conn} do
+    unless Enum.any?(Mure.hello!(conn).devices, &(&1.id == :opencl)),
+      do: flunk("the node has no OpenCL device: fused kernels need one (PoCL is expected)")
+
+    # x * y + x, then exp: three f32 elementwise nodes of one shape, one fused kernel; the
+    # sum over all of it tops the group (where the device has fp64) or runs alone.
+    fun = mure(fn x, y -> {Nx.exp(Nx.add(Nx.multiply(x, y), x)), Nx.sum(x)} end, conn)
+    x = Nx.iota({4, 8}, type: :f32) |> Nx.divide(32)
+    y = Nx.tensor(0.5, type: :f32) |> Nx.broadcast({4, 8})
+    fun.(x, y)
+    before = Mure.stats!(conn).kernels
+    {e, _s} = fun.(x, y)
+    k = Mure.stats!(conn).kernels
+
+    want = Nx.exp(Nx.add(Nx.multiply(x, y), x))
+
+    assert Nx.all_close(Nx.backend_copy(e, Nx.BinaryBackend), want, rtol: 1.0e-6)
+           |> Nx.to_number() == 1
+
+    # Nodes: the two arguments' bytes are inputs, not nodes; multiply, add, exp, sum.
+    assert k.program_nodes - before.program_nodes == 4
+    assert k.fused_nodes - before.fused_nodes == 3
+    assert k.fused_groups - before.fused_groups == 1
+  end
+
   test "arguments that are Mure.Backend tensors go by handle", %{conn: conn} do
     x = Nx.iota({2, 3}, type: {:f, 32}, backend: {Mure.Backend, connection: conn})
     fun = Nx.Defn.jit(fn x -> Nx.sum(Nx.sin(x), axes: [0]) end, compiler: Mure)

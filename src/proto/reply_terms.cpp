@@ -103,7 +103,7 @@ void WriteHello(TermWriter& w, const HelloInfo& h) {
 
 void WriteStats(TermWriter& w, const StatsInfo& s) {
   w.Map(13);  // kernels, then the 12 counters below
-  w.Atom("kernels").Map(8);
+  w.Atom("kernels").Map(11);
   w.Atom("fused_compiled").UInt(s.fused_compiled);
   w.Atom("fused_disk_hits").UInt(s.fused_disk_hits);
   w.Atom("fused_compile_ms").Double(s.fused_compile_ms);
@@ -112,6 +112,9 @@ void WriteStats(TermWriter& w, const StatsInfo& s) {
   w.Atom("cache_hits").UInt(s.cache_hits);
   w.Atom("compile_ms").Double(s.compile_ms);
   w.Atom("launches").UInt(s.launches);
+  w.Atom("program_nodes").UInt(s.program_nodes);
+  w.Atom("fused_nodes").UInt(s.fused_nodes);
+  w.Atom("fused_groups").UInt(s.fused_groups);
   w.Atom("refused_handshakes").UInt(s.refused_handshakes);
   w.Atom("tensors").UInt(s.tensors);
   w.Atom("memory_cached_bytes").UInt(s.memory_cached_bytes);

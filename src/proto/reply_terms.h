@@ -80,6 +80,9 @@ struct StatsInfo {
   uint64_t cache_hits = 0;
   double compile_ms = 0;
   uint64_t launches = 0;
+  uint64_t program_nodes = 0;  ///< program nodes run (a while's regions once per iteration), since start
+  uint64_t fused_nodes = 0;    ///< ... of them run inside a generated fused kernel
+  uint64_t fused_groups = 0;   ///< fused kernel launches of programs (one per group run)
   // the node
   uint64_t refused_handshakes = 0;
   uint64_t tensors = 0;

@@ -209,6 +209,9 @@ proto::StatsInfo Service::Stats(const RequestContext& ctx) const {
   s.errors = errors_.load();
   s.queued = blis_queue_->pending() + (opencl_queue_ ? opencl_queue_->pending() : 0);
   s.loop_iterations = loop_iterations_.load();
+  s.program_nodes = program_nodes_.load();
+  s.fused_nodes = fused_nodes_.load();
+  s.fused_groups = fused_groups_.load();
   return s;
 }
 
@@ -517,7 +520,12 @@ Status Service::RunNodes(const ProgramPlan& plan, size_t n_inputs, std::vector<s
   const std::vector<uint64_t>& last_use = plan.last_use;
   for (size_t i = 0; i < plans.size(); ++i) {
     const uint64_t id = n_inputs + i + 1;
-    if (fusion.root[i] >= 0 && static_cast<size_t>(fusion.root[i]) != i) continue;  // inside a fused kernel
+    program_nodes_.fetch_add(1, std::memory_order_relaxed);
+    if (fusion.root[i] >= 0) {
+      fused_nodes_.fetch_add(1, std::memory_order_relaxed);
+      if (static_cast<size_t>(fusion.root[i]) != i) continue;  // inside a fused kernel, run with its root
+      fused_groups_.fetch_add(1, std::memory_order_relaxed);
+    }
     auto where = [&](const Status& st) { return Status(st.kind(), "node " + std::to_string(i + 1) + ": " + st.message()); };
     if (plan.control[i]) {
       std::vector<std::shared_ptr<Tensor>> ins;

@@ -110,6 +110,9 @@ class Service : public RequestHandler {
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> refused_{0};
   std::atomic<uint64_t> loop_iterations_{0};
+  std::atomic<uint64_t> program_nodes_{0};  ///< program nodes run; of them, inside fused kernels:
+  std::atomic<uint64_t> fused_nodes_{0};
+  std::atomic<uint64_t> fused_groups_{0};   ///< fused kernels run by programs
 };
 
 }  // namespace mure

@@ -167,9 +167,13 @@ defmodule Mure.Transfer do
   @doc false
   # Downloads a tensor in pieces and joins them, in order, into one binary.
   @spec download(Tensor.t(), term(), map()) :: {:ok, binary()} | {:error, Exception.t()}
+  # Through shared memory where it can; the pieces where the node is elsewhere, or where its
+  # memory cannot hold the segment's copy of the tensor (the pieces are read from the tensor
+  # itself).
   def download(%Tensor{} = t, budget, limits) do
     with true <- shm?(limits, Tensor.byte_size(t)),
-         result when result != :unreachable <- shm_download(t, budget, limits) do
+         result when result != :unreachable <- shm_download(t, budget, limits),
+         false <- match?({:error, %Error{kind: :out_of_memory}}, result) do
       result
     else
       _ -> download_pieces(t, budget, limits)

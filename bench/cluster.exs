@@ -53,7 +53,11 @@ matrix = fn rows, cols, seed ->
 end
 
 start = fn cluster_opts, count ->
-  {:ok, c} = Mure.Cluster.start_link([discover_interval: 500] ++ cluster_opts)
+  # The namespaces stand for separate hosts: tensors go over their links, not shared memory.
+  {:ok, c} =
+    Mure.Cluster.start_link(
+      [discover_interval: 500, connect_opts: [shared_memory: false]] ++ cluster_opts
+    )
   :ok = Mure.Cluster.await_members(c, count, 60_000)
   c
 end

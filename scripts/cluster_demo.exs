@@ -9,7 +9,14 @@ defmodule MureClusterDemo do
   @hosts ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
 
   def main do
-    {:ok, cluster} = Mure.Cluster.start_link(hosts: @hosts, discover_interval: 500)
+    # The namespaces stand for separate hosts: tensors go over their (shaped) links, not
+    # through this machine's shared memory.
+    {:ok, cluster} =
+      Mure.Cluster.start_link(
+        hosts: @hosts,
+        discover_interval: 500,
+        connect_opts: [shared_memory: false]
+      )
     :ok = Mure.Cluster.await_members(cluster, 3, 60_000)
     IO.puts("\nmembers found through epmd on #{Enum.join(@hosts, ", ")}, as measured on joining:\n")
     IO.puts(Mure.Cluster.format_status(Mure.Cluster.status(cluster)))

@@ -15,14 +15,14 @@ defmodule Mure.NxDefnSuiteTest do
   @moduletag :nx_defn_suite
   @moduletag timeout: 900_000
 
-  # The failures when the floor was last set (Zen 5, 2 cores): 2 of the 14 stream tests
-  # (they assert Nx.Defn.Evaluator's own workings: the compiler in the process dictionary,
-  # iota made by the default backend), the svd grads (LAPACK's singular
+  # 502 of 512 passed when the floor was last set (Zen 5, 2 cores); the failures: 2 of the
+  # 14 stream tests (they assert Nx.Defn.Evaluator's own workings: the compiler in the
+  # process dictionary, iota made by the default backend), the svd grads (LAPACK's singular
   # vectors' signs are not Nx's, and its grad rule reads them), and tests that compare f32
   # results with == whose last digit differs (the node computes f32 in f32: pad, reverse,
-  # cholesky grads). The floor leaves room for 3 of those last-digit comparisons to move
+  # cholesky grads). The floor leaves room for some of those last-digit comparisons to move
   # with BLIS's kernel (it differs between CPUs).
-  @floor 485
+  @floor 495
   @limit_s 700
 
   test "Nx's defn test files pass with compiler: Mure" do

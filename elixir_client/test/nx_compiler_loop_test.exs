@@ -5,6 +5,7 @@ defmodule Mure.NxCompilerLoopTest do
   # counted with Mure.Compiler's telemetry event and the node's request counter.
   use ExUnit.Case, async: true
   import Nx.Defn
+  import Mure.Test.Counting
 
   @moduletag :capture_log
 
@@ -33,36 +34,6 @@ defmodule Mure.NxCompilerLoopTest do
       assert Nx.all_close(g, w, rtol: tol, atol: tol) |> Nx.to_number() == 1,
              "got #{inspect(g)}, want #{inspect(w)}"
     end)
-  end
-
-  # The programs `fun` sends on `conn` (the telemetry event) and the node's requests.
-  defp programs(conn, fun) do
-    id = make_ref()
-    parent = self()
-
-    :telemetry.attach(
-      id,
-      [:mure, :compiler, :program],
-      fn _, _, %{conn: c}, _ -> if c == conn, do: send(parent, {id, :program}) end,
-      nil
-    )
-
-    try do
-      before = Mure.stats!(conn).requests
-      result = fun.()
-      # the node counts the stats request after `before` too
-      {result, count_messages(id, 0), Mure.stats!(conn).requests - before - 1}
-    after
-      :telemetry.detach(id)
-    end
-  end
-
-  defp count_messages(id, n) do
-    receive do
-      {^id, :program} -> count_messages(id, n + 1)
-    after
-      0 -> n
-    end
   end
 
   # A linear model y = x w + b trained by 100 steps of gradient descent on fixed data.
@@ -165,7 +136,7 @@ defmodule Mure.NxCompilerLoopTest do
     fun = mure(&train/4, conn)
     _warm = fun.(w0, b0, x, y)
     {started, _} = :erlang.statistics(:wall_clock)
-    {got, programs, requests} = programs(conn, fn -> fun.(w0, b0, x, y) end)
+    {got, programs, requests} = round_trips(conn, fn -> fun.(w0, b0, x, y) end)
     {finished, _} = :erlang.statistics(:wall_clock)
     assert programs == 1
     assert requests == 1
@@ -175,34 +146,34 @@ defmodule Mure.NxCompilerLoopTest do
   end
 
   test "factorial and a fixed point", %{conn: conn} do
-    {got, 1, 1} = programs(conn, fn -> mure(&factorial/1, conn).(Nx.tensor(10)) end)
+    {got, 1, 1} = round_trips(conn, fn -> mure(&factorial/1, conn).(Nx.tensor(10)) end)
     assert Nx.to_number(got) == 3_628_800
     assert Nx.to_number(mure(&factorial/1, conn).(Nx.tensor(0))) == 1
 
     x = Nx.tensor(0.5, type: {:f, 64})
-    {got, 1, 1} = programs(conn, fn -> mure(&fixed_point/1, conn).(x) end)
+    {got, 1, 1} = round_trips(conn, fn -> mure(&fixed_point/1, conn).(x) end)
     assert_close(got, reference(&fixed_point/1, [x]), 1.0e-9)
     assert_in_delta Nx.to_number(got), 0.7390851332, 1.0e-6
   end
 
   test "a while inside a while is a nested node", %{conn: conn} do
-    {got, 1, 1} = programs(conn, fn -> mure(&nested/1, conn).(Nx.tensor(6)) end)
+    {got, 1, 1} = round_trips(conn, fn -> mure(&nested/1, conn).(Nx.tensor(6)) end)
     # sum over i < 6 of i (i - 1) / 2 = 0 + 0 + 1 + 3 + 6 + 10
     assert Nx.to_number(got) == 20
   end
 
   test "a while reading a captured tensor", %{conn: conn} do
     x = Nx.tensor([1.0, 1.0, 1.0])
-    {got, 1, 1} = programs(conn, fn -> mure(&captured/1, conn).(x) end)
+    {got, 1, 1} = round_trips(conn, fn -> mure(&captured/1, conn).(x) end)
     assert_close(got, reference(&captured/1, [x]))
   end
 
   test "cond inside a while body, and a cond alone, as if nodes", %{conn: conn} do
-    {got, 1, 1} = programs(conn, fn -> mure(&collatz_steps/1, conn).(Nx.tensor(27)) end)
+    {got, 1, 1} = round_trips(conn, fn -> mure(&collatz_steps/1, conn).(Nx.tensor(27)) end)
     assert Nx.to_number(got) == 111
 
     for x <- [Nx.tensor([1.0, 2.0]), Nx.tensor([-1.0, -2.0]), Nx.tensor([1.0, -1.0])] do
-      {got, 1, 1} = programs(conn, fn -> mure(&sign_of/1, conn).(x) end)
+      {got, 1, 1} = round_trips(conn, fn -> mure(&sign_of/1, conn).(x) end)
       assert_close(got, reference(&sign_of/1, [x]))
     end
   end
@@ -225,7 +196,7 @@ defmodule Mure.NxCompilerLoopTest do
     # 1000 iterations of a 1 MiB state under a 16 MiB limit: 1 GiB if iterations leaked.
     conn = start_supervised!({Mure, memory_limit: 16 * 1024 * 1024}, id: :small)
     x = Nx.broadcast(Nx.tensor(0.0, type: {:f, 32}), {262_144})
-    {got, 1, 1} = programs(conn, fn -> mure(&big_loop/2, conn).(x, Nx.tensor(1000)) end)
+    {got, 1, 1} = round_trips(conn, fn -> mure(&big_loop/2, conn).(x, Nx.tensor(1000)) end)
     head = binary(got)[0..3]
     Nx.backend_deallocate(got)
     assert_close(head, reference(&big_loop/2, [x[0..3], Nx.tensor(1000)]))
@@ -235,7 +206,7 @@ defmodule Mure.NxCompilerLoopTest do
   test "a loop with a hook in its body stays a client loop", %{conn: conn} do
     parent = self()
     fun = mure(&hooked_loop/1, conn, hooks: %{step: &send(parent, {:step, Nx.to_flat_list(&1)})})
-    {got, programs, _} = programs(conn, fn -> fun.(Nx.tensor([1.0, 2.0])) end)
+    {got, programs, _} = round_trips(conn, fn -> fun.(Nx.tensor([1.0, 2.0])) end)
     assert Nx.to_flat_list(got) == [64.0, 128.0]
     assert programs > 1
     assert_received {:step, [2.0, 4.0]}

@@ -5,6 +5,7 @@ defmodule Mure.NxCompilerTest do
   # containers, ops the node lacks; the plan cache.
   use ExUnit.Case, async: true
   import Nx.Defn
+  import Mure.Test.Counting
 
   doctest Mure.Compiler
 
@@ -38,46 +39,6 @@ defmodule Mure.NxCompilerTest do
       assert Nx.all_close(g, w, rtol: tol, atol: tol) |> Nx.to_number() == 1,
              "got #{inspect(g)}, want #{inspect(w)}"
     end)
-  end
-
-  defp requests(conn), do: Mure.stats!(conn).requests
-
-  # The requests `fun` sends (the node counts the stats requests that measure it too).
-  defp counting(conn, fun) do
-    overhead = -requests(conn) + requests(conn)
-    before = requests(conn)
-    result = fun.()
-    {result, requests(conn) - before - overhead}
-  end
-
-  # The programs `fun` sends on `conn` (Mure.Compiler's telemetry event).
-  defp programs(conn, fun) do
-    id = make_ref()
-    parent = self()
-
-    :telemetry.attach(
-      id,
-      [:mure, :compiler, :program],
-      fn _, _, %{conn: c}, _ ->
-        if c == conn, do: send(parent, {id, :program})
-      end,
-      nil
-    )
-
-    try do
-      result = fun.()
-      {result, count_messages(id, 0)}
-    after
-      :telemetry.detach(id)
-    end
-  end
-
-  defp count_messages(id, n) do
-    receive do
-      {^id, :program} -> count_messages(id, n + 1)
-    after
-      0 -> n
-    end
   end
 
   defn softmax_layer(x, w, b) do
@@ -128,7 +89,7 @@ defmodule Mure.NxCompilerTest do
     fun = mure(&softmax_layer/3, conn)
     _warm = fun.(x, w, b)
 
-    {got, sent} = counting(conn, fn -> fun.(x, w, b) end)
+    {got, sent} = requests(conn, fn -> fun.(x, w, b) end)
     assert sent == 1
     assert %Mure.Backend{} = got.data
     assert_close(got, reference(&softmax_layer/3, [x, w, b]))
@@ -173,7 +134,7 @@ defmodule Mure.NxCompilerTest do
     {x, _} = Nx.Random.uniform(key, shape: {8, 6}, type: {:f, 32})
     y = Nx.tensor(for i <- 0..7, do: for(j <- 0..3, do: if(rem(i, 4) == j, do: 1.0, else: 0.0)))
     fun = mure(&grad_loss/3, conn)
-    {got, sent} = counting(conn, fn -> fun.(w, x, y) end)
+    {got, sent} = requests(conn, fn -> fun.(w, x, y) end)
     assert sent == 1
     assert_close(got, reference(&grad_loss/3, [w, x, y]), 1.0e-4)
   end

@@ -7,6 +7,7 @@ defmodule Mure.NxDynamicSliceTest do
   # starts sent past the client's checks get the node's errors.
   use ExUnit.Case, async: true
   import Nx.Defn
+  import Mure.Test.Counting
 
   alias Mure.Request
 
@@ -33,44 +34,6 @@ defmodule Mure.NxDynamicSliceTest do
     assert got == want, "got #{inspect(got)}, want #{inspect(want)}"
   end
 
-  defp requests(conn), do: Mure.stats!(conn).requests
-
-  # The requests `fun` sends (the node counts the stats requests that measure it too).
-  defp counting(conn, fun) do
-    overhead = -requests(conn) + requests(conn)
-    before = requests(conn)
-    result = fun.()
-    {result, requests(conn) - before - overhead}
-  end
-
-  # The programs a compiled function sends on `conn` (Mure.Compiler's telemetry event).
-  defp programs(conn, fun) do
-    id = make_ref()
-    parent = self()
-
-    :telemetry.attach(
-      id,
-      [:mure, :compiler, :program],
-      fn _, _, %{conn: c}, _ -> if c == conn, do: send(parent, {id, :program}) end,
-      nil
-    )
-
-    try do
-      result = fun.()
-      {result, count(id, 0)}
-    after
-      :telemetry.detach(id)
-    end
-  end
-
-  defp count(id, n) do
-    receive do
-      {^id, :program} -> count(id, n + 1)
-    after
-      0 -> n
-    end
-  end
-
   # Start values per type: in range, below 0 and past the end (clamped), the type's extremes
   # (made on Nx.BinaryBackend and uploaded: Mure.Backend's constant takes 64-bit signed values).
   defp starts_of({:s, bits}),
@@ -88,7 +51,7 @@ defmodule Mure.NxDynamicSliceTest do
 
       for type <- @int_types, v <- starts_of(type) do
         i = Nx.backend_copy(Nx.tensor(v, type: type), backend)
-        {got, sent} = counting(conn, fn -> Nx.slice(x, [i, 1], [2, 2]) end)
+        {got, sent} = requests(conn, fn -> Nx.slice(x, [i, 1], [2, 2]) end)
         assert sent == 1, "#{inspect(type)} start #{v}: #{sent} requests"
         assert %Mure.Backend{} = got.data
         assert_same(got, Nx.slice(ref, [Nx.tensor(v, type: type), 1], [2, 2]))
@@ -105,7 +68,7 @@ defmodule Mure.NxDynamicSliceTest do
         # the reference takes the same kinds of starts, on Nx.BinaryBackend (Nx turns an
         # integer start next to a tensor start into a tensor of the merged type)
         want = fn starts -> Nx.slice(ref, Enum.map(starts, &local/1), [3, 3], strides: [2, 2]) end
-        {got, sent} = counting(conn, fn -> Nx.slice(x, [i, j], [3, 3], strides: [2, 2]) end)
+        {got, sent} = requests(conn, fn -> Nx.slice(x, [i, j], [3, 3], strides: [2, 2]) end)
         assert sent == 1
         assert_same(got, want.([i, j]))
         # an integer start and a resident one in one op
@@ -124,7 +87,7 @@ defmodule Mure.NxDynamicSliceTest do
 
       for type <- @int_types, v <- starts_of(type) do
         i = Nx.backend_copy(Nx.tensor(v, type: type), backend)
-        {got, sent} = counting(conn, fn -> Nx.put_slice(x, [i, 1], u) end)
+        {got, sent} = requests(conn, fn -> Nx.put_slice(x, [i, 1], u) end)
         assert sent == 1
         assert_same(got, Nx.put_slice(ref, [Nx.tensor(v, type: type), 1], upd))
       end

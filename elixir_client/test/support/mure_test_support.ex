@@ -133,12 +133,17 @@ defmodule Mure.TestSupport do
 
   ## Raw protocol (bypasses the client)
 
-  @doc "Sends a raw envelope to the node and waits for its reply."
+  @doc """
+  Sends a raw envelope to the node and waits for its reply. Options: `:version` (1),
+  `:timeout` (5000 ms), `:owner` (a pid of this node owning what the request makes; default
+  the caller).
+  """
   def raw_call(node, request, opts \\ []) do
     ref = make_ref()
     version = Keyword.get(opts, :version, 1)
     timeout = Keyword.get(opts, :timeout, 5_000)
-    send({:mure, node}, {:"$mure", version, self(), ref, self(), request})
+    owner = Keyword.get(opts, :owner, self())
+    send({:mure, node}, {:"$mure", version, self(), ref, owner, request})
 
     receive do
       {:"$mure_reply", ^ref, result} -> result
@@ -148,18 +153,9 @@ defmodule Mure.TestSupport do
     end
   end
 
-  @doc "Like raw_call/3, with `owner` (a pid of this node) owning what the request makes."
-  def raw_call_as(node, owner, request, timeout \\ 5_000) do
-    ref = make_ref()
-    send({:mure, node}, {:"$mure", 1, self(), ref, owner, request})
-
-    receive do
-      {:"$mure_reply", ^ref, result} -> result
-    after
-      timeout ->
-        flunk("no reply from #{node} to #{inspect(request, limit: 8)} within #{timeout} ms")
-    end
-  end
+  @doc "raw_call/3 with `owner` owning what the request makes."
+  def raw_call_as(node, owner, request, timeout \\ 5_000),
+    do: raw_call(node, request, owner: owner, timeout: timeout)
 
   ## Data and references
 

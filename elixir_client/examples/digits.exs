@@ -155,30 +155,8 @@ defmodule Mure.Examples.Digits do
   end
 
   @doc """
-  `{result, programs}`: `fun.()` and the number of programs Mure.Compiler sent on `conn`
-  meanwhile (telemetry event [:mure, :compiler, :program]: one request each).
+  `{result, programs}`: `fun.()` and the number of programs (round trips) compiled functions
+  sent on `conn` meanwhile (`Mure.Compiler.programs_sent/2`).
   """
-  def programs(conn, fun) do
-    count = :counters.new(1, [])
-    id = {__MODULE__, make_ref()}
-
-    :telemetry.attach(
-      id,
-      [:mure, :compiler, :program],
-      &__MODULE__.count_program/4,
-      {conn, count}
-    )
-
-    try do
-      result = fun.()
-      {result, :counters.get(count, 1)}
-    after
-      :telemetry.detach(id)
-    end
-  end
-
-  @doc false
-  def count_program(_event, _measurements, %{conn: c}, {conn, count}) do
-    if c == conn, do: :counters.add(count, 1, 1)
-  end
+  def programs(conn, fun), do: Mure.Compiler.programs_sent(conn, fun)
 end

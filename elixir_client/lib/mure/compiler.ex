@@ -273,6 +273,44 @@ defmodule Mure.Compiler do
 
   defp collect_parameters(other, acc), do: {other, acc}
 
+  @doc """
+  Runs `fun` and counts the programs that compiled functions send on `conn` meanwhile, from
+  any process: `{fun's result, count}`. Each program is one round trip to the node, so this
+  is what a call costs in round trips (a straight-line function, or one whose loops run on
+  the node: 1). Programs are also the telemetry event `[:mure, :compiler, :program]`
+  (measurements `%{count: 1, nodes: n}`, metadata `%{conn: conn}`).
+
+  ## Examples
+
+      iex> {:ok, conn} = Mure.start_link([])
+      iex> f = Nx.Defn.jit(fn x -> Nx.sum(Nx.exp(x)) end, compiler: Mure, connection: conn)
+      iex> {_result, programs} = Mure.Compiler.programs_sent(conn, fn -> f.(Nx.tensor([1.0, 2.0])) end)
+      iex> programs
+      1
+      iex> Mure.stop(conn)
+      :ok
+
+  """
+  @spec programs_sent(GenServer.server(), (() -> result)) :: {result, non_neg_integer()}
+        when result: term()
+  def programs_sent(conn, fun) when is_function(fun, 0) do
+    count = :counters.new(1, [])
+    id = {__MODULE__, make_ref()}
+    :telemetry.attach(id, [:mure, :compiler, :program], &__MODULE__.counted/4, {conn, count})
+
+    try do
+      result = fun.()
+      {result, :counters.get(count, 1)}
+    after
+      :telemetry.detach(id)
+    end
+  end
+
+  @doc false
+  def counted(_event, _measurements, %{conn: c}, {conn, count}) do
+    if c == conn, do: :counters.add(count, 1, 1)
+  end
+
   @impl true
   def __partitions_options__(opts) do
     {compiler, opts} = Keyword.pop(opts, :compiler)

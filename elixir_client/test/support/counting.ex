@@ -5,18 +5,7 @@ defmodule Mure.Test.Counting do
   # counts (its own `requests` counter, less the stats requests that read it).
 
   # {fun's result, the programs it sent on `conn`}.
-  def programs(conn, fun) do
-    count = :counters.new(1, [])
-    id = {__MODULE__, make_ref()}
-    :telemetry.attach(id, [:mure, :compiler, :program], &__MODULE__.seen/4, {conn, count})
-
-    try do
-      result = fun.()
-      {result, :counters.get(count, 1)}
-    after
-      :telemetry.detach(id)
-    end
-  end
+  def programs(conn, fun), do: Mure.Compiler.programs_sent(conn, fun)
 
   # {fun's result, the requests the node received while it ran}.
   def requests(conn, fun) do
@@ -34,9 +23,4 @@ defmodule Mure.Test.Counting do
   end
 
   defp count(conn), do: Mure.stats!(conn).requests
-
-  @doc false
-  def seen(_event, _measurements, %{conn: c}, {conn, count}) do
-    if c == conn, do: :counters.add(count, 1, 1)
-  end
 end

@@ -11,6 +11,7 @@
 #include "exec/cpu_executor.h"
 #include "exec/opencl_device.h"
 #include "opencl_fixture.h"
+#include "operands.h"
 #include "proto/request.h"
 #include "sched/planner.h"
 #include "test_util.h"
@@ -41,30 +42,7 @@ std::vector<int32_t> Values(const Tensor& t) {
   return v;
 }
 
-/// Operands by handle, as a request's lookup sees them.
-struct Operands {
-  std::map<uint64_t, std::shared_ptr<Tensor>> byid;
-  OperandLookup lookup = [this](uint64_t id) -> Result<ValueInfo> {
-    auto it = byid.find(id);
-    if (it == byid.end()) return Status(ErrorKind::kUnknownHandle, "no tensor " + std::to_string(id));
-    return ValueInfo{it->second->type(), it->second->shape()};
-  };
-  std::shared_ptr<Tensor> Run(const PlannedOp& p) {
-    std::vector<const Tensor*> ins;
-    for (uint64_t id : p.operands) ins.push_back(byid.at(id).get());
-    auto out = Alloc(p.type, p.shape);
-    if (out->bytes()) std::memset(out->data(), 0xa5, out->bytes());  // garbage shows
-    Status st = p.kernel(ins, *out);
-    INFO(st.message());
-    REQUIRE(st.ok());
-    return out;
-  }
-  Status Refused(const ir::Node& node) {
-    auto p = PlanOp(node, lookup, Executors{}, ir::Placement::kAuto);
-    REQUIRE_FALSE(p.ok());
-    return p.status();
-  }
-};
+using testing::Operands;
 
 ir::Node NodeOf(const std::function<void(proto::TermWriter&)>& write) {
   static std::deque<std::string> frames;  // the node's views point into its frame

@@ -15,6 +15,7 @@
 #include "exec/opencl_ops.h"
 #include "sched/planner.h"
 #include "opencl_fixture.h"
+#include "operands.h"
 
 using namespace mure;
 
@@ -48,24 +49,7 @@ std::shared_ptr<Tensor> F32(const Shape& s, const std::vector<float>& v) {
   return t;
 }
 
-/// Operands by handle, as a request's lookup sees them.
-struct Operands {
-  std::map<uint64_t, std::shared_ptr<Tensor>> byid;
-  OperandLookup lookup = [this](uint64_t id) -> Result<ValueInfo> {
-    auto it = byid.find(id);
-    if (it == byid.end()) return Status(ErrorKind::kUnknownHandle, "no tensor " + std::to_string(id));
-    return ValueInfo{it->second->type(), it->second->shape()};
-  };
-  /// Plan, allocate and run: the result tensor.
-  std::shared_ptr<Tensor> Run(const PlannedOp& p) {
-    std::vector<const Tensor*> ins;
-    for (uint64_t id : p.operands) ins.push_back(byid.at(id).get());
-    auto out = Alloc(p.type, p.shape);
-    Status st = p.kernel(ins, *out);
-    REQUIRE(st.ok());
-    return out;
-  }
-};
+using testing::Operands;
 
 /// Elements with the same bits (two NaNs agree whatever their sign and payload: which NaN operand
 /// propagates is the compiler's choice, as tests/op_table_test.cpp says).

@@ -3,27 +3,7 @@ defmodule Mure.NxCompilerLoopTest do
   # function with straight-line loops and branches is one program request however many
   # iterations it runs. Results against Nx.Defn.Evaluator on Nx.BinaryBackend; programs
   # counted with Mure.Compiler's telemetry event and the node's request counter.
-  use ExUnit.Case, async: true
-  import Nx.Defn
-  import Mure.Test.Counting
-
-  @moduletag :capture_log
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    %{conn: conn}
-  end
-
-  defp mure(fun, conn, opts \\ []),
-    do: Nx.Defn.jit(fun, [compiler: Mure, connection: conn] ++ opts)
-
-  defp reference(fun, args) do
-    args = Enum.map(args, &Nx.backend_copy(Nx.to_tensor(&1), Nx.BinaryBackend))
-    Nx.Defn.jit_apply(fun, args, compiler: Nx.Defn.Evaluator)
-  end
-
-  defp binary(%Nx.Tensor{} = t), do: Nx.backend_copy(t, Nx.BinaryBackend)
-  defp binary(container), do: Nx.Defn.Composite.traverse(container, &binary/1)
+  use Mure.DefnCase, async: true
 
   defp assert_close(got, want, tol \\ 1.0e-5) do
     [Nx.Defn.Composite.flatten_list([binary(got)]), Nx.Defn.Composite.flatten_list([want])]

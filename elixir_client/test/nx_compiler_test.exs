@@ -3,29 +3,9 @@ defmodule Mure.NxCompilerTest do
   # what Nx.Defn.Evaluator on Nx.BinaryBackend gives; a straight-line function is one
   # request (the node's own request counter); grad, while, cond, hooks, optional ops,
   # containers, ops the node lacks; the plan cache.
-  use ExUnit.Case, async: true
-  import Nx.Defn
-  import Mure.Test.Counting
+  use Mure.DefnCase, async: true
 
   doctest Mure.Compiler
-
-  @moduletag :capture_log
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    %{conn: conn}
-  end
-
-  defp mure(fun, conn, opts \\ []),
-    do: Nx.Defn.jit(fun, [compiler: Mure, connection: conn] ++ opts)
-
-  defp reference(fun, args) do
-    args = Enum.map(args, &Nx.backend_copy(&1, Nx.BinaryBackend))
-    Nx.Defn.jit_apply(fun, args, compiler: Nx.Defn.Evaluator)
-  end
-
-  defp binary(%Nx.Tensor{} = t), do: Nx.backend_copy(t, Nx.BinaryBackend)
-  defp binary(container), do: Nx.Defn.Composite.traverse(container, &binary/1)
 
   defp assert_close(got, want, tol \\ 1.0e-5) do
     got = binary(got)

@@ -5,22 +5,11 @@ defmodule Mure.NxDynamicSliceTest do
   # Every result is checked against Nx.BinaryBackend (or Nx.Defn.Evaluator on it): starts out
   # of range (clamped), every integer type of start, strides, put_slice with type casts. Bad
   # starts sent past the client's checks get the node's errors.
-  use ExUnit.Case, async: true
-  import Nx.Defn
-  import Mure.Test.Counting
+  use Mure.DefnCase, async: true
 
   alias Mure.Request
 
-  @moduletag :capture_log
-
   @int_types [{:s, 8}, {:s, 16}, {:s, 32}, {:s, 64}, {:u, 8}, {:u, 16}, {:u, 32}, {:u, 64}]
-
-  setup do
-    conn = start_supervised!({Mure, []})
-    %{conn: conn, backend: {Mure.Backend, connection: conn}}
-  end
-
-  defp binary(t), do: Nx.backend_copy(t, Nx.BinaryBackend)
 
   defp local(%Nx.Tensor{} = t), do: binary(t)
   defp local(i) when is_integer(i), do: i
@@ -124,11 +113,6 @@ defmodule Mure.NxDynamicSliceTest do
 
       acc
     end
-
-    defp mure(fun, conn), do: Nx.Defn.jit(fun, compiler: Mure, connection: conn)
-
-    defp reference(fun, args),
-      do: Nx.Defn.jit_apply(fun, Enum.map(args, &binary/1), compiler: Nx.Defn.Evaluator)
 
     test "a computed start keeps the function one program", %{conn: conn} do
       x = Nx.iota({7, 3}, type: {:f, 32})

@@ -13,37 +13,19 @@
 #include "exec/opencl_device.h"
 #include "sched/planner.h"
 #include "opencl_fixture.h"
+#include "operands.h"
 
 using namespace mure;
 using C = std::complex<double>;
 
 namespace {
 
-TensorStore& FftStore() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
-
-struct Values {
-  std::map<uint64_t, std::shared_ptr<Tensor>> byid;
-  OperandLookup lookup = [this](uint64_t id) -> Result<ValueInfo> {
-    auto it = byid.find(id);
-    if (it == byid.end()) return Status(ErrorKind::kUnknownHandle, "no tensor " + std::to_string(id));
-    return ValueInfo{it->second->type(), it->second->shape()};
-  };
-  std::shared_ptr<Tensor> Run(const PlannedOp& p) {
-    std::vector<const Tensor*> ins;
-    for (uint64_t id : p.operands) ins.push_back(byid.at(id).get());
-    auto out = *FftStore().Allocate(p.type, p.shape);
-    Status st = p.kernel(ins, *out);
-    REQUIRE(st.ok());
-    return out;
-  }
-};
+using testing::Alloc;
+using testing::Operands;
 
 /// A tensor of `type` ({:c, 64}, {:c, 128}, {:f, 32}, {:s, 32}) holding `v` (real types: real parts).
 std::shared_ptr<Tensor> Make(DType type, const Shape& shape, const std::vector<C>& v) {
-  auto t = *FftStore().Allocate(type, shape);
+  auto t = Alloc(type, shape);
   REQUIRE(t->elements() == v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     switch (type) {
@@ -97,7 +79,7 @@ TEST_CASE("fft and ifft match a direct DFT: 2^k, primes, batches, cut and padded
                              std::vector<uint64_t>{2, 12, 5}, std::vector<uint64_t>{1, 97, 97},
                              std::vector<uint64_t>{2, 64, 64});
   const uint64_t rows = dims[0], m = dims[1], n = dims[2];
-  Values vals;
+  Operands vals;
   const auto input = Random(rows * m, unsigned(rows * 131 + m * 7 + n), type == DType::kC64 || type == DType::kC128);
   vals.byid[1] = Make(type, {rows, m}, input);
   auto plan = PlanOp(ir::Fft{1, int64_t(n), inverse}, vals.lookup, ex, ir::Placement::kAuto);
@@ -119,7 +101,7 @@ TEST_CASE("fft and ifft match a direct DFT: 2^k, primes, batches, cut and padded
 TEST_CASE("fft runs over the last axis of any rank, and ifft(fft(x)) is x", "[fft][complex]") {
   exec::CpuExecutor cpu(nullptr);
   const Executors ex{&cpu, nullptr, false};
-  Values vals;
+  Operands vals;
   const auto input = Random(2 * 3 * 11, 5, true);
   vals.byid[1] = Make(DType::kC128, {2, 3, 11}, input);
   auto f = PlanOp(ir::Fft{1, 11, false}, vals.lookup, ex, ir::Placement::kCpu);
@@ -134,7 +116,7 @@ TEST_CASE("fft runs over the last axis of any rank, and ifft(fft(x)) is x", "[ff
 TEST_CASE("fft's bad requests are refused with a reason, before any kernel runs", "[fft][complex][security]") {
   exec::CpuExecutor cpu(nullptr);
   const Executors ex{&cpu, nullptr, false};
-  Values vals;
+  Operands vals;
   vals.byid[1] = Make(DType::kC64, {4}, Random(4, 1, true));
   vals.byid[2] = Make(DType::kF32, {}, {C(1)});
   for (int64_t len : {int64_t{0}, int64_t{-3}, int64_t{1} << 31, std::numeric_limits<int64_t>::max()}) {
@@ -151,14 +133,14 @@ TEST_CASE("fft's bad requests are refused with a reason, before any kernel runs"
   vals.byid[3] = Make(DType::kC64, {1u << 20, 1}, std::vector<C>(1u << 20));
   auto huge = PlanOp(ir::Fft{3, int64_t{1} << 30, false}, vals.lookup, ex, ir::Placement::kAuto);
   CHECK(huge.ok());  // 2^50 elements of 8 bytes fit the shape rule; the store's budget refuses them
-  if (huge.ok()) CHECK_FALSE(FftStore().Allocate(huge->type, huge->shape).ok());
+  if (huge.ok()) CHECK_FALSE(testing::Store().Allocate(huge->type, huge->shape).ok());
 }
 
 TEST_CASE("complex and fft stay on the CPU executor; placed on OpenCL they are refused", "[fft][complex][opencl]") {
   exec::CpuExecutor cpu(nullptr);
   exec::OpenClDevice opencl(testing::Device());
   const Executors ex{&cpu, &opencl, false};
-  Values vals;
+  Operands vals;
   vals.byid[1] = Make(DType::kC64, {4}, Random(4, 2, true));
   vals.byid[2] = Make(DType::kF32, {4}, Random(4, 3, false));
   auto fft = PlanOp(ir::Fft{2, 4, false}, vals.lookup, ex, ir::Placement::kOpenCl);

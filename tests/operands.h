@@ -1,5 +1,5 @@
 // mure tests — operands by handle for tests that plan single ops and run their kernels
-// (executor_test, dynamic_slice_test).
+// (executor_test, dynamic_slice_test, cpu_fft_test).
 #pragma once
 
 #include <catch2/catch.hpp>

@@ -292,7 +292,11 @@ void Service::Compute(const RequestContext& ctx, const ir::Node& node, proto::Pl
     std::vector<const Tensor*> ins;
     for (auto& t : held) ins.push_back(t.get());
     Status st = RunKernel(plan, ins, *out);
-    if (!st.ok()) { errors_.fetch_add(1); return reply->Error(st); }
+    if (!st.ok()) {
+      out.reset();  // released before the caller hears of the failure
+      errors_.fetch_add(1);
+      return reply->Error(st);
+    }
     Publish(ctx, std::move(out), *reply);
   });
 }
@@ -312,7 +316,12 @@ void Service::ComputeTuple(const RequestContext& ctx, PlannedOp plan, std::vecto
     std::vector<const Tensor*> ins;
     for (auto& t : held) ins.push_back(t.get());
     Status st = RunKernel(plan, ins, *packed);
-    if (!st.ok()) { errors_.fetch_add(1); return reply->Error(st); }
+    if (!st.ok()) {
+      packed.reset();  // released before the caller hears of the failure
+      parts.clear();
+      errors_.fetch_add(1);
+      return reply->Error(st);
+    }
     for (size_t i = 0; i < parts.size(); ++i) {
       const uint64_t offset = plan.parts[i].offset, bytes = parts[i]->bytes();
       if (offset > packed->bytes() || bytes > packed->bytes() - offset) {
@@ -329,6 +338,7 @@ void Service::ComputeTuple(const RequestContext& ctx, PlannedOp plan, std::vecto
       auto h = store_.Insert(ctx.conn, ctx.owner, t, &new_owner);
       if (!h.ok()) {
         for (uint64_t made : handles) (void)store_.Free(ctx.conn, made);
+        parts.clear();
         errors_.fetch_add(1);
         return reply->Error(h.status());
       }
@@ -450,6 +460,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
     inputs.clear();
     Status st = RunNodes(*plan, n_inputs, vals, *reply);
     if (!st.ok()) {
+      vals.clear();  // the memory is the budget's again before the caller hears of the failure
       if (reply->Abandoned()) return;  // stopped because nobody waits for the answer
       errors_.fetch_add(1);
       return reply->Error(st);
@@ -470,6 +481,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
         auto h = store_.Insert(ctx.conn, ctx.owner, t, &new_owner);
         if (!h.ok()) {
           unkeep();
+          vals.clear();
           errors_.fetch_add(1);
           return reply->Error(h.status());
         }
@@ -495,6 +507,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
     auto encoded = store_.Allocate(DType::kU8, {total});
     if (!encoded.ok()) {
       unkeep();
+      vals.clear();
       errors_.fetch_add(1);
       return reply->Error(Status(encoded.status().kind(), "the reply: " + encoded.status().message()));
     }
@@ -509,6 +522,7 @@ void Service::RunProgram(const RequestContext& ctx, const proto::Program& prog, 
       if (!outputs[i].second) put(vals[outputs[i].first]->data(), vals[outputs[i].first]->bytes());
     }
     put(nil.data(), nil.size());
+    vals.clear();  // intermediates released before the reply: a caller that reads stats sees them gone
     reply->OkEncoded(std::move(*encoded));
   });
 }

@@ -122,6 +122,11 @@ TEST_CASE("the shipped config file parses and equals the built-in defaults", "[c
   CHECK(cfg.receive_buffer_limit == defaults.receive_buffer_limit);
   CHECK(cfg.max_queued_replies == defaults.max_queued_replies);
   CHECK(cfg.reply_stall_timeout_s == defaults.reply_stall_timeout_s);
+  CHECK(cfg.tls_cert == defaults.tls_cert);
+  CHECK(cfg.tls_key == defaults.tls_key);
+  CHECK(cfg.tls_ca == defaults.tls_ca);
+  CHECK(cfg.tls_verify_peer == defaults.tls_verify_peer);
+  CHECK(cfg.tls_min_version == defaults.tls_min_version);
 }
 
 TEST_CASE("flags override the file; bad flags and cookies on argv are refused", "[config][security]") {

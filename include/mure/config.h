@@ -31,6 +31,11 @@ struct Config {
   bool use_opencl = true;                   ///< devices: OpenCL executor enabled
   std::string opencl_device;                ///< substring of the OpenCL device name to pick; empty = first
   uint32_t handshake_timeout_ms = 5000;     ///< deadline of each distribution handshake
+  std::string tls_cert;                     ///< TLS distribution: this node's certificate (PEM); with tls_key and tls_ca
+  std::string tls_key;                      ///< TLS distribution: this node's private key (PEM)
+  std::string tls_ca;                       ///< TLS distribution: the CA peers' certificates must chain to (PEM)
+  bool tls_verify_peer = true;              ///< TLS: refuse a peer without a certificate the CA signed
+  std::string tls_min_version = "1.2";      ///< TLS: oldest version accepted, 1.2 or 1.3
   uint32_t peer_timeout_s = 300;            ///< close a connection silent for this long (ticks count)
   uint32_t max_pending_handshakes = 256;    ///< handshakes in progress, all source addresses together
   uint32_t max_pending_handshakes_per_source = 16;  ///< handshakes in progress from one source address

@@ -74,6 +74,11 @@ constexpr SettingInfo kSettings[] = {
     {"opencl_device", "S", "pick the OpenCL device whose name contains S"},
     {"kernel_cache_dir", "DIR", "where compiled JIT kernels are kept (none = nowhere)"},
     {"handshake_timeout_ms", "N", "a connection's handshake must finish within this (default 5000)"},
+    {"tls_cert", "FILE", "TLS distribution: this node's certificate, PEM (with --tls-key and --tls-ca)"},
+    {"tls_key", "FILE", "TLS distribution: this node's private key, PEM"},
+    {"tls_ca", "FILE", "TLS distribution: the CA that signs peers' certificates, PEM"},
+    {"tls_verify_peer", "BOOL", "TLS: refuse peers without a certificate the CA signed (default true)"},
+    {"tls_min_version", "V", "TLS: oldest version accepted, 1.2 or 1.3 (default 1.2)"},
     {"peer_timeout_s", "N", "close a connection silent this long, ticks included (default 300)"},
     {"max_pending_handshakes", "N", "handshakes in progress, all addresses (default 256)"},
     {"max_pending_handshakes_per_source", "N", "handshakes in progress from one address (default 16)"},
@@ -155,6 +160,15 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw,
     return Status::Ok();
   }
   if (key == "cookie_file") { cfg.cookie_file = value; return Status::Ok(); }
+  if (key == "tls_cert") { cfg.tls_cert = value; return Status::Ok(); }
+  if (key == "tls_key") { cfg.tls_key = value; return Status::Ok(); }
+  if (key == "tls_ca") { cfg.tls_ca = value; return Status::Ok(); }
+  if (key == "tls_verify_peer") return set_bool(cfg.tls_verify_peer);
+  if (key == "tls_min_version") {
+    if (value != "1.2" && value != "1.3") return Status::BadArg(name + ": expected 1.2 or 1.3, got \"" + value + "\"");
+    cfg.tls_min_version = value;
+    return Status::Ok();
+  }
   if (key == "port_mode") return set_bool(cfg.port_mode);
   if (key == "memory_limit") return set_bytes(cfg.memory_limit);
   if (key == "buffer_cache") return set_bytes(cfg.buffer_cache);

@@ -115,7 +115,18 @@ void Connection::Close(const std::string& why) {
 
 void Connection::Run() {
   io_thread_id_ = std::this_thread::get_id();
-  auto hs = AcceptHandshake(fd_, handshake_, std::chrono::milliseconds(cfg_.handshake_timeout_ms));
+  // One deadline for the whole handshake: TLS's first when configured, then distribution's inside it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.handshake_timeout_ms);
+  Result<HandshakeResult> hs = Status::Internal("no handshake");
+  if (tls_) {
+    auto tls = std::make_unique<TlsTransport>(tls_, fd_);
+    Status st = tls->Handshake(deadline);
+    transport_ = std::move(tls);
+    hs = st.ok() ? AcceptHandshake(*transport_, fd_, handshake_, deadline) : Result<HandshakeResult>(st);
+  } else {
+    transport_ = std::make_unique<PlainTransport>(fd_);
+    hs = AcceptHandshake(*transport_, fd_, handshake_, deadline);
+  }
   if (handshake_done_) handshake_done_(hs.ok());
   if (!hs.ok()) {
     ::shutdown(fd_, SHUT_RDWR);  // the peer learns at once, as from a BEAM node
@@ -136,7 +147,7 @@ void Connection::Run() {
   });
   last_recv_ = std::chrono::steady_clock::now();
   handshaking_.store(false);
-  LogInfo("connection from " + peer_ + " accepted");
+  LogInfo("connection from " + peer_ + " accepted" + (tls_ ? " over " + transport_->Describe() : std::string()));
   while (!stop_.load()) {
     {
       std::lock_guard<std::mutex> lock(out_mu_);
@@ -180,10 +191,12 @@ void Connection::Run() {
       last_recv_ = now;
     }
     const bool reading = !paused_ && state_ != ReadState::kWaitBuffer;
-    pollfd fds[2] = {{fd_, static_cast<short>((reading ? POLLIN : 0) | (out_.empty() ? 0 : POLLOUT)), 0},
-                     {wake_fd_, POLLIN, 0}};
-    // Waiting for receive-buffer room: another connection's release wakes no one, so look again soon.
-    int n = ::poll(fds, 2, state_ == ReadState::kWaitBuffer ? 20 : 1000);
+    pollfd fds[2] = {{fd_, transport_->Events(reading, !out_.empty()), 0}, {wake_fd_, POLLIN, 0}};
+    // Waiting for receive-buffer room: another connection's release wakes no one, so look again
+    // soon. Bytes TLS has already decrypted are read without waiting: the socket will not announce them.
+    int timeout = state_ == ReadState::kWaitBuffer ? 20 : 1000;
+    if (reading && transport_->Buffered()) timeout = 0;
+    int n = ::poll(fds, 2, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       Close(std::string("poll: ") + std::strerror(errno));
@@ -194,13 +207,13 @@ void Connection::Run() {
       ssize_t ignored = ::read(wake_fd_, &v, sizeof v);
       (void)ignored;
     }
-    if (reading && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+    if (reading && transport_->CanRecv(fds[0].revents)) {
       if (!OnReadable()) break;
     } else if (!reading && (fds[0].revents & (POLLHUP | POLLERR))) {
       Close("peer gone");
       break;
     }
-    if (fds[0].revents & POLLOUT) {
+    if (!out_.empty() && transport_->CanSend(fds[0].revents)) {
       if (!Flush()) break;
     }
     now = std::chrono::steady_clock::now();
@@ -280,13 +293,10 @@ bool Connection::Flush() {
       }
       skip = 0;
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(cnt);
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = transport_->Sendv(iov, cnt);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
-      Close(std::string("write: ") + std::strerror(errno));
+      Close("write: " + transport_->Error());
       return false;
     }
     if (n > 0) last_write_ = std::chrono::steady_clock::now();
@@ -309,12 +319,12 @@ bool Connection::OnReadable() {
   while (budget > 0) {
     ssize_t n;
     if (state_ == ReadState::kHeader) {
-      n = ::recv(fd_, hdr_ + hdr_got_, 4 - hdr_got_, 0);
+      n = transport_->Recv(hdr_ + hdr_got_, 4 - hdr_got_);
     } else if (state_ == ReadState::kBody) {
-      n = ::recv(fd_, buf_ + got_, want_ - got_, 0);
+      n = transport_->Recv(buf_ + got_, want_ - got_);
     } else {
       static thread_local uint8_t scratch[64 * 1024];
-      n = ::recv(fd_, scratch, static_cast<size_t>(std::min<uint64_t>(sizeof scratch, discard_left_)), 0);
+      n = transport_->Recv(scratch, static_cast<size_t>(std::min<uint64_t>(sizeof scratch, discard_left_)));
     }
     if (n == 0) {
       Close("peer closed the connection");
@@ -322,7 +332,7 @@ bool Connection::OnReadable() {
     }
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
-      Close(std::string("read: ") + std::strerror(errno));
+      Close("read: " + transport_->Error());
       return false;
     }
     budget -= std::min(budget, static_cast<size_t>(n));

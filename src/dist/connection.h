@@ -28,6 +28,8 @@
 
 #include "dist/dispatch.h"
 #include "dist/handshake.h"
+#include "dist/tls.h"
+#include "dist/transport.h"
 #include "dist/wire.h"
 #include "mure/config.h"
 #include "proto/handler.h"
@@ -68,6 +70,9 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   /// Draw frame buffers from `budget` (shared by the node's connections). Before Start(); without
   /// one, buffers are limited per connection only.
   void SetReceiveBudget(std::shared_ptr<ByteBudget> budget) { recv_budget_ = std::move(budget); }
+  /// Speak TLS distribution (dist/tls.h): the TLS handshake, then the distribution handshake inside
+  /// it, both under cfg.handshake_timeout_ms. Before Start(); without it, plain TCP.
+  void SetTls(std::shared_ptr<TlsContext> tls) { tls_ = std::move(tls); }
   /// Called on the I/O thread when the handshake has ended, with whether it succeeded. Before Start().
   void SetHandshakeDone(std::function<void(bool ok)> done) { handshake_done_ = std::move(done); }
   /// Start the I/O thread.
@@ -126,6 +131,8 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   std::chrono::steady_clock::time_point last_write_;  // last time the socket took reply bytes
   std::function<void(bool)> handshake_done_;
   std::shared_ptr<ByteBudget> recv_budget_;
+  std::shared_ptr<TlsContext> tls_;
+  std::unique_ptr<Transport> transport_;  // the socket itself, or a TLS session over it (I/O thread)
 
   ReadState state_ = ReadState::kHeader;
   uint8_t hdr_[4] = {};

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "dist/transport.h"
 #include "mure/status.h"
 
 namespace mure {
@@ -45,8 +46,12 @@ struct HandshakeResult {
   uint64_t peer_flags = 0;
 };
 
-/// Run the accepting side of the handshake on a connected socket (blocking or not), within
-/// `timeout`. ErrorKind::kBadArg with a reason on any failure; the caller closes the socket.
+/// Run the accepting side of the handshake over `transport` (the socket `fd` itself, or a TLS
+/// session over it whose own handshake is done), until `deadline`. ErrorKind::kBadArg with a
+/// reason on any failure; the caller closes the socket.
+Result<HandshakeResult> AcceptHandshake(Transport& transport, int fd, const HandshakeParams& params,
+                                        std::chrono::steady_clock::time_point deadline);
+/// The same on the plain socket `fd`, within `timeout`.
 Result<HandshakeResult> AcceptHandshake(int fd, const HandshakeParams& params, std::chrono::milliseconds timeout);
 
 /// The digest of the handshake: MD5(cookie ++ decimal(challenge)).

@@ -46,9 +46,20 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   if (::inet_pton(AF_INET, cfg.listen.c_str(), &addr) != 1) {
     return Status::BadArg("listen address \"" + cfg.listen + "\" is not an IPv4 address");
   }
-  if (cfg.listen != "127.0.0.1") {
+  // TLS distribution when configured: half a configuration, an unreadable file or a key that is
+  // not the certificate's stops the node here, before it listens.
+  auto tls_settings = TlsSettingsFrom(cfg);
+  if (!tls_settings.ok()) return tls_settings.status();
+  if (*tls_settings) {
+    auto tls = TlsContext::Create(**tls_settings);
+    if (!tls.ok()) return tls.status();
+    node->tls_ = std::move(*tls);
+    LogInfo("TLS distribution: " + node->tls_->summary() + "; plain-TCP peers are refused");
+  }
+  if (cfg.listen != "127.0.0.1" && !node->tls_) {
     LogWarn("listening on " + cfg.listen + ", not loopback: Erlang distribution is not encrypted and the cookie is "
-            "the only lock. Use a private network or VPN (see the README's security section)");
+            "the only lock. Configure TLS distribution (tls_cert, tls_key, tls_ca) or use a private network or "
+            "VPN (see the README's security section)");
   }
   // A fresh creation per run (>= 4: smaller values are remapped by ei).
   std::random_device rd;
@@ -83,7 +94,7 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
     n->AcceptLoop();
   });
   LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
-          ", registered with epmd as a hidden node");
+          ", registered with epmd as a hidden node" + (node->tls_ ? " (TLS distribution)" : ""));
   return node;
 }
 
@@ -159,6 +170,7 @@ void Node::AcceptLoop() {
     // holds up no one. Its end, success or failure, is reported to the gate from there.
     auto conn = std::make_shared<Connection>(fd, handler_, store_, cfg_, *identity_, handshake_);
     conn->SetReceiveBudget(receive_budget_);
+    if (tls_) conn->SetTls(tls_);
     conn->SetHandshakeDone([gate = gate_, source, backoff = cfg_.handshake_backoff_s,
                             failures = cfg_.max_failed_handshakes](bool ok) {
       if (gate->Finish(source, ok)) {

@@ -54,6 +54,7 @@ class Node {
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
   std::shared_ptr<HandshakeGate> gate_;         // pending handshakes per source; outlives no connection
+  std::shared_ptr<TlsContext> tls_;  // TLS distribution, when configured
   std::shared_ptr<ByteBudget> receive_budget_;  // frame receive buffers of all connections
   std::mutex mu_;
   std::vector<std::shared_ptr<Connection>> conns_;  // guarded by mu_

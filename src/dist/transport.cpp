@@ -1,0 +1,28 @@
+#include "dist/transport.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mure {
+
+namespace {
+
+ssize_t Note(ssize_t r, std::string& error) {
+  if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) error = std::strerror(errno);
+  return r;
+}
+
+}  // namespace
+
+ssize_t PlainTransport::Recv(void* p, size_t n) { return Note(::recv(fd_, p, n, MSG_DONTWAIT), error_); }
+
+ssize_t PlainTransport::Sendv(const iovec* iov, int count) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  return Note(::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT), error_);
+}
+
+}  // namespace mure

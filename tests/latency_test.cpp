@@ -110,6 +110,13 @@ TEST_CASE("the estimate runs tiny elementwise ops and products inline, nothing e
   CHECK(EstimateMicros(*mm512, cost) > 2000);
   CHECK_FALSE(RunsInline(*mm512, cost, 20, 0));
 
+  // An integer product takes the generic loop, far slower per flop than the measured sgemm.
+  ops.byid[5] = Filled(DType::kS32, {16, 16}, 0);
+  auto imm = PlanOp(ir::Dot{5, {1}, {}, 5, {0}, {}}, ops.lookup, ex, ir::Placement::kAuto);
+  REQUIRE(imm.ok());
+  CHECK_FALSE(imm->costed);
+  CHECK_FALSE(RunsInline(*imm, cost, 20, 0));
+
   // Ops whose cost is not linear in their bytes are never estimated, however small.
   auto sum = PlanOp(ir::Reduce{"sum", ir::ReduceFromName("sum"), 1, {}, true}, ops.lookup, ex, ir::Placement::kAuto);
   REQUIRE(sum.ok());

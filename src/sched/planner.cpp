@@ -516,7 +516,10 @@ void SetWork(const ir::Node& node, const std::vector<ValueInfo>& in, PlannedOp& 
   } else if (std::holds_alternative<ir::Select>(node) || std::holds_alternative<ir::Clip>(node) ||
              std::holds_alternative<ir::AsType>(node)) {
     weight = 1;
-  } else if (std::holds_alternative<ir::Dot>(node) && in.size() == 2) {
+  } else if (std::holds_alternative<ir::Dot>(node) && in.size() == 2 &&
+             (p.type == DType::kF32 || p.type == DType::kF64)) {
+    // Real floating products only: they run in BLIS or exec/cpu_executor.cpp's small-product loop
+    // at about the measured rate (integer and complex ones take slower generic loops).
     // m*k*n from the element counts (a: m*k, b: k*n, out: m*n); batch dims only raise it (bound).
     auto elems = [](const Shape& s) {
       double n = 1;

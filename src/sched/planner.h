@@ -85,6 +85,10 @@ struct CostModel {
 /// run a tiny op), never a promise.
 double EstimateMicros(const PlannedOp& op, const CostModel& cost);
 
+/// Set `p`'s work (costed, work_bytes, work_flops) from its node and operands: PlanOp's last step
+/// (sched/cost.cpp).
+void SetWork(const ir::Node& node, const std::vector<ValueInfo>& in, PlannedOp& p);
+
 /// Whether `op` may run on the thread that received it rather than on its device's queue: on
 /// the CPU executor, estimated at most `max_us` (0: never), with nothing queued for its device
 /// (`queued`), so that it neither overtakes earlier work nor holds the thread long.

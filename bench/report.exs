@@ -78,7 +78,7 @@ defmodule Report do
     {mm_md, goals} = compute(s[:compute], peaks, goals)
     mem_md = memory(s[:memory], triad)
     user_md = user(s[:user])
-    ocl_md = opencl(s[:opencl], s[:memory], s[:messaging])
+    {ocl_md, goals} = opencl(s[:opencl], s[:memory], s[:messaging], goals)
     # The sections written by other scripts of this run (bench/programs.exs, bench/cluster.exs,
     # bench/nx.exs: scripts/bench joins them in --extra), included as they are. bench/nx.exs takes
     # the peak and the triad of this report's main pass (its --limits), so its fractions of the
@@ -243,7 +243,8 @@ defmodule Report do
 
       goals =
         Enum.reduce(rows, goals, fn
-          {pass, :mure_raw, ratio, _}, g -> [{"Messaging: tiny round trip ≤ 1.0 × BEAM GenServer call (#{flags_label(pass.beam_flags)})", "#{fmt(ratio, 2)}×", ratio <= 1.0} | g]
+          {pass, :mure_raw, ratio, _}, g -> [{"Messaging: tiny round trip ≤ 1.0 × BEAM GenServer call, raw envelope (#{flags_label(pass.beam_flags)})", "#{fmt(ratio, 2)}×", ratio <= 1.0} | g]
+          {pass, :mure_client, ratio, _}, g -> [{"Messaging: tiny round trip ≤ 1.0 × BEAM GenServer call, through the client `Mure.stats/1` (#{flags_label(pass.beam_flags)})", "#{fmt(ratio, 2)}×", ratio <= 1.0} | g]
           _, g -> g
         end)
 
@@ -513,10 +514,10 @@ defmodule Report do
   defp fmt_count(n) when rem(n, 1024 * 1024) == 0, do: "#{div(n, 1024 * 1024)} Mi"
   defp fmt_count(n), do: "#{n}"
 
-  defp opencl(nil, _, _), do: []
-  defp opencl(%{unavailable: true}, _, _), do: ["\n## 6. The OpenCL path\n\nThe node has no OpenCL device: nothing measured.\n"]
+  defp opencl(nil, _, _, goals), do: {[], goals}
+  defp opencl(%{unavailable: true}, _, _, goals), do: {["\n## 6. The OpenCL path\n\nThe node has no OpenCL device: nothing measured.\n"], goals}
 
-  defp opencl(o, mem, _msg) do
+  defp opencl(o, mem, _msg, goals) do
     us = fn list -> median(list) * 1.0e6 end
     small = o.small
     cold = o[:cold]
@@ -594,7 +595,9 @@ defmodule Report do
           ""
       end
 
-    [
+    {per_request_md, goals} = per_request(small, stats_us, goals)
+
+    {[
       "\n## 6. The OpenCL path\n\n",
       "The same ops on the node's OpenCL device (PoCL here) and on its CPU executor (`{:on, device, request}`), raw envelopes. ",
       "Rows a node cannot answer (older nodes knew no placement) say so.\n\n",
@@ -613,10 +616,60 @@ defmodule Report do
       small_row.(:matmul_16_cpu, "per-request cost, `matmul` 16×16 on the CPU executor"),
       small_row.(:matmul_16, "per-request cost, `matmul` 16×16, default placement"),
       measured,
+      per_request_md,
       "\nNot measured here: f64 elementwise, fused kernels and the JIT (see the programs section when present), ",
       "eager Nx ops through Mure.Backend (see the Nx section when present), ",
       "a per-request kernel build (kernels are built at start-up or cached), and OpenCL on a GPU (PoCL's CPU device only on this machine).\n"
-    ]
+    ], goals}
+  end
+
+  # Issue 18, goal 1: what a tiny op on a resident tensor costs beyond a `:stats` round trip, and a
+  # 16x16 matmul round trip against ggml rpc's (43 us for matmul 16x16 resident, measured on an
+  # Intel Xeon in issue 18: a fixed reference, since ggml is not on this machine).
+  @ggml_matmul_16_us 43.0
+  @tiny_beyond_stats_us 10.0
+
+  defp per_request(small, stats_us, goals) do
+    us = fn list -> median(list) * 1.0e6 end
+    runs = length(small.stats)
+    beyond = fn key -> small[key] && us.(small[key]) - stats_us end
+    # The kinds are interleaved run by run: each run's op median minus the same run's `:stats` median.
+    paired = fn key -> small[key] && Enum.zip_with(small[key], small.stats, &((&1 - &2) * 1.0e6)) end
+
+    show = fn key ->
+      case beyond.(key) do
+        nil -> "—"
+        d -> "#{fmt(d)} µs (per run #{fmt(Enum.min(paired.(key)))} .. #{fmt(Enum.max(paired.(key)))})"
+      end
+    end
+
+    goals =
+      case beyond.(:add_1k) do
+        nil ->
+          goals
+
+        d ->
+          [{"Per-request: `add` 1 Ki f32 on a resident tensor (default placement) ≤ #{fmt(@tiny_beyond_stats_us)} µs beyond `:stats` " <>
+              "(CPU executor #{show.(:add_1k_cpu)}, OpenCL #{show.(:add_1k_opencl)})",
+            show.(:add_1k), d <= @tiny_beyond_stats_us} | goals]
+      end
+
+    {mm_md, goals} =
+      case small[:matmul_16] do
+        nil ->
+          {"", goals}
+
+        list ->
+          m = us.(list)
+          ratio = m / @ggml_matmul_16_us
+
+          {"| `matmul` 16×16 round trip (default placement) vs ggml rpc's #{fmt(@ggml_matmul_16_us)} µs (fixed reference: Intel Xeon, issue 18; ggml is not on this machine) | #{fmt(m)} µs (min #{fmt(Enum.min(list) * 1.0e6)}) = **#{fmt(ratio, 2)} ×** |\n",
+           [{"Per-request: `matmul` 16×16 round trip ≤ 1.0 × ggml rpc (#{fmt(@ggml_matmul_16_us)} µs, fixed reference from issue 18's Intel Xeon, not measured here)",
+             "#{fmt(m)} µs = #{fmt(ratio, 2)}×", ratio <= 1.0} | goals]}
+      end
+
+    {["| tiny op beyond `:stats` (medians of #{runs} run medians; per run: that run's op minus its `:stats`) | `add` 1 Ki default #{show.(:add_1k)}; CPU executor #{show.(:add_1k_cpu)}; OpenCL #{show.(:add_1k_opencl)} |\n",
+      mm_md], goals}
   end
 
   defp spot(passes, number) do

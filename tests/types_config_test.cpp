@@ -127,6 +127,8 @@ TEST_CASE("the shipped config file parses and equals the built-in defaults", "[c
   CHECK(cfg.tls_ca == defaults.tls_ca);
   CHECK(cfg.tls_verify_peer == defaults.tls_verify_peer);
   CHECK(cfg.tls_min_version == defaults.tls_min_version);
+  CHECK(cfg.inline_max_us == defaults.inline_max_us);
+  CHECK(cfg.spin_us == defaults.spin_us);
 }
 
 TEST_CASE("flags override the file; bad flags and cookies on argv are refused", "[config][security]") {
@@ -138,6 +140,11 @@ TEST_CASE("flags override the file; bad flags and cookies on argv are refused", 
   CHECK_FALSE(cfg->use_opencl);
   CHECK(cfg->test_ops);
   CHECK(cfg->listen == "0.0.0.0");
+  auto fast = Args({"--name", "m@h", "--inline-max-us", "0", "--spin-us=100"});
+  REQUIRE(fast.ok());
+  CHECK(fast->inline_max_us == 0);
+  CHECK(fast->spin_us == 100);
+  CHECK_FALSE(Args({"--name", "m@h", "--spin-us", "5000"}).ok());  // a spin is bounded (1 ms)
   CHECK_THAT(Args({"--name", "m@h", "--cookie", "secret"}).status().message(), Catch::Contains("refused"));
   CHECK_THAT(Args({"--name", "m@h", "--setcookie=secret"}).status().message(), Catch::Contains("refused"));
   CHECK_FALSE(Args({"--name", "m@h", "--frobnicate", "1"}).ok());

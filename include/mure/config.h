@@ -44,6 +44,8 @@ struct Config {
   uint64_t receive_buffer_limit = 2ull << 30;  ///< bytes of frame receive buffers, all connections together
   uint64_t max_queued_replies = 16ull << 20;   ///< queued reply bytes per connection before it stops reading
   uint32_t reply_stall_timeout_s = 120;     ///< close a connection over max_queued_replies that reads nothing this long
+  uint32_t inline_max_us = 20;              ///< a CPU op estimated at most this long runs on its connection's thread; 0 = never
+  uint32_t spin_us = 0;                     ///< a connection or worker thread polls this long after work before it sleeps; 0 = off
   bool test_ops = false;                    ///< enable test-only ops ({:busy, ms})
   std::string kernel_cache_dir = "~/.cache/mure/kernels";  ///< compiled JIT kernels on disk; "none" = off
   LogLevel log_level = LogLevel::kInfo;     ///< stderr log level

@@ -87,6 +87,8 @@ constexpr SettingInfo kSettings[] = {
     {"receive_buffer_limit", "BYTES", "frame receive buffers, all connections together (default 2G)"},
     {"max_queued_replies", "BYTES", "queued replies per connection before it stops reading (default 16M)"},
     {"reply_stall_timeout_s", "N", "close a connection whose peer reads none of them this long (default 120)"},
+    {"inline_max_us", "N", "a CPU op estimated this short runs on its connection's thread (default 20; 0 = never)"},
+    {"spin_us", "N", "microseconds a connection or worker polls after work before it sleeps (default 0 = off)"},
     {"test_ops", "", "enable test-only ops ({:busy, ms})"},
     {"log_level", "L", "debug | info | warn | error"},
 };
@@ -192,6 +194,8 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw,
     if (cfg.queue_depth == 0) return Status::BadArg(name + " must be at least 1");
     return Status::Ok();
   }
+  if (key == "inline_max_us") return set_u32(cfg.inline_max_us, 1000000);
+  if (key == "spin_us") return set_u32(cfg.spin_us, 1000);
   if (key == "blis_threads") return set_u32(cfg.blis_threads, 1024);
   if (key == "blis_arch") {
     if (value != "auto" && value != "skx" && value != "zen3" && value != "haswell" && value != "generic") {

@@ -2,8 +2,10 @@
 //
 // After erl_interface has done the handshake, the connection reads frames itself: a 4-byte length
 // checked against max_message, the whole frame, then a bounds-checked parse of the control
-// message and the payload. Ticks are answered at once; the thread never computes, so a long op
-// elsewhere never gets the node declared down. Replies from any thread are queued with Send()
+// message and the payload. Ticks are answered at once; the thread computes nothing but ops the
+// service estimates at a few microseconds (inline_max_us), so a long op elsewhere never gets the
+// node declared down. After work it polls without sleeping for spin_us, so that a caller's next
+// request or a worker's reply pays no wake-up. Replies from any thread are queued with Send()
 // and written by this thread with non-blocking writes (large downloads straight from tensor
 // memory). What a frame means is dist/dispatch.h's business. A frame that breaks the distribution
 // protocol closes this connection only, as a BEAM node would; a request that can be answered
@@ -16,6 +18,8 @@
 // socket, the connection stops reading requests (replies to requests already read are still
 // queued, never dropped); a peer that reads none of them for reply_stall_timeout_s is dropped.
 #pragma once
+
+#include <poll.h>
 
 #include <atomic>
 #include <chrono>
@@ -96,6 +100,9 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   enum class ReadState { kHeader, kBody, kDiscard, kWaitBuffer };
 
   void Run();
+  /// poll(2) of the socket and the wake-up fd: without sleeping while the last work is less than
+  /// spin_us old, then sleeping up to `timeout_ms`. poll's result.
+  int PollSpinning(pollfd (&fds)[2], int timeout_ms);
   bool OnReadable();
   bool Flush();
   void Wake();
@@ -147,6 +154,7 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   bool oversized_ = false;
   uint64_t discard_left_ = 0;
   std::chrono::steady_clock::time_point last_recv_;
+  std::chrono::steady_clock::time_point active_;  // I/O thread only: when it last had work (spin_us)
 
   std::unique_ptr<Dispatch> dispatch_;  // once the handshake succeeded
 };

@@ -48,6 +48,23 @@ DeviceSpeeds MeasureDevices(BlisExecutor* blis, OpenClExecutor* opencl) {
   if (opencl) {
     speeds.opencl_gbps =
         best_gbps([&] { return opencl->ops().Binary(ir::BinaryOp::kAdd, **a, **b, DType::kF32, **c); });
+    // What a launch costs whatever the data: an add of 16 elements, best of a few after a warm-up.
+    auto x = scratch.Allocate(DType::kF32, {16});
+    auto y = scratch.Allocate(DType::kF32, {16});
+    if (x.ok() && y.ok()) {
+      std::memset((*x)->data(), 0, (*x)->bytes());
+      double best = 0;
+      for (int rep = 0; rep < 6; ++rep) {
+        auto t0 = std::chrono::steady_clock::now();
+        if (!opencl->ops().Binary(ir::BinaryOp::kAdd, **x, **x, DType::kF32, **y).ok()) {
+          best = 0;
+          break;
+        }
+        const double us = Seconds(t0) * 1e6;
+        if (rep == 1 || (rep > 1 && us < best)) best = us;
+      }
+      speeds.opencl_launch_us = best;
+    }
   }
   if (blis) {
     constexpr uint64_t kM = 512;
@@ -67,7 +84,8 @@ DeviceSpeeds MeasureDevices(BlisExecutor* blis, OpenClExecutor* opencl) {
     }
   }
   LogInfo("cost model: CPU elementwise " + std::to_string(static_cast<int>(speeds.cpu_gbps)) + " GB/s, OpenCL " +
-          std::to_string(static_cast<int>(speeds.opencl_gbps)) + " GB/s, BLIS sgemm " +
+          std::to_string(static_cast<int>(speeds.opencl_gbps)) + " GB/s (" +
+          std::to_string(static_cast<int>(speeds.opencl_launch_us)) + " us per launch), BLIS sgemm " +
           std::to_string(static_cast<int>(speeds.gemm_gflops)) + " GFLOP/s");
   return speeds;
 }

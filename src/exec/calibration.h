@@ -12,6 +12,7 @@ struct DeviceSpeeds {
   double cpu_gbps = 0;      ///< CPU executor, f32 add, GB/s moved
   double opencl_gbps = 0;   ///< OpenCL device, the same add (0 without one)
   double gemm_gflops = 0;   ///< BLIS sgemm 512 x 512, all threads (0 without BLIS)
+  double opencl_launch_us = 0;  ///< OpenCL device: an add of 16 elements, best of a few (0 without one)
 };
 
 /// Measure the CPU executor, and `blis` and `opencl` where not null: best of a few runs each, on

@@ -102,7 +102,7 @@ void WriteHello(TermWriter& w, const HelloInfo& h) {
 }
 
 void WriteStats(TermWriter& w, const StatsInfo& s) {
-  w.Map(13);  // kernels, then the 12 counters below
+  w.Map(14);  // kernels, then the 13 counters below
   w.Atom("kernels").Map(11);
   w.Atom("fused_compiled").UInt(s.fused_compiled);
   w.Atom("fused_disk_hits").UInt(s.fused_disk_hits);
@@ -127,6 +127,7 @@ void WriteStats(TermWriter& w, const StatsInfo& s) {
   w.Atom("errors").UInt(s.errors);
   w.Atom("queued").UInt(s.queued);
   w.Atom("loop_iterations").UInt(s.loop_iterations);
+  w.Atom("inline_runs").UInt(s.inline_runs);
 }
 
 }  // namespace mure::proto

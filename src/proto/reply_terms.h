@@ -96,6 +96,7 @@ struct StatsInfo {
   uint64_t errors = 0;
   uint64_t queued = 0;
   uint64_t loop_iterations = 0;  ///< body runs of program while nodes, since start
+  uint64_t inline_runs = 0;      ///< compute requests run on their connection's thread (inline_max_us)
 };
 
 /// The stats map.

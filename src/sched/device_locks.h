@@ -5,6 +5,7 @@
 #pragma once
 
 #include <mutex>
+#include <optional>
 
 #include "sched/planner.h"
 
@@ -35,6 +36,20 @@ class DeviceLocks {
       if (!opencl_is_cpu_) return h;
     }
     h.cpu_ = std::unique_lock<std::mutex>(cpu_gate_);
+    return h;
+  }
+
+  /// Hold what a kernel on `device` needs if all of it is free now; nothing (and nothing held)
+  /// otherwise. Never waits: for a thread that must not block (a connection's).
+  [[nodiscard]] std::optional<Held> TryHold(Device device) {
+    Held h;
+    if (device == Device::kOpenCl) {
+      h.device_ = std::unique_lock<std::mutex>(opencl_mu_, std::try_to_lock);
+      if (!h.device_.owns_lock()) return std::nullopt;
+      if (!opencl_is_cpu_) return h;
+    }
+    h.cpu_ = std::unique_lock<std::mutex>(cpu_gate_, std::try_to_lock);
+    if (!h.cpu_.owns_lock()) return std::nullopt;
     return h;
   }
 

@@ -574,12 +574,23 @@ Result<PlannedOp> PlanOp(const ir::Node& node, const OperandLookup& lookup, cons
   }
   // Binding.
   p.kernel = [executor, run = std::move(checked->run)](const Ins& x, Tensor& out) { return run(*executor, x, out); };
+  SetWork(node, in, p);
   return p;
 }
 
 Result<PlannedOp> PlanPlaced(const ir::Node& node, const OperandLookup& lookup, const Executors& ex,
                              ir::Placement placement, const CostModel& cost) {
   auto plan = PlanOp(node, lookup, ex, placement);
+  if (placement == ir::Placement::kAuto && plan.ok() && plan->device == Device::kOpenCl && IsLegacyElementwise(node)) {
+    // add / multiply: their contract (one shape, f32) was checked for the device; the CPU
+    // computes the same result, and wins where the device's launch cost outweighs its speed.
+    auto here = PlanOp(node, lookup, ex, ir::Placement::kCpu);
+    if (here.ok() && here->type == plan->type && here->shape == plan->shape &&
+        EstimateMicros(*here, cost) < EstimateMicros(*plan, cost)) {
+      return here;
+    }
+    return plan;
+  }
   if (placement != ir::Placement::kAuto || !plan.ok() || !ex.opencl || plan->device == Device::kOpenCl) return plan;
   // Only memory-bound elementwise work is worth moving by its measured bandwidth; products stay
   // on BLIS, and reductions, sorts and shape ops on the CPU executor.

@@ -46,6 +46,11 @@ struct PlannedOp {
   KernelFn kernel;
   Device device = Device::kCpu;    ///< where the kernel must run
   std::vector<PartInfo> parts;     ///< a tuple result's parts (type and shape are its packed bytes)
+  /// What the work costs, for EstimateMicros: set for the ops whose time is linear in their bytes
+  /// (elementwise) or their flops (dot); `costed` false for every other op (never estimated).
+  bool costed = false;
+  uint64_t work_bytes = 0;  ///< operand and result bytes moved, weighted by the op's cost per byte
+  uint64_t work_flops = 0;  ///< multiply-adds times 2 (dot)
 };
 
 /// The node's executors. They outlive every plan bound to them.
@@ -72,11 +77,28 @@ struct CostModel {
   /// Smallest result (elements) worth a trip to the OpenCL device: below it, launch and first-use
   /// compile costs outweigh a faster device.
   uint64_t opencl_min_elements = 1u << 20;
+  double opencl_launch_us = 0;  ///< what one kernel launch costs on the OpenCL device, data aside
 };
+
+/// Microseconds `op` is expected to take on its device from `cost` (launch cost included), or
+/// +infinity when the op is not costed or a speed is unknown. An estimate, for decisions (where to
+/// run a tiny op), never a promise.
+double EstimateMicros(const PlannedOp& op, const CostModel& cost);
+
+/// Set `p`'s work (costed, work_bytes, work_flops) from its node and operands: PlanOp's last step
+/// (sched/cost.cpp).
+void SetWork(const ir::Node& node, const std::vector<ValueInfo>& in, PlannedOp& p);
+
+/// Whether `op` may run on the thread that received it rather than on its device's queue: on
+/// the CPU executor, estimated at most `max_us` (0: never), with nothing queued for its device
+/// (`queued`), so that it neither overtakes earlier work nor holds the thread long.
+bool RunsInline(const PlannedOp& op, const CostModel& cost, uint32_t max_us, uint32_t queued);
 
 /// PlanOp with the placement decided: the caller's, or under kAuto the CPU executor (BLIS for
 /// products) unless the op is elementwise, the OpenCL device measured clearly (1.5x) faster for
-/// memory-bound work at start-up, and the result is large enough.
+/// memory-bound work at start-up, and the result is large enough. The legacy add and multiply
+/// (documented on the OpenCL device) keep their contract but run on the CPU executor when their
+/// estimate there is lower than the device's, its launch cost included (a 1 Ki add).
 Result<PlannedOp> PlanPlaced(const ir::Node& node, const OperandLookup& lookup, const Executors& ex,
                              ir::Placement placement, const CostModel& cost);
 

@@ -27,8 +27,9 @@ using proto::WriteType;
 
 Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, OpenClExecutor* opencl)
     : cfg_(cfg), store_(store), blis_(blis), opencl_(opencl), locks_(opencl && opencl->is_cpu()) {
-  blis_queue_ = std::make_unique<WorkQueue>("blis", 1, cfg.queue_depth);
-  if (opencl_) opencl_queue_ = std::make_unique<WorkQueue>("opencl", 1, cfg.queue_depth);
+  const std::chrono::microseconds spin(cfg.spin_us);
+  blis_queue_ = std::make_unique<WorkQueue>("blis", 1, cfg.queue_depth, spin);
+  if (opencl_) opencl_queue_ = std::make_unique<WorkQueue>("opencl", 1, cfg.queue_depth, spin);
   if (opencl_) {
     std::string dir = cfg.kernel_cache_dir;
     if (dir == "none") dir.clear();
@@ -47,6 +48,7 @@ Service::Service(const Config& cfg, TensorStore& store, BlisExecutor* blis, Open
   cost_.cpu_gbps = speeds.cpu_gbps;
   cost_.opencl_gbps = speeds.opencl_gbps;
   cost_.gemm_gflops = speeds.gemm_gflops;
+  cost_.opencl_launch_us = speeds.opencl_launch_us;
 }
 
 Service::~Service() = default;
@@ -209,6 +211,7 @@ proto::StatsInfo Service::Stats(const RequestContext& ctx) const {
   s.errors = errors_.load();
   s.queued = blis_queue_->pending() + (opencl_queue_ ? opencl_queue_->pending() : 0);
   s.loop_iterations = loop_iterations_.load();
+  s.inline_runs = inline_runs_.load();
   s.program_nodes = program_nodes_.load();
   s.fused_nodes = fused_nodes_.load();
   s.fused_groups = fused_groups_.load();
@@ -287,6 +290,27 @@ void Service::Compute(const RequestContext& ctx, const ir::Node& node, proto::Pl
   if (!out.ok()) return fail(out.status());
   if (!plan->parts.empty()) return ComputeTuple(ctx, std::move(*plan), std::move(held), std::move(*out), reply);
   WorkQueue& q = plan->device == Device::kOpenCl ? *opencl_queue_ : *blis_queue_;
+  // Tiny work runs here, on the connection's thread, when nothing waits for its device (so the
+  // device's order is kept) and the device is free now (never waiting: ticks go on).
+  if (RunsInline(*plan, cost_, cfg_.inline_max_us, q.pending())) {
+    if (auto held_locks = locks_.TryHold(plan->device)) {
+      inline_runs_.fetch_add(1, std::memory_order_relaxed);
+      std::vector<const Tensor*> ins;
+      for (auto& t : held) ins.push_back(t.get());
+      Status st;
+      try {  // the work queues' firewall (sched/work_queue.cpp), here too: a kernel never takes a thread down
+        st = plan->kernel(ins, **out);
+      } catch (const std::exception& e) {
+        st = Status::Internal(std::string("the kernel threw: ") + e.what());
+      }
+      held_locks.reset();
+      if (!st.ok()) {
+        out->reset();  // released before the caller hears of the failure
+        return fail(st);
+      }
+      return Publish(ctx, std::move(*out), *reply);
+    }
+  }
   Post(q, reply, [this, ctx, reply, held = std::move(held), plan = std::move(*plan), out = std::move(*out)]() mutable {
     if (reply->Abandoned()) return;  // the connection closed while this waited: nobody to answer
     std::vector<const Tensor*> ins;

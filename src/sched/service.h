@@ -113,6 +113,7 @@ class Service : public RequestHandler {
   std::atomic<uint64_t> program_nodes_{0};  ///< program nodes run; of them, inside fused kernels:
   std::atomic<uint64_t> fused_nodes_{0};
   std::atomic<uint64_t> fused_groups_{0};   ///< fused kernels run by programs
+  std::atomic<uint64_t> inline_runs_{0};    ///< ops run on their connection's thread (inline_max_us)
 };
 
 }  // namespace mure

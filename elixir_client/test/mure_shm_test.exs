@@ -100,7 +100,9 @@ defmodule Mure.ShmTest do
         # The 16 MiB segment carries the 2 MiB upload too: shm_upload (+ this stats call).
         reused = Mure.stats!(conn).requests - before
         # A small tensor's download after a large one's (same segment) gives its bytes alone.
-        ok = Mure.download!(b) == small and Mure.download!(a) == big and Mure.download!(b) == small
+        ok =
+          Mure.download!(b) == small and Mure.download!(a) == big and Mure.download!(b) == small
+
         send(parent, {:done, reused, ok, Mure.stats!(conn)})
         receive do: (:exit -> :ok)
       end)
@@ -291,7 +293,11 @@ defmodule Mure.ShmTest do
       :peer.call(peer, Mure.TestSupport, :raw_call_as, [node, keeper, {:shm_alloc, 4 * @mib}])
 
     {:ok, {_seg, _, _}} =
-      :peer.call(peer, Mure.TestSupport, :raw_call_as, [node, keeper, {:shm_alloc, 4 * @mib, :reuse}])
+      :peer.call(peer, Mure.TestSupport, :raw_call_as, [
+        node,
+        keeper,
+        {:shm_alloc, 4 * @mib, :reuse}
+      ])
 
     assert Mure.stats!(conn).shm_segments == 2
     # The peer's distribution goes down with it: its connection closes on the node.

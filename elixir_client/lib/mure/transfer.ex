@@ -267,7 +267,8 @@ defmodule Mure.Transfer do
   # one-shot way, whose segment's size the node checks.)
   defp reuse_upload(conn, data, type, shape, owner, budget, limits) do
     with true <- fills?(data, type, shape),
-         {:ok, {seg, path, tag, _, session} = cached} <- checkout(conn, byte_size(data), budget, limits) do
+         {:ok, {seg, path, tag, _, session} = cached} <-
+           checkout(conn, byte_size(data), budget, limits) do
       undo = fn reply, node, session ->
         with {:ok, t} <- Tensor.from_reply(conn, reply, node, session, {type, shape}),
              do: Request.free_async(t)
@@ -286,8 +287,9 @@ defmodule Mure.Transfer do
   end
 
   defp fills?(data, {_, bits}, shape) when is_integer(bits) and is_tuple(shape) do
-    if Enum.all?(Tuple.to_list(shape), &(is_integer(&1) and &1 >= 0)) and byte_size(data) ==
-         Mure.Types.size(shape) * div(bits, 8),
+    if Enum.all?(Tuple.to_list(shape), &(is_integer(&1) and &1 >= 0)) and
+         byte_size(data) ==
+           Mure.Types.size(shape) * div(bits, 8),
        do: true,
        else: :retry
   end
@@ -299,7 +301,15 @@ defmodule Mure.Transfer do
 
     with {:ok, {seg, path, tag, _, session} = cached} <- checkout(t.conn, size, budget, limits) do
       with {:ok, {^seg, ^path, ^tag}, _session} <-
-             shm_call(t.conn, {:shm_download, t.id, seg}, [t.session, session], self(), budget, limits, false),
+             shm_call(
+               t.conn,
+               {:shm_download, t.id, seg},
+               [t.session, session],
+               self(),
+               budget,
+               limits,
+               false
+             ),
            {:ok, bin} <- shm_read(path, tag, size) do
         checkin(t.conn, cached)
         {:ok, bin}

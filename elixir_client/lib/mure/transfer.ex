@@ -343,6 +343,21 @@ defmodule Mure.Transfer do
 
   defp checkin(conn, cached), do: Process.put({__MODULE__, conn}, cached)
 
+  @doc false
+  # Frees the calling process's reusable segment on `conn` now (awaited), if it holds one: its
+  # memory leaves the node's count at once instead of when the process exits.
+  @spec drop_reusable(GenServer.server()) :: :ok
+  def drop_reusable(conn) do
+    case Process.delete({__MODULE__, conn}) do
+      {seg, _, _, _, session} ->
+        _ = Request.call(conn, {:shm_free, seg}, [session], self(), Request.budget(nil))
+        :ok
+
+      nil ->
+        :ok
+    end
+  end
+
   defp ceil_log2(n), do: ceil_log2(n - 1, 0)
   defp ceil_log2(0, k), do: k
   defp ceil_log2(n, k), do: ceil_log2(n >>> 1, k + 1)

@@ -112,6 +112,52 @@ TEST_CASE("each class of bad request gets its error kind and a message naming th
   }
 }
 
+TEST_CASE("shm requests: the reusable forms decode, hostile ones are refused", "[request][shm][security]") {
+  auto alloc = Decode(EnvelopeBytes([](TermWriter& w) { w.Tuple(3).Atom("shm_alloc").Int(64).Atom("reuse"); }));
+  REQUIRE(alloc.req);
+  CHECK(std::get<ShmAlloc>(alloc.req->body).bytes == 64);
+  CHECK(std::get<ShmAlloc>(alloc.req->body).reuse);
+  auto once = Decode(EnvelopeBytes([](TermWriter& w) { w.Tuple(2).Atom("shm_alloc").Int(64); }));
+  REQUIRE(once.req);
+  CHECK_FALSE(std::get<ShmAlloc>(once.req->body).reuse);
+  auto into = Decode(EnvelopeBytes([](TermWriter& w) { w.Tuple(3).Atom("shm_download").Int(5).Int(7); }));
+  REQUIRE(into.req);
+  CHECK(std::get<ShmDownload>(into.req->body).handle == 5);
+  CHECK(std::get<ShmDownload>(into.req->body).segment == 7);
+  auto fresh = Decode(EnvelopeBytes([](TermWriter& w) { w.Tuple(2).Atom("shm_download").Int(5); }));
+  REQUIRE(fresh.req);
+  CHECK(std::get<ShmDownload>(fresh.req->body).segment == 0);
+
+  struct Bad {
+    const char* what;
+    std::function<void(TermWriter&)> req;
+    ErrorKind kind;
+  };
+  const Bad bad[] = {
+      {"another atom than reuse", [](TermWriter& w) { w.Tuple(3).Atom("shm_alloc").Int(8).Atom("nope"); },
+       ErrorKind::kBadArg},
+      {"reuse as a binary", [](TermWriter& w) { w.Tuple(3).Atom("shm_alloc").Int(8).Binary("reuse"); },
+       ErrorKind::kBadArg},
+      {"4 elements", [](TermWriter& w) { w.Tuple(4).Atom("shm_alloc").Int(8).Atom("reuse").Int(1); },
+       ErrorKind::kBadArg},
+      {"0 bytes, reusable", [](TermWriter& w) { w.Tuple(3).Atom("shm_alloc").Int(0).Atom("reuse"); },
+       ErrorKind::kOutOfRange},
+      {"a path as the segment", [](TermWriter& w) { w.Tuple(3).Atom("shm_download").Int(1).Binary("/dev/shm/x"); },
+       ErrorKind::kBadArg},
+      {"segment 0", [](TermWriter& w) { w.Tuple(3).Atom("shm_download").Int(1).Int(0); }, ErrorKind::kBadArg},
+      {"a negative segment", [](TermWriter& w) { w.Tuple(3).Atom("shm_download").Int(1).Int(-3); },
+       ErrorKind::kBadArg},
+      {"4-element download", [](TermWriter& w) { w.Tuple(4).Atom("shm_download").Int(1).Int(2).Int(3); },
+       ErrorKind::kBadArg},
+  };
+  for (const auto& c : bad) {
+    INFO(c.what);
+    auto d = Decode(EnvelopeBytes(c.req));
+    REQUIRE_FALSE(d.req);
+    CHECK(d.status.kind() == c.kind);
+  }
+}
+
 TEST_CASE("busy is an op only with test ops enabled", "[request]") {
   auto d = Decode(EnvelopeBytes([](TermWriter& w) { w.Tuple(2).Atom("busy").Int(10); }), true);
   REQUIRE(d.req);

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -202,4 +203,103 @@ TEST_CASE("an owner's death drops its segments, not others'", "[shm][security]")
   CHECK(store.memory_used() == 10 + ShmSegments::kHeader);
   CHECK(store.shm().Free(conn, a->id).kind() == ErrorKind::kUnknownHandle);
   CHECK(store.shm().Free(conn, b->id).ok());
+}
+
+namespace {
+
+/// Mappings of this process that are segments (/proc/self/maps names them "/memfd:mure-shm").
+int MappedSegments() {
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  REQUIRE(f != nullptr);
+  int n = 0;
+  char line[512];
+  while (std::fgets(line, sizeof(line), f)) n += std::strstr(line, "memfd:mure-shm") != nullptr;
+  std::fclose(f);
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a reusable segment: copies in and out, stays, never lends a tensor its pages", "[shm]") {
+  TensorStore store(1 << 24);
+  const uint64_t conn = store.OpenConnection();
+  auto ticket = store.shm().Create(conn, "owner", 64, nullptr, /*reuse=*/true);
+  REQUIRE(ticket.ok());
+  CHECK(store.shm().Reusable(conn, ticket->id));
+  CHECK(store.memory_used() == 64 + ShmSegments::kHeader);
+  CHECK(MappedSegments() == 1);  // the node's own mapping, from creation
+  int fd = OpenPath(ticket->path, O_RDWR);
+  REQUIRE(fd >= 0);
+  CHECK(ReadAt(fd, ShmSegments::kTagBytes, 0) == ticket->tag);
+  CHECK(::ftruncate(fd, 4) != 0);  // its size is still sealed
+  const float values[4] = {1.5f, -2.0f, 3.25f, 0.0f};
+  REQUIRE(::pwrite(fd, values, sizeof(values), ShmSegments::kHeader) == sizeof(values));
+
+  // Upload: copied into a tensor of its own; later writes to the segment do not reach it.
+  auto t = store.Allocate(DType::kF32, {4});
+  REQUIRE(t.ok());
+  REQUIRE(store.shm().CopyToTensor(conn, ticket->id, **t).ok());
+  CHECK(std::memcmp((*t)->data(), values, sizeof(values)) == 0);
+  const float other[4] = {9.0f, 9.0f, 9.0f, 9.0f};
+  REQUIRE(::pwrite(fd, other, sizeof(other), ShmSegments::kHeader) == sizeof(other));
+  CHECK((*t)->as<float>()[0] == 1.5f);
+  CHECK(store.shm().count() == 1);
+  // Adopting it (a tensor mapping client-writable pages) is refused.
+  CHECK(store.shm().Adopt(conn, ticket->id, DType::kF32, {16}).status().kind() == ErrorKind::kBadArg);
+
+  // Download: a 2-byte tensor overwrites the first 2 bytes; the client reads exactly those.
+  auto small = store.Allocate(DType::kU8, {2});
+  REQUIRE(small.ok());
+  std::memcpy((*small)->data(), "hi", 2);
+  auto again = store.shm().CopyFromTensor(conn, ticket->id, **small);
+  REQUIRE(again.ok());
+  CHECK(again->id == ticket->id);
+  CHECK(again->path == ticket->path);
+  CHECK(again->tag == ticket->tag);
+  CHECK(ReadAt(fd, 2, ShmSegments::kHeader) == "hi");
+
+  // Larger than the segment: refused both ways, nothing copied.
+  auto big = store.Allocate(DType::kU8, {65});
+  REQUIRE(big.ok());
+  CHECK(store.shm().CopyToTensor(conn, ticket->id, **big).kind() == ErrorKind::kSizeMismatch);
+  CHECK(store.shm().CopyFromTensor(conn, ticket->id, **big).status().kind() == ErrorKind::kSizeMismatch);
+  // A one-shot segment takes no download and gives no copy.
+  auto once = store.shm().Create(conn, "owner", 8, nullptr);
+  REQUIRE(once.ok());
+  CHECK_FALSE(store.shm().Reusable(conn, once->id));
+  CHECK(store.shm().CopyFromTensor(conn, once->id, **small).status().kind() == ErrorKind::kBadArg);
+  CHECK(store.shm().CopyToTensor(conn, once->id, **small).kind() == ErrorKind::kBadArg);
+  // Another connection cannot name it.
+  const uint64_t other_conn = store.OpenConnection();
+  CHECK(store.shm().CopyFromTensor(other_conn, ticket->id, **small).status().kind() == ErrorKind::kUnknownHandle);
+  CHECK(store.shm().CopyToTensor(other_conn, ticket->id, **small).kind() == ErrorKind::kUnknownHandle);
+
+  ::close(fd);
+  CHECK(store.shm().Free(conn, ticket->id).ok());
+  CHECK(store.shm().CopyToTensor(conn, ticket->id, **small).kind() == ErrorKind::kUnknownHandle);
+  CHECK(MappedSegments() == 0);
+  CHECK(store.shm().Free(conn, once->id).ok());
+  CHECK(OpenSegments() == 0);
+}
+
+TEST_CASE("reusable segments are accounted and go with their owner and connection", "[shm][security]") {
+  TensorStore store(1 << 24);
+  const uint64_t conn = store.OpenConnection();
+  CHECK(store.shm().Create(conn, "owner", 1 << 24, nullptr, true).status().kind() == ErrorKind::kOutOfMemory);
+  CHECK(MappedSegments() == 0);
+  CHECK(OpenSegments() == 0);
+  CHECK(store.memory_used() == 0);
+  auto a = store.shm().Create(conn, "dead", 100, nullptr, true);
+  auto b = store.shm().Create(conn, "alive", 200, nullptr, true);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(store.memory_used() == 300 + 2 * ShmSegments::kHeader);
+  CHECK(store.FreeOwner(conn, "dead") == 0);
+  CHECK(store.memory_used() == 200 + ShmSegments::kHeader);
+  CHECK(MappedSegments() == 1);
+  CHECK(store.CloseConnection(conn) == 0);
+  CHECK(store.shm().count() == 0);
+  CHECK(store.memory_used() == 0);
+  CHECK(MappedSegments() == 0);
+  CHECK(OpenSegments() == 0);
 }

@@ -28,20 +28,30 @@ defmodule Mure.ShmTest do
     conn = start_supervised!({Mure, memory_limit: 512 * @mib})
     assert Mure.info(conn).shared_memory == true
 
-    for bytes <- [@mib, 16 * @mib + 3, 40 * @mib] do
+    for bytes <- [@mib, 16 * @mib + 3, 40 * @mib, 3 * @mib] do
       data = payload(bytes)
       before = Mure.stats!(conn).requests
       t = Mure.upload!(conn, data, {:u, 8}, {bytes})
-      # shm_alloc + shm_upload (+ this stats call): no pieces.
-      assert Mure.stats!(conn).requests - before == 3
+      # At most shm_free (a smaller reusable segment) + shm_alloc + shm_upload (+ this stats
+      # call): no pieces.
+      assert Mure.stats!(conn).requests - before <= 4
       assert %Tensor{shape: {^bytes}} = t
       before = Mure.stats!(conn).requests
       assert Mure.download!(t) == data
-      # shm_download + shm_free (not awaited) + this stats call.
-      assert wait_until(fn -> Mure.stats!(conn).shm_segments == 0 end)
-      assert Mure.stats!(conn).requests - before >= 3
+      # shm_download into the process's reusable segment + this stats call.
+      assert Mure.stats!(conn).requests - before == 2
+      # This process's one reusable segment stays (the smaller ones were freed).
+      assert wait_until(fn -> Mure.stats!(conn).shm_segments == 1 end)
       Mure.free!(t)
     end
+
+    # Past the reusable sizes (64 MiB): a one-shot segment each way, freed after.
+    bytes = 64 * @mib + 1
+    data = payload(bytes)
+    t = Mure.upload!(conn, data, {:u, 8}, {bytes})
+    assert Mure.download!(t) == data
+    assert wait_until(fn -> Mure.stats!(conn).shm_segments == 1 end)
+    Mure.free!(t)
 
     # A multi-byte type, through the asynchronous calls, both in flight at once.
     floats = payload(4 * @mib)
@@ -67,11 +77,59 @@ defmodule Mure.ShmTest do
     t = Mure.upload!(conn, big, {:u, 8}, {2 * @mib}, shared_memory: false)
     assert Mure.download!(t, shared_memory: false) == big
     assert Mure.stats!(conn).requests - before == 5
-    assert Mure.stats!(conn).shm_segments == 0
+    assert Mure.stats!(conn).shm_segments == 1
 
     assert_raise ArgumentError, ~r/:shared_memory/, fn ->
       Mure.upload(conn, big, {:u, 8}, {2 * @mib}, shared_memory: :yes)
     end
+  end
+
+  test "a reusable segment: reused across transfers, each caller gets its own bytes, gone with its process" do
+    conn = start_supervised!({Mure, memory_limit: 256 * @mib})
+    os_pid = Mure.info(conn).os_pid
+    base = Mure.stats!(conn)
+    parent = self()
+
+    worker =
+      spawn(fn ->
+        big = payload(16 * @mib)
+        small = payload(2 * @mib)
+        a = Mure.upload!(conn, big, {:u, 8}, {16 * @mib})
+        before = Mure.stats!(conn).requests
+        b = Mure.upload!(conn, small, {:u, 8}, {2 * @mib})
+        # The 16 MiB segment carries the 2 MiB upload too: shm_upload (+ this stats call).
+        reused = Mure.stats!(conn).requests - before
+        # A small tensor's download after a large one's (same segment) gives its bytes alone.
+        ok =
+          Mure.download!(b) == small and Mure.download!(a) == big and Mure.download!(b) == small
+
+        send(parent, {:done, reused, ok, Mure.stats!(conn)})
+        receive do: (:exit -> :ok)
+      end)
+
+    assert_receive {:done, 2, true, stats}, 60_000
+    assert stats.shm_segments == base.shm_segments + 1
+    # The segment (16 MiB and its header page) counts, besides the two tensors.
+    assert stats.memory_used_bytes >= base.memory_used_bytes + 16 * @mib + 4096 + 18 * @mib
+    assert length(node_segments(os_pid)) == 1
+
+    # Another process does not see the worker's segment: it makes its own.
+    data = payload(@mib)
+    mine = Mure.upload!(conn, data, {:u, 8}, {@mib})
+    assert Mure.download!(mine) == data
+    assert Mure.stats!(conn).shm_segments == base.shm_segments + 2
+    Mure.free!(mine)
+    {seg, _, _, _, _} = Process.delete({Mure.Transfer, conn})
+    assert {:ok, :freed} = raw_call(node_of(conn), {:shm_free, seg})
+
+    send(worker, :exit)
+
+    assert wait_until(fn ->
+             s = Mure.stats!(conn)
+             s.shm_segments == 0 and s.memory_used_bytes == base.memory_used_bytes
+           end)
+
+    assert node_segments(os_pid) == []
   end
 
   test "a failed or timed-out shared upload frees its segment and its tensor" do
@@ -234,7 +292,14 @@ defmodule Mure.ShmTest do
     {:ok, {_seg, _, _}} =
       :peer.call(peer, Mure.TestSupport, :raw_call_as, [node, keeper, {:shm_alloc, 4 * @mib}])
 
-    assert Mure.stats!(conn).shm_segments == 1
+    {:ok, {_seg, _, _}} =
+      :peer.call(peer, Mure.TestSupport, :raw_call_as, [
+        node,
+        keeper,
+        {:shm_alloc, 4 * @mib, :reuse}
+      ])
+
+    assert Mure.stats!(conn).shm_segments == 2
     # The peer's distribution goes down with it: its connection closes on the node.
     stop_peer(peer)
     assert wait_until(fn -> Mure.stats!(conn).shm_segments == 0 end)
@@ -251,6 +316,7 @@ defmodule Mure.ShmTest do
     os_pid = Mure.info(conn).os_pid
     {:ok, {_, path, tag}} = raw_call(node, {:shm_alloc, 4 * @mib})
     {:ok, {_, _, _}} = raw_call(node, {:shm_alloc, 2 * @mib})
+    {:ok, {_, _, _}} = raw_call(node, {:shm_alloc, 2 * @mib, :reuse})
     {:ok, fd} = :file.open(path, [:raw, :binary, :read])
     assert {:ok, ^tag} = :file.pread(fd, 0, 16)
     :file.close(fd)

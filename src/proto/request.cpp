@@ -98,24 +98,42 @@ Result<Body> DecodeGive(const Args& a) {
   return Body(Give{*h, a.t[pid].raw, a.t[pid].node});
 }
 
+/// A segment id (a positive integer) at argument `i`.
+Result<uint64_t> DecodeSegment(const Args& a, uint32_t i) {
+  uint32_t seg = a.Arg(i);
+  if (a.t[seg].kind != TermKind::kInteger || a.t[seg].integer <= 0) {
+    return Status::BadArg(std::string(a.name) + ": the segment must be an id from shm_alloc or shm_download (a "
+                          "positive integer), got " + KindName(a.t[seg].kind));
+  }
+  return static_cast<uint64_t>(a.t[seg].integer);
+}
+
 Result<Body> DecodeShm(const Args& a) {  // shm_alloc, shm_upload, shm_download, shm_free
   if (a.name == "shm_download") {
     auto h = DecodeHandle(a.t, a.Arg(1), "the handle");
     if (!h.ok()) return h.status();
-    return Body(ShmDownload{*h});
+    if (a.t[a.n].count < 3) return Body(ShmDownload{*h});
+    auto into = DecodeSegment(a, 2);
+    if (!into.ok()) return into.status();
+    return Body(ShmDownload{*h, *into});
   }
   if (a.name == "shm_alloc") {
     auto n = DecodeInt(a.t, a.Arg(1), "the byte size");
     if (!n.ok()) return n.status();
     if (*n < 1) return Status(ErrorKind::kOutOfRange, "a shared segment holds at least 1 byte");
-    return Body(ShmAlloc{static_cast<uint64_t>(*n)});
+    bool reuse = false;
+    if (a.t[a.n].count >= 3) {
+      uint32_t r = a.Arg(2);
+      if (!a.t.IsAtom(r, "reuse")) {
+        return Status::BadArg("shm_alloc's third element must be the atom reuse, got " + KindName(a.t[r].kind));
+      }
+      reuse = true;
+    }
+    return Body(ShmAlloc{static_cast<uint64_t>(*n), reuse});
   }
-  uint32_t seg = a.Arg(1);
-  if (a.t[seg].kind != TermKind::kInteger || a.t[seg].integer <= 0) {
-    return Status::BadArg(std::string(a.name) + ": the segment must be an id from shm_alloc or shm_download (a "
-                          "positive integer), got " + KindName(a.t[seg].kind));
-  }
-  const uint64_t id = static_cast<uint64_t>(a.t[seg].integer);
+  auto seg = DecodeSegment(a, 1);
+  if (!seg.ok()) return seg.status();
+  const uint64_t id = *seg;
   if (a.name == "shm_free") return Body(ShmFree{id});
   auto type = DecodeType(a.t, a.Arg(2));
   if (!type.ok()) return type.status();
@@ -152,9 +170,11 @@ constexpr Decoder kRequestDecoders[] = {
     {"write", 4, DecodeRange, "{:write, h, byte_offset, binary}", Usage::kPlain},
     {"read", 4, DecodeRange, "{:read, h, byte_offset, byte_length}", Usage::kPlain},
     {"give", 3, DecodeGive, "{:give, handle, pid}", Usage::kCount},
-    {"shm_alloc", 2, DecodeShm, "{:shm_alloc, bytes}", Usage::kCount},
+    {"shm_alloc", 2, DecodeShm, "{:shm_alloc, bytes} or {:shm_alloc, bytes, :reuse}", Usage::kCount},
+    {"shm_alloc", 3, DecodeShm, "{:shm_alloc, bytes} or {:shm_alloc, bytes, :reuse}", Usage::kCount},
     {"shm_upload", 4, DecodeShm, "{:shm_upload, segment, type, shape}", Usage::kCount},
-    {"shm_download", 2, DecodeShm, "{:shm_download, handle}", Usage::kCount},
+    {"shm_download", 2, DecodeShm, "{:shm_download, handle} or {:shm_download, handle, segment}", Usage::kCount},
+    {"shm_download", 3, DecodeShm, "{:shm_download, handle} or {:shm_download, handle, segment}", Usage::kCount},
     {"shm_free", 2, DecodeShm, "{:shm_free, segment}", Usage::kCount},
     {"while", 6, DecodeControlAlone,
      "{:while, inits, invariants, {cond_nodes, pred_id}, {body_nodes, out_ids}, max_iterations} (inside a program)",

@@ -78,12 +78,14 @@ struct Give {
 };
 
 // Same-host transfers through shared segments (store/shm_segments.h): ids, never paths.
-/// {:shm_alloc, bytes}: an empty segment for the client to write.
-struct ShmAlloc { uint64_t bytes = 0; };
+/// {:shm_alloc, bytes} / {:shm_alloc, bytes, :reuse}: an empty segment for the client to write
+/// (reusable: kept for many transfers, its bytes copied instead of adopted).
+struct ShmAlloc { uint64_t bytes = 0; bool reuse = false; };
 /// {:shm_upload, segment, type, shape}: the written segment becomes a tensor.
 struct ShmUpload { uint64_t segment = 0; DType type = DType::kF32; Shape shape; };
-/// {:shm_download, handle}: a segment holding a copy of the tensor's bytes.
-struct ShmDownload { uint64_t handle = 0; };
+/// {:shm_download, handle} / {:shm_download, handle, segment}: a new segment holding a copy of
+/// the tensor's bytes / the copy written into reusable `segment` (0: none given).
+struct ShmDownload { uint64_t handle = 0; uint64_t segment = 0; };
 /// {:shm_free, segment}
 struct ShmFree { uint64_t segment = 0; };
 

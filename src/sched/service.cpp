@@ -118,19 +118,17 @@ void Service::Handle(const RequestContext& ctx, const proto::Request& req, std::
           },
           [&](const proto::ShmAlloc& r) {
             bool new_owner = false;
-            auto ticket = store_.shm().Create(ctx.conn, ctx.owner, r.bytes, &new_owner);
+            auto ticket = store_.shm().Create(ctx.conn, ctx.owner, r.bytes, &new_owner, r.reuse);
             ShmReply(ctx, std::move(ticket), new_owner, *reply);
           },
-          [&](const proto::ShmUpload& r) {
-            auto t = store_.shm().Adopt(ctx.conn, r.segment, r.type, r.shape);
-            if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
-            Publish(ctx, std::move(*t), *reply);
-          },
+          [&](const proto::ShmUpload& r) { ShmUpload(ctx, r, *reply); },
           [&](const proto::ShmDownload& r) {
             auto t = store_.Get(ctx.conn, r.handle);
             if (!t.ok()) { errors_.fetch_add(1); return reply->Error(t.status()); }
             bool new_owner = false;
-            auto ticket = store_.shm().Export(ctx.conn, ctx.owner, **t, &new_owner);
+            // Into the client's reusable segment (copied before the reply), or a new sealed one.
+            auto ticket = r.segment ? store_.shm().CopyFromTensor(ctx.conn, r.segment, **t)
+                                    : store_.shm().Export(ctx.conn, ctx.owner, **t, &new_owner);
             ShmReply(ctx, std::move(ticket), new_owner, *reply);
           },
           [&](const proto::ShmFree& r) {
@@ -237,6 +235,20 @@ void Service::ShmReply(const RequestContext& ctx, Result<ShmTicket> ticket, bool
   reply.Ok([&](TermWriter& w) {
     w.Tuple(3).UInt(ticket->id).Binary(ticket->path).Binary(ticket->tag);
   });
+}
+
+void Service::ShmUpload(const RequestContext& ctx, const proto::ShmUpload& req, Reply& reply) {
+  if (!store_.shm().Reusable(ctx.conn, req.segment)) {
+    auto t = store_.shm().Adopt(ctx.conn, req.segment, req.type, req.shape);
+    if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
+    return Publish(ctx, std::move(*t), reply);
+  }
+  // A reusable segment stays writable by the client: its bytes are copied into the tensor now.
+  auto t = store_.Allocate(req.type, req.shape);
+  if (!t.ok()) { errors_.fetch_add(1); return reply.Error(t.status()); }
+  Status s = store_.shm().CopyToTensor(ctx.conn, req.segment, **t);
+  if (!s.ok()) { errors_.fetch_add(1); return reply.Error(s); }
+  Publish(ctx, std::move(*t), reply);
 }
 
 void Service::Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply) {

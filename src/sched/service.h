@@ -60,6 +60,8 @@ class Service : public RequestHandler {
   /// {:ok, {segment, path, tag}} for a same-host segment (store/shm_segments.h), or its error;
   /// monitors a new owner.
   void ShmReply(const RequestContext& ctx, Result<ShmTicket> ticket, bool new_owner, Reply& reply);
+  /// {:shm_upload, ...}: adopts a one-shot segment, copies a reusable one into a new tensor.
+  void ShmUpload(const RequestContext& ctx, const proto::ShmUpload& req, Reply& reply);
   /// Publish a computed tensor and answer {:ok, {handle, type, shape}}.
   void Publish(const RequestContext& ctx, std::shared_ptr<Tensor> out, Reply& reply);
   void Busy(const proto::Busy& req, std::shared_ptr<Reply> reply);

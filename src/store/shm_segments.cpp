@@ -29,6 +29,12 @@ bool WriteAll(int fd, const uint8_t* data, uint64_t n, uint64_t offset) {
   return true;
 }
 
+Status UnknownSegment(uint64_t id) {
+  return Status(ErrorKind::kUnknownHandle, "segment " + std::to_string(id) +
+                                               " is not a shared segment of this connection (never made here, "
+                                               "adopted or freed already)");
+}
+
 bool RandomBytes(char* out, size_t n) {
   while (n > 0) {
     ssize_t r = ::getrandom(out, n, 0);
@@ -43,12 +49,13 @@ bool RandomBytes(char* out, size_t n) {
 }  // namespace
 
 ShmSegments::Segment::~Segment() {
+  if (map) ::munmap(map, bytes);
   if (fd >= 0) ::close(fd);
 }
 
 ShmSegments::~ShmSegments() = default;
 
-Result<ShmTicket> ShmSegments::Make(uint64_t conn, const std::string& owner, uint64_t bytes, bool upload,
+Result<ShmTicket> ShmSegments::Make(uint64_t conn, const std::string& owner, uint64_t bytes, bool upload, bool reuse,
                                     const Tensor* content, bool* new_owner) {
   uint64_t file_bytes = 0;
   if (bytes == 0 || __builtin_add_overflow(bytes, kHeader, &file_bytes) ||
@@ -63,9 +70,11 @@ Result<ShmTicket> ShmSegments::Make(uint64_t conn, const std::string& owner, uin
                                                 " shared segments already; free some (shm_free) first");
     }
   }
-  Segment seg;
+  auto made = std::make_shared<Segment>();
+  Segment& seg = *made;
   seg.bytes = bytes;
   seg.upload = upload;
+  seg.reuse = reuse;
   seg.owner = owner;
   auto hold = Reservation::Make(budget_.get(), file_bytes, "a shared segment of " + std::to_string(bytes) + " bytes");
   if (!hold.ok()) return hold.status();
@@ -90,7 +99,18 @@ Result<ShmTicket> ShmSegments::Make(uint64_t conn, const std::string& owner, uin
   int seals = F_SEAL_SHRINK | F_SEAL_GROW;
   if (!upload) seals |= F_SEAL_WRITE | F_SEAL_SEAL;
   if (::fcntl(seg.fd, F_ADD_SEALS, seals) != 0) return Status::Internal("a shared segment: " + Errno("F_ADD_SEALS"));
+  if (reuse) {
+    // Mapped once, its pages allocated now: no transfer through it faults them in again.
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, seg.fd,
+                     static_cast<off_t>(kHeader));
+    if (p == MAP_FAILED) {
+      return Status(ErrorKind::kOutOfMemory, "a shared segment of " + std::to_string(bytes) + " bytes: " + Errno("mmap"));
+    }
+    seg.map = static_cast<uint8_t*>(p);
+  }
   ticket.path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(seg.fd);
+  seg.path = ticket.path;
+  seg.tag = ticket.tag;
   std::lock_guard<std::mutex> lock(mu_);
   auto& segs = conns_[conn];
   if (segs.size() >= kMaxPerConnection) {
@@ -99,20 +119,60 @@ Result<ShmTicket> ShmSegments::Make(uint64_t conn, const std::string& owner, uin
   }
   ticket.id = next_id_++;
   bool owned = false;
-  for (const auto& [id, other] : segs) owned = owned || other.owner == owner;  // at most 64
+  for (const auto& [id, other] : segs) owned = owned || other->owner == owner;  // at most 64
   if (new_owner) *new_owner = !owned;
-  segs.emplace(ticket.id, std::move(seg));
+  segs.emplace(ticket.id, std::move(made));
   ++count_;
   return ticket;
 }
 
-Result<ShmTicket> ShmSegments::Create(uint64_t conn, const std::string& owner, uint64_t bytes, bool* new_owner) {
-  return Make(conn, owner, bytes, true, nullptr, new_owner);
+Result<ShmTicket> ShmSegments::Create(uint64_t conn, const std::string& owner, uint64_t bytes, bool* new_owner,
+                                      bool reuse) {
+  return Make(conn, owner, bytes, true, reuse, nullptr, new_owner);
 }
 
 Result<ShmTicket> ShmSegments::Export(uint64_t conn, const std::string& owner, const Tensor& t, bool* new_owner) {
   if (t.bytes() == 0) return Status::BadArg("a tensor of 0 bytes has nothing to share; use download");
-  return Make(conn, owner, t.bytes(), false, &t, new_owner);
+  return Make(conn, owner, t.bytes(), false, false, &t, new_owner);
+}
+
+Result<ShmSegments::SegmentPtr> ShmSegments::FindReusable(uint64_t conn, uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto c = conns_.find(conn);
+  if (c == conns_.end()) return UnknownSegment(id);
+  auto it = c->second.find(id);
+  if (it == c->second.end()) return UnknownSegment(id);
+  if (!it->second->reuse) {
+    return Status::BadArg("segment " + std::to_string(id) +
+                          " is not reusable; only {shm_alloc, Bytes, reuse}'s segments take a download");
+  }
+  return it->second;
+}
+
+bool ShmSegments::Reusable(uint64_t conn, uint64_t id) const { return FindReusable(conn, id).ok(); }
+
+Status ShmSegments::CopyToTensor(uint64_t conn, uint64_t id, Tensor& dst) {
+  auto seg = FindReusable(conn, id);
+  if (!seg.ok()) return seg.status();
+  if (dst.bytes() > (*seg)->bytes) {
+    return Status(ErrorKind::kSizeMismatch, "a " + DTypeToString(dst.type()) + " tensor of shape " +
+                                                ShapeToString(dst.shape()) + " needs " + std::to_string(dst.bytes()) +
+                                                " bytes; segment " + std::to_string(id) + " holds " +
+                                                std::to_string((*seg)->bytes));
+  }
+  if (dst.bytes()) std::memcpy(dst.data(), (*seg)->map, dst.bytes());
+  return Status();
+}
+
+Result<ShmTicket> ShmSegments::CopyFromTensor(uint64_t conn, uint64_t id, const Tensor& src) {
+  auto seg = FindReusable(conn, id);
+  if (!seg.ok()) return seg.status();
+  if (src.bytes() > (*seg)->bytes) {
+    return Status(ErrorKind::kSizeMismatch, "the tensor holds " + std::to_string(src.bytes()) + " bytes; segment " +
+                                                std::to_string(id) + " holds " + std::to_string((*seg)->bytes));
+  }
+  if (src.bytes()) std::memcpy((*seg)->map, src.data(), src.bytes());
+  return ShmTicket{id, (*seg)->path, (*seg)->tag};
 }
 
 Result<std::shared_ptr<Tensor>> ShmSegments::Adopt(uint64_t conn, uint64_t id, DType type, const Shape& shape) {
@@ -120,25 +180,24 @@ Result<std::shared_ptr<Tensor>> ShmSegments::Adopt(uint64_t conn, uint64_t id, D
   if (!elements.ok()) return elements.status();
   auto bytes = ByteSize(type, shape);
   if (!bytes.ok()) return bytes.status();
-  std::unique_ptr<Segment> seg;
+  SegmentPtr seg;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto c = conns_.find(conn);
     auto it = c == conns_.end() ? decltype(c->second.end()){} : c->second.find(id);
-    if (c == conns_.end() || it == c->second.end()) {
-      return Status(ErrorKind::kUnknownHandle, "segment " + std::to_string(id) +
-                                                   " is not a shared segment of this connection (never made "
-                                                   "here, adopted or freed already)");
+    if (c == conns_.end() || it == c->second.end()) return UnknownSegment(id);
+    if (it->second->reuse) {
+      return Status::BadArg("segment " + std::to_string(id) + " is reusable: its bytes are copied, never adopted");
     }
-    if (!it->second.upload) {
+    if (!it->second->upload) {
       return Status::BadArg("segment " + std::to_string(id) + " holds a download; only shm_alloc's segments become tensors");
     }
-    if (it->second.bytes != *bytes) {
+    if (it->second->bytes != *bytes) {
       return Status(ErrorKind::kSizeMismatch, "a " + DTypeToString(type) + " tensor of shape " + ShapeToString(shape) +
                                                   " needs " + std::to_string(*bytes) + " bytes; segment " +
-                                                  std::to_string(id) + " holds " + std::to_string(it->second.bytes));
+                                                  std::to_string(id) + " holds " + std::to_string(it->second->bytes));
     }
-    seg = std::make_unique<Segment>(std::move(it->second));
+    seg = std::move(it->second);
     c->second.erase(it);
     --count_;
   }
@@ -166,21 +225,19 @@ Result<std::shared_ptr<Tensor>> ShmSegments::Adopt(uint64_t conn, uint64_t id, D
 }
 
 Status ShmSegments::Free(uint64_t conn, uint64_t id) {
-  std::unique_ptr<Segment> dead;  // closed outside the lock
+  SegmentPtr dead;  // closed outside the lock
   std::lock_guard<std::mutex> lock(mu_);
   auto c = conns_.find(conn);
   if (c != conns_.end()) {
     auto it = c->second.find(id);
     if (it != c->second.end()) {
-      dead = std::make_unique<Segment>(std::move(it->second));
+      dead = std::move(it->second);
       c->second.erase(it);
       --count_;
       return Status();
     }
   }
-  return Status(ErrorKind::kUnknownHandle, "segment " + std::to_string(id) +
-                                               " is not a shared segment of this connection (never made here, "
-                                               "adopted or freed already)");
+  return UnknownSegment(id);
 }
 
 size_t ShmSegments::CloseConnection(uint64_t conn) {
@@ -197,12 +254,12 @@ size_t ShmSegments::CloseConnection(uint64_t conn) {
 }
 
 size_t ShmSegments::FreeOwner(uint64_t conn, const std::string& owner) {
-  std::vector<Segment> dead;  // closed outside the lock
+  std::vector<SegmentPtr> dead;  // closed outside the lock
   std::lock_guard<std::mutex> lock(mu_);
   auto c = conns_.find(conn);
   if (c == conns_.end()) return 0;
   for (auto it = c->second.begin(); it != c->second.end();) {
-    if (it->second.owner == owner) {
+    if (it->second->owner == owner) {
       dead.push_back(std::move(it->second));
       it = c->second.erase(it);
       --count_;

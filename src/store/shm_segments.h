@@ -16,6 +16,13 @@
 // A segment's bytes count against the node's memory budget from creation until freed, adopted
 // (the tensor takes them over) or its connection closes.
 //
+// Reusable segments ({shm_alloc, Bytes, reuse}) serve many transfers: their pages stay allocated
+// (and mapped by the node, shared, from creation) so no transfer pays for fresh pages. They are
+// never sealed against writes, so the node never lets a tensor map one: an upload copies the
+// segment's bytes into a new tensor before the reply (CopyToTensor), a download copies the
+// tensor's bytes into the segment before the reply (CopyFromTensor). A client writing one while
+// the node copies garbles only its own transfer; it cannot change a tensor afterwards.
+//
 // Thread-safety: every method may be called from any thread; a connection's Create/Export must
 // not race its CloseConnection (dist/ runs both on the connection's own thread).
 #pragma once
@@ -55,10 +62,18 @@ class ShmSegments {
   /// An empty segment of `bytes` (>= 1) for the client to write, then Adopt. Segments belong to
   /// (conn, owner) like tensors: `new_owner` is set when the owner held none on the connection
   /// before (the caller then monitors it, and FreeOwner drops them when it dies).
-  Result<ShmTicket> Create(uint64_t conn, const std::string& owner, uint64_t bytes, bool* new_owner);
+  /// `reuse`: a reusable segment (see above), mapped by the node until freed.
+  Result<ShmTicket> Create(uint64_t conn, const std::string& owner, uint64_t bytes, bool* new_owner,
+                           bool reuse = false);
   /// The segment's bytes as a new tensor of `type` and `shape` (exactly its size). The segment is
   /// gone afterwards (its id unknown); the tensor maps its memory privately, without a copy.
   Result<std::shared_ptr<Tensor>> Adopt(uint64_t conn, uint64_t id, DType type, const Shape& shape);
+  /// Whether `id` is a reusable segment of `conn` (then uploads copy: CopyToTensor).
+  bool Reusable(uint64_t conn, uint64_t id) const;
+  /// Copy the first dst.bytes() bytes of reusable segment `id` into `dst`; the segment stays.
+  Status CopyToTensor(uint64_t conn, uint64_t id, Tensor& dst);
+  /// Copy `src`'s bytes into reusable segment `id` (at least that large); its ticket again.
+  Result<ShmTicket> CopyFromTensor(uint64_t conn, uint64_t id, const Tensor& src);
   /// A read-only segment holding a copy of `t`'s bytes, for the client to read, then Free.
   Result<ShmTicket> Export(uint64_t conn, const std::string& owner, const Tensor& t, bool* new_owner);
   /// Drop a segment of this connection; kUnknownHandle when it is not one.
@@ -73,22 +88,25 @@ class ShmSegments {
  private:
   struct Segment {
     int fd = -1;
-    uint64_t bytes = 0;   ///< the tensor bytes (the file is kHeader longer)
-    bool upload = false;  ///< made by Create (adoptable), not Export
-    Reservation hold;     ///< bytes + kHeader of the budget
-    std::string owner;    ///< the owner pid's key (proto::PidKey)
+    uint64_t bytes = 0;     ///< the tensor bytes (the file is kHeader longer)
+    bool upload = false;    ///< made by Create (adoptable or reusable), not Export
+    bool reuse = false;     ///< reusable: never adopted, mapped at `map` (shared, the data bytes)
+    uint8_t* map = nullptr;
+    Reservation hold;       ///< bytes + kHeader of the budget
+    std::string owner;      ///< the owner pid's key (proto::PidKey)
+    std::string path, tag;  ///< its ticket's (reusable segments reply them again)
     Segment() = default;
-    Segment(Segment&& o) noexcept
-        : fd(o.fd), bytes(o.bytes), upload(o.upload), hold(std::move(o.hold)), owner(std::move(o.owner)) {
-      o.fd = -1;
-    }
-    Segment& operator=(Segment&&) = delete;
+    Segment(const Segment&) = delete;
+    Segment& operator=(const Segment&) = delete;
     ~Segment();
   };
+  using SegmentPtr = std::shared_ptr<Segment>;  // a copy in flight keeps a freed one mapped
   /// A new sealed memfd of kHeader + bytes with the tag written, registered for `conn`.
-  Result<ShmTicket> Make(uint64_t conn, const std::string& owner, uint64_t bytes, bool upload, const Tensor* content,
-                         bool* new_owner);
-  using Table = std::unordered_map<uint64_t, Segment>;
+  Result<ShmTicket> Make(uint64_t conn, const std::string& owner, uint64_t bytes, bool upload, bool reuse,
+                         const Tensor* content, bool* new_owner);
+  /// Reusable segment `id` of `conn`, or why not.
+  Result<SegmentPtr> FindReusable(uint64_t conn, uint64_t id) const;
+  using Table = std::unordered_map<uint64_t, SegmentPtr>;
 
   std::shared_ptr<MemoryBudget> budget_;
   mutable std::mutex mu_;

@@ -337,6 +337,41 @@ defmodule Corpus do
           {:read, 1, 16, 1},
           {:alloc, {:f, 64}, {1 <<< 40}}
         ]),
+      # Same-host segments (ids from 1 in a fresh store): a one-shot segment adopted, a
+      # reusable one copied in and out, then hostile forms of all four requests.
+      "shm" =>
+        requests([
+          {:shm_alloc, 8},
+          {:shm_alloc, 4096, :reuse},
+          {:upload, {:f, 32}, {2}, f32([1.0, 2.0])},
+          {:shm_upload, 2, {:f, 32}, {2}},
+          {:shm_download, 1, 2},
+          {:shm_download, 1},
+          {:shm_upload, 1, {:u, 8}, {8}},
+          {:shm_free, 3},
+          {:shm_free, 2},
+          {:shm_free, 2},
+          {:shm_alloc, 0},
+          {:shm_alloc, -1},
+          {:shm_alloc, 1 <<< 62},
+          {:shm_alloc, 1 <<< 70},
+          {:shm_alloc, 16, :nope},
+          {:shm_alloc, 16, :reuse, 1},
+          {:shm_alloc, 16, :reuse},
+          {:shm_upload, 4, {:f, 32}, {1 <<< 40}},
+          {:shm_upload, 4, {:f, 64}, {3}},
+          {:shm_upload, 99, {:f, 32}, {2}},
+          {:shm_upload, 4, {:f, 33}, {2}},
+          {:shm_download, 1, 99},
+          {:shm_download, 1, 3},
+          {:shm_download, 1, -3},
+          {:shm_download, 1, "4"},
+          {:shm_download, 1, 4, 4},
+          {:shm_download, :x},
+          {:shm_free, :a},
+          {:shm_free, 0},
+          {:shm_free, 1 <<< 64}
+        ]),
       "bad_control" => frame({:not_an_op}) <> request(:hello, 1),
       "no_pass_through" => <<3::32, 1, 2, 3>>
     }

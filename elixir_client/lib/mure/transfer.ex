@@ -15,6 +15,16 @@ defmodule Mure.Transfer do
   # the path the node replies and compares it before it writes or trusts a byte. A node out of
   # reach (another host or user) fails that check: the transfer goes through the network and
   # the connection stops trying (its :info then says shared_memory: false).
+  #
+  # Reuse: fresh pages cost more than the copy itself (a page fault per 4 KiB on both sides), so
+  # a process keeps one reusable segment per connection ({:shm_alloc, bytes, :reuse}, a power of
+  # two from 1 MiB to @shm_reuse_max bytes) in its process dictionary and moves every transfer
+  # that fits through it: the node copies an upload out of it into the tensor, and a download
+  # into it, before replying (a reusable segment is never sealed, so no tensor maps it). The
+  # segment belongs to the process: the node frees it when the process exits or the connection
+  # closes. Larger tensors, or a failure with a reusable segment, take a one-shot segment.
+
+  import Bitwise
 
   alias Mure.{ConnectionError, Error, Request, Tensor}
 
@@ -28,6 +38,7 @@ defmodule Mure.Transfer do
   @shm_threshold 1024 * 1024
   @shm_header 4096
   @shm_tag 16
+  @shm_reuse_max 64 * 1024 * 1024
 
   @doc false
   # Whether `bytes` go through shared memory on a connection with these limits.
@@ -202,6 +213,11 @@ defmodule Mure.Transfer do
   # {:shm_alloc, n}, the bytes written into the segment, {:shm_upload, ...}. :unreachable
   # when the segment's path does not lead to it (the node runs elsewhere).
   defp shm_upload(conn, data, type, shape, owner, budget, limits) do
+    with :retry <- reuse_upload(conn, data, type, shape, owner, budget, limits),
+         do: shm_upload_once(conn, data, type, shape, owner, budget, limits)
+  end
+
+  defp shm_upload_once(conn, data, type, shape, owner, budget, limits) do
     with {:ok, {seg, path, tag}, session} <-
            shm_call(conn, {:shm_alloc, byte_size(data)}, [], owner, budget, limits),
          :ok <- shm_reached(conn, seg, session, owner, shm_write(path, tag, data)) do
@@ -226,6 +242,10 @@ defmodule Mure.Transfer do
 
   # {:shm_download, h}, the bytes read from the segment, {:shm_free, segment} (not awaited).
   defp shm_download(%Tensor{} = t, budget, limits) do
+    with :retry <- reuse_download(t, budget, limits), do: shm_download_once(t, budget, limits)
+  end
+
+  defp shm_download_once(%Tensor{} = t, budget, limits) do
     size = Tensor.byte_size(t)
 
     with {:ok, {seg, path, tag}, session} <-
@@ -241,11 +261,126 @@ defmodule Mure.Transfer do
     end
   end
 
+  # Through the process's reusable segment: the result, or :retry (the one-shot path) when
+  # none can be had or it failed for any reason but the connection's.
+  # (The node copies as many bytes as the type and shape take: data of another size goes the
+  # one-shot way, whose segment's size the node checks.)
+  defp reuse_upload(conn, data, type, shape, owner, budget, limits) do
+    with true <- fills?(data, type, shape),
+         {:ok, {seg, path, tag, _, session} = cached} <-
+           checkout(conn, byte_size(data), budget, limits) do
+      undo = fn reply, node, session ->
+        with {:ok, t} <- Tensor.from_reply(conn, reply, node, session, {type, shape}),
+             do: Request.free_async(t)
+      end
+
+      with :ok <- shm_write(path, tag, data),
+           {:ok, reply, node, session} <-
+             call(conn, {:shm_upload, seg, type, shape}, [session], owner, budget, limits, undo),
+           {:ok, t} <- Tensor.from_reply(conn, reply, node, session, {type, shape}) do
+        checkin(conn, cached)
+        {:ok, t}
+      else
+        failed -> reuse_failed(conn, cached, failed)
+      end
+    end
+  end
+
+  defp fills?(data, {_, bits}, shape) when is_integer(bits) and is_tuple(shape) do
+    if Enum.all?(Tuple.to_list(shape), &(is_integer(&1) and &1 >= 0)) and
+         byte_size(data) ==
+           Mure.Types.size(shape) * div(bits, 8),
+       do: true,
+       else: :retry
+  end
+
+  defp fills?(_, _, _), do: :retry
+
+  defp reuse_download(%Tensor{} = t, budget, limits) do
+    size = Tensor.byte_size(t)
+
+    with {:ok, {seg, path, tag, _, session} = cached} <- checkout(t.conn, size, budget, limits) do
+      with {:ok, {^seg, ^path, ^tag}, _session} <-
+             shm_call(
+               t.conn,
+               {:shm_download, t.id, seg},
+               [t.session, session],
+               self(),
+               budget,
+               limits,
+               false
+             ),
+           {:ok, bin} <- shm_read(path, tag, size) do
+        checkin(t.conn, cached)
+        {:ok, bin}
+      else
+        failed -> reuse_failed(t.conn, cached, failed)
+      end
+    end
+  end
+
+  # The process's reusable segment on `conn` holding `size` bytes, taken out of the process
+  # dictionary while in use: {:ok, {seg, path, tag, bytes, session}}, or :retry. A smaller one
+  # is freed and a larger one made.
+  defp checkout(conn, size, budget, limits) do
+    case size <= @shm_reuse_max && Process.delete({__MODULE__, conn}) do
+      false ->
+        :retry
+
+      {_, _, _, bytes, _} = cached when bytes >= size ->
+        {:ok, cached}
+
+      old ->
+        if old, do: shm_free(conn, elem(old, 0), elem(old, 4), self())
+        bytes = max(@shm_threshold, 1 <<< ceil_log2(size))
+
+        case shm_call(conn, {:shm_alloc, bytes, :reuse}, [], self(), budget, limits) do
+          {:ok, {seg, path, tag}, session} -> {:ok, {seg, path, tag, bytes, session}}
+          _ -> :retry
+        end
+    end
+  end
+
+  defp checkin(conn, cached), do: Process.put({__MODULE__, conn}, cached)
+
+  @doc false
+  # Frees the calling process's reusable segment on `conn` now (awaited), if it holds one: its
+  # memory leaves the node's count at once instead of when the process exits.
+  @spec drop_reusable(GenServer.server()) :: :ok
+  def drop_reusable(conn) do
+    case Process.delete({__MODULE__, conn}) do
+      {seg, _, _, _, session} ->
+        _ = Request.call(conn, {:shm_free, seg}, [session], self(), Request.budget(nil))
+        :ok
+
+      nil ->
+        :ok
+    end
+  end
+
+  defp ceil_log2(n), do: ceil_log2(n - 1, 0)
+  defp ceil_log2(0, k), do: k
+  defp ceil_log2(n, k), do: ceil_log2(n >>> 1, k + 1)
+
+  # A failure through the reusable segment frees it; the connection's own errors (closed, timed
+  # out) are the call's, any other sends the transfer through a one-shot segment, whose
+  # request reports what is wrong with the tensor or the request itself.
+  defp reuse_failed(conn, {seg, _, _, _, session}, failed) do
+    shm_free(conn, seg, session, self())
+
+    case failed do
+      {:error, %ConnectionError{} = error} -> {:error, error}
+      :unreachable -> shm_unreachable(conn)
+      _ -> :retry
+    end
+  end
+
   # A request that makes a segment: {:ok, {segment, path, tag}, session}. One made past the
   # deadline is freed again.
-  defp shm_call(conn, request, sessions, owner, budget, limits) do
+  # (`undo?` false: a reusable segment's download, which made nothing.)
+  defp shm_call(conn, request, sessions, owner, budget, limits, undo? \\ true) do
     undo = fn
-      {seg, _path, _tag}, _node, session when is_integer(seg) ->
+      {seg, _path, _tag}, _node, session when is_integer(seg) and undo? ->
         shm_free(conn, seg, session, owner)
 
       _, _, _ ->

@@ -31,7 +31,10 @@ defmodule Mure.Api.Transfers do
       When the node runs on this host as this user (a node the connection launched, or one
       started by hand), data of 1 MiB or more goes through shared memory instead: the node
       makes an anonymous segment, this process writes the bytes into it with `:file` and the
-      node adopts them as the tensor, without a copy (docs/protocol.md, `shm_alloc`). The
+      node copies them into the tensor (docs/protocol.md, `shm_alloc`). Up to 64 MiB the
+      segment is this process's reusable one (kept, with its pages, for its next transfers on
+      the connection, and freed when the process exits); larger data takes a one-shot segment
+      the node adopts as the tensor without a copy. The
       client first reads back a random tag through the segment's path, so a node elsewhere is
       never written to: its transfers fall back to the network. `shared_memory: false` turns
       it off for one call (the connection's `:shared_memory` option for all of them).

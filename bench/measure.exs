@@ -300,12 +300,15 @@ defmodule Bench.NumPy do
   end
 end
 
+# Sections e2e and launches (issue 18): end-to-end sgemm and the same product across node launches.
+Code.require_file("sgemm.exs", __DIR__)
+
 defmodule Bench.Main do
   @moduledoc false
   import Bench.Util
 
   @f32 {:f, 32}
-  @all_sections ~w(limits messaging transfer compute memory user opencl spot)
+  @all_sections ~w(limits messaging transfer compute e2e launches memory user opencl spot)
 
   def main(argv, echo_beam) do
     {opts, _, invalid} =
@@ -352,6 +355,7 @@ defmodule Bench.Main do
       quick: quick,
       conn: conn,
       node: node,
+      node_bin: node_bin,
       baseline: baseline,
       devices: devices,
       cpus: String.to_integer(cpu.cpus),
@@ -687,6 +691,9 @@ defmodule Bench.Main do
 
     %{matmul: results, arches: arches, best: best, node_arch: node_arch, placement: ctx.placement?, auto: auto}
   end
+
+  defp run_section("e2e", ctx), do: Bench.Sgemm.e2e(ctx)
+  defp run_section("launches", ctx), do: Bench.Sgemm.launches(ctx)
 
   # Elementwise add/multiply over 16 Mi f32 through the node vs C++ loops over the same n. The node
   # places each op itself unless told (`{:on, device, request}`, docs/protocol.md): the default, the

@@ -43,6 +43,9 @@ defmodule Report.Stats do
   def mmm({med, mn, mx}, d \\ nil), do: "#{fmt(med, d)} | #{fmt(mn, d)} | #{fmt(mx, d)}"
 end
 
+# Issue 18's section (end-to-end sgemm, compute across node launches): Report.Sgemm.
+Code.require_file("report_sgemm.exs", __DIR__)
+
 defmodule Report do
   @moduledoc false
   import Report.Stats
@@ -76,6 +79,7 @@ defmodule Report do
     {xfer_md, goals} = transfer(s[:transfer], main[:client_chunk_size], goals)
     {shm_md, goals} = same_host(s[:transfer], s[:user], get_in(main.sections, [:user, :numpy]), goals)
     {mm_md, goals} = compute(s[:compute], peaks, goals)
+    {sgemm_md, goals} = Report.Sgemm.render(s[:e2e], s[:launches], main, goals)
     mem_md = memory(s[:memory], triad)
     user_md = user(s[:user])
     ocl_md = opencl(s[:opencl], s[:memory], s[:messaging])
@@ -95,6 +99,7 @@ defmodule Report do
       xfer_md,
       shm_md,
       mm_md,
+      sgemm_md,
       mem_md,
       user_md,
       ocl_md,

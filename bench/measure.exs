@@ -656,18 +656,21 @@ defmodule Bench.Main do
         rounds = if n >= 4096, do: 2, else: 4
         per_round = max(div(reps + rounds - 1, rounds), 2)
 
-        {mure, blis} =
-          Enum.reduce(1..rounds, {[], []}, fn _, {mure, blis} ->
+        # In-process BLIS both ways: its own OpenMP threads, and split as the node does by default
+        # (--split: one single-threaded call per block of C); the report holds the node against the
+        # faster of the two.
+        {mure, blis, split} =
+          Enum.reduce(1..rounds, {[], [], []}, fn _, {mure, blis, split} ->
             m = for _ <- 1..per_round, do: run.()
 
-            {mure ++ m, blis ++ gemm.(best[type], per_round, [])}
+            {mure ++ m, blis ++ gemm.(best[type], per_round, []), split ++ gemm.(best[type], per_round, ["--split"])}
           end)
 
         Mure.free!(ta)
         Mure.free!(tb)
         :erlang.garbage_collect()
 
-        entry = %{mure: mure, blis: blis, blis_arch: best[type], node_arch: node_arch}
+        entry = %{mure: mure, blis: blis, blis_split: split, blis_arch: best[type], node_arch: node_arch}
         entry = if ctx.quick and n > 1024, do: entry, else: Map.put(entry, :blis_fresh, gemm.(best[type], per_round, ["--fresh"]))
         entry = if node_arch != best[type] and node_arch, do: Map.put(entry, :blis_node_arch, gemm.(node_arch, per_round, [])), else: entry
         log("matmul #{type} #{n}: #{length(mure)} reps")

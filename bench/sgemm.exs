@@ -12,8 +12,9 @@
 # each other.
 #
 # launches: the same resident f32 sgemm 1024 (raw envelope, {:on, :cpu, {:matmul, a, b}}) on 5
-# freshly launched nodes, N requests each, with in-process BLIS (bench/baseline.cpp, the node's
-# kernel set) right after each launch as a control for the machine's own drift.
+# freshly launched nodes, all alive together, timed in rounds that visit every node in turn (so
+# that the machine's drift hits all alike), with in-process BLIS (bench/baseline.cpp, the node's
+# kernel set) in every round as a control.
 
 defmodule Bench.Sgemm do
   @moduledoc false
@@ -76,12 +77,14 @@ defmodule Bench.Sgemm do
 
   def launches(ctx) do
     n = 1024
-    {launches, reps} = if ctx.quick, do: {5, 5}, else: {5, 15}
+    # Rounds of `per_round` requests on each node in turn: a change of load during the section
+    # hits every launch alike, so what stays different between launches is the launch's own.
+    {launches, rounds, per_round} = if ctx.quick, do: {5, 3, 2}, else: {5, 8, 2}
     a = random_floats(n * n, 32, 23)
     b = random_floats(n * n, 32, 24)
     extra = System.get_env("MURE_BENCH_NODE_ARGS", "") |> String.split()
 
-    runs =
+    nodes =
       for i <- 1..launches do
         {:ok, conn} =
           Mure.start_link(executable: ctx.node_bin, timeout: 600_000, log_level: :warn, extra_args: extra)
@@ -90,23 +93,40 @@ defmodule Bench.Sgemm do
         blis = Enum.find(Mure.devices!(conn), &(&1.id == :blis)) || fail!("launch #{i}: the node has no BLIS device")
         ta = Mure.upload!(conn, a, @f32, {n, n})
         tb = Mure.upload!(conn, b, @f32, {n, n})
-        req = {:on, :cpu, {:matmul, ta.id, tb.id}}
-
-        run = fn ->
-          {s, {h, _, _}} = tc(fn -> Bench.Raw.call(node, req, 600_000) end)
-          :freed = Bench.Raw.call(node, {:free, h})
-          s
-        end
-
-        for _ <- 1..2, do: run.()
-        mure = for _ <- 1..reps, do: run.()
-        Mure.stop(conn)
-        [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", "f32", "--sizes", "#{n}", "--reps", "#{reps}", "--arch", blis.arch])
-        log("launch #{i}: sgemm #{n} median #{ms(median(mure))} ms (in-process BLIS #{ms(median(line.secs))} ms), #{blis.arch}")
-        %{mure: mure, blis: line.secs, arch: blis.arch, threads: blis.threads}
+        l = %{conn: conn, node: node, req: {:on, :cpu, {:matmul, ta.id, tb.id}}, arch: blis.arch, threads: blis.threads}
+        for _ <- 1..2, do: request(l)
+        l
       end
 
-    %{n: n, reps: reps, runs: runs, node_args: Enum.join(extra, " ")}
+    arch = hd(nodes).arch
+
+    {samples, control} =
+      Enum.reduce(1..rounds, {Map.new(1..launches, &{&1, []}), []}, fn _, {samples, control} ->
+        samples =
+          nodes
+          |> Enum.with_index(1)
+          |> Enum.reduce(samples, fn {l, i}, acc -> Map.update!(acc, i, &(&1 ++ for(_ <- 1..per_round, do: request(l)))) end)
+
+        [line] = Bench.Baseline.run(ctx.baseline, ["gemm", "--type", "f32", "--sizes", "#{n}", "--reps", "#{per_round}", "--arch", arch])
+        {samples, control ++ line.secs}
+      end)
+
+    Enum.each(nodes, &Mure.stop(&1.conn))
+
+    runs =
+      for {l, i} <- Enum.with_index(nodes, 1) do
+        log("launch #{i}: sgemm #{n} median #{ms(median(samples[i]))} ms, #{l.arch}")
+        %{mure: samples[i], arch: l.arch, threads: l.threads}
+      end
+
+    %{n: n, reps: rounds * per_round, rounds: rounds, runs: runs, blis: control, blis_arch: arch, node_args: Enum.join(extra, " ")}
+  end
+
+  # One resident matmul on a launch's node (raw envelope); the result is freed untimed.
+  defp request(l) do
+    {s, {h, _, _}} = tc(fn -> Bench.Raw.call(l.node, l.req, 600_000) end)
+    :freed = Bench.Raw.call(l.node, {:free, h})
+    s
   end
 
   defp ms(s), do: Float.round(s * 1000, 2)

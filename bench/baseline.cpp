@@ -6,9 +6,11 @@
 //   mure_bench_baseline arches [--n N] [--threads T] [--reps R]
 //                                                sgemm/dgemm GFLOP/s per BLIS kernel set this CPU can run
 //   mure_bench_baseline gemm --type f32|f64 --sizes 256,512 --reps 30,20 [--arch best|skx|zen3|haswell|generic]
-//                            [--threads T] [--fresh] [--gap-us U]
+//                            [--threads T] [--fresh] [--gap-us U] [--split]
 //                                                BLIS gemm seconds per call (C reused, or fresh per call;
-//                                                with U us idle before each call, as between requests)
+//                                                with U us idle before each call, as between requests;
+//                                                --split: the node's default threading, one single-threaded
+//                                                BLIS call per block of C on the node's GemmPool)
 //   mure_bench_baseline stream [--n N] [--reps R] [--threads 1,2]
 //                                                STREAM-like triad and plain add/multiply loops, seconds per pass
 //
@@ -31,9 +33,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "exec/gemm_pool.h"
 
 namespace {
 
@@ -379,24 +384,39 @@ struct Gemm {
     std::free(b);
     std::free(c);
   }
-  // One call; with `fresh`, the output is a fresh allocation (as the node allocates each result).
-  double Run(cntx_t* cntx, unsigned threads, bool fresh) {
+  // One block of rows/columns of out = a b on `threads` BLIS threads.
+  void Block(cntx_t* cntx, unsigned threads, void* out, const mure::GemmPart& p) {
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(static_cast<dim_t>(threads), &rntm);
+    const dim_t rows = static_cast<dim_t>(p.rows), cols = static_cast<dim_t>(p.cols);
+    const size_t r0 = p.row0, c0 = p.col0, ld = static_cast<size_t>(n);
+    if (f64) {
+      double one = 1, zero = 0;
+      bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, n, &one, static_cast<double*>(a) + r0 * ld, n, 1,
+                   static_cast<double*>(b) + c0, n, 1, &zero, static_cast<double*>(out) + r0 * ld + c0, n, 1, cntx,
+                   &rntm);
+    } else {
+      float one = 1, zero = 0;
+      bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, rows, cols, n, &one, static_cast<float*>(a) + r0 * ld, n, 1,
+                   static_cast<float*>(b) + c0, n, 1, &zero, static_cast<float*>(out) + r0 * ld + c0, n, 1, cntx,
+                   &rntm);
+    }
+  }
+  // One call; with `fresh`, the output is a fresh allocation (as the node allocates each result);
+  // with `pool`, split as the node does by default (mure::SplitGemm, single-threaded BLIS per part).
+  double Run(cntx_t* cntx, unsigned threads, bool fresh, mure::GemmPool* pool = nullptr) {
     auto t0 = Clock::now();
     void* out = c;
     if (fresh) {
       out = std::aligned_alloc(128, (bytes + 127) / 128 * 128);
       if (!out) Die("out of memory");
     }
-    if (f64) {
-      double one = 1, zero = 0;
-      bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, n, n, n, &one, static_cast<double*>(a), n, 1,
-                   static_cast<double*>(b), n, 1, &zero, static_cast<double*>(out), n, 1, cntx, &rntm);
+    const uint64_t un = static_cast<uint64_t>(n);
+    if (pool) {
+      const auto parts = mure::SplitGemm(un, un, un, pool->threads(), 32);
+      pool->Run(static_cast<unsigned>(parts.size()), [&](unsigned i) { Block(cntx, 1, out, parts[i]); });
     } else {
-      float one = 1, zero = 0;
-      bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, n, n, n, &one, static_cast<float*>(a), n, 1,
-                   static_cast<float*>(b), n, 1, &zero, static_cast<float*>(out), n, 1, cntx, &rntm);
+      Block(cntx, threads, out, mure::GemmPart{0, un, 0, un});
     }
     double s = Seconds(t0);
     if (fresh) {
@@ -456,6 +476,9 @@ int CmdGemm(const Args& args) {
   unsigned threads = static_cast<unsigned>(args.Int("--threads", cpu.cpus));
   bool fresh = args.Has("--fresh");
   long gap_us = args.Int("--gap-us", 0);  // idle time between calls, as between requests
+  const bool split = args.Has("--split");
+  std::unique_ptr<mure::GemmPool> pool;
+  if (split && threads > 1) pool = std::make_unique<mure::GemmPool>(threads);
   std::string want = args.Get("--arch", "best");
   bli_init();
 
@@ -485,14 +508,15 @@ int CmdGemm(const Args& args) {
     dim_t n = sizes[i];
     long r = reps.size() == 1 ? reps[0] : reps[i];
     Gemm g(f64, n);
-    for (int w = 0; w < (n < 2048 ? 2 : 1); ++w) g.Run(cntx, threads, fresh);  // warm-up: pack buffers, threads
+    for (int w = 0; w < (n < 2048 ? 2 : 1); ++w) g.Run(cntx, threads, fresh, pool.get());  // warm-up: pack buffers, threads
     std::vector<double> s;
     for (long k = 0; k < r; ++k) {
       if (gap_us) ::usleep(static_cast<useconds_t>(gap_us));
-      s.push_back(g.Run(cntx, threads, fresh));
+      s.push_back(g.Run(cntx, threads, fresh, pool.get()));
     }
-    std::printf("gemm type=%s n=%ld arch=%s choice=%s threads=%u fresh=%d gap_us=%ld secs=%s\n", type.c_str(),
-                static_cast<long>(n), arch.name, how.c_str(), threads, fresh ? 1 : 0, gap_us, Join(s).c_str());
+    std::printf("gemm type=%s n=%ld arch=%s choice=%s threads=%u fresh=%d split=%d gap_us=%ld secs=%s\n", type.c_str(),
+                static_cast<long>(n), arch.name, how.c_str(), threads, fresh ? 1 : 0, split ? 1 : 0, gap_us,
+                Join(s).c_str());
     std::fflush(stdout);
   }
   return 0;

@@ -300,12 +300,15 @@ defmodule Bench.NumPy do
   end
 end
 
+# Sections e2e and launches (issue 18): end-to-end sgemm and the same product across node launches.
+Code.require_file("sgemm.exs", __DIR__)
+
 defmodule Bench.Main do
   @moduledoc false
   import Bench.Util
 
   @f32 {:f, 32}
-  @all_sections ~w(limits messaging transfer compute memory user opencl spot)
+  @all_sections ~w(limits messaging transfer compute e2e launches memory user opencl spot)
 
   def main(argv, echo_beam) do
     {opts, _, invalid} =
@@ -352,6 +355,7 @@ defmodule Bench.Main do
       quick: quick,
       conn: conn,
       node: node,
+      node_bin: node_bin,
       baseline: baseline,
       devices: devices,
       cpus: String.to_integer(cpu.cpus),
@@ -652,18 +656,21 @@ defmodule Bench.Main do
         rounds = if n >= 4096, do: 2, else: 4
         per_round = max(div(reps + rounds - 1, rounds), 2)
 
-        {mure, blis} =
-          Enum.reduce(1..rounds, {[], []}, fn _, {mure, blis} ->
+        # In-process BLIS both ways: its own OpenMP threads, and split as the node does by default
+        # (--split: one single-threaded call per block of C); the report holds the node against the
+        # faster of the two.
+        {mure, blis, split} =
+          Enum.reduce(1..rounds, {[], [], []}, fn _, {mure, blis, split} ->
             m = for _ <- 1..per_round, do: run.()
 
-            {mure ++ m, blis ++ gemm.(best[type], per_round, [])}
+            {mure ++ m, blis ++ gemm.(best[type], per_round, []), split ++ gemm.(best[type], per_round, ["--split"])}
           end)
 
         Mure.free!(ta)
         Mure.free!(tb)
         :erlang.garbage_collect()
 
-        entry = %{mure: mure, blis: blis, blis_arch: best[type], node_arch: node_arch}
+        entry = %{mure: mure, blis: blis, blis_split: split, blis_arch: best[type], node_arch: node_arch}
         entry = if ctx.quick and n > 1024, do: entry, else: Map.put(entry, :blis_fresh, gemm.(best[type], per_round, ["--fresh"]))
         entry = if node_arch != best[type] and node_arch, do: Map.put(entry, :blis_node_arch, gemm.(node_arch, per_round, [])), else: entry
         log("matmul #{type} #{n}: #{length(mure)} reps")
@@ -687,6 +694,9 @@ defmodule Bench.Main do
 
     %{matmul: results, arches: arches, best: best, node_arch: node_arch, placement: ctx.placement?, auto: auto}
   end
+
+  defp run_section("e2e", ctx), do: Bench.Sgemm.e2e(ctx)
+  defp run_section("launches", ctx), do: Bench.Sgemm.launches(ctx)
 
   # Elementwise add/multiply over 16 Mi f32 through the node vs C++ loops over the same n. The node
   # places each op itself unless told (`{:on, device, request}`, docs/protocol.md): the default, the

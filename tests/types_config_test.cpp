@@ -111,6 +111,8 @@ TEST_CASE("the shipped config file parses and equals the built-in defaults", "[c
   CHECK(cfg.kernel_cache_dir == defaults.kernel_cache_dir);
   CHECK(cfg.queue_depth == defaults.queue_depth);
   CHECK(cfg.blis_arch == defaults.blis_arch);
+  CHECK(cfg.blis_parallel == defaults.blis_parallel);
+  CHECK(cfg.blis_threads == defaults.blis_threads);
   CHECK(cfg.use_blis == defaults.use_blis);
   CHECK(cfg.use_opencl == defaults.use_opencl);
   CHECK(cfg.test_ops == defaults.test_ops);
@@ -153,6 +155,10 @@ TEST_CASE("flags override the file; bad flags and cookies on argv are refused", 
   CHECK_FALSE(Args({"--name", "nohost"}).ok());
   CHECK_FALSE(Args({"--name", "m@h", "--max-message", "3G"}).ok());
   CHECK_FALSE(Args({"--name", "m@h", "--queue-depth", "0"}).ok());
+  CHECK(Args({"--name", "m@h", "--blis-parallel", "blis"})->blis_parallel == "blis");
+  CHECK(Args({"--name", "m@h", "--blis-parallel=split"})->blis_parallel == "split");
+  CHECK_THAT(Args({"--name", "m@h", "--blis-parallel", "openmp"}).status().message(),
+             Catch::Contains("expected split or blis"));
 }
 
 namespace {

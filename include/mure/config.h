@@ -25,7 +25,8 @@ struct Config {
   uint64_t max_message = 1ull << 30;        ///< largest request frame accepted, in bytes
   uint32_t queue_depth = 1024;              ///< requests waiting per executor before :overloaded
   uint64_t max_loop_iterations = 10'000'000;  ///< most iterations one program while node may run
-  uint32_t blis_threads = 0;                ///< BLIS threads; 0 = one per online CPU
+  uint32_t blis_threads = 0;                ///< gemm threads; 0 = one per CPU the node may run on
+  std::string blis_parallel = "split";      ///< split (the node's threads, one BLIS call each) | blis (BLIS's own)
   std::string blis_arch = "auto";           ///< BLIS kernel set: auto (calibrate) | skx | zen3 | haswell | generic
   bool use_blis = true;                     ///< devices: BLIS executor enabled
   bool use_opencl = true;                   ///< devices: OpenCL executor enabled

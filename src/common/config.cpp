@@ -68,7 +68,8 @@ constexpr SettingInfo kSettings[] = {
     {"max_message", "BYTES", "largest request frame (e.g. 1G)"},
     {"queue_depth", "N", "queued requests per executor before {:error, :overloaded}"},
     {"max_loop_iterations", "N", "most iterations of one while node of a program (default 10000000)"},
-    {"blis_threads", "N", "BLIS threads (0 = all CPUs)"},
+    {"blis_threads", "N", "gemm threads (0 = one per CPU the node may run on)"},
+    {"blis_parallel", "P", "split | blis (how a gemm uses its threads; see config/mure.conf)"},
     {"blis_arch", "A", "auto | skx | zen3 | haswell | generic (auto: the fastest, measured at start-up)"},
     {"devices", "LIST", "blis,opencl (or one of them)"},
     {"opencl_device", "S", "pick the OpenCL device whose name contains S"},
@@ -197,6 +198,13 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw,
   if (key == "inline_max_us") return set_u32(cfg.inline_max_us, 1000000);
   if (key == "spin_us") return set_u32(cfg.spin_us, 1000);
   if (key == "blis_threads") return set_u32(cfg.blis_threads, 1024);
+  if (key == "blis_parallel") {
+    if (value != "split" && value != "blis") {
+      return Status::BadArg(name + ": expected split or blis, got \"" + value + "\"");
+    }
+    cfg.blis_parallel = value;
+    return Status::Ok();
+  }
   if (key == "blis_arch") {
     if (value != "auto" && value != "skx" && value != "zen3" && value != "haswell" && value != "generic") {
       return Status::BadArg(name + ": expected auto, skx, zen3, haswell or generic, got \"" + value + "\"");

@@ -5,6 +5,11 @@
 // kernel sets this CPU can run (a few milliseconds at start) and uses the fastest through BLIS's
 // expert API, or uses the one the config names. The choice and the reason are reported.
 //
+// Threads: with blis_parallel = split (the default) a product is cut into blocks of C, each one a
+// single-threaded BLIS call on its own thread of a small pool (exec/gemm_pool.h: BLIS's own
+// threads spin at barriers, which costs whole time slices whenever a core is shared); with
+// blis_parallel = blis, BLIS's OpenMP threads do the whole product.
+//
 // Thread-safety: Gemm may be called from several threads; each call uses its own runtime object.
 #pragma once
 
@@ -14,6 +19,7 @@
 #include <vector>
 
 #include "exec/cpu_info.h"
+#include "exec/gemm_pool.h"
 #include "mure/config.h"
 #include "mure/status.h"
 #include "store/tensor_store.h"
@@ -26,6 +32,7 @@ struct BlisInfo {
   std::string blis_default;  ///< what BLIS itself would have picked
   std::string version;       ///< BLIS version string
   unsigned threads = 1;      ///< threads per call
+  std::string parallel;      ///< "split" (the node's threads, one BLIS call per block) or "blis" (OpenMP)
   CpuInfo cpu;
   std::vector<std::pair<std::string, double>> calibration;  ///< arch -> sgemm GFLOP/s, 1 thread
 };
@@ -51,6 +58,7 @@ class BlisExecutor {
  private:
   BlisExecutor() = default;
   void* cntx_ = nullptr;  ///< cntx_t* of the chosen kernel set
+  std::unique_ptr<GemmPool> pool_;  ///< split mode with more than one thread
   BlisInfo info_;
 };
 

@@ -1,8 +1,10 @@
 #include "exec/cpu_info.h"
 
 #include <cpuid.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -52,6 +54,10 @@ CpuInfo DetectCpu() {
   info.avx512vl = __builtin_cpu_supports("avx512vl");
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   info.online_cpus = n > 0 ? static_cast<unsigned>(n) : 1;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  const int usable = ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : 0;
+  info.usable_cpus = usable > 0 ? std::min(static_cast<unsigned>(usable), info.online_cpus) : info.online_cpus;
   return info;
 }
 

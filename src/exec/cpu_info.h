@@ -12,6 +12,7 @@ struct CpuInfo {
   unsigned model = 0;   ///< display model
   bool avx2 = false, fma = false, avx512f = false, avx512dq = false, avx512bw = false, avx512vl = false;
   unsigned online_cpus = 1;
+  unsigned usable_cpus = 1;  ///< CPUs this process may run on (its affinity mask: taskset, cgroup cpusets)
   /// "AuthenticAMD family 25 model 17 (avx2 fma avx512f ...)".
   std::string Describe() const;
 };

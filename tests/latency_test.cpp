@@ -28,19 +28,8 @@ using namespace mure;
 
 namespace {
 
-BlisExecutor& Blis() {
-  static std::unique_ptr<BlisExecutor> blis = [] {
-    Config cfg;
-    cfg.blis_arch = "generic";
-    return std::move(BlisExecutor::Create(cfg).value());
-  }();
-  return *blis;
-}
-
-TensorStore& Store() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
+using testing::Blis;
+using testing::Store;
 
 std::shared_ptr<Tensor> Filled(DType t, const Shape& s, float v) {
   auto x = Store().Allocate(t, s);

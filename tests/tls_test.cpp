@@ -118,6 +118,27 @@ std::string Move(TlsTransport& from, int from_fd, TlsTransport& to, int to_fd, c
   return got;
 }
 
+/// A raw OpenSSL client on `fd` with `ctx` (a certificate the node must refuse, or none): runs
+/// its side while the server's handshake runs; the server's status.
+Status RefusedByServer(TlsTransport& server, SSL_CTX* ctx, int fd) {
+  SSL* ssl = SSL_new(ctx);
+  REQUIRE(ssl != nullptr);
+  SSL_set_fd(ssl, fd);
+  auto cl = std::async(std::launch::async, [&] {
+    int r = SSL_connect(ssl);
+    if (r == 1) {  // TLS 1.3: the refusal arrives with the first read
+      char b;
+      r = SSL_read(ssl, &b, 1);
+    }
+    return r;
+  });
+  Status s = server.Handshake(Clock::now() + std::chrono::seconds(5));
+  CHECK(cl.get() <= 0);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  return s;
+}
+
 }  // namespace
 
 TEST_CASE("TLS settings come whole or not at all", "[tls][config]") {
@@ -212,20 +233,7 @@ TEST_CASE("a TLS peer is refused, with the reason, unless the CA signed its curr
     SSL_CTX* raw = SSL_CTX_new(TLS_client_method());
     REQUIRE(raw != nullptr);
     SSL_CTX_load_verify_locations(raw, anon.ca.c_str(), nullptr);
-    SSL* ssl = SSL_new(raw);
-    SSL_set_fd(ssl, p.b);
-    auto cl = std::async(std::launch::async, [&] {
-      int r = SSL_connect(ssl);
-      if (r == 1) {  // TLS 1.3: the refusal arrives with the first read
-        char b;
-        r = SSL_read(ssl, &b, 1);
-      }
-      return r;
-    });
-    Status s = server.Handshake(Clock::now() + std::chrono::seconds(5));
-    CHECK(cl.get() <= 0);
-    SSL_free(ssl);
-    SSL_CTX_free(raw);
+    Status s = RefusedByServer(server, raw, p.b);
     REQUIRE_FALSE(s.ok());
     CHECK_THAT(s.message(), Catch::Contains("TLS handshake failed") && Catch::Contains("certificate"));
   }
@@ -244,20 +252,7 @@ TEST_CASE("a TLS peer is refused, with the reason, unless the CA signed its curr
     REQUIRE(raw != nullptr);
     REQUIRE(SSL_CTX_use_certificate_file(raw, old.cert.c_str(), SSL_FILETYPE_PEM) == 1);
     REQUIRE(SSL_CTX_use_PrivateKey_file(raw, old.key.c_str(), SSL_FILETYPE_PEM) == 1);
-    SSL* ssl = SSL_new(raw);
-    SSL_set_fd(ssl, p.b);
-    auto cl = std::async(std::launch::async, [&] {
-      int r = SSL_connect(ssl);
-      if (r == 1) {
-        char b;
-        r = SSL_read(ssl, &b, 1);
-      }
-      return r;
-    });
-    Status s = server.Handshake(Clock::now() + std::chrono::seconds(5));
-    CHECK(cl.get() <= 0);
-    SSL_free(ssl);
-    SSL_CTX_free(raw);
+    Status s = RefusedByServer(server, raw, p.b);
     REQUIRE_FALSE(s.ok());
     CHECK_THAT(s.message(), Catch::Contains("certificate has expired"));
   }

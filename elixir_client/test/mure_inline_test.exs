@@ -78,7 +78,8 @@ defmodule Mure.InlineTest do
     big_m = up!(big, {256, 256}, floats(256 * 256, 11))
 
     big_requests =
-      for i <- 1..30, do: if(rem(i, 3) == 0, do: {:busy, 5}, else: {:on, :cpu, {:matmul, big_m, big_m}})
+      for i <- 1..30,
+          do: if(rem(i, 3) == 0, do: {:busy, 5}, else: {:on, :cpu, {:matmul, big_m, big_m}})
 
     big_refs = for r <- big_requests, do: RawDist.send_request(big, r)
 

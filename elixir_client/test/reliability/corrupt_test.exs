@@ -171,13 +171,56 @@ defmodule Mure.Reliability.CorruptTest do
        %{conn: conn, node: node, os_pid: os_pid} do
     {peer, _peer_node} = start_peer(:mure_corrupt_worker)
     on_exit(fn -> stop_peer(peer) end)
+    {count, answered, undecodable} = sweep(node, os_pid, peer, [])
+    assert {:ok, %{protocol: 1}} = Mure.hello(conn)
 
+    Reliability.record(:faults, count, "corrupted messages (byte-by-byte) over raw distribution")
+    Reliability.record(:requests, 400 * 7, "peer requests interleaved with corrupted messages")
+
+    Reliability.record(
+      :lost,
+      0,
+      "corrupted messages that decode as envelopes and got no reply (#{answered} checked)"
+    )
+
+    Reliability.record(
+      :echoed_invalid,
+      undecodable,
+      "replies echoing a pid/ref the BEAM cannot decode"
+    )
+  end
+
+  test "the same corruption inside a TLS distribution session: answered or dropped, a TLS peer's work unharmed" do
+    dir = Path.join(System.tmp_dir!(), "mure_corrupt_tls_#{System.unique_integer([:positive])}")
+    certs = Mure.Test.Tls.certs!(dir)
+    on_exit(fn -> File.rm_rf!(dir) end)
+    node = Reliability.launch_logged(certs.node_args)
+    on_exit(fn -> Reliability.stop_logged(node) end)
+    {peer, _} = Mure.Test.Tls.start_peer("mure_corrupt_tls", certs.conf.("client"))
+    on_exit(fn -> stop_peer(peer) end)
+
+    tls = [
+      certfile: String.to_charlist(Path.join(dir, "client.pem")),
+      keyfile: String.to_charlist(Path.join(dir, "client.key")),
+      cacertfile: String.to_charlist(certs.ca),
+      verify: :verify_peer
+    ]
+
+    {count, _answered, _undecodable} = sweep(node.node, node.os_pid, peer, tls: tls)
+    assert count > 1_000
+    assert File.read!(node.stderr) =~ "over TLSv1"
+  end
+
+  # Sends every corruption of a set of real requests on a raw connection (`raw_opts`: RawDist's),
+  # while `peer` runs 400 rounds of checked work on the node; checks the replies, the connection
+  # and the node afterwards. Returns {variants sent, envelopes checked, undecodable replies}.
+  defp sweep(node, os_pid, peer, raw_opts) do
     worker =
       Task.async(fn ->
         :peer.call(peer, Mure.TestSupport, :peer_workload, [node, 400], 280_000)
       end)
 
-    {:ok, raw} = RawDist.connect(node)
+    {:ok, raw} = RawDist.connect(node, raw_opts)
 
     {:ok, {:ok, a}} =
       {:ok,
@@ -230,30 +273,11 @@ defmodule Mure.Reliability.CorruptTest do
     RawDist.close(raw)
 
     assert os_alive?(os_pid), "the node died"
-    assert {:ok, %{protocol: 1}} = Mure.hello(conn)
 
     assert {:ok, 400} = Task.await(worker, 280_000),
            "the peer's interleaved work did not all complete"
 
-    Reliability.record(
-      :faults,
-      length(variants),
-      "corrupted messages (byte-by-byte) over raw distribution"
-    )
-
-    Reliability.record(:requests, 400 * 7, "peer requests interleaved with corrupted messages")
-
-    Reliability.record(
-      :lost,
-      0,
-      "corrupted messages that decode as envelopes and got no reply (#{answered} checked)"
-    )
-
-    Reliability.record(
-      :echoed_invalid,
-      undecodable,
-      "replies echoing a pid/ref the BEAM cannot decode"
-    )
+    {length(variants), answered, undecodable}
   end
 
   defp apply_label(bin, {:truncate, len}), do: binary_part(bin, 0, len)

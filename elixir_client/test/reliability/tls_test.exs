@@ -45,7 +45,8 @@ defmodule Mure.Reliability.TlsTest do
     path
   end
 
-  test "a BEAM with inet_tls_dist and a certificate the CA signed uploads, computes and downloads", ctx do
+  test "a BEAM with inet_tls_dist and a certificate the CA signed uploads, computes and downloads",
+       ctx do
     {peer, _} = Tls.start_peer("tls_ok", ctx.certs.conf.("client"))
     on_exit(fn -> stop_peer(peer) end)
     result = :peer.call(peer, Tls, :exercise, [{:connect, ctx.node.node}], 120_000)
@@ -62,8 +63,20 @@ defmodule Mure.Reliability.TlsTest do
     # Each of these trusts the node's certificate: the refusal is the node's.
     confs = [
       no_certificate: conf!(ctx.certs, "anonymous", cacertfile: ca, verify: :verify_peer),
-      another_ca: conf!(ctx.certs, "stranger_trusting", certfile: pem.("stranger"), keyfile: key.("stranger"), cacertfile: ca, verify: :verify_peer),
-      expired: conf!(ctx.certs, "old_trusting", certfile: pem.("old"), keyfile: key.("old"), cacertfile: ca, verify: :verify_peer)
+      another_ca:
+        conf!(ctx.certs, "stranger_trusting",
+          certfile: pem.("stranger"),
+          keyfile: key.("stranger"),
+          cacertfile: ca,
+          verify: :verify_peer
+        ),
+      expired:
+        conf!(ctx.certs, "old_trusting",
+          certfile: pem.("old"),
+          keyfile: key.("old"),
+          cacertfile: ca,
+          verify: :verify_peer
+        )
     ]
 
     {good, _} = Tls.start_peer("tls_good", ctx.certs.conf.("client"))
@@ -87,14 +100,24 @@ defmodule Mure.Reliability.TlsTest do
     assert File.read!(ctx.node.stderr) =~ "refused a connection: TLS handshake failed"
   end
 
-  test "the wire carries none of the uploaded bytes or the request atoms in clear (and a plain-TCP capture does)", ctx do
+  test "the wire carries none of the uploaded bytes or the request atoms in clear (and a plain-TCP capture does)",
+       ctx do
     run = fn node, conf ->
       proxy = Tls.start_proxy(node_port(node))
       [alive, _] = node |> Atom.to_string() |> String.split("@")
-      epmd = [~c"-epmd_module", ~c"Elixir.Mure.Test.ProxyEpmd", ~c"-mure_proxy", String.to_charlist(alive), ~c"#{proxy.port}"]
+
+      epmd = [
+        ~c"-epmd_module",
+        ~c"Elixir.Mure.Test.ProxyEpmd",
+        ~c"-mure_proxy",
+        String.to_charlist(alive),
+        ~c"#{proxy.port}"
+      ]
 
       {peer, _} =
-        if conf, do: Tls.start_peer("tls_wire", conf, epmd), else: start_peer("plain_wire", args: epmd)
+        if conf,
+          do: Tls.start_peer("tls_wire", conf, epmd),
+          else: start_peer("plain_wire", args: epmd)
 
       result = :peer.call(peer, Tls, :exercise, [{:connect, node}], 120_000)
       stop_peer(peer)
@@ -108,7 +131,10 @@ defmodule Mure.Reliability.TlsTest do
     end
 
     {wire, result} = run.(ctx.node.node, ctx.certs.conf.("client"))
-    assert byte_size(wire) > 2 * byte_size(result.a), "the proxy saw #{byte_size(wire)} bytes only"
+
+    assert byte_size(wire) > 2 * byte_size(result.a),
+           "the proxy saw #{byte_size(wire)} bytes only"
+
     assert in_clear?.(wire, result) == []
 
     # The control: the same through a plain-TCP node is readable on the wire.
@@ -121,11 +147,40 @@ defmodule Mure.Reliability.TlsTest do
   test "Mure.start_link in a TLS BEAM launches a TLS node in Port mode and uses it", ctx do
     {peer, _} = Tls.start_peer("tls_port", ctx.certs.conf.("client"))
     on_exit(fn -> stop_peer(peer) end)
-    result = :peer.call(peer, Tls, :exercise, [{:start, [extra_args: ctx.certs.node_args]}], 120_000)
+
+    result =
+      :peer.call(peer, Tls, :exercise, [{:start, [extra_args: ctx.certs.node_args]}], 120_000)
+
     check_work!(result)
   end
 
-  test "a peer that opens TLS and then stalls, or never starts it, is dropped at the handshake deadline", ctx do
+  test "the node refuses to start with half a TLS configuration or a key that is not its certificate's",
+       ctx do
+    exe = Mure.Launcher.default_executable()
+    dir = ctx.certs.dir
+
+    for {args, why} <- [
+          {["--tls-cert", Path.join(dir, "node.pem"), "--tls-ca", ctx.certs.ca],
+           "half a TLS configuration"},
+          {[
+             "--tls-cert",
+             Path.join(dir, "node.pem"),
+             "--tls-key",
+             Path.join(dir, "client.key"),
+             "--tls-ca",
+             ctx.certs.ca
+           ], "does not match"}
+        ] do
+      name = "mure_half_tls_#{System.unique_integer([:positive])}@127.0.0.1"
+      {out, status} = System.cmd(exe, ["--name", name | args], stderr_to_stdout: true)
+      assert status != 0, "the node started with #{inspect(args)}"
+      assert out =~ why
+      assert {:error, _} = Mure.RawDist.port_of(String.to_atom(name)), "it registered with epmd"
+    end
+  end
+
+  test "a peer that opens TLS and then stalls, or never starts it, is dropped at the handshake deadline",
+       ctx do
     {:ok, _} = Application.ensure_all_started(:ssl)
     port = node_port(ctx.node.node)
     dir = ctx.certs.dir

@@ -11,7 +11,8 @@ defmodule Mure.RawDist do
   #   <- 'N' Flags:64 Challenge:32 Creation:32 NLen:16 Name
   #   -> 'r' MyChallenge:32 Digest:16     Digest = MD5(Cookie ++ integer_to_list(Challenge))
   #   <- 'a' Digest:16                    MD5(Cookie ++ integer_to_list(MyChallenge))
-  # each message with a 2-byte length; then frames <<Len:32, ?p, Control, Message>>.
+  # each message with a 2-byte length (4 inside TLS, as OTP's inet_tls_dist frames it); then
+  # frames <<Len:32, ?p, Control, Message>>. With `tls: ssl_options` it speaks TLS distribution.
 
   import Bitwise
 
@@ -63,17 +64,49 @@ defmodule Mure.RawDist do
   def connect(node, opts \\ []) do
     timeout = Keyword.get(opts, :timeout, 5_000)
 
-    with {:ok, sock} <- open(node, timeout, Keyword.get(opts, :ip)) do
+    with {:ok, sock} <- open(node, timeout, Keyword.get(opts, :ip)),
+         {:ok, sock} <- tls(sock, Keyword.get(opts, :tls), timeout) do
       case handshake(sock, node, opts) do
         {:ok, raw} ->
           {:ok, raw}
 
         error ->
-          :gen_tcp.close(sock)
+          xclose(sock)
           error
       end
     end
   end
+
+  # `tls`: nil (plain TCP) or the ssl client options (certfile, keyfile, cacertfile, verify, ...).
+  defp tls(sock, nil, _timeout), do: {:ok, sock}
+
+  defp tls(sock, ssl_opts, timeout) do
+    {:ok, _} = Application.ensure_all_started(:ssl)
+
+    case :ssl.connect(
+           sock,
+           [:binary, active: false, packet: :raw, server_name_indication: :disable] ++ ssl_opts,
+           timeout
+         ) do
+      {:ok, ssl} ->
+        {:ok, ssl}
+
+      {:error, reason} ->
+        :gen_tcp.close(sock)
+        {:error, {:tls, reason}}
+    end
+  end
+
+  # The socket's own calls: a port (TCP) or an ssl socket.
+  defp xsend(sock, data) when is_port(sock), do: :gen_tcp.send(sock, data)
+  defp xsend(sock, data), do: :ssl.send(sock, data)
+  defp xrecv(sock, n, timeout) when is_port(sock), do: :gen_tcp.recv(sock, n, timeout)
+  defp xrecv(sock, n, timeout), do: :ssl.recv(sock, n, timeout)
+  defp xclose(sock) when is_port(sock), do: :gen_tcp.close(sock)
+  defp xclose(sock), do: :ssl.close(sock)
+  # Bits of a handshake message's length.
+  defp hs_bits(sock) when is_port(sock), do: 16
+  defp hs_bits(_ssl), do: 32
 
   @doc "Runs the initiator's handshake on an open socket."
   def handshake(sock, _node, opts \\ []) do
@@ -128,11 +161,16 @@ defmodule Mure.RawDist do
   def digest(cookie, challenge),
     do: :erlang.md5([to_string(cookie), Integer.to_string(challenge)])
 
-  defp send_msg(sock, body), do: :gen_tcp.send(sock, <<byte_size(body)::16, body::binary>>)
+  defp send_msg(sock, body) do
+    bits = hs_bits(sock)
+    xsend(sock, <<byte_size(body)::size(bits), body::binary>>)
+  end
 
   defp recv_msg(sock, timeout) do
-    with {:ok, <<len::16>>} <- :gen_tcp.recv(sock, 2, timeout) do
-      if len == 0, do: {:ok, <<>>}, else: :gen_tcp.recv(sock, len, timeout)
+    bits = hs_bits(sock)
+
+    with {:ok, <<len::size(bits)>>} <- xrecv(sock, div(bits, 8), timeout) do
+      if len == 0, do: {:ok, <<>>}, else: xrecv(sock, len, timeout)
     end
   end
 
@@ -162,7 +200,7 @@ defmodule Mure.RawDist do
     do: {:"$mure", 1, raw.pid, ref, raw.pid, request}
 
   @doc "Sends bytes as they are."
-  def send_bytes(%__MODULE__{sock: sock}, bytes), do: :gen_tcp.send(sock, bytes)
+  def send_bytes(%__MODULE__{sock: sock}, bytes), do: xsend(sock, bytes)
 
   @doc "Sends `message_bin` (an encoded message, possibly corrupt) to the name `mure`."
   def send_message(raw, message_bin, to \\ :mure),
@@ -223,13 +261,13 @@ defmodule Mure.RawDist do
   cannot decode, `:tick`, or `{:error, :closed | :timeout}`.
   """
   def recv_frame(%__MODULE__{sock: sock} = raw, timeout) do
-    case :gen_tcp.recv(sock, 4, timeout) do
+    case xrecv(sock, 4, timeout) do
       {:ok, <<0::32>>} ->
-        :gen_tcp.send(sock, <<0::32>>)
+        xsend(sock, <<0::32>>)
         :tick
 
       {:ok, <<len::32>>} ->
-        case :gen_tcp.recv(sock, len, max(timeout, 5_000)) do
+        case xrecv(sock, len, max(timeout, 5_000)) do
           {:ok, <<?p, rest::binary>>} -> decode(raw, rest)
           {:ok, other} -> {:error, {:bad_frame, other}}
           {:error, reason} -> {:error, reason}
@@ -272,12 +310,12 @@ defmodule Mure.RawDist do
 
   @doc "Whether the peer closed a plain socket (waits up to `timeout` ms; data is discarded)."
   def socket_closed?(sock, timeout \\ 0) do
-    case :gen_tcp.recv(sock, 0, timeout) do
+    case xrecv(sock, 0, timeout) do
       {:error, :timeout} -> false
       {:error, _} -> true
       {:ok, _data} -> socket_closed?(sock, timeout)
     end
   end
 
-  def close(%__MODULE__{sock: sock}), do: :gen_tcp.close(sock)
+  def close(%__MODULE__{sock: sock}), do: xclose(sock)
 end

@@ -9,22 +9,38 @@ defmodule Mure.Test.Tls do
 
   @doc "A CA with `node` and `client` certificates, an expired `old` one and a `stranger` of another CA, in `dir`."
   def certs!(dir) do
-    for args <- [[dir, "node", "client"], ["--expired", dir, "old"], ["--ca", "other", dir, "stranger"]] do
+    for args <- [
+          [dir, "node", "client"],
+          ["--expired", dir, "old"],
+          ["--ca", "other", dir, "stranger"]
+        ] do
       {out, status} = System.cmd(@script, args, stderr_to_stdout: true)
-      if status != 0, do: raise("scripts/tls_certs #{Enum.join(args, " ")} failed (#{status}): #{out}")
+
+      if status != 0,
+        do: raise("scripts/tls_certs #{Enum.join(args, " ")} failed (#{status}): #{out}")
     end
 
     %{
       dir: dir,
       ca: Path.join(dir, "ca.pem"),
       conf: fn name -> Path.join(dir, "#{name}.ssl_dist.conf") end,
-      node_args: ["--tls-cert", Path.join(dir, "node.pem"), "--tls-key", Path.join(dir, "node.key"), "--tls-ca", Path.join(dir, "ca.pem")]
+      node_args: [
+        "--tls-cert",
+        Path.join(dir, "node.pem"),
+        "--tls-key",
+        Path.join(dir, "node.key"),
+        "--tls-ca",
+        Path.join(dir, "ca.pem")
+      ]
     }
   end
 
   @doc "A :peer BEAM whose distribution is inet_tls with `optfile` (nil: no options at all)."
   def start_peer(prefix, optfile, extra \\ []) do
-    tls = [~c"-proto_dist", ~c"inet_tls"] ++ if(optfile, do: [~c"-ssl_dist_optfile", String.to_charlist(optfile)], else: [])
+    tls =
+      [~c"-proto_dist", ~c"inet_tls"] ++
+        if(optfile, do: [~c"-ssl_dist_optfile", String.to_charlist(optfile)], else: [])
+
     Mure.TestSupport.start_peer(prefix, args: tls ++ extra)
   end
 
@@ -32,7 +48,8 @@ defmodule Mure.Test.Tls do
   Runs on a peer: connects to `node` (or launches one in Port mode with `start_opts`), uploads,
   adds, runs a program, downloads; returns what came back, or `{:error, reason}`.
   """
-  def exercise({:connect, node}), do: with({:ok, conn} <- Mure.connect(node, connect_timeout: 5_000), do: work(conn))
+  def exercise({:connect, node}),
+    do: with({:ok, conn} <- Mure.connect(node, connect_timeout: 5_000), do: work(conn))
 
   def exercise({:start, start_opts}) do
     Process.flag(:trap_exit, true)
@@ -66,14 +83,17 @@ defmodule Mure.Test.Tls do
   each direction; `recorded/1` returns them.
   """
   def start_proxy(port) do
-    {:ok, listen} = :gen_tcp.listen(0, [:binary, active: false, reuseaddr: true, ip: {127, 0, 0, 1}])
+    {:ok, listen} =
+      :gen_tcp.listen(0, [:binary, active: false, reuseaddr: true, ip: {127, 0, 0, 1}])
+
     {:ok, own} = :inet.port(listen)
     {:ok, rec} = Agent.start_link(fn -> [] end)
     spawn_link(fn -> accept_loop(listen, port, rec) end)
     %{port: own, recorder: rec}
   end
 
-  def recorded(%{recorder: rec}), do: rec |> Agent.get(& &1) |> Enum.reverse() |> IO.iodata_to_binary()
+  def recorded(%{recorder: rec}),
+    do: rec |> Agent.get(& &1) |> Enum.reverse() |> IO.iodata_to_binary()
 
   defp accept_loop(listen, port, rec) do
     case :gen_tcp.accept(listen) do
@@ -118,7 +138,9 @@ defmodule Mure.Test.ProxyEpmd do
   def port_please(name, ip, timeout) do
     case :init.get_argument(:mure_proxy) do
       {:ok, [[proxied, port]]} ->
-        if to_charlist(name) == proxied, do: {:port, List.to_integer(port), 6}, else: :erl_epmd.port_please(name, ip, timeout)
+        if to_charlist(name) == proxied,
+          do: {:port, List.to_integer(port), 6},
+          else: :erl_epmd.port_please(name, ip, timeout)
 
       _ ->
         :erl_epmd.port_please(name, ip, timeout)

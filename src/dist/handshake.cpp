@@ -72,15 +72,7 @@ class DeadlineIo {
   }
 
  private:
-  Status Wait(short events) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
-    if (left <= 0) return Status::BadArg("handshake deadline passed");
-    pollfd pfd{fd_, events, 0};
-    int r = ::poll(&pfd, 1, static_cast<int>(left));
-    if (r == 0) return Status::BadArg("handshake deadline passed");
-    if (r < 0 && errno != EINTR) return Status::BadArg(std::string("poll: ") + std::strerror(errno));
-    return Status::Ok();
-  }
+  Status Wait(short events) { return PollUntil(fd_, events, deadline_, "handshake"); }
 
   Transport& io_;
   int fd_;

@@ -163,12 +163,7 @@ Status TlsTransport::Handshake(Clock::time_point deadline) {
       }
       return Status::BadArg("TLS handshake failed: " + why);
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return Status::BadArg("TLS handshake deadline passed");
-    pollfd pfd{fd_, ev, 0};
-    int n = ::poll(&pfd, 1, static_cast<int>(left));
-    if (n == 0) return Status::BadArg("TLS handshake deadline passed");
-    if (n < 0 && errno != EINTR) return Status::BadArg(std::string("poll: ") + std::strerror(errno));
+    MURE_RETURN_IF_ERROR(PollUntil(fd_, ev, deadline, "TLS handshake"));
   }
 }
 

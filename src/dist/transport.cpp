@@ -1,5 +1,6 @@
 #include "dist/transport.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -15,6 +16,16 @@ ssize_t Note(ssize_t r, std::string& error) {
 }
 
 }  // namespace
+
+Status PollUntil(int fd, short events, std::chrono::steady_clock::time_point deadline, const std::string& what) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+  if (left <= 0) return Status::BadArg(what + " deadline passed");
+  pollfd pfd{fd, events, 0};
+  int r = ::poll(&pfd, 1, static_cast<int>(left));
+  if (r == 0) return Status::BadArg(what + " deadline passed");
+  if (r < 0 && errno != EINTR) return Status::BadArg(std::string("poll: ") + std::strerror(errno));
+  return Status::Ok();
+}
 
 ssize_t PlainTransport::Recv(void* p, size_t n) { return Note(::recv(fd_, p, n, MSG_DONTWAIT), error_); }
 

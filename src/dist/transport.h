@@ -10,9 +10,12 @@
 #include <poll.h>
 #include <sys/uio.h>
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
+
+#include "mure/status.h"
 
 namespace mure {
 
@@ -40,6 +43,10 @@ class Transport {
   /// "tcp" or "TLS 1.3 (TLS_AES_256_GCM_SHA384)", for the log.
   virtual std::string Describe() const { return "tcp"; }
 };
+
+/// Waits until `fd` is ready for `events` or `deadline` passes; "<what> deadline passed" then
+/// (a handshake's wait, TLS's or distribution's). Ok also on EINTR: the caller tries again.
+Status PollUntil(int fd, short events, std::chrono::steady_clock::time_point deadline, const std::string& what);
 
 /// The socket itself. Does not own `fd`.
 class PlainTransport final : public Transport {

@@ -60,23 +60,21 @@ defmodule Mure.Reliability.TlsTest do
     ca = String.to_charlist(ctx.certs.ca)
     key = fn name -> String.to_charlist(Path.join(dir, "#{name}.key")) end
     pem = fn name -> String.to_charlist(Path.join(dir, "#{name}.pem")) end
+    # `name`'s certificate, trusting the node's CA.
+    trusting = fn name ->
+      conf!(ctx.certs, "#{name}_trusting",
+        certfile: pem.(name),
+        keyfile: key.(name),
+        cacertfile: ca,
+        verify: :verify_peer
+      )
+    end
+
     # Each of these trusts the node's certificate: the refusal is the node's.
     confs = [
       no_certificate: conf!(ctx.certs, "anonymous", cacertfile: ca, verify: :verify_peer),
-      another_ca:
-        conf!(ctx.certs, "stranger_trusting",
-          certfile: pem.("stranger"),
-          keyfile: key.("stranger"),
-          cacertfile: ca,
-          verify: :verify_peer
-        ),
-      expired:
-        conf!(ctx.certs, "old_trusting",
-          certfile: pem.("old"),
-          keyfile: key.("old"),
-          cacertfile: ca,
-          verify: :verify_peer
-        )
+      another_ca: trusting.("stranger"),
+      expired: trusting.("old")
     ]
 
     {good, _} = Tls.start_peer("tls_good", ctx.certs.conf.("client"))

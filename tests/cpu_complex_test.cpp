@@ -14,6 +14,7 @@
 #include "exec/cpu_ops.h"
 #include "ir/ops.h"
 #include "sched/planner.h"
+#include "cpu_fixture.h"
 
 using namespace mure;
 using namespace mure::ir;
@@ -21,22 +22,8 @@ using C = std::complex<double>;
 
 namespace {
 
-TensorStore& CStore() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
-
-BlisExecutor& CBlis() {
-  static std::unique_ptr<BlisExecutor> blis = [] {
-    Config cfg;
-    cfg.blis_arch = "generic";
-    return std::move(BlisExecutor::Create(cfg).value());
-  }();
-  return *blis;
-}
-
 std::shared_ptr<Tensor> MakeC(DType type, const Shape& shape, const std::vector<C>& v) {
-  auto t = *CStore().Allocate(type, shape);
+  auto t = *testing::Store().Allocate(type, shape);
   REQUIRE(t->elements() == v.size());
   for (size_t i = 0; i < v.size(); ++i) {
     if (type == DType::kC64) {
@@ -84,7 +71,7 @@ const std::vector<C> kSample = {C(1, 2), C(-0.5, 0.25), C(3, -4), C(0, 0), C(-2,
 std::shared_ptr<Tensor> RunUnaryC(UnaryOp op, const Tensor& x) {
   auto t = UnaryResultType(op, x.type());
   REQUIRE(t.ok());
-  auto out = *CStore().Allocate(*t, x.shape());
+  auto out = *testing::Store().Allocate(*t, x.shape());
   REQUIRE(cpu::Unary(op, x, *out).ok());
   return out;
 }
@@ -139,7 +126,7 @@ TEST_CASE("complex binary ops, broadcasting and mixing with real operands", "[co
       auto types = BinaryResultTypes(c.op, a->type(), rhs->type());
       REQUIRE(types.ok());
       CHECK(types->result == DType::kC128);
-      auto out = *CStore().Allocate(types->result, {2, 3});
+      auto out = *testing::Store().Allocate(types->result, {2, 3});
       REQUIRE(cpu::Binary(c.op, *a, *rhs, types->compute, *out).ok());
       for (size_t i = 0; i < 6; ++i) {
         INFO(Name(c.op) << " at " << i);
@@ -150,7 +137,7 @@ TEST_CASE("complex binary ops, broadcasting and mixing with real operands", "[co
   // equal / not_equal compare both parts and give {:u, 8}.
   auto x = MakeC(DType::kC64, {3}, {C(1, 2), C(1, 2), C(1, 0)});
   auto y = MakeC(DType::kC64, {3}, {C(1, 2), C(1, -2), C(1, 0)});
-  auto eq = *CStore().Allocate(DType::kU8, {3});
+  auto eq = *testing::Store().Allocate(DType::kU8, {3});
   auto types = BinaryResultTypes(BinaryOp::kEqual, x->type(), y->type());
   REQUIRE(types.ok());
   CHECK(types->result == DType::kU8);
@@ -193,7 +180,7 @@ TEST_CASE("complex sums and products, as_type both ways, fill and pad with a com
     auto plan = PlanReduce(op, x->type(), x->shape(), {1}, false);
     REQUIRE(plan.ok());
     CHECK(plan->out_type == DType::kC128);
-    auto out = *CStore().Allocate(plan->out_type, plan->out_shape);
+    auto out = *testing::Store().Allocate(plan->out_type, plan->out_shape);
     REQUIRE(cpu::Reduce(op, *x, *plan, *out).ok());
     for (size_t r = 0; r < 2; ++r) {
       C acc = op == ReduceOp::kSum ? C(0) : C(1);
@@ -203,14 +190,14 @@ TEST_CASE("complex sums and products, as_type both ways, fill and pad with a com
   }
   // as_type: real -> complex has imaginary part 0; complex -> real keeps the real part (Nx).
   auto r = MakeC(DType::kS64, {3}, {C(-3), C(7), C(1 << 30)});
-  auto rc = *CStore().Allocate(DType::kC64, {3});
+  auto rc = *testing::Store().Allocate(DType::kC64, {3});
   REQUIRE(cpu::AsType(*r, *rc).ok());
   CHECK(Get(*rc, 0) == C(-3, 0));
   CHECK(Get(*rc, 2) == C(1 << 30, 0));
-  auto cr = *CStore().Allocate(DType::kF32, {2, 3});
+  auto cr = *testing::Store().Allocate(DType::kF32, {2, 3});
   REQUIRE(cpu::AsType(*x, *cr).ok());
   CHECK(Get(*cr, 2) == C(3));
-  auto narrow = *CStore().Allocate(DType::kC64, {2, 3});
+  auto narrow = *testing::Store().Allocate(DType::kC64, {2, 3});
   REQUIRE(cpu::AsType(*x, *narrow).ok());
   CHECK(Close(Get(*narrow, 5), kSample[5], DType::kC64));
   CHECK(Get(*narrow, 5).real() == double(float(0.1)));
@@ -219,11 +206,11 @@ TEST_CASE("complex sums and products, as_type both ways, fill and pad with a com
   v.integer = false;
   v.f = 1.5;
   v.im = -2;
-  auto filled = *CStore().Allocate(DType::kC128, {4});
+  auto filled = *testing::Store().Allocate(DType::kC128, {4});
   REQUIRE(cpu::Fill(*filled, v).ok());
   CHECK(Get(*filled, 3) == C(1.5, -2));
   auto small = MakeC(DType::kC64, {2}, {C(1, 1), C(2, 2)});
-  auto padded = *CStore().Allocate(DType::kC64, {4});
+  auto padded = *testing::Store().Allocate(DType::kC64, {4});
   REQUIRE(cpu::Pad(*small, v, {PadDim{1, 1, 0}}, *padded).ok());
   CHECK(Get(*padded, 0) == C(1.5, -2));
   CHECK(Get(*padded, 1) == C(1, 1));
@@ -234,28 +221,28 @@ TEST_CASE("complex data movement copies whole elements", "[complex]") {
   std::vector<C> v;
   for (int i = 0; i < 12; ++i) v.push_back(C(i, -i * 0.5));
   auto x = MakeC(DType::kC128, {3, 4}, v);
-  auto t = *CStore().Allocate(DType::kC128, {4, 3});
+  auto t = *testing::Store().Allocate(DType::kC128, {4, 3});
   REQUIRE(cpu::Transpose(*x, {1, 0}, *t).ok());
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 4; ++j) CHECK(Get(*t, j * 3 + i) == v[i * 4 + j]);
-  auto s = *CStore().Allocate(DType::kC128, {2, 2});
+  auto s = *testing::Store().Allocate(DType::kC128, {2, 2});
   REQUIRE(cpu::Slice(*x, {1, 1}, {1, 2}, *s).ok());
   CHECK(Get(*s, 0) == v[5]);
   CHECK(Get(*s, 1) == v[7]);
   CHECK(Get(*s, 3) == v[11]);
-  auto rev = *CStore().Allocate(DType::kC128, {3, 4});
+  auto rev = *testing::Store().Allocate(DType::kC128, {3, 4});
   REQUIRE(cpu::Reverse(*x, {1}, *rev).ok());
   CHECK(Get(*rev, 0) == v[3]);
   // concatenate of a real and a complex tensor: the real one gains imaginary parts 0.
   auto re = MakeC(DType::kF32, {1, 4}, {C(9), C(8), C(7), C(6)});
-  auto cat = *CStore().Allocate(DType::kC128, {4, 4});
+  auto cat = *testing::Store().Allocate(DType::kC128, {4, 4});
   REQUIRE(cpu::Concatenate({x.get(), re.get()}, {{3, 4}, {1, 4}}, 0, *cat).ok());
   CHECK(Get(*cat, 11) == v[11]);
   CHECK(Get(*cat, 12) == C(9, 0));
 }
 
 TEST_CASE("complex dot goes through BLIS cgemm/zgemm and matches plain sums", "[complex][blis]") {
-  exec::CpuExecutor with_blis(&CBlis()), plain(nullptr);
+  exec::CpuExecutor with_blis(&testing::Blis()), plain(nullptr);
   const DType t = GENERATE(DType::kC64, DType::kC128);
   const uint64_t m = 5, k = 7, n = 3;
   std::mt19937 gen(42);
@@ -268,7 +255,7 @@ TEST_CASE("complex dot goes through BLIS cgemm/zgemm and matches plain sums", "[
   auto plan = PlanDot(a->shape(), {1}, {}, b->shape(), {0}, {});
   REQUIRE(plan.ok());
   for (exec::CpuExecutor* ex : {&with_blis, &plain}) {
-    auto out = *CStore().Allocate(t, {m, n});
+    auto out = *testing::Store().Allocate(t, {m, n});
     REQUIRE(ex->Dot(*a, *b, *plan, t, *out).ok());
     for (uint64_t i = 0; i < m; ++i) {
       for (uint64_t j = 0; j < n; ++j) {

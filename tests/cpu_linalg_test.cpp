@@ -13,15 +13,13 @@
 #include "exec/cpu_executor.h"
 #include "sched/planner.h"
 #include "sched/program.h"
+#include "cpu_fixture.h"
 
 using namespace mure;
 
-namespace {
+using testing::Store;
 
-TensorStore& Store() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
+namespace {
 
 std::shared_ptr<Tensor> Make(DType t, const Shape& s, const std::vector<double>& v) {
   auto x = Store().Allocate(t, s);

@@ -12,16 +12,14 @@
 #include "exec/blis_executor.h"
 #include "exec/cpu_ops.h"
 #include "ir/ops.h"
+#include "cpu_fixture.h"
 
 using namespace mure;
 using namespace mure::ir;
 
-namespace {
+using testing::Store;
 
-TensorStore& Store() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
+namespace {
 
 template <typename T>
 std::shared_ptr<Tensor> Make(DType t, Shape s, std::vector<T> values) {

@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "cpu_fixture.h"
 #include "mure/config.h"
 #include "exec/opencl_executor.h"
 #include "exec/opencl_ops.h"
@@ -33,12 +34,6 @@ inline OpenClExecutor& Device() {
 
 /// The shared device's op set.
 inline ocl::OpenClOps& Ops() { return Device().ops(); }
-
-/// A 1 GiB store for the tests' tensors.
-inline TensorStore& Store() {
-  static TensorStore store(1ull << 30);
-  return store;
-}
 
 /// A tensor from Store(); the test fails if it cannot be made.
 inline std::shared_ptr<Tensor> Alloc(DType t, const Shape& s) {

@@ -16,16 +16,6 @@
 
 namespace mure::testing {
 
-/// One BLIS executor with the generic kernels (the same on every CPU), for the whole test run.
-inline BlisExecutor& Blis() {
-  static std::unique_ptr<BlisExecutor> blis = [] {
-    Config cfg;
-    cfg.blis_arch = "generic";
-    return std::move(BlisExecutor::Create(cfg).value());
-  }();
-  return *blis;
-}
-
 /// Operands by handle, as a request's lookup sees them; Run plans' kernels on them.
 struct Operands {
   std::map<uint64_t, std::shared_ptr<Tensor>> byid;

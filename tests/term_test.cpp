@@ -62,6 +62,34 @@ TEST_CASE("writer output is read back exactly", "[term]") {
   CHECK(t[t.Child(list, 1)].integer == 300);
 }
 
+TEST_CASE("a MapWriter's arity is the number of its keys, nested maps counted apart", "[term]") {
+  std::string bytes = Encode([](TermWriter& w) {
+    MapWriter m(w);
+    m.Key("a").Int(1);
+    m.Key("inner");
+    {
+      MapWriter inner(w);
+      inner.Key("x").Int(2);
+      inner.Key("y").Int(3);
+      inner.Key("z").Int(4);
+    }
+    m.Key("b").Int(5);
+  });
+  // After the version byte: 116 = MAP_EXT, then a 4-byte big-endian pair count (OTP's external
+  // term format).
+  REQUIRE(bytes.size() > 6);
+  CHECK(static_cast<uint8_t>(bytes[1]) == 116);
+  CHECK(bytes.substr(2, 4) == std::string("\0\0\0\3", 4));
+  size_t inner = bytes.find(std::string("\x74\0\0\0", 4), 6);
+  REQUIRE(inner != std::string::npos);
+  CHECK(static_cast<uint8_t>(bytes[inner + 4]) == 3);
+  TermTree t;
+  auto end = Parse(bytes, t);
+  REQUIRE(end.ok());
+  CHECK(*end == bytes.size());
+  CHECK(t[0].kind == TermKind::kMap);
+}
+
 TEST_CASE("integers at the edges of int64", "[term]") {
   for (int64_t v : {INT64_MIN, INT64_MIN + 1, int64_t{-1}, int64_t{0}, int64_t{255}, int64_t{256},
                     int64_t{INT32_MAX} + 1, INT64_MAX}) {

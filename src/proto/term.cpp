@@ -342,6 +342,10 @@ TermWriter& TermWriter::Tuple(uint32_t arity) {
 TermWriter& TermWriter::List(uint32_t n) { U8(tag::kList); U32(n); return *this; }
 TermWriter& TermWriter::Nil() { U8(tag::kNil); return *this; }
 TermWriter& TermWriter::Map(uint32_t pairs) { U8(tag::kMap); U32(pairs); return *this; }
+MapWriter::MapWriter(TermWriter& w) : w_(w), header_(w.out_.size()) { w_.Map(0); }
+MapWriter::~MapWriter() {
+  for (int i = 0; i < 4; ++i) w_.out_[header_ + 1 + i] = static_cast<char>(pairs_ >> (24 - 8 * i));
+}
 TermWriter& TermWriter::Atom(std::string_view name) {
   if (name.size() < 256) { U8(tag::kSmallAtomUtf8); U8(static_cast<uint8_t>(name.size())); }
   else { U8(tag::kAtomUtf8); U16(static_cast<uint16_t>(name.size())); }

@@ -97,10 +97,32 @@ class TermWriter {
   TermWriter& Raw(std::string_view encoded);
 
  private:
+  friend class MapWriter;
   void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
   void U16(uint16_t v);
   void U32(uint32_t v);
   std::string& out_;
+};
+
+/// Writes a map whose pair count is the number of Key() calls: the header goes out with a
+/// placeholder that the destructor fills in, so adding or removing a field cannot leave a wrong
+/// arity. A nested map is another MapWriter on the same TermWriter, after its key.
+class MapWriter {
+ public:
+  explicit MapWriter(TermWriter& w);
+  MapWriter(const MapWriter&) = delete;
+  MapWriter& operator=(const MapWriter&) = delete;
+  ~MapWriter();
+  /// The next pair's key, an atom; the caller writes the value next.
+  TermWriter& Key(std::string_view atom) {
+    ++pairs_;
+    return w_.Atom(atom);
+  }
+
+ private:
+  TermWriter& w_;
+  size_t header_;
+  uint32_t pairs_ = 0;
 };
 
 }  // namespace mure::proto

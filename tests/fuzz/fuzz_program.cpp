@@ -2,7 +2,8 @@
 //
 // Each input is read as a small byte code (Builder below) that describes a program: data inputs of
 // a few types and shapes (empty and size-1 dims among them), up to eight nodes (unary, binary,
-// reduce, select, as_type and reshape, each on :auto, :cpu or :opencl), outputs to keep or return,
+// reduce, select, as_type, reshape, dynamic_slice, elem, and while and if nodes whose regions hold
+// nodes of the same kinds, two deep; each on :auto, :cpu or :opencl), outputs to keep or return,
 // and the program's device. Value ids come from the input too, so they are sometimes out of range
 // (a later value, 99, 2^40). The program is encoded as the term a client sends,
 // {:program, inputs, nodes, outputs, %{device: d}}, wrapped in a request envelope and a SEND
@@ -76,37 +77,19 @@ void WriteIds(TermWriter& w, const std::vector<uint64_t>& ids) {
   for (uint64_t id : ids) w.UInt(id);
 }
 
-/// The request term (with version byte) the input describes.
-std::string BuildProgram(Bytes& in) {
-  std::string out;
-  TermWriter w(out);
-  w.Version().Tuple(5).Atom("program");
-  const uint8_t n_inputs = 1 + in.Next() % 3;
-  w.List(n_inputs);
-  for (uint8_t i = 0; i < n_inputs; ++i) {
-    const uint8_t tb = in.Next(), sb = in.Next();
-    const auto& t = kTypes[tb % 5];
-    const std::vector<uint64_t>& shape = kShapes[sb % kShapes.size()];
-    uint64_t elements = 1;
-    for (uint64_t d : shape) elements *= d;
-    std::string data(elements * static_cast<uint64_t>(std::stoi(t[1])) / 8, '\0');
-    for (char& c : data) c = static_cast<char>(in.Next());
-    w.Tuple(4).Atom("data");
-    WriteType(w, tb);
-    w.Tuple(static_cast<uint32_t>(shape.size()));
-    for (uint64_t d : shape) w.UInt(d);
-    w.Binary(data);
-  }
-  w.Nil();
-  const uint8_t n_nodes = in.Next() % 9;
+/// Writes a list of up to `max_nodes` nodes after `n_before` values (a program's inputs, or a
+/// region's state, invariants or captured values) and returns how many it wrote. `depth` counts
+/// the regions around it: while and if nodes nest two deep, with regions of up to three nodes.
+uint64_t WriteNodes(TermWriter& w, Bytes& in, uint64_t n_before, uint8_t max_nodes, int depth) {
+  const uint8_t n_nodes = in.Next() % (max_nodes + 1);
   w.List(n_nodes);
   for (uint8_t i = 0; i < n_nodes; ++i) {
-    const uint64_t n_values = n_inputs + i;
+    const uint64_t n_values = n_before + i;
     const uint8_t kind = in.Next(), where = in.Next();
     if (where % 4 == 1) w.Tuple(3).Atom("on").Atom("cpu");
     if (where % 4 == 2) w.Tuple(3).Atom("on").Atom("opencl");
     const uint64_t a = PickId(in.Next(), n_values), b = PickId(in.Next(), n_values);
-    switch (kind % 8) {
+    switch (kind % 12) {
       case 0: case 1: case 2:
         w.Tuple(3).Atom("unary").Atom(kUnary[in.Next() % 10]);
         WriteIds(w, {a});
@@ -144,9 +127,102 @@ std::string BuildProgram(Bytes& in) {
           for (uint64_t d : shape) w.UInt(d);
         }
         break;
+      case 8: {  // {while, Inits, Invariants, {CondNodes, PredId}, {BodyNodes, OutIds}, Max}
+        if (depth >= 2) {
+          w.Tuple(3).Atom("elem");
+          WriteIds(w, {a});
+          w.Int(in.Next() % 3);
+          break;
+        }
+        const uint8_t shape = in.Next();
+        const uint64_t k = 1 + shape % 2, m = shape / 2 % 2;
+        w.Tuple(6).Atom("while").List(static_cast<uint32_t>(k));
+        if (k == 2) WriteIds(w, {a, b}); else WriteIds(w, {a});
+        w.Nil();
+        if (m) {
+          w.List(1);
+          WriteIds(w, {PickId(in.Next(), n_values)});
+        }
+        w.Nil();
+        w.Tuple(2);
+        const uint64_t cond = WriteNodes(w, in, k + m, 3, depth + 1);
+        w.UInt(PickId(in.Next(), k + m + cond));
+        w.Tuple(2);
+        const uint64_t body = WriteNodes(w, in, k + m, 3, depth + 1);
+        w.List(static_cast<uint32_t>(k));
+        for (uint64_t j = 0; j < k; ++j) w.UInt(PickId(in.Next(), k + m + body));
+        w.Nil();
+        // Small bounds, so that a loop whose condition always holds ends quickly (out_of_range).
+        const uint8_t max = in.Next();
+        w.UInt(max == 0xff ? uint64_t{1} << 40 : max % 9);
+        break;
+      }
+      case 9: {  // {if, PredId, Captured, {ThenNodes, ThenOutIds}, {ElseNodes, ElseOutIds}}
+        if (depth >= 2) {
+          w.Tuple(3).Atom("elem");
+          WriteIds(w, {a});
+          w.Int(in.Next() % 3);
+          break;
+        }
+        const uint64_t captured = 1 + in.Next() % 2, outs = 1 + in.Next() % 2;
+        w.Tuple(5).Atom("if").UInt(a).List(static_cast<uint32_t>(captured));
+        for (uint64_t j = 0; j < captured; ++j) w.UInt(j == 0 ? b : PickId(in.Next(), n_values));
+        w.Nil();
+        for (int branch = 0; branch < 2; ++branch) {
+          w.Tuple(2);
+          const uint64_t nodes = WriteNodes(w, in, captured, 3, depth + 1);
+          w.List(static_cast<uint32_t>(outs));
+          for (uint64_t j = 0; j < outs; ++j) w.UInt(PickId(in.Next(), captured + nodes));
+          w.Nil();
+        }
+        break;
+      }
+      case 10:  // a part of a while's or an if's tuple value
+        w.Tuple(3).Atom("elem");
+        WriteIds(w, {a});
+        w.Int(in.Next() % 3);
+        break;
+      case 11: {  // {dynamic_slice, X, [Start...], Lengths, Strides}: starts are scalar tensors
+        const uint8_t rank = in.Next() % 3;
+        w.Tuple(5).Atom("dynamic_slice").UInt(a).List(rank);
+        for (uint8_t j = 0; j < rank; ++j) w.UInt(j == 0 ? b : PickId(in.Next(), n_values));
+        w.Nil();
+        for (int part = 0; part < 2; ++part) {
+          w.List(rank);
+          for (uint8_t j = 0; j < rank; ++j) w.Int(static_cast<int8_t>(in.Next()) % 4);
+          w.Nil();
+        }
+        break;
+      }
     }
   }
   w.Nil();
+  return n_nodes;
+}
+
+/// The request term (with version byte) the input describes.
+std::string BuildProgram(Bytes& in) {
+  std::string out;
+  TermWriter w(out);
+  w.Version().Tuple(5).Atom("program");
+  const uint8_t n_inputs = 1 + in.Next() % 3;
+  w.List(n_inputs);
+  for (uint8_t i = 0; i < n_inputs; ++i) {
+    const uint8_t tb = in.Next(), sb = in.Next();
+    const auto& t = kTypes[tb % 5];
+    const std::vector<uint64_t>& shape = kShapes[sb % kShapes.size()];
+    uint64_t elements = 1;
+    for (uint64_t d : shape) elements *= d;
+    std::string data(elements * static_cast<uint64_t>(std::stoi(t[1])) / 8, '\0');
+    for (char& c : data) c = static_cast<char>(in.Next());
+    w.Tuple(4).Atom("data");
+    WriteType(w, tb);
+    w.Tuple(static_cast<uint32_t>(shape.size()));
+    for (uint64_t d : shape) w.UInt(d);
+    w.Binary(data);
+  }
+  w.Nil();
+  const uint64_t n_nodes = WriteNodes(w, in, n_inputs, 8, 0);
   const uint8_t n_outputs = 1 + in.Next() % 3;
   w.List(n_outputs);
   for (uint8_t i = 0; i < n_outputs; ++i) {

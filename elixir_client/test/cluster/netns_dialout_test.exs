@@ -81,16 +81,20 @@ defmodule Mure.ClusterNetnsDialoutTest do
       status = Mure.Cluster.status(cluster)
       assert Enum.find(status.hosts, &(&1.host == "10.77.0.13")).reachable == false
 
-      # The reference: one reachable node computes the whole product; its first rows are
-      # checked here in plain Elixir too.
-      a = {exact_matrix(3000, 512, 3), {:f, 32}, {3000, 512}}
-      b = {exact_matrix(512, 512, 5), {:f, 32}, {512, 512}}
+      # The reference: one reachable node computes the whole product (about 50 GFLOP, long
+      # enough for a kill to land mid-job); its first row is checked here in plain Elixir too.
+      a = {exact_matrix(6000, 2048, 3), {:f, 32}, {6000, 2048}}
+      b = {exact_matrix(2048, 2048, 5), {:f, 32}, {2048, 2048}}
       expected = one_node_dot(@h1, a, b)
-      head = binary_part(elem(a, 0), 0, 4 * 512 * 4)
-      first = matmul_ref(unpack(head, 32), unpack(elem(b, 0), 32), 4, 512, 512)
-      assert unpack(binary_part(expected, 0, 4 * 512 * 4), 32) == first
+      head = binary_part(elem(a, 0), 0, 2048 * 4)
+      first = matmul_ref(unpack(head, 32), unpack(elem(b, 0), 32), 1, 2048, 2048)
+      assert unpack(binary_part(expected, 0, 2048 * 4), 32) == first
 
+      # The shared operand resident on every member first (a piece of one row each).
       {:ok, shared} = Mure.Cluster.share(cluster, b)
+      warm = {exact_matrix(30, 2048, 1), {:f, 32}, {30, 2048}}
+      {:ok, _} = Mure.Cluster.dot(cluster, warm, shared, piece_rows: 1)
+
       before = rows_by_member(cluster)
       assert {:ok, ^expected} = Mure.Cluster.dot(cluster, a, shared, piece_rows: 50)
       assert rows_by_member(cluster)[@h3] > before[@h3], "the dial-out member did no work"

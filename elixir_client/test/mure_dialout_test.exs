@@ -131,7 +131,9 @@ defmodule Mure.DialoutTest do
 
     # No hosts to ask: the member is known only by its connection.
     cluster =
-      start_supervised!({Mure.Cluster, hosts: [], name_prefix: ctx.prefix, discover_interval: 200})
+      start_supervised!(
+        {Mure.Cluster, hosts: [], name_prefix: ctx.prefix, discover_interval: 200}
+      )
 
     assert :ok = Mure.Cluster.await_members(cluster, 1, 30_000)
     assert [%{node: ^node, speeds: %{source: :probe}}] = Mure.Cluster.members(cluster)
@@ -191,7 +193,10 @@ defmodule Mure.DialoutTest do
     end
 
     status = Mure.Cluster.status(cluster)
-    assert status.members == [] and status.refused == [] and status.departed == [], inspect(status)
+
+    assert status.members == [] and status.refused == [] and status.departed == [],
+           inspect(status)
+
     assert wait_until(fn -> count(log(plain), "connection to #{node()} established") == 2 end)
     assert_raise ArgumentError, ~r/:dial_in/, fn -> Mure.Cluster.start_link(dial_in: :yes) end
   end

@@ -111,7 +111,10 @@ defmodule Mure.ClusterNetnsDialoutTest do
                dot_with_fault(cluster, a, shared, @h3, fn -> script!(~w(kill 3)) end, 120_000)
 
       status = Mure.Cluster.status(cluster)
-      assert status.jobs.pieces_rerun >= 1, "the kill did not land mid-job: #{inspect(status.jobs)}"
+
+      assert status.jobs.pieces_rerun >= 1,
+             "the kill did not land mid-job: #{inspect(status.jobs)}"
+
       assert Enum.any?(status.departed, &(&1.node == @h3))
 
       # Restarted, it dials in again and is given work.

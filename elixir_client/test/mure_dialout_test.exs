@@ -222,4 +222,30 @@ defmodule Mure.DialoutTest do
     assert f32(result.sum) == want_sum
     assert f32(result.prod) == Enum.zip_with(want_sum, f32(result.b), &(&1 * &2))
   end
+
+  test "over TLS: a coordinator whose certificate another CA signed is refused by the node, which keeps trying",
+       ctx do
+    certs = Mure.Test.Tls.certs!(Path.join(ctx.dir, "tls"))
+    # The stranger's own configuration: its certificate and CA are another CA's.
+    {peer, coordinator} = Mure.Test.Tls.start_peer("dial_stranger", certs.conf.("stranger"))
+    on_exit(fn -> stop_peer(peer) end)
+    node = :"#{ctx.prefix}1@127.0.0.1"
+    cookie = cookie_file(ctx.dir, Atom.to_string(Node.get_cookie()))
+
+    plain =
+      dial_out(
+        node,
+        cookie,
+        certs.node_args ++ ["--connect-backoff-max-ms", "300", "--log-level", "debug"],
+        coordinator
+      )
+
+    assert wait_until(fn -> log(plain) =~ "failed again (3 in a row)" end, 30_000), log(plain)
+    text = log(plain)
+    assert count(text, "mure[warn] dial-out to #{coordinator} failed") == 1, text
+    assert text =~ "TLS handshake failed: the peer's certificate"
+    refute text =~ "established"
+    refute node in :peer.call(peer, Node, :list, [:hidden])
+    assert os_alive?(plain.os_pid)
+  end
 end

@@ -32,6 +32,8 @@ struct Config {
   bool use_opencl = true;                   ///< devices: OpenCL executor enabled
   std::string opencl_device;                ///< substring of the OpenCL device name to pick; empty = first
   uint32_t handshake_timeout_ms = 5000;     ///< deadline of each distribution handshake
+  std::string connect;                      ///< dial out to this coordinator (alive@host) and keep the connection; empty = no
+  uint32_t connect_backoff_max_ms = 30000;  ///< longest wait between two dial-out attempts (exponential, with jitter)
   std::string tls_cert;                     ///< TLS distribution: this node's certificate (PEM); with tls_key and tls_ca
   std::string tls_key;                      ///< TLS distribution: this node's private key (PEM)
   std::string tls_ca;                       ///< TLS distribution: the CA peers' certificates must chain to (PEM)

@@ -59,7 +59,7 @@ struct SettingInfo {
 constexpr SettingInfo kSettings[] = {
     {"name", "NAME", "node name, e.g. mure@127.0.0.1"},
     {"config", "FILE", "config file (default: $MURE_CONFIG, else ../config/mure.conf beside the binary)"},
-    {"listen", "ADDR", "listen address (default 127.0.0.1; anything else logs a warning)"},
+    {"listen", "ADDR", "listen address (default 127.0.0.1; anything else logs a warning; none: with --connect only)"},
     {"port", "N", "listen port (default 0 = any)"},
     {"cookie_file", "FILE", "cookie file (else $MURE_COOKIE, else ~/.erlang.cookie)"},
     {"port_mode", "", "launched as an Erlang Port: the cookie is stdin's first line; exit on stdin EOF"},
@@ -75,6 +75,8 @@ constexpr SettingInfo kSettings[] = {
     {"opencl_device", "S", "pick the OpenCL device whose name contains S"},
     {"kernel_cache_dir", "DIR", "where compiled JIT kernels are kept (none = nowhere)"},
     {"handshake_timeout_ms", "N", "a connection's handshake must finish within this (default 5000)"},
+    {"connect", "NODE@HOST", "dial out: open and keep the connection to this coordinator BEAM (nodes behind NAT)"},
+    {"connect_backoff_max_ms", "N", "longest wait between two dial-out attempts (default 30000)"},
     {"tls_cert", "FILE", "TLS distribution: this node's certificate, PEM (with --tls-key and --tls-ca)"},
     {"tls_key", "FILE", "TLS distribution: this node's private key, PEM"},
     {"tls_ca", "FILE", "TLS distribution: the CA that signs peers' certificates, PEM"},
@@ -163,6 +165,21 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw,
     return Status::Ok();
   }
   if (key == "cookie_file") { cfg.cookie_file = value; return Status::Ok(); }
+  if (key == "connect") {
+    const auto at = value.find('@');
+    if (!value.empty() && (at == 0 || at == std::string::npos || at + 1 == value.size() ||
+                           value.find('@', at + 1) != std::string::npos)) {
+      return Status::BadArg(name + " must be the coordinator's node name, alive@host (e.g. app@10.0.0.1); got \"" +
+                            value + "\"");
+    }
+    cfg.connect = value;
+    return Status::Ok();
+  }
+  if (key == "connect_backoff_max_ms") {
+    MURE_RETURN_IF_ERROR(set_u32(cfg.connect_backoff_max_ms, 3600000));
+    if (cfg.connect_backoff_max_ms < 100) return Status::BadArg(name + " must be at least 100");
+    return Status::Ok();
+  }
   if (key == "tls_cert") { cfg.tls_cert = value; return Status::Ok(); }
   if (key == "tls_key") { cfg.tls_key = value; return Status::Ok(); }
   if (key == "tls_ca") { cfg.tls_ca = value; return Status::Ok(); }
@@ -366,6 +383,9 @@ Result<Config> ConfigFromArgs(int argc, char** argv) {
   if (cfg.receive_buffer_limit < cfg.max_message) {
     return Status::BadArg("receive_buffer_limit (" + std::to_string(cfg.receive_buffer_limit) +
                           ") must be at least max_message (" + std::to_string(cfg.max_message) + ")");
+  }
+  if (cfg.listen == "none" && cfg.connect.empty()) {
+    return Status::BadArg("listen = none leaves no way in: it needs connect (a node that dials its coordinator)");
   }
   if (cfg.name.empty()) return Status::BadArg("--name is required (e.g. --name mure@127.0.0.1)");
   if (cfg.name.find('@') == std::string::npos) {

@@ -117,7 +117,7 @@ void Connection::Close(const std::string& why) {
   if (closed_.exchange(true)) return;
   ::shutdown(fd_, SHUT_RDWR);
   size_t freed = conn_id_ ? store_.CloseConnection(conn_id_) : 0;
-  LogInfo("connection from " + peer_ + " closed (" + why + "); freed " + std::to_string(freed) + " tensors");
+  LogInfo(Name() + " closed (" + why + "); freed " + std::to_string(freed) + " tensors");
 }
 
 void Connection::Run() {
@@ -125,21 +125,29 @@ void Connection::Run() {
   // One deadline for the whole handshake: TLS's first when configured, then distribution's inside it.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg_.handshake_timeout_ms);
   Result<HandshakeResult> hs = Status::Internal("no handshake");
+  auto shake = [&](Transport& t) {
+    return dial_peer_.empty() ? AcceptHandshake(t, fd_, handshake_, deadline)
+                              : InitiateHandshake(t, fd_, handshake_, dial_peer_, deadline);
+  };
   if (tls_) {
     auto tls = std::make_unique<TlsTransport>(tls_, fd_);
     Status st = tls->Handshake(deadline);
     transport_ = std::move(tls);
-    hs = st.ok() ? AcceptHandshake(*transport_, fd_, handshake_, deadline) : Result<HandshakeResult>(st);
+    hs = st.ok() ? shake(*transport_) : Result<HandshakeResult>(st);
   } else {
     transport_ = std::make_unique<PlainTransport>(fd_);
-    hs = AcceptHandshake(*transport_, fd_, handshake_, deadline);
+    hs = shake(*transport_);
   }
   if (handshake_done_) handshake_done_(hs.ok());
   if (!hs.ok()) {
     ::shutdown(fd_, SHUT_RDWR);  // the peer learns at once, as from a BEAM node
     closed_.store(true);
-    handler_.CountRefused();
-    g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + hs.status().message());
+    handshake_error_ = hs.status().message();
+    // A dial-out's failures are the dialer's to report (once per change, not once per attempt).
+    if (dial_peer_.empty()) {
+      handler_.CountRefused();
+      g_refused_log.Log(LogLevel::kWarn, "refused a connection: " + hs.status().message());
+    }
     handshaking_.store(false);
     finished_.store(true);
     return;
@@ -154,7 +162,8 @@ void Connection::Run() {
   });
   last_recv_ = std::chrono::steady_clock::now();
   handshaking_.store(false);
-  LogInfo("connection from " + peer_ + " accepted" + (tls_ ? " over " + transport_->Describe() : std::string()));
+  LogInfo(Name() + (dial_peer_.empty() ? " accepted" : " established") +
+          (tls_ ? " over " + transport_->Describe() : std::string()));
   while (!stop_.load()) {
     {
       std::lock_guard<std::mutex> lock(out_mu_);
@@ -176,13 +185,13 @@ void Connection::Run() {
         paused_ = true;
         pause_warned_ = false;
         last_write_ = now;
-        LogDebug("connection from " + peer_ + ": " + std::to_string(queued) +
+        LogDebug(Name() + ": " + std::to_string(queued) +
                  " bytes of replies queued: not reading its requests until it reads its replies");
       } else if (!pause_warned_ &&
                  now - last_write_ > std::min<std::chrono::milliseconds>(
                                          kStallWarning, std::chrono::seconds(cfg_.reply_stall_timeout_s) / 4)) {
         pause_warned_ = true;  // well before the peer is dropped (reply_stall_timeout_s)
-        g_backlog_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": " + std::to_string(queued) +
+        g_backlog_log.Log(LogLevel::kWarn, Name() + ": " + std::to_string(queued) +
                                                " bytes of replies queued, over max_queued_replies (" +
                                                std::to_string(cfg_.max_queued_replies) +
                                                ") and none read lately: not reading its requests until it reads "
@@ -191,7 +200,7 @@ void Connection::Run() {
     } else if (paused_) {
       paused_ = false;
       last_recv_ = now;  // the silence we imposed is not the peer's
-      LogDebug("connection from " + peer_ + ": replies drained, reading requests again");
+      LogDebug(Name() + ": replies drained, reading requests again");
     }
     if (state_ == ReadState::kWaitBuffer && GrowBuffer(want_)) {
       state_ = ReadState::kBody;
@@ -227,7 +236,7 @@ void Connection::Run() {
     now = std::chrono::steady_clock::now();
     if (state_ == ReadState::kHeader && hdr_got_ == 0 && buf_ && now - last_frame_ > kBufferIdle) ReleaseBuffer();
     if (paused_ && now - last_write_ > std::chrono::seconds(cfg_.reply_stall_timeout_s)) {
-      LogWarn("connection from " + peer_ + ": dropped: it has read none of its " +
+      LogWarn(Name() + ": dropped: it has read none of its " +
               std::to_string(queued_bytes_.load()) + " bytes of queued replies for " +
               std::to_string(cfg_.reply_stall_timeout_s) + " s (reply_stall_timeout_s)");
       Close("peer reads none of its replies");
@@ -270,7 +279,7 @@ bool Connection::GrowBuffer(size_t n) {
   ReleaseBuffer();  // too small: its bytes go back first, so a waiting connection holds none
   size_t cap = std::max(n, kSmallBuffer);
   if (recv_budget_ && !recv_budget_->TryReserve(cap)) {
-    g_budget_log.Log(LogLevel::kWarn, "connection from " + peer_ + ": a frame of " + std::to_string(n) +
+    g_budget_log.Log(LogLevel::kWarn, Name() + ": a frame of " + std::to_string(n) +
                                           " bytes waits for receive-buffer room (" +
                                           std::to_string(recv_budget_->used()) + " of receive_buffer_limit " +
                                           std::to_string(recv_budget_->limit()) + " bytes in use)");

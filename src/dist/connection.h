@@ -77,6 +77,10 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   /// Speak TLS distribution (dist/tls.h): the TLS handshake, then the distribution handshake inside
   /// it, both under cfg.handshake_timeout_ms. Before Start(); without it, plain TCP.
   void SetTls(std::shared_ptr<TlsContext> tls) { tls_ = std::move(tls); }
+  /// Dial-out: `fd` is a socket this node connected to the coordinator `peer_node` (dist/dialer.h);
+  /// the I/O thread runs the initiating side of the handshake (TLS as a client first, when SetTls
+  /// gave a client context) under the same deadline, then serves it as any connection. Before Start().
+  void SetDialOut(std::string peer_node) { dial_peer_ = std::move(peer_node); }
   /// Called on the I/O thread when the handshake has ended, with whether it succeeded. Before Start().
   void SetHandshakeDone(std::function<void(bool ok)> done) { handshake_done_ = std::move(done); }
   /// Start the I/O thread.
@@ -89,6 +93,8 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   /// True until the handshake has succeeded or failed.
   bool handshaking() const { return handshaking_.load(); }
   const std::string& peer() const { return peer_; }
+  /// Why the handshake failed ("" while it runs or after it succeeded); read once finished().
+  const std::string& handshake_error() const { return handshake_error_; }
 
   /// Queue a frame for the socket (any thread). Dropped once the connection is closed.
   void Send(OutFrame frame) override;
@@ -107,6 +113,8 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   bool Flush();
   void Wake();
   void Close(const std::string& why);
+  /// "connection from PEER" (accepted) or "connection to PEER" (dialled), for the log.
+  std::string Name() const { return (dial_peer_.empty() ? "connection from " : "connection to ") + peer_; }
   /// Make buf_ hold at least `n` bytes, drawn from the receive budget; false when the budget has
   /// no room now (buf_ is then empty: a waiting connection holds no buffer).
   bool GrowBuffer(size_t n);
@@ -115,6 +123,8 @@ class Connection : public ReplySink, public std::enable_shared_from_this<Connect
   int fd_;
   int wake_fd_ = -1;
   std::string peer_;
+  std::string dial_peer_;        // the coordinator this node dialled; empty for an accepted connection
+  std::string handshake_error_;  // written by the I/O thread before finished_
   RequestHandler& handler_;
   TensorStore& store_;
   const Config& cfg_;

@@ -165,6 +165,81 @@ Result<HandshakeResult> AcceptHandshake(Transport& transport, int fd, const Hand
   return result;
 }
 
+Result<HandshakeResult> InitiateHandshake(Transport& transport, int fd, const HandshakeParams& params,
+                                          const std::string& expected_peer,
+                                          std::chrono::steady_clock::time_point deadline) {
+  DeadlineIo io(transport, fd, transport.HandshakeLengthBytes(), deadline);
+  HandshakeResult result;
+  // send_name: 'N' Flags:8 Creation:4 Nlen:2 Name.
+  std::string nm = "N";
+  PutBe(nm, dflag::kOffered, 8);
+  PutBe(nm, params.creation, 4);
+  PutBe(nm, params.node_name.size(), 2);
+  nm += params.node_name;
+  MURE_RETURN_IF_ERROR(io.WriteMessage(nm));
+
+  // recv_status: 's' Status. "alive": the peer holds a connection to a node of our name; this
+  // node has no other connection of its own to it, so that one is stale ("true": replace it).
+  auto status = io.ReadMessage(256);
+  if (!status.ok()) return status.status();
+  if ((*status)[0] != 's') return Status::BadArg("bad status message from " + expected_peer);
+  const std::string st = status->substr(1);
+  if (st == "alive") {
+    MURE_RETURN_IF_ERROR(io.WriteMessage("strue"));
+  } else if (st != "ok" && st != "ok_simultaneous") {
+    return Status::BadArg(expected_peer + " refused the connection (status \"" + st.substr(0, 64) + "\")" +
+                          (st == "not_allowed" ? ": not in its allowed nodes (net_kernel:allow/1)" : ""));
+  }
+
+  // recv_challenge: 'N' Flags:8 Challenge:4 Creation:4 Nlen:2 Name.
+  auto ch = io.ReadMessage(1024);
+  if (!ch.ok()) return ch.status();
+  const std::string& c = *ch;
+  if (c[0] != 'N' || c.size() < 19) return Status::BadArg("bad challenge message from " + expected_peer);
+  result.peer_flags = Be(c, 1, 8);
+  const uint32_t peer_challenge = static_cast<uint32_t>(Be(c, 9, 4));
+  const size_t nlen = Be(c, 17, 2);
+  if (c.size() != 19 + nlen) return Status::BadArg("challenge message length mismatch");
+  result.peer = c.substr(19);
+  if (result.peer != expected_peer) {
+    return Status::BadArg("dialled " + expected_peer + " but the node there is " + result.peer.substr(0, 256));
+  }
+  if ((result.peer_flags & dflag::kRequired) != dflag::kRequired) {
+    return Status::BadArg("peer " + result.peer + " lacks capabilities this node requires (an Erlang/OTP older "
+                          "than 23?)");
+  }
+
+  // send_challenge_reply: 'r' Challenge:4 Digest:16.
+  std::random_device rd;
+  const uint32_t challenge = rd();
+  std::string reply = "r";
+  PutBe(reply, challenge, 4);
+  reply += ChallengeDigest(params.cookie, peer_challenge);
+  MURE_RETURN_IF_ERROR(io.WriteMessage(reply));
+
+  // recv_challenge_ack: 'a' Digest:16. A peer with another cookie closes the connection instead.
+  auto ack = io.ReadMessage(64);
+  if (!ack.ok()) {
+    const std::string& why = ack.status().message();
+    if (why.find("peer closed") != std::string::npos || why.find("reset") != std::string::npos) {
+      return Status::BadArg(expected_peer + " closed the connection at the challenge: wrong cookie (the "
+                            "coordinator logs it), or it refuses this node");
+    }
+    return ack.status();
+  }
+  if (ack->size() != 17 || (*ack)[0] != 'a') return Status::BadArg("bad challenge ack from " + expected_peer);
+  if (ack->substr(1) != ChallengeDigest(params.cookie, challenge)) {
+    return Status::BadArg(expected_peer + " answered our challenge with another cookie's digest");
+  }
+  return result;
+}
+
+Result<HandshakeResult> InitiateHandshake(int fd, const HandshakeParams& params, const std::string& expected_peer,
+                                          std::chrono::milliseconds timeout) {
+  PlainTransport plain(fd);
+  return InitiateHandshake(plain, fd, params, expected_peer, Clock::now() + timeout);
+}
+
 Result<HandshakeResult> AcceptHandshake(int fd, const HandshakeParams& params, std::chrono::milliseconds timeout) {
   PlainTransport plain(fd);
   return AcceptHandshake(plain, fd, params, Clock::now() + timeout);

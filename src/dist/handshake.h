@@ -1,4 +1,5 @@
-// mure — the accepting side of the Erlang distribution handshake (version 6, OTP 23+).
+// mure — both sides of the Erlang distribution handshake (version 6, OTP 23+): accepting, and
+// initiating (a node that dials its coordinator, `connect`).
 //
 // The node does its own handshake, on the new connection's thread, under a deadline: a peer that
 // connects and says nothing delays no one else and is dropped when the deadline passes. Doing it
@@ -53,6 +54,18 @@ Result<HandshakeResult> AcceptHandshake(Transport& transport, int fd, const Hand
                                         std::chrono::steady_clock::time_point deadline);
 /// The same on the plain socket `fd`, within `timeout`.
 Result<HandshakeResult> AcceptHandshake(int fd, const HandshakeParams& params, std::chrono::milliseconds timeout);
+
+/// Run the initiating side (this node dials `expected_peer`, a BEAM) over `transport` until
+/// `deadline`: send_name with this node's flags, recv_status, the peer's challenge, our challenge
+/// reply, the peer's ack (its digest of our challenge, checked: a peer without the cookie is
+/// refused too). ErrorKind::kBadArg with a reason on any failure (the peer's status, such as
+/// "not_allowed", is named); the caller closes the socket.
+Result<HandshakeResult> InitiateHandshake(Transport& transport, int fd, const HandshakeParams& params,
+                                          const std::string& expected_peer,
+                                          std::chrono::steady_clock::time_point deadline);
+/// The same on the plain socket `fd`, within `timeout`.
+Result<HandshakeResult> InitiateHandshake(int fd, const HandshakeParams& params, const std::string& expected_peer,
+                                          std::chrono::milliseconds timeout);
 
 /// The digest of the handshake: MD5(cookie ++ decimal(challenge)).
 std::string ChallengeDigest(const std::string& cookie, uint32_t challenge);

@@ -42,8 +42,10 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   ei_init();
   auto at = cfg.name.find('@');
   std::string alive = cfg.name.substr(0, at), host = cfg.name.substr(at + 1);
+  // listen = none (with connect): no listening socket, no epmd; the dial-out is the only way in.
+  const bool listening = cfg.listen != "none";
   in_addr addr{};
-  if (::inet_pton(AF_INET, cfg.listen.c_str(), &addr) != 1) {
+  if (::inet_pton(AF_INET, listening ? cfg.listen.c_str() : "127.0.0.1", &addr) != 1) {
     return Status::BadArg("listen address \"" + cfg.listen + "\" is not an IPv4 address");
   }
   // TLS distribution when configured: half a configuration, an unreadable file or a key that is
@@ -55,8 +57,14 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
     if (!tls.ok()) return tls.status();
     node->tls_ = std::move(*tls);
     LogInfo("TLS distribution: " + node->tls_->summary() + "; plain-TCP peers are refused");
+    if (!cfg.connect.empty()) {
+      // The dial-out is a TLS client: it verifies the coordinator's certificate against tls_ca.
+      auto client = TlsContext::Create(**tls_settings, TlsContext::Role::kClient);
+      if (!client.ok()) return client.status();
+      node->tls_client_ = std::move(*client);
+    }
   }
-  if (cfg.listen != "127.0.0.1" && !node->tls_) {
+  if (listening && cfg.listen != "127.0.0.1" && !node->tls_) {
     LogWarn("listening on " + cfg.listen + ", not loopback: Erlang distribution is not encrypted and the cookie is "
             "the only lock. Configure TLS distribution (tls_cert, tls_key, tls_ca) or use a private network or "
             "VPN (see the README's security section)");
@@ -69,14 +77,21 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
     return Status::Internal("ei_connect_xinit failed for " + cfg.name + " (erl_errno " + std::to_string(erl_errno) + ")");
   }
   int port = cfg.port;
-  node->listen_fd_ = ei_xlisten(&node->ei_->ec, &addr, &port, 128);
-  if (node->listen_fd_ < 0) {
+  node->listen_fd_ = listening ? ei_xlisten(&node->ei_->ec, &addr, &port, 128) : -1;
+  if (listening && node->listen_fd_ < 0) {
     return Status::Internal("cannot listen on " + cfg.listen + ":" + std::to_string(cfg.port) + ": " +
                             std::strerror(erl_errno));
   }
   node->port_ = port;
-  node->publish_fd_ = ei_publish(&node->ei_->ec, port);
-  if (node->publish_fd_ < 0) {
+  node->publish_fd_ = listening ? ei_publish(&node->ei_->ec, port) : -1;
+  if (!listening) {
+    // Nothing to register: no one can dial this node.
+  } else if (node->publish_fd_ < 0 && !cfg.connect.empty()) {
+    // A node that dials out needs no epmd of its own (a phone runs none): it serves over the
+    // connection it makes.
+    LogWarn("cannot register " + cfg.name + " with epmd here (" + std::strerror(erl_errno) +
+            "): serving over the dial-out connection only");
+  } else if (node->publish_fd_ < 0) {
     ::close(node->listen_fd_);
     node->listen_fd_ = -1;
     return Status::Internal("cannot register " + cfg.name + " with epmd (is epmd running, and is the name free?): " +
@@ -88,13 +103,32 @@ Result<std::unique_ptr<Node>> Node::Start(const Config& cfg, const std::string& 
   ei_encode_pid(pidbuf, &index, ei_self(&node->ei_->ec));
   node->identity_ = std::make_unique<NodeIdentity>(cfg.name, creation, std::string(pidbuf, static_cast<size_t>(index)));
   node->handshake_ = HandshakeParams{cfg.name, creation, cookie};
-  node->acceptor_ = std::thread([n = node.get()] {
-    pthread_setname_np(pthread_self(), "mure-accept");
-    AltSignalStack alt_stack;  // a stack overflow here is reported, not silent (common/signals.h)
-    n->AcceptLoop();
-  });
-  LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
-          ", registered with epmd as a hidden node" + (node->tls_ ? " (TLS distribution)" : ""));
+  if (listening) {
+    node->acceptor_ = std::thread([n = node.get()] {
+      pthread_setname_np(pthread_self(), "mure-accept");
+      AltSignalStack alt_stack;  // a stack overflow here is reported, not silent (common/signals.h)
+      n->AcceptLoop();
+    });
+  }
+  if (!cfg.connect.empty()) {
+    Node* n = node.get();
+    node->dialer_ = std::make_unique<Dialer>(cfg, [n](int fd) {
+      auto conn = std::make_shared<Connection>(fd, n->handler_, n->store_, n->cfg_, *n->identity_, n->handshake_);
+      conn->SetReceiveBudget(n->receive_budget_);
+      if (n->tls_client_) conn->SetTls(n->tls_client_);
+      conn->SetDialOut(n->cfg_.connect);
+      return conn;
+    });
+    node->dialer_->Start();
+  }
+  if (listening) {
+    LogInfo("node " + cfg.name + " listening on " + cfg.listen + ":" + std::to_string(port) +
+            (node->publish_fd_ >= 0 ? ", registered with epmd as a hidden node" : ", not registered with epmd") +
+            (node->tls_ ? " (TLS distribution)" : ""));
+  } else {
+    LogInfo("node " + cfg.name + " listening on no address (listen = none), not registered with epmd: serving over the "
+            "dial-out connection to " + cfg.connect + " only" + (node->tls_ ? " (TLS distribution)" : ""));
+  }
   return node;
 }
 
@@ -107,6 +141,7 @@ Node::Node(const Config& cfg, RequestHandler& handler, TensorStore& store)
 
 Node::~Node() {
   Shutdown();
+  dialer_.reset();  // joins its thread and its connection
   if (acceptor_.joinable()) acceptor_.join();
   std::vector<std::shared_ptr<Connection>> conns;
   {
@@ -118,6 +153,7 @@ Node::~Node() {
 
 void Node::Shutdown() {
   if (stop_.exchange(true)) return;
+  if (dialer_) dialer_->Stop();
   if (publish_fd_ >= 0) ::close(publish_fd_);  // closing the epmd socket removes the name
   publish_fd_ = -1;
   std::lock_guard<std::mutex> lock(mu_);

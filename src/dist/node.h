@@ -2,7 +2,8 @@
 // hidden node), both through erl_interface, and the acceptor, which hands each new socket to a
 // Connection that runs the handshake (dist/handshake.h) on its own thread. Pending handshakes are
 // limited in total and per source address, and a source whose handshakes keep failing is refused
-// for a while (dist/handshake_gate.h); each handshake has a deadline.
+// for a while (dist/handshake_gate.h); each handshake has a deadline. With `connect` set, the node
+// also dials its coordinator and keeps that connection up (dist/dialer.h).
 #pragma once
 
 #include <atomic>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "dist/connection.h"
+#include "dist/dialer.h"
 #include "dist/handshake_gate.h"
 #include "dist/wire.h"
 #include "mure/config.h"
@@ -55,6 +57,8 @@ class Node {
   std::thread acceptor_;
   std::shared_ptr<HandshakeGate> gate_;         // pending handshakes per source; outlives no connection
   std::shared_ptr<TlsContext> tls_;  // TLS distribution, when configured
+  std::shared_ptr<TlsContext> tls_client_;  // the same, as a TLS client, for the dial-out
+  std::unique_ptr<Dialer> dialer_;   // dial-out to cfg.connect, when set
   std::shared_ptr<ByteBudget> receive_budget_;  // frame receive buffers of all connections
   std::mutex mu_;
   std::vector<std::shared_ptr<Connection>> conns_;  // guarded by mu_

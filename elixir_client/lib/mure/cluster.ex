@@ -19,6 +19,14 @@ defmodule Mure.Cluster do
   (`:net_kernel.monitor_nodes/2`): a member whose node goes down leaves at once, and joins
   again when epmd lists it again. The local BEAM must be distributed.
 
+  Nodes that no one can dial (behind NAT or a firewall: phones, boards) dial in instead:
+  started with `mure_node --connect coordinator@host`, such a node opens the connection to
+  this BEAM itself and keeps it up. With `dial_in: true` (the default) every hidden node
+  whose name starts with `:name_prefix` that is connected to this BEAM joins, whatever its
+  host: it is measured and used as any member, and when its connection drops it leaves as
+  on a `nodedown` (its unfinished pieces are re-run elsewhere) and joins again when it
+  dials back in.
+
   ## Speeds
 
   A member is measured as it joins, from this client: round-trip time, upload and
@@ -56,6 +64,7 @@ defmodule Mure.Cluster do
     hosts: [],
     nodes: [],
     name_prefix: "mure",
+    dial_in: true,
     discover_interval: 2_000,
     probe: true,
     connect_opts: [],
@@ -75,6 +84,8 @@ defmodule Mure.Cluster do
     * `:hosts` - host names or addresses whose epmd to ask for mure nodes
     * `:nodes` - node names to join as well (e.g. `[:"mure@10.0.0.21"]`)
     * `:name_prefix` - join the epmd names that start with this (default `"mure"`)
+    * `:dial_in` - join the nodes that dial in to this BEAM (`mure_node --connect`) whose
+      name starts with `:name_prefix`, from any host (default `true`)
     * `:discover_interval` - ms between two rounds of discovery (default 2000)
     * `:probe` - measure members as they join (default `true`; without it every member
       counts as equally fast until jobs say otherwise)
@@ -143,8 +154,10 @@ defmodule Mure.Cluster do
         do: raise(ArgumentError, "Mure.Cluster: #{inspect(key)} must be a positive integer (ms)")
     end
 
-    unless is_boolean(opts[:probe]),
-      do: raise(ArgumentError, "Mure.Cluster: :probe must be a boolean")
+    for key <- [:probe, :dial_in] do
+      unless is_boolean(opts[key]),
+        do: raise(ArgumentError, "Mure.Cluster: #{inspect(key)} must be a boolean")
+    end
 
     unless Keyword.keyword?(opts[:connect_opts]),
       do: raise(ArgumentError, "Mure.Cluster: :connect_opts must be a keyword list")

@@ -47,7 +47,18 @@ defmodule Mure.Cluster.Membership do
     [name, host] = node |> Atom.to_string() |> String.split("@", parts: 2) |> pad()
 
     node in state.opts[:nodes] or
-      (host in state.hosts and String.starts_with?(name, state.opts[:name_prefix]))
+      (String.starts_with?(name, state.opts[:name_prefix]) and
+         (host in state.hosts or (state.opts[:dial_in] and dialled_in?(node))))
+  end
+
+  # A node that dialled in (mure_node --connect) is connected, hidden, and listed by no epmd
+  # this cluster asks: it is known only by its connection.
+  defp dialled_in?(node), do: node in Node.list(:hidden)
+
+  @doc false
+  # The connected hidden nodes that may join by dialling in (see Mure.Cluster's `:dial_in`).
+  def dialled_in(state) do
+    if state.opts[:dial_in], do: Enum.filter(Node.list(:hidden), &ours?(state, &1)), else: []
   end
 
   defp pad([a]), do: [a, ""]

@@ -178,7 +178,7 @@ defmodule Mure.Cluster.Server do
     now = System.monotonic_time(:millisecond)
 
     candidates =
-      (Map.keys(listed) ++ state.opts[:nodes])
+      (Map.keys(listed) ++ state.opts[:nodes] ++ Membership.dialled_in(state))
       |> Enum.uniq()
       |> Enum.reject(
         &(&1 == node() or Membership.refused_now?(state.refused, &1, listed[&1], now))
@@ -234,8 +234,8 @@ defmodule Mure.Cluster.Server do
   end
 
   def handle_info({:nodeup, node, _info}, state) do
-    # A hidden node that came up elsewhere in this BEAM (another connection to it, say):
-    # join it if it is one of ours.
+    # A hidden node that came up elsewhere in this BEAM (another connection to it, or a node
+    # that dialled in: mure_node --connect): join it if it is one of ours.
     {:noreply, if(Membership.ours?(state, node), do: Membership.join(node, state), else: state)}
   end
 

@@ -20,7 +20,7 @@ build="${1:?usage: run.sh BUILD_DIR [SECONDS] [SUMMARY_FILE]}"
 seconds="${2:-60}"
 summary="${3:-/dev/null}"
 min_execs="${MURE_FUZZ_MIN_EXECS:-$((seconds * 20))}"  # far below the ~500-3000/s these targets run at
-targets=(request wire program tls)
+targets=(request program wire tls)  # waves on 2 cores: the PoCL-threaded program beside the single-threaded request
 jobs="${MURE_FUZZ_JOBS:-$(nproc)}"
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: MURE_FUZZ_JOBS: want a positive number, got '$jobs'" >&2; exit 2; }
 limits=(-malloc_limit_mb=2048 -rss_limit_mb=2048 -timeout=30 -max_len=16384)

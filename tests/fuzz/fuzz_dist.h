@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "dist/connection.h"
 #include "dist/handshake.h"
@@ -127,6 +128,17 @@ inline void DrainUntilEnd(int fd, const Connection& conn) {
     if (n == 0) return false;
     return !(n < 0 && errno != EAGAIN && errno != EINTR);
   });
+}
+
+/// Writes `data` on a thread of its own and half-closes, while this one reads until the node's
+/// side ends, so that neither side can stall the other (the input in the clear).
+inline void SendAndDrain(int fd, const Connection& conn, const uint8_t* data, size_t size) {
+  std::thread writer([&] {
+    WriteAll(fd, data, size);
+    ::shutdown(fd, SHUT_WR);
+  });
+  DrainUntilEnd(fd, conn);
+  writer.join();
 }
 
 /// After the input: the Connection's thread must end and the connection be finished.

@@ -39,7 +39,6 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "dist/connection.h"
 #include "dist/tls.h"
@@ -261,12 +260,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     conn->Start();
     const int peer = fds[1];
     if (raw) {
-      std::thread writer([&] {
-        fuzz::WriteAll(peer, data, size);
-        ::shutdown(peer, SHUT_WR);
-      });
-      fuzz::DrainUntilEnd(peer, *conn);
-      writer.join();
+      fuzz::SendAndDrain(peer, *conn, data, size);
     } else {
       Client client(h.client->get(), peer, tls12);
       // A refusal before the node's own handshake deadline (2 s here) is a finding; after it,

@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
-#include <thread>
 
 #include "dist/connection.h"
 #include "fuzz_common.h"
@@ -55,13 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::fprintf(stderr, "fuzz: the node refused a correct handshake\n");
       std::abort();
     }
-    // Write on one thread, read on this one, so that neither side can stall the other.
-    std::thread writer([&] {
-      fuzz::WriteAll(peer, data, size);
-      ::shutdown(peer, SHUT_WR);
-    });
-    fuzz::DrainUntilEnd(peer, *conn);
-    writer.join();
+    fuzz::SendAndDrain(peer, *conn, data, size);
     fuzz::JoinFinished(*conn);
     conn.reset();  // queued jobs may hold it a little longer
   }

@@ -3,9 +3,8 @@
 #
 #   tests/fuzz/run.sh BUILD_DIR [SECONDS] [SUMMARY_FILE]
 #
-# For each target (request, wire): first replays every saved regression input
-# (tests/fuzz/regressions/TARGET/), then fuzzes for SECONDS (default 60; the targets run side
-# by side, one per core) from the committed seed corpus (tests/fuzz/corpus/TARGET/, real
+# For each target (request, wire, program, tls): first replays every saved regression input
+# (tests/fuzz/regressions/TARGET/), then fuzzes for SECONDS (default 60) from the committed seed corpus (tests/fuzz/corpus/TARGET/, real
 # requests encoded by the BEAM: make_corpus.exs) plus what earlier runs in BUILD_DIR found,
 # under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer, with
 # -malloc_limit_mb and -rss_limit_mb. Any crash, sanitizer report, leak, over-limit
@@ -13,13 +12,17 @@
 # tests/fuzz/regressions/TARGET/ so that every later run replays it (commit it).
 # Appends "fuzzed N TARGET" lines (libFuzzer's executed units) to SUMMARY_FILE. A target that
 # runs fewer than 20 inputs a second fails too: fuzzing that slow finds nothing.
+# The targets run side by side in waves of MURE_FUZZ_JOBS (default: the number of cores), so
+# each has a core for all of its SECONDS: the whole run takes ceil(targets / cores) * SECONDS.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build="${1:?usage: run.sh BUILD_DIR [SECONDS] [SUMMARY_FILE]}"
 seconds="${2:-60}"
 summary="${3:-/dev/null}"
 min_execs="${MURE_FUZZ_MIN_EXECS:-$((seconds * 20))}"  # far below the ~500-3000/s these targets run at
-targets=(request wire program)
+targets=(request program wire tls)  # waves on 2 cores: the PoCL-threaded program beside the single-threaded request
+jobs="${MURE_FUZZ_JOBS:-$(nproc)}"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: MURE_FUZZ_JOBS: want a positive number, got '$jobs'" >&2; exit 2; }
 limits=(-malloc_limit_mb=2048 -rss_limit_mb=2048 -timeout=30 -max_len=16384)
 
 symbolizer="$(command -v llvm-symbolizer || ls /usr/lib/llvm-14/bin/llvm-symbolizer 2>/dev/null || true)"
@@ -49,20 +52,18 @@ for t in "${targets[@]}"; do
 done
 ((status == 0)) || exit $status
 
-pids=()
-for t in "${targets[@]}"; do
-  work="$build/fuzz-corpus/$t"
-  art="$build/fuzz-artifacts/$t"
+fuzz_target() {  # T: fuzzes T for SECONDS in the background; its pid in pid_of[T]
+  local t=$1 work="$build/fuzz-corpus/$1" art="$build/fuzz-artifacts/$1"
   mkdir -p "$work" "$art"
   rm -f "$art"/*
   "$build/tests/fuzz/mure_fuzz_$t" "${limits[@]}" -max_total_time="$seconds" -print_final_stats=1 \
     -artifact_prefix="$art/" "$work" "$here/corpus/$t" >"$build/fuzz-$t.log" 2>&1 &
-  pids+=($!)
-done
+  pid_of[$t]=$!
+}
 
-for i in "${!targets[@]}"; do
-  t="${targets[$i]}"
-  wait "${pids[$i]}"
+check_target() {  # T: waits for T's run, reports it, keeps what it found; status=1 on a finding
+  local t=$1 rc execs rate cov f
+  wait "${pid_of[$t]}"
   rc=$?
   execs="$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$build/fuzz-$t.log" | awk '{print $2}' | tail -1)"
   rate="$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$build/fuzz-$t.log" | awk '{print $2}' | tail -1)"
@@ -84,5 +85,12 @@ for i in "${!targets[@]}"; do
     echo "fuzz: $t: ${execs:-0} inputs in ${seconds} s (${rate:-0}/s), coverage ${cov:-?} edges, no findings"
   fi
   echo "fuzzed ${execs:-0} $t" >>"$summary"
+}
+
+declare -A pid_of=()
+for ((w = 0; w < ${#targets[@]}; w += jobs)); do
+  wave=("${targets[@]:w:jobs}")
+  for t in "${wave[@]}"; do fuzz_target "$t"; done
+  for t in "${wave[@]}"; do check_target "$t"; done
 done
 exit $status

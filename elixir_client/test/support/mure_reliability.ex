@@ -215,10 +215,11 @@ defmodule Mure.Reliability do
   @doc """
   Launches mure_node NOT in Port mode (its cookie from a file or the environment), stderr
   to a file. Returns `%{port:, os_pid:, stderr:}` once the node logs that it listens.
-  Stop it with stop_plain/1 (SIGTERM).
+  Stop it with stop_plain/1 (SIGTERM). Options: `:executable` (default the suite's node
+  binary; e.g. scripts/mure_node_aarch64), `:timeout` (ms to wait for it to listen, 20000).
   """
-  def launch_plain(args, env \\ []) do
-    exe = Mure.Launcher.default_executable()
+  def launch_plain(args, env \\ [], opts \\ []) do
+    exe = opts[:executable] || Mure.Launcher.default_executable()
     stderr = Path.join(tmp_dir("plain"), "node.stderr")
     env = Enum.map(env, fn {k, v} -> {String.to_charlist(k), v && String.to_charlist(v)} end)
 
@@ -241,7 +242,7 @@ defmodule Mure.Reliability do
     listening =
       Mure.TestSupport.wait_until(
         fn -> File.exists?(stderr) and File.read!(stderr) =~ "listening on" end,
-        20_000
+        opts[:timeout] || 20_000
       )
 
     unless listening do

@@ -101,9 +101,9 @@ void CallGemm(DType type, uint64_t m, uint64_t n, uint64_t k, const char* a, uin
   }
 }
 
-std::string Fixed(double v) {
+std::string Fixed(double v) {  // whole GFLOP/s; two digits below 10 (an emulated CPU: 0.25)
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f", v);
+  std::snprintf(buf, sizeof buf, v < 10 ? "%.2g" : "%.0f", v);
   return buf;
 }
 

@@ -29,9 +29,9 @@ void CountCpus(CpuInfo& info) {
   info.usable_cpus = usable > 0 ? std::min(static_cast<unsigned>(usable), info.online_cpus) : info.online_cpus;
 }
 
-std::string Hex(unsigned v) {
+std::string Hex(unsigned v, int digits) {
   char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%02x", v);
+  std::snprintf(buf, sizeof buf, "0x%0*x", digits, v);
   return buf;
 }
 
@@ -115,7 +115,7 @@ void DetectAarch64(CpuInfo& info) {
   }
   if (info.brand.empty()) {  // what MIDR_EL1 says, e.g. "aarch64 ARM Cortex-A76"
     const char* part = info.family == 0x41 ? ArmPart(info.model) : nullptr;
-    info.brand = "aarch64 " + info.vendor + " " + (part ? std::string(part) : "part " + Hex(info.model));
+    info.brand = "aarch64 " + info.vendor + " " + (part ? std::string(part) : "part " + Hex(info.model, 3));
   }
 }
 #endif
@@ -169,7 +169,7 @@ CpuInfo DetectCpu() {
 }
 
 std::string CpuInfo::Describe() const {
-  std::string s = aarch64 ? "aarch64 " + vendor + " implementer " + Hex(family) + " part " + Hex(model) + " ("
+  std::string s = aarch64 ? "aarch64 " + vendor + " implementer " + Hex(family, 2) + " part " + Hex(model, 3) + " ("
                           : vendor + " family " + std::to_string(family) + " model " + std::to_string(model) + " (";
   const std::pair<bool, const char*> flags[] = {{avx2, "avx2"},         {fma, "fma"},           {avx512f, "avx512f"},
                                                 {avx512dq, "avx512dq"}, {avx512bw, "avx512bw"}, {avx512vl, "avx512vl"},

@@ -33,6 +33,7 @@ defmodule Mure.Aarch64Test do
   setup_all do
     prefix = "maarch#{System.unique_integer([:positive])}_"
     x86 = Reliability.launch_plain(["--name", "#{prefix}x86@127.0.0.1", "--blis-threads", "1"])
+    on_exit(fn -> Reliability.stop_plain(x86) end)
 
     {ms, arm} =
       Reliability.timed(fn ->
@@ -44,12 +45,8 @@ defmodule Mure.Aarch64Test do
         )
       end)
 
+    on_exit(fn -> Reliability.stop_plain(arm) end)
     IO.puts("\naarch64 node under qemu-aarch64 ready in #{round(ms)} ms")
-
-    on_exit(fn ->
-      Reliability.stop_plain(arm)
-      Reliability.stop_plain(x86)
-    end)
 
     {:ok, x86_conn} = Mure.connect(:"#{prefix}x86@127.0.0.1")
     {:ok, arm_conn} = Mure.connect(:"#{prefix}arm@127.0.0.1", timeout: 60_000)
@@ -363,7 +360,7 @@ defmodule Mure.Aarch64Test do
     x86_speed = members[x86_node].speeds
     assert arm_speed.gemm_flops_s < x86_speed.gemm_flops_s
 
-    rows = 1_200
+    rows = 4_000
     a = {exact_matrix(rows, 128, 3), {:f, 32}, {rows, 128}}
     b = {exact_matrix(128, 64, 5), {:f, 32}, {128, 64}}
     # The reference: one node (the x86-64 one) alone. Small integers: exact in any order.
@@ -375,6 +372,11 @@ defmodule Mure.Aarch64Test do
     status = Mure.Cluster.status(cluster)
     work = Map.new(status.members, &{&1.node, &1.work})
     IO.puts("\n" <> Mure.Cluster.format_status(status))
+
+    IO.puts(
+      "split of #{rows} rows: x86-64 #{work[x86_node].rows}, aarch64 (qemu) #{work[arm_node].rows}"
+    )
+
     assert work[arm_node].rows + work[x86_node].rows == rows
     assert work[arm_node].pieces >= 1, "the aarch64 node took no piece"
     assert work[arm_node].rows < work[x86_node].rows

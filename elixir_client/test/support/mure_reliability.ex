@@ -239,13 +239,20 @@ defmodule Mure.Reliability do
         5_000 -> flunk("the shell did not start")
       end
 
-    listening =
-      Mure.TestSupport.wait_until(
-        fn -> File.exists?(stderr) and File.read!(stderr) =~ "listening on" end,
-        opts[:timeout] || 20_000
-      )
+    listening? = fn ->
+      case File.read(stderr) do
+        {:ok, text} -> text =~ "listening on"
+        {:error, _} -> false
+      end
+    end
 
-    unless listening do
+    # Until it listens, or exits (then at once, not at the timeout).
+    Mure.TestSupport.wait_until(
+      fn -> listening?.() or not Mure.TestSupport.os_alive?(os_pid) end,
+      opts[:timeout] || 20_000
+    )
+
+    unless listening?.() do
       System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
       flunk("mure_node did not start: #{File.read!(stderr)}")
     end

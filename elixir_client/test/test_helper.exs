@@ -58,7 +58,29 @@ netns_exclude =
       [:netns]
   end
 
-ExUnit.start(timeout: 120_000, exclude: netns_exclude)
+# The aarch64 node (test/cluster/aarch64_test.exs) runs under qemu-aarch64: it needs the node
+# that scripts/cross_aarch64 builds (scripts/test runs it) and Debian's qemu-user.
+aarch64_node = Path.expand("../../build-aarch64/mure_node", __DIR__)
+
+aarch64_exclude =
+  case {File.regular?(aarch64_node), System.find_executable("qemu-aarch64")} do
+    {true, qemu} when is_binary(qemu) ->
+      []
+
+    {built, _} ->
+      IO.puts("""
+
+      ##########################################################################################
+      NOTE: the aarch64 node tests (test/cluster/aarch64_test.exs, tag :aarch64) are SKIPPED in
+      this run: #{if built, do: "qemu-aarch64 is not installed (Debian's qemu-user)", else: "#{aarch64_node} is not built"}.
+      scripts/cross_aarch64 installs the cross compiler and qemu-user and builds it.
+      ##########################################################################################
+      """)
+
+      [:aarch64]
+  end
+
+ExUnit.start(timeout: 120_000, exclude: netns_exclude ++ aarch64_exclude)
 
 unless System.get_env("MURE_LARGE_TESTS") do
   IO.puts(:stderr, """

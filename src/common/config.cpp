@@ -70,7 +70,7 @@ constexpr SettingInfo kSettings[] = {
     {"max_loop_iterations", "N", "most iterations of one while node of a program (default 10000000)"},
     {"blis_threads", "N", "gemm threads (0 = one per CPU the node may run on)"},
     {"blis_parallel", "P", "split | blis (how a gemm uses its threads; see config/mure.conf)"},
-    {"blis_arch", "A", "auto | skx | zen3 | haswell | generic (auto: the fastest, measured at start-up)"},
+    {"blis_arch", "A", "auto | skx | zen3 | haswell | generic | cortexa57 | ... (auto: the fastest, measured at start-up)"},
     {"devices", "LIST", "blis,opencl (or one of them)"},
     {"opencl_device", "S", "pick the OpenCL device whose name contains S"},
     {"kernel_cache_dir", "DIR", "where compiled JIT kernels are kept (none = nowhere)"},
@@ -223,8 +223,11 @@ Status ApplySetting(Config& cfg, const std::string& key, const std::string& raw,
     return Status::Ok();
   }
   if (key == "blis_arch") {
-    if (value != "auto" && value != "skx" && value != "zen3" && value != "haswell" && value != "generic") {
-      return Status::BadArg(name + ": expected auto, skx, zen3, haswell or generic, got \"" + value + "\"");
+    static const char* const kSets[] = {"auto",      "skx",       "zen3",      "haswell", "generic",
+                                        "cortexa57", "cortexa53", "thunderx2", "firestorm", "armsve"};
+    if (std::none_of(std::begin(kSets), std::end(kSets), [&](const char* s) { return value == s; })) {
+      return Status::BadArg(name + ": expected auto, skx, zen3, haswell, generic (x86-64) or cortexa57, cortexa53, " +
+                            "thunderx2, firestorm, armsve (aarch64), got \"" + value + "\"");
     }
     cfg.blis_arch = value;
     return Status::Ok();

@@ -18,14 +18,37 @@ struct Candidate {
 };
 
 /// Kernel sets this CPU can execute, fastest-in-principle first.
+/// aarch64: only the sets this BLIS build holds (blis.h's BLIS_CONFIG_*; Debian's arm64 build
+/// holds cortexa57 alone, NEON kernels any aarch64 CPU runs): an id it lacks has no context.
 std::vector<Candidate> Candidates(const CpuInfo& cpu) {
   std::vector<Candidate> out;
+#if defined(__aarch64__)
+#ifdef BLIS_CONFIG_ARMSVE
+  if (cpu.sve) out.push_back({"armsve", BLIS_ARCH_ARMSVE});
+#endif
+#ifdef BLIS_CONFIG_FIRESTORM
+  if (cpu.asimd) out.push_back({"firestorm", BLIS_ARCH_FIRESTORM});
+#endif
+#ifdef BLIS_CONFIG_THUNDERX2
+  if (cpu.asimd) out.push_back({"thunderx2", BLIS_ARCH_THUNDERX2});
+#endif
+#ifdef BLIS_CONFIG_CORTEXA57
+  if (cpu.asimd) out.push_back({"cortexa57", BLIS_ARCH_CORTEXA57});
+#endif
+#ifdef BLIS_CONFIG_CORTEXA53
+  if (cpu.asimd) out.push_back({"cortexa53", BLIS_ARCH_CORTEXA53});
+#endif
+#ifdef BLIS_CONFIG_GENERIC
+  out.push_back({"generic", BLIS_ARCH_GENERIC});
+#endif
+#else
   if (cpu.avx512f && cpu.avx512dq && cpu.avx512bw && cpu.avx512vl) out.push_back({"skx", BLIS_ARCH_SKX});
   if (cpu.avx2 && cpu.fma) {
     out.push_back({"zen3", BLIS_ARCH_ZEN3});
     out.push_back({"haswell", BLIS_ARCH_HASWELL});
   }
   out.push_back({"generic", BLIS_ARCH_GENERIC});
+#endif
   return out;
 }
 
@@ -78,9 +101,9 @@ void CallGemm(DType type, uint64_t m, uint64_t n, uint64_t k, const char* a, uin
   }
 }
 
-std::string Fixed(double v) {
+std::string Fixed(double v) {  // whole GFLOP/s; two digits below 10 (an emulated CPU: 0.25)
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f", v);
+  std::snprintf(buf, sizeof buf, v < 10 ? "%.2g" : "%.0f", v);
   return buf;
 }
 

@@ -215,10 +215,11 @@ defmodule Mure.Reliability do
   @doc """
   Launches mure_node NOT in Port mode (its cookie from a file or the environment), stderr
   to a file. Returns `%{port:, os_pid:, stderr:}` once the node logs that it listens.
-  Stop it with stop_plain/1 (SIGTERM).
+  Stop it with stop_plain/1 (SIGTERM). Options: `:executable` (default the suite's node
+  binary; e.g. scripts/mure_node_aarch64), `:timeout` (ms to wait for it to listen, 20000).
   """
-  def launch_plain(args, env \\ []) do
-    exe = Mure.Launcher.default_executable()
+  def launch_plain(args, env \\ [], opts \\ []) do
+    exe = opts[:executable] || Mure.Launcher.default_executable()
     stderr = Path.join(tmp_dir("plain"), "node.stderr")
     env = Enum.map(env, fn {k, v} -> {String.to_charlist(k), v && String.to_charlist(v)} end)
 
@@ -238,13 +239,20 @@ defmodule Mure.Reliability do
         5_000 -> flunk("the shell did not start")
       end
 
-    listening =
-      Mure.TestSupport.wait_until(
-        fn -> File.exists?(stderr) and File.read!(stderr) =~ "listening on" end,
-        20_000
-      )
+    listening? = fn ->
+      case File.read(stderr) do
+        {:ok, text} -> text =~ "listening on"
+        {:error, _} -> false
+      end
+    end
 
-    unless listening do
+    # Until it listens, or exits (then at once, not at the timeout).
+    Mure.TestSupport.wait_until(
+      fn -> listening?.() or not Mure.TestSupport.os_alive?(os_pid) end,
+      opts[:timeout] || 20_000
+    )
+
+    unless listening?.() do
       System.cmd("kill", ["-9", Integer.to_string(os_pid)], stderr_to_stdout: true)
       flunk("mure_node did not start: #{File.read!(stderr)}")
     end

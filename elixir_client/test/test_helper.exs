@@ -60,7 +60,11 @@ netns_exclude =
 
 # The aarch64 node (test/cluster/aarch64_test.exs) runs under qemu-aarch64: it needs the node
 # that scripts/cross_aarch64 builds (scripts/test runs it) and Debian's qemu-user.
-aarch64_node = Path.expand("../../build-aarch64/mure_node", __DIR__)
+aarch64_node =
+  Path.join(
+    System.get_env("MURE_AARCH64_DIR") || Path.expand("../../build-aarch64", __DIR__),
+    "mure_node"
+  )
 
 aarch64_exclude =
   case {File.regular?(aarch64_node), System.find_executable("qemu-aarch64")} do

@@ -101,7 +101,9 @@ defmodule Mure.Aarch64Test do
   test "the bundle for devices runs with its own libraries, without the sysroot" do
     # scripts/cross_aarch64's tarball's tree: qemu-aarch64 without -L finds no arm64 library on
     # this x86-64 host, so everything the node loads must come from the bundle's lib/.
-    bundle = Path.expand("../../../build-aarch64/mure-node-aarch64", __DIR__)
+    # Where scripts/cross_aarch64 left it: $MURE_AARCH64_DIR, as the script reads it.
+    dir = System.get_env("MURE_AARCH64_DIR") || Path.expand("../../../build-aarch64", __DIR__)
+    bundle = Path.join(dir, "mure-node-aarch64")
     lib = Path.join(bundle, "lib")
 
     {out, status} =
@@ -120,7 +122,7 @@ defmodule Mure.Aarch64Test do
     assert status == 0, out
     assert out =~ ~r/^mure_node \d+\.\d+\.\d+ /
     assert File.regular?(Path.join(bundle, "config/mure.conf"))
-    assert File.regular?(Path.expand("../../../build-aarch64/mure-node-aarch64.tar.gz", __DIR__))
+    assert File.regular?(Path.join(dir, "mure-node-aarch64.tar.gz"))
   end
 
   ## The op table on both nodes

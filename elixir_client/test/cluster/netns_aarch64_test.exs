@@ -8,6 +8,8 @@ defmodule Mure.ClusterNetnsAarch64Test do
   # test_helper.exs excludes either tag where it cannot run, and says so.
   use ExUnit.Case, async: false
 
+  import Mure.Test.Netns, only: [script!: 1]
+
   @moduletag :netns
   @moduletag :aarch64
   @moduletag :capture_log
@@ -15,17 +17,11 @@ defmodule Mure.ClusterNetnsAarch64Test do
 
   import Mure.TestSupport
 
-  @script Path.expand("../../../scripts/cluster", __DIR__)
+  @script Mure.Test.Netns.script()
   @launcher Path.expand("../../../scripts/mure_node_aarch64", __DIR__)
-  @hosts ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
+  @hosts Mure.Test.Netns.hosts()
   @x86 [:"mure@10.77.0.11", :"mure@10.77.0.12"]
   @arm :"mure@10.77.0.13"
-
-  defp script!(args) do
-    {out, status} = System.cmd(@script, args, stderr_to_stdout: true)
-    assert status == 0, "scripts/cluster #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
-    out
-  end
 
   setup do
     script!(~w(up --hosts 3 --blis-threads 1 --node-bin 3=#{@launcher}))

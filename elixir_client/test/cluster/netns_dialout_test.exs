@@ -7,22 +7,18 @@ defmodule Mure.ClusterNetnsDialoutTest do
   # cannot be made, test_helper.exs excludes the :netns tag and says so.
   use ExUnit.Case, async: false
 
+  import Mure.Test.Netns, only: [script!: 1]
+
   @moduletag :netns
   @moduletag :capture_log
   @moduletag timeout: 300_000
 
   import Mure.TestSupport
 
-  @script Path.expand("../../../scripts/cluster", __DIR__)
-  @hosts ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
+  @script Mure.Test.Netns.script()
+  @hosts Mure.Test.Netns.hosts()
   @h1 :"mure@10.77.0.11"
   @h3 :"mure@10.77.0.13"
-
-  defp script!(args) do
-    {out, status} = System.cmd(@script, args, stderr_to_stdout: true)
-    assert status == 0, "scripts/cluster #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
-    out
-  end
 
   setup do
     old = node()

@@ -7,6 +7,8 @@ defmodule Mure.ClusterNetnsTlsTest do
   # Only the tests that prove the cluster works are repeated here (netns_test.exs has the rest).
   use ExUnit.Case, async: false
 
+  import Mure.Test.Netns, only: [script!: 1]
+
   @moduletag :netns
   @moduletag :capture_log
   @moduletag timeout: 300_000
@@ -15,17 +17,11 @@ defmodule Mure.ClusterNetnsTlsTest do
 
   alias Mure.Test.ClusterPeer
 
-  @script Path.expand("../../../scripts/cluster", __DIR__)
-  @hosts ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
+  @script Mure.Test.Netns.script()
+  @hosts Mure.Test.Netns.hosts()
   @h1 :"mure@10.77.0.11"
   @h2 :"mure@10.77.0.12"
   @h3 :"mure@10.77.0.13"
-
-  defp script!(args) do
-    {out, status} = System.cmd(@script, args, stderr_to_stdout: true)
-    assert status == 0, "scripts/cluster #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
-    out
-  end
 
   defp log(i),
     do:

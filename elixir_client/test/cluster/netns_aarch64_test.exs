@@ -55,30 +55,32 @@ defmodule Mure.ClusterNetnsAarch64Test do
                "#{x86} at #{members[x86].speeds.gemm_flops_s}"
     end
 
-    # Small integers: exact in any order of summation, so one node's bits are the reference.
+    # Small integers: exact in any order of summation, so one node's bits are the reference. A
+    # product with k = 512: compute, not the link, sets each member's pace.
     rows = 3_000
-    a = {exact_matrix(rows, 128, 3), {:f, 32}, {rows, 128}}
-    b = {exact_matrix(128, 64, 5), {:f, 32}, {128, 64}}
+    a = {exact_matrix(rows, 512, 3), {:f, 32}, {rows, 512}}
+    b = {exact_matrix(512, 64, 5), {:f, 32}, {512, 64}}
     expected = reference_result(Mure.jit(&Mure.Expr.dot/2), [a, b], 120_000)
 
     {:ok, shared} = Mure.Cluster.share(cluster, b)
     assert {:ok, ^expected} = Mure.Cluster.dot(cluster, a, shared, piece_rows: 30)
 
-    # An elementwise job over the hosts too, against the same one-node reference.
-    x = {exact_matrix(rows, 64, 7), {:f, 32}, {rows, 64}}
-    map = Mure.jit(fn x -> Mure.Expr.add(Mure.Expr.multiply(x, x), x) end)
-    expected_map = reference_result(map, [x], 120_000)
-    assert {:ok, ^expected_map} = Mure.Cluster.run(cluster, map, [x], piece_rows: 100)
-
+    # The product's split: the emulated host's share is the smallest.
     status = Mure.Cluster.status(cluster)
     work = Map.new(status.members, &{&1.node, &1.work})
     IO.puts("\n" <> Mure.Cluster.format_status(status))
-
     assert work[@arm].pieces >= 1, "the aarch64 host took no piece"
 
     for x86 <- @x86 do
       assert work[@arm].rows < work[x86].rows,
-             "the emulated host got #{work[@arm].rows} rows, #{x86} #{work[x86].rows}"
+             "the emulated host got #{work[@arm].rows} rows of the product, #{x86} #{work[x86].rows}"
     end
+
+    # An elementwise job over the hosts too (its pace is the link's: results only), against the
+    # same kind of one-node reference.
+    x = {exact_matrix(rows, 64, 7), {:f, 32}, {rows, 64}}
+    map = Mure.jit(fn x -> Mure.Expr.add(Mure.Expr.multiply(x, x), x) end)
+    expected_map = reference_result(map, [x], 120_000)
+    assert {:ok, ^expected_map} = Mure.Cluster.run(cluster, map, [x], piece_rows: 100)
   end
 end

@@ -13,58 +13,15 @@
 
 #include "dist/dialer.h"
 #include "dist/handshake.h"
+#include "dist_util.h"
 #include "mure/config.h"
 
 using namespace mure;
+using namespace mure::testing;
 
 namespace {
 
 using std::chrono::milliseconds;
-
-void PutBe(std::string& s, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-uint64_t Be(const std::string& s, size_t off, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = v << 8 | static_cast<uint8_t>(s[off + static_cast<size_t>(i)]);
-  return v;
-}
-
-void ReadN(int fd, void* p, size_t n) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = read(fd, static_cast<char*>(p) + got, n - got);
-    REQUIRE(r > 0);
-    got += static_cast<size_t>(r);
-  }
-}
-
-void SendMsg(int fd, const std::string& body) {
-  std::string out;
-  PutBe(out, body.size(), 2);
-  out += body;
-  REQUIRE(write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()));
-}
-
-std::string RecvMsg(int fd) {
-  uint8_t len[2];
-  ReadN(fd, len, 2);
-  std::string body(static_cast<size_t>(len[0] << 8 | len[1]), '\0');
-  ReadN(fd, body.data(), body.size());
-  return body;
-}
-
-struct Pair {
-  int node = -1, coord = -1;
-  Pair() {
-    int fds[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    node = fds[0];
-    coord = fds[1];
-  }
-  ~Pair() { close(node); close(coord); }
-};
 
 const HandshakeParams kDialler{"mure_d@127.0.0.1", 91, "SECRET"};
 
@@ -91,14 +48,6 @@ std::string ScriptedCoordinator(int fd, const std::string& status, const std::st
     SendMsg(fd, "a" + ChallengeDigest(ack_cookie, static_cast<uint32_t>(Be(reply, 1, 4))));
   }
   return sn;
-}
-
-Result<Config> Args(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  static std::string prog = "mure_node";
-  argv.push_back(prog.data());
-  for (auto& a : args) argv.push_back(a.data());
-  return ConfigFromArgs(static_cast<int>(argv.size()), argv.data());
 }
 
 }  // namespace
@@ -131,7 +80,7 @@ TEST_CASE("connect, connect_backoff_max_ms and listen = none are checked", "[dia
 TEST_CASE("the initiating handshake completes against the node's own acceptor", "[dialout][handshake]") {
   Pair p;
   const HandshakeParams coordinator{"app@127.0.0.1", 7, "SECRET"};
-  auto accepted = std::async(std::launch::async, [&] { return AcceptHandshake(p.coord, coordinator, milliseconds(2000)); });
+  auto accepted = std::async(std::launch::async, [&] { return AcceptHandshake(p.peer, coordinator, milliseconds(2000)); });
   auto dialled = InitiateHandshake(p.node, kDialler, "app@127.0.0.1", milliseconds(2000));
   auto acc = accepted.get();
   REQUIRE(dialled.ok());
@@ -148,8 +97,8 @@ TEST_CASE("a coordinator with another cookie refuses the dialler, and the dialle
   Pair p;
   const HandshakeParams coordinator{"app@127.0.0.1", 7, "OTHER"};
   auto accepted = std::async(std::launch::async, [&] {
-    auto r = AcceptHandshake(p.coord, coordinator, milliseconds(2000));
-    ::shutdown(p.coord, SHUT_RDWR);  // as the connection does on a failed handshake
+    auto r = AcceptHandshake(p.peer, coordinator, milliseconds(2000));
+    ::shutdown(p.peer, SHUT_RDWR);  // as the connection does on a failed handshake
     return r;
   });
   auto dialled = InitiateHandshake(p.node, kDialler, "app@127.0.0.1", milliseconds(2000));
@@ -162,7 +111,7 @@ TEST_CASE("a coordinator with another cookie refuses the dialler, and the dialle
 
 TEST_CASE("the dialler checks the coordinator's ack: a peer without the cookie is not served", "[dialout][security]") {
   Pair p;
-  auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.coord, "ok", "app@127.0.0.1", "FAKE"); });
+  auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.peer, "ok", "app@127.0.0.1", "FAKE"); });
   auto dialled = InitiateHandshake(p.node, kDialler, "app@127.0.0.1", milliseconds(2000));
   std::string sn = coord.get();
   REQUIRE_FALSE(dialled.ok());
@@ -178,7 +127,7 @@ TEST_CASE("the dialler checks the coordinator's ack: a peer without the cookie i
 TEST_CASE("the dialler refuses a node that is not the one it dialled, and a refusal status", "[dialout][security]") {
   {
     Pair p;
-    auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.coord, "ok", "evil@127.0.0.1", "SECRET"); });
+    auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.peer, "ok", "evil@127.0.0.1", "SECRET"); });
     auto dialled = InitiateHandshake(p.node, kDialler, "app@127.0.0.1", milliseconds(2000));
     REQUIRE_FALSE(dialled.ok());
     CHECK_THAT(dialled.status().message(), Catch::Contains("the node there is evil@127.0.0.1"));
@@ -187,7 +136,7 @@ TEST_CASE("the dialler refuses a node that is not the one it dialled, and a refu
   }
   {
     Pair p;
-    auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.coord, "not_allowed", "", ""); });
+    auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.peer, "not_allowed", "", ""); });
     auto dialled = InitiateHandshake(p.node, kDialler, "app@127.0.0.1", milliseconds(2000));
     coord.get();
     REQUIRE_FALSE(dialled.ok());
@@ -195,7 +144,7 @@ TEST_CASE("the dialler refuses a node that is not the one it dialled, and a refu
   }
   {
     Pair p;
-    auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.coord, "ok", "app@127.0.0.1", "SECRET"); });
+    auto coord = std::async(std::launch::async, [&] { return ScriptedCoordinator(p.peer, "ok", "app@127.0.0.1", "SECRET"); });
     auto dialled = InitiateHandshake(p.node, kDialler, "app@127.0.0.1", milliseconds(2000));
     coord.get();
     CHECK(dialled.ok());  // the script itself is a valid coordinator

@@ -9,8 +9,10 @@
 #include <string>
 
 #include "dist/handshake.h"
+#include "dist_util.h"
 
 using namespace mure;
+using namespace mure::testing;
 
 namespace {
 
@@ -20,47 +22,6 @@ std::string Hex(std::string_view d) {
   for (char c : d) { auto b = static_cast<uint8_t>(c); s.push_back(digits[b >> 4]); s.push_back(digits[b & 15]); }
   return s;
 }
-
-void PutBe(std::string& s, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) s.push_back(static_cast<char>(v >> (8 * i)));
-}
-
-void SendMsg(int fd, const std::string& body) {
-  std::string out;
-  PutBe(out, body.size(), 2);
-  out += body;
-  REQUIRE(write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size()));
-}
-
-std::string RecvMsg(int fd) {
-  uint8_t len[2];
-  REQUIRE(read(fd, len, 2) == 2);
-  std::string body(static_cast<size_t>(len[0] << 8 | len[1]), '\0');
-  size_t got = 0;
-  while (got < body.size()) {
-    ssize_t n = read(fd, body.data() + got, body.size() - got);
-    REQUIRE(n > 0);
-    got += static_cast<size_t>(n);
-  }
-  return body;
-}
-
-uint64_t Be(const std::string& s, size_t off, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = v << 8 | static_cast<uint8_t>(s[off + static_cast<size_t>(i)]);
-  return v;
-}
-
-struct Pair {
-  int node = -1, peer = -1;
-  Pair() {
-    int fds[2];
-    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
-    node = fds[0];
-    peer = fds[1];
-  }
-  ~Pair() { close(node); close(peer); }
-};
 
 const HandshakeParams kNode{"mure@127.0.0.1", 77, "SECRET"};
 

@@ -9,11 +9,13 @@
 #include <sstream>
 
 #include "common/cookie.h"
+#include "dist_util.h"
 #include "ir/ops.h"
 #include "mure/config.h"
 #include "mure/types.h"
 
 using namespace mure;
+using mure::testing::Args;
 
 TEST_CASE("byte sizes are checked products", "[types][security]") {
   CHECK(*ByteSize(DType::kF32, {2, 3}) == 24);
@@ -89,16 +91,6 @@ TEST_CASE("sizes with suffixes", "[config]") {
   CHECK_FALSE(ParseBytes("-1").ok());
   CHECK_FALSE(ParseBytes("99999999999999999999T").ok());
 }
-
-namespace {
-Result<Config> Args(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  static std::string prog = "mure_node";
-  argv.push_back(prog.data());
-  for (auto& a : args) argv.push_back(a.data());
-  return ConfigFromArgs(static_cast<int>(argv.size()), argv.data());
-}
-}  // namespace
 
 TEST_CASE("the shipped config file parses and equals the built-in defaults", "[config]") {
   Config defaults;

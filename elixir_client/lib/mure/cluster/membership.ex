@@ -44,22 +44,28 @@ defmodule Mure.Cluster.Membership do
 
   @doc false
   def ours?(state, node) do
-    [name, host] = node |> Atom.to_string() |> String.split("@", parts: 2) |> pad()
+    [name, host] = split(node)
 
     node in state.opts[:nodes] or
       (String.starts_with?(name, state.opts[:name_prefix]) and
-         (host in state.hosts or (state.opts[:dial_in] and dialled_in?(node))))
+         (host in state.hosts or (state.opts[:dial_in] and node in Node.list(:hidden))))
   end
-
-  # A node that dialled in (mure_node --connect) is connected, hidden, and listed by no epmd
-  # this cluster asks: it is known only by its connection.
-  defp dialled_in?(node), do: node in Node.list(:hidden)
 
   @doc false
-  # The connected hidden nodes that may join by dialling in (see Mure.Cluster's `:dial_in`).
+  # The connected hidden nodes that may join by dialling in (mure_node --connect; see
+  # Mure.Cluster's `:dial_in`): listed by no epmd this cluster asks, known only by their
+  # connection, so any host will do.
   def dialled_in(state) do
-    if state.opts[:dial_in], do: Enum.filter(Node.list(:hidden), &ours?(state, &1)), else: []
+    if state.opts[:dial_in],
+      do:
+        Enum.filter(
+          Node.list(:hidden),
+          &String.starts_with?(hd(split(&1)), state.opts[:name_prefix])
+        ),
+      else: []
   end
+
+  defp split(node), do: node |> Atom.to_string() |> String.split("@", parts: 2) |> pad()
 
   defp pad([a]), do: [a, ""]
   defp pad(list), do: list

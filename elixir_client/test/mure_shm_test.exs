@@ -171,6 +171,41 @@ defmodule Mure.ShmTest do
     assert {:error, %Mure.Error{kind: :unknown_handle}} = Mure.download(t)
   end
 
+  # Bytes this BEAM sent and received on its distribution connection to `node` so far.
+  defp dist_octets(node) do
+    {_, port} = List.keyfind(:erlang.system_info(:dist_ctrl), node, 0)
+    {:ok, [send_oct: sent, recv_oct: received]} = :inet.getstat(port, [:send_oct, :recv_oct])
+    sent + received
+  end
+
+  test "Mure.run moves large data arguments and returned outputs through shared memory" do
+    n = 1024 * 1024
+    a = for i <- 0..(n - 1), into: <<>>, do: <<rem(i * 7, 1000)::signed-32-native>>
+    b = for i <- 0..(n - 1), into: <<>>, do: <<rem(i * 13, 777) - 300::signed-32-native>>
+
+    sum =
+      for i <- 0..(n - 1),
+          into: <<>>,
+          do: <<rem(i * 7, 1000) + rem(i * 13, 777) - 300::signed-32-native>>
+
+    jit = Mure.jit(fn x, y -> Mure.Expr.add(x, y) end, outputs: :return)
+    args = [{a, {:s, 32}, {n}}, {b, {:s, 32}, {n}}]
+
+    # 12 MiB in all (two 4 MiB arguments, a 4 MiB result): on the same host none of it crosses
+    # the distribution connection; with shared memory off all of it does.
+    for {shm, check} <- [{true, &(&1 < 256 * 1024)}, {false, &(&1 > 12 * @mib)}] do
+      conn = start_supervised!({Mure, shared_memory: shm}, id: {:run, shm})
+      node = node_of(conn)
+      assert Mure.run!(jit, args, conn: conn) == sum
+      before = dist_octets(node)
+      assert Mure.run!(jit, args, conn: conn) == sum
+      moved = dist_octets(node) - before
+      assert check.(moved), "shared_memory: #{shm}: #{moved} bytes over distribution"
+      # The temporary tensors went: only this process's reusable segment stays (shared memory).
+      assert wait_until(fn -> Mure.stats!(conn).connection_tensors == 0 end)
+    end
+  end
+
   test "the connection option turns it off" do
     conn = start_supervised!({Mure, shared_memory: false})
     assert Mure.info(conn).shared_memory == false

@@ -345,13 +345,15 @@ defmodule Mure.Jit do
 
   # A run with more than one message: large data arguments are uploaded first (in pieces
   # when larger than the chunk size), large returned outputs are kept and downloaded in
-  # pieces; every temporary tensor is freed at the end.
+  # pieces; every temporary tensor is freed at the end. Where the node shares the host, data
+  # arguments and returned outputs that Mure.Transfer moves through shared memory go that way
+  # (uploaded first, downloaded after) instead of inside the program's messages.
   defp staged(plan, owner, budget) do
     with {:ok, limits} <- Transfer.limits(plan.conn),
          {:ok, inputs, temps} <- stage_inputs(plan, owner, budget, limits) do
       modes =
         Enum.zip_with(plan.program.outputs, plan.modes, fn {_, type, shape}, mode ->
-          if mode == :return and bytes(type, shape) > limits.chunk_size,
+          if mode == :return and apart?(bytes(type, shape), limits),
             do: :download,
             else: mode
         end)
@@ -379,10 +381,18 @@ defmodule Mure.Jit do
     Request.untrack(t)
   end
 
-  # Data arguments go with the program while their total stays within one piece; the
-  # largest others are uploaded first.
+  # Whether bytes of this size move apart from the program's own messages: above the chunk
+  # size, or through shared memory.
+  defp apart?(size, limits), do: size > limits.chunk_size or Transfer.shm?(limits, size)
+
+  # Data arguments go with the program while their total stays within one piece (those for
+  # shared memory aside); the largest others are uploaded first.
   defp stage_inputs(plan, owner, budget, limits) do
-    total = for {:data, bin, _, _} <- plan.used, reduce: 0, do: (acc -> acc + byte_size(bin))
+    total =
+      for {:data, bin, _, _} <- plan.used,
+          not Transfer.shm?(limits, byte_size(bin)),
+          reduce: 0,
+          do: (acc -> acc + byte_size(bin))
 
     {upload_set, _} =
       plan.used
@@ -390,9 +400,11 @@ defmodule Mure.Jit do
       |> Enum.filter(&match?({{:data, _, _, _}, _}, &1))
       |> Enum.sort_by(fn {{:data, bin, _, _}, _} -> -byte_size(bin) end)
       |> Enum.reduce({MapSet.new(), total}, fn {{:data, bin, _, _}, i}, {set, left} ->
-        if left > limits.piece,
-          do: {MapSet.put(set, i), left - byte_size(bin)},
-          else: {set, left}
+        cond do
+          Transfer.shm?(limits, byte_size(bin)) -> {MapSet.put(set, i), left}
+          left > limits.piece -> {MapSet.put(set, i), left - byte_size(bin)}
+          true -> {set, left}
+        end
       end)
 
     plan.used
@@ -420,7 +432,7 @@ defmodule Mure.Jit do
   end
 
   defp upload(conn, bin, type, shape, owner, budget, limits) do
-    if byte_size(bin) > limits.chunk_size do
+    if apart?(byte_size(bin), limits) do
       Transfer.upload(conn, bin, type, shape, owner, budget, limits)
     else
       case Request.call(conn, {:upload, type, shape, bin}, [], owner, budget) do

@@ -67,8 +67,10 @@ defmodule Mure.Api.Programs do
       Each argument is a resident `%Mure.Tensor{}` (sent as its handle) or data as a
       `{binary, type, shape}` tuple (sent with the program; data larger than the connection's
       `:chunk_size` is uploaded in pieces first and freed after). All tensors must belong to one
-      connection. Returned outputs larger than the chunk size come back in pieces. `opts`
-      override the jit's (see `jit/2`).
+      connection. Returned outputs larger than the chunk size come back in pieces. Where the
+      node shares the host (`:shared_memory`, see `start_link/1`), data and returned outputs of
+      1 MiB and more go through a shared segment instead, as `upload/5` and `download/2` do.
+      `opts` override the jit's (see `jit/2`).
 
       ## Examples
 

@@ -685,8 +685,15 @@ defmodule Bench.Main do
         # In-process BLIS both ways: its own OpenMP threads, and split as the node does by default
         # (--split: one single-threaded call per block of C); the report holds the node against the
         # faster of the two.
+        # Each round warms both sides alike: bench/baseline.cpp makes 2 untimed calls (1 from
+        # n = 2048) before it times its reps, and so does the node here. (After the other
+        # process's round this VM's cores come back cold: measured 6.5 ms for an f32 1024 gemm
+        # back to back, 7.9 ms after 20 ms idle, 10.4 ms after 200 ms, in-process alike.)
+        warm = if n < 2048, do: 2, else: 1
+
         {mure, blis, split} =
           Enum.reduce(1..rounds, {[], [], []}, fn _, {mure, blis, split} ->
+            for _ <- 1..warm, do: run.()
             m = for _ <- 1..per_round, do: run.()
 
             {mure ++ m, blis ++ gemm.(best[type], per_round, []), split ++ gemm.(best[type], per_round, ["--split"])}

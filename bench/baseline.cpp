@@ -13,6 +13,9 @@
 //                                                BLIS call per block of C on the node's GemmPool)
 //   mure_bench_baseline stream [--n N] [--reps R] [--threads 1,2]
 //                                                STREAM-like triad and plain add/multiply loops, seconds per pass
+//   mure_bench_baseline pages [--mib M] [--reps R]
+//                                                one thread writing M MiB into freshly mapped anonymous memory
+//                                                (a page fault per 4 KiB page) and into the same pages again
 //
 // Every result is one line: `<kind> key=value ... secs=t1,t2,...` (or gflops=...). scripts/bench parses
 // these lines; nothing else is printed to stdout. Nothing here assumes a CPU: kernels are chosen
@@ -25,6 +28,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -611,11 +615,37 @@ int CmdStream(const Args& args) {
   return 0;
 }
 
+// What a fresh buffer costs before its first byte is useful: each 4 KiB page of a new anonymous
+// mapping faults on its first write. A process that makes a new buffer per result pays it (the
+// BEAM's binaries, unless its allocator hands back memory it kept); the second pass is the same
+// write into pages that exist.
+int CmdPages(const Args& args) {
+  size_t bytes = static_cast<size_t>(std::max(1L, args.Int("--mib", 64))) << 20;
+  long reps = std::max(1L, args.Int("--reps", 5));
+  std::vector<double> fresh, warm;
+  for (long r = 0; r < reps; ++r) {
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) Die("mmap of " + std::to_string(bytes) + " bytes failed");
+    auto* p = static_cast<unsigned char*>(m);
+    auto t0 = Clock::now();
+    std::memset(p, static_cast<int>(r + 1), bytes);
+    fresh.push_back(Seconds(t0));
+    t0 = Clock::now();
+    std::memset(p, static_cast<int>(r + 2), bytes);
+    warm.push_back(Seconds(t0));
+    g_sink = g_sink + p[bytes / 3];
+    munmap(m, bytes);
+  }
+  std::printf("pages bytes=%zu fresh=1 secs=%s\n", bytes, Join(fresh).c_str());
+  std::printf("pages bytes=%zu fresh=0 secs=%s\n", bytes, Join(warm).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s cpu | peak | arches | gemm | stream [options] (see the source header)\n", argv[0]);
+    std::fprintf(stderr, "usage: %s cpu | peak | arches | gemm | stream | pages [options] (see the source header)\n", argv[0]);
     return 2;
   }
   Args args;
@@ -626,5 +656,6 @@ int main(int argc, char** argv) {
   if (cmd == "arches") return CmdArches(args);
   if (cmd == "gemm") return CmdGemm(args);
   if (cmd == "stream") return CmdStream(args);
+  if (cmd == "pages") return CmdPages(args);
   Die("unknown command " + cmd);
 }

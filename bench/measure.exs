@@ -23,6 +23,17 @@ defmodule Bench.Util do
 
   def secs(fun), do: elem(tc(fun), 0)
 
+  @doc "This OS process's minor page faults so far (/proc/self/stat), or nil where unreadable."
+  def minor_faults do
+    with {:ok, stat} <- File.read("/proc/self/stat"),
+         [_, rest] <- String.split(stat, ") ", parts: 2),
+         {n, ""} <- rest |> String.split(" ") |> Enum.at(7, "") |> Integer.parse() do
+      n
+    else
+      _ -> nil
+    end
+  end
+
   def median(list) do
     s = Enum.sort(list)
     n = length(s)
@@ -524,7 +535,10 @@ defmodule Bench.Main do
 
   defp run_section("limits", ctx) do
     peak_reps = if ctx.quick, do: "3", else: "7"
-    %{peak: Bench.Baseline.run(ctx.baseline, ["peak", "--seconds", "0.15", "--reps", peak_reps])}
+    %{
+      peak: Bench.Baseline.run(ctx.baseline, ["peak", "--seconds", "0.15", "--reps", peak_reps]),
+      pages: Bench.Baseline.run(ctx.baseline, ["pages", "--mib", "64", "--reps", peak_reps])
+    }
   end
 
   # Round trip of a tiny request. Each run times `calls` sequential calls one by one and keeps their
@@ -584,33 +598,39 @@ defmodule Bench.Main do
 
       samples =
         Enum.reduce(1..reps, %{}, fn _, acc ->
-          {up, t} = tc(fn -> Mure.upload!(ctx.conn, data, {:u, 8}, {bytes}) end)
-          {down, back} = tc(fn -> Mure.download!(t) end)
+          # Each timed transfer directly follows an untimed one of the same kind and size (steady(),
+          # below): what a user moving tensors repeatedly gets, the BEAM's allocator handing back
+          # the memory the previous one freed. Without it every figure depended on what the other
+          # paths of the round had left in that allocator's cache: a new binary whose pages are
+          # fresh costs a page fault per 4 KiB (the limits section's fresh-memory row).
+          {up, t} = steady(fn -> Mure.upload!(ctx.conn, data, {:u, 8}, {bytes}) end, &Mure.free!/1)
+          {down, back} = steady(fn -> Mure.download!(t) end)
           ^bytes = byte_size(back)
           Mure.free!(t)
           :erlang.garbage_collect()
           # The client with shared memory off: the distribution path the same-host one replaces.
-          {dup, t} = tc(fn -> Mure.upload!(ctx.conn, data, {:u, 8}, {bytes}, shared_memory: false) end)
-          {ddown, back} = tc(fn -> Mure.download!(t, shared_memory: false) end)
+          # (with this BEAM's page faults during each timed call)
+          {dup, t, up_faults} = steady_faults(fn -> Mure.upload!(ctx.conn, data, {:u, 8}, {bytes}, shared_memory: false) end, &Mure.free!/1)
+          {ddown, back, down_faults} = steady_faults(fn -> Mure.download!(t, shared_memory: false) end)
           ^bytes = byte_size(back)
           Mure.free!(t)
           :erlang.garbage_collect()
           # The same through raw envelopes (one message each way, no client process): the node alone.
-          {rup, h} = tc(fn -> Bench.Raw.call(ctx.node, {:upload, {:u, 8}, {bytes}, data}, 600_000) end)
-          {rdown, back} = tc(fn -> Bench.Raw.call(ctx.node, {:download, h}, 600_000) end)
+          raw_free = fn h -> :freed = Bench.Raw.call(ctx.node, {:free, h}) end
+          {rup, h} = steady(fn -> Bench.Raw.call(ctx.node, {:upload, {:u, 8}, {bytes}, data}, 600_000) end, raw_free)
+          {rdown, back} = steady(fn -> Bench.Raw.call(ctx.node, {:download, h}, 600_000) end)
           ^bytes = byte_size(back)
-          :freed = Bench.Raw.call(ctx.node, {:free, h})
+          raw_free.(h)
           :erlang.garbage_collect()
-          push = secs(fn -> ^bytes = Bench.Peer.call(peer, {:push, data}) end)
-          pull = secs(fn -> ^bytes = byte_size(Bench.Peer.call(peer, :pull)) end)
-          :erlang.garbage_collect()
-          echo = secs(fn -> ^bytes = byte_size(Bench.Peer.call(peer, {:echo, data})) end)
+          {push, _} = steady(fn -> ^bytes = Bench.Peer.call(peer, {:push, data}) end)
+          {pull, _} = steady(fn -> ^bytes = byte_size(Bench.Peer.call(peer, :pull)) end)
+          {echo, _} = steady(fn -> ^bytes = byte_size(Bench.Peer.call(peer, {:echo, data})) end)
           :erlang.garbage_collect()
 
           copies =
             if bound do
-              copy_up = secs(fn -> :ok = :file.pwrite(bound, 4096, data) end)
-              copy_down = secs(fn -> {:ok, <<_::binary-size(bytes)>>} = :file.pread(bound, 4096, bytes) end)
+              {copy_up, _} = steady(fn -> :ok = :file.pwrite(bound, 4096, data) end)
+              {copy_down, _} = steady(fn -> {:ok, <<_::binary-size(bytes)>>} = :file.pread(bound, 4096, bytes) end)
               :erlang.garbage_collect()
               [copy_up: copy_up, copy_down: copy_down]
             else
@@ -619,6 +639,7 @@ defmodule Bench.Main do
 
           [mure_up: up, mure_down: down, mure_rt: up + down, raw_up: rup, raw_down: rdown, raw_rt: rup + rdown] ++
             [dist_up: dup, dist_down: ddown] ++
+            if(up_faults && down_faults, do: [dist_up_faults: up_faults, dist_down_faults: down_faults], else: []) ++
             [beam_push: push, beam_pull: pull, beam_echo: echo] ++ copies
           |> Enum.reduce(acc, fn {k, v}, acc -> Map.update(acc, k, [v], &[v | &1]) end)
         end)
@@ -628,6 +649,24 @@ defmodule Bench.Main do
       log("transfer #{mib} MiB: #{reps} reps")
       {bytes, samples}
     end
+  end
+
+  # {seconds, result} of `f` run once more after an untimed run whose result `undo` disposes of,
+  # with this process's garbage collected between (what the untimed run made is freed).
+  defp steady(f, undo \\ fn _ -> :ok end) do
+    undo.(f.())
+    :erlang.garbage_collect()
+    tc(f)
+  end
+
+  # steady/2 and this BEAM's minor page faults during the timed run (nil where unreadable).
+  defp steady_faults(f, undo \\ fn _ -> :ok end) do
+    undo.(f.())
+    :erlang.garbage_collect()
+    f0 = minor_faults()
+    {secs, result} = tc(f)
+    f1 = minor_faults()
+    {secs, result, f0 && f1 && f1 - f0}
   end
 
   # A file on tmpfs holding `data` at offset 4096 (written once, so its pages exist), opened

@@ -114,7 +114,7 @@ defmodule Report.Sgemm do
 
     {[
        "\nThe same resident f32 sgemm #{n} (raw envelope, `{:on, :cpu, {:matmul, a, b}}`, result freed untimed) on #{length(l.runs)} freshly launched nodes ",
-       "(#{how}), all alive together after 2 warm-ups each, timed in #{l.rounds} rounds that visit every node in turn (#{div(l.reps, l.rounds)} requests each per round, ",
+       "(#{how}), all alive together after 2 warm-ups each, timed in #{l.rounds} rounds that visit every node in turn, round r starting at launch r (each visit: 1 untimed request, then #{div(l.reps, l.rounds)} timed, ",
        "#{l.reps} per node): a change of the machine's load during the section hits every launch alike. ",
        "Goal: every launch's median within ±10 % of their mean.\n\n",
        "| launch | kernels | mure median ms | min | max | GFLOP/s (median) |\n|---|---|---|---|---|---|\n",

@@ -54,22 +54,33 @@ std::vector<Candidate> Candidates(const CpuInfo& cpu) {
 
 cntx_t* ContextFor(arch_t id) { return bli_gks_lookup_nat_cntx(id); }
 
-/// Best-of-5 single-thread sgemm GFLOP/s with the given kernel set, n = 256.
-double Calibrate(cntx_t* cntx) {
+/// Single-thread sgemm GFLOP/s of each kernel set, n = 256: `out[i]` for `cntxs[i]` (0 for a null
+/// one). The sets take turns, round by round (2 untimed rounds warm caches and pack buffers, then
+/// the best of 7 timed ones per set): a spell of load from elsewhere (another node starting
+/// beside this one) lands on every set alike instead of on whichever was being timed, which once
+/// made one of five nodes launched together pick haswell over skx and run at half speed.
+std::vector<double> Calibrate(const std::vector<cntx_t*>& cntxs) {
   constexpr dim_t n = 256;
   std::vector<float> a(n * n, 1.0f), b(n * n, 0.5f), c(n * n, 0.0f);
   float one = 1.0f, zero = 0.0f;
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
   bli_rntm_set_num_threads(1, &rntm);
-  double best = 1e9;
-  for (int rep = 0; rep < 7; ++rep) {
-    auto t0 = std::chrono::steady_clock::now();
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, n, n, n, &one, a.data(), n, 1, b.data(), n, 1, &zero,
-                 c.data(), n, 1, cntx, &rntm);
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (rep >= 2) best = std::min(best, s);  // the first runs warm caches and pack buffers
+  std::vector<double> best(cntxs.size(), 1e9);
+  for (int round = 0; round < 9; ++round) {
+    for (size_t i = 0; i < cntxs.size(); ++i) {
+      if (!cntxs[i]) continue;
+      auto t0 = std::chrono::steady_clock::now();
+      bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, n, n, n, &one, a.data(), n, 1, b.data(), n, 1, &zero,
+                   c.data(), n, 1, cntxs[i], &rntm);
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (round >= 2) best[i] = std::min(best[i], s);
+    }
   }
-  return 2.0 * n * n * n / best / 1e9;
+  std::vector<double> gflops(cntxs.size(), 0.0);
+  for (size_t i = 0; i < cntxs.size(); ++i) {
+    if (cntxs[i]) gflops[i] = 2.0 * n * n * n / best[i] / 1e9;
+  }
+  return gflops;
 }
 
 /// c{m,n} = a{m,k} b{k,n} on BLIS with `threads` threads; row-major with leading dimensions lda,
@@ -136,16 +147,17 @@ Result<std::unique_ptr<BlisExecutor>> BlisExecutor::Create(const Config& cfg) {
     info.arch = it->name;
     info.reason = "forced by config (blis_arch = " + cfg.blis_arch + ")";
   } else {
+    std::vector<cntx_t*> cntxs;
+    for (const auto& cand : candidates) cntxs.push_back(ContextFor(cand.id));
+    const std::vector<double> gflops = Calibrate(cntxs);
     double best = -1;
-    for (const auto& cand : candidates) {
-      cntx_t* cntx = ContextFor(cand.id);
-      if (!cntx) continue;
-      double gflops = Calibrate(cntx);
-      info.calibration.emplace_back(cand.name, gflops);
-      if (gflops > best) {
-        best = gflops;
-        ex->cntx_ = cntx;
-        info.arch = cand.name;
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      if (!cntxs[i]) continue;
+      info.calibration.emplace_back(candidates[i].name, gflops[i]);
+      if (gflops[i] > best) {
+        best = gflops[i];
+        ex->cntx_ = cntxs[i];
+        info.arch = candidates[i].name;
       }
     }
     if (!ex->cntx_) return Status::Internal("BLIS has no usable kernel set");

@@ -542,7 +542,8 @@ defmodule Report do
           ratio = elem(down, 0) / elem(up, 0)
           ok = ratio >= 0.9
           faults = fn k -> if s[k], do: "#{round(median(s[k]))}", else: "—" end
-          row = "| #{div(bytes, mib)} MiB | #{mmm(up, 2)} | #{mmm(down, 2)} | #{faults.(:dist_up_faults)} / #{faults.(:dist_down_faults)} | #{fmt(ratio, 2)} | #{if ok, do: "met", else: "**not met**"} |\n"
+          pull = if s[:beam_pull], do: fmt(elem(summary(s.beam_pull, tput.(bytes)), 0), 2), else: "—"
+          row = "| #{div(bytes, mib)} MiB | #{mmm(up, 2)} | #{mmm(down, 2)} | #{pull} | #{faults.(:dist_up_faults)} / #{faults.(:dist_down_faults)} | #{fmt(ratio, 2)} | #{if ok, do: "met", else: "**not met**"} |\n"
           {[row | rows], [{"Download #{div(bytes, mib)} MiB over distribution through the client: ≥ 0.9 × its upload (BEAM flags: #{flags})", "#{fmt(ratio, 2)}×", ok} | goals]}
       end
 
@@ -551,8 +552,9 @@ defmodule Report do
         do: [],
         else: [
           "\nOver distribution (`shared_memory: false`), through the client, BEAM flags: #{flags}: downloads against uploads of the same size, same run (GB/s). Goal: ≥ 0.9 ×. ",
+          "*BEAM pull*: this BEAM receiving the same bytes from the baseline BEAM (section 2's pull, same rounds), what its own receive path reaches. ",
           "*Page faults*: this BEAM's minor faults during the timed call, median (a download makes a new binary; each fault is a fresh 4 KiB page, priced in the limits section).\n\n",
-          "| size | upload GB/s median | min | max | download GB/s median | min | max | page faults up / down | ratio | goal ≥ 0.9 |\n|---|---|---|---|---|---|---|---|---|---|\n",
+          "| size | upload GB/s median | min | max | download GB/s median | min | max | BEAM pull GB/s | page faults up / down | ratio | goal ≥ 0.9 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
           Enum.reverse(dist_rows)
         ]
 

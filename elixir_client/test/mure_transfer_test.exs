@@ -167,6 +167,53 @@ defmodule Mure.TransferTest do
     assert {:messages, []} = Process.info(self(), :messages)
   end
 
+  test "a download in pieces stops when its caller dies or its job is cancelled" do
+    # The pieces are received and joined in a helper process (Mure.Transfer): it must not go on
+    # reading a tensor nobody waits for. 128 MiB in 64 KiB pieces: 2,048 reads.
+    conn = start_supervised!({Mure, chunk_size: 64 * 1024, shared_memory: false})
+    data = payload(128 * @mib)
+    pieces = div(byte_size(data), 64 * 1024)
+    t = Mure.upload!(conn, data, {:u, 8}, {byte_size(data)})
+
+    # Reads served since `before`, once nothing is in flight on the connection any more.
+    reads_when_idle = fn before ->
+      assert wait_until(fn -> Mure.info(conn).inflight == 0 end, 30_000), "calls left in flight"
+      Mure.stats!(conn).requests - before - 1
+    end
+
+    # A synchronous download whose caller is killed once some pieces have come back.
+    before = Mure.stats!(conn).requests
+    caller = spawn(fn -> Mure.download(t) end)
+
+    assert wait_until(fn -> Mure.stats!(conn).requests - before > 16 end),
+           "the download never started"
+
+    Process.exit(caller, :kill)
+    reads = reads_when_idle.(before)
+
+    assert reads < pieces,
+           "#{reads} reads served: the helper read the whole tensor for a dead caller"
+
+    # An asynchronous one, cancelled by a timed-out await.
+    before = Mure.stats!(conn).requests
+    req = Mure.async_download(t)
+
+    assert wait_until(fn -> Mure.stats!(conn).requests - before > 16 end),
+           "the download never started"
+
+    assert {:error, %ConnectionError{reason: :timeout}} = Mure.await(req, 0)
+    assert wait_until(fn -> not Process.alive?(req.pid) end), "the download's job did not end"
+    reads = reads_when_idle.(before)
+
+    assert reads < pieces,
+           "#{reads} reads served: the helper read the whole tensor for a cancelled job"
+
+    assert {:messages, []} = Process.info(self(), :messages)
+
+    # And one that runs to the end still returns the bytes.
+    assert Mure.download!(t) == data
+  end
+
   # 2 GiB and more in one distribution message would abort this BEAM; in pieces it is an
   # ordinary upload. Needs ~5 GiB of memory and ~30 s: run with MURE_LARGE_TESTS=1.
   @tag timeout: 300_000

@@ -192,6 +192,12 @@ defmodule Mure.Transfer do
   end
 
   defp download_pieces(t, budget, limits) do
+    if Tensor.byte_size(t) > limits.piece,
+      do: apart(fn -> read_pieces(t, budget, limits) end),
+      else: read_pieces(t, budget, limits)
+  end
+
+  defp read_pieces(t, budget, limits) do
     size = Tensor.byte_size(t)
     piece = limits.piece
     reads = for off <- 0..(size - 1)//piece, do: {:read, t.id, off, min(piece, size - off)}
@@ -207,6 +213,43 @@ defmodule Mure.Transfer do
     with {:ok, pieces} <-
            Request.pipeline(t.conn, reads, [t.session], self(), budget, @window, check) do
       {:ok, IO.iodata_to_binary(pieces)}
+    end
+  end
+
+  # Runs `fun` (a download's pieces: received, checked, joined) in a process of its own and
+  # returns its result; the caller receives the one joined binary. The pieces are freed when the
+  # helper exits instead of at the caller's next garbage collection, so their memory goes back
+  # to the BEAM's allocator while it still holds it warm: a fresh page costs ~11 us on these VMs
+  # (bench, limits section), and 256 MiB downloads in a loop took 0.9-1.1 s (65,537 page faults
+  # each: the result alone) against 1.1-2.3 s (65,537-114,713) with the pieces in the caller.
+  # A job's cancellation and its owner's exit end the helper as they would end the caller's wait.
+  defp apart(fun) do
+    caller = self()
+    cancel = Process.get(:"$mure_job_cancel", :none)
+    owner_mon = Process.get(:"$mure_job_owner_mon", :none)
+
+    {pid, ref} =
+      spawn_monitor(fn ->
+        # The caller's exit ends the helper's wait for a piece (Request.receive_call/4).
+        Process.put(:"$mure_job_owner_mon", Process.monitor(caller))
+        send(caller, {self(), fun.()})
+      end)
+
+    receive do
+      {^pid, result} ->
+        Process.demonitor(ref, [:flush])
+        result
+
+      {:DOWN, ^ref, :process, ^pid, reason} ->
+        {:error, %Error{kind: :internal, message: "download failed: #{inspect(reason)}"}}
+
+      {:"$mure_cancel", ^cancel} ->
+        Process.exit(pid, :kill)
+        throw(:"$mure_cancelled")
+
+      {:DOWN, ^owner_mon, _, _, _} ->
+        Process.exit(pid, :kill)
+        exit(:normal)
     end
   end
 

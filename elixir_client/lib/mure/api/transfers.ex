@@ -61,10 +61,19 @@ defmodule Mure.Api.Transfers do
       Downloads a tensor's data as a binary (native little-endian, row-major).
 
       A tensor larger than the connection's `:chunk_size` comes in pieces
-      (`{:read, h, offset, length}`, several in flight), joined in order into one binary;
-      `timeout:` then bounds the whole download (without it, each piece gets the connection's
-      default timeout). On the node's host a tensor of 1 MiB or more comes through shared
-      memory instead (see `upload/5`; `shared_memory: false` turns it off for one call).
+      (`{:read, h, offset, length}`, several in flight), received and joined in order into one
+      binary by a short-lived helper process (the pieces are freed as it exits, not at the
+      caller's next garbage collection); `timeout:` then bounds the whole download (without it,
+      each piece gets the connection's default timeout). On the node's host a tensor of 1 MiB or
+      more comes through shared memory instead (see `upload/5`; `shared_memory: false` turns it
+      off for one call).
+
+      A download makes a new binary; where the BEAM cannot take its memory from what it freed
+      before, every 4 KiB page of it is faulted in afresh, which some VMs price at ~11 µs a page
+      (0.37 GB/s). A BEAM that moves tensors of tens of MiB over the network keeps more freed
+      segments for reuse with `+MMmcs 30` (the default keeps 10): 64 MiB downloads in a loop
+      then ran at 23-33 ms instead of 226-433 ms in the benchmark's transfer section on such a
+      VM (two runs, one with the flag; bench/README.md).
 
       ## Examples
 

@@ -115,10 +115,14 @@ t0 = System.monotonic_time(:millisecond)
 sh!.(up)
 
 try do
-  # Each member alone (a cluster of one), then all three.
+  # Each member alone (a cluster of one), then all three. `dial_in: false`: the members measured
+  # before stay connected to this BEAM, and a cluster that takes dial-ins takes every connected
+  # hidden node with its prefix (Mure.Cluster's docs) — host 3 "alone" was then all three.
   singles =
     for node <- nodes do
-      c = start.([nodes: [node]], 1)
+      c = start.([nodes: [node], dial_in: false], 1)
+      members = Mure.Cluster.status(c).members |> Enum.map(& &1.node)
+      unless members == [node], do: raise("the cluster of #{node} alone has members #{inspect(members)}")
       r = measure.(c, [])
       Mure.Cluster.stop(c)
       r

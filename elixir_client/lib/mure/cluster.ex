@@ -85,7 +85,10 @@ defmodule Mure.Cluster do
     * `:nodes` - node names to join as well (e.g. `[:"mure@10.0.0.21"]`)
     * `:name_prefix` - join the epmd names that start with this (default `"mure"`)
     * `:dial_in` - join the nodes that dial in to this BEAM (`mure_node --connect`) whose
-      name starts with `:name_prefix`, from any host (default `true`)
+      name starts with `:name_prefix`, from any host (default `true`). A connection does not
+      say who opened it: a node this BEAM reached for another cluster or with
+      `Mure.connect/2` counts as well, so give `dial_in: false` to a cluster that must hold
+      exactly its `:hosts` and `:nodes`
     * `:discover_interval` - ms between two rounds of discovery (default 2000)
     * `:probe` - measure members as they join (default `true`; without it every member
       counts as equally fast until jobs say otherwise)

@@ -55,6 +55,11 @@ class BlisExecutor {
 
   const BlisInfo& info() const { return info_; }
 
+  /// The threads products are split over (null: one thread, or BLIS's own threads). The CPU
+  /// executor splits large elementwise ops over the same pool: one set of threads for the node's
+  /// CPU work, so two ops never oversubscribe the cores (the second runs on its caller alone).
+  GemmPool* pool() const { return pool_.get(); }
+
  private:
   BlisExecutor() = default;
   void* cntx_ = nullptr;  ///< cntx_t* of the chosen kernel set

@@ -5,9 +5,34 @@
 
 namespace mure::exec {
 
-Status CpuExecutor::Unary(ir::UnaryOp op, const Tensor& in, Tensor& out) { return cpu::Unary(op, in, out); }
+namespace {
+
+/// Elementwise ops of at least this many elements are split over the BLIS executor's pool: a
+/// worker's wake-up (tens of us, ~100 us on a VM) against a pass over >= 4 MiB per operand.
+constexpr uint64_t kSplitMinElements = uint64_t{1} << 20;
+
+/// fn(lo, hi) over [0, n) in one part per thread of `pool`, cut at multiples of 64 elements (no
+/// two threads write the same cache line), or over all of it on this thread.
+void Split(GemmPool* pool, uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn) {
+  const unsigned parts = pool && n >= kSplitMinElements ? pool->threads() : 1;
+  if (parts <= 1) return fn(0, n);
+  pool->Run(parts, [&](unsigned p) {
+    auto cut = [&](unsigned q) { return q == parts ? n : (n * q / parts) & ~uint64_t{63}; };
+    fn(cut(p), cut(p + 1));
+  });
+}
+
+}  // namespace
+
+Status CpuExecutor::Unary(ir::UnaryOp op, const Tensor& in, Tensor& out) {
+  if (!cpu::FlatUnary(in, out)) return cpu::Unary(op, in, out);
+  Split(pool(), out.elements(), [&](uint64_t lo, uint64_t hi) { cpu::UnaryRange(op, in, out, lo, hi); });
+  return Status::Ok();
+}
 Status CpuExecutor::Binary(ir::BinaryOp op, const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
-  return cpu::Binary(op, a, b, compute, out);
+  if (!cpu::FlatBinary(op, a, b, compute, out)) return cpu::Binary(op, a, b, compute, out);
+  Split(pool(), out.elements(), [&](uint64_t lo, uint64_t hi) { cpu::BinaryRange(op, a, b, out, lo, hi); });
+  return Status::Ok();
 }
 Status CpuExecutor::Reduce(ir::ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor& out) {
   return cpu::Reduce(op, in, plan, out);

@@ -15,6 +15,8 @@ class CpuExecutor final : public Executor {
   explicit CpuExecutor(const BlisExecutor* blis) : blis_(blis) {}
 
   bool has_blis() const { return blis_ != nullptr; }
+  /// The threads large elementwise ops are split over (BLIS's pool; null: this thread alone).
+  GemmPool* pool() const { return blis_ ? blis_->pool() : nullptr; }
 
   Device device() const override { return Device::kCpu; }
   std::string_view name() const override { return "cpu"; }

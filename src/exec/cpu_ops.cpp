@@ -142,20 +142,27 @@ uint64_t BinaryInt(BinaryOp op, DType t, uint64_t x, uint64_t y) {
 
 Status Unary(UnaryOp op, const Tensor& in, Tensor& out) {
   if (ir::IsComplex(in.type()) || ir::IsComplex(out.type())) return ComplexUnary(op, in, out);
+  UnaryRange(op, in, out, 0, in.elements());
+  return Status::Ok();
+}
+
+bool FlatUnary(const Tensor& in, const Tensor& out) {
+  return !ir::IsComplex(in.type()) && !ir::IsComplex(out.type());
+}
+
+void UnaryRange(UnaryOp op, const Tensor& in, Tensor& out, uint64_t lo, uint64_t hi) {
   const DType it = in.type(), ot = out.type();
   const uint8_t* src = in.data();
   uint8_t* dst = out.data();
-  const uint64_t n = in.elements();
   if (IsFloat(it) || IsFloat(ot)) {
     // Float ops (integers are converted to the float result type first).
-    for (uint64_t i = 0; i < n; ++i) {
+    for (uint64_t i = lo; i < hi; ++i) {
       double x = IsFloat(ot) ? RoundTo(ot, LoadF(it, src, i)) : LoadF(it, src, i);
       StoreF(ot, dst, i, UnaryFloat(op, x));
     }
   } else {
-    for (uint64_t i = 0; i < n; ++i) StoreI(ot, dst, i, UnaryInt(op, it, LoadI(it, src, i)));
+    for (uint64_t i = lo; i < hi; ++i) StoreI(ot, dst, i, UnaryInt(op, it, LoadI(it, src, i)));
   }
-  return Status::Ok();
 }
 
 namespace {
@@ -163,35 +170,58 @@ namespace {
 /// The common case at full speed: f32/f64 arithmetic on operands of the result's type and shape
 /// (or a scalar), as a plain loop the compiler vectorises. Same results as the generic path:
 /// one IEEE operation per element.
-template <typename T>
-bool FastBinary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+bool FastShapes(const Tensor& a, const Tensor& b, const Tensor& out) {
   const uint64_t n = out.elements();
   const bool sa = a.elements() == 1 && n != 1, sb = b.elements() == 1 && n != 1;
-  if ((!sa && a.shape() != out.shape()) || (!sb && b.shape() != out.shape())) return false;
+  return (sa || a.shape() == out.shape()) && (sb || b.shape() == out.shape());
+}
+
+bool FastOp(BinaryOp op) {
+  return op == BinaryOp::kAdd || op == BinaryOp::kSubtract || op == BinaryOp::kMultiply || op == BinaryOp::kDivide;
+}
+
+/// Elements [lo, hi) of a FastShapes/FastOp binary of type T.
+template <typename T>
+void FastBinary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, uint64_t lo, uint64_t hi) {
+  const uint64_t n = out.elements();
+  const bool sa = a.elements() == 1 && n != 1, sb = b.elements() == 1 && n != 1;
   const T* x = a.as<T>();
   const T* y = b.as<T>();
   T* z = out.as<T>();
   auto run = [&](auto f) {
-    if (sa) { const T xv = x[0]; for (uint64_t i = 0; i < n; ++i) z[i] = f(xv, y[i]); }
-    else if (sb) { const T yv = y[0]; for (uint64_t i = 0; i < n; ++i) z[i] = f(x[i], yv); }
-    else { for (uint64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]); }
+    if (sa) { const T xv = x[0]; for (uint64_t i = lo; i < hi; ++i) z[i] = f(xv, y[i]); }
+    else if (sb) { const T yv = y[0]; for (uint64_t i = lo; i < hi; ++i) z[i] = f(x[i], yv); }
+    else { for (uint64_t i = lo; i < hi; ++i) z[i] = f(x[i], y[i]); }
   };
   switch (op) {
-    case BinaryOp::kAdd: run([](T p, T q) { return p + q; }); return true;
-    case BinaryOp::kSubtract: run([](T p, T q) { return p - q; }); return true;
-    case BinaryOp::kMultiply: run([](T p, T q) { return p * q; }); return true;
-    case BinaryOp::kDivide: run([](T p, T q) { return p / q; }); return true;
-    default: return false;
+    case BinaryOp::kAdd: run([](T p, T q) { return p + q; }); break;
+    case BinaryOp::kSubtract: run([](T p, T q) { return p - q; }); break;
+    case BinaryOp::kMultiply: run([](T p, T q) { return p * q; }); break;
+    case BinaryOp::kDivide: run([](T p, T q) { return p / q; }); break;
+    default: break;
   }
 }
 
 }  // namespace
 
+bool FlatBinary(BinaryOp op, const Tensor& a, const Tensor& b, DType compute, const Tensor& out) {
+  return (compute == DType::kF32 || compute == DType::kF64) && a.type() == compute && b.type() == compute &&
+         out.type() == compute && FastOp(op) && FastShapes(a, b, out);
+}
+
+void BinaryRange(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, uint64_t lo, uint64_t hi) {
+  if (out.type() == DType::kF32) {
+    FastBinary<float>(op, a, b, out, lo, hi);
+  } else {
+    FastBinary<double>(op, a, b, out, lo, hi);
+  }
+}
+
 Status Binary(BinaryOp op, const Tensor& a, const Tensor& b, DType compute, Tensor& out) {
   if (ir::IsComplex(compute)) return ComplexBinary(op, a, b, compute, out);
-  if (a.type() == compute && b.type() == compute && out.type() == compute) {
-    if (compute == DType::kF32 && FastBinary<float>(op, a, b, out)) return Status::Ok();
-    if (compute == DType::kF64 && FastBinary<double>(op, a, b, out)) return Status::Ok();
+  if (FlatBinary(op, a, b, compute, out)) {
+    BinaryRange(op, a, b, out, 0, out.elements());
+    return Status::Ok();
   }
   const auto sa = BroadcastStrides(a.shape(), out.shape());
   const auto sb = BroadcastStrides(b.shape(), out.shape());

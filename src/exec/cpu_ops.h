@@ -17,6 +17,15 @@ namespace mure::cpu {
 Status Unary(ir::UnaryOp op, const Tensor& in, Tensor& out);
 /// out = op(a, b) with broadcasting; operands promoted to `compute` first.
 Status Binary(ir::BinaryOp op, const Tensor& a, const Tensor& b, DType compute, Tensor& out);
+
+/// Parts of Unary and Binary, for running one op's elements on several threads: each element
+/// of out depends on the same element of the operands alone. UnaryRange computes out's elements
+/// [lo, hi) of Unary where FlatUnary holds (no complex type); BinaryRange those of Binary where
+/// FlatBinary holds (f32 or f64 throughout, + - * /, operands of out's shape or scalars).
+bool FlatUnary(const Tensor& in, const Tensor& out);
+void UnaryRange(ir::UnaryOp op, const Tensor& in, Tensor& out, uint64_t lo, uint64_t hi);
+bool FlatBinary(ir::BinaryOp op, const Tensor& a, const Tensor& b, DType compute, const Tensor& out);
+void BinaryRange(ir::BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, uint64_t lo, uint64_t hi);
 /// out = reduction of in over plan.axes.
 Status Reduce(ir::ReduceOp op, const Tensor& in, const ir::ReducePlan& plan, Tensor& out);
 /// out = in converted to out's type (floats to integers saturate, NaN becomes 0; integers wrap).

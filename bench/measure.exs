@@ -654,9 +654,8 @@ defmodule Bench.Main do
   # {seconds, result} of `f` run once more after an untimed run whose result `undo` disposes of,
   # with this process's garbage collected between (what the untimed run made is freed).
   defp steady(f, undo \\ fn _ -> :ok end) do
-    undo.(f.())
-    :erlang.garbage_collect()
-    tc(f)
+    {secs, result, _faults} = steady_faults(f, undo)
+    {secs, result}
   end
 
   # steady/2 and this BEAM's minor page faults during the timed run (nil where unreadable).

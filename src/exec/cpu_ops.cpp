@@ -141,7 +141,7 @@ uint64_t BinaryInt(BinaryOp op, DType t, uint64_t x, uint64_t y) {
 }  // namespace
 
 Status Unary(UnaryOp op, const Tensor& in, Tensor& out) {
-  if (ir::IsComplex(in.type()) || ir::IsComplex(out.type())) return ComplexUnary(op, in, out);
+  if (!FlatUnary(in, out)) return ComplexUnary(op, in, out);
   UnaryRange(op, in, out, 0, in.elements());
   return Status::Ok();
 }
@@ -167,9 +167,7 @@ void UnaryRange(UnaryOp op, const Tensor& in, Tensor& out, uint64_t lo, uint64_t
 
 namespace {
 
-/// The common case at full speed: f32/f64 arithmetic on operands of the result's type and shape
-/// (or a scalar), as a plain loop the compiler vectorises. Same results as the generic path:
-/// one IEEE operation per element.
+/// Operands of out's shape, or scalars.
 bool FastShapes(const Tensor& a, const Tensor& b, const Tensor& out) {
   const uint64_t n = out.elements();
   const bool sa = a.elements() == 1 && n != 1, sb = b.elements() == 1 && n != 1;
@@ -180,7 +178,9 @@ bool FastOp(BinaryOp op) {
   return op == BinaryOp::kAdd || op == BinaryOp::kSubtract || op == BinaryOp::kMultiply || op == BinaryOp::kDivide;
 }
 
-/// Elements [lo, hi) of a FastShapes/FastOp binary of type T.
+/// The common case at full speed: f32/f64 arithmetic on operands of the result's type and shape
+/// (or a scalar), as a plain loop the compiler vectorises. Same results as the generic path:
+/// one IEEE operation per element. Elements [lo, hi) of a FastShapes/FastOp binary of type T.
 template <typename T>
 void FastBinary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, uint64_t lo, uint64_t hi) {
   const uint64_t n = out.elements();

@@ -174,39 +174,20 @@ defmodule Mure.Request do
   @spec pipeline(GenServer.server(), [term()], list(), pid(), term(), pos_integer(), fun()) ::
           {:ok, [term()]} | {:error, Exception.t()}
   def pipeline(conn, requests, sessions, owner, budget, window, check) do
-    fold = fn i, value, acc ->
-      with {:ok, item} <- check.(i, value), do: {:ok, [item | acc]}
-    end
-
-    with {:ok, acc} <- pipeline_fold(conn, requests, sessions, owner, budget, window, [], fold),
-         do: {:ok, Enum.reverse(acc)}
-  end
-
-  @doc false
-  # pipeline/7 folding each reply into `acc` as it arrives, in order: `fun.(index, value, acc)`
-  # returns {:ok, acc} or {:error, exception}. Returns {:ok, acc} or the first error.
-  @spec pipeline_fold(
-          GenServer.server(),
-          [term()],
-          list(),
-          pid(),
-          term(),
-          pos_integer(),
-          term(),
-          fun()
-        ) ::
-          {:ok, term()} | {:error, Exception.t()}
-  def pipeline_fold(conn, requests, sessions, owner, budget, window, acc, fun) do
     do_pipeline(
       conn,
       Enum.with_index(requests),
       :queue.new(),
-      acc,
-      {sessions, owner, budget, window, fun}
+      [],
+      sessions,
+      owner,
+      budget,
+      window,
+      check
     )
   end
 
-  defp do_pipeline(conn, pending, inflight, acc, {sessions, owner, budget, window, fun} = how) do
+  defp do_pipeline(conn, pending, inflight, acc, sessions, owner, budget, window, check) do
     cond do
       pending != [] and :queue.len(inflight) < window ->
         [{request, i} | rest] = pending
@@ -214,7 +195,17 @@ defmodule Mure.Request do
 
         case send_call(conn, request, sessions, owner, send_timeout) do
           {:ok, _pid, alias} ->
-            do_pipeline(conn, rest, :queue.in({alias, i}, inflight), acc, how)
+            do_pipeline(
+              conn,
+              rest,
+              :queue.in({alias, i}, inflight),
+              acc,
+              sessions,
+              owner,
+              budget,
+              window,
+              check
+            )
 
           {:error, error} ->
             abandon(inflight)
@@ -222,15 +213,25 @@ defmodule Mure.Request do
         end
 
       :queue.is_empty(inflight) ->
-        {:ok, acc}
+        {:ok, Enum.reverse(acc)}
 
       true ->
         {{:value, {alias, i}}, inflight} = :queue.out(inflight)
         {_, wait} = remaining(budget)
 
         with {:ok, value, _node, _session} <- receive_call(alias, wait),
-             {:ok, acc} <- fun.(i, value, acc) do
-          do_pipeline(conn, pending, inflight, acc, how)
+             {:ok, item} <- check.(i, value) do
+          do_pipeline(
+            conn,
+            pending,
+            inflight,
+            [item | acc],
+            sessions,
+            owner,
+            budget,
+            window,
+            check
+          )
         else
           {:error, error} ->
             abandon(inflight)
